@@ -1,0 +1,84 @@
+"""agentledger: durable sessions and an append-only event ledger for AI agents.
+
+Every session is a ledger of events; the session (state, status, phase, errors, history) is a
+projection of that ledger, kept as a snapshot beside it by the store.
+
+Example:
+    >>> from agentledger import NewEvent, open_store
+    >>> with open_store("memory://") as store:
+    ...     session = store.create_session(app_name="demo", user_id="ada")
+    ...     _ = store.append(session.id, [NewEvent(type="user_message", author="user",
+    ...                                            data={"text": "hi"})])
+    ...     store.get_session(session.id).version
+    2
+"""
+
+from agentledger.core.events import Author, Event, EventType, NewEvent
+from agentledger.core.projection import project
+from agentledger.core.session import Phase, PhaseTransition, Session, Status
+from agentledger.errors import (
+    AgentLedgerError,
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptedSessionError,
+    EventTooLargeError,
+    InvalidEventError,
+    InvalidSessionIdError,
+    InvalidTransitionError,
+    MissingDependencyError,
+    ModelError,
+    RunnerError,
+    SchemaVersionError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    ToolError,
+)
+from agentledger.stores.base import (
+    Capabilities,
+    SessionPage,
+    SessionStore,
+    default_store_url,
+    open_store,
+)
+from agentledger.stores.memory import MemoryStore
+from agentledger.stores.sqlite import SqliteStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentLedgerError",
+    "Author",
+    "Capabilities",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptedSessionError",
+    "Event",
+    "EventTooLargeError",
+    "EventType",
+    "InvalidEventError",
+    "InvalidSessionIdError",
+    "InvalidTransitionError",
+    "MemoryStore",
+    "MissingDependencyError",
+    "ModelError",
+    "NewEvent",
+    "Phase",
+    "PhaseTransition",
+    "RunnerError",
+    "SchemaVersionError",
+    "Session",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "SessionPage",
+    "SessionStore",
+    "SqliteStore",
+    "Status",
+    "StoreError",
+    "StoreUnavailableError",
+    "ToolError",
+    "default_store_url",
+    "open_store",
+    "project",
+]

@@ -1,0 +1,123 @@
+"""Events: the immutable entries of a session's ledger (DESIGN.md §2).
+
+Pure: no I/O and no clock. A `NewEvent` is what a caller asks to append; the store stamps
+it (id, session id, seq, and the timestamp when the caller gave none) and returns an `Event`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
+
+
+class EventType(StrEnum):
+    """The standard event types; plugins add their own, namespaced (`"myplugin.something"`)."""
+
+    SESSION_CREATED = "session_created"
+    USER_MESSAGE = "user_message"
+    AGENT_MESSAGE = "agent_message"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    FINAL_OUTPUT = "final_output"
+    ERROR = "error"
+    STATE_UPDATED = "state_updated"
+    METADATA_UPDATED = "metadata_updated"
+    PHASE_CHANGED = "phase_changed"
+    STATUS_CHANGED = "status_changed"
+    SESSION_FINALIZED = "session_finalized"
+
+
+STANDARD_EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+
+
+class Author(StrEnum):
+    """Who wrote an event; a plugin may also author events under its own name."""
+
+    USER = "user"
+    AGENT = "agent"
+    TOOL = "tool"
+    SYSTEM = "system"
+
+
+def _check_type(value: str) -> str:
+    if value in STANDARD_EVENT_TYPES:
+        return value
+    namespace, dot, name = value.partition(".")
+    if dot and namespace and name:
+        return value
+    raise ValueError(
+        f"unknown event type {value!r}: use a standard type "
+        f"({', '.join(sorted(STANDARD_EVENT_TYPES))}) or a namespaced one ('plugin.name')"
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    return value.astimezone(timezone.utc)
+
+
+class NewEvent(BaseModel):
+    """An event to append, before the store gives it an id and a `seq`.
+
+    Attributes:
+        type: A standard `EventType` or a namespaced plugin type (`"plugin.name"`).
+        author: `user`, `agent`, `tool`, `system`, or a plugin's name.
+        data: The event's payload; a JSON object.
+        state_delta: State keys to set; a value of `None` deletes the key. Keys prefixed
+            `app:` / `user:` change app-wide / user-wide state, `temp:` keys are dropped.
+        invocation_id: Groups the events of one agent turn; `None` outside a turn.
+        timestamp: When it happened (UTC); `None` lets the store stamp the append time.
+
+    Raises:
+        pydantic.ValidationError: (a `ValueError`) on an unknown, un-namespaced type or a
+            naive timestamp.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    author: str = Author.SYSTEM.value
+    data: dict[str, Any] = Field(default_factory=dict)
+    state_delta: dict[str, Any] = Field(default_factory=dict)
+    invocation_id: str | None = None
+    timestamp: datetime | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _validate_type(cls, value: str) -> str:
+        return _check_type(value)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _check_timestamp(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+
+class Event(BaseModel):
+    """A stored, immutable ledger entry.
+
+    Attributes:
+        id: Unique and time-sortable (a 26-character ULID).
+        session_id: The session whose ledger holds it.
+        seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
+        type, author, data, state_delta, invocation_id: As given in the `NewEvent`.
+        timestamp: When it happened, UTC (ISO 8601 in JSON).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    session_id: str
+    seq: int
+    type: str
+    author: str
+    timestamp: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    state_delta: dict[str, Any] = Field(default_factory=dict)
+    invocation_id: str | None = None

@@ -1,0 +1,125 @@
+"""The projection: a session is a pure fold over its ledger (DESIGN.md §1).
+
+`project(events, session)` continues from a snapshot; `project(all_events)` rebuilds from
+scratch. Both give the same `Session`, which is what lets a store keep a snapshot beside the
+ledger and still treat the ledger as the single source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agentledger.core.events import Event, EventType
+from agentledger.core.session import PhaseTransition, Session, Status
+from agentledger.core.state import apply_delta, split_delta
+from agentledger.errors import CorruptedSessionError
+
+__all__ = ["deep_merge", "project"]
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` with `update` merged in; nested objects merge key by key.
+
+    A key set to `None` in `update` is deleted; any other non-object value replaces.
+    """
+    result = dict(base)
+    for key, value in update.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _created(event: Event) -> Session:
+    data = event.data
+    return Session(
+        id=event.session_id,
+        app_name=data["app_name"],
+        user_id=data["user_id"],
+        agent_name=data.get("agent_name"),
+        title=data.get("title"),
+        purpose=data.get("purpose"),
+        phase=data.get("phase", "initializing"),
+        metadata=dict(data.get("metadata") or {}),
+        state=split_delta(event.state_delta).session,
+        created_at=event.timestamp,
+        updated_at=event.timestamp,
+        version=event.seq,
+    )
+
+
+def _apply(session: Session, event: Event) -> Session:
+    changes: dict[str, Any] = {"version": event.seq, "updated_at": event.timestamp}
+    if event.state_delta:
+        own = split_delta(event.state_delta).session
+        if own:
+            changes["state"] = apply_delta(session.state, own)
+    data = event.data
+    kind = event.type
+    if kind == EventType.METADATA_UPDATED:
+        changes["metadata"] = deep_merge(session.metadata, data.get("metadata") or {})
+    elif kind == EventType.PHASE_CHANGED:
+        to_phase = data["to"]
+        changes["phase"] = to_phase
+        changes["phase_history"] = [
+            *session.phase_history,
+            PhaseTransition(from_phase=session.phase, to_phase=to_phase, timestamp=event.timestamp),
+        ]
+        if "resume_ready" in data:
+            changes["resume_ready"] = bool(data["resume_ready"])
+    elif kind == EventType.STATUS_CHANGED:
+        changes["status"] = data["to"]
+    elif kind == EventType.ERROR:
+        changes["error_count"] = session.error_count + 1
+        changes["last_error"] = str(data.get("message", ""))
+    elif kind == EventType.SESSION_FINALIZED:
+        changes["status"] = Status.TERMINATED.value
+        changes["outcome"] = data.get("outcome")
+        changes["summary"] = data.get("summary")
+        changes["finalized_at"] = event.timestamp
+        changes["resume_ready"] = False
+        changes["duration_seconds"] = (event.timestamp - session.created_at).total_seconds()
+    elif kind == EventType.SESSION_CREATED:
+        raise ValueError(f"event {event.seq}: session_created may only be the first event")
+    return session.model_copy(update=changes)
+
+
+def project(events: Iterable[Event], session: Session | None = None) -> Session:
+    """Fold events into a session.
+
+    Args:
+        events: Ledger entries in `seq` order, continuing `session` (or starting at seq 1
+            with `session_created` when `session` is `None`).
+        session: A snapshot to continue from; it is not modified.
+
+    Returns:
+        The new projection. Only the session's own state keys are folded: `app:` and
+        `user:` keys live in their shared scopes and `temp:` keys are never persisted.
+
+    Raises:
+        CorruptedSessionError: The events do not continue the session (a gap in `seq`, a
+            missing or repeated `session_created`, or a malformed standard event).
+    """
+    current = session
+    for event in events:
+        expected = 1 if current is None else current.version + 1
+        if event.seq != expected:
+            raise CorruptedSessionError(
+                event.session_id, f"expected seq {expected}, found seq {event.seq}"
+            )
+        try:
+            if current is None:
+                if event.type != EventType.SESSION_CREATED:
+                    raise ValueError("the first event must be session_created")
+                current = _created(event)
+            else:
+                current = _apply(current, event)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptedSessionError(event.session_id, f"event {event.seq}: {exc}") from exc
+    if current is None:
+        raise ValueError("project() needs a session or at least one event")
+    return current

@@ -1,0 +1,119 @@
+"""The session: a projection of its ledger (DESIGN.md §2). Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentledger.errors import InvalidSessionIdError
+
+__all__ = [
+    "DEFAULT_PHASES",
+    "FINAL_PHASES",
+    "RESUMABLE_PHASES",
+    "Phase",
+    "PhaseTransition",
+    "Session",
+    "Status",
+    "validate_session_id",
+]
+
+
+class Status(StrEnum):
+    """The coarse lifecycle of a session (seed 001)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
+class Phase(StrEnum):
+    """The default workflow phases (seed 003); the phase set is configuration."""
+
+    INITIALIZING = "initializing"
+    INVESTIGATING = "investigating"
+    PLANNING = "planning"
+    APPROVAL = "approval"
+    EXECUTING = "executing"
+    VALIDATING = "validating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+DEFAULT_PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
+FINAL_PHASES: frozenset[str] = frozenset({"completed", "failed", "abandoned"})
+RESUMABLE_PHASES: frozenset[str] = frozenset({"approval", "investigating", "planning"})
+
+
+class PhaseTransition(BaseModel):
+    """One entry of `Session.phase_history`: a phase change and when it happened (UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    from_phase: str
+    to_phase: str
+    timestamp: datetime
+
+
+class Session(BaseModel):
+    """A session as projected from its ledger.
+
+    `state` holds the session's own keys plus, when read through a store, the `app:` and
+    `user:` keys it shares with other sessions (prefixed). `version` is the `seq` of the
+    last event; `updated_at` is the last activity (the last event's timestamp).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    app_name: str
+    user_id: str
+    agent_name: str | None = None
+    title: str | None = None
+    purpose: str | None = None
+    status: str = Status.ACTIVE.value
+    phase: str = Phase.INITIALIZING.value
+    state: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    error_count: int = 0
+    last_error: str | None = None
+    resume_ready: bool = True
+    outcome: str | None = None
+    summary: str | None = None
+    finalized_at: datetime | None = None
+    duration_seconds: float | None = None
+    phase_history: list[PhaseTransition] = Field(default_factory=list)
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+def validate_session_id(session_id: object) -> str:
+    """Check that a session id is safe to use as a key and as a folder name.
+
+    Args:
+        session_id: The id to check.
+
+    Returns:
+        The id, unchanged.
+
+    Raises:
+        InvalidSessionIdError: Not a string of 1-128 characters from `[A-Za-z0-9._:@-]`
+            starting with a letter or digit, or it contains `..` (could escape a folder).
+    """
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+        raise InvalidSessionIdError(
+            f"invalid session id {session_id!r}: use 1-128 characters from [A-Za-z0-9._:@-], "
+            "starting with a letter or digit"
+        )
+    if ".." in session_id:
+        raise InvalidSessionIdError(f"invalid session id {session_id!r}: '..' is not allowed")
+    return session_id

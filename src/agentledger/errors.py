@@ -1,0 +1,164 @@
+"""The agentledger error tree.
+
+Every error the library raises on purpose is an `AgentLedgerError`. Driver errors
+(`sqlite3`, `psycopg`, `OSError`) are translated at the store boundary and chained
+(`raise StoreError(...) from exc`); nothing above `agentledger.stores` sees them.
+
+```
+AgentLedgerError
+├── ConfigurationError            unknown URL scheme, bad option
+│   └── MissingDependencyError    also an ImportError; names `pip install 'agentledger[x]'`
+├── StoreError                    a driver error, always `from exc`
+│   ├── ConcurrencyError          expected_version mismatch
+│   ├── CorruptedSessionError     a record that cannot be read back
+│   ├── SchemaVersionError        the store was written by a newer library
+│   └── StoreUnavailableError     connection, lock timeout, disk
+├── SessionNotFoundError          (also a KeyError)
+├── SessionExistsError            create with an id that is taken
+├── InvalidSessionIdError         (also a ValueError)
+├── InvalidEventError             a value JSON cannot hold, a bad event field (also a ValueError)
+│   └── EventTooLargeError        an event's JSON is over `max_event_bytes`
+├── InvalidTransitionError        a phase/status rule broken (raised in core)
+└── RunnerError
+    ├── ModelError
+    └── ToolError
+```
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentLedgerError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptedSessionError",
+    "EventTooLargeError",
+    "InvalidEventError",
+    "InvalidSessionIdError",
+    "InvalidTransitionError",
+    "MissingDependencyError",
+    "ModelError",
+    "RunnerError",
+    "SchemaVersionError",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "StoreError",
+    "StoreUnavailableError",
+    "ToolError",
+]
+
+
+class AgentLedgerError(Exception):
+    """Base class of every error agentledger raises on purpose."""
+
+
+class ConfigurationError(AgentLedgerError):
+    """An unknown store URL scheme, a bad option value or a bad environment setting."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed; install it with: pip install 'agentledger[{extra}]'"
+        )
+
+
+class StoreError(AgentLedgerError):
+    """A store could not do what was asked; the driver's error is chained as `__cause__`."""
+
+
+class ConcurrencyError(StoreError):
+    """An append's `expected_version` is not the session's current version; nothing was written.
+
+    Attributes:
+        session_id: The session appended to.
+        expected_version: The version the caller gave.
+        actual_version: The session's version in the store when the append was refused.
+    """
+
+    def __init__(self, session_id: str, expected_version: int, actual_version: int) -> None:
+        self.session_id = session_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"session {session_id!r} is at version {actual_version}, "
+            f"not the expected version {expected_version}; nothing was written"
+        )
+
+
+class CorruptedSessionError(StoreError):
+    """A stored session or event cannot be read back; other sessions are unaffected."""
+
+    def __init__(self, session_id: str, detail: str) -> None:
+        self.session_id = session_id
+        self.detail = detail
+        super().__init__(f"session {session_id!r} is corrupted: {detail}")
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema is newer than this library understands."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached: connection refused, lock timeout, disk full or read-only."""
+
+
+class SessionNotFoundError(AgentLedgerError, KeyError):
+    """No session has this id."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(session_id)
+
+    def __str__(self) -> str:
+        return f"no session with id {self.session_id!r}"
+
+
+class SessionExistsError(AgentLedgerError):
+    """A session was created with an id that is already taken."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"a session with id {session_id!r} already exists")
+
+
+class InvalidSessionIdError(AgentLedgerError, ValueError):
+    """A session id that is empty, too long, or could escape a folder (`..`, `/`, NUL)."""
+
+
+class InvalidEventError(AgentLedgerError, ValueError):
+    """An event that cannot be stored: a value JSON cannot hold, a bad type or author."""
+
+
+class EventTooLargeError(InvalidEventError):
+    """An event's JSON encoding is over the store's `max_event_bytes`.
+
+    Attributes:
+        size: The event's size in bytes (UTF-8 JSON).
+        limit: The store's `max_event_bytes`.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"event is {size} bytes of JSON, over the limit of {limit} bytes")
+
+
+class InvalidTransitionError(AgentLedgerError):
+    """A phase or status rule was broken (for example, appending to a terminated session)."""
+
+
+class RunnerError(AgentLedgerError):
+    """An agent turn failed; the failure is recorded in the ledger as an `error` event."""
+
+
+class ModelError(RunnerError):
+    """The model failed or answered with something the runner cannot use."""
+
+
+class ToolError(RunnerError):
+    """A tool raised, was unknown, or was called with arguments that do not fit its schema."""

@@ -1,0 +1,54 @@
+"""Stores: one `SessionStore` protocol, one module per backend, opened by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentledger.stores.base import (
+    BaseStore,
+    Capabilities,
+    SessionPage,
+    SessionStore,
+    default_store_url,
+    open_store,
+    register_scheme,
+)
+
+__all__ = [
+    "BaseStore",
+    "Capabilities",
+    "SessionPage",
+    "SessionStore",
+    "default_store_url",
+    "open_store",
+    "register_scheme",
+]
+
+
+def _open_memory(url: str, options: dict[str, Any]) -> SessionStore:
+    from agentledger.errors import ConfigurationError
+    from agentledger.stores.memory import MemoryStore
+
+    opts = dict(options)
+    if "max_event_bytes" in opts:
+        try:
+            opts["max_event_bytes"] = int(opts["max_event_bytes"])
+        except ValueError as exc:
+            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
+    return MemoryStore(url=url, **opts)
+
+
+def _open_sqlite(url: str, options: dict[str, Any]) -> SessionStore:
+    from agentledger.stores.sqlite import SqliteStore
+
+    return SqliteStore.from_url(url, options)
+
+
+_BUILTIN = {"memory": _open_memory, "sqlite": _open_sqlite}
+
+
+def _register_builtin_schemes() -> None:
+    from agentledger.stores.base import _SCHEMES
+
+    for scheme, factory in _BUILTIN.items():
+        _SCHEMES.setdefault(scheme, factory)

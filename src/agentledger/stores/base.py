@@ -1,0 +1,772 @@
+"""The store contract (DESIGN.md §3), the shared write path, and `open_store(url)`.
+
+`SessionStore` is the protocol every backend meets and the conformance suite in
+`agentledger.testing` checks. `BaseStore` implements it once on top of a few primitives a
+backend provides (a write transaction that loads and saves rows, and a handful of reads),
+so validation, seq assignment, the projection and scoped state behave the same on every
+store. Rows are plain JSON text: the memory store keeps exactly what SQLite keeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from agentledger._ids import new_id
+from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.projection import project
+from agentledger.core.session import Session, validate_session_id
+from agentledger.core.state import apply_delta, merge_scoped_state, split_delta, strip_temp
+from agentledger.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptedSessionError,
+    EventTooLargeError,
+    InvalidEventError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_STORE_URL",
+    "BaseStore",
+    "Capabilities",
+    "EventRow",
+    "SessionFilter",
+    "SessionPage",
+    "SessionRow",
+    "SessionStore",
+    "StoreTransaction",
+    "default_store_url",
+    "format_timestamp",
+    "open_store",
+    "parse_timestamp",
+    "register_scheme",
+]
+
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
+"""The default limit on one event's JSON size, in bytes (1 MiB)."""
+
+DEFAULT_STORE_URL = "sqlite:///agentledger.db"
+"""The embedded default: a SQLite file in the working directory."""
+
+# Fixed-width UTC timestamps sort as strings, so stores can index and compare them as text.
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format an aware datetime as fixed-width UTC ISO 8601 (`2026-01-08T18:05:30.000000Z`)."""
+    return value.astimezone(timezone.utc).strftime(_TS_FORMAT)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse a timestamp written by `format_timestamp` (or any ISO 8601 with an offset)."""
+    return datetime.fromisoformat(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class EventRow(NamedTuple):
+    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+
+    id: str
+    session_id: str
+    seq: int
+    type: str
+    author: str
+    timestamp: str
+    invocation_id: str | None
+    data: str
+    state_delta: str
+
+
+class SessionRow(NamedTuple):
+    """A session snapshot as a store keeps it: indexed columns plus the projection as JSON."""
+
+    id: str
+    app_name: str
+    user_id: str
+    agent_name: str | None
+    status: str
+    phase: str
+    created_at: str
+    updated_at: str
+    version: int
+    snapshot: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Filters for `list_sessions`; `None` means "any". Timestamps compare `updated_at`."""
+
+    app_name: str | None = None
+    user_id: str | None = None
+    agent_name: str | None = None
+    status: str | None = None
+    phase: str | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+
+
+class SessionPage(BaseModel):
+    """One page of `list_sessions`: newest activity first.
+
+    Attributes:
+        sessions: Up to `limit` sessions, ordered by `updated_at` then `id`, descending.
+        next_cursor: Pass it as `cursor=` to get the next page; `None` on the last page.
+    """
+
+    sessions: list[Session]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store can promise beyond the common contract; the conformance suite skips the
+    checks a store does not declare.
+
+    Attributes:
+        persistent: Data outlives the process (and survives `kill -9` once acknowledged).
+        multi_process: Several processes may write to the same store at once.
+    """
+
+    persistent: bool
+    multi_process: bool
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """The contract every store meets (DESIGN.md §3)."""
+
+    url: str
+    capabilities: Capabilities
+    max_event_bytes: int
+
+    def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        agent_name: str | None = None,
+        title: str | None = None,
+        purpose: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        phase: str | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        """Create a session: its ledger starts with one `session_created` event (seq 1).
+
+        Args:
+            app_name: The application the session belongs to (scopes `app:` state).
+            user_id: The user it belongs to (scopes `user:` state within the app).
+            agent_name: The agent that works in it, if any.
+            title: A short human label.
+            purpose: What the session is for (seed 003's `purpose`).
+            state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
+                are dropped.
+            metadata: Initial metadata, a JSON object.
+            phase: The initial phase; `"initializing"` when `None`.
+            session_id: A caller-chosen id; a new ULID when `None`.
+
+        Returns:
+            The new session (version 1), with its scoped state merged in.
+
+        Raises:
+            InvalidSessionIdError: `session_id` is unsafe (empty, `..`, `/`, NUL, too long).
+            SessionExistsError: `session_id` is taken; nothing was written.
+            InvalidEventError: A value JSON cannot hold; nothing was written.
+            EventTooLargeError: The initial state and metadata are over `max_event_bytes`.
+        """
+        ...
+
+    def append(
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Append events to a session's ledger atomically.
+
+        Args:
+            session_id: The session to append to.
+            events: New events, in order; each becomes one ledger entry.
+            expected_version: The session's current `version` as the caller last saw it;
+                `None` appends whatever the version is.
+
+        Returns:
+            The stored events, with `seq` assigned (gapless, starting at version + 1).
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            ConcurrencyError: `expected_version` is not the current version; nothing was
+                written.
+            InvalidEventError: A value JSON cannot hold; nothing was written.
+            EventTooLargeError: An event's JSON is over `max_event_bytes`; nothing was
+                written.
+        """
+        ...
+
+    def get_session(self, session_id: str) -> Session:
+        """Return a session's projection from its snapshot, without reading its ledger.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            CorruptedSessionError: Neither the snapshot nor the ledger can be read back.
+        """
+        ...
+
+    def read_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        last: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        """Return a session's events in `seq` order.
+
+        Args:
+            session_id: The session.
+            after: Only events with `seq > after`.
+            limit: At most this many events (the first ones after `after`).
+            last: Only the last N matching events (still in `seq` order); with `limit`,
+                `last` wins.
+            types: Only events of these types.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            CorruptedSessionError: A stored event cannot be read back.
+        """
+        ...
+
+    def list_sessions(
+        self,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        agent_name: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """List sessions, newest activity first, one page at a time.
+
+        Args:
+            app_name, user_id, agent_name, status, phase: Exact-match filters.
+            updated_after, updated_before: Last activity strictly after / before (UTC).
+            limit: Page size, 1 to 1,000.
+            cursor: `next_cursor` of the previous page.
+
+        Raises:
+            ConfigurationError: `limit` is out of range or `cursor` is not one we made.
+        """
+        ...
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session and its ledger (its `app:`/`user:` state stays).
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and file handles; the store is unusable afterwards."""
+        ...
+
+
+class StoreTransaction(ABC):
+    """One atomic write, as a backend provides it to `BaseStore`.
+
+    Everything saved through it lands together when the transaction's context exits
+    without an exception, or not at all.
+    """
+
+    @abstractmethod
+    def load_session(self, session_id: str) -> SessionRow | None:
+        """Return the session's snapshot row, locked for this write, or `None`."""
+
+    @abstractmethod
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        """Return every event row of the session in `seq` order (to rebuild a snapshot)."""
+
+    @abstractmethod
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`."""
+
+    @abstractmethod
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        """Replace the app's or user's shared state with `state` (JSON)."""
+
+    @abstractmethod
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        """Add event rows to the ledger."""
+
+    @abstractmethod
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        """Insert (`new=True`) or replace the session's snapshot row."""
+
+
+def _encode_cursor(row_key: tuple[str, str]) -> str:
+    raw = _dumps(list(row_key)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, session_id = json.loads(raw)
+        if not isinstance(updated_at, str) or not isinstance(session_id, str):
+            raise ValueError(cursor)
+        return updated_at, session_id
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid cursor {cursor!r}") from exc
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class BaseStore(ABC):
+    """The store contract implemented once over a backend's primitives.
+
+    Args:
+        max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
+            `data` and `state_delta` JSON plus its type, author and invocation id.
+        clock: Returns the current UTC time; stamps events that carry no timestamp.
+    """
+
+    scheme: ClassVar[str]
+    capabilities: Capabilities
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if not isinstance(max_event_bytes, int) or max_event_bytes < 256:
+            raise ConfigurationError(f"max_event_bytes must be an int >= 256, not {max_event_bytes!r}")
+        self.url = url
+        self.max_event_bytes = max_event_bytes
+        self._clock = clock
+
+    # -- backend primitives -------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """Open one atomic write; writers are serialized (per session at least)."""
+
+    @abstractmethod
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        """Return the snapshot row with the app's and user's shared state JSON, or `None`."""
+
+    @abstractmethod
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        """Return matching event rows in `seq` order (see `read_events`)."""
+
+    @abstractmethod
+    def _session_exists(self, session_id: str) -> bool:
+        """Whether a session with this id exists."""
+
+    @abstractmethod
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        """Return up to `limit` rows ordered by (updated_at, id) descending, strictly below
+        `after_key`, each with the app's and user's shared state JSON."""
+
+    @abstractmethod
+    def _delete_session(self, session_id: str) -> bool:
+        """Delete the session and its events; whether it existed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    # -- context manager ----------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
+        try:
+            data = _dumps(event.data)
+            delta = _dumps(strip_temp(event.state_delta))
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+        size = (
+            len(data.encode())
+            + len(delta.encode())
+            + len(event.type)
+            + len(event.author)
+            + len(event.invocation_id or "")
+        )
+        if size > self.max_event_bytes:
+            raise EventTooLargeError(size, self.max_event_bytes)
+        return EventRow(
+            new_id(),
+            session_id,
+            seq,
+            event.type,
+            event.author,
+            format_timestamp(event.timestamp or now),
+            event.invocation_id,
+            data,
+            delta,
+        )
+
+    @staticmethod
+    def _decode_event(row: EventRow | Sequence[Any]) -> Event:
+        try:
+            return Event.model_construct(
+                id=row[0],
+                session_id=row[1],
+                seq=row[2],
+                type=row[3],
+                author=row[4],
+                timestamp=parse_timestamp(row[5]),
+                invocation_id=row[6],
+                data=json.loads(row[7]),
+                state_delta=json.loads(row[8]),
+            )
+        except (TypeError, ValueError, IndexError) as exc:
+            raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc
+
+    def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
+        decode = self._decode_event
+        return [decode(row) for row in rows]
+
+    @staticmethod
+    def _session_row(session: Session) -> SessionRow:
+        return SessionRow(
+            session.id,
+            session.app_name,
+            session.user_id,
+            session.agent_name,
+            session.status,
+            session.phase,
+            format_timestamp(session.created_at),
+            format_timestamp(session.updated_at),
+            session.version,
+            session.model_dump_json(),
+        )
+
+    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+        try:
+            return Session.model_validate_json(row.snapshot)
+        except ValidationError:
+            pass
+        # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
+        try:
+            return project(self._decode_events(rebuild()))
+        except CorruptedSessionError:
+            raise
+        except ValueError as exc:
+            raise CorruptedSessionError(row.id, f"snapshot and ledger unreadable: {exc}") from exc
+
+    @staticmethod
+    def _decode_scoped(session_id: str, raw: str | None) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptedSessionError(session_id, f"shared state cannot be read: {exc}") from exc
+        if not isinstance(value, dict):
+            raise CorruptedSessionError(session_id, "shared state is not a JSON object")
+        return value
+
+    def _with_scoped(self, session: Session, app_raw: str | None, user_raw: str | None) -> Session:
+        if app_raw is None and user_raw is None:
+            return session
+        state = merge_scoped_state(
+            session.state, self._decode_scoped(session.id, app_raw), self._decode_scoped(session.id, user_raw)
+        )
+        return session.model_copy(update={"state": state})
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _write(
+        self,
+        tx: StoreTransaction,
+        current: Session | None,
+        session_id: str,
+        rows: list[EventRow],
+    ) -> tuple[Session, list[Event]]:
+        events = self._decode_events(rows)
+        try:
+            updated = project(events, current)
+        except CorruptedSessionError as exc:
+            raise InvalidEventError(exc.detail) from exc
+        app_name, user_id = updated.app_name, updated.user_id
+        app_delta: dict[str, Any] = {}
+        user_delta: dict[str, Any] = {}
+        for event in events:
+            if event.state_delta:
+                scoped = split_delta(event.state_delta)
+                app_delta.update(scoped.app)
+                user_delta.update(scoped.user)
+        for scope_user, delta in ((None, app_delta), (user_id, user_delta)):
+            if delta:
+                old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
+                tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
+        tx.insert_events(rows)
+        tx.save_session(self._session_row(updated), new=current is None)
+        return updated, events
+
+    def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        agent_name: str | None = None,
+        title: str | None = None,
+        purpose: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        phase: str | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        sid = new_id() if session_id is None else validate_session_id(session_id)
+        for name, required in (("app_name", app_name), ("user_id", user_id)):
+            if not isinstance(required, str) or not required:
+                raise InvalidEventError(f"{name} must be a non-empty string, not {required!r}")
+        data: dict[str, Any] = {"app_name": app_name, "user_id": user_id}
+        for key, value in (
+            ("agent_name", agent_name),
+            ("title", title),
+            ("purpose", purpose),
+            ("phase", phase),
+        ):
+            if value is not None:
+                data[key] = value
+        data["metadata"] = dict(metadata or {})
+        try:
+            event = NewEvent(
+                type=EventType.SESSION_CREATED,
+                author="system",
+                data=data,
+                state_delta=dict(state or {}),
+            )
+        except ValidationError as exc:
+            raise InvalidEventError(str(exc)) from exc
+        row = self._encode(sid, 1, event, self._clock())
+        with self._transaction() as tx:
+            if tx.load_session(sid) is not None:
+                raise SessionExistsError(sid)
+            self._write(tx, None, sid, [row])
+        return self.get_session(sid)
+
+    def append(
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        validate_session_id(session_id)
+        events = list(events)
+        for event in events:
+            if not isinstance(event, NewEvent):
+                raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
+            if event.type == EventType.SESSION_CREATED:
+                raise InvalidEventError("session_created is written by create_session only")
+        now = self._clock()
+        # Encode (and size-check) everything before touching the store; seq is fixed later.
+        encoded = [self._encode(session_id, 0, event, now) for event in events]
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            if not encoded:
+                return []
+            current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
+            _, stored = self._write(tx, current, session_id, rows)
+        return stored
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> Session:
+        validate_session_id(session_id)
+        found = self._fetch_session(session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        row, app_raw, user_raw = found
+        session = self._parse_session(
+            row,
+            lambda: self._fetch_event_rows(session_id, after=0, limit=None, last=None, types=None),
+        )
+        return self._with_scoped(session, app_raw, user_raw)
+
+    def read_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        last: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        validate_session_id(session_id)
+        for name, value in (("limit", limit), ("last", last)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        if isinstance(types, str):
+            types = [types]
+        rows = self._fetch_event_rows(
+            session_id, after=after, limit=limit, last=last, types=list(types) if types else None
+        )
+        if not rows and not self._session_exists(session_id):
+            raise SessionNotFoundError(session_id)
+        return self._decode_events(rows)
+
+    def list_sessions(
+        self,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        agent_name: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ConfigurationError(f"limit must be an int from 1 to 1000, not {limit!r}")
+        where = SessionFilter(
+            app_name, user_id, agent_name, status, phase, updated_after, updated_before
+        )
+        after_key = _decode_cursor(cursor) if cursor else None
+        found = self._fetch_session_page(where, after_key, limit + 1)
+        sessions: list[Session] = []
+        for row, app_raw, user_raw in found[:limit]:
+            session = self._parse_session(
+                row,
+                lambda sid=row.id: self._fetch_event_rows(  # type: ignore[misc]
+                    sid, after=0, limit=None, last=None, types=None
+                ),
+            )
+            sessions.append(self._with_scoped(session, app_raw, user_raw))
+        next_cursor = None
+        if len(found) > limit:
+            last_row = found[limit - 1][0]
+            next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+    def delete_session(self, session_id: str) -> None:
+        validate_session_id(session_id)
+        if not self._delete_session(session_id):
+            raise SessionNotFoundError(session_id)
+
+
+# -- opening stores by URL ----------------------------------------------------------------
+
+StoreFactory = Callable[[str, dict[str, str]], SessionStore]
+_SCHEMES: dict[str, StoreFactory] = {}
+
+
+def register_scheme(scheme: str, factory: StoreFactory) -> None:
+    """Make `open_store` open URLs of `scheme` with `factory(url, options)`.
+
+    Args:
+        scheme: The URL scheme, e.g. `"sqlite"`.
+        factory: Called with the full URL and its query options (`{"durability": "normal"}`).
+    """
+    _SCHEMES[scheme] = factory
+
+
+def default_store_url() -> str:
+    """Return `$AGENTLEDGER_STORE` if set, else `sqlite:///agentledger.db`."""
+    return os.environ.get("AGENTLEDGER_STORE") or DEFAULT_STORE_URL
+
+
+def open_store(url: str | None = None, **options: Any) -> SessionStore:
+    """Open a store by URL.
+
+    Args:
+        url: `memory://`, `sqlite:///relative.db`, `sqlite:////absolute.db`; query options
+            such as `?durability=normal&max_event_bytes=65536` are passed to the store.
+            `None` uses `default_store_url()`.
+        **options: More options, overriding the URL's query options.
+
+    Returns:
+        An open store; use it as a context manager or call `close()`.
+
+    Raises:
+        ConfigurationError: An unknown scheme or a bad option.
+
+    Example:
+        >>> with open_store("memory://") as store:
+        ...     session = store.create_session(app_name="demo", user_id="ada")
+    """
+    url = url or default_store_url()
+    from agentledger.stores import _register_builtin_schemes
+
+    _register_builtin_schemes()
+    scheme = urlsplit(url).scheme
+    factory = _SCHEMES.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
+        raise ConfigurationError(f"unknown store URL scheme in {url!r}; known schemes: {known}")
+    merged: dict[str, Any] = dict(parse_qsl(urlsplit(url).query))
+    merged.update(options)
+    return factory(url, merged)
+
+
+def iter_pages(store: SessionStore, **filters: Any) -> Iterator[Session]:
+    """Yield every session matching `filters`, following cursors page by page."""
+    cursor: str | None = None
+    while True:
+        page = store.list_sessions(cursor=cursor, **filters)
+        yield from page.sessions
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

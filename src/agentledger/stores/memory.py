@@ -1,0 +1,144 @@
+"""`memory://` — the reference backend, in process.
+
+A real store, not a mock: it keeps the same JSON rows SQLite keeps and goes through the same
+write path, so it raises the same errors and passes the whole conformance suite. Data lives
+as long as the store object (seed 000's "no persistence" mode). Thread-safe; one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from agentledger.stores.base import (
+    BaseStore,
+    Capabilities,
+    EventRow,
+    SessionFilter,
+    SessionRow,
+    StoreTransaction,
+    format_timestamp,
+)
+
+__all__ = ["MemoryStore"]
+
+_Scope = tuple[str, str | None]
+
+
+class _MemoryTransaction(StoreTransaction):
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.sessions: dict[str, SessionRow] = {}
+        self.events: list[EventRow] = []
+        self.scoped: dict[_Scope, str] = {}
+
+    def load_session(self, session_id: str) -> SessionRow | None:
+        return self.sessions.get(session_id) or self._store._sessions.get(session_id)
+
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        return list(self._store._events.get(session_id, ()))
+
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        key = (app_name, user_id)
+        return self.scoped.get(key) or self._store._scoped.get(key)
+
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        self.scoped[(app_name, user_id)] = state
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self.events.extend(rows)
+
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        self.sessions[row.id] = row
+
+    def commit(self) -> None:
+        store = self._store
+        for row in self.events:
+            store._events.setdefault(row.session_id, []).append(row)
+        store._sessions.update(self.sessions)
+        store._scoped.update(self.scoped)
+
+
+class MemoryStore(BaseStore):
+    """An in-process store; see `BaseStore` for the options (`max_event_bytes`, `clock`)."""
+
+    scheme = "memory"
+    capabilities = Capabilities(persistent=False, multi_process=False)
+
+    def __init__(self, *, url: str = "memory://", **options: Any) -> None:
+        super().__init__(url=url, **options)
+        self._lock = threading.RLock()
+        self._sessions: dict[str, SessionRow] = {}
+        self._events: dict[str, list[EventRow]] = {}
+        self._scoped: dict[_Scope, str] = {}
+
+    @contextmanager
+    def _transaction(self) -> Iterator[StoreTransaction]:
+        with self._lock:
+            tx = _MemoryTransaction(self)
+            yield tx
+            tx.commit()
+
+    def _with_scoped_rows(self, row: SessionRow) -> tuple[SessionRow, str | None, str | None]:
+        return (
+            row,
+            self._scoped.get((row.app_name, None)),
+            self._scoped.get((row.app_name, row.user_id)),
+        )
+
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        with self._lock:
+            row = self._sessions.get(session_id)
+            return None if row is None else self._with_scoped_rows(row)
+
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        with self._lock:
+            rows = self._events.get(session_id, [])[max(after, 0) :]
+        if types:
+            wanted = set(types)
+            rows = [r for r in rows if r.type in wanted]
+        if last is not None:
+            return rows[len(rows) - last :] if last else []
+        return rows if limit is None else rows[:limit]
+
+    def _session_exists(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        after = format_timestamp(where.updated_after) if where.updated_after else None
+        before = format_timestamp(where.updated_before) if where.updated_before else None
+        with self._lock:
+            rows = [
+                r
+                for r in self._sessions.values()
+                if (where.app_name is None or r.app_name == where.app_name)
+                and (where.user_id is None or r.user_id == where.user_id)
+                and (where.agent_name is None or r.agent_name == where.agent_name)
+                and (where.status is None or r.status == where.status)
+                and (where.phase is None or r.phase == where.phase)
+                and (after is None or r.updated_at > after)
+                and (before is None or r.updated_at < before)
+                and (after_key is None or (r.updated_at, r.id) < after_key)
+            ]
+            rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+            return [self._with_scoped_rows(r) for r in rows[:limit]]
+
+    def _delete_session(self, session_id: str) -> bool:
+        with self._lock:
+            self._events.pop(session_id, None)
+            return self._sessions.pop(session_id, None) is not None
+
+    def close(self) -> None:
+        """Nothing to release; the data stays readable until the object is dropped."""

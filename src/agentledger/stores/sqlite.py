@@ -1,0 +1,406 @@
+"""`sqlite:///path.db` — the embedded default store.
+
+One SQLite file in WAL mode. Writers take the database's write lock with `BEGIN IMMEDIATE`,
+so appends from many threads and processes queue up and `seq` stays gapless; the primary
+key `(session_id, seq)` makes a duplicate impossible anyway. Each append writes its events
+and the session's snapshot row in one transaction, so loading a session reads one row
+whatever the length of its ledger.
+
+Durability (`durability=` option or `?durability=` in the URL):
+    `"full"` (default): `PRAGMA synchronous=FULL`; the WAL is fsynced at every commit, so an
+        acknowledged append survives power loss.
+    `"normal"`: `PRAGMA synchronous=NORMAL`; an acknowledged append survives a process
+        crash (`kill -9`) but the last commits may be lost on power loss. Faster.
+
+The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
+n - 1 to n and is never edited once released.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from agentledger.errors import (
+    ConfigurationError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from agentledger.stores.base import (
+    BaseStore,
+    Capabilities,
+    EventRow,
+    SessionFilter,
+    SessionRow,
+    StoreTransaction,
+    format_timestamp,
+)
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+
+MIGRATIONS: list[list[str]] = [
+    [],  # version 0: an empty database
+    [  # version 1
+        """CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            app_name TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            agent_name TEXT,
+            status TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            snapshot TEXT NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_updated ON sessions (updated_at, id)",
+        "CREATE INDEX sessions_by_user ON sessions (app_name, user_id, updated_at, id)",
+        "CREATE INDEX sessions_by_agent ON sessions (agent_name, updated_at, id)",
+        """CREATE TABLE events (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            author TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            invocation_id TEXT,
+            data TEXT NOT NULL,
+            state_delta TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE scoped_state (
+            app_name TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (app_name, user_id)
+        )""",
+    ],
+]
+"""Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
+
+SCHEMA_VERSION = len(MIGRATIONS) - 1
+
+_DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+_APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
+
+_EVENT_COLUMNS = "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta"
+_SESSION_SELECT = (
+    "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
+    " s.updated_at, s.version, s.snapshot, a.state, u.state FROM sessions s"
+    " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
+    " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
+)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3 errors into agentledger errors at the store boundary."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailableError(f"SQLite: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite: {exc}") from exc
+
+
+class _SqliteTransaction(StoreTransaction):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def load_session(self, session_id: str) -> SessionRow | None:
+        row = self._conn.execute(
+            "SELECT id, app_name, user_id, agent_name, status, phase, created_at, updated_at,"
+            " version, snapshot FROM sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else SessionRow(*row)
+
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        cur = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? ORDER BY seq", (session_id,)
+        )
+        return [EventRow(*r) for r in cur]
+
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        row = self._conn.execute(
+            "SELECT state FROM scoped_state WHERE app_name = ? AND user_id = ?",
+            (app_name, user_id or _APP_SCOPE),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        self._conn.execute(
+            "INSERT INTO scoped_state (app_name, user_id, state) VALUES (?, ?, ?)"
+            " ON CONFLICT (app_name, user_id) DO UPDATE SET state = excluded.state",
+            (app_name, user_id or _APP_SCOPE, state),
+        )
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self._conn.executemany(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+
+    def delete_session(self, session_id: str) -> bool:
+        self._conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+        cur = self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return cur.rowcount > 0
+
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        if new:
+            self._conn.execute(
+                "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
+                " created_at, updated_at, version, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        else:
+            self._conn.execute(
+                "UPDATE sessions SET agent_name = ?, status = ?, phase = ?, updated_at = ?,"
+                " version = ?, snapshot = ? WHERE id = ?",
+                (row.agent_name, row.status, row.phase, row.updated_at, row.version, row.snapshot, row.id),
+            )
+
+
+def _path_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.netloc or not path.startswith("/") or len(path) < 2:
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = path[1:]
+    if path == ":memory:":
+        raise ConfigurationError("sqlite:///:memory: is not supported; use memory:// instead")
+    return path
+
+
+class SqliteStore(BaseStore):
+    """A store in one SQLite file.
+
+    Args:
+        path: The database file; created (with its folder) if missing.
+        durability: `"full"` (default) or `"normal"`; see the module docstring.
+        busy_timeout: How long a writer waits for the write lock, in seconds, before
+            `StoreUnavailableError`.
+        url: The URL it was opened with (for display); derived from `path` if omitted.
+        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+
+    Raises:
+        ConfigurationError: A bad option.
+        SchemaVersionError: The file was written by a newer agentledger.
+        StoreUnavailableError: The file cannot be opened or is locked too long.
+
+    Example:
+        >>> with SqliteStore("agentledger.db", durability="normal") as store:
+        ...     store.list_sessions(limit=10)
+    """
+
+    scheme = "sqlite"
+    capabilities = Capabilities(persistent=True, multi_process=True)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "full",
+        busy_timeout: float = 30.0,
+        url: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url=url or f"sqlite:///{os.fspath(path)}", **options)
+        if durability not in _DURABILITY:
+            raise ConfigurationError(
+                f"durability must be one of {sorted(_DURABILITY)}, not {durability!r}"
+            )
+        self.path = os.fspath(path)
+        self.durability = durability
+        self._busy_timeout = float(busy_timeout)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
+        self.setup()
+
+    @classmethod
+    def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
+        """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
+        opts = dict(options)
+        try:
+            if "max_event_bytes" in opts:
+                opts["max_event_bytes"] = int(opts["max_event_bytes"])
+            if "busy_timeout" in opts:
+                opts["busy_timeout"] = float(opts["busy_timeout"])
+        except ValueError as exc:
+            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
+        return cls(_path_from_url(url), url=url, **opts)
+
+    # -- connections --------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        pid = os.getpid()
+        if conn is not None and self._local.pid == pid:
+            return conn
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
+        with _translated():
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+        self._local.conn, self._local.pid = conn, pid
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def setup(self) -> None:
+        """Create or migrate the schema; safe when several processes do it at once.
+
+        Raises:
+            SchemaVersionError: The file's schema is newer than `SCHEMA_VERSION`.
+        """
+        conn = self._conn()
+        with _translated():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.path} has schema version {version}, but this agentledger knows "
+                        f"versions up to {SCHEMA_VERSION}; upgrade agentledger to open it"
+                    )
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[target]:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {target}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in the file."""
+        with _translated():
+            return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    # -- primitives ---------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[StoreTransaction]:
+        conn = self._conn()
+        with _translated():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        with _translated():
+            row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
+        return None if row is None else (SessionRow(*row[:10]), row[10], row[11])
+
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"
+        params: list[Any] = [session_id, after]
+        if types:
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            params.extend(types)
+        if last is not None:
+            sql += " ORDER BY seq DESC LIMIT ?"
+            params.append(last)
+        else:
+            sql += " ORDER BY seq"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+        with _translated():
+            rows = self._conn().execute(sql, params).fetchall()
+        if last is not None:
+            rows.reverse()
+        return rows
+
+    def _session_exists(self, session_id: str) -> bool:
+        with _translated():
+            return (
+                self._conn().execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                is not None
+            )
+
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("app_name", where.app_name),
+            ("user_id", where.user_id),
+            ("agent_name", where.agent_name),
+            ("status", where.status),
+            ("phase", where.phase),
+        ):
+            if value is not None:
+                clauses.append(f"s.{column} = ?")
+                params.append(value)
+        if where.updated_after is not None:
+            clauses.append("s.updated_at > ?")
+            params.append(format_timestamp(where.updated_after))
+        if where.updated_before is not None:
+            clauses.append("s.updated_at < ?")
+            params.append(format_timestamp(where.updated_before))
+        if after_key is not None:
+            clauses.append("(s.updated_at, s.id) < (?, ?)")
+            params.extend(after_key)
+        sql = _SESSION_SELECT
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+        params.append(limit)
+        with _translated():
+            rows = self._conn().execute(sql, params).fetchall()
+        return [(SessionRow(*r[:10]), r[10], r[11]) for r in rows]
+
+    def _delete_session(self, session_id: str) -> bool:
+        with self._transaction() as tx:
+            return cast(_SqliteTransaction, tx).delete_session(session_id)
