@@ -1,0 +1,369 @@
+"""The runner: one agent turn inside a session, every step recorded before it is yielded.
+
+A turn appends `user_message`, then for each model step an optional `agent_message` (text
+that comes with tool calls), each `tool_call`, the tool's `tool_result` (carrying the state
+delta the tool wrote), and finally `final_output`. All events of a turn share one
+`invocation_id`. A failing model or tool becomes an `error` event (counted in the
+session's `error_count`) and then a `ModelError` / `ToolError` for the caller.
+
+The turn itself is written once, as a generator of steps (append, call the model, call a
+tool) that a sync driver (`run`) and an async driver (`run_async`) execute, so both behave
+the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentledger._ids import new_id
+from agentledger.core.events import Author, Event, EventType, NewEvent
+from agentledger.core.session import Session, Status
+from agentledger.core.state import apply_delta
+from agentledger.errors import (
+    AgentLedgerError,
+    ConfigurationError,
+    InvalidEventError,
+    InvalidTransitionError,
+    ModelError,
+    RunnerError,
+    ToolError,
+)
+from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
+from agentledger.runner.tools import State, Tool, ToolContext
+from agentledger.stores.base import SessionStore
+
+__all__ = ["Agent", "Runner", "final_output"]
+
+CONVERSATION_TYPES = (
+    EventType.USER_MESSAGE.value,
+    EventType.AGENT_MESSAGE.value,
+    EventType.TOOL_CALL.value,
+    EventType.TOOL_RESULT.value,
+    EventType.FINAL_OUTPUT.value,
+)
+
+
+@dataclass
+class Agent:
+    """An agent: a name, instructions, a model and tools.
+
+    Args:
+        name: Recorded as the author's agent on the session (`agent_name`).
+        instructions: The system message sent to the model first.
+        model: Any `Model`; the offline `OfflineModel()` when omitted.
+        tools: Typed functions or `Tool`s; functions are wrapped with `Tool.from_function`.
+        max_steps: Model calls allowed in one turn before the turn fails with `RunnerError`.
+
+    Raises:
+        ConfigurationError: Two tools share a name, or a tool's signature is not usable.
+    """
+
+    name: str
+    instructions: str = ""
+    model: Model = field(default_factory=OfflineModel)
+    tools: Sequence[Tool | Callable[..., Any]] = ()
+    max_steps: int = 10
+
+    def __post_init__(self) -> None:
+        converted = [t if isinstance(t, Tool) else Tool.from_function(t) for t in self.tools]
+        self._tools = {t.name: t for t in converted}
+        if len(self._tools) != len(converted):
+            raise ConfigurationError(f"agent {self.name!r} has two tools with the same name")
+        self.tools = converted
+
+    def get_tool(self, name: str) -> Tool | None:
+        """Return the tool called `name`, or `None`."""
+        return self._tools.get(name)
+
+    def tool_specs(self) -> list[dict[str, Any]]:
+        """Return the OpenAI-compatible specs of every tool."""
+        return [t.spec() for t in self._tools.values()]
+
+
+# -- the steps a turn asks its driver to run ------------------------------------------------
+
+
+@dataclass
+class _Append:
+    events: list[NewEvent]
+
+
+@dataclass
+class _CallModel:
+    messages: list[Message]
+    tools: list[dict[str, Any]]
+
+
+@dataclass
+class _CallTool:
+    tool: Tool
+    kwargs: dict[str, Any]
+
+
+_Step = _Append | _CallModel | _CallTool
+_Turn = Generator[_Step, Any, None]
+
+
+def final_output(events: Sequence[Event]) -> str | None:
+    """Return the text of the last `final_output` event in `events`, or `None`."""
+    for event in reversed(events):
+        if event.type == EventType.FINAL_OUTPUT:
+            return str(event.data.get("text", ""))
+    return None
+
+
+def history_messages(events: Sequence[Event]) -> list[Message]:
+    """Turn ledger events into chat messages, oldest first.
+
+    Starts at the first `user_message`; a `tool_call` with no `tool_result` (a turn that
+    failed mid-call) is left out, so the history is always a valid chat transcript.
+    """
+    answered = {e.data.get("call_id") for e in events if e.type == EventType.TOOL_RESULT}
+    messages: list[Message] = []
+    for event in events:
+        data = event.data
+        if event.type == EventType.USER_MESSAGE:
+            messages.append(Message(role="user", content=str(data.get("text", ""))))
+        elif not messages:
+            continue
+        elif event.type in (EventType.AGENT_MESSAGE, EventType.FINAL_OUTPUT):
+            messages.append(Message(role="assistant", content=str(data.get("text", ""))))
+        elif event.type == EventType.TOOL_CALL and data.get("call_id") in answered:
+            call = ToolCall(
+                id=data["call_id"], name=data["name"], arguments=data.get("arguments") or {}
+            )
+            messages.append(Message(role="assistant", tool_calls=[call]))
+        elif event.type == EventType.TOOL_RESULT:
+            messages.append(
+                Message(
+                    role="tool",
+                    content=json.dumps(data.get("result"), ensure_ascii=False),
+                    tool_call_id=data.get("call_id"),
+                    name=data.get("name"),
+                )
+            )
+    return messages
+
+
+def _error_event(invocation_id: str, source: str, exc: BaseException, **extra: Any) -> NewEvent:
+    return NewEvent(
+        type=EventType.ERROR,
+        author=Author.SYSTEM,
+        invocation_id=invocation_id,
+        data={"message": str(exc) or type(exc).__name__, "error_type": type(exc).__name__,
+              "source": source, **extra},
+    )
+
+
+class Runner:
+    """Run agent turns inside sessions of a store.
+
+    Args:
+        agent: The agent to run.
+        store: Where the session and its ledger live.
+        history_limit: How many of the latest conversation events are sent to the model.
+
+    Example:
+        >>> from agentledger import open_store
+        >>> store = open_store("memory://")
+        >>> session = store.create_session(app_name="demo", user_id="ada")
+        >>> runner = Runner(Agent(name="echo"), store)
+        >>> [e.type for e in runner.run(session.id, "hi")]
+        ['user_message', 'final_output']
+    """
+
+    def __init__(self, agent: Agent, store: SessionStore, *, history_limit: int = 200) -> None:
+        self.agent = agent
+        self.store = store
+        self.history_limit = history_limit
+
+    # -- the turn, written once ---------------------------------------------------------
+
+    def _start(self, session_id: str) -> tuple[Session, list[Event]]:
+        session = self.store.get_session(session_id)
+        if session.status == Status.TERMINATED:
+            raise InvalidTransitionError(
+                f"session {session_id!r} is terminated; start a new session to continue"
+            )
+        history = self.store.read_events(
+            session_id, types=CONVERSATION_TYPES, last=self.history_limit
+        )
+        return session, history
+
+    def _turn(self, session: Session, history: list[Event], text: str) -> _Turn:
+        agent = self.agent
+        invocation_id = new_id()
+        yield _Append(
+            [NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": text},
+                      invocation_id=invocation_id)]
+        )
+        messages = [Message(role="system", content=agent.instructions)] if agent.instructions else []
+        messages += history_messages(history)
+        messages.append(Message(role="user", content=text))
+        state = dict(session.state)
+        specs = agent.tool_specs()
+        model_name = getattr(agent.model, "name", type(agent.model).__name__)
+        for _ in range(agent.max_steps):
+            try:
+                response = yield _CallModel(list(messages), specs)
+                if not isinstance(response, ModelResponse):
+                    raise TypeError(f"model returned {type(response).__name__}, not ModelResponse")
+            except Exception as exc:
+                yield _Append([_error_event(invocation_id, "model", exc, model=model_name)])
+                raise ModelError(f"model {model_name!r} failed: {exc}") from exc
+            if not response.tool_calls:
+                yield _Append(
+                    [NewEvent(type=EventType.FINAL_OUTPUT, author=Author.AGENT,
+                              invocation_id=invocation_id,
+                              data={"text": response.text or "", "model": model_name})]
+                )
+                return
+            if response.text:
+                yield _Append(
+                    [NewEvent(type=EventType.AGENT_MESSAGE, author=Author.AGENT,
+                              invocation_id=invocation_id,
+                              data={"text": response.text, "model": model_name})]
+                )
+                messages.append(Message(role="assistant", content=response.text))
+            for call in response.tool_calls:
+                state = yield from self._tool_step(session, invocation_id, call, state, messages)
+        too_long = RunnerError(f"agent {agent.name!r} took more than {agent.max_steps} model steps")
+        yield _Append([_error_event(invocation_id, "runner", too_long)])
+        raise too_long
+
+    def _tool_step(
+        self,
+        session: Session,
+        invocation_id: str,
+        call: ToolCall,
+        state: dict[str, Any],
+        messages: list[Message],
+    ) -> Generator[_Step, Any, dict[str, Any]]:
+        yield _Append(
+            [NewEvent(type=EventType.TOOL_CALL, author=Author.AGENT, invocation_id=invocation_id,
+                      data={"call_id": call.id, "name": call.name, "arguments": call.arguments})]
+        )
+        live = State(state)
+        context = ToolContext(session=session, invocation_id=invocation_id, state=live,
+                              tool_call_id=call.id)
+        try:
+            tool = self.agent.get_tool(call.name)
+            if tool is None:
+                raise ToolError(f"unknown tool {call.name!r}")
+            result = yield _CallTool(tool, tool.bind(call.arguments, context))
+            json.dumps(result, allow_nan=False)
+            result_event = NewEvent(
+                type=EventType.TOOL_RESULT, author=Author.TOOL, invocation_id=invocation_id,
+                data={"call_id": call.id, "name": call.name, "result": result},
+                state_delta=live.delta,
+            )
+            yield _Append([result_event])
+        except Exception as exc:
+            if isinstance(exc, AgentLedgerError) and not isinstance(exc, (ToolError, InvalidEventError)):
+                raise  # the store failed, not the tool
+            yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
+            if isinstance(exc, ToolError):
+                raise
+            raise ToolError(f"tool {call.name!r} failed: {exc}") from exc
+        messages.append(Message(role="assistant", tool_calls=[call]))
+        messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
+                                tool_call_id=call.id, name=call.name))
+        return apply_delta(state, live.delta)
+
+    # -- drivers --------------------------------------------------------------------------
+
+    def run(self, session_id: str, message: str) -> Iterator[Event]:
+        """Run one turn and yield each event once it is durably stored.
+
+        Args:
+            session_id: An existing, non-terminated session.
+            message: The user's words.
+
+        Yields:
+            The turn's events in ledger order, each after its append returned.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            InvalidTransitionError: The session is terminated; nothing was written.
+            ModelError, ToolError, RunnerError: The turn failed; an `error` event was
+                recorded first.
+            StoreError: The store failed; what was yielded before is stored.
+        """
+        session, history = self._start(session_id)
+        turn = self._turn(session, history, message)
+        sent: Any = None
+        thrown: Exception | None = None
+        while True:
+            try:
+                step = turn.throw(thrown) if thrown is not None else turn.send(sent)
+            except StopIteration:
+                return
+            thrown = None
+            try:
+                sent = self._execute(session_id, step)
+            except Exception as exc:
+                thrown = exc
+                continue
+            if isinstance(step, _Append):
+                yield from sent
+
+    def _execute(self, session_id: str, step: _Step) -> Any:
+        if isinstance(step, _Append):
+            return self.store.append(session_id, step.events)
+        if isinstance(step, _CallModel):
+            return self.agent.model.generate(step.messages, step.tools)
+        result = step.tool.function(**step.kwargs)
+        if inspect.isawaitable(result):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(_await(result))
+            raise ToolError(f"tool {step.tool.name!r} is async; inside an event loop use run_async")
+        return result
+
+    async def run_async(self, session_id: str, message: str) -> AsyncIterator[Event]:
+        """The async twin of `run`: same events, same errors.
+
+        Store calls and sync tools run in worker threads so the event loop never blocks;
+        a model with `generate_async` is awaited, any other runs in a thread.
+        """
+        session, history = await asyncio.to_thread(self._start, session_id)
+        turn = self._turn(session, history, message)
+        sent: Any = None
+        thrown: Exception | None = None
+        while True:
+            try:
+                step = turn.throw(thrown) if thrown is not None else turn.send(sent)
+            except StopIteration:
+                return
+            thrown = None
+            try:
+                sent = await self._execute_async(session_id, step)
+            except Exception as exc:
+                thrown = exc
+                continue
+            if isinstance(step, _Append):
+                for event in sent:
+                    yield event
+
+    async def _execute_async(self, session_id: str, step: _Step) -> Any:
+        if isinstance(step, _Append):
+            return await asyncio.to_thread(self.store.append, session_id, step.events)
+        if isinstance(step, _CallModel):
+            generate_async = getattr(self.agent.model, "generate_async", None)
+            if generate_async is not None:
+                return await generate_async(step.messages, step.tools)
+            return await asyncio.to_thread(self.agent.model.generate, step.messages, step.tools)
+        if step.tool.is_async:
+            return await step.tool.function(**step.kwargs)
+        return await asyncio.to_thread(step.tool.function, **step.kwargs)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+

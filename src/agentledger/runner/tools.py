@@ -1,0 +1,223 @@
+"""Tools: plain typed Python functions an agent can call, and the `ToolContext` they get.
+
+A tool's JSON schema comes from its signature (pydantic): every parameter must be
+annotated; a parameter annotated `ToolContext` is injected by the runner and left out of
+the schema. The description is the first paragraph of the docstring.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from agentledger.core.session import Session
+from agentledger.core.state import TEMP_PREFIX
+from agentledger.errors import ConfigurationError, ToolError
+
+__all__ = ["State", "Tool", "ToolContext", "tool"]
+
+_MISSING = object()
+
+
+class State(MutableMapping[str, Any]):
+    """The state a tool sees during a turn, recording every write as a state delta.
+
+    Reads see the session's state (own, `app:` and `user:` keys), the turn's `temp:` keys,
+    and this tool's own writes. Values read are copies: change a list, then assign it back
+    (`state["user:reminders"] = reminders`) to record the change. Deleting a key records
+    `None` in the delta.
+    """
+
+    def __init__(self, base: Mapping[str, Any]) -> None:
+        self._base = base
+        self.delta: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.delta.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._base[key]
+        elif value is None:
+            raise KeyError(key)
+        return copy.deepcopy(value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"state keys are strings, not {type(key).__name__}")
+        self.delta[key] = copy.deepcopy(value)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.delta[key] = None
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.delta:
+            return self.delta[key] is not None
+        return key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (k for k in self._base if k not in self.delta)
+        yield from (k for k, v in self.delta.items() if v is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a copy of the state as it is now, writes included."""
+        return {k: self[k] for k in self}
+
+
+@dataclass
+class ToolContext:
+    """What a tool gets besides its arguments.
+
+    Attributes:
+        session: The session as it was when the turn started (read-only snapshot).
+        invocation_id: The id shared by every event of this turn.
+        state: The live state (see `State`); writes become the `state_delta` of the tool's
+            `tool_result` event. `temp:` keys last for the turn and are never stored.
+        tool_call_id: The id of the call being answered.
+    """
+
+    session: Session
+    invocation_id: str
+    state: State
+    tool_call_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _first_paragraph(doc: str | None) -> str:
+    text = inspect.cleandoc(doc or "")
+    return text.split("\n\n", 1)[0].replace("\n", " ").strip()
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function an agent can call.
+
+    Attributes:
+        name: The name the model calls it by.
+        description: What it does, for the model.
+        function: The Python callable (sync or async).
+        arguments_model: The pydantic model of its arguments (built from the signature).
+        context_parameter: The name of its `ToolContext` parameter, if it takes one.
+    """
+
+    name: str
+    description: str
+    function: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    context_parameter: str | None = None
+
+    @classmethod
+    def from_function(
+        cls, function: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> Tool:
+        """Build a tool from a typed function.
+
+        Raises:
+            ConfigurationError: A parameter has no annotation, or is `*args`/`**kwargs`.
+        """
+        tool_name = name or function.__name__
+        try:
+            hints = get_type_hints(function)
+        except (NameError, TypeError) as exc:
+            raise ConfigurationError(f"tool {tool_name!r}: cannot resolve annotations: {exc}") from exc
+        fields: dict[str, Any] = {}
+        context_parameter = None
+        for param in inspect.signature(function).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigurationError(f"tool {tool_name!r}: *args/**kwargs are not supported")
+            annotation = hints.get(param.name, _MISSING)
+            if annotation is ToolContext:
+                context_parameter = param.name
+                continue
+            if annotation is _MISSING:
+                raise ConfigurationError(
+                    f"tool {tool_name!r}: parameter {param.name!r} needs a type annotation"
+                )
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (annotation, default)
+        model = create_model(
+            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        return cls(
+            name=tool_name,
+            description=description or _first_paragraph(function.__doc__) or tool_name,
+            function=function,
+            arguments_model=model,
+            context_parameter=context_parameter,
+        )
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON schema of the arguments (an object schema)."""
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def spec(self) -> dict[str, Any]:
+        """The tool as OpenAI-compatible chat APIs describe functions:
+        `{"type": "function", "function": {"name", "description", "parameters"}}`."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    @property
+    def is_async(self) -> bool:
+        """Whether calling the function returns an awaitable."""
+        return inspect.iscoroutinefunction(self.function)
+
+    def bind(self, arguments: Mapping[str, Any], context: ToolContext) -> dict[str, Any]:
+        """Validate arguments against the schema and add the context parameter.
+
+        Returns:
+            Keyword arguments for `function`.
+
+        Raises:
+            ToolError: The arguments do not fit the schema.
+        """
+        try:
+            validated = self.arguments_model.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise ToolError(f"tool {self.name!r} called with bad arguments: {exc}") from exc
+        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        if self.context_parameter:
+            kwargs[self.context_parameter] = context
+        return kwargs
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> Any:
+    """Turn a typed function into a `Tool`; usable as `@tool` or `@tool(name=...)`.
+
+    Example:
+        >>> @tool
+        ... def add(a: int, b: int) -> int:
+        ...     '''Add two numbers.'''
+        ...     return a + b
+        >>> add.parameters["required"]
+        ['a', 'b']
+    """
+    if function is None:
+        return lambda f: Tool.from_function(f, name=name, description=description)
+    return Tool.from_function(function, name=name, description=description)
+
+
+def is_temp_key(key: str) -> bool:
+    """Whether a state key lives only for the current turn."""
+    return key.startswith(TEMP_PREFIX)
