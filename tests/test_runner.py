@@ -1,0 +1,344 @@
+"""The runner on every store: what a turn records, in what order, and how it fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from agentledger import (
+    ConfigurationError,
+    InvalidTransitionError,
+    ModelError,
+    NewEvent,
+    RunnerError,
+    SessionNotFoundError,
+    ToolError,
+)
+from agentledger.demo import build_reminders_agent
+from agentledger.runner import (
+    Agent,
+    Message,
+    ModelResponse,
+    OfflineModel,
+    Rule,
+    Runner,
+    ToolCall,
+    ToolContext,
+    final_output,
+    tool,
+)
+from agentledger.runner.runner import history_messages
+from agentledger.stores.base import SessionStore
+
+
+def new_session(store: SessionStore, user: str = "ada", app: str = "reminders") -> str:
+    return store.create_session(app_name=app, user_id=user).id
+
+
+class ScriptedModel:
+    """A model that answers from a fixed script and records what it was sent."""
+
+    name = "scripted"
+
+    def __init__(self, responses: Sequence[ModelResponse | Exception]) -> None:
+        self.responses = list(responses)
+        self.seen: list[list[Message]] = []
+
+    def generate(self, messages: Sequence[Message], tools: Sequence[Any]) -> ModelResponse:
+        self.seen.append(list(messages))
+        response = self.responses.pop(0)
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+
+def call(name: str, call_id: str = "c1", **arguments: Any) -> ModelResponse:
+    return ModelResponse(tool_calls=[ToolCall(id=call_id, name=name, arguments=arguments)])
+
+
+def test_turn_records_every_step_before_yielding_it(store: SessionStore) -> None:
+    sid = new_session(store)
+    runner = Runner(build_reminders_agent(), store)
+    seen = []
+    for event in runner.run(sid, "Remind me to call the dentist"):
+        # durably stored before the caller sees it: it is the ledger's last entry
+        assert store.read_events(sid, last=1)[0].id == event.id
+        seen.append(event)
+    assert [e.type for e in seen] == ["user_message", "tool_call", "tool_result", "final_output"]
+    assert len({e.invocation_id for e in seen}) == 1 and seen[0].invocation_id
+    assert [e.seq for e in seen] == [2, 3, 4, 5]
+    assert seen[0].author == "user" and seen[2].author == "tool"
+    assert seen[1].data["name"] == "add_reminder"
+    assert seen[1].data["arguments"] == {"reminder": "call the dentist"}
+    assert seen[2].state_delta == {"user:reminders": ["call the dentist"]}
+    assert final_output(seen) == "Added reminder: call the dentist. You now have 1 reminder."
+    assert store.get_session(sid).state["user:reminders"] == ["call the dentist"]
+
+
+def test_user_state_follows_the_user_across_sessions_only(store: SessionStore) -> None:
+    runner = Runner(build_reminders_agent(), store)
+    first, second, other = new_session(store), new_session(store), new_session(store, user="bob")
+    list(runner.run(first, "remind me to buy milk"))
+    answer = final_output(list(runner.run(second, "show my reminders")))
+    assert answer == "You have 1 reminder: 1. buy milk."
+    assert final_output(list(runner.run(other, "show my reminders"))) == "You have no reminders."
+
+
+def test_demo_tools_update_and_delete_by_one_based_index(store: SessionStore) -> None:
+    runner = Runner(build_reminders_agent(), store)
+    sid = new_session(store)
+    for text in ("remind me to a", "remind me to b", "remind me to c"):
+        list(runner.run(sid, text))
+    assert "from 'b' to 'bee'" in str(final_output(list(runner.run(sid, "update reminder 2 to bee"))))
+    assert "Deleted reminder 1: a" in str(final_output(list(runner.run(sid, "delete reminder 1"))))
+    assert "no reminder 7" in str(final_output(list(runner.run(sid, "delete reminder 7"))))
+    list(runner.run(sid, "my name is Grace Hopper"))
+    state = store.get_session(sid).state
+    assert state["user:reminders"] == ["bee", "c"]
+    assert state["user:name"] == "Grace Hopper"
+
+
+def test_history_is_sent_to_the_model(store: SessionStore) -> None:
+    model = ScriptedModel([ModelResponse(text="one"), ModelResponse(text="two")])
+    runner = Runner(Agent(name="a", instructions="be brief", model=model), store)
+    sid = new_session(store)
+    list(runner.run(sid, "first"))
+    list(runner.run(sid, "second"))
+    assert [(m.role, m.content) for m in model.seen[1]] == [
+        ("system", "be brief"),
+        ("user", "first"),
+        ("assistant", "one"),
+        ("user", "second"),
+    ]
+
+
+def test_text_with_tool_calls_becomes_an_agent_message(store: SessionStore) -> None:
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    first = call("ping")
+    first.text = "let me check"
+    model = ScriptedModel([first, ModelResponse(text="done")])
+    sid = new_session(store)
+    events = list(Runner(Agent(name="a", model=model, tools=[ping]), store).run(sid, "go"))
+    assert [e.type for e in events] == [
+        "user_message", "agent_message", "tool_call", "tool_result", "final_output",
+    ]
+    assert events[3].data["result"] == "pong"
+    assert model.seen[1][-1].role == "tool" and model.seen[1][-1].content == '"pong"'
+
+
+def test_failing_tool_records_an_error_then_raises(store: SessionStore) -> None:
+    def explode(reason: str) -> str:
+        """Always fails."""
+        raise RuntimeError(f"boom: {reason}")
+
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([call("explode", reason="x")]),
+                          tools=[explode]), store)
+    with pytest.raises(ToolError, match="boom: x"):
+        list(runner.run(sid, "go"))
+    events = store.read_events(sid)
+    assert [e.type for e in events][-3:] == ["user_message", "tool_call", "error"]
+    assert events[-1].data["source"] == "tool" and events[-1].data["tool"] == "explode"
+    session = store.get_session(sid)
+    assert session.error_count == 1
+    assert session.last_error == "boom: x"
+
+
+@pytest.mark.parametrize(
+    "response, match",
+    [
+        (call("missing"), "unknown tool 'missing'"),
+        (call("double", n="not a number"), "bad arguments"),
+        (call("double", n=2, extra=1), "bad arguments"),
+    ],
+)
+def test_bad_tool_calls_are_tool_errors(
+    store: SessionStore, response: ModelResponse, match: str
+) -> None:
+    def double(n: int) -> int:
+        """Double n."""
+        return n * 2
+
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([response]), tools=[double]), store)
+    with pytest.raises(ToolError, match=match):
+        list(runner.run(sid, "go"))
+    assert store.read_events(sid)[-1].type == "error"
+    assert store.get_session(sid).error_count == 1
+
+
+def test_tool_result_json_cannot_hold_is_a_tool_error(store: SessionStore) -> None:
+    def weird() -> Any:
+        """Return something JSON cannot hold."""
+        return {1, 2}
+
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([call("weird")]), tools=[weird]), store)
+    with pytest.raises(ToolError):
+        list(runner.run(sid, "go"))
+    assert [e.type for e in store.read_events(sid)][-2:] == ["tool_call", "error"]
+
+
+def test_failing_model_records_an_error_then_raises(store: SessionStore) -> None:
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([TimeoutError("no answer")])), store)
+    with pytest.raises(ModelError, match="no answer"):
+        list(runner.run(sid, "go"))
+    last = store.read_events(sid)[-1]
+    assert last.type == "error" and last.data["source"] == "model"
+    assert store.get_session(sid).error_count == 1
+
+
+def test_too_many_steps_is_a_runner_error(store: SessionStore) -> None:
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    model = ScriptedModel([call("ping", call_id=f"c{i}") for i in range(3)])
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=model, tools=[ping], max_steps=3), store)
+    with pytest.raises(RunnerError, match="more than 3"):
+        list(runner.run(sid, "go"))
+    assert store.read_events(sid)[-1].type == "error"
+
+
+def test_temp_state_lasts_for_the_turn_and_is_never_stored(store: SessionStore) -> None:
+    def remember(tool_context: ToolContext) -> str:
+        """Write temp and session state."""
+        tool_context.state["temp:scratch"] = "x"
+        tool_context.state["count"] = 1
+        return "ok"
+
+    def recall(tool_context: ToolContext) -> Any:
+        """Read temp state."""
+        return tool_context.state.get("temp:scratch")
+
+    model = ScriptedModel(
+        [call("remember"), call("recall", call_id="c2"), ModelResponse(text="bye")]
+    )
+    sid = new_session(store)
+    events = list(Runner(Agent(name="a", model=model, tools=[remember, recall]), store).run(sid, "go"))
+    results = [e for e in events if e.type == "tool_result"]
+    assert results[0].state_delta == {"count": 1}
+    assert results[1].data["result"] == "x"
+    stored = store.read_events(sid)
+    assert all("temp:scratch" not in e.state_delta for e in stored)
+    assert store.get_session(sid).state == {"count": 1}
+
+
+def test_terminated_session_refuses_a_turn_and_writes_nothing(store: SessionStore) -> None:
+    sid = new_session(store)
+    store.append(sid, [NewEvent(type="session_finalized", data={"outcome": "completed"})])
+    version = store.get_session(sid).version
+    with pytest.raises(InvalidTransitionError):
+        list(Runner(build_reminders_agent(), store).run(sid, "remind me to x"))
+    assert store.get_session(sid).version == version
+
+
+def test_unknown_session(store: SessionStore) -> None:
+    with pytest.raises(SessionNotFoundError):
+        list(Runner(build_reminders_agent(), store).run("nope", "hi"))
+
+
+def test_run_async_records_the_same_turn(store: SessionStore) -> None:
+    async def slow_add(a: int, b: int) -> int:
+        """Add, asynchronously."""
+        await asyncio.sleep(0)
+        return a + b
+
+    model = ScriptedModel([call("slow_add", a=2, b=3), ModelResponse(text="5")])
+    runner = Runner(Agent(name="a", model=model, tools=[slow_add]), store)
+    sid = new_session(store)
+
+    async def collect() -> list[Any]:
+        return [event async for event in runner.run_async(sid, "add")]
+
+    events = asyncio.run(collect())
+    assert [e.type for e in events] == ["user_message", "tool_call", "tool_result", "final_output"]
+    assert events[2].data["result"] == 5
+    assert [e.id for e in store.read_events(sid)[1:]] == [e.id for e in events]
+
+
+def test_run_async_failure_matches_run(store: SessionStore) -> None:
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([ValueError("bad")])), store)
+
+    async def collect() -> None:
+        async for _ in runner.run_async(sid, "go"):
+            pass
+
+    with pytest.raises(ModelError):
+        asyncio.run(collect())
+    assert store.get_session(sid).error_count == 1
+
+
+def test_tool_schema_comes_from_the_signature() -> None:
+    @tool
+    def update(index: int, text: str, tool_context: ToolContext, urgent: bool = False) -> None:
+        """Change a reminder.
+
+        More words that are not part of the description.
+        """
+
+    spec = update.spec()["function"]
+    assert spec["name"] == "update"
+    assert spec["description"] == "Change a reminder."
+    params = spec["parameters"]
+    assert set(params["properties"]) == {"index", "text", "urgent"}
+    assert params["properties"]["index"]["type"] == "integer"
+    assert params["required"] == ["index", "text"]
+    assert update.context_parameter == "tool_context"
+
+
+def test_tool_needs_annotations_and_unique_names() -> None:
+    def untyped(x):  # type: ignore[no-untyped-def]
+        return x
+
+    with pytest.raises(ConfigurationError, match="annotation"):
+        tool(untyped)
+    with pytest.raises(ConfigurationError, match="same name"):
+        Agent(name="a", tools=[_t(), _t()])
+
+
+def _t() -> Any:
+    def t() -> int:
+        """One."""
+        return 1
+
+    return t
+
+
+def test_offline_model_is_deterministic_and_explains_itself() -> None:
+    model = OfflineModel([Rule(r"add (?P<a>\d+) and (?P<b>\d+)", "add")])
+    specs = [{"type": "function", "function": {"name": "add", "description": "Add."}}]
+    ask = [Message(role="user", content="please add 2 and 3")]
+    assert model.generate(ask, specs) == model.generate(ask, specs)
+    assert model.generate(ask, specs).tool_calls[0].arguments == {"a": "2", "b": "3"}
+    answered = ask + [
+        Message(role="assistant", tool_calls=[ToolCall(id="c", name="add")]),
+        Message(role="tool", content='{"message": "5"}', tool_call_id="c"),
+    ]
+    assert model.generate(answered, specs).text == "5"
+    confused = model.generate([Message(role="user", content="sing")], specs).text
+    assert confused is not None and "add (Add)" in confused
+    # a rule whose tool the agent lacks is skipped
+    assert model.generate(ask, []).tool_calls == []
+
+
+def test_history_leaves_out_unanswered_tool_calls(store: SessionStore) -> None:
+    def explode() -> None:
+        """Fail."""
+        raise RuntimeError("x")
+
+    sid = new_session(store)
+    runner = Runner(Agent(name="a", model=ScriptedModel([call("explode")]), tools=[explode]), store)
+    with pytest.raises(ToolError):
+        list(runner.run(sid, "go"))
+    messages = history_messages(store.read_events(sid))
+    assert [(m.role, m.content) for m in messages] == [("user", "go")]
