@@ -1,0 +1,22 @@
+"""The `agentledger` command line (Typer + Rich).
+
+`app` is the root Typer app; `main` runs it (the `agentledger` console script). Sub-apps
+and command modules are registered here, once; a module that adds commands imports what it
+needs with `from agentledger.cli.app import app, store_from` (note that the attribute
+`agentledger.cli.app` is the Typer app, which shadows the module of the same name).
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from agentledger.cli import app
+    >>> CliRunner().invoke(app, ["--version"]).stdout.startswith("agentledger ")
+    True
+"""
+
+from __future__ import annotations
+
+from agentledger.cli.app import app, main
+from agentledger.cli.sessions import sessions_app
+
+__all__ = ["app", "main"]
+
+app.add_typer(sessions_app, name="sessions")

@@ -1,0 +1,594 @@
+"""Rendering helpers shared by every CLI command: tables, panels, JSON and error lines.
+
+Human output goes through Rich; machine output (`--json`) is plain `json.dumps` text on
+stdout with nothing else around it, so it can be piped to `jq` or `json.loads`. Errors are
+one line on stderr. User-provided strings are always rendered as `rich.text.Text`, never
+as markup, so a title like `"[red]x"` prints as written.
+
+Example:
+    >>> from agentledger.cli.render import print_events_json
+    >>> print_events_json([])
+    []
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import typer
+from rich.console import Console, Group, JustifyMethod, RenderableType
+from rich.json import JSON
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agentledger.core.events import Event
+from agentledger.core.session import Session, Status
+
+__all__ = [
+    "EVENT_TYPE_STYLES",
+    "STATUS_STYLES",
+    "event_line",
+    "event_type_style",
+    "events_table",
+    "format_age",
+    "format_time",
+    "make_console",
+    "one_line",
+    "print_error",
+    "print_event",
+    "print_events_json",
+    "print_events_table",
+    "print_json",
+    "print_session",
+    "print_session_json",
+    "print_sessions_table",
+    "print_state",
+    "session_panel",
+    "sessions_table",
+    "short_id",
+    "status_style",
+    "status_text",
+    "summarize_event",
+]
+
+STATUS_STYLES: dict[str, str] = {
+    Status.ACTIVE.value: "green",
+    Status.SUSPENDED.value: "yellow",
+    Status.TERMINATED.value: "red",
+}
+"""The Rich style of each session status."""
+
+EVENT_TYPE_STYLES: dict[str, str] = {
+    "session_created": "bold",
+    "user_message": "cyan",
+    "agent_message": "magenta",
+    "tool_call": "blue",
+    "tool_result": "blue",
+    "final_output": "bold magenta",
+    "error": "bold red",
+    "state_updated": "yellow",
+    "metadata_updated": "yellow",
+    "phase_changed": "bold yellow",
+    "status_changed": "bold yellow",
+    "session_finalized": "bold",
+}
+"""The Rich style of each standard event type; plugin types are dim."""
+
+_SUMMARY_WIDTH = 120
+_TEXT_KEYS = ("text", "content", "message", "output", "result", "summary")
+
+
+# -- consoles and plain output --------------------------------------------------------------
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """Return a Rich console on stdout (or stderr) for one command's human output.
+
+    Args:
+        stderr: Write to stderr instead of stdout.
+
+    Returns:
+        A console that renders no emoji codes and highlights nothing by itself; colours are
+        dropped when the stream is not a terminal.
+    """
+    return Console(stderr=stderr, emoji=False, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Print a JSON document on stdout, indented, and nothing else.
+
+    Args:
+        data: Anything `json.dumps` accepts (use `model_dump(mode="json")` for models).
+    """
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_error(message: str) -> None:
+    """Print `error: <message>` on stderr, on one line.
+
+    Args:
+        message: The error message; line breaks in it are folded into spaces.
+    """
+    label = typer.style("error:", fg="red", bold=True)
+    typer.echo(f"{label} {one_line(message, width=None)}", err=True)
+
+
+# -- small formatting helpers ---------------------------------------------------------------
+
+
+def one_line(value: Any, *, width: int | None = _SUMMARY_WIDTH) -> str:
+    """Fold a value into one line, shortened with an ellipsis past `width` characters.
+
+    Args:
+        value: A string, or anything else (rendered as compact JSON).
+        width: The longest result, in characters; `None` for no limit.
+
+    Returns:
+        The value on one line: whitespace runs become single spaces.
+    """
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = " ".join(value.split())
+    if width is not None and len(text) > width:
+        text = text[: max(width - 1, 0)] + "…"
+    return text
+
+
+def format_time(value: datetime | None, *, date: bool = True) -> str:
+    """Format a timestamp in UTC for tables: `2026-01-08 18:05:30` (or `18:05:30`).
+
+    Args:
+        value: An aware datetime, or `None` (rendered as an empty string).
+        date: Include the date.
+    """
+    if value is None:
+        return ""
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
+def short_id(value: str | None, *, keep: int = 8) -> str:
+    """Shorten a long id to its last `keep` characters (`…5WQ4X7QZ`).
+
+    The tail is kept because ULIDs share their leading (time) characters within a session.
+
+    Args:
+        value: The id, or `None` (rendered as an empty string).
+        keep: Characters kept.
+    """
+    if not value:
+        return ""
+    if len(value) <= keep + 2:
+        return value
+    return f"…{value[-keep:]}"
+
+
+def format_age(value: datetime, *, now: datetime | None = None) -> str:
+    """Format how long ago a timestamp was: `now`, `42s ago`, `5m ago`, `3h ago`, `12d ago`.
+
+    Past 60 days the UTC date is shown instead (`2026-01-08`).
+
+    Args:
+        value: An aware datetime.
+        now: The current time; the system clock (UTC) when `None`.
+    """
+    now = now or datetime.now(timezone.utc)
+    seconds = (now - value).total_seconds()
+    if seconds < 1:
+        return "now"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            if unit == "d" and seconds >= 60 * 86_400:
+                return value.astimezone(timezone.utc).strftime("%Y-%m-%d")
+            return f"{int(seconds // size)}{unit} ago"
+    return "now"  # pragma: no cover - unreachable
+
+
+def status_style(status: str) -> str:
+    """Return the Rich style of a status: green active, yellow suspended, red terminated."""
+    return STATUS_STYLES.get(status, "")
+
+
+def status_text(status: str) -> Text:
+    """Return a status as colour-coded Rich text."""
+    return Text(status, style=status_style(status))
+
+
+def event_type_style(event_type: str) -> str:
+    """Return the Rich style of an event type (plugin types are dim)."""
+    return EVENT_TYPE_STYLES.get(event_type, "dim")
+
+
+# -- tables that fit the terminal -----------------------------------------------------------
+
+_FLEX_MIN = 12
+_GAP = 2
+
+
+@dataclass
+class _Column:
+    """A table column: `drop` ranks which columns go first on a narrow terminal (0 never)."""
+
+    header: str
+    cells: list[Text]
+    drop: int
+    flex: bool = False
+    justify: JustifyMethod = "left"
+
+    @property
+    def natural(self) -> int:
+        return max([len(self.header), *(c.cell_len for c in self.cells)])
+
+
+def _fit_table(columns: list[_Column], width: int, *, title: str | None = None) -> Table:
+    """Build a table no wider than `width`: drop the most droppable columns until the fixed
+    columns fit, then give the flexible column (shortened with an ellipsis) what is left."""
+    kept = list(columns)
+
+    def needed(cols: list[_Column]) -> int:
+        fixed = sum(c.natural if not c.flex else min(c.natural, _FLEX_MIN) for c in cols)
+        return fixed + _GAP * (len(cols) - 1)
+
+    while needed(kept) > width:
+        droppable = [c for c in kept if c.drop > 0]
+        if not droppable:
+            break
+        kept.remove(max(droppable, key=lambda c: c.drop))
+    spare = width - sum(c.natural for c in kept if not c.flex) - _GAP * (len(kept) - 1)
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+        header_style="bold dim",
+    )
+    for column in kept:
+        size = max(min(column.natural, spare), 1) if column.flex else column.natural
+        table.add_column(
+            column.header,
+            justify=column.justify,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=size,
+            max_width=size,
+        )
+    for row in zip(*(c.cells for c in kept), strict=True):
+        table.add_row(*row)
+    return table
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def _text_of(data: Mapping[str, Any]) -> str | None:
+    for key in _TEXT_KEYS:
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Mapping):  # ADK-like {"parts": [{"text": ...}]}
+            parts = value.get("parts")
+            if isinstance(parts, list):
+                texts = [
+                    part["text"]
+                    for part in parts
+                    if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+                ]
+                if texts:
+                    return " ".join(texts)
+    return None
+
+
+def _call(data: Mapping[str, Any]) -> str:
+    name = data.get("name") or data.get("tool") or "?"
+    args = data.get("args", data.get("arguments"))
+    if isinstance(args, Mapping):
+        inner = ", ".join(f"{k}={one_line(v, width=None)}" for k, v in args.items())
+    elif args is None:
+        inner = ""
+    else:
+        inner = one_line(args, width=None)
+    return f"{name}({inner})"
+
+
+def _data_summary(event: Event) -> str:
+    data = event.data
+    kind = event.type
+    if kind == "session_created":
+        who = f"{data.get('app_name', '?')}/{data.get('user_id', '?')}"
+        extra = [f"agent={data['agent_name']}"] if data.get("agent_name") else []
+        extra += [repr(data["title"])] if data.get("title") else []
+        return " ".join([who, *extra])
+    if kind == "tool_call":
+        return _call(data)
+    if kind == "tool_result":
+        name = data.get("name") or data.get("tool") or "?"
+        if "error" in data and data["error"]:
+            return f"{name} ✗ {one_line(data['error'], width=None)}"
+        result = data.get("result", data.get("output", data.get("content")))
+        return f"{name} → {one_line(result, width=None)}"
+    if kind in ("phase_changed", "status_changed"):
+        change = f"{data.get('from', '?')} → {data.get('to', '?')}"
+        reason = data.get("reason")
+        return f"{change} ({reason})" if reason else change
+    if kind == "session_finalized":
+        outcome = str(data.get("outcome") or "")
+        summary = data.get("summary")
+        return f"{outcome}: {summary}" if summary else outcome
+    if kind == "metadata_updated" and isinstance(data.get("metadata"), Mapping):
+        return one_line(data["metadata"], width=None)
+    if kind == "error":
+        message = data.get("message")
+        kind_name = data.get("error_type") or data.get("type")
+        if isinstance(message, str):
+            return f"{kind_name}: {message}" if isinstance(kind_name, str) else message
+    found = _text_of(data)
+    if found is not None:
+        return found
+    return one_line(data, width=None) if data else ""
+
+
+def summarize_event(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> str:
+    """Summarize an event's `data` and `state_delta` on one line.
+
+    Messages show their text, tool calls `name(arg=value)`, tool results `name → result`,
+    phase and status changes `from → to`; other events their data as compact JSON. A
+    non-empty state delta is appended as `Δ key=value`.
+
+    Args:
+        event: The event.
+        width: The longest summary, in characters; `None` for no limit.
+
+    Returns:
+        One line of text (possibly empty).
+    """
+    parts = [_data_summary(event)]
+    if event.state_delta:
+        delta = ", ".join(
+            f"{key}={'∅' if value is None else one_line(value, width=None)}"
+            for key, value in event.state_delta.items()
+        )
+        parts.append(f"Δ {delta}")
+    return one_line("  ".join(p for p in parts if p), width=width)
+
+
+def event_line(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> Text:
+    """Render one event as a colour-coded line: `#seq time type author summary`.
+
+    Meant for streaming the steps of a turn as they are recorded (`run`, `chat`).
+
+    Args:
+        event: The event.
+        width: The longest summary, in characters; `None` for no limit.
+    """
+    line = Text()
+    line.append(f"#{event.seq:<4} ", style="dim")
+    line.append(f"{format_time(event.timestamp, date=False)} ", style="dim")
+    line.append(f"{event.type:<17}", style=event_type_style(event.type))
+    line.append(f" {event.author:<7} ", style="dim")
+    line.append(summarize_event(event, width=width))
+    return line
+
+
+def print_event(event: Event, *, console: Console | None = None) -> None:
+    """Print one event as a colour-coded line (see `event_line`).
+
+    Args:
+        event: The event.
+        console: Where to print; a new stdout console when `None`.
+    """
+    (console or make_console()).print(event_line(event), soft_wrap=True)
+
+
+def events_table(
+    events: Sequence[Event], *, title: str | None = None, width: int | None = None
+) -> Table:
+    """Build a table of events: seq, time, type, author, summary, invocation.
+
+    Times show the date only when the events span more than one day (UTC). The table fits
+    `width`: the summary is shortened with an ellipsis, and on a narrow terminal the
+    invocation, time and author columns are left out, in that order.
+
+    Args:
+        events: Events in `seq` order.
+        title: A caption above the table.
+        width: The width to fit, in characters; 80 when `None` (pass `console.width`).
+    """
+    days = {e.timestamp.astimezone(timezone.utc).date() for e in events}
+    with_date = len(days) > 1
+    columns = [
+        _Column("seq", [Text(str(e.seq), style="dim") for e in events], drop=0, justify="right"),
+        _Column("time (UTC)", [Text(format_time(e.timestamp, date=with_date)) for e in events], 3),
+        _Column("type", [Text(e.type, style=event_type_style(e.type)) for e in events], drop=0),
+        _Column("author", [Text(e.author) for e in events], drop=2),
+        _Column("summary", [Text(summarize_event(e, width=None)) for e in events], 1, flex=True),
+        _Column("invocation", [Text(short_id(e.invocation_id), style="dim") for e in events], 4),
+    ]
+    return _fit_table(columns, width or 80, title=title)
+
+
+def print_events_table(
+    events: Sequence[Event], *, title: str | None = None, console: Console | None = None
+) -> None:
+    """Print events as a table (see `events_table`), or a dim note when there are none.
+
+    Args:
+        events: Events in `seq` order.
+        title: A caption above the table.
+        console: Where to print; a new stdout console when `None`.
+    """
+    console = console or make_console()
+    if not events:
+        console.print(Text("No events.", style="dim"))
+        return
+    console.print(events_table(events, title=title, width=console.width))
+
+
+def print_events_json(events: Iterable[Event]) -> None:
+    """Print events as a JSON ledger: an array of `Event.model_dump(mode="json")` objects.
+
+    Args:
+        events: The events, printed in the order given.
+    """
+    print_json([event.model_dump(mode="json") for event in events])
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+def _label(session: Session) -> str:
+    return session.title or session.purpose or ""
+
+
+def sessions_table(sessions: Sequence[Session], *, width: int | None = None) -> Table:
+    """Build a table of sessions: id, app, user, agent, status, phase, events, updated, title.
+
+    `updated` is the time since the last activity (`5m ago`); `show` gives the exact time.
+
+    The table fits `width`: the title (or purpose) is shortened with an ellipsis, and on a
+    narrow terminal the agent, app, events, title, updated and user columns are left out,
+    in that order. Ids are never shortened, so they can be copied.
+
+    Args:
+        sessions: The sessions, in the order given.
+        width: The width to fit, in characters; 80 when `None` (pass `console.width`).
+    """
+    now = datetime.now(timezone.utc)
+    columns = [
+        _Column("id", [Text(s.id, style="bold") for s in sessions], drop=0),
+        _Column("app", [Text(s.app_name) for s in sessions], drop=6),
+        _Column("user", [Text(s.user_id) for s in sessions], drop=2),
+        _Column("agent", [Text(s.agent_name or "") for s in sessions], drop=7),
+        _Column("status", [status_text(s.status) for s in sessions], drop=0),
+        _Column("phase", [Text(s.phase) for s in sessions], drop=1),
+        _Column("events", [Text(str(s.version)) for s in sessions], drop=5, justify="right"),
+        _Column("updated", [Text(format_age(s.updated_at, now=now)) for s in sessions], drop=3),
+        _Column("title", [Text(one_line(_label(s), width=None)) for s in sessions], 4, flex=True),
+    ]
+    return _fit_table(columns, width or 80)
+
+
+def print_sessions_table(
+    sessions: Sequence[Session],
+    *,
+    next_cursor: str | None = None,
+    next_hint: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print sessions as a table, then how to get the next page when there is one.
+
+    Args:
+        sessions: The sessions of one page.
+        next_cursor: The page's `next_cursor`; `None` on the last page.
+        next_hint: The command that fetches the next page; `--cursor <next_cursor>`
+            when `None`.
+        console: Where to print; a new stdout console when `None`.
+    """
+    console = console or make_console()
+    if sessions:
+        console.print(sessions_table(sessions, width=console.width))
+    else:
+        console.print(Text("No sessions.", style="dim"))
+    if next_cursor is not None:
+        hint = next_hint or f"--cursor {next_cursor}"
+        console.print(Text.assemble(("More sessions: ", "dim"), (hint, "bold")), soft_wrap=True)
+
+
+def print_session_json(session: Session) -> None:
+    """Print a session as one JSON object (`Session.model_dump(mode="json")`)."""
+    print_json(session.model_dump(mode="json"))
+
+
+def _json_block(value: Mapping[str, Any]) -> RenderableType:
+    if not value:
+        return Text("{}", style="dim")
+    return JSON.from_data(value, indent=2, ensure_ascii=False)
+
+
+def session_panel(session: Session) -> Panel:
+    """Build a panel of a session: its fields, phase history, state and metadata.
+
+    Args:
+        session: The session.
+    """
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="dim", no_wrap=True)
+    fields.add_column()
+    rows: list[tuple[str, str | Text | None]] = [
+        ("app", session.app_name),
+        ("user", session.user_id),
+        ("agent", session.agent_name),
+        ("title", session.title),
+        ("purpose", session.purpose),
+        ("status", status_text(session.status)),
+        ("phase", session.phase),
+        ("version", f"{session.version} events"),
+        ("created", f"{format_time(session.created_at)} UTC"),
+        ("updated", f"{format_time(session.updated_at)} UTC"),
+        ("resume ready", "yes" if session.resume_ready else "no"),
+        ("errors", str(session.error_count)),
+        ("last error", session.last_error),
+        ("outcome", session.outcome),
+        ("summary", session.summary),
+        ("finalized", f"{format_time(session.finalized_at)} UTC" if session.finalized_at else None),
+        (
+            "duration",
+            f"{session.duration_seconds:.1f} s" if session.duration_seconds is not None else None,
+        ),
+    ]
+    for name, value in rows:
+        if value is None or value == "":
+            continue
+        fields.add_row(name, value if isinstance(value, Text) else Text(value))
+    parts: list[RenderableType] = [fields]
+    if session.phase_history:
+        history = Text()
+        for i, step in enumerate(session.phase_history):
+            if i:
+                history.append("\n")
+            history.append(f"{format_time(step.timestamp)}  ", style="dim")
+            history.append(f"{step.from_phase} → {step.to_phase}")
+        parts += [Text("\nphase history", style="bold"), history]
+    parts += [Text("\nstate", style="bold"), _json_block(session.state)]
+    parts += [Text("\nmetadata", style="bold"), _json_block(session.metadata)]
+    return Panel(
+        Group(*parts),
+        title=Text.assemble(("session ", "bold"), (session.id, "bold cyan")),
+        title_align="left",
+        border_style=status_style(session.status) or "none",
+    )
+
+
+def print_session(session: Session, *, console: Console | None = None) -> None:
+    """Print a session as a readable panel (see `session_panel`).
+
+    Args:
+        session: The session.
+        console: Where to print; a new stdout console when `None`.
+    """
+    (console or make_console()).print(session_panel(session))
+
+
+def print_state(
+    state: Session | Mapping[str, Any],
+    *,
+    title: str = "state",
+    console: Console | None = None,
+) -> None:
+    """Print a session's state as pretty-printed, highlighted JSON in a panel.
+
+    Args:
+        state: A session (its `state` is printed) or a state mapping.
+        title: The panel's title.
+        console: Where to print; a new stdout console when `None`.
+    """
+    mapping = state.state if isinstance(state, Session) else state
+    (console or make_console()).print(
+        Panel(_json_block(mapping), title=Text(title, style="bold"), title_align="left")
+    )

@@ -1,0 +1,515 @@
+"""The `agentledger` command line: read commands, errors, JSON output and help text.
+
+Each test fills a SQLite store through the Python API and reads it back through the CLI
+(`typer.testing.CliRunner`); one test runs the installed console script in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import typer.main
+from typer.testing import CliRunner, Result
+
+from agentledger import Event, NewEvent, SessionStore, open_store
+from agentledger.cli import app, main
+from agentledger.cli.render import format_age, short_id, summarize_event
+
+WIDE = {"COLUMNS": "200"}  # so no table column is left out
+
+
+@pytest.fixture()
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'x.db'}"
+
+
+@pytest.fixture()
+def store(url: str) -> Iterator[SessionStore]:
+    """The store the CLI reads, filled with four sessions.
+
+    `s-plan` (demo/ada, agent helper, 8 events, suspended, phase approval), `s-a`
+    (demo/bob), `s-b` (demo/bob, terminated), `s-c` (other/ada, agent helper).
+    """
+    s = open_store(url)
+    try:
+        s.create_session(app_name="demo", user_id="bob", session_id="s-a", title="first")
+        s.create_session(app_name="demo", user_id="bob", session_id="s-b", purpose="cleanup")
+        terminate = NewEvent(type="status_changed", data={"from": "active", "to": "terminated"})
+        s.append("s-b", [terminate])
+        s.create_session(
+            app_name="other",
+            user_id="ada",
+            agent_name="helper",
+            session_id="s-c",
+            title="Plan the [red]trip[/red]",
+        )
+        s.create_session(
+            app_name="demo",
+            user_id="ada",
+            agent_name="helper",
+            session_id="s-plan",
+            title="Reminders",
+            state={"count": 0},
+            metadata={"team": "core"},
+        )
+        inv = "01JH8Z4K5WQ4X7QZABCDEF0123"
+        s.append(
+            "s-plan",
+            [
+                NewEvent(
+                    type="user_message",
+                    author="user",
+                    data={"text": "Add 'buy milk'"},
+                    invocation_id=inv,
+                ),
+                NewEvent(
+                    type="tool_call",
+                    author="agent",
+                    data={"name": "add_reminder", "args": {"text": "buy milk"}},
+                    invocation_id=inv,
+                ),
+                NewEvent(
+                    type="tool_result",
+                    author="tool",
+                    data={"name": "add_reminder", "result": {"count": 1}},
+                    state_delta={"count": 1, "reminders": ["buy milk"]},
+                    invocation_id=inv,
+                ),
+                NewEvent(
+                    type="final_output",
+                    author="agent",
+                    data={"text": "Done: 1 reminder."},
+                    invocation_id=inv,
+                ),
+                NewEvent(type="phase_changed", data={"from": "initializing", "to": "approval"}),
+                NewEvent(type="error", data={"message": "model timed out"}),
+                NewEvent(type="status_changed", data={"from": "active", "to": "suspended"}),
+            ],
+        )
+        yield s
+    finally:
+        s.close()
+
+
+def run(
+    url: str | None,
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str | None] | None = None,
+) -> Result:
+    """Invoke the CLI in-process with `--store url` (none when `url` is None)."""
+    argv = ["--store", url, *args] if url is not None else list(args)
+    return CliRunner().invoke(app, argv, input=input, env={**WIDE, **(env or {})})
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def dump(models: Sequence[Any]) -> list[Any]:
+    return [m.model_dump(mode="json") for m in models]
+
+
+# -- root ---------------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = ok(run(None, "--version"))
+    assert result.stdout.startswith("agentledger 0.1.0")
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], [], ["sessions", "--help"], ["sessions", "list", "--help"]]
+)
+def test_help_does_not_open_the_store(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "sub" / "never.db"
+    result = run(f"sqlite:///{db}", *args)
+    assert result.exit_code in (0, 2)  # bare `agentledger` prints help and exits 2, as click does
+    assert "Usage" in result.output
+    assert not db.exists() and not db.parent.exists()
+    # an unknown scheme is only an error once a command opens the store
+    assert run("bogus://x", *args).exit_code in (0, 2)
+
+
+def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from walk(sub, (*path, name))
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    root = typer.main.get_command(app)
+    seen = []
+    for path, command in walk(root):
+        seen.append(" ".join(path))
+        assert (command.help or "").strip(), f"command {path} has no help"
+        for param in command.params:
+            text = getattr(param, "help", None)
+            assert text and text.strip(), f"{path}: parameter {param.name} has no help"
+    expected = ["", "sessions", "sessions list", "sessions show", "sessions events", "sessions delete"]
+    assert set(expected) <= set(seen)
+
+
+def test_every_command_help_renders() -> None:
+    root = typer.main.get_command(app)
+    for path, _ in walk(root):
+        result = ok(run(None, *path, "--help"))
+        assert "Usage" in result.stdout
+
+
+# -- sessions list ------------------------------------------------------------------------
+
+
+def test_list_table(store: SessionStore, url: str) -> None:
+    out = ok(run(url, "sessions", "list")).stdout
+    for sid in ("s-plan", "s-a", "s-b", "s-c"):
+        assert sid in out
+    for word in ("suspended", "terminated", "active", "approval", "Reminders", "helper"):
+        assert word in out
+    assert "More sessions" not in out
+    # user text is printed as written, never as Rich markup
+    assert "Plan the [red]trip[/red]" in out
+    # newest activity first
+    assert out.index("s-plan") < out.index("s-c") < out.index("s-b")
+
+
+def test_list_table_fits_a_narrow_terminal(store: SessionStore, url: str) -> None:
+    result = ok(run(url, "sessions", "list", env={"COLUMNS": "40"}))
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 40 for line in lines), lines
+    assert "s-plan" in result.stdout and "suspended" in result.stdout
+
+
+def test_list_json_matches_the_store(store: SessionStore, url: str) -> None:
+    result = ok(run(url, "sessions", "list", "--json"))
+    data = json.loads(result.stdout)
+    page = store.list_sessions()
+    assert data == {"sessions": dump(page.sessions), "next_cursor": None}
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--app", "demo"], {"s-plan", "s-a", "s-b"}),
+        (["--user", "ada"], {"s-plan", "s-c"}),
+        (["--app", "demo", "--user", "bob"], {"s-a", "s-b"}),
+        (["--agent", "helper"], {"s-plan", "s-c"}),
+        (["--status", "terminated"], {"s-b"}),
+        (["--status", "SUSPENDED"], {"s-plan"}),
+        (["--status", "active"], {"s-a", "s-c"}),
+        (["--phase", "approval"], {"s-plan"}),
+        (["--app", "nothing"], set()),
+    ],
+)
+def test_list_filters(store: SessionStore, url: str, args: list[str], expected: set[str]) -> None:
+    data = json.loads(ok(run(url, "sessions", "list", "--json", *args)).stdout)
+    assert {s["id"] for s in data["sessions"]} == expected
+
+
+def test_list_empty_table(store: SessionStore, url: str) -> None:
+    assert "No sessions." in ok(run(url, "sessions", "list", "--app", "nothing")).stdout
+
+
+def test_list_pagination_with_cursor(store: SessionStore, url: str) -> None:
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        args = ["sessions", "list", "--json", "--limit", "3"]
+        args += ["--cursor", cursor] if cursor else []
+        data = json.loads(ok(run(url, *args)).stdout)
+        pages += 1
+        assert len(data["sessions"]) <= 3
+        seen += [s["id"] for s in data["sessions"]]
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 2
+    assert seen == [s.id for s in store.list_sessions().sessions]
+
+
+def test_list_table_prints_the_next_page_command(store: SessionStore, url: str) -> None:
+    out = ok(run(url, "sessions", "list", "--app", "demo", "--limit", "2")).stdout
+    cursor = store.list_sessions(app_name="demo", limit=2).next_cursor
+    assert cursor is not None
+    assert f"agentledger sessions list --app demo --limit 2 --cursor {cursor}" in out
+    last = ok(run(url, "sessions", "list", "--app", "demo", "--limit", "2", "--cursor", cursor))
+    assert "s-a" in last.stdout and "More sessions" not in last.stdout
+
+
+@pytest.mark.parametrize("args", [["--limit", "0"], ["--limit", "1001"], ["--status", "weird"]])
+def test_list_bad_options_are_usage_errors(store: SessionStore, url: str, args: list[str]) -> None:
+    result = run(url, "sessions", "list", *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_list_bad_cursor(store: SessionStore, url: str) -> None:
+    assert_one_line_error(run(url, "sessions", "list", "--cursor", "garbage"), "invalid cursor")
+
+
+# -- sessions show ------------------------------------------------------------------------
+
+
+def test_show_json_matches_the_store(store: SessionStore, url: str) -> None:
+    data = json.loads(ok(run(url, "sessions", "show", "s-plan", "--json")).stdout)
+    assert data == store.get_session("s-plan").model_dump(mode="json")
+    assert data["state"] == {"count": 1, "reminders": ["buy milk"]}
+    assert data["version"] == 8
+
+
+def test_show_panel(store: SessionStore, url: str) -> None:
+    out = ok(run(url, "sessions", "show", "s-plan")).stdout
+    expected = [
+        "s-plan", "demo", "ada", "helper", "Reminders", "suspended", "approval", "8 events",
+        "model timed out", "initializing → approval", '"reminders"', '"buy milk"', '"team": "core"',
+    ]
+    for text in expected:
+        assert text in out, text
+
+
+# -- sessions events ----------------------------------------------------------------------
+
+
+def events_json(url: str, *args: str) -> list[dict[str, Any]]:
+    data = json.loads(ok(run(url, "sessions", "events", "s-plan", "--json", *args)).stdout)
+    assert isinstance(data, list)
+    return data
+
+
+def test_events_json_matches_the_ledger(store: SessionStore, url: str) -> None:
+    data = events_json(url)
+    assert data == dump(store.read_events("s-plan"))
+    assert [e["seq"] for e in data] == list(range(1, 9))
+    assert data[3]["state_delta"] == {"count": 1, "reminders": ["buy milk"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "seqs"),
+    [
+        (["--after", "5"], [6, 7, 8]),
+        (["--limit", "2"], [1, 2]),
+        (["--after", "2", "--limit", "2"], [3, 4]),
+        (["--last", "2"], [7, 8]),
+        (["--type", "tool_call"], [3]),
+        (["--type", "tool_call", "-t", "error"], [3, 7]),
+        (["--type", "no.such"], []),
+    ],
+)
+def test_events_filters(store: SessionStore, url: str, args: list[str], seqs: list[int]) -> None:
+    assert [e["seq"] for e in events_json(url, *args)] == seqs
+
+
+def test_events_limit_and_last_together_is_a_usage_error(store: SessionStore, url: str) -> None:
+    result = run(url, "sessions", "events", "s-plan", "--limit", "1", "--last", "1")
+    assert result.exit_code == 2
+    assert "--last" in result.stderr
+
+
+def test_events_table(store: SessionStore, url: str) -> None:
+    out = ok(run(url, "sessions", "events", "s-plan")).stdout
+    for text in (
+        "session_created",
+        "Add 'buy milk'",
+        "add_reminder(text=buy milk)",
+        'add_reminder → {"count":1}',
+        'Δ count=1, reminders=["buy milk"]',
+        "initializing → approval",
+        "model timed out",
+        "…CDEF0123",  # shortened invocation id
+    ):
+        assert text in out, text
+    assert "No events." in ok(run(url, "sessions", "events", "s-plan", "--after", "8")).stdout
+
+
+# -- sessions delete ----------------------------------------------------------------------
+
+
+def test_delete_with_yes(store: SessionStore, url: str) -> None:
+    result = ok(run(url, "sessions", "delete", "s-a", "--yes"))
+    assert "Deleted session s-a" in result.stdout
+    assert "s-a" not in {s.id for s in store.list_sessions().sessions}
+
+
+def test_delete_asks_first(store: SessionStore, url: str) -> None:
+    declined = run(url, "sessions", "delete", "s-a", input="n\n")
+    assert declined.exit_code == 1
+    assert "Delete session s-a (1 event)?" in declined.stdout
+    assert store.get_session("s-a").id == "s-a"
+
+    ok(run(url, "sessions", "delete", "s-a", input="y\n"))
+    assert "s-a" not in {s.id for s in store.list_sessions().sessions}
+
+
+# -- errors and configuration -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["sessions", "show", "nope"], "no session with id 'nope'"),
+        (["sessions", "show", "nope", "--json"], "no session with id 'nope'"),
+        (["sessions", "events", "nope", "--json"], "no session with id 'nope'"),
+        (["sessions", "delete", "nope", "--yes"], "no session with id 'nope'"),
+        (["sessions", "delete", "nope"], "no session with id 'nope'"),
+        (["sessions", "show", "../x"], "invalid session id '../x'"),
+        (["sessions", "events", "../x"], "invalid session id '../x'"),
+        (["sessions", "delete", "../x", "--yes"], "invalid session id '../x'"),
+    ],
+)
+def test_errors_are_one_line_on_stderr(
+    store: SessionStore, url: str, args: list[str], needle: str
+) -> None:
+    assert_one_line_error(run(url, *args), needle)
+
+
+def test_unknown_store_scheme(tmp_path: Path) -> None:
+    result = run("bogus://x", "sessions", "list")
+    assert_one_line_error(result, "unknown store URL scheme", "bogus://x")
+
+
+def test_unopenable_store_names_the_store(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    bad = f"sqlite:///{blocker}/x.db"
+    assert_one_line_error(run(bad, "sessions", "list", "--json"), str(blocker))
+
+
+def test_store_env_var_is_honoured(store: SessionStore, url: str) -> None:
+    result = ok(run(None, "sessions", "list", "--json", env={"AGENTLEDGER_STORE": url}))
+    assert len(json.loads(result.stdout)["sessions"]) == 4
+    # --store wins over the environment
+    result = ok(run("memory://", "sessions", "list", "--json", env={"AGENTLEDGER_STORE": url}))
+    assert json.loads(result.stdout)["sessions"] == []
+
+
+def test_default_store_is_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = ok(run(None, "sessions", "list", "--json", env={"AGENTLEDGER_STORE": None}))
+    assert json.loads(result.stdout) == {"sessions": [], "next_cursor": None}
+    assert (tmp_path / "agentledger.db").exists()
+
+
+# -- render helpers -----------------------------------------------------------------------
+
+
+def make_event(type: str, data: dict[str, Any], state_delta: dict[str, Any] | None = None) -> Event:
+    return Event(
+        id="01JH8Z4K5WQ4X7QZABCDEF0123",
+        session_id="s",
+        seq=2,
+        type=type,
+        author="agent",
+        timestamp=datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc),
+        data=data,
+        state_delta=state_delta or {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("type", "data", "delta", "expected"),
+    [
+        ("user_message", {"text": "hello\n  there"}, None, "hello there"),
+        ("agent_message", {"content": {"parts": [{"text": "a"}, {"text": "b"}]}}, None, "a b"),
+        ("tool_call", {"name": "add", "args": {"a": 1, "b": "x"}}, None, "add(a=1, b=x)"),
+        ("tool_result", {"name": "add", "result": 3}, {"total": 3}, "add → 3 Δ total=3"),
+        ("tool_result", {"name": "add", "error": "bad args"}, None, "add ✗ bad args"),
+        ("phase_changed", {"from": "planning", "to": "approval"}, None, "planning → approval"),
+        ("session_finalized", {"outcome": "completed", "summary": "done"}, None, "completed: done"),
+        ("state_updated", {}, {"k": None}, "Δ k=∅"),
+        ("myplugin.tick", {"n": 1}, None, '{"n":1}'),
+    ],
+)
+def test_summarize_event(
+    type: str, data: dict[str, Any], delta: dict[str, Any] | None, expected: str
+) -> None:
+    assert summarize_event(make_event(type, data, delta)) == expected
+
+
+def test_summarize_event_is_one_short_line() -> None:
+    summary = summarize_event(make_event("user_message", {"text": "word\n" * 100}), width=30)
+    assert len(summary) == 30 and "\n" not in summary and summary.endswith("…")
+
+
+def test_short_id_and_format_age() -> None:
+    assert short_id("01JH8Z4K5WQ4X7QZABCDEF0123") == "…CDEF0123"
+    assert short_id("inv-1") == "inv-1"
+    assert short_id(None) == ""
+    now = datetime(2026, 1, 8, 18, 0, tzinfo=timezone.utc)
+    assert format_age(now, now=now) == "now"
+    assert format_age(now - timedelta(seconds=42), now=now) == "42s ago"
+    assert format_age(now - timedelta(minutes=5, seconds=3), now=now) == "5m ago"
+    assert format_age(now - timedelta(hours=3), now=now) == "3h ago"
+    assert format_age(now - timedelta(days=12), now=now) == "12d ago"
+    assert format_age(now - timedelta(days=90), now=now) == "2025-10-10"
+
+
+# -- the installed console script ---------------------------------------------------------
+
+
+def console_script() -> str:
+    candidate = Path(sys.executable).parent / "agentledger"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("agentledger")
+    if found is None:
+        pytest.skip("the agentledger console script is not installed")
+    return found
+
+
+def cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_console_script_in_a_subprocess(store: SessionStore, url: str, tmp_path: Path) -> None:
+    exe = console_script()
+    env = {"PATH": "/usr/bin:/bin", "AGENTLEDGER_STORE": url, "COLUMNS": "200"}
+    listed = cli(exe, "sessions", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    ids = [s["id"] for s in json.loads(listed.stdout)["sessions"]]
+    assert ids == [s.id for s in store.list_sessions().sessions]
+
+    events = cli(exe, "--store", url, "sessions", "events", "s-plan", "--json", "--last", "1", env=env)
+    assert events.returncode == 0, events.stderr
+    assert json.loads(events.stdout) == dump(store.read_events("s-plan", last=1))
+
+    missing = cli(exe, "sessions", "show", "nope", env=env)
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == ["error: no session with id 'nope'"]
+
+    usage = cli(exe, "sessions", "list", "--limit", "x", env=env)
+    assert usage.returncode == 2
+    assert "Traceback" not in usage.stderr
+
+
+def test_main_runs_the_app(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["agentledger", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+    assert capsys.readouterr().out.startswith("agentledger ")
