@@ -17,6 +17,7 @@ from agentledger.stores.base import SessionStore
 __all__ = [
     "DEMO_APP",
     "DEMO_SCRIPT",
+    "DEMO_SCRIPT_CONTINUED",
     "DEMO_USER",
     "build_reminders_agent",
     "continue_or_create_session",
@@ -31,7 +32,15 @@ DEMO_SCRIPT = (
     "Remind me to water the plants",
     "Show my reminders",
 )
-"""The scripted conversation of `agentledger demo`."""
+"""The scripted conversation of `agentledger demo` in a new session."""
+
+DEMO_SCRIPT_CONTINUED = (
+    "Show my reminders",
+    "Delete reminder 1",
+    "Remind me to call the dentist",
+    "Show my reminders",
+)
+"""The script in a continued session: it starts from the reminders stored by earlier runs."""
 
 REMINDERS = "user:reminders"
 USER_NAME = "user:name"
@@ -118,7 +127,12 @@ def update_user_name(name: str, tool_context: ToolContext) -> dict[str, Any]:
     """Remember the user's name."""
     old = tool_context.state.get(USER_NAME)
     tool_context.state[USER_NAME] = name
-    message = f"Nice to meet you, {name}." if not old else f"Updated your name from {old} to {name}."
+    if old == name:
+        message = f"I already know you as {name}."
+    elif old:
+        message = f"Updated your name from {old} to {name}."
+    else:
+        message = f"Nice to meet you, {name}."
     return {"action": "update_user_name", "name": name, "message": message}
 
 

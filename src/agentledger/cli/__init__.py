@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from agentledger.cli import agent as _agent_commands  # noqa: F401  (registers demo/run/chat)
 from agentledger.cli.app import app, main
 from agentledger.cli.sessions import sessions_app
 

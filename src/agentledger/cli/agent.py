@@ -1,0 +1,215 @@
+"""`agentledger demo`, `run` and `chat`: agent turns from the command line.
+
+Every turn goes through the `Runner`, so each step is in the session's ledger before it is
+printed. The agent is the reminders demo agent unless `--agent module:attribute` names
+another `Agent` (or a function that returns one).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from agentledger.cli.app import app, store_from
+from agentledger.cli.render import (
+    make_console,
+    print_event,
+    print_events_json,
+    print_json,
+    print_state,
+)
+from agentledger.core.session import Session
+from agentledger.demo import (
+    DEMO_APP,
+    DEMO_SCRIPT,
+    DEMO_SCRIPT_CONTINUED,
+    DEMO_USER,
+    build_reminders_agent,
+    continue_or_create_session,
+)
+from agentledger.errors import ConfigurationError, RunnerError
+from agentledger.runner import Agent, Runner, final_output
+from agentledger.stores.base import SessionStore
+
+__all__ = ["chat", "demo", "load_agent", "run"]
+
+UserOpt = Annotated[
+    str, typer.Option("--user", "-u", metavar="USER", help="The user the session belongs to.")
+]
+AppOpt = Annotated[
+    str, typer.Option("--app", metavar="APP", help="The app the session belongs to.")
+]
+SessionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        "-s",
+        metavar="ID",
+        help="Continue this session (default: the user's most recent active one, or a new one).",
+    ),
+]
+AgentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        metavar="MODULE:ATTR",
+        help="An Agent (or a function returning one) to run instead of the reminders demo agent.",
+    ),
+]
+
+
+def load_agent(spec: str | None) -> Agent:
+    """Return the agent named by `module:attribute`, or the reminders demo agent for `None`.
+
+    Raises:
+        ConfigurationError: The module or attribute cannot be found, or is not an `Agent`.
+    """
+    if spec is None:
+        return build_reminders_agent()
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"--agent takes MODULE:ATTRIBUTE, not {spec!r}")
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot load agent {spec!r}: {exc}") from exc
+    if callable(target) and not isinstance(target, Agent):
+        target = target()
+    if not isinstance(target, Agent):
+        raise ConfigurationError(f"{spec!r} is a {type(target).__name__}, not an Agent")
+    return target
+
+
+def _session_for(
+    store: SessionStore, session_id: str | None, *, user: str, app_name: str, agent: Agent
+) -> tuple[Session, bool]:
+    if session_id is not None:
+        return store.get_session(session_id), False
+    page = store.list_sessions(app_name=app_name, user_id=user, status="active", limit=1)
+    if page.sessions:
+        return page.sessions[0], False
+    created = store.create_session(app_name=app_name, user_id=user, agent_name=agent.name)
+    return created, True
+
+
+@app.command()
+def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
+    """Run the reminders demo: a scripted conversation recorded in a durable session.
+
+    Continues the user's most recent demo session (or creates one), runs the script through
+    the runner, then prints the session id, the agent's answers and the session's ledger
+    as JSON. Run it twice: the second run still knows the first run's reminders.
+    """
+    store = store_from(ctx)
+    session, created = continue_or_create_session(store, user_id=user)
+    runner = Runner(build_reminders_agent(), store)
+    out = make_console()
+    out.print(f"session: {session.id} ({'new' if created else 'continued'}) on {store.url}")
+    for message in DEMO_SCRIPT if created else DEMO_SCRIPT_CONTINUED:
+        answer = final_output(list(runner.run(session.id, message)))
+        out.print(f"[bold]you:[/] {message}", highlight=False)
+        out.print("[bold cyan]agent:[/] ", end="")
+        out.print(answer or "", markup=False, highlight=False)
+    events = store.read_events(session.id)
+    out.print(f"ledger of session {session.id} ({len(events)} events):")
+    print_events_json(events)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Argument(help="What the user says.", show_default=False)],
+    session_id: SessionOpt = None,
+    user: UserOpt = DEMO_USER,
+    app_name: AppOpt = DEMO_APP,
+    agent_spec: AgentOpt = None,
+    events: Annotated[
+        bool, typer.Option("--events", help="Also print the turn's events as they are stored.")
+    ] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print {session_id, answer, events} as JSON, and nothing else."),
+    ] = False,
+) -> None:
+    """Run one agent turn with the user's own words and print the answer."""
+    store = store_from(ctx)
+    agent = load_agent(agent_spec)
+    session, created = _session_for(
+        store, session_id, user=user, app_name=app_name, agent=agent
+    )
+    out = make_console()
+    if not json_output:
+        out.print(f"session: {session.id}{' (new)' if created else ''}", highlight=False)
+    stored = []
+    for event in Runner(agent, store).run(session.id, message):
+        stored.append(event)
+        if events and not json_output:
+            print_event(event, console=out)
+    answer = final_output(stored)
+    if json_output:
+        print_json(
+            {
+                "session_id": session.id,
+                "answer": answer,
+                "events": [e.model_dump(mode="json") for e in stored],
+            }
+        )
+    else:
+        out.print("[bold cyan]agent:[/] ", end="")
+        out.print(answer or "", markup=False, highlight=False)
+
+
+_EXIT_WORDS = {"exit", "quit", ":q", "/exit", "/quit"}
+
+
+def _chat_turn(runner: Runner, session_id: str, message: str, out: Console) -> None:
+    try:
+        answer = final_output(list(runner.run(session_id, message)))
+    except RunnerError as exc:
+        out.print("[bold red]agent failed:[/] ", end="")
+        out.print(str(exc), markup=False, highlight=False)
+        return
+    out.print("[bold cyan]agent:[/] ", end="")
+    out.print(answer or "", markup=False, highlight=False)
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    session_id: SessionOpt = None,
+    user: UserOpt = DEMO_USER,
+    app_name: AppOpt = DEMO_APP,
+    agent_spec: AgentOpt = None,
+) -> None:
+    """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
+
+    The session's state is shown before and after each turn (seed 004).
+    """
+    store = store_from(ctx)
+    agent = load_agent(agent_spec)
+    session, created = _session_for(
+        store, session_id, user=user, app_name=app_name, agent=agent
+    )
+    runner = Runner(agent, store)
+    out = make_console()
+    out.print(
+        f"session: {session.id} ({'new' if created else 'continued'}); type exit or quit to leave",
+        highlight=False,
+    )
+    while True:
+        try:
+            message = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        if not message:
+            continue
+        if message.lower() in _EXIT_WORDS:
+            break
+        print_state(store.get_session(session.id), title="state before", console=out)
+        _chat_turn(runner, session.id, message, out)
+        print_state(store.get_session(session.id), title="state after", console=out)
+    out.print(f"bye; session {session.id} is saved", highlight=False)

@@ -1,0 +1,160 @@
+"""`agentledger demo`, `run` and `chat`, through the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentledger import open_store
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+
+
+def cli(
+    cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [AGENTLEDGER, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+    )
+
+
+def ledger_of(output: str) -> list[dict[str, object]]:
+    """The JSON ledger the demo prints after its `ledger of session …` line."""
+    _, _, tail = output.partition("events):\n")
+    events: list[dict[str, object]] = json.loads(tail)
+    return events
+
+
+def test_demo_on_the_default_store_persists_across_runs(tmp_path: Path) -> None:
+    first = cli(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "agentledger.db").exists()
+    session_line = first.stdout.splitlines()[0]
+    assert session_line.startswith("session: ") and "(new)" in session_line
+    session_id = session_line.split()[1]
+    assert "agent: Added reminder: call the dentist. You now have 1 reminder." in first.stdout
+    types = {e["type"] for e in ledger_of(first.stdout)}
+    assert {"user_message", "tool_call", "tool_result", "final_output"} <= types
+
+    second = cli(tmp_path, "demo")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[0].split()[1] == session_id
+    # the first answer of the second run lists the first run's reminders
+    assert (
+        "agent: Ada, you have 2 reminders: 1. call the dentist; 2. water the plants."
+        in second.stdout
+    )
+    assert len(ledger_of(second.stdout)) > len(ledger_of(first.stdout))
+
+
+def test_run_then_show_has_the_reminder_in_state(tmp_path: Path) -> None:
+    result = cli(tmp_path, "run", "remind me to call the dentist")
+    assert result.returncode == 0, result.stderr
+    session_id = result.stdout.splitlines()[0].split()[1]
+    assert "Added reminder: call the dentist" in result.stdout
+    shown = cli(tmp_path, "sessions", "show", session_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"]["user:reminders"] == ["call the dentist"]
+
+
+def test_run_json_and_events(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path}/s.db"
+    result = cli(tmp_path, "--store", store_url, "run", "my name is Grace", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["answer"] == "Nice to meet you, Grace."
+    assert [e["type"] for e in payload["events"]] == [
+        "user_message", "tool_call", "tool_result", "final_output",
+    ]
+    with open_store(store_url) as store:
+        stored = store.read_events(payload["session_id"], after=1)
+        assert [e.id for e in stored] == [e["id"] for e in payload["events"]]
+
+    verbose = cli(tmp_path, "--store", store_url, "run", "show my reminders", "--events",
+                  "--session", payload["session_id"])
+    assert verbose.returncode == 0, verbose.stderr
+    assert "tool_call" in verbose.stdout and "view_reminders" in verbose.stdout
+
+
+def test_run_other_user_gets_own_session_and_state(tmp_path: Path) -> None:
+    a = cli(tmp_path, "run", "remind me to feed the cat", "--user", "ann")
+    b = cli(tmp_path, "run", "show my reminders", "--user", "bo")
+    assert a.returncode == b.returncode == 0
+    assert a.stdout.splitlines()[0] != b.stdout.splitlines()[0]
+    assert "You have no reminders." in b.stdout
+
+
+def test_chat_loop_shows_state_and_exits(tmp_path: Path) -> None:
+    result = cli(
+        tmp_path,
+        "chat",
+        stdin="remind me to stretch\n\nfrobnicate the widget\nshow my reminders\nquit\n",
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "state before" in out and "state after" in out
+    assert "Added reminder: stretch" in out
+    assert "I did not understand that." in out
+    assert "You have 1 reminder: 1. stretch." in out
+    assert "bye; session" in out
+
+
+def test_chat_ends_on_end_of_input(tmp_path: Path) -> None:
+    result = cli(tmp_path, "chat", stdin="remind me to nap\n")
+    assert result.returncode == 0, result.stderr
+    assert "Added reminder: nap" in result.stdout
+
+
+CUSTOM_AGENT = '''
+from agentledger.runner import Agent, OfflineModel, Rule
+
+def shout(text: str) -> dict:
+    """Shout the text."""
+    return {"message": text.upper() + "!"}
+
+def make() -> Agent:
+    return Agent(name="shouter", model=OfflineModel([Rule(r"shout (?P<text>.+)", "shout")]),
+                 tools=[shout])
+
+not_an_agent = 42
+'''
+
+
+def test_run_with_a_custom_agent(tmp_path: Path) -> None:
+    (tmp_path / "my_agents.py").write_text(CUSTOM_AGENT)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = cli(tmp_path, "run", "shout hello", "--agent", "my_agents:make", "--app", "loud",
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    assert "HELLO!" in result.stdout
+    listed = json.loads(cli(tmp_path, "sessions", "list", "--json").stdout)
+    assert listed["sessions"][0]["agent_name"] == "shouter"
+    assert listed["sessions"][0]["app_name"] == "loud"
+
+
+@pytest.mark.parametrize("spec", ["my_agents:not_an_agent", "my_agents:missing", "nomodule:x", "bad"])
+def test_bad_agent_spec_is_one_line_error(tmp_path: Path, spec: str) -> None:
+    (tmp_path / "my_agents.py").write_text(CUSTOM_AGENT)
+    result = cli(tmp_path, "run", "hi", "--agent", spec, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_run_on_unknown_session_is_one_line_error(tmp_path: Path) -> None:
+    result = cli(tmp_path, "run", "hi", "--session", "does-not-exist")
+    assert result.returncode == 1
+    assert "no session with id 'does-not-exist'" in result.stderr
