@@ -34,6 +34,14 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return result
 
 
+def _text(data: Mapping[str, Any], key: str, *, optional: bool = False) -> str | None:
+    """Return `data[key]`, checking that it is a string (or absent/`None` if `optional`)."""
+    value = data.get(key) if optional else data[key]
+    if not isinstance(value, str) and not (optional and value is None):
+        raise ValueError(f"{key!r} must be a string, not {value!r}")
+    return value
+
+
 def _created(event: Event) -> Session:
     data = event.data
     return Session(
@@ -45,7 +53,7 @@ def _created(event: Event) -> Session:
         purpose=data.get("purpose"),
         phase=data.get("phase", "initializing"),
         metadata=dict(data.get("metadata") or {}),
-        state=split_delta(event.state_delta).session,
+        state=apply_delta({}, split_delta(event.state_delta).session),
         created_at=event.timestamp,
         updated_at=event.timestamp,
         version=event.seq,
@@ -61,7 +69,10 @@ def _apply(session: Session, event: Event) -> Session:
     data = event.data
     kind = event.type
     if kind == EventType.METADATA_UPDATED:
-        changes["metadata"] = deep_merge(session.metadata, data.get("metadata") or {})
+        update = data.get("metadata") or {}
+        if not isinstance(update, Mapping):
+            raise ValueError(f"'metadata' must be an object, not {update!r}")
+        changes["metadata"] = deep_merge(session.metadata, update)
     elif kind == EventType.PHASE_CHANGED:
         to_phase = data["to"]
         changes["phase"] = to_phase
@@ -72,14 +83,14 @@ def _apply(session: Session, event: Event) -> Session:
         if "resume_ready" in data:
             changes["resume_ready"] = bool(data["resume_ready"])
     elif kind == EventType.STATUS_CHANGED:
-        changes["status"] = data["to"]
+        changes["status"] = _text(data, "to")
     elif kind == EventType.ERROR:
         changes["error_count"] = session.error_count + 1
         changes["last_error"] = str(data.get("message", ""))
     elif kind == EventType.SESSION_FINALIZED:
         changes["status"] = Status.TERMINATED.value
-        changes["outcome"] = data.get("outcome")
-        changes["summary"] = data.get("summary")
+        changes["outcome"] = _text(data, "outcome", optional=True)
+        changes["summary"] = _text(data, "summary", optional=True)
         changes["finalized_at"] = event.timestamp
         changes["resume_ready"] = False
         changes["duration_seconds"] = (event.timestamp - session.created_at).total_seconds()

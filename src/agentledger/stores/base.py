@@ -63,12 +63,14 @@ DEFAULT_STORE_URL = "sqlite:///agentledger.db"
 """The embedded default: a SQLite file in the working directory."""
 
 # Fixed-width UTC timestamps sort as strings, so stores can index and compare them as text.
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The year is padded by hand: `%Y` gives "999", not "0999", on glibc.
+_TS_FORMAT = "-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_timestamp(value: datetime) -> str:
     """Format an aware datetime as fixed-width UTC ISO 8601 (`2026-01-08T18:05:30.000000Z`)."""
-    return value.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    utc = value.astimezone(timezone.utc)
+    return f"{utc.year:04d}{utc.strftime(_TS_FORMAT)}"
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -294,6 +296,19 @@ class SessionStore(Protocol):
         """Release connections and file handles; the store is unusable afterwards."""
         ...
 
+    def __enter__(self) -> Self:
+        """Return the store itself, for `with open_store(url) as store:`."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        ...
+
 
 class StoreTransaction(ABC):
     """One atomic write, as a backend provides it to `BaseStore`.
@@ -435,15 +450,13 @@ class BaseStore(ABC):
         try:
             data = _dumps(event.data)
             delta = _dumps(strip_temp(event.state_delta))
+            # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
+            size = sum(
+                len(text.encode())
+                for text in (data, delta, event.type, event.author, event.invocation_id or "")
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
-        size = (
-            len(data.encode())
-            + len(delta.encode())
-            + len(event.type)
-            + len(event.author)
-            + len(event.invocation_id or "")
-        )
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(
@@ -461,16 +474,23 @@ class BaseStore(ABC):
     @staticmethod
     def _decode_event(row: EventRow | Sequence[Any]) -> Event:
         try:
+            timestamp = parse_timestamp(row[5])
+            data = json.loads(row[7])
+            state_delta = json.loads(row[8])
+            if timestamp.tzinfo is None:
+                raise ValueError(f"timestamp {row[5]!r} has no UTC offset")
+            if not isinstance(data, dict) or not isinstance(state_delta, dict):
+                raise ValueError("data and state_delta must be JSON objects")
             return Event.model_construct(
                 id=row[0],
                 session_id=row[1],
                 seq=row[2],
                 type=row[3],
                 author=row[4],
-                timestamp=parse_timestamp(row[5]),
+                timestamp=timestamp,
                 invocation_id=row[6],
-                data=json.loads(row[7]),
-                state_delta=json.loads(row[8]),
+                data=data,
+                state_delta=state_delta,
             )
         except (TypeError, ValueError, IndexError) as exc:
             raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc

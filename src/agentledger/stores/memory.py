@@ -108,7 +108,7 @@ class MemoryStore(BaseStore):
             wanted = set(types)
             rows = [r for r in rows if r.type in wanted]
         if last is not None:
-            return rows[len(rows) - last :] if last else []
+            return rows[max(len(rows) - last, 0) :] if last else []
         return rows if limit is None else rows[:limit]
 
     def _session_exists(self, session_id: str) -> bool:

@@ -1,0 +1,10 @@
+"""Testing helpers shipped with agentledger: the store conformance suite.
+
+See `agentledger.testing.conformance` for how a store runs it. Importing this package needs
+the test extra (`pip install 'agentledger[test]'`).
+"""
+
+from agentledger.testing.conformance import StoreConformance
+from agentledger.testing._base import StoreFactory, msg
+
+__all__ = ["StoreConformance", "StoreFactory", "msg"]

@@ -1,0 +1,167 @@
+"""Conformance: properties over random event sequences (hypothesis).
+
+Hypothesis runs many examples inside one test call, so a function-scoped `store` fixture is
+shared by all of them: each example works in a fresh session of a fresh app instead of a
+fresh store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentledger.core.events import Event, NewEvent
+from agentledger.core.projection import project
+from agentledger.core.session import DEFAULT_PHASES, Status
+from agentledger.stores.base import SessionStore
+from agentledger.testing._base import ConformanceBase
+
+__all__ = ["PropertyConformance", "event_batches", "json_values", "new_events", "state_deltas"]
+
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    _LEAVES,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+"""Any value JSON can hold (numbers that every JSON store keeps exactly)."""
+
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+
+_STATE_KEYS = st.sampled_from(
+    ["a", "b", "c", "app:a", "app:b", "user:a", "user:b", "temp:a", "temp:b", "appx", "user"]
+)
+state_deltas = st.dictionaries(_STATE_KEYS, json_values, max_size=5)
+"""State deltas over a few keys of every scope, so later deltas overwrite and delete."""
+
+_METADATA = st.recursive(
+    json_values,
+    lambda children: st.dictionaries(st.sampled_from(["m", "n", "o"]), children, max_size=3),
+    max_leaves=6,
+)
+_OFFSETS = st.builds(
+    timezone,
+    st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)),
+)
+timestamps = (
+    st.none()
+    | st.datetimes(timezones=st.just(timezone.utc))
+    | st.datetimes(
+        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=_OFFSETS
+    )
+)
+"""`None` (the store stamps it) or any aware datetime, in UTC or at a fixed offset."""
+
+_PLAIN_TYPES = [
+    "user_message",
+    "agent_message",
+    "tool_call",
+    "tool_result",
+    "final_output",
+    "state_updated",
+    "myplugin.something",
+]
+_TYPES = [*_PLAIN_TYPES, "phase_changed", "status_changed", "error", "metadata_updated"]
+_TYPES += ["session_finalized"]
+
+
+@st.composite
+def new_events(draw: st.DrawFn) -> NewEvent:
+    """A random standard (or plugin) event with the data shape the projection expects."""
+    kind = draw(st.sampled_from(_TYPES))
+    data: dict[str, Any] = draw(json_objects)
+    if kind == "phase_changed":
+        data["to"] = draw(st.sampled_from(DEFAULT_PHASES))
+        if draw(st.booleans()):
+            data["resume_ready"] = draw(st.booleans())
+    elif kind == "status_changed":
+        data["to"] = draw(st.sampled_from([s.value for s in Status]))
+    elif kind == "error":
+        if draw(st.booleans()):
+            data["message"] = draw(st.text(max_size=20))
+    elif kind == "metadata_updated":
+        data["metadata"] = draw(st.dictionaries(st.sampled_from(["m", "n", "o"]), _METADATA))
+    elif kind == "session_finalized":
+        data["outcome"] = draw(st.none() | st.sampled_from(["success", "failure"]))
+        data["summary"] = draw(st.none() | st.text(max_size=20))
+    return NewEvent(
+        type=kind,
+        author=draw(st.sampled_from(["user", "agent", "tool", "system", "myplugin"])),
+        data=data,
+        state_delta=draw(state_deltas),
+        invocation_id=draw(st.none() | st.text(min_size=1, max_size=10)),
+        timestamp=draw(timestamps),
+    )
+
+
+event_batches = st.lists(st.lists(new_events(), min_size=1, max_size=4), max_size=6)
+"""Events to append, split into batches of random sizes."""
+
+
+def _apply(state: dict[str, Any], delta: dict[str, Any], prefix: str) -> None:
+    for key, value in delta.items():
+        if key.startswith(prefix):
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+
+
+def _check_stored(new: NewEvent, stored: Event) -> None:
+    assert (stored.type, stored.author, stored.data) == (new.type, new.author, new.data)
+    assert stored.invocation_id == new.invocation_id
+    assert stored.state_delta == {
+        k: v for k, v in new.state_delta.items() if not k.startswith("temp:")
+    }
+    if new.timestamp is not None:
+        assert stored.timestamp == new.timestamp
+
+
+class PropertyConformance(ConformanceBase):
+    """The ledger and the snapshot agree, whatever events are appended."""
+
+    @settings(
+        max_examples=50,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(initial=state_deltas, batches=event_batches)
+    def test_projection_of_the_ledger_equals_the_snapshot(
+        self, store: SessionStore, initial: dict[str, Any], batches: list[list[NewEvent]]
+    ) -> None:
+        session = store.create_session(
+            app_name=self.unique("app"), user_id="ada", state=initial, phase="investigating"
+        )
+        shared: dict[str, Any] = {}
+        for delta in [initial, *(e.state_delta for batch in batches for e in batch)]:
+            _apply(shared, delta, "app:")
+            _apply(shared, delta, "user:")
+        appended: list[Event] = []
+        for batch in batches:
+            stored = store.append(session.id, batch)
+            first = len(appended) + 2
+            assert self.seqs(stored) == list(range(first, first + len(batch)))
+            for new, event in zip(batch, stored, strict=True):
+                _check_stored(new, event)
+            appended.extend(stored)
+
+        events = store.read_events(session.id)
+        assert events[1:] == appended
+        assert self.seqs(events) == list(range(1, len(appended) + 2))
+        snapshot = store.get_session(session.id)
+        assert snapshot.version == len(events)
+        own = snapshot.model_copy(update={"state": self.own_state(snapshot.state)})
+        assert project(events) == own
+        assert {k: v for k, v in snapshot.state.items() if k not in own.state} == shared
+        assert not any(k.startswith("temp:") for k in snapshot.state)
+        assert not any(k.startswith("temp:") for e in events for k in e.state_delta)

@@ -1,0 +1,77 @@
+"""The store conformance suite: every check of the store contract (DESIGN.md §3), for any store.
+
+Each backend shipped with agentledger runs it (`tests/test_conformance.py`), and so can a
+third-party store. Subclass `StoreConformance` in a test module (its name must start with
+`Test` for pytest to collect it) and provide a `store_url` fixture: the URL of a fresh,
+empty store for one test, which `open_store(url)` can open.
+
+Example:
+    ```python
+    # tests/test_my_store.py
+    import pytest
+
+    from agentledger.testing import StoreConformance
+
+
+    class TestMyStore(StoreConformance):
+        child_imports = ("my_store",)  # registers the "mystore" scheme on import
+
+        @pytest.fixture
+        def store_url(self, tmp_path):
+            return f"mystore:///{tmp_path}/data"
+    ```
+
+The suite opens stores through the `make_store` fixture, a `StoreFactory`: `make_store()`
+opens the store on that URL (again, for the checks that close and reopen it), and
+`make_store(max_event_bytes=1024)` passes options to `open_store`. A store `open_store`
+cannot build overrides `StoreFactory.open` and the `make_store` fixture. The `store` fixture
+is `make_store()`. Stores opened through the factory are closed after each test.
+
+Checks skipped unless the store declares them in `store.capabilities`:
+    `persistent`: data survives `close()` and reopening, and an acknowledged append survives
+        `kill -9` of the writing process.
+    `multi_process`: several processes append to one session at once (each child reopens the
+        store with `open_store(url)`, after importing `child_imports`; the start method is
+        `start_method`, `"spawn"` by default).
+
+The suite needs the test extra (`pip install 'agentledger[test]'`: pytest and hypothesis). It
+is split by topic: `_sessions` (create, delete, reopen), `_appends` (atomicity, versions,
+threads), `_processes`, `_reads` (events, listing, cursors), `_bad_input`, `_scoped` (state
+scopes) and `_properties` (the projection of the ledger equals the stored snapshot).
+"""
+
+from __future__ import annotations
+
+from agentledger.testing._appends import AppendConformance
+from agentledger.testing._bad_input import BadInputConformance
+from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._processes import ProcessConformance
+from agentledger.testing._properties import PropertyConformance
+from agentledger.testing._reads import ReadConformance
+from agentledger.testing._scoped import ScopedStateConformance
+from agentledger.testing._sessions import SessionConformance
+
+__all__ = [
+    "AppendConformance",
+    "BadInputConformance",
+    "ConformanceBase",
+    "ProcessConformance",
+    "PropertyConformance",
+    "ReadConformance",
+    "ScopedStateConformance",
+    "SessionConformance",
+    "StoreConformance",
+    "StoreFactory",
+]
+
+
+class StoreConformance(
+    SessionConformance,
+    AppendConformance,
+    ProcessConformance,
+    ReadConformance,
+    BadInputConformance,
+    ScopedStateConformance,
+    PropertyConformance,
+):
+    """The whole store contract; subclass it and provide a `store_url` fixture."""

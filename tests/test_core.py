@@ -1,0 +1,484 @@
+"""The pure core: events, sessions, state scopes and the projection (no store involved)."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+import agentledger
+import agentledger.errors
+from agentledger import CorruptedSessionError, Event, NewEvent, Session
+from agentledger.core.events import STANDARD_EVENT_TYPES, EventType
+from agentledger.core.projection import deep_merge, project
+from agentledger.core.session import validate_session_id
+from agentledger.core.state import apply_delta, merge_scoped_state, split_delta, strip_temp
+from agentledger.errors import InvalidSessionIdError
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def ev(
+    seq: int,
+    type: str = "user_message",
+    data: dict[str, Any] | None = None,
+    delta: dict[str, Any] | None = None,
+    *,
+    minutes: float = 0,
+    session_id: str = "s1",
+) -> Event:
+    return Event(
+        id=f"id-{seq}",
+        session_id=session_id,
+        seq=seq,
+        type=type,
+        author="system",
+        timestamp=T0 + timedelta(minutes=minutes if minutes else seq),
+        data=data or {},
+        state_delta=delta or {},
+    )
+
+
+def created(**data: Any) -> Event:
+    values = {"app_name": "demo", "user_id": "ada", **data}
+    return ev(1, "session_created", values, values.pop("state", None), minutes=0.5)
+
+
+# -- projection of each event type ----------------------------------------------------------
+
+
+def test_session_created() -> None:
+    session = project(
+        [
+            created(
+                agent_name="helper",
+                title="T",
+                purpose="P",
+                phase="planning",
+                metadata={"m": 1},
+                state={"k": 1, "app:a": 2, "user:u": 3, "temp:t": 4},
+            )
+        ]
+    )
+    assert session.id == "s1"
+    assert (session.app_name, session.user_id, session.agent_name) == ("demo", "ada", "helper")
+    assert (session.title, session.purpose, session.phase) == ("T", "P", "planning")
+    assert session.metadata == {"m": 1}
+    assert session.state == {"k": 1}  # scoped keys live elsewhere; temp keys nowhere
+    assert session.version == 1
+    assert session.status == "active"
+    assert session.created_at == session.updated_at == T0 + timedelta(minutes=0.5)
+
+
+def test_session_created_defaults() -> None:
+    session = project([created()])
+    assert session.phase == "initializing"
+    assert session.agent_name is None and session.metadata == {} and session.state == {}
+    assert session.resume_ready is True and session.error_count == 0
+
+
+def test_session_created_state_is_a_delta() -> None:
+    assert project([created(state={"gone": None, "k": 0})]).state == {"k": 0}
+
+
+def test_every_event_bumps_version_and_updated_at() -> None:
+    session = project([created(), ev(2, "user_message"), ev(3, "myplugin.thing", {"x": 1})])
+    assert session.version == 3
+    assert session.updated_at == T0 + timedelta(minutes=3)
+    assert session.created_at == T0 + timedelta(minutes=0.5)
+
+
+def test_phase_changed() -> None:
+    session = project(
+        [
+            created(),
+            ev(2, "phase_changed", {"to": "investigating"}),
+            ev(3, "phase_changed", {"to": "approval", "resume_ready": False}),
+        ]
+    )
+    assert session.phase == "approval"
+    assert session.resume_ready is False
+    history = [(t.from_phase, t.to_phase, t.timestamp) for t in session.phase_history]
+    assert history == [
+        ("initializing", "investigating", T0 + timedelta(minutes=2)),
+        ("investigating", "approval", T0 + timedelta(minutes=3)),
+    ]
+    back = project([ev(4, "phase_changed", {"to": "planning", "resume_ready": 1})], session)
+    assert back.resume_ready is True
+    assert len(back.phase_history) == 3
+
+
+def test_status_changed() -> None:
+    session = project([created(), ev(2, "status_changed", {"to": "suspended"})])
+    assert session.status == "suspended"
+    session = project([ev(3, "status_changed", {"to": "active"})], session)
+    assert session.status == "active"
+
+
+def test_error() -> None:
+    session = project([created(), ev(2, "error", {"message": "boom"}), ev(3, "error", {})])
+    assert session.error_count == 2
+    assert session.last_error == ""
+    session = project([ev(4, "error", {"message": 42})], session)
+    assert (session.error_count, session.last_error) == (3, "42")
+
+
+def test_metadata_updated_deep_merges() -> None:
+    session = project(
+        [
+            created(metadata={"a": 1, "nested": {"x": 1, "y": 2}, "drop": True}),
+            ev(2, "metadata_updated", {"metadata": {"nested": {"y": 3, "z": 4}, "b": 2}}),
+            ev(3, "metadata_updated", {"metadata": {"drop": None, "nested": {"x": None}}}),
+            ev(4, "metadata_updated", {}),
+        ]
+    )
+    assert session.metadata == {"a": 1, "nested": {"y": 3, "z": 4}, "b": 2}
+
+
+def test_session_finalized() -> None:
+    session = project(
+        [
+            created(),
+            ev(2, "phase_changed", {"to": "completed"}),
+            ev(3, "session_finalized", {"outcome": "success", "summary": "done"}, minutes=90.5),
+        ]
+    )
+    assert session.status == "terminated"
+    assert (session.outcome, session.summary) == ("success", "done")
+    assert session.finalized_at == T0 + timedelta(minutes=90.5)
+    assert session.duration_seconds == 90 * 60
+    assert session.resume_ready is False
+
+
+def test_state_deltas_fold() -> None:
+    session = project(
+        [
+            created(state={"a": 1, "b": 2}),
+            ev(2, "tool_result", delta={"b": None, "c": 3, "app:x": 1, "temp:t": 1}),
+            ev(3, "state_updated", delta={"a": {"deep": [1]}, "user:y": 2, "missing": None}),
+        ]
+    )
+    assert session.state == {"a": {"deep": [1]}, "c": 3}
+
+
+SPECIAL_TYPES = {
+    "session_created",
+    "phase_changed",
+    "status_changed",
+    "error",
+    "metadata_updated",
+    "session_finalized",
+}
+
+
+@pytest.mark.parametrize("kind", [*sorted(STANDARD_EVENT_TYPES - SPECIAL_TYPES), "plugin.x"])
+def test_plain_events_change_only_version_and_time(kind: str) -> None:
+    base = project([created(metadata={"m": 1}, state={"k": 1})])
+    after = project([ev(2, kind, {"to": "failed", "message": "x", "metadata": {"m": 2}})], base)
+    assert (after.version, after.updated_at) == (2, T0 + timedelta(minutes=2))
+    assert after.model_copy(update={"version": 1, "updated_at": base.updated_at}) == base
+
+
+# -- projection integrity -------------------------------------------------------------------
+
+
+def _history() -> list[Event]:
+    return [
+        created(state={"k": 0}, metadata={"m": {"a": 1}}),
+        ev(2, "user_message", {"text": "hi"}, {"k": 1}),
+        ev(3, "phase_changed", {"to": "planning"}),
+        ev(4, "metadata_updated", {"metadata": {"m": {"b": 2}}}),
+        ev(5, "error", {"message": "oops"}),
+        ev(6, "status_changed", {"to": "suspended"}),
+        ev(7, "state_updated", delta={"k": None, "j": [1, 2]}),
+        ev(8, "phase_changed", {"to": "completed"}),
+        ev(9, "session_finalized", {"outcome": "success"}),
+        ev(10, "agent_message", {"text": "late"}),
+    ]
+
+
+@pytest.mark.parametrize("split", range(1, 11))
+def test_projecting_from_a_snapshot_equals_from_scratch(split: int) -> None:
+    events = _history()
+    snapshot = project(events[:split])
+    assert project(events[split:], snapshot) == project(events)
+
+
+def test_snapshot_survives_json_round_trip() -> None:
+    full = project(_history())
+    restored = Session.model_validate_json(full.model_dump_json())
+    assert restored == full
+    assert project([ev(11, "user_message")], restored) == project([*_history(), ev(11)])
+
+
+def test_project_does_not_modify_the_snapshot() -> None:
+    snapshot = project(_history()[:3])
+    copy = snapshot.model_copy(deep=True)
+    project(_history()[3:], snapshot)
+    assert snapshot == copy
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=5, unique=True))
+@settings(max_examples=30, deadline=None)
+def test_splitting_anywhere_gives_the_same_session(cuts: list[int]) -> None:
+    events = _history()
+    session = None
+    start = 0
+    for cut in sorted(cuts):
+        session = project(events[start:cut], session)
+        start = cut
+    assert project(events[start:], session) == project(events)
+
+
+@pytest.mark.parametrize(
+    ("events", "match"),
+    [
+        ([created(), ev(3)], "expected seq 2, found seq 3"),
+        ([created(), ev(2), ev(2)], "expected seq 3, found seq 2"),
+        ([ev(2)], "expected seq 1"),
+        ([ev(1)], "first event must be session_created"),
+        ([created(), created()], "expected seq 2"),
+        ([created(), ev(2, "session_created", {"app_name": "a", "user_id": "u"})], "first event"),
+        ([created(), ev(2, "phase_changed", {})], "event 2"),
+        ([created(), ev(2, "status_changed", {"from": "active"})], "event 2"),
+        ([ev(1, "session_created", {"user_id": "u"})], "event 1"),
+        ([created(), ev(2, "status_changed", {"to": 5})], "'to' must be a string"),
+        ([created(), ev(2, "phase_changed", {"to": None})], "event 2"),
+        ([created(), ev(2, "metadata_updated", {"metadata": "x"})], "must be an object"),
+        ([created(), ev(2, "session_finalized", {"outcome": 1})], "'outcome' must be a string"),
+    ],
+    ids=[
+        "gap",
+        "repeat",
+        "no-start",
+        "wrong-first",
+        "created-twice",
+        "created-later",
+        "phase-without-to",
+        "status-without-to",
+        "created-without-app",
+        "status-not-text",
+        "phase-none",
+        "metadata-not-object",
+        "outcome-not-text",
+    ],
+)
+def test_bad_ledgers_are_corrupted(events: list[Event], match: str) -> None:
+    with pytest.raises(CorruptedSessionError, match=match) as info:
+        project(events)
+    assert info.value.session_id == "s1"
+
+
+def test_gap_after_a_snapshot() -> None:
+    snapshot = project(_history()[:3])
+    with pytest.raises(CorruptedSessionError, match="expected seq 4, found seq 5"):
+        project([ev(5)], snapshot)
+
+
+def test_project_needs_something() -> None:
+    with pytest.raises(ValueError):
+        project([])
+    snapshot = project([created()])
+    assert project([], snapshot) == snapshot
+
+
+# -- state helpers --------------------------------------------------------------------------
+
+
+def test_split_delta() -> None:
+    own, app, user = split_delta(
+        {"k": 1, "app:a": 2, "user:u": None, "temp:t": 4, "application": 5, "usr:x": 6}
+    )
+    assert own == {"k": 1, "application": 5, "usr:x": 6}
+    assert app == {"a": 2}
+    assert user == {"u": None}
+    assert split_delta({}) == ({}, {}, {})
+
+
+def test_strip_temp() -> None:
+    assert strip_temp({"temp:a": 1, "temp:": 2, "a": None, "app:temp:x": 3}) == {
+        "a": None,
+        "app:temp:x": 3,
+    }
+
+
+def test_apply_delta() -> None:
+    state = {"a": 1, "b": 2}
+    assert apply_delta(state, {"a": None, "c": 3, "missing": None, "b": [2]}) == {"b": [2], "c": 3}
+    assert state == {"a": 1, "b": 2}  # not modified
+    assert apply_delta({}, {}) == {}
+
+
+def test_merge_scoped_state() -> None:
+    merged = merge_scoped_state({"k": 1}, {"a": 2}, {"u": 3})
+    assert merged == {"k": 1, "app:a": 2, "user:u": 3}
+
+
+def test_deep_merge() -> None:
+    base = {"a": {"x": 1, "y": {"z": 1}}, "b": 1, "c": [1]}
+    update = {"a": {"y": {"w": 2}, "x": None}, "b": {"now": "object"}, "c": [2], "d": None}
+    merged = deep_merge(base, update)
+    assert merged == {"a": {"y": {"z": 1, "w": 2}}, "b": {"now": "object"}, "c": [2]}
+    assert base == {"a": {"x": 1, "y": {"z": 1}}, "b": 1, "c": [1]}
+    assert deep_merge({"a": {"x": 1}}, {"a": 5}) == {"a": 5}
+
+
+# -- session ids ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "good", ["a", "A", "0", "abc-DEF_123", "a.b", "user@example.com", "ns:id", "x" * 128]
+)
+def test_valid_session_ids(good: str) -> None:
+    assert validate_session_id(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "..",
+        "../x",
+        "a/../b",
+        "a/b",
+        "a\\b",
+        "/abs",
+        "/",
+        "C:\\Windows",
+        "\x00",
+        "a\x00",
+        ".hidden",
+        "-flag",
+        "_x",
+        "a..b",
+        "x" * 129,
+        "with space",
+        "tab\t",
+        "line\n",
+        "é",
+        None,
+        5,
+        b"bytes",
+    ],
+)
+def test_invalid_session_ids(bad: Any) -> None:
+    with pytest.raises(InvalidSessionIdError):
+        validate_session_id(bad)
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", [*sorted(STANDARD_EVENT_TYPES), "myplugin.something", "a.b", "ns.deep.name"]
+)
+def test_event_types_accepted(kind: str) -> None:
+    assert NewEvent(type=kind).type == kind
+
+
+@pytest.mark.parametrize("kind", ["", "custom", "plugin.", ".name", ".", "USER_MESSAGE"])
+def test_event_types_refused(kind: str) -> None:
+    with pytest.raises(ValidationError, match="unknown event type"):
+        NewEvent(type=kind)
+
+
+def test_event_type_enum_matches_the_standard_set() -> None:
+    assert {t.value for t in EventType} == STANDARD_EVENT_TYPES
+    assert len(STANDARD_EVENT_TYPES) == 12
+
+
+def test_new_event_timestamps() -> None:
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        NewEvent(type="user_message", timestamp=datetime(2025, 1, 1))
+    plus_two = timezone(timedelta(hours=2))
+    event = NewEvent(type="user_message", timestamp=datetime(2025, 1, 1, 2, 0, tzinfo=plus_two))
+    assert event.timestamp == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert event.timestamp is not None and event.timestamp.utcoffset() == timedelta(0)
+    assert NewEvent(type="user_message").timestamp is None
+
+
+def test_new_event_defaults_and_strictness() -> None:
+    event = NewEvent(type="user_message")
+    assert (event.author, event.data, event.state_delta, event.invocation_id) == (
+        "system",
+        {},
+        {},
+        None,
+    )
+    with pytest.raises(ValidationError):
+        NewEvent(type="user_message", unknown_field=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        event.type = "agent_message"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        NewEvent(type="user_message", data=["not", "an", "object"])
+
+
+def test_events_and_sessions_are_frozen() -> None:
+    event = ev(1)
+    with pytest.raises(ValidationError):
+        event.seq = 2  # type: ignore[misc]
+    session = project([created()])
+    with pytest.raises(ValidationError):
+        session.version = 5  # type: ignore[misc]
+
+
+# -- the public API -------------------------------------------------------------------------
+
+
+def test_all_is_sorted_and_importable() -> None:
+    names = agentledger.__all__
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+    for name in names:
+        assert getattr(agentledger, name) is not None
+    namespace: dict[str, Any] = {}
+    exec("from agentledger import *", namespace)  # noqa: S102 - checks the star import
+    assert set(names) <= set(namespace)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "agentledger.errors",
+        "agentledger.core.events",
+        "agentledger.core.session",
+        "agentledger.core.state",
+        "agentledger.core.projection",
+        "agentledger.stores",
+        "agentledger.stores.base",
+        "agentledger.stores.memory",
+        "agentledger.stores.sqlite",
+        "agentledger.testing",
+    ],
+)
+def test_module_all_is_importable(module: str) -> None:
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which it lacks"
+
+
+def test_error_tree() -> None:
+    errors = agentledger.errors
+    assert issubclass(errors.SessionNotFoundError, KeyError)
+    assert issubclass(errors.InvalidSessionIdError, ValueError)
+    assert issubclass(errors.InvalidEventError, ValueError)
+    assert issubclass(errors.EventTooLargeError, errors.InvalidEventError)
+    assert issubclass(errors.MissingDependencyError, ImportError)
+    assert issubclass(errors.MissingDependencyError, errors.ConfigurationError)
+    for name in ("ConcurrencyError", "CorruptedSessionError", "SchemaVersionError"):
+        assert issubclass(getattr(errors, name), errors.StoreError)
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.AgentLedgerError)
+    missing = errors.MissingDependencyError("psycopg", "postgres")
+    assert "pip install 'agentledger[postgres]'" in str(missing)
+    concurrency = errors.ConcurrencyError("s", 3, 5)
+    assert (concurrency.expected_version, concurrency.actual_version) == (3, 5)
+    assert "version 5" in str(concurrency) and "expected version 3" in str(concurrency)
+    too_large = errors.EventTooLargeError(2000, 1024)
+    assert (too_large.size, too_large.limit) == (2000, 1024)
+    assert str(errors.SessionNotFoundError("abc")) == "no session with id 'abc'"

@@ -1,0 +1,320 @@
+"""SQLite-specific behaviour: corrupted rows, schema versions and migrations, durability.
+
+The shared contract is checked by the conformance suite (test_conformance.py); these tests
+need to reach into the file, which only a SQLite test can do.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentledger.stores.sqlite as sqlite_module
+from agentledger import (
+    ConfigurationError,
+    CorruptedSessionError,
+    NewEvent,
+    SchemaVersionError,
+    SqliteStore,
+    StoreError,
+    open_store,
+)
+from agentledger.stores.sqlite import MIGRATIONS, SCHEMA_VERSION
+from agentledger.testing import StoreFactory, msg
+from agentledger.testing._processes import create_worker, run_processes
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "x.db"
+
+
+@pytest.fixture
+def make(db_path: Path) -> Iterator[StoreFactory]:
+    factory = StoreFactory(f"sqlite:///{db_path}")
+    yield factory
+    factory.close_all()
+
+
+def _execute(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Run SQL on the file directly, as something other than agentledger would."""
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def _corrupt_event(db_path: Path, session_id: str, seq: int, column: str, value: str) -> None:
+    _execute(
+        db_path,
+        f"UPDATE events SET {column} = ? WHERE session_id = ? AND seq = ?",
+        (value, session_id, seq),
+    )
+
+
+def _populated(make: StoreFactory) -> tuple[Any, str, str]:
+    store = make()
+    a = store.create_session(app_name="demo", user_id="ada", state={"k": 1}, session_id="aaa")
+    b = store.create_session(app_name="demo", user_id="bob", session_id="bbb")
+    store.append(
+        a.id,
+        [msg("one", state_delta={"k": 2}), NewEvent(type="phase_changed", data={"to": "planning"})],
+    )
+    store.append(b.id, [msg("two")])
+    return store, a.id, b.id
+
+
+# -- corrupted rows -------------------------------------------------------------------------
+
+
+def test_garbage_snapshot_is_rebuilt_from_the_ledger(make: StoreFactory, db_path: Path) -> None:
+    store, a, b = _populated(make)
+    good = store.get_session(a)
+    _execute(db_path, "UPDATE sessions SET snapshot = ? WHERE id = ?", ("{not json", a))
+    assert store.get_session(a) == good
+    assert {s.id: s for s in store.list_sessions().sessions}[a] == good
+    # The next append rebuilds the snapshot and stores a readable one again.
+    store.append(a, [msg("three")])
+    (snapshot,) = _execute(db_path, "SELECT snapshot FROM sessions WHERE id = ?", (a,))[0]
+    assert snapshot.startswith("{") and '"version":4' in snapshot
+    assert store.get_session(a).version == 4
+    assert store.get_session(a).state == {"k": 2}
+
+
+def test_snapshot_of_the_wrong_shape_is_rebuilt(make: StoreFactory, db_path: Path) -> None:
+    store, a, _ = _populated(make)
+    good = store.get_session(a)
+    for garbage in ("[]", '{"id": 5}', "null", ""):
+        _execute(db_path, "UPDATE sessions SET snapshot = ? WHERE id = ?", (garbage, a))
+        assert store.get_session(a) == good
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("data", "{oops"),
+        ("data", "[1, 2]"),
+        ("state_delta", "5"),
+        ("state_delta", "null"),
+        ("timestamp", "2025-13-45"),
+        ("timestamp", "2025-01-01T00:00:00"),
+    ],
+)
+def test_garbage_event_row_corrupts_only_its_session(
+    make: StoreFactory, db_path: Path, column: str, value: str
+) -> None:
+    store, a, b = _populated(make)
+    b_events = store.read_events(b)
+    b_session = store.get_session(b)
+    _corrupt_event(db_path, a, 2, column, value)
+    with pytest.raises(CorruptedSessionError) as info:
+        store.read_events(a)
+    assert info.value.session_id == a
+    assert isinstance(info.value, StoreError)
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a, after=1, limit=1)
+    assert [e.seq for e in store.read_events(a, after=2)] == [3]  # rows after the bad one
+    assert store.read_events(b) == b_events
+    assert store.get_session(b) == b_session
+    assert store.get_session(a).version == 3  # the snapshot is still good
+    assert sorted(s.id for s in store.list_sessions().sessions) == [a, b]
+    reopened = make()
+    assert reopened.read_events(b) == b_events
+    with pytest.raises(CorruptedSessionError):
+        reopened.read_events(a)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("timestamp", "yesterday"),
+        ("state_delta", "[1, 2"),
+        ("data", ""),
+        ("data", "[]"),
+        ("state_delta", '"text"'),
+    ],
+)
+def test_garbage_snapshot_and_ledger(
+    make: StoreFactory, db_path: Path, column: str, value: str
+) -> None:
+    store, a, b = _populated(make)
+    _execute(db_path, "UPDATE sessions SET snapshot = 'x' WHERE id = ?", (a,))
+    _corrupt_event(db_path, a, 2, column, value)
+    with pytest.raises(CorruptedSessionError) as info:
+        store.get_session(a)
+    assert info.value.session_id == a
+    with pytest.raises(CorruptedSessionError):
+        store.append(a, [msg()])
+    assert store.get_session(b).version == 2
+    store.append(b, [msg()])
+    assert store.get_session(b).version == 3
+
+
+def test_gap_in_the_ledger_is_corruption(make: StoreFactory, db_path: Path) -> None:
+    store, a, b = _populated(make)
+    _execute(db_path, "UPDATE sessions SET snapshot = 'x' WHERE id = ?", (a,))
+    _execute(db_path, "DELETE FROM events WHERE session_id = ? AND seq = 2", (a,))
+    with pytest.raises(CorruptedSessionError, match="seq"):
+        store.get_session(a)
+    assert store.get_session(b).version == 2
+
+
+# -- schema versions and migrations ---------------------------------------------------------
+
+
+def test_new_file_gets_the_current_schema(make: StoreFactory, db_path: Path) -> None:
+    store = make()
+    assert isinstance(store, SqliteStore)
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) - 1
+    assert _execute(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {r[0] for r in _execute(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"sessions", "events", "scoped_state"} <= tables
+    assert MIGRATIONS[0] == []
+
+
+def test_newer_schema_is_refused(make: StoreFactory, db_path: Path) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    newer = SCHEMA_VERSION + 1
+    _execute(db_path, f"PRAGMA user_version = {newer}")
+    with pytest.raises(SchemaVersionError) as info:
+        make()
+    message = str(info.value)
+    assert f"schema version {newer}" in message
+    assert f"up to {SCHEMA_VERSION}" in message
+    assert str(db_path) in message
+    assert _execute(db_path, "PRAGMA user_version") == [(newer,)]  # left as it was
+    assert _execute(db_path, "SELECT id FROM sessions") == [("kept",)]
+
+
+class _SpyMigrations(list[list[str]]):
+    """`MIGRATIONS` that records which versions `setup()` applies."""
+
+    def __init__(self, migrations: list[list[str]]) -> None:
+        super().__init__(migrations)
+        self.applied: list[int] = []
+
+    def __getitem__(self, index: Any) -> Any:
+        self.applied.append(index)
+        return super().__getitem__(index)
+
+
+def test_reopening_does_not_rerun_migrations(
+    make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = _SpyMigrations(MIGRATIONS)
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", spy)
+    store = make()
+    assert spy.applied == list(range(1, SCHEMA_VERSION + 1))
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    spy.applied.clear()
+    reopened = make()
+    assert spy.applied == []
+    assert reopened.get_session("kept").version == 1
+
+
+def test_a_new_migration_upgrades_an_existing_file(
+    make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    upgraded = [*MIGRATIONS, ["CREATE TABLE extra (x INTEGER)", "INSERT INTO extra VALUES (7)"]]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    reopened = make()
+    assert isinstance(reopened, SqliteStore)
+    assert reopened.schema_version() == SCHEMA_VERSION + 1
+    assert _execute(db_path, "SELECT x FROM extra") == [(7,)]  # applied once
+    assert reopened.get_session("kept").version == 1
+    reopened.close()
+    make().close()
+    assert _execute(db_path, "SELECT x FROM extra") == [(7,)]  # and not again
+
+
+def test_failed_migration_changes_nothing(
+    make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make().close()
+    broken = [*MIGRATIONS, ["CREATE TABLE extra (x INTEGER)", "THIS IS NOT SQL"]]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", broken)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError):
+        make()
+    assert _execute(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {r[0] for r in _execute(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "extra" not in tables
+
+
+def test_processes_opening_a_new_file_at_once(db_path: Path) -> None:
+    url = f"sqlite:///{db_path}"
+    ctx = multiprocessing.get_context("spawn")
+    workers = 4
+    barrier = ctx.Barrier(workers)
+    run_processes(ctx, create_worker, [(url, (), barrier, "demo", w) for w in range(workers)])
+    with open_store(url) as store:
+        listed = store.list_sessions(app_name="demo").sessions
+        assert sorted(s.user_id for s in listed) == [f"user-{w}" for w in range(workers)]
+        assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
+
+
+# -- options and durability -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("durability", "pragma"), [("full", 2), ("normal", 1)])
+def test_durability_sets_synchronous(db_path: Path, durability: str, pragma: int) -> None:
+    with open_store(f"sqlite:///{db_path}?durability={durability}") as store:
+        assert isinstance(store, SqliteStore) and store.durability == durability
+        assert store._conn().execute("PRAGMA synchronous").fetchone() == (pragma,)
+        assert store._conn().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    with open_store(f"sqlite:///{db_path}") as store:
+        assert store.get_session("s").version == 1
+
+
+def test_default_durability_is_full(db_path: Path) -> None:
+    with SqliteStore(db_path) as store:
+        assert store.durability == "full"
+        assert store.url == f"sqlite:///{db_path}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://host/x.db",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite:///x.db?durability=sometimes",
+        "sqlite:///x.db?max_event_bytes=lots",
+        "sqlite:///x.db?max_event_bytes=10",
+        "sqlite:///x.db?busy_timeout=soon",
+    ],
+)
+def test_bad_sqlite_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError):
+        open_store(url)
+
+
+def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///sub/dir/rel.db") as store:
+        store.create_session(app_name="demo", user_id="ada")
+    assert (tmp_path / "sub" / "dir" / "rel.db").is_file()
+
+
+def test_closed_store_refuses_work(make: StoreFactory) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="s")
+    store.close()
+    with pytest.raises(StoreError):
+        store.get_session("s")
