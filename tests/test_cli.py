@@ -205,7 +205,7 @@ def test_list_json_matches_the_store(store: SessionStore, url: str) -> None:
     result = ok(run(url, "sessions", "list", "--json"))
     data = json.loads(result.stdout)
     page = store.list_sessions()
-    assert data == {"sessions": dump(page.sessions), "next_cursor": None}
+    assert data == {"sessions": dump(page.sessions), "next_cursor": None, "corrupted": []}
     assert result.stderr == ""
 
 
@@ -410,7 +410,7 @@ def test_default_store_is_in_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = ok(run(None, "sessions", "list", "--json", env={"AGENTLEDGER_STORE": None}))
-    assert json.loads(result.stdout) == {"sessions": [], "next_cursor": None}
+    assert json.loads(result.stdout) == {"sessions": [], "next_cursor": None, "corrupted": []}
     assert (tmp_path / "agentledger.db").exists()
 
 

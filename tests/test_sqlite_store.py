@@ -150,6 +150,8 @@ def test_garbage_snapshot_and_ledger(
     with pytest.raises(CorruptedSessionError) as info:
         store.get_session(a)
     assert info.value.session_id == a
+    page = store.list_sessions()
+    assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
     with pytest.raises(CorruptedSessionError):
         store.append(a, [msg()])
     assert store.get_session(b).version == 2

@@ -10,6 +10,7 @@ import typer
 from agentledger.cli.app import store_from
 from agentledger.cli.render import (
     make_console,
+    print_error,
     print_events_json,
     print_events_table,
     print_json,
@@ -104,6 +105,8 @@ def list_command(
                 args += [flag, value]
         hint = shlex.join(args)
     print_sessions_table(page.sessions, next_cursor=page.next_cursor, next_hint=hint)
+    for session_id in page.corrupted:
+        print_error(f"session {session_id} is corrupted and cannot be read (left out above)")
 
 
 @sessions_app.command("show")

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from agentledger._ids import new_id
 from agentledger.core.events import Event, EventType, NewEvent
@@ -130,10 +130,14 @@ class SessionPage(BaseModel):
     Attributes:
         sessions: Up to `limit` sessions, ordered by `updated_at` then `id`, descending.
         next_cursor: Pass it as `cursor=` to get the next page; `None` on the last page.
+        corrupted: Ids of sessions on this page whose snapshot and ledger cannot be read
+            back; they are left out of `sessions` so the others still list, and
+            `get_session` on them raises `CorruptedSessionError`.
     """
 
     sessions: list[Session]
     next_cursor: str | None = None
+    corrupted: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -707,19 +711,23 @@ class BaseStore(ABC):
         after_key = _decode_cursor(cursor) if cursor else None
         found = self._fetch_session_page(where, after_key, limit + 1)
         sessions: list[Session] = []
+        corrupted: list[str] = []
         for row, app_raw, user_raw in found[:limit]:
-            session = self._parse_session(
-                row,
-                lambda sid=row.id: self._fetch_event_rows(  # type: ignore[misc]
-                    sid, after=0, limit=None, last=None, types=None
-                ),
-            )
-            sessions.append(self._with_scoped(session, app_raw, user_raw))
+            try:
+                session = self._parse_session(
+                    row,
+                    lambda sid=row.id: self._fetch_event_rows(  # type: ignore[misc]
+                        sid, after=0, limit=None, last=None, types=None
+                    ),
+                )
+                sessions.append(self._with_scoped(session, app_raw, user_raw))
+            except CorruptedSessionError:
+                corrupted.append(row.id)
         next_cursor = None
         if len(found) > limit:
             last_row = found[limit - 1][0]
             next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
-        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+        return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
 
     def delete_session(self, session_id: str) -> None:
         validate_session_id(session_id)
