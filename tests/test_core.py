@@ -482,3 +482,31 @@ def test_error_tree() -> None:
     too_large = errors.EventTooLargeError(2000, 1024)
     assert (too_large.size, too_large.limit) == (2000, 1024)
     assert str(errors.SessionNotFoundError("abc")) == "no session with id 'abc'"
+
+
+def test_events_read_back_from_a_store_are_real_events() -> None:
+    """The store's fast constructor builds what validation would build."""
+    from datetime import datetime, timezone
+
+    from agentledger.core.events import Event
+    from agentledger.stores.base import _stored_event
+
+    values = {
+        "id": "01M7YAS03S7MQQA1VC75EWMRJ2",
+        "session_id": "s",
+        "seq": 3,
+        "type": "tool_result",
+        "author": "tool",
+        "timestamp": datetime(2026, 1, 8, 18, 5, 30, 5, tzinfo=timezone.utc),
+        "data": {"result": [1, {"a": None}]},
+        "state_delta": {"k": "v"},
+        "invocation_id": None,
+    }
+    fast = _stored_event(dict(values))
+    validated = Event.model_validate(values)
+    assert fast == validated
+    assert fast.model_dump() == validated.model_dump()
+    assert fast.model_dump_json() == validated.model_dump_json()
+    assert fast.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
+    assert fast.model_copy(update={"seq": 4}).seq == 4 and fast.seq == 3
+    assert repr(fast) == repr(validated)

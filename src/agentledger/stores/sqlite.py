@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from types import TracebackType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agentledger.errors import (
@@ -63,7 +64,6 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX sessions_by_updated ON sessions (updated_at, id)",
         "CREATE INDEX sessions_by_user ON sessions (app_name, user_id, updated_at, id)",
-        "CREATE INDEX sessions_by_agent ON sessions (agent_name, updated_at, id)",
         """CREATE TABLE events (
             session_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
@@ -100,15 +100,20 @@ _SESSION_SELECT = (
 )
 
 
+def _translate(exc: sqlite3.Error) -> StoreError:
+    """The agentledger error for a sqlite3 error (raise it `from exc`)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailableError(f"SQLite: {exc}")
+    return StoreError(f"SQLite: {exc}")
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     """Turn sqlite3 errors into agentledger errors at the store boundary."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        raise StoreUnavailableError(f"SQLite: {exc}") from exc
     except sqlite3.Error as exc:
-        raise StoreError(f"SQLite: {exc}") from exc
+        raise _translate(exc) from exc
 
 
 class _SqliteTransaction(StoreTransaction):
@@ -166,6 +171,47 @@ class _SqliteTransaction(StoreTransaction):
                 " version = ?, snapshot = ? WHERE id = ?",
                 (row.agent_name, row.status, row.phase, row.updated_at, row.version, row.snapshot, row.id),
             )
+
+
+class _WriteTransaction:
+    """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on any exception), errors translated.
+
+    A class rather than a generator context manager: it is on the append hot path.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> _SqliteTransaction:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return _SqliteTransaction(self._conn)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        try:
+            if exc_type is None:
+                try:
+                    conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as commit_error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise _translate(commit_error) from commit_error
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as rollback_error:
+            raise _translate(rollback_error) from rollback_error
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(exc) from exc
 
 
 def _path_from_url(url: str) -> str:
@@ -327,22 +373,8 @@ class SqliteStore(BaseStore):
 
     # -- primitives ---------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[StoreTransaction]:
-        conn = self._conn()
-        with _translated():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _SqliteTransaction(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _transaction(self) -> _WriteTransaction:
+        return _WriteTransaction(self._conn())
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
@@ -419,4 +451,4 @@ class SqliteStore(BaseStore):
 
     def _delete_session(self, session_id: str) -> bool:
         with self._transaction() as tx:
-            return cast(_SqliteTransaction, tx).delete_session(session_id)
+            return tx.delete_session(session_id)
