@@ -158,3 +158,18 @@ def test_run_on_unknown_session_is_one_line_error(tmp_path: Path) -> None:
     result = cli(tmp_path, "run", "hi", "--session", "does-not-exist")
     assert result.returncode == 1
     assert "no session with id 'does-not-exist'" in result.stderr
+
+
+def test_run_refuses_an_empty_message_and_writes_nothing(tmp_path: Path) -> None:
+    result = cli(tmp_path, "run", "   ")
+    assert result.returncode == 2
+    assert "message is empty" in result.stderr
+    assert not (tmp_path / "agentledger.db").exists()
+
+
+def test_long_answers_are_not_wrapped_when_piped(tmp_path: Path) -> None:
+    long = "reminder " + "x" * 150
+    result = cli(tmp_path, "run", f"remind me to {long}")
+    assert result.returncode == 0, result.stderr
+    answer_lines = [line for line in result.stdout.splitlines() if line.startswith("agent: ")]
+    assert answer_lines == [f"agent: Added reminder: {long}. You now have 1 reminder."]

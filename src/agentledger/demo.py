@@ -93,7 +93,7 @@ def _out_of_range(action: str, index: int, reminders: list[str]) -> dict[str, An
 
 
 def update_reminder(index: int, updated_text: str, tool_context: ToolContext) -> dict[str, Any]:
-    """Change the text of reminder number `index` (1-based)."""
+    """Change the text of a reminder, by its number in the list (from 1)."""
     reminders = _reminders(tool_context)
     error = _out_of_range("update_reminder", index, reminders)
     if error:
@@ -109,7 +109,7 @@ def update_reminder(index: int, updated_text: str, tool_context: ToolContext) ->
 
 
 def delete_reminder(index: int, tool_context: ToolContext) -> dict[str, Any]:
-    """Delete reminder number `index` (1-based)."""
+    """Delete a reminder, by its number in the list (from 1)."""
     reminders = _reminders(tool_context)
     error = _out_of_range("delete_reminder", index, reminders)
     if error:

@@ -112,7 +112,7 @@ def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
         answer = final_output(list(runner.run(session.id, message)))
         out.print(f"[bold]you:[/] {message}", highlight=False)
         out.print("[bold cyan]agent:[/] ", end="")
-        out.print(answer or "", markup=False, highlight=False)
+        out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
     events = store.read_events(session.id)
     out.print(f"ledger of session {session.id} ({len(events)} events):")
     print_events_json(events)
@@ -135,6 +135,8 @@ def run(
     ] = False,
 ) -> None:
     """Run one agent turn with the user's own words and print the answer."""
+    if not message.strip():
+        raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     store = store_from(ctx)
     agent = load_agent(agent_spec)
     session, created = _session_for(
@@ -159,7 +161,7 @@ def run(
         )
     else:
         out.print("[bold cyan]agent:[/] ", end="")
-        out.print(answer or "", markup=False, highlight=False)
+        out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
 
 
 _EXIT_WORDS = {"exit", "quit", ":q", "/exit", "/quit"}
@@ -170,10 +172,10 @@ def _chat_turn(runner: Runner, session_id: str, message: str, out: Console) -> N
         answer = final_output(list(runner.run(session_id, message)))
     except RunnerError as exc:
         out.print("[bold red]agent failed:[/] ", end="")
-        out.print(str(exc), markup=False, highlight=False)
+        out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return
     out.print("[bold cyan]agent:[/] ", end="")
-    out.print(answer or "", markup=False, highlight=False)
+    out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
