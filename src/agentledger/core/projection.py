@@ -74,7 +74,7 @@ def _apply(session: Session, event: Event) -> Session:
             raise ValueError(f"'metadata' must be an object, not {update!r}")
         changes["metadata"] = deep_merge(session.metadata, update)
     elif kind == EventType.PHASE_CHANGED:
-        to_phase = data["to"]
+        to_phase = _text(data, "to")
         changes["phase"] = to_phase
         changes["phase_history"] = [
             *session.phase_history,
