@@ -388,7 +388,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class BaseStore(ABC):
+class BaseStore(SessionStore, ABC):
     """The store contract implemented once over a backend's primitives.
 
     Args:

@@ -332,6 +332,8 @@ class SqliteStore(BaseStore):
                 time.sleep(0.005)
 
     def close(self) -> None:
+        """Close every connection this store opened (one per thread); later calls fail with
+        `StoreUnavailableError`."""
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []
