@@ -173,3 +173,25 @@ def test_long_answers_are_not_wrapped_when_piped(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     answer_lines = [line for line in result.stdout.splitlines() if line.startswith("agent: ")]
     assert answer_lines == [f"agent: Added reminder: {long}. You now have 1 reminder."]
+
+
+def test_concurrent_runs_lose_no_reminder(tmp_path: Path) -> None:
+    """Six `agentledger run` processes add reminders to one user's list at once."""
+    first = cli(tmp_path, "run", "remind me to start")
+    assert first.returncode == 0, first.stderr
+    session_id = first.stdout.splitlines()[0].split()[1]
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    procs = [
+        subprocess.Popen(
+            [AGENTLEDGER, "run", f"remind me to task {i}", "--session", session_id],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    shown = json.loads(cli(tmp_path, "sessions", "show", session_id, "--json").stdout)
+    assert sorted(shown["state"]["user:reminders"]) == sorted(
+        ["start", *(f"task {i}" for i in range(6))]
+    )

@@ -342,3 +342,50 @@ def test_history_leaves_out_unanswered_tool_calls(store: SessionStore) -> None:
         list(runner.run(sid, "go"))
     messages = history_messages(store.read_events(sid))
     assert [(m.role, m.content) for m in messages] == [("user", "go")]
+
+
+def test_tool_runs_again_when_its_state_changed_concurrently(store: SessionStore) -> None:
+    """A concurrent writer changes what the tool read: no lost update, the tool reruns."""
+    sid = new_session(store)
+    other = new_session(store)  # the same user's other session
+    runs = []
+
+    def add_item(item: str, tool_context: ToolContext) -> str:
+        """Add an item."""
+        items = tool_context.state.get("user:items", [])
+        if not runs:  # between this read and the result's append, another writer adds one
+            store.append(other, [NewEvent(type="state_updated",
+                                          state_delta={"user:items": ["theirs"]})])
+        runs.append(list(items))
+        tool_context.state["user:items"] = [*items, item]
+        return f"added {item}"
+
+    model = ScriptedModel([call("add_item", item="mine"), ModelResponse(text="ok")])
+    events = list(Runner(Agent(name="a", model=model, tools=[add_item]), store).run(sid, "go"))
+    assert runs == [[], ["theirs"]]
+    assert store.get_session(sid).state["user:items"] == ["theirs", "mine"]
+    assert [e.type for e in events] == ["user_message", "tool_call", "tool_result", "final_output"]
+    assert events[2].state_delta == {"user:items": ["theirs", "mine"]}
+    assert store.get_session(sid).error_count == 0
+
+
+def test_tool_whose_state_keeps_changing_fails_after_retries(store: SessionStore) -> None:
+    sid = new_session(store)
+    runs = []
+
+    def bump(tool_context: ToolContext) -> int:
+        """Increment a counter, while someone else always increments it first."""
+        count = tool_context.state.get("count", 0)
+        store.append(sid, [NewEvent(type="state_updated", state_delta={"count": count + 100})])
+        runs.append(count)
+        tool_context.state["count"] = count + 1
+        return count + 1
+
+    model = ScriptedModel([call("bump")])
+    runner = Runner(Agent(name="a", model=model, tools=[bump]), store, max_state_retries=2)
+    with pytest.raises(ToolError, match="kept changing"):
+        list(runner.run(sid, "go"))
+    assert len(runs) == 3
+    last = store.read_events(sid)[-1]
+    assert last.type == "error" and "count" in last.data["message"]
+    assert [e.type for e in store.read_events(sid)].count("tool_result") == 0

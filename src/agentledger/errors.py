@@ -10,6 +10,7 @@ AgentLedgerError
 │   └── MissingDependencyError    also an ImportError; names `pip install 'agentledger[x]'`
 ├── StoreError                    a driver error, always `from exc`
 │   ├── ConcurrencyError          expected_version mismatch
+│   │   └── StateConflictError    expected_state mismatch: state changed under the writer
 │   ├── CorruptedSessionError     a record that cannot be read back
 │   ├── SchemaVersionError        the store was written by a newer library
 │   └── StoreUnavailableError     connection, lock timeout, disk
@@ -43,6 +44,7 @@ __all__ = [
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "StateConflictError",
     "StoreUnavailableError",
     "ToolError",
 ]
@@ -80,6 +82,8 @@ class ConcurrencyError(StoreError):
         actual_version: The session's version in the store when the append was refused.
     """
 
+    expected_version: int | None
+
     def __init__(self, session_id: str, expected_version: int, actual_version: int) -> None:
         self.session_id = session_id
         self.expected_version = expected_version
@@ -87,6 +91,29 @@ class ConcurrencyError(StoreError):
         super().__init__(
             f"session {session_id!r} is at version {actual_version}, "
             f"not the expected version {expected_version}; nothing was written"
+        )
+
+
+class StateConflictError(ConcurrencyError):
+    """An append's `expected_state` no longer holds: another writer changed those state keys
+    since the caller read them; nothing was written. Re-read the state and retry.
+
+    Attributes:
+        session_id: The session appended to.
+        keys: The state keys (with their `app:`/`user:` prefixes) whose values changed.
+        actual_version: The session's version when the append was refused.
+        expected_version: Always `None` (the check was on state, not on the version).
+    """
+
+    def __init__(self, session_id: str, keys: list[str], actual_version: int) -> None:
+        self.session_id = session_id
+        self.keys = keys
+        self.expected_version = None
+        self.actual_version = actual_version
+        StoreError.__init__(
+            self,
+            f"state keys {', '.join(map(repr, keys))} of session {session_id!r} changed since "
+            "they were read; nothing was written",
         )
 
 

@@ -31,10 +31,11 @@ from agentledger.errors import (
     InvalidTransitionError,
     ModelError,
     RunnerError,
+    StateConflictError,
     ToolError,
 )
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
-from agentledger.runner.tools import State, Tool, ToolContext
+from agentledger.runner.tools import State, Tool, ToolContext, is_temp_key
 from agentledger.stores.base import SessionStore
 
 __all__ = ["Agent", "Runner", "final_output"]
@@ -91,6 +92,12 @@ class Agent:
 @dataclass
 class _Append:
     events: list[NewEvent]
+    expected_state: dict[str, Any] | None = None
+
+
+@dataclass
+class _LoadState:
+    """Re-read the session's state (after a state conflict)."""
 
 
 @dataclass
@@ -105,7 +112,7 @@ class _CallTool:
     kwargs: dict[str, Any]
 
 
-_Step = _Append | _CallModel | _CallTool
+_Step = _Append | _CallModel | _CallTool | _LoadState
 _Turn = Generator[_Step, Any, None]
 
 
@@ -167,6 +174,10 @@ class Runner:
         agent: The agent to run.
         store: Where the session and its ledger live.
         history_limit: How many of the latest conversation events are sent to the model.
+        max_state_retries: How many times a tool is run again when the state it read was
+            changed by another writer before its result was stored (optimistic
+            concurrency: the tool's delta is appended with the values it read as
+            `expected_state`). Tools that act outside the session should be idempotent.
 
     Example:
         >>> from agentledger import open_store
@@ -177,10 +188,18 @@ class Runner:
         ['user_message', 'final_output']
     """
 
-    def __init__(self, agent: Agent, store: SessionStore, *, history_limit: int = 200) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        store: SessionStore,
+        *,
+        history_limit: int = 200,
+        max_state_retries: int = 3,
+    ) -> None:
         self.agent = agent
         self.store = store
         self.history_limit = history_limit
+        self.max_state_retries = max_state_retries
 
     # -- the turn, written once ---------------------------------------------------------
 
@@ -248,32 +267,51 @@ class Runner:
             [NewEvent(type=EventType.TOOL_CALL, author=Author.AGENT, invocation_id=invocation_id,
                       data={"call_id": call.id, "name": call.name, "arguments": call.arguments})]
         )
-        live = State(state)
-        context = ToolContext(session=session, invocation_id=invocation_id, state=live,
-                              tool_call_id=call.id)
-        try:
-            tool = self.agent.get_tool(call.name)
-            if tool is None:
-                raise ToolError(f"unknown tool {call.name!r}")
-            result = yield _CallTool(tool, tool.bind(call.arguments, context))
-            json.dumps(result, allow_nan=False)
-            result_event = NewEvent(
-                type=EventType.TOOL_RESULT, author=Author.TOOL, invocation_id=invocation_id,
-                data={"call_id": call.id, "name": call.name, "result": result},
-                state_delta=live.delta,
-            )
-            yield _Append([result_event])
-        except Exception as exc:
-            if isinstance(exc, AgentLedgerError) and not isinstance(exc, (ToolError, InvalidEventError)):
-                raise  # the store failed, not the tool
-            yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
-            if isinstance(exc, ToolError):
-                raise
-            raise ToolError(f"tool {call.name!r} failed: {exc}") from exc
+        for attempt in range(1, self.max_state_retries + 2):
+            live = State(state)
+            context = ToolContext(session=session, invocation_id=invocation_id, state=live,
+                                  tool_call_id=call.id)
+            try:
+                tool = self.agent.get_tool(call.name)
+                if tool is None:
+                    raise ToolError(f"unknown tool {call.name!r}")
+                result = yield _CallTool(tool, tool.bind(call.arguments, context))
+                json.dumps(result, allow_nan=False)
+                expected = {k: v for k, v in live.reads.items() if not is_temp_key(k)}
+                stored = yield _Append(
+                    [NewEvent(type=EventType.TOOL_RESULT, author=Author.TOOL,
+                              invocation_id=invocation_id,
+                              data={"call_id": call.id, "name": call.name, "result": result},
+                              state_delta=live.delta)],
+                    expected_state=expected or None,
+                )
+                break
+            except StateConflictError as conflict:
+                # Another writer changed what the tool read: run it again on fresh state
+                # (optimistic concurrency) rather than overwrite that change.
+                if attempt > self.max_state_retries:
+                    exc = ToolError(
+                        f"tool {call.name!r}: state {', '.join(conflict.keys)} kept changing "
+                        f"under it ({attempt} attempts)"
+                    )
+                    yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
+                    raise exc from conflict
+                fresh = yield _LoadState()
+                state = {**fresh, **{k: v for k, v in state.items() if is_temp_key(k)}}
+            except Exception as exc:
+                if isinstance(exc, AgentLedgerError) and not isinstance(
+                    exc, (ToolError, InvalidEventError)
+                ):
+                    raise  # the store failed, not the tool
+                yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
+                if isinstance(exc, ToolError):
+                    raise
+                raise ToolError(f"tool {call.name!r} failed: {exc}") from exc
         messages.append(Message(role="assistant", tool_calls=[call]))
         messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
                                 tool_call_id=call.id, name=call.name))
-        return apply_delta(state, live.delta)
+        temp = {k: v for k, v in live.delta.items() if is_temp_key(k)}
+        return apply_delta(state, {**stored[0].state_delta, **temp})
 
     # -- drivers --------------------------------------------------------------------------
 
@@ -314,7 +352,9 @@ class Runner:
 
     def _execute(self, session_id: str, step: _Step) -> Any:
         if isinstance(step, _Append):
-            return self.store.append(session_id, step.events)
+            return self.store.append(session_id, step.events, expected_state=step.expected_state)
+        if isinstance(step, _LoadState):
+            return self.store.get_session(session_id).state
         if isinstance(step, _CallModel):
             return self.agent.model.generate(step.messages, step.tools)
         result = step.tool.function(**step.kwargs)
@@ -353,7 +393,12 @@ class Runner:
 
     async def _execute_async(self, session_id: str, step: _Step) -> Any:
         if isinstance(step, _Append):
-            return await asyncio.to_thread(self.store.append, session_id, step.events)
+            return await asyncio.to_thread(
+                self.store.append, session_id, step.events, expected_state=step.expected_state
+            )
+        if isinstance(step, _LoadState):
+            session = await asyncio.to_thread(self.store.get_session, session_id)
+            return session.state
         if isinstance(step, _CallModel):
             generate_async = getattr(self.agent.model, "generate_async", None)
             if generate_async is not None:

@@ -36,11 +36,20 @@ class State(MutableMapping[str, Any]):
     def __init__(self, base: Mapping[str, Any]) -> None:
         self._base = base
         self.delta: dict[str, Any] = {}
+        self.reads: dict[str, Any] = {}
+        """Each key read from the base state (not from this tool's own writes), with the
+        value seen then (`None`: absent); the runner appends with these as
+        `expected_state`, so a concurrent change to them is a conflict, not a lost update."""
+
+    def _read(self, key: str) -> Any:
+        if key not in self.reads:
+            self.reads[key] = self._base.get(key)
+        return self._base[key]
 
     def __getitem__(self, key: str) -> Any:
         value = self.delta.get(key, _MISSING)
         if value is _MISSING:
-            value = self._base[key]
+            value = self._read(key)
         elif value is None:
             raise KeyError(key)
         return copy.deepcopy(value)
@@ -58,6 +67,8 @@ class State(MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         if key in self.delta:
             return self.delta[key] is not None
+        if isinstance(key, str) and key not in self.reads:
+            self.reads[key] = self._base.get(key)
         return key in self._base
 
     def __iter__(self) -> Iterator[str]:

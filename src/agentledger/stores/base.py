@@ -28,7 +28,14 @@ from agentledger._ids import new_id
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
-from agentledger.core.state import apply_delta, merge_scoped_state, split_delta, strip_temp
+from agentledger.core.state import (
+    APP_PREFIX,
+    USER_PREFIX,
+    apply_delta,
+    merge_scoped_state,
+    split_delta,
+    strip_temp,
+)
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -37,6 +44,7 @@ from agentledger.errors import (
     InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
+    StateConflictError,
 )
 
 __all__ = [
@@ -228,6 +236,7 @@ class SessionStore(Protocol):
         events: Sequence[NewEvent],
         *,
         expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """Append events to a session's ledger atomically.
 
@@ -236,6 +245,12 @@ class SessionStore(Protocol):
             events: New events, in order; each becomes one ledger entry.
             expected_version: The session's current `version` as the caller last saw it;
                 `None` appends whatever the version is.
+            expected_state: State keys (session keys, or prefixed `app:`/`user:`) mapped to
+                the values the caller read and based its events on; `None` for a key it
+                read as absent. Checked in the append's transaction against the current
+                state, so a read-modify-write of state never loses a concurrent update,
+                even one made from another session of the same app or user. `temp:` keys
+                are ignored. Without it, state deltas are last-writer-wins per key.
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
@@ -244,6 +259,8 @@ class SessionStore(Protocol):
             SessionNotFoundError: No session has this id.
             ConcurrencyError: `expected_version` is not the current version; nothing was
                 written.
+            StateConflictError: A key of `expected_state` has another value now (a
+                `ConcurrencyError`); nothing was written.
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: An event's JSON is over `max_event_bytes`; nothing was
                 written.
@@ -591,6 +608,24 @@ class BaseStore(SessionStore, ABC):
 
     # -- writes -------------------------------------------------------------------------
 
+    def _check_expected_state(
+        self, tx: StoreTransaction, current: Session, expected: Mapping[str, Any]
+    ) -> None:
+        """Raise `StateConflictError` unless every expected key still has the expected value."""
+        parts = split_delta(expected)
+        changed = [k for k, v in parts.session.items() if current.state.get(k) != v]
+        for prefix, scope_user, wanted in (
+            (APP_PREFIX, None, parts.app),
+            (USER_PREFIX, current.user_id, parts.user),
+        ):
+            if wanted:
+                now = self._decode_scoped(
+                    current.id, tx.load_scoped_state(current.app_name, scope_user)
+                )
+                changed += [prefix + k for k, v in wanted.items() if now.get(k) != v]
+        if changed:
+            raise StateConflictError(current.id, changed, current.version)
+
     def _write(
         self,
         tx: StoreTransaction,
@@ -669,6 +704,7 @@ class BaseStore(SessionStore, ABC):
         events: Sequence[NewEvent],
         *,
         expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         validate_session_id(session_id)
         events = list(events)
@@ -689,6 +725,8 @@ class BaseStore(SessionStore, ABC):
             if not encoded:
                 return []
             current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            if expected_state:
+                self._check_expected_state(tx, current, expected_state)
             rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored

@@ -37,7 +37,8 @@ Checks skipped unless the store declares them in `store.capabilities`:
 The suite needs the test extra (`pip install 'agentledger[test]'`: pytest and hypothesis). It
 is split by topic: `_sessions` (create, delete, reopen), `_appends` (atomicity, versions,
 threads), `_processes`, `_reads` (events, listing, cursors), `_bad_input`, `_scoped` (state
-scopes) and `_properties` (the projection of the ledger equals the stored snapshot).
+scopes), `_state_conflicts` (`expected_state`) and `_properties` (the projection of the
+ledger equals the stored snapshot).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
 from agentledger.testing._scoped import ScopedStateConformance
 from agentledger.testing._sessions import SessionConformance
+from agentledger.testing._state_conflicts import StateConflictConformance
 
 __all__ = [
     "AppendConformance",
@@ -60,6 +62,7 @@ __all__ = [
     "ReadConformance",
     "ScopedStateConformance",
     "SessionConformance",
+    "StateConflictConformance",
     "StoreConformance",
     "StoreFactory",
 ]
@@ -72,6 +75,7 @@ class StoreConformance(
     ReadConformance,
     BadInputConformance,
     ScopedStateConformance,
+    StateConflictConformance,
     PropertyConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
