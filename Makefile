@@ -20,8 +20,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/agentledger demo
 
-## test: create/update .venv with the test dependencies, type-check, run the whole suite
+## test: create/update .venv with the test dependencies, lint, type-check, run the whole suite
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

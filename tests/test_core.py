@@ -489,7 +489,7 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
     from datetime import datetime, timezone
 
     from agentledger.core.events import Event
-    from agentledger.stores.base import _stored_event
+    from agentledger.stores.shared import _stored_event
 
     values = {
         "id": "01M7YAS03S7MQQA1VC75EWMRJ2",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.stores.base import (
-    BaseStore,
     Capabilities,
     SessionPage,
     SessionStore,
@@ -13,6 +12,7 @@ from agentledger.stores.base import (
     open_store,
     register_scheme,
 )
+from agentledger.stores.shared import BaseStore
 
 __all__ = [
     "BaseStore",

@@ -12,11 +12,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from agentledger.stores.base import (
+from agentledger.stores.base import Capabilities, SessionFilter
+from agentledger.stores.shared import (
     BaseStore,
-    Capabilities,
     EventRow,
-    SessionFilter,
     SessionRow,
     StoreTransaction,
     format_timestamp,

@@ -35,11 +35,10 @@ from agentledger.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import (
+from agentledger.stores.base import Capabilities, SessionFilter
+from agentledger.stores.shared import (
     BaseStore,
-    Capabilities,
     EventRow,
-    SessionFilter,
     SessionRow,
     StoreTransaction,
     format_timestamp,

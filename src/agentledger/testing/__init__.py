@@ -4,7 +4,7 @@ See `agentledger.testing.conformance` for how a store runs it. Importing this pa
 the test extra (`pip install 'agentledger[test]'`).
 """
 
-from agentledger.testing.conformance import StoreConformance
 from agentledger.testing._base import StoreFactory, msg
+from agentledger.testing.conformance import StoreConformance
 
 __all__ = ["StoreConformance", "StoreFactory", "msg"]

@@ -1,0 +1,588 @@
+"""The store contract implemented once: `BaseStore` and the rows backends keep.
+
+`BaseStore` implements `SessionStore` on top of a few primitives a backend provides (a write
+transaction that loads and saves rows, and a handful of reads), so validation, seq
+assignment, the projection and scoped state behave the same on every store. Rows are plain
+JSON text: the memory store keeps exactly what SQLite keeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from itertools import chain
+from types import TracebackType
+from typing import Any, ClassVar, NamedTuple, Self
+
+from pydantic import ValidationError
+
+from agentledger._ids import new_id
+from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.projection import project
+from agentledger.core.session import Session, validate_session_id
+from agentledger.core.state import (
+    APP_PREFIX,
+    USER_PREFIX,
+    apply_delta,
+    merge_scoped_state,
+    split_delta,
+    strip_temp,
+)
+from agentledger.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptedSessionError,
+    EventTooLargeError,
+    InvalidEventError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StateConflictError,
+)
+from agentledger.stores.base import (
+    DEFAULT_MAX_EVENT_BYTES,
+    Capabilities,
+    SessionFilter,
+    SessionPage,
+    SessionStore,
+)
+
+__all__ = [
+    "BaseStore",
+    "EventRow",
+    "SessionRow",
+    "StoreTransaction",
+    "format_timestamp",
+    "parse_timestamp",
+]
+
+# Fixed-width UTC timestamps sort as strings, so stores can index and compare them as text.
+# The year is padded by hand: `%Y` gives "999", not "0999", on glibc.
+_TS_FORMAT = "-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format an aware datetime as fixed-width UTC ISO 8601 (`2026-01-08T18:05:30.000000Z`)."""
+    if value.tzinfo is timezone.utc:  # the common case, twice as fast as strftime
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    utc = value.astimezone(timezone.utc)
+    return f"{utc.year:04d}{utc.strftime(_TS_FORMAT)}"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse a timestamp written by `format_timestamp` (or any ISO 8601 with an offset)."""
+    return datetime.fromisoformat(value)
+
+
+_UNPARSED: Any = object()
+_EVENT_FIELDS = frozenset(Event.model_fields)
+
+
+def _stored_event(values: dict[str, Any]) -> Event:
+    """Build an `Event` from values read back from a store, skipping validation.
+
+    What `Event.model_construct` does, minus its per-field default handling (every field is
+    given), which is most of the cost of loading a long ledger. `tests/test_core.py` checks
+    that the result is indistinguishable from a validated `Event`.
+    """
+    event = object.__new__(Event)
+    object.__setattr__(event, "__dict__", values)
+    object.__setattr__(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
+
+
+class EventRow(NamedTuple):
+    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+
+    id: str
+    session_id: str
+    seq: int
+    type: str
+    author: str
+    timestamp: str
+    invocation_id: str | None
+    data: str
+    state_delta: str
+
+
+class SessionRow(NamedTuple):
+    """A session snapshot as a store keeps it: indexed columns plus the projection as JSON."""
+
+    id: str
+    app_name: str
+    user_id: str
+    agent_name: str | None
+    status: str
+    phase: str
+    created_at: str
+    updated_at: str
+    version: int
+    snapshot: str
+
+
+class StoreTransaction(ABC):
+    """One atomic write, as a backend provides it to `BaseStore`.
+
+    Everything saved through it lands together when the transaction's context exits
+    without an exception, or not at all.
+    """
+
+    @abstractmethod
+    def load_session(self, session_id: str) -> SessionRow | None:
+        """Return the session's snapshot row, locked for this write, or `None`."""
+
+    @abstractmethod
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        """Return every event row of the session in `seq` order (to rebuild a snapshot)."""
+
+    @abstractmethod
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`."""
+
+    @abstractmethod
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        """Replace the app's or user's shared state with `state` (JSON)."""
+
+    @abstractmethod
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        """Add event rows to the ledger."""
+
+    @abstractmethod
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        """Insert (`new=True`) or replace the session's snapshot row."""
+
+
+def _encode_cursor(row_key: tuple[str, str]) -> str:
+    raw = _dumps(list(row_key)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, session_id = json.loads(raw)
+        if not isinstance(updated_at, str) or not isinstance(session_id, str):
+            raise ValueError(cursor)
+        return updated_at, session_id
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid cursor {cursor!r}") from exc
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class BaseStore(SessionStore, ABC):
+    """The store contract implemented once over a backend's primitives.
+
+    Args:
+        max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
+            `data` and `state_delta` JSON plus its type, author and invocation id.
+        clock: Returns the current UTC time; stamps events that carry no timestamp.
+    """
+
+    scheme: ClassVar[str]
+    capabilities: Capabilities
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if not isinstance(max_event_bytes, int) or max_event_bytes < 256:
+            raise ConfigurationError(f"max_event_bytes must be an int >= 256, not {max_event_bytes!r}")
+        self.url = url
+        self.max_event_bytes = max_event_bytes
+        self._clock = clock
+
+    # -- backend primitives -------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """Open one atomic write; writers are serialized (per session at least)."""
+
+    @abstractmethod
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        """Return the snapshot row with the app's and user's shared state JSON, or `None`."""
+
+    @abstractmethod
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        """Return matching event rows in `seq` order (see `read_events`)."""
+
+    @abstractmethod
+    def _session_exists(self, session_id: str) -> bool:
+        """Whether a session with this id exists."""
+
+    @abstractmethod
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        """Return up to `limit` rows ordered by (updated_at, id) descending, strictly below
+        `after_key`, each with the app's and user's shared state JSON."""
+
+    @abstractmethod
+    def _delete_session(self, session_id: str) -> bool:
+        """Delete the session and its events; whether it existed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    # -- context manager ----------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
+        try:
+            data = _dumps(event.data)
+            delta = _dumps(strip_temp(event.state_delta))
+            # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
+            size = sum(
+                len(text.encode())
+                for text in (data, delta, event.type, event.author, event.invocation_id or "")
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+        if size > self.max_event_bytes:
+            raise EventTooLargeError(size, self.max_event_bytes)
+        return EventRow(
+            new_id(),
+            session_id,
+            seq,
+            event.type,
+            event.author,
+            format_timestamp(event.timestamp or now),
+            event.invocation_id,
+            data,
+            delta,
+        )
+
+    @staticmethod
+    def _decode_event(
+        row: EventRow | Sequence[Any], data: Any = _UNPARSED, state_delta: Any = _UNPARSED
+    ) -> Event:
+        try:
+            timestamp = parse_timestamp(row[5])
+            if data is _UNPARSED:
+                data = json.loads(row[7])
+                state_delta = json.loads(row[8])
+            if timestamp.tzinfo is None:
+                raise ValueError(f"timestamp {row[5]!r} has no UTC offset")
+            if type(data) is not dict or type(state_delta) is not dict:
+                raise ValueError("data and state_delta must be JSON objects")
+            return _stored_event(
+                {
+                    "id": row[0],
+                    "session_id": row[1],
+                    "seq": row[2],
+                    "type": row[3],
+                    "author": row[4],
+                    "timestamp": timestamp,
+                    "data": data,
+                    "state_delta": state_delta,
+                    "invocation_id": row[6],
+                }
+            )
+        except (TypeError, ValueError, IndexError) as exc:
+            raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc
+
+    def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
+        decode = self._decode_event
+        if len(rows) >= 8:
+            # One json.loads for the whole batch; on any doubt, decode row by row below,
+            # which names the bad row.
+            try:
+                values = json.loads(
+                    "[" + ",".join(chain.from_iterable((r[7], r[8]) for r in rows)) + "]"
+                )
+            except (TypeError, ValueError):
+                values = None
+            if values is not None and len(values) == 2 * len(rows):
+                return [decode(row, values[2 * i], values[2 * i + 1]) for i, row in enumerate(rows)]
+        return [decode(row) for row in rows]
+
+    @staticmethod
+    def _session_row(session: Session, created_at: str | None = None) -> SessionRow:
+        return SessionRow(
+            session.id,
+            session.app_name,
+            session.user_id,
+            session.agent_name,
+            session.status,
+            session.phase,
+            created_at or format_timestamp(session.created_at),
+            format_timestamp(session.updated_at),
+            session.version,
+            session.model_dump_json(),
+        )
+
+    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+        try:
+            return Session.model_validate_json(row.snapshot)
+        except ValidationError:
+            pass
+        # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
+        try:
+            return project(self._decode_events(rebuild()))
+        except CorruptedSessionError:
+            raise
+        except ValueError as exc:
+            raise CorruptedSessionError(row.id, f"snapshot and ledger unreadable: {exc}") from exc
+
+    @staticmethod
+    def _decode_scoped(session_id: str, raw: str | None) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptedSessionError(session_id, f"shared state cannot be read: {exc}") from exc
+        if not isinstance(value, dict):
+            raise CorruptedSessionError(session_id, "shared state is not a JSON object")
+        return value
+
+    def _with_scoped(self, session: Session, app_raw: str | None, user_raw: str | None) -> Session:
+        if app_raw is None and user_raw is None:
+            return session
+        state = merge_scoped_state(
+            session.state, self._decode_scoped(session.id, app_raw), self._decode_scoped(session.id, user_raw)
+        )
+        return session.model_copy(update={"state": state})
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _check_expected_state(
+        self, tx: StoreTransaction, current: Session, expected: Mapping[str, Any]
+    ) -> None:
+        """Raise `StateConflictError` unless every expected key still has the expected value."""
+        parts = split_delta(expected)
+        changed = [k for k, v in parts.session.items() if current.state.get(k) != v]
+        for prefix, scope_user, wanted in (
+            (APP_PREFIX, None, parts.app),
+            (USER_PREFIX, current.user_id, parts.user),
+        ):
+            if wanted:
+                now = self._decode_scoped(
+                    current.id, tx.load_scoped_state(current.app_name, scope_user)
+                )
+                changed += [prefix + k for k, v in wanted.items() if now.get(k) != v]
+        if changed:
+            raise StateConflictError(current.id, changed, current.version)
+
+    def _write(
+        self,
+        tx: StoreTransaction,
+        current: Session | None,
+        session_id: str,
+        rows: list[EventRow],
+        created_at: str | None = None,
+    ) -> tuple[Session, list[Event]]:
+        events = self._decode_events(rows)
+        try:
+            updated = project(events, current)
+        except CorruptedSessionError as exc:
+            raise InvalidEventError(exc.detail) from exc
+        app_name, user_id = updated.app_name, updated.user_id
+        app_delta: dict[str, Any] = {}
+        user_delta: dict[str, Any] = {}
+        for event in events:
+            if event.state_delta:
+                scoped = split_delta(event.state_delta)
+                app_delta.update(scoped.app)
+                user_delta.update(scoped.user)
+        for scope_user, delta in ((None, app_delta), (user_id, user_delta)):
+            if delta:
+                old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
+                tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
+        tx.insert_events(rows)
+        tx.save_session(self._session_row(updated, created_at), new=current is None)
+        return updated, events
+
+    def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        agent_name: str | None = None,
+        title: str | None = None,
+        purpose: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        phase: str | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        sid = new_id() if session_id is None else validate_session_id(session_id)
+        for name, required in (("app_name", app_name), ("user_id", user_id)):
+            if not isinstance(required, str) or not required:
+                raise InvalidEventError(f"{name} must be a non-empty string, not {required!r}")
+        data: dict[str, Any] = {"app_name": app_name, "user_id": user_id}
+        for key, value in (
+            ("agent_name", agent_name),
+            ("title", title),
+            ("purpose", purpose),
+            ("phase", phase),
+        ):
+            if value is not None:
+                data[key] = value
+        data["metadata"] = dict(metadata or {})
+        try:
+            event = NewEvent(
+                type=EventType.SESSION_CREATED,
+                author="system",
+                data=data,
+                state_delta=dict(state or {}),
+            )
+        except ValidationError as exc:
+            raise InvalidEventError(str(exc)) from exc
+        row = self._encode(sid, 1, event, self._clock())
+        with self._transaction() as tx:
+            if tx.load_session(sid) is not None:
+                raise SessionExistsError(sid)
+            self._write(tx, None, sid, [row])
+        return self.get_session(sid)
+
+    def append(
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        validate_session_id(session_id)
+        events = list(events)
+        for event in events:
+            if not isinstance(event, NewEvent):
+                raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
+            if event.type == EventType.SESSION_CREATED:
+                raise InvalidEventError("session_created is written by create_session only")
+        now = self._clock()
+        # Encode (and size-check) everything before touching the store; seq is fixed later.
+        encoded = [self._encode(session_id, 0, event, now) for event in events]
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            if not encoded:
+                return []
+            current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            if expected_state:
+                self._check_expected_state(tx, current, expected_state)
+            rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
+            _, stored = self._write(tx, current, session_id, rows, row.created_at)
+        return stored
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> Session:
+        validate_session_id(session_id)
+        found = self._fetch_session(session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        row, app_raw, user_raw = found
+        session = self._parse_session(
+            row,
+            lambda: self._fetch_event_rows(session_id, after=0, limit=None, last=None, types=None),
+        )
+        return self._with_scoped(session, app_raw, user_raw)
+
+    def read_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        last: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        validate_session_id(session_id)
+        for name, value in (("limit", limit), ("last", last)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        if isinstance(types, str):
+            types = [types]
+        rows = self._fetch_event_rows(
+            session_id, after=after, limit=limit, last=last, types=list(types) if types else None
+        )
+        if not rows and not self._session_exists(session_id):
+            raise SessionNotFoundError(session_id)
+        return self._decode_events(rows)
+
+    def list_sessions(
+        self,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        agent_name: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ConfigurationError(f"limit must be an int from 1 to 1000, not {limit!r}")
+        where = SessionFilter(
+            app_name, user_id, agent_name, status, phase, updated_after, updated_before
+        )
+        after_key = _decode_cursor(cursor) if cursor else None
+        found = self._fetch_session_page(where, after_key, limit + 1)
+        sessions: list[Session] = []
+        corrupted: list[str] = []
+        for row, app_raw, user_raw in found[:limit]:
+            try:
+                session = self._parse_session(
+                    row,
+                    lambda sid=row.id: self._fetch_event_rows(  # type: ignore[misc]
+                        sid, after=0, limit=None, last=None, types=None
+                    ),
+                )
+                sessions.append(self._with_scoped(session, app_raw, user_raw))
+            except CorruptedSessionError:
+                corrupted.append(row.id)
+        next_cursor = None
+        if len(found) > limit:
+            last_row = found[limit - 1][0]
+            next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
+        return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
+
+    def delete_session(self, session_id: str) -> None:
+        validate_session_id(session_id)
+        if not self._delete_session(session_id):
+            raise SessionNotFoundError(session_id)
