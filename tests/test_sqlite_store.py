@@ -320,3 +320,11 @@ def test_closed_store_refuses_work(make: StoreFactory) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.get_session("s")
+
+
+def test_in_memory_sqlite_is_refused_by_the_store_itself() -> None:
+    """Each thread's connection would get its own empty database: refuse it at any entry."""
+    from agentledger.stores.sqlite import SqliteStore
+
+    with pytest.raises(ConfigurationError, match="memory://"):
+        SqliteStore(":memory:")

@@ -168,9 +168,19 @@ def build_reminders_agent() -> Agent:
 
 
 def continue_or_create_session(
-    store: SessionStore, *, user_id: str = DEMO_USER, app_name: str = DEMO_APP
+    store: SessionStore,
+    *,
+    user_id: str = DEMO_USER,
+    app_name: str = DEMO_APP,
+    agent_name: str = "reminders",
+    title: str | None = "Reminders demo",
 ) -> tuple[Session, bool]:
     """Return the user's most recent active session of the app, or a new one.
+
+    Args:
+        store: Where to look and create.
+        user_id, app_name: Whose session, in which app.
+        agent_name, title: Given to a new session.
 
     Returns:
         `(session, created)`: `created` is true when a new session was made.
@@ -179,6 +189,6 @@ def continue_or_create_session(
     if page.sessions:
         return page.sessions[0], False
     session = store.create_session(
-        app_name=app_name, user_id=user_id, agent_name="reminders", title="Reminders demo"
+        app_name=app_name, user_id=user_id, agent_name=agent_name, title=title
     )
     return session, True

@@ -88,11 +88,9 @@ def _session_for(
 ) -> tuple[Session, bool]:
     if session_id is not None:
         return store.get_session(session_id), False
-    page = store.list_sessions(app_name=app_name, user_id=user, status="active", limit=1)
-    if page.sessions:
-        return page.sessions[0], False
-    created = store.create_session(app_name=app_name, user_id=user, agent_name=agent.name)
-    return created, True
+    return continue_or_create_session(
+        store, user_id=user, app_name=app_name, agent_name=agent.name, title=None
+    )
 
 
 @app.command()

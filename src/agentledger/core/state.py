@@ -16,6 +16,7 @@ __all__ = [
     "USER_PREFIX",
     "ScopedDelta",
     "apply_delta",
+    "is_temp_key",
     "merge_scoped_state",
     "split_delta",
     "strip_temp",
@@ -56,9 +57,14 @@ def split_delta(delta: Mapping[str, Any]) -> ScopedDelta:
     return ScopedDelta(session, app, user)
 
 
+def is_temp_key(key: str) -> bool:
+    """Whether a state key lives only for the current turn (`temp:`), never persisted."""
+    return key.startswith(TEMP_PREFIX)
+
+
 def strip_temp(delta: Mapping[str, Any]) -> dict[str, Any]:
     """Return `delta` without its `temp:` keys (they are never persisted)."""
-    return {k: v for k, v in delta.items() if not k.startswith(TEMP_PREFIX)}
+    return {k: v for k, v in delta.items() if not is_temp_key(k)}
 
 
 def apply_delta(state: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:

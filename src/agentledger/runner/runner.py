@@ -23,7 +23,7 @@ from typing import Any
 from agentledger._ids import new_id
 from agentledger.core.events import Author, Event, EventType, NewEvent
 from agentledger.core.session import Session, Status
-from agentledger.core.state import apply_delta
+from agentledger.core.state import apply_delta, is_temp_key
 from agentledger.errors import (
     AgentLedgerError,
     ConfigurationError,
@@ -35,7 +35,7 @@ from agentledger.errors import (
     ToolError,
 )
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
-from agentledger.runner.tools import State, Tool, ToolContext, is_temp_key
+from agentledger.runner.tools import State, Tool, ToolContext
 from agentledger.stores.base import SessionStore
 
 __all__ = ["Agent", "Runner", "final_output"]

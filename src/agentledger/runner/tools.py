@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentledger.core.session import Session
-from agentledger.core.state import TEMP_PREFIX
 from agentledger.errors import ConfigurationError, ToolError
 
 __all__ = ["State", "Tool", "ToolContext", "tool"]
@@ -99,7 +98,6 @@ class ToolContext:
     invocation_id: str
     state: State
     tool_call_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -228,7 +226,3 @@ def tool(
         return lambda f: Tool.from_function(f, name=name, description=description)
     return Tool.from_function(function, name=name, description=description)
 
-
-def is_temp_key(key: str) -> bool:
-    """Whether a state key lives only for the current turn."""
-    return key.startswith(TEMP_PREFIX)

@@ -28,7 +28,7 @@ __all__ = [
     "SessionFilter",
     "SessionPage",
     "SessionStore",
-    "StoreFactory",
+    "SchemeFactory",
     "default_store_url",
     "open_store",
     "register_scheme",
@@ -255,11 +255,11 @@ class SessionStore(Protocol):
 # -- opening stores by URL ----------------------------------------------------------------
 
 
-StoreFactory = Callable[[str, dict[str, str]], SessionStore]
-_SCHEMES: dict[str, StoreFactory] = {}
+SchemeFactory = Callable[[str, dict[str, str]], SessionStore]
+_SCHEMES: dict[str, SchemeFactory] = {}
 
 
-def register_scheme(scheme: str, factory: StoreFactory) -> None:
+def register_scheme(scheme: str, factory: SchemeFactory) -> None:
     """Make `open_store` open URLs of `scheme` with `factory(url, options)`.
 
     Args:

@@ -220,10 +220,7 @@ def _path_from_url(url: str) -> str:
         raise ConfigurationError(
             f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
-    path = path[1:]
-    if path == ":memory:":
-        raise ConfigurationError("sqlite:///:memory: is not supported; use memory:// instead")
-    return path
+    return path[1:]
 
 
 class SqliteStore(BaseStore):
@@ -265,18 +262,20 @@ class SqliteStore(BaseStore):
                 f"durability must be one of {sorted(_DURABILITY)}, not {durability!r}"
             )
         self.path = os.fspath(path)
+        if self.path == ":memory:":
+            # Each thread's connection would get its own, empty database.
+            raise ConfigurationError("SQLite :memory: is not supported; use memory:// instead")
         self.durability = durability
         self._busy_timeout = float(busy_timeout)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
+        parent = Path(self.path).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
         self.setup()
 
     @classmethod
