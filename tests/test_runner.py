@@ -232,11 +232,27 @@ def test_temp_state_lasts_for_the_turn_and_is_never_stored(store: SessionStore) 
     assert store.get_session(sid).state == {"count": 1}
 
 
-def test_terminated_session_refuses_a_turn_and_writes_nothing(store: SessionStore) -> None:
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        (
+            [
+                NewEvent(type="phase_changed", data={"to": "completed"}),
+                NewEvent(type="session_finalized", data={"outcome": "completed"}),
+            ],
+            "terminated",
+        ),
+        ([NewEvent(type="status_changed", data={"to": "terminated"})], "terminated"),
+        ([NewEvent(type="status_changed", data={"to": "suspended"})], "resume it"),
+    ],
+)
+def test_closed_session_refuses_a_turn_and_writes_nothing(
+    store: SessionStore, events: list[NewEvent], message: str
+) -> None:
     sid = new_session(store)
-    store.append(sid, [NewEvent(type="session_finalized", data={"outcome": "completed"})])
+    store.append(sid, events)
     version = store.get_session(sid).version
-    with pytest.raises(InvalidTransitionError):
+    with pytest.raises(InvalidTransitionError, match=message):
         list(Runner(build_reminders_agent(), store).run(sid, "remind me to x"))
     assert store.get_session(sid).version == version
 

@@ -73,6 +73,8 @@ def _apply(session: Session, event: Event) -> Session:
         if not isinstance(update, Mapping):
             raise ValueError(f"'metadata' must be an object, not {update!r}")
         changes["metadata"] = deep_merge(session.metadata, update)
+        if "resume_ready" in data:
+            changes["resume_ready"] = bool(data["resume_ready"])
     elif kind == EventType.PHASE_CHANGED:
         to_phase = _text(data, "to")
         changes["phase"] = to_phase
@@ -83,7 +85,10 @@ def _apply(session: Session, event: Event) -> Session:
         if "resume_ready" in data:
             changes["resume_ready"] = bool(data["resume_ready"])
     elif kind == EventType.STATUS_CHANGED:
-        changes["status"] = _text(data, "to")
+        to_status = _text(data, "to")
+        changes["status"] = to_status
+        if to_status == Status.ACTIVE:
+            changes["resume_count"] = session.resume_count + 1
     elif kind == EventType.ERROR:
         changes["error_count"] = session.error_count + 1
         changes["last_error"] = str(data.get("message", ""))

@@ -66,6 +66,9 @@ class Session(BaseModel):
     `state` holds the session's own keys plus, when read through a store, the `app:` and
     `user:` keys it shares with other sessions (prefixed). `version` is the `seq` of the
     last event; `updated_at` is the last activity (the last event's timestamp).
+    `resume_count` counts `status_changed` events to `active` (resumes); `resume_ready` is
+    set by `phase_changed` or `metadata_updated` events that carry it, and cleared by
+    `session_finalized`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +89,7 @@ class Session(BaseModel):
     error_count: int = 0
     last_error: str | None = None
     resume_ready: bool = True
+    resume_count: int = 0
     outcome: str | None = None
     summary: str | None = None
     finalized_at: datetime | None = None

@@ -209,6 +209,10 @@ class Runner:
             raise InvalidTransitionError(
                 f"session {session_id!r} is terminated; start a new session to continue"
             )
+        if session.status == Status.SUSPENDED:
+            raise InvalidTransitionError(
+                f"session {session_id!r} is suspended; resume it before starting a new turn"
+            )
         history = self.store.read_events(
             session_id, types=CONVERSATION_TYPES, last=self.history_limit
         )
@@ -319,7 +323,7 @@ class Runner:
         """Run one turn and yield each event once it is durably stored.
 
         Args:
-            session_id: An existing, non-terminated session.
+            session_id: An existing, active session.
             message: The user's words.
 
         Yields:
@@ -327,7 +331,8 @@ class Runner:
 
         Raises:
             SessionNotFoundError: No session has this id.
-            InvalidTransitionError: The session is terminated; nothing was written.
+            InvalidTransitionError: The session is terminated or suspended (resume it
+                first); nothing was written. The store checks this again atomically.
             ModelError, ToolError, RunnerError: The turn failed; an `error` event was
                 recorded first.
             StoreError: The store failed; what was yielded before is stored.

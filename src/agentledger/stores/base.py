@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, Field
 
 from agentledger.core.events import Event, NewEvent
+from agentledger.core.lifecycle import Lifecycle
 from agentledger.core.session import Session
 from agentledger.errors import ConfigurationError
 
@@ -90,6 +91,7 @@ class SessionStore(Protocol):
 
     url: str
     capabilities: Capabilities
+    lifecycle: Lifecycle
     max_event_bytes: int
 
     def create_session(
@@ -127,6 +129,7 @@ class SessionStore(Protocol):
             SessionExistsError: `session_id` is taken; nothing was written.
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: The initial state and metadata are over `max_event_bytes`.
+            InvalidTransitionError: `phase` is unknown or final (`lifecycle`).
         """
         ...
 
@@ -164,6 +167,10 @@ class SessionStore(Protocol):
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: An event's JSON is over `max_event_bytes`; nothing was
                 written.
+            InvalidTransitionError: The events break a lifecycle rule of `lifecycle`
+                (`core.lifecycle.check_append`: appending to a terminated session, a new
+                turn on a suspended one, an unknown or disallowed phase or status);
+                checked inside the transaction; nothing was written.
         """
         ...
 

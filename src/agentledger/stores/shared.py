@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from agentledger._ids import new_id
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
 from agentledger.core.state import (
@@ -188,6 +189,8 @@ class BaseStore(SessionStore, ABC):
         max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
             `data` and `state_delta` JSON plus its type, author and invocation id.
         clock: Returns the current UTC time; stamps events that carry no timestamp.
+        lifecycle: The phase rules every append is checked against, inside its
+            transaction (`core.lifecycle.check_append`); default: DESIGN.md §2's phases.
     """
 
     scheme: ClassVar[str]
@@ -199,11 +202,15 @@ class BaseStore(SessionStore, ABC):
         url: str,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         clock: Callable[[], datetime] = _utcnow,
+        lifecycle: Lifecycle = DEFAULT_LIFECYCLE,
     ) -> None:
         if not isinstance(max_event_bytes, int) or max_event_bytes < 256:
             raise ConfigurationError(f"max_event_bytes must be an int >= 256, not {max_event_bytes!r}")
+        if not isinstance(lifecycle, Lifecycle):
+            raise ConfigurationError(f"lifecycle must be a Lifecycle, not {lifecycle!r}")
         self.url = url
         self.max_event_bytes = max_event_bytes
+        self.lifecycle = lifecycle
         self._clock = clock
 
     # -- backend primitives -------------------------------------------------------------
@@ -448,6 +455,7 @@ class BaseStore(SessionStore, ABC):
         for name, required in (("app_name", app_name), ("user_id", user_id)):
             if not isinstance(required, str) or not required:
                 raise InvalidEventError(f"{name} must be a non-empty string, not {required!r}")
+        check_create(phase, self.lifecycle)
         data: dict[str, Any] = {"app_name": app_name, "user_id": user_id}
         for key, value in (
             ("agent_name", agent_name),
@@ -501,6 +509,7 @@ class BaseStore(SessionStore, ABC):
             if not encoded:
                 return []
             current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
             rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from agentledger.core.events import Event, NewEvent
 from agentledger.core.projection import project
-from agentledger.core.session import DEFAULT_PHASES, Status
+from agentledger.core.session import DEFAULT_PHASES, FINAL_PHASES, Status
+from agentledger.errors import InvalidTransitionError
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase
 
@@ -92,7 +93,7 @@ def new_events(draw: st.DrawFn) -> NewEvent:
     elif kind == "metadata_updated":
         data["metadata"] = draw(st.dictionaries(st.sampled_from(["m", "n", "o"]), _METADATA))
     elif kind == "session_finalized":
-        data["outcome"] = draw(st.none() | st.sampled_from(["success", "failure"]))
+        data["outcome"] = draw(st.sampled_from([*sorted(FINAL_PHASES), "success"]))
         data["summary"] = draw(st.none() | st.text(max_size=20))
     return NewEvent(
         type=kind,
@@ -104,8 +105,21 @@ def new_events(draw: st.DrawFn) -> NewEvent:
     )
 
 
-event_batches = st.lists(st.lists(new_events(), min_size=1, max_size=4), max_size=6)
-"""Events to append, split into batches of random sizes."""
+@st.composite
+def _finalize_pairs(draw: st.DrawFn) -> list[NewEvent]:
+    outcome = draw(st.sampled_from(sorted(FINAL_PHASES)))
+    return [
+        NewEvent(type="phase_changed", author="system", data={"to": outcome}),
+        NewEvent(type="session_finalized", author="system",
+                 data={"outcome": outcome, "summary": draw(st.none() | st.text(max_size=20))}),
+    ]
+
+
+event_batches = st.lists(
+    st.lists(new_events(), min_size=1, max_size=4) | _finalize_pairs(), max_size=6
+)
+"""Events to append, split into batches of random sizes. Some batches break a lifecycle rule
+(a disallowed phase move, appending after termination…) and must be refused whole."""
 
 
 def _apply(state: dict[str, Any], delta: dict[str, Any], prefix: str) -> None:
@@ -143,16 +157,22 @@ class PropertyConformance(ConformanceBase):
             app_name=self.unique("app"), user_id="ada", state=initial, phase="investigating"
         )
         shared: dict[str, Any] = {}
-        for delta in [initial, *(e.state_delta for batch in batches for e in batch)]:
-            _apply(shared, delta, "app:")
-            _apply(shared, delta, "user:")
+        _apply(shared, initial, "app:")
+        _apply(shared, initial, "user:")
         appended: list[Event] = []
         for batch in batches:
-            stored = store.append(session.id, batch)
+            try:
+                stored = store.append(session.id, batch)
+            except InvalidTransitionError:
+                # A batch breaking a lifecycle rule is refused whole.
+                assert store.get_session(session.id).version == len(appended) + 1
+                continue
             first = len(appended) + 2
             assert self.seqs(stored) == list(range(first, first + len(batch)))
             for new, event in zip(batch, stored, strict=True):
                 _check_stored(new, event)
+                _apply(shared, new.state_delta, "app:")
+                _apply(shared, new.state_delta, "user:")
             appended.extend(stored)
 
         events = store.read_events(session.id)

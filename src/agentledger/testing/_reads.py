@@ -161,7 +161,7 @@ class ReadConformance(ConformanceBase):
         a = make("app1", "ada", "helper", 1)
         b = make("app1", "ada", None, 2, type="phase_changed", data={"to": "planning"})
         c = make("app1", "bob", "helper", 3, type="status_changed", data={"to": "suspended"})
-        d = make("app2", "ada", "coder", 4, type="session_finalized", data={"outcome": "ok"})
+        d = make("app2", "ada", "coder", 4, type="status_changed", data={"to": "terminated"})
         e = make("app2", "bob", "helper", 5, type="phase_changed", data={"to": "planning"})
 
         def ids(**filters: Any) -> list[str]:
