@@ -1,0 +1,599 @@
+"""The session lifecycle over any store (DESIGN.md §4; seeds 001 and 003).
+
+`SessionManager` creates, updates, suspends, resumes, terminates, finalizes, lists and
+cleans up sessions. It writes nothing but events (`metadata_updated`, `phase_changed`,
+`status_changed`, `error`, `session_finalized`) and reads everything back through the
+projection; the store checks the lifecycle rules (`core.lifecycle`) inside each append.
+
+The module-level functions mirror seed 003's API one to one, on the default store
+(`$AGENTLEDGER_STORE`, else `sqlite:///agentledger.db`):
+
+    >>> agent_id = create_session("terraform-architect", "approval_workflow", {"task_id": "T001"})
+    >>> update_state(agent_id, phase="planning", metadata={"plan_file": "plan.json"})
+    >>> if should_resume(agent_id): ...
+    >>> finalize_session(agent_id, "completed", "Terraform applied successfully")
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from agentledger.core.events import Author, EventType, NewEvent
+from agentledger.core.lifecycle import (
+    ResumeDecision,
+    ResumePolicy,
+    ResumeReason,
+    decide_resume,
+)
+from agentledger.core.session import Session, Status
+from agentledger.errors import (
+    ConfigurationError,
+    CorruptedSessionError,
+    InvalidEventError,
+    SessionNotFoundError,
+)
+from agentledger.stores.base import SessionPage, SessionStore, open_store
+
+__all__ = [
+    "DEFAULT_APP",
+    "DEFAULT_USER",
+    "CleanupResult",
+    "SessionManager",
+    "SessionStats",
+    "cleanup_old_sessions",
+    "create_session",
+    "default_manager",
+    "finalize_session",
+    "get_session",
+    "list_sessions",
+    "should_resume",
+    "update_state",
+]
+
+DEFAULT_APP = "agents"
+"""The app sessions belong to when the caller names none (seed 003 has no apps)."""
+DEFAULT_USER = "local"
+"""The user sessions belong to when the caller names none."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    """What `SessionManager.cleanup` did (or, on a dry run, would do).
+
+    Attributes:
+        session_ids: The sessions deleted (or that would be deleted), oldest activity last.
+        dry_run: Whether nothing was deleted.
+        cutoff: Sessions with their last activity before this time (UTC) were selected.
+        skipped_corrupted: Old sessions left alone because they cannot be read back (their
+            status cannot be checked); delete them by id after a look.
+    """
+
+    session_ids: list[str]
+    dry_run: bool
+    cutoff: datetime
+    skipped_corrupted: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """How many sessions were deleted (or would be)."""
+        return len(self.session_ids)
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """Seed 003's metrics over the sessions listed (see `SessionManager.stats`).
+
+    Attributes:
+        total: Sessions counted.
+        by_status, by_phase, by_agent: Counts (agent `None` is reported as `"-"`).
+        resume_rate: Share of sessions resumed at least once (`resume_count > 0`), 0-1.
+        error_rate: Share of sessions with at least one error, 0-1.
+        median_duration_seconds, p95_duration_seconds: Over finalized sessions; `None`
+            when none is finalized. p95 uses the nearest-rank method.
+        finalized: How many sessions have a duration (were finalized).
+        corrupted: Ids of sessions that could not be read back.
+    """
+
+    total: int
+    by_status: dict[str, int]
+    by_phase: dict[str, int]
+    by_agent: dict[str, int]
+    resume_rate: float
+    error_rate: float
+    median_duration_seconds: float | None
+    p95_duration_seconds: float | None
+    finalized: int
+    corrupted: list[str]
+
+
+class SessionManager:
+    """The lifecycle API over one store.
+
+    Args:
+        store: Any `SessionStore`; the manager does not close it.
+        policy: The resume policy (`ResumePolicy()`: approval/investigating/planning,
+            30 minutes idle, fewer than 3 errors, `resume_ready`).
+        clock: Returns the current time (aware, UTC); used for idle time and cleanup
+            cut-offs, injectable so tests never sleep. Event timestamps come from the
+            store's own clock.
+        app_name, user_id: Where new sessions go when the caller names none.
+
+    Every write is one append, so it lands whole or not at all, and the store checks the
+    lifecycle rules inside its transaction. Errors:
+        SessionNotFoundError: The session does not exist.
+        CorruptedSessionError: It cannot be read back.
+        InvalidTransitionError: The move is not allowed (an unknown phase lists the valid
+            ones; a terminated session refuses everything); nothing was written.
+        InvalidEventError: A value JSON cannot hold, or metadata that is not an object.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        policy: ResumePolicy | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        app_name: str = DEFAULT_APP,
+        user_id: str = DEFAULT_USER,
+    ) -> None:
+        self.store = store
+        self.policy = policy or ResumePolicy()
+        self.clock = clock
+        self.app_name = app_name
+        self.user_id = user_id
+
+    # -- create and read ----------------------------------------------------------------
+
+    def create_session(
+        self,
+        agent_name: str,
+        purpose: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        title: str | None = None,
+        phase: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        """Create a session for an agent (seed 003: `create_session(agent_name, purpose,
+        metadata)`); it starts `active` in the lifecycle's initial phase.
+
+        Args:
+            agent_name: The agent that owns the session; required, non-empty.
+            purpose: Why it exists (`"approval_workflow"`).
+            metadata: A JSON object; later updates merge into it.
+            app_name, user_id: Default to the manager's.
+            title, phase, state, session_id: As `SessionStore.create_session`.
+
+        Returns:
+            The new session; its `id` is what seed 003 calls the agent id.
+
+        Raises:
+            InvalidEventError: Empty agent name, metadata not an object, or a value JSON
+                cannot hold.
+            InvalidTransitionError: An unknown or final `phase`.
+            SessionExistsError: `session_id` is taken.
+        """
+        if not isinstance(agent_name, str) or not agent_name.strip():
+            raise InvalidEventError(f"agent_name must be a non-empty string, not {agent_name!r}")
+        _check_object("metadata", metadata)
+        return self.store.create_session(
+            app_name=app_name or self.app_name,
+            user_id=user_id or self.user_id,
+            agent_name=agent_name,
+            title=title,
+            purpose=purpose,
+            metadata=metadata,
+            phase=phase,
+            state=state,
+            session_id=session_id,
+        )
+
+    def get_session(self, session_id: str) -> Session:
+        """Return the session's projection. Raises `SessionNotFoundError`,
+        `CorruptedSessionError`."""
+        return self.store.get_session(session_id)
+
+    # -- updates ------------------------------------------------------------------------
+
+    def update_state(
+        self,
+        session_id: str,
+        *,
+        phase: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        resume_ready: bool | None = None,
+        summary: str | None = None,
+    ) -> Session:
+        """Record progress (seed 003's `update_state`) in one append.
+
+        Args:
+            session_id: The session.
+            phase: Move to this phase; the current phase is a no-op. A final phase
+                (`completed`, `failed`, `abandoned`) finalizes the session with `summary`.
+            metadata: Merged into the metadata: nested objects merge key by key; a key set
+                to `None` is removed.
+            error: Records an error: `error_count` + 1 and `last_error`.
+            resume_ready: Sets the flag the resume policy checks.
+            summary: Only with a final `phase` (else `InvalidEventError`).
+
+        Returns:
+            The session after the update (unchanged if there was nothing to record).
+
+        Raises:
+            InvalidTransitionError: Unknown phase (lists the valid ones), a move the
+                lifecycle does not allow, or a terminated session; nothing was written.
+            InvalidEventError: `metadata` is not an object or holds a value JSON cannot.
+        """
+        _check_object("metadata", metadata)
+        if error is not None and not isinstance(error, str):
+            raise InvalidEventError(f"error must be a string, not {error!r}")
+        session = self.store.get_session(session_id)
+        moves = phase is not None and phase != session.phase
+        if summary is not None and not (moves and phase in self.store.lifecycle.final_phases):
+            raise InvalidEventError("summary is recorded only with a final phase (finalizing)")
+        events: list[NewEvent] = []
+        data: dict[str, Any] = {}
+        if metadata:
+            data["metadata"] = dict(metadata)
+        if resume_ready is not None and not moves:
+            data.setdefault("metadata", {})
+            data["resume_ready"] = resume_ready
+        if data:
+            events.append(NewEvent(type=EventType.METADATA_UPDATED, author=Author.SYSTEM, data=data))
+        if error is not None:
+            events.append(
+                NewEvent(type=EventType.ERROR, author=Author.SYSTEM, data={"message": error})
+            )
+        if moves:
+            assert phase is not None
+            events += self._phase_events(phase, summary, resume_ready)
+        if not events:
+            return session
+        self.store.append(session_id, events)
+        return self.store.get_session(session_id)
+
+    def _phase_events(
+        self, phase: str, summary: str | None, resume_ready: bool | None
+    ) -> list[NewEvent]:
+        data: dict[str, Any] = {"to": phase}
+        if resume_ready is not None:
+            data["resume_ready"] = resume_ready
+        events = [NewEvent(type=EventType.PHASE_CHANGED, author=Author.SYSTEM, data=data)]
+        if phase in self.store.lifecycle.final_phases:
+            events.append(
+                NewEvent(
+                    type=EventType.SESSION_FINALIZED,
+                    author=Author.SYSTEM,
+                    data={"outcome": phase, "summary": summary},
+                )
+            )
+        return events
+
+    def finalize_session(
+        self, session_id: str, outcome: str, summary: str | None = None
+    ) -> Session:
+        """End a session with an outcome (seed 003's `finalize_session`).
+
+        Args:
+            session_id: The session.
+            outcome: A final phase: `completed`, `failed` or `abandoned` by default.
+            summary: What happened, for people.
+
+        Returns:
+            The session: phase = outcome, status `terminated`, `finalized_at` and
+            `duration_seconds` (from `created_at`, in seconds) set.
+
+        Raises:
+            InvalidTransitionError: The outcome is not a final phase (lists the valid ones)
+                or the session is already terminated; nothing was written.
+        """
+        self.store.lifecycle.check_outcome(outcome)
+        if summary is not None and not isinstance(summary, str):
+            raise InvalidEventError(f"summary must be a string, not {summary!r}")
+        self.store.append(session_id, self._phase_events(outcome, summary, None))
+        return self.store.get_session(session_id)
+
+    def _status(self, session_id: str, to: Status, reason: str | None) -> Session:
+        data: dict[str, Any] = {"to": to.value}
+        if reason is not None:
+            data["reason"] = reason
+        self.store.append(
+            session_id, [NewEvent(type=EventType.STATUS_CHANGED, author=Author.SYSTEM, data=data)]
+        )
+        return self.store.get_session(session_id)
+
+    def suspend(self, session_id: str, reason: str | None = None) -> Session:
+        """Pause an active session: it keeps everything but refuses new turns until resumed.
+
+        Raises:
+            InvalidTransitionError: The session is not active; nothing was written.
+        """
+        return self._status(session_id, Status.SUSPENDED, reason)
+
+    def resume(self, session_id: str, reason: str | None = None) -> Session:
+        """Pick a session up again: a suspended one becomes active; on an active one the
+        resume is recorded (`resume_count` + 1). This does not consult the resume policy;
+        ask `should_resume` first.
+
+        Raises:
+            InvalidTransitionError: The session is terminated; nothing was written.
+        """
+        return self._status(session_id, Status.ACTIVE, reason)
+
+    def terminate(self, session_id: str, reason: str | None = None) -> Session:
+        """End a session without an outcome (seed 001's terminate); it refuses every
+        append from then on. Use `finalize_session` to record an outcome.
+
+        Raises:
+            InvalidTransitionError: It is already terminated; nothing was written.
+        """
+        return self._status(session_id, Status.TERMINATED, reason)
+
+    # -- resume policy ------------------------------------------------------------------
+
+    def should_resume(self, session_id: str) -> ResumeDecision:
+        """Decide whether a session may resume (resume policy: seed 003, DESIGN.md §2).
+
+        Returns:
+            A `ResumeDecision` (truthy when it may resume) with a machine-readable `reason`
+            (`session_resumable`, `not_found`, `corrupted`, `terminated`,
+            `not_resume_ready`, `phase_not_resumable`, `timeout_exceeded`,
+            `too_many_errors`) and the context a resumed agent needs. Never raises for a
+            missing or corrupted session: those are reasons.
+        """
+        try:
+            session = self.store.get_session(session_id)
+        except SessionNotFoundError:
+            return ResumeDecision(
+                session_id=session_id,
+                resume=False,
+                reason=ResumeReason.NOT_FOUND,
+                detail=f"no session {session_id!r}",
+            )
+        except CorruptedSessionError as exc:
+            return ResumeDecision(
+                session_id=session_id,
+                resume=False,
+                reason=ResumeReason.CORRUPTED,
+                detail=f"the session cannot be read back: {exc.detail}",
+            )
+        return decide_resume(session, self.policy, self.clock())
+
+    # -- listing ------------------------------------------------------------------------
+
+    def list_sessions(
+        self,
+        *,
+        active_only: bool = False,
+        agent_name: str | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """List sessions, newest activity first, across every agent unless filtered
+        (team-wide listing).
+
+        Args:
+            active_only: Only `active` sessions (not suspended, not terminated).
+            agent_name, app_name, user_id, status, phase: Exact matches.
+            updated_after, updated_before: Last activity bounds (aware datetimes).
+            limit: 1-1000 sessions per page.
+            cursor: `next_cursor` of the previous page.
+
+        Raises:
+            ConfigurationError: `active_only` with another `status`, or a bad limit.
+        """
+        if active_only:
+            if status not in (None, Status.ACTIVE.value):
+                raise ConfigurationError(f"active_only contradicts status={status!r}")
+            status = Status.ACTIVE.value
+        return self.store.list_sessions(
+            app_name=app_name,
+            user_id=user_id,
+            agent_name=agent_name,
+            status=status,
+            phase=phase,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def iter_sessions(self, *, page_size: int = 200, **filters: Any) -> Iterator[SessionPage]:
+        """Yield every page of `list_sessions(**filters)`, following the cursors."""
+        cursor: str | None = None
+        while True:
+            page = self.list_sessions(limit=page_size, cursor=cursor, **filters)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- retention ----------------------------------------------------------------------
+
+    def cleanup(
+        self,
+        older_than: timedelta,
+        *,
+        only_finalized: bool = False,
+        dry_run: bool = False,
+        batch_size: int = 100,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> CleanupResult:
+        """Delete sessions whose last activity is older than a cut-off (retention).
+
+        Args:
+            older_than: Age of the last activity, e.g. `timedelta(hours=24)`; must be >= 0.
+            only_finalized: Only `terminated` sessions (finalized or terminated).
+            dry_run: List what would be deleted; delete nothing.
+            batch_size: Sessions listed per page (1-1000). Each session is deleted in its
+                own short transaction, so no lock is held across a batch.
+            on_progress: Called with the number of sessions handled so far, after each.
+
+        Returns:
+            The ids deleted (or that would be), the cut-off, and old sessions skipped
+            because they cannot be read back.
+
+        Raises:
+            ConfigurationError: A negative `older_than` or a bad `batch_size`.
+        """
+        if older_than < timedelta(0):
+            raise ConfigurationError(f"older_than must not be negative, not {older_than}")
+        cutoff = self.clock() - older_than
+        status = Status.TERMINATED.value if only_finalized else None
+        ids: list[str] = []
+        corrupted: list[str] = []
+        # The cursor is strictly below the last row seen, so deleting rows already passed
+        # does not skip any: walk the pages and delete as we go.
+        for page in self.iter_sessions(
+            page_size=batch_size, updated_before=cutoff, status=status
+        ):
+            corrupted += page.corrupted
+            for session in page.sessions:
+                if not dry_run:
+                    try:
+                        self.store.delete_session(session.id)
+                    except SessionNotFoundError:
+                        continue  # deleted by someone else meanwhile
+                ids.append(session.id)
+                if on_progress is not None:
+                    on_progress(len(ids))
+        return CleanupResult(
+            session_ids=ids, dry_run=dry_run, cutoff=cutoff, skipped_corrupted=corrupted
+        )
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def stats(self, **filters: Any) -> SessionStats:
+        """Seed 003's metrics over every session matching `list_sessions` filters.
+
+        Reads every matching snapshot once (O(sessions), no events read).
+        """
+        by_status: Counter[str] = Counter()
+        by_phase: Counter[str] = Counter()
+        by_agent: Counter[str] = Counter()
+        resumed = errored = 0
+        durations: list[float] = []
+        corrupted: list[str] = []
+        for page in self.iter_sessions(page_size=1000, **filters):
+            corrupted += page.corrupted
+            for s in page.sessions:
+                by_status[s.status] += 1
+                by_phase[s.phase] += 1
+                by_agent[s.agent_name or "-"] += 1
+                resumed += s.resume_count > 0
+                errored += s.error_count > 0
+                if s.duration_seconds is not None:
+                    durations.append(s.duration_seconds)
+        total = sum(by_status.values())
+        durations.sort()
+        return SessionStats(
+            total=total,
+            by_status=dict(by_status.most_common()),
+            by_phase=dict(by_phase.most_common()),
+            by_agent=dict(by_agent.most_common()),
+            resume_rate=resumed / total if total else 0.0,
+            error_rate=errored / total if total else 0.0,
+            median_duration_seconds=statistics.median(durations) if durations else None,
+            p95_duration_seconds=_nearest_rank(durations, 0.95) if durations else None,
+            finalized=len(durations),
+            corrupted=corrupted,
+        )
+
+
+def _nearest_rank(ordered: list[float], fraction: float) -> float:
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil without floats drifting
+    return ordered[int(rank) - 1]
+
+
+def _check_object(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise InvalidEventError(f"{name} must be a JSON object, not {value!r}")
+
+
+# -- seed 003's function API, on the default store ------------------------------------------
+
+_default: SessionManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> SessionManager:
+    """The `SessionManager` the module-level functions use: on `open_store()` (the default
+    store: `$AGENTLEDGER_STORE`, else `sqlite:///agentledger.db`), opened on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SessionManager(open_store())
+        return _default
+
+
+def create_session(
+    agent_name: str, purpose: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> str:
+    """Create a session; return its id (seed 003). See `SessionManager.create_session`."""
+    return default_manager().create_session(agent_name, purpose, metadata).id
+
+
+def update_state(
+    agent_id: str,
+    phase: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Record a phase, metadata and/or an error (seed 003); `True` when done. Raises as
+    `SessionManager.update_state` (an invalid phase raises `InvalidTransitionError`)."""
+    default_manager().update_state(agent_id, phase=phase, metadata=metadata, error=error)
+    return True
+
+
+def should_resume(agent_id: str) -> ResumeDecision:
+    """The resume decision (seed 003); truthy when the session may resume."""
+    return default_manager().should_resume(agent_id)
+
+
+def get_session(agent_id: str) -> dict[str, Any] | None:
+    """The session as a JSON-ready dict (seed 003), or `None` if there is no such session."""
+    try:
+        return default_manager().get_session(agent_id).model_dump(mode="json")
+    except SessionNotFoundError:
+        return None
+
+
+def finalize_session(agent_id: str, outcome: str, summary: str | None = None) -> bool:
+    """Finalize with an outcome (seed 003); `True` when done. Raises as
+    `SessionManager.finalize_session`."""
+    default_manager().finalize_session(agent_id, outcome, summary)
+    return True
+
+
+def cleanup_old_sessions(hours: float) -> int:
+    """Delete sessions idle for more than `hours` hours (seed 003); return how many."""
+    return default_manager().cleanup(timedelta(hours=hours)).count
+
+
+def list_sessions(active_only: bool = False, agent_name: str | None = None) -> list[dict[str, Any]]:
+    """Every matching session as a JSON-ready dict, newest activity first (seed 003)."""
+    return [
+        s.model_dump(mode="json")
+        for page in default_manager().iter_sessions(active_only=active_only, agent_name=agent_name)
+        for s in page.sessions
+    ]

@@ -1,0 +1,383 @@
+"""Conformance: the session lifecycle (statuses, phases, resume policy, finalize, retention)
+through `SessionManager`, on the store under test (seeds 001 and 003).
+
+Each check opens the store with a `FakeClock`, so event timestamps, idle times and durations
+are exact and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from agentledger.core.events import NewEvent
+from agentledger.core.lifecycle import ResumeReason
+from agentledger.core.session import Session
+from agentledger.errors import (
+    InvalidEventError,
+    InvalidTransitionError,
+    SessionNotFoundError,
+)
+from agentledger.manager import SessionManager
+from agentledger.testing._base import ConformanceBase, StoreFactory, msg
+
+__all__ = ["FakeClock", "LifecycleConformance"]
+
+
+class FakeClock:
+    """A clock for tests: returns `now` (aware, UTC) until `advance` moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move forward by `timedelta(**delta)` (`advance(minutes=10)`); return the new now."""
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class LifecycleConformance(ConformanceBase):
+    """Lifecycle rules hold on the store, whoever writes, and nothing is written when not."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def manager(self, make_store: StoreFactory, clock: FakeClock) -> SessionManager:
+        return SessionManager(make_store(clock=clock), clock=clock, app_name=self.unique("app"))
+
+    def _new(self, manager: SessionManager, **kwargs: Any) -> Session:
+        return manager.create_session(kwargs.pop("agent_name", "terraform-architect"), **kwargs)
+
+    # -- seed 003's two examples ------------------------------------------------------------
+
+    def test_approval_workflow(self, manager: SessionManager, clock: FakeClock) -> None:
+        """Seed 003, example 1: plan, pause for approval, resume, execute, finalize."""
+        session = manager.create_session(
+            "terraform-architect", "approval_workflow", {"task_id": "T001", "workspace": "prod"}
+        )
+        assert (session.status, session.phase, session.version) == ("active", "initializing", 1)
+        assert manager.should_resume(session.id).reason == ResumeReason.PHASE_NOT_RESUMABLE
+
+        clock.advance(minutes=1)
+        manager.update_state(session.id, phase="planning", metadata={"plan_file": "plan.json"})
+        assert manager.should_resume(session.id).reason == ResumeReason.SESSION_RESUMABLE
+        clock.advance(minutes=1)
+        manager.update_state(session.id, phase="approval")
+
+        clock.advance(minutes=10)  # the user approves ten minutes later
+        decision = manager.should_resume(session.id)
+        assert decision.resume and bool(decision)
+        assert decision.reason == ResumeReason.SESSION_RESUMABLE
+        assert decision.previous_phase == "approval"
+        assert decision.idle_seconds == 600
+        assert decision.created_at == session.created_at
+        assert decision.metadata == {"task_id": "T001", "workspace": "prod", "plan_file": "plan.json"}
+        assert [(t.from_phase, t.to_phase) for t in decision.phase_history] == [
+            ("initializing", "planning"),
+            ("planning", "approval"),
+        ]
+        manager.resume(session.id)
+
+        manager.update_state(session.id, phase="executing")
+        assert manager.should_resume(session.id).reason == ResumeReason.PHASE_NOT_RESUMABLE
+        clock.advance(minutes=3)
+        done = manager.finalize_session(session.id, "completed", "Terraform applied successfully")
+        assert (done.status, done.phase, done.outcome) == ("terminated", "completed", "completed")
+        assert done.summary == "Terraform applied successfully"
+        assert done.finalized_at == clock.now
+        assert done.duration_seconds == 15 * 60
+        assert done.resume_count == 1
+        assert [t.to_phase for t in done.phase_history] == [
+            "planning", "approval", "executing", "completed"
+        ]
+        assert manager.should_resume(session.id).reason == ResumeReason.TERMINATED
+
+    def test_multi_turn_investigation(self, manager: SessionManager, clock: FakeClock) -> None:
+        """Seed 003, example 2: findings accumulate across turns, then plan and execute."""
+        sid = manager.create_session(
+            "gitops-operator", "investigation", {"issue": "pod-crash-loop"}
+        ).id
+        manager.update_state(
+            sid, phase="investigating", metadata={"findings": ["OOMKilled", "resource limits"]}
+        )
+        for turn in range(2):
+            clock.advance(minutes=5)
+            decision = manager.should_resume(sid)
+            assert decision.reason == ResumeReason.SESSION_RESUMABLE, turn
+            previous = manager.get_session(sid).metadata["findings"]
+            manager.update_state(sid, metadata={"findings": [*previous, f"finding {turn}"]})
+        clock.advance(minutes=5)
+        manager.update_state(sid, phase="planning", metadata={"solution": "increase memory limits"})
+        manager.update_state(sid, phase="executing")
+        done = manager.finalize_session(sid, "completed", "Fixed pod crash loop")
+        assert done.metadata == {
+            "issue": "pod-crash-loop",
+            "findings": ["OOMKilled", "resource limits", "finding 0", "finding 1"],
+            "solution": "increase memory limits",
+        }
+        assert done.duration_seconds == 15 * 60
+        assert [t.to_phase for t in done.phase_history] == [
+            "investigating", "planning", "executing", "completed"
+        ]
+
+    # -- resume reasons -----------------------------------------------------------------
+
+    def test_timeout_exceeded(self, manager: SessionManager, clock: FakeClock) -> None:
+        sid = self._new(manager, phase="approval").id
+        clock.advance(minutes=30)
+        assert manager.should_resume(sid).reason == ResumeReason.SESSION_RESUMABLE
+        clock.advance(seconds=1)
+        decision = manager.should_resume(sid)
+        assert (decision.resume, decision.reason) == (False, ResumeReason.TIMEOUT_EXCEEDED)
+        assert decision.idle_seconds == 30 * 60 + 1
+
+    def test_too_many_errors(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="investigating").id
+        for n in (1, 2):
+            session = manager.update_state(sid, error=f"boom {n}")
+            assert manager.should_resume(sid).resume
+        session = manager.update_state(sid, error="boom 3")
+        assert (session.error_count, session.last_error) == (3, "boom 3")
+        decision = manager.should_resume(sid)
+        assert (decision.resume, decision.reason) == (False, ResumeReason.TOO_MANY_ERRORS)
+        assert decision.error_count == 3
+
+    def test_not_resume_ready(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="approval").id
+        manager.update_state(sid, resume_ready=False)
+        assert manager.should_resume(sid).reason == ResumeReason.NOT_RESUME_READY
+        manager.update_state(sid, phase="planning", resume_ready=True)
+        assert manager.should_resume(sid).reason == ResumeReason.SESSION_RESUMABLE
+
+    def test_not_found(self, manager: SessionManager) -> None:
+        decision = manager.should_resume("no-such-session")
+        assert (decision.resume, decision.reason) == (False, ResumeReason.NOT_FOUND)
+
+    def test_suspended_session_may_resume(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="approval").id
+        manager.suspend(sid, reason="waiting for approval")
+        decision = manager.should_resume(sid)
+        assert (decision.resume, decision.status) == (True, "suspended")
+        assert manager.resume(sid).status == "active"
+
+    # -- transition rules: refused, and nothing written -------------------------------------
+
+    def _refused(self, manager: SessionManager, sid: str, call: Any, match: str) -> None:
+        before = self.record(manager.store, sid)
+        with pytest.raises(InvalidTransitionError, match=match):
+            call()
+        assert self.record(manager.store, sid) == before
+
+    def test_unknown_phase_lists_the_valid_ones(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.update_state(sid, phase="dreaming", metadata={"x": 1}),
+            "valid phases: initializing, investigating, planning, approval",
+        )
+
+    def test_disallowed_phase_move(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="approval").id
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.update_state(sid, phase="validating", error="late"),
+            "'approval' cannot move to 'validating'; allowed: planning, executing",
+        )
+        self._refused(
+            manager, sid, lambda: manager.update_state(sid, phase="initializing"), "cannot move"
+        )
+
+    def test_same_phase_is_a_no_op(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="planning").id
+        assert manager.update_state(sid, phase="planning").version == 1
+
+    def test_final_phase_finalizes(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="executing").id
+        session = manager.update_state(sid, phase="failed", summary="apply failed")
+        assert (session.status, session.outcome, session.summary) == (
+            "terminated", "failed", "apply failed"
+        )
+        assert session.finalized_at is not None
+
+    def test_final_phase_needs_session_finalized(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.store.append(sid, [NewEvent(type="phase_changed", data={"to": "completed"})]),
+            "session_finalized",
+        )
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.store.append(
+                sid, [NewEvent(type="session_finalized", data={"outcome": "completed"})]
+            ),
+            "phase_changed",
+        )
+
+    def test_invalid_outcome(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.finalize_session(sid, "success"),
+            "valid outcomes: completed, failed, abandoned",
+        )
+
+    def test_terminated_session_refuses_everything(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        manager.finalize_session(sid, "abandoned")
+        for call in (
+            lambda: manager.resume(sid),
+            lambda: manager.suspend(sid),
+            lambda: manager.terminate(sid),
+            lambda: manager.finalize_session(sid, "completed"),
+            lambda: manager.update_state(sid, metadata={"late": True}),
+            lambda: manager.update_state(sid, error="late"),
+            lambda: manager.store.append(sid, [msg("a user turn")]),
+        ):
+            self._refused(manager, sid, call, "terminated")
+
+    def test_terminate_without_outcome(self, manager: SessionManager) -> None:
+        sid = self._new(manager, phase="planning").id
+        session = manager.terminate(sid, reason="user quit")
+        assert (session.status, session.phase, session.outcome) == ("terminated", "planning", None)
+        self._refused(manager, sid, lambda: manager.resume(sid), "terminated")
+
+    def test_suspended_session_refuses_a_new_turn(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        manager.suspend(sid)
+        self._refused(manager, sid, lambda: manager.store.append(sid, [msg()]), "suspended")
+        self._refused(manager, sid, lambda: manager.suspend(sid), "cannot become suspended")
+        # Other events (an in-flight turn's results, metadata) are still recorded.
+        manager.update_state(sid, metadata={"note": "kept"})
+        manager.resume(sid)
+        assert manager.store.append(sid, [msg()])[0].seq == 5
+
+    def test_unknown_status(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        self._refused(
+            manager,
+            sid,
+            lambda: manager.store.append(sid, [NewEvent(type="status_changed", data={"to": "paused"})]),
+            "valid statuses: active, suspended, terminated",
+        )
+
+    def test_unknown_or_final_initial_phase(self, manager: SessionManager) -> None:
+        for phase, match in (("dreaming", "valid phases"), ("completed", "final phase")):
+            with pytest.raises(InvalidTransitionError, match=match):
+                self._new(manager, phase=phase)
+        assert manager.list_sessions().sessions == []
+
+    def test_resume_counts(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        manager.suspend(sid)
+        manager.resume(sid)
+        assert manager.resume(sid).resume_count == 2
+
+    # -- metadata and errors ------------------------------------------------------------
+
+    def test_metadata_merges(self, manager: SessionManager) -> None:
+        sid = self._new(manager, metadata={"a": {"x": 1, "y": 2}, "tags": ["t"]}).id
+        session = manager.update_state(sid, metadata={"a": {"y": 3, "z": 4}, "b": 5})
+        assert session.metadata == {"a": {"x": 1, "y": 3, "z": 4}, "tags": ["t"], "b": 5}
+        session = manager.update_state(sid, metadata={"a": {"x": None}, "tags": ["u"]})
+        assert session.metadata == {"a": {"y": 3, "z": 4}, "tags": ["u"], "b": 5}
+
+    def test_update_is_one_append(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        manager.update_state(sid, phase="investigating", metadata={"m": 1}, error="oops")
+        events = manager.store.read_events(sid)
+        assert [e.type for e in events] == [
+            "session_created", "metadata_updated", "error", "phase_changed"
+        ]
+        assert len({e.timestamp for e in events[1:]}) == 1
+
+    def test_bad_update_values(self, manager: SessionManager) -> None:
+        sid = self._new(manager).id
+        before = self.record(manager.store, sid)
+        for kwargs in ({"metadata": ["not", "an", "object"]}, {"error": 5}, {"summary": "s"}):
+            with pytest.raises(InvalidEventError):
+                manager.update_state(sid, **kwargs)
+        with pytest.raises(InvalidEventError):
+            manager.create_session("")
+        assert self.record(manager.store, sid) == before
+
+    def test_unknown_session(self, manager: SessionManager) -> None:
+        for call in (
+            lambda: manager.update_state("nope", phase="planning"),
+            lambda: manager.finalize_session("nope", "completed"),
+            lambda: manager.suspend("nope"),
+        ):
+            with pytest.raises(SessionNotFoundError):
+                call()
+
+    # -- listing, retention, stats ------------------------------------------------------
+
+    def test_listing_filters(self, manager: SessionManager, clock: FakeClock) -> None:
+        a = self._new(manager, agent_name="alpha").id
+        clock.advance(seconds=1)
+        b = self._new(manager, agent_name="beta").id
+        clock.advance(seconds=1)
+        c = self._new(manager, agent_name="alpha").id
+        manager.suspend(b)
+        manager.finalize_session(c, "completed")
+
+        def ids(**filters: Any) -> list[str]:
+            return [s.id for p in manager.iter_sessions(page_size=1, **filters) for s in p.sessions]
+
+        assert ids() == [c, b, a]
+        assert ids(active_only=True) == [a]
+        assert ids(agent_name="alpha") == [c, a]
+        assert ids(active_only=True, agent_name="beta") == []
+        assert ids(status="suspended") == [b]
+        assert ids(phase="completed") == [c]
+
+    def test_cleanup(self, manager: SessionManager, clock: FakeClock) -> None:
+        old = [self._new(manager).id for _ in range(5)]
+        manager.finalize_session(old[0], "completed")
+        manager.terminate(old[1])
+        clock.advance(hours=25)
+        recent = self._new(manager).id
+
+        dry = manager.cleanup(timedelta(hours=24), dry_run=True)
+        assert (sorted(dry.session_ids), dry.dry_run) == (sorted(old), True)
+        assert len(manager.list_sessions().sessions) == 6
+
+        finalized = manager.cleanup(timedelta(hours=24), only_finalized=True, batch_size=1)
+        assert sorted(finalized.session_ids) == sorted(old[:2])
+        progress: list[int] = []
+        rest = manager.cleanup(timedelta(hours=24), batch_size=2, on_progress=progress.append)
+        assert sorted(rest.session_ids) == sorted(old[2:])
+        assert progress == [1, 2, 3]
+        assert [s.id for s in manager.list_sessions().sessions] == [recent]
+        assert manager.cleanup(timedelta(hours=24)).count == 0
+
+    def test_stats(self, manager: SessionManager, clock: FakeClock) -> None:
+        durations = {"a": 60, "b": 120, "c": 600}
+        for agent, seconds in durations.items():
+            sid = self._new(manager, agent_name=agent).id
+            clock.advance(seconds=seconds)
+            manager.finalize_session(sid, "completed" if agent != "c" else "failed")
+        sid = self._new(manager, agent_name="a", phase="approval").id
+        manager.update_state(sid, error="boom")
+        manager.suspend(sid)
+        manager.resume(sid)
+        stats = manager.stats()
+        assert stats.total == 4
+        assert stats.by_status == {"terminated": 3, "active": 1}
+        assert stats.by_phase == {"completed": 2, "failed": 1, "approval": 1}
+        assert stats.by_agent == {"a": 2, "b": 1, "c": 1}
+        assert (stats.resume_rate, stats.error_rate) == (0.25, 0.25)
+        assert (stats.median_duration_seconds, stats.p95_duration_seconds) == (120, 600)
+        assert stats.finalized == 3
