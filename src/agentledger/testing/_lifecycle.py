@@ -314,13 +314,12 @@ class LifecycleConformance(ConformanceBase):
         assert self.record(manager.store, sid) == before
 
     def test_unknown_session(self, manager: SessionManager) -> None:
-        for call in (
-            lambda: manager.update_state("nope", phase="planning"),
-            lambda: manager.finalize_session("nope", "completed"),
-            lambda: manager.suspend("nope"),
-        ):
-            with pytest.raises(SessionNotFoundError):
-                call()
+        with pytest.raises(SessionNotFoundError):
+            manager.update_state("nope", phase="planning")
+        with pytest.raises(SessionNotFoundError):
+            manager.finalize_session("nope", "completed")
+        with pytest.raises(SessionNotFoundError):
+            manager.suspend("nope")
 
     # -- listing, retention, stats ------------------------------------------------------
 
