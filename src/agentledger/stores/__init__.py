@@ -44,7 +44,19 @@ def _open_sqlite(url: str, options: dict[str, Any]) -> SessionStore:
     return SqliteStore.from_url(url, options)
 
 
-_BUILTIN = {"memory": _open_memory, "sqlite": _open_sqlite}
+def _open_postgres(url: str, options: dict[str, Any]) -> SessionStore:
+    # Raises MissingDependencyError (naming the `postgres` extra) without psycopg.
+    from agentledger.stores.postgres import PostgresStore
+
+    return PostgresStore.from_url(url, options)
+
+
+_BUILTIN = {
+    "memory": _open_memory,
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgres,
+    "postgres": _open_postgres,
+}
 
 
 def _register_builtin_schemes() -> None:

@@ -1,0 +1,759 @@
+"""`postgresql://user@host:port/dbname?schema=NAME` — one store shared by many processes and
+machines.
+
+Needs the `postgres` extra (`pip install 'agentledger[postgres]'`: psycopg 3 and psycopg-pool).
+
+The contract is enforced by the database, not by a lock in this process:
+    - An append runs in one transaction that first locks the session's row
+      (`SELECT … FOR UPDATE`), so concurrent writers of one session queue up on the server,
+      each sees the version its predecessor committed, and the `expected_version` check
+      happens under that lock. `(session_id, seq)` is the events' primary key, so a
+      duplicate or a gap cannot be committed even by a writer that skipped the lock.
+    - Two `create_session` calls with one id: the second hits the primary key and raises
+      `SessionExistsError`.
+    - `app:` and `user:` state is read-modified-written under a transaction-scoped advisory
+      lock per app and per user (always taken session row → app → user, so writers of
+      different sessions of one app cannot deadlock), so concurrent updates of shared state
+      from different sessions are never lost.
+    - A commit acknowledged by PostgreSQL is as durable as the server's `fsync` and
+      `synchronous_commit` settings make it (both on by default: it survives `kill -9` of
+      the writer and a server crash).
+
+Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
+columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
+`snapshot`), `events` (primary key `(session_id, seq)`, `data` and `state_delta` as JSONB),
+`scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
+`agentledger_schema_version` (one row per applied migration). Text keys use the "C"
+collation, so ordering and cursors are byte-wise, as on every other store.
+
+JSONB cannot hold every JSON value exactly, so two things are written in a form it can:
+    - The NUL character, which no PostgreSQL string can hold, is stored as U+E000 followed
+      by "0", and U+E000 itself as U+E000 followed by "1"; reads turn both back. This applies
+      to JSON strings and to the text columns (app, user, agent, event type, author,
+      invocation id). So every value every other store keeps is kept here too; SQL that reads
+      the tables directly sees the escaped form in strings holding those two characters.
+    - JSONB keeps numbers as decimals and prints `1e+23` as the integer
+      100000000000000000000000, which would come back as another value of another type;
+      floats written with a positive exponent are written as their exact decimal with `.0`
+      (`99999999999999991611392.0`) instead, which reads back as the same float. (JSONB has
+      no negative zero: `-0.0` reads back as `0.0`, which compares equal.)
+
+URL options (query parameters, or keyword arguments to `open_store`):
+    `schema`: The PostgreSQL schema holding the tables (created if missing), so several
+        apps or test runs can share one database; default `public`.
+    `pool_min_size`, `pool_max_size`: Connections the pool keeps open and may open
+        (default 1 and 10). The store is safe to share between threads; each call borrows a
+        connection for its duration.
+    `pool_timeout`: Seconds a call waits for a free connection (and for the server) before
+        `StoreUnavailableError`; default 30.
+    `max_event_bytes`: See `BaseStore`.
+    Any other query parameter is a libpq connection parameter (`sslmode`, `connect_timeout`
+    (default 10 s here), `application_name`, …) and goes to the server as given.
+
+The schema version is kept in `agentledger_schema_version`; `MIGRATIONS[n]` upgrades version
+n - 1 to n and is never edited once released. Opening a store creates or migrates its schema
+under a transaction-scoped advisory lock, so processes opening one database at once are safe.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.rows import TupleRow, args_row
+    from psycopg.sql import Identifier
+    from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+except ImportError as exc:  # pragma: no cover - only without the postgres extra
+    from agentledger.errors import MissingDependencyError
+
+    raise MissingDependencyError(exc.name or "psycopg", "postgres") from exc
+
+from agentledger.errors import (
+    AgentLedgerError,
+    ConfigurationError,
+    InvalidEventError,
+    SchemaVersionError,
+    SessionExistsError,
+    StoreError,
+    StoreUnavailableError,
+)
+from agentledger.stores.base import Capabilities, SessionFilter
+from agentledger.stores.shared import (
+    BaseStore,
+    EventRow,
+    SessionRow,
+    StoreTransaction,
+    format_timestamp,
+    parse_timestamp,
+)
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
+
+MIGRATIONS: list[list[str]] = [
+    [],  # version 0: an empty schema
+    [  # version 1
+        """CREATE TABLE {schema}.sessions (
+            id text COLLATE "C" PRIMARY KEY,
+            app_name text COLLATE "C" NOT NULL,
+            user_id text COLLATE "C" NOT NULL,
+            agent_name text COLLATE "C",
+            status text COLLATE "C" NOT NULL,
+            phase text COLLATE "C" NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            version bigint NOT NULL,
+            snapshot jsonb NOT NULL
+        )""",
+        # list_sessions: newest first, with or without an app or app-and-user filter; the
+        # other filters (agent, status, phase) are checked on the rows these indexes yield.
+        "CREATE INDEX sessions_by_updated ON {schema}.sessions (updated_at, id)",
+        "CREATE INDEX sessions_by_app ON {schema}.sessions (app_name, updated_at, id)",
+        "CREATE INDEX sessions_by_user ON {schema}.sessions (app_name, user_id, updated_at, id)",
+        """CREATE TABLE {schema}.events (
+            session_id text COLLATE "C" NOT NULL,
+            seq bigint NOT NULL,
+            id text COLLATE "C" NOT NULL,
+            type text COLLATE "C" NOT NULL,
+            author text NOT NULL,
+            timestamp timestamptz NOT NULL,
+            invocation_id text,
+            data jsonb NOT NULL,
+            state_delta jsonb NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        # read_events(types=...) on a long ledger reads only the matching events.
+        "CREATE INDEX events_by_type ON {schema}.events (session_id, type, seq)",
+        """CREATE TABLE {schema}.scoped_state (
+            app_name text COLLATE "C" NOT NULL,
+            user_id text COLLATE "C" NOT NULL,
+            state jsonb NOT NULL,
+            PRIMARY KEY (app_name, user_id)
+        )""",
+    ],
+]
+"""Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
+`SCHEMA_VERSION`."""
+
+SCHEMA_VERSION = len(MIGRATIONS) - 1
+
+_VERSION_TABLE = "agentledger_schema_version"
+_APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
+_OPTIONS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")
+_DEFAULT_CONNECT_TIMEOUT = 10
+
+# -- values PostgreSQL cannot hold as they are ----------------------------------------------
+
+_ESC = "\ue000"
+_UNESCAPE = re.compile("\ue000([01])")
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?[eE]\+?\d+')
+_JSON_STRING_PART = re.compile(r"\\\\|\\u0000|\ue000")
+
+
+def _pg_text(value: str) -> str:
+    """A string as a text column keeps it: NUL and U+E000 escaped (see the module docs)."""
+    if "\x00" in value or _ESC in value:
+        return value.replace(_ESC, _ESC + "1").replace("\x00", _ESC + "0")
+    return value
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return "\x00" if match[1] == "0" else _ESC
+
+
+def _py_text(value: str) -> str:
+    """The string `_pg_text` was given."""
+    return _UNESCAPE.sub(_unescape, value) if _ESC in value else value
+
+
+def _string_part(match: re.Match[str]) -> str:
+    part = match[0]
+    if part == "\\u0000":
+        return _ESC + "0"
+    return _ESC + "1" if part == _ESC else part
+
+
+def _json_token(match: re.Match[str]) -> str:
+    token = match[0]
+    if token[0] == '"':
+        if "\\u0000" in token or _ESC in token:
+            return _JSON_STRING_PART.sub(_string_part, token)
+        return token
+    value = float(token)
+    # Integral: JSONB would print it without a fraction, and it would read back as an int.
+    return f"{int(value)}.0" if value.is_integer() else token
+
+
+def _pg_json(text: str) -> str:
+    """JSON text (from `json` or pydantic) in a form JSONB keeps exactly (see the module docs).
+
+    Both encoders write a positive exponent as `e+`, which is what the fast path looks for.
+    """
+    if "\\u0000" in text or _ESC in text or "e+" in text:
+        return _JSON_TOKEN.sub(_json_token, text)
+    return text
+
+
+def _py_json(text: str) -> str:
+    """JSON text read back from JSONB (`col::text`), NUL restored."""
+    return _UNESCAPE.sub(lambda m: "\\u0000" if m[1] == "0" else _ESC, text) if _ESC in text else text
+
+
+def _event_row(
+    id: str,
+    session_id: str,
+    seq: int,
+    type: str,
+    author: str,
+    timestamp: str,
+    invocation_id: str | None,
+    data: str,
+    state_delta: str,
+) -> EventRow:
+    if _ESC in data or _ESC in state_delta or _ESC in type or _ESC in author or (
+        invocation_id is not None and _ESC in invocation_id
+    ):
+        type, author, data, state_delta = (
+            _py_text(type),
+            _py_text(author),
+            _py_json(data),
+            _py_json(state_delta),
+        )
+        invocation_id = None if invocation_id is None else _py_text(invocation_id)
+    return EventRow(id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta)
+
+
+def _optional_json(raw: str | None) -> str | None:
+    return None if raw is None else _py_json(raw)
+
+
+def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
+    (sid, app, user, agent, status, phase, created, updated, version, snapshot, a, u) = values
+    row = SessionRow(
+        sid,
+        _py_text(app),
+        _py_text(user),
+        None if agent is None else _py_text(agent),
+        _py_text(status),
+        _py_text(phase),
+        created,
+        updated,
+        version,
+        _py_json(snapshot),
+    )
+    return row, _optional_json(a), _optional_json(u)
+
+
+def _ts(column: str) -> str:
+    """SQL for a timestamptz column as `format_timestamp` writes it (fixed width, UTC)."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+class _Sql:
+    """The statements of one schema, rendered once."""
+
+    def __init__(self, schema: str) -> None:
+        s = Identifier(schema).as_string(None)
+        self.schema = s
+        self.version_table = f"{s}.{_VERSION_TABLE}"
+        events = (
+            f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
+            " data::text, state_delta::text"
+        )
+        self.event_columns = events
+        session = (
+            f"s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, {_ts('s.created_at')},"
+            f" {_ts('s.updated_at')}, s.version, s.snapshot::text"
+        )
+        self.lock_session = f"SELECT {session} FROM {s}.sessions s WHERE s.id = %s FOR UPDATE"
+        self.session_with_scopes = (
+            f"SELECT {session}, a.state::text, u.state::text FROM {s}.sessions s"
+            f" LEFT JOIN {s}.scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
+            f" LEFT JOIN {s}.scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
+        )
+        self.all_events = f"SELECT {events} FROM {s}.events WHERE session_id = %s ORDER BY seq"
+        self.events = f"SELECT {events} FROM {s}.events WHERE session_id = %s AND seq > %s"
+        self.session_exists = f"SELECT 1 FROM {s}.sessions WHERE id = %s"
+        self.scoped_state = (
+            f"SELECT state::text FROM {s}.scoped_state WHERE app_name = %s AND user_id = %s"
+        )
+        self.save_scoped_state = (
+            f"INSERT INTO {s}.scoped_state (app_name, user_id, state) VALUES (%s, %s, %s::jsonb)"
+            " ON CONFLICT (app_name, user_id) DO UPDATE SET state = excluded.state"
+        )
+        self.insert_event = (
+            f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
+            " invocation_id, data, state_delta)"
+            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb)"
+        )
+        self.insert_session = (
+            f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
+            " created_at, updated_at, version, snapshot) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb)"
+        )
+        self.update_session = (
+            f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
+            " updated_at = %s::timestamptz, version = %s, snapshot = %s::jsonb WHERE id = %s"
+        )
+        self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s"
+        self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
+
+
+def _lock_key(*parts: str) -> str:
+    return "\x1f".join(parts)
+
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+
+class _PgTransaction(StoreTransaction):
+    """The primitives of one write, on a connection inside `BEGIN` … `COMMIT`."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[TupleRow]) -> None:
+        self._sql = store._sql
+        self._schema = store.schema
+        self._conn = conn
+        self._creating: str | None = None
+        self._locked: set[str] = set()
+
+    def load_session(self, session_id: str) -> SessionRow | None:
+        # Locks the row until commit: writers of one session queue up here.
+        row = self._conn.execute(self._sql.lock_session, (session_id,)).fetchone()
+        if row is None:
+            self._creating = session_id
+            return None
+        return _session_row(*row, None, None)[0]
+
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        cur = self._conn.cursor(row_factory=args_row(_event_row))
+        return cur.execute(self._sql.all_events, (session_id,)).fetchall()
+
+    def _lock_scope(self, app_name: str, user_id: str | None) -> None:
+        # Lock order: the session row (load_session), then the app, then the user.
+        keys = [_lock_key("agentledger.scope", self._schema, app_name)]
+        if user_id:
+            keys.append(_lock_key("agentledger.scope", self._schema, app_name, user_id))
+        for key in keys:
+            if key not in self._locked:
+                self._conn.execute(_LOCK, (key,))
+                self._locked.add(key)
+
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        app = _pg_text(app_name)
+        user = _pg_text(user_id) if user_id else _APP_SCOPE
+        self._lock_scope(app, user)
+        row = self._conn.execute(self._sql.scoped_state, (app, user)).fetchone()
+        return None if row is None else _py_json(row[0])
+
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        app = _pg_text(app_name)
+        user = _pg_text(user_id) if user_id else _APP_SCOPE
+        self._lock_scope(app, user)
+        self._conn.execute(self._sql.save_scoped_state, (app, user, _pg_json(state)))
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        params = [
+            (
+                r.id,
+                r.session_id,
+                r.seq,
+                _pg_text(r.type),
+                _pg_text(r.author),
+                r.timestamp,
+                None if r.invocation_id is None else _pg_text(r.invocation_id),
+                _pg_json(r.data),
+                _pg_json(r.state_delta),
+            )
+            for r in rows
+        ]
+        with self._unique(rows[0].session_id if rows else ""):
+            if len(params) == 1:
+                self._conn.execute(self._sql.insert_event, params[0])
+            else:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self._sql.insert_event, params)
+
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        text = (_pg_text(row.status), _pg_text(row.phase))
+        agent = None if row.agent_name is None else _pg_text(row.agent_name)
+        snapshot = _pg_json(row.snapshot)
+        if new:
+            with self._unique(row.id):
+                self._conn.execute(
+                    self._sql.insert_session,
+                    (
+                        row.id,
+                        _pg_text(row.app_name),
+                        _pg_text(row.user_id),
+                        agent,
+                        *text,
+                        row.created_at,
+                        row.updated_at,
+                        row.version,
+                        snapshot,
+                    ),
+                )
+        else:
+            self._conn.execute(
+                self._sql.update_session,
+                (agent, *text, row.updated_at, row.version, snapshot, row.id),
+            )
+
+    @contextmanager
+    def _unique(self, session_id: str) -> Iterator[None]:
+        """A unique violation while creating this session: another creator committed first."""
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            if self._creating == session_id:
+                raise SessionExistsError(session_id) from exc
+            raise
+
+
+def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split `url` into a libpq conninfo (our options removed) and our options.
+
+    Raises:
+        ConfigurationError: A bad URL, an unknown keyword option, a bad libpq parameter.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"not a PostgreSQL URL: {url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    in_url = {key for key, _ in query}
+    ours: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in _OPTIONS or key in ("max_event_bytes", "clock", "lifecycle"):
+            ours[key] = value
+        elif key not in in_url:
+            raise ConfigurationError(
+                f"unknown option {key!r} for {parts.scheme}:// (known: "
+                f"{', '.join(_OPTIONS)}, max_event_bytes, or a libpq parameter in the URL)"
+            )
+    kept = [(key, value) for key, value in query if key not in ours]
+    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"bad PostgreSQL URL {_display_url(url)!r}: {exc}") from exc
+    return conninfo, ours
+
+
+def _display_url(url: str) -> str:
+    """The URL with its password hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _number(url: str, name: str, value: Any, kind: Callable[[Any], Any], low: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{name} must be a number, not {value!r} ({url})") from exc
+    if number < low:
+        raise ConfigurationError(f"{name} must be at least {low}, not {value!r} ({url})")
+    return number
+
+
+class PostgresStore(BaseStore):
+    """A store in a PostgreSQL database, shared by any number of processes and machines.
+
+    Args:
+        conninfo: A libpq connection string or URL (`postgresql://user:pw@host:5432/db`),
+            without agentledger's options.
+        schema: The schema holding agentledger's tables; created if missing.
+        pool_min_size: Connections kept open (at least 0).
+        pool_max_size: Connections opened at most (at least 1 and `pool_min_size`).
+        pool_timeout: Seconds to wait for a connection before `StoreUnavailableError`.
+        url: The URL it was opened with (for display and for other processes to reopen);
+            `conninfo` if omitted.
+        **options: `max_event_bytes`, `clock`, `lifecycle`; see `BaseStore`.
+
+    Raises:
+        ConfigurationError: A bad option, or a database whose encoding is not UTF8.
+        SchemaVersionError: The schema was written by a newer agentledger.
+        StoreUnavailableError: The server cannot be reached or refuses the connection.
+
+    Example:
+        >>> with open_store("postgresql://app@db.internal/agents?schema=ledger") as store:
+        ...     store.list_sessions(limit=10)
+    """
+
+    scheme = "postgresql"
+    capabilities = Capabilities(persistent=True, multi_process=True)
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "public",
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        pool_timeout: float = 30.0,
+        url: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url=url or conninfo, **options)
+        if not isinstance(schema, str) or not 0 < len(schema.encode()) < 64 or "\x00" in schema:
+            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, not {schema!r}")
+        if pool_max_size < max(1, pool_min_size) or pool_min_size < 0:
+            raise ConfigurationError(
+                f"need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1, not "
+                f"{pool_min_size} and {pool_max_size}"
+            )
+        self.schema = schema
+        self._sql = _Sql(schema)
+        self._pool_timeout = float(pool_timeout)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        params = conninfo_to_dict(conninfo)
+        self._where = (
+            f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+            f"/{params.get('dbname') or params.get('user') or ''}"
+        )
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            kwargs["connect_timeout"] = _DEFAULT_CONNECT_TIMEOUT
+        self._conninfo = conninfo
+        self._connect_kwargs = kwargs
+        self.setup()
+        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            conninfo,
+            kwargs=kwargs,
+            min_size=pool_min_size,
+            max_size=pool_max_size,
+            timeout=self._pool_timeout,
+            name=f"agentledger {self._where}",
+            open=True,
+        )
+
+    @classmethod
+    def from_url(cls, url: str, options: dict[str, Any]) -> PostgresStore:
+        """Open `postgresql://user@host:port/db?schema=NAME&pool_max_size=N&...` (see the
+        module docs for the options)."""
+        conninfo, opts = _split_url(url, options)
+        display = _display_url(url)
+        if "max_event_bytes" in opts:
+            opts["max_event_bytes"] = _number(display, "max_event_bytes", opts["max_event_bytes"], int, 256)
+        for name in ("pool_min_size", "pool_max_size"):
+            if name in opts:
+                opts[name] = _number(display, name, opts[name], int, 0)
+        if "pool_timeout" in opts:
+            opts["pool_timeout"] = _number(display, "pool_timeout", opts["pool_timeout"], float, 0)
+        return cls(conninfo, url=url, **opts)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {_display_url(self.url)} schema={self.schema!r}>"
+
+    # -- connections --------------------------------------------------------------------
+
+    def _translate(self, exc: psycopg.Error) -> AgentLedgerError:
+        """The agentledger error for a psycopg error (raise it `from exc`)."""
+        if isinstance(exc, PoolClosed) or self._closed:
+            return StoreUnavailableError(f"{self!r} is closed")
+        if isinstance(exc, PoolTimeout):
+            return StoreUnavailableError(
+                f"PostgreSQL at {self._where}: no connection within {self._pool_timeout} s "
+                f"(server down, or all {self._pool.max_size} connections busy): {exc}"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreUnavailableError(f"PostgreSQL at {self._where} is unavailable: {exc}")
+        if isinstance(
+            exc, (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire)
+        ):
+            return InvalidEventError(f"PostgreSQL cannot store this text: {exc}")
+        return StoreError(f"PostgreSQL at {self._where}: {exc}")
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """Borrow a pooled connection (autocommit); psycopg errors become ours."""
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        """Close the connection pool; later calls fail with `StoreUnavailableError`."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create or migrate the schema; safe when several processes do it at once.
+
+        Raises:
+            SchemaVersionError: The schema's version is newer than `SCHEMA_VERSION`.
+            ConfigurationError: The database's encoding is not UTF8.
+            StoreUnavailableError: The server cannot be reached.
+            StoreError: A migration failed; nothing was changed.
+        """
+        sql = self._sql
+        try:
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                with conn.transaction():
+                    conn.execute(_LOCK, (_lock_key("agentledger.setup", self.schema),))
+                    (encoding,) = conn.execute("SHOW server_encoding").fetchone() or ("",)
+                    if encoding != "UTF8":
+                        raise ConfigurationError(
+                            f"PostgreSQL database {self._where} has encoding {encoding}; "
+                            "agentledger needs a UTF8 database"
+                        )
+                    schema_exists = conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                    ).fetchone()
+                    if schema_exists is None:
+                        conn.execute(f"CREATE SCHEMA {sql.schema}")
+                    found = conn.execute("SELECT to_regclass(%s)", (sql.version_table,)).fetchone()
+                    if found is None or found[0] is None:
+                        conn.execute(
+                            f"CREATE TABLE {sql.version_table} (version integer PRIMARY KEY,"
+                            " applied_at timestamptz NOT NULL DEFAULT now())"
+                        )
+                    version = self._read_version(conn)
+                    if version > SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"PostgreSQL schema {self.schema!r} at {self._where} has agentledger "
+                            f"schema version {version}, but this agentledger knows versions up "
+                            f"to {SCHEMA_VERSION}; upgrade agentledger to open it"
+                        )
+                    for target in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in MIGRATIONS[target]:
+                            conn.execute(statement.format(schema=sql.schema))
+                        conn.execute(
+                            f"INSERT INTO {sql.version_table} (version) VALUES (%s)", (target,)
+                        )
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {self._where}: {exc}".strip()
+                ) from exc
+            raise StoreError(
+                f"PostgreSQL at {self._where}: setting up schema {self.schema!r} failed, "
+                f"nothing was changed: {exc}"
+            ) from exc
+
+    def _read_version(self, conn: psycopg.Connection[TupleRow]) -> int:
+        row = conn.execute(f"SELECT coalesce(max(version), 0) FROM {self._sql.version_table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in the database."""
+        with self._connection() as conn:
+            return self._read_version(conn)
+
+    # -- primitives ---------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_PgTransaction]:
+        with self._connection() as conn, conn.transaction():
+            yield _PgTransaction(self, conn)
+
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        with self._connection() as conn:
+            cur = conn.cursor(row_factory=args_row(_session_row))
+            return cur.execute(self._sql.session_with_scopes + " WHERE s.id = %s", (session_id,)).fetchone()
+
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        sql = self._sql.events
+        params: list[Any] = [session_id, after]
+        if types:
+            sql += " AND type = ANY(%s)"
+            params.append([_pg_text(t) for t in types])
+        if last is not None:
+            sql += " ORDER BY seq DESC LIMIT %s"
+            params.append(last)
+        else:
+            sql += " ORDER BY seq"
+            if limit is not None:
+                sql += " LIMIT %s"
+                params.append(limit)
+        with self._connection() as conn:
+            cur = conn.cursor(row_factory=args_row(_event_row))
+            rows = cur.execute(sql, params).fetchall()
+        if last is not None:
+            rows.reverse()
+        return rows
+
+    def _session_exists(self, session_id: str) -> bool:
+        with self._connection() as conn:
+            return conn.execute(self._sql.session_exists, (session_id,)).fetchone() is not None
+
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("app_name", where.app_name),
+            ("user_id", where.user_id),
+            ("agent_name", where.agent_name),
+            ("status", where.status),
+            ("phase", where.phase),
+        ):
+            if value is not None:
+                clauses.append(f"s.{column} = %s")
+                params.append(_pg_text(value))
+        if where.updated_after is not None:
+            clauses.append("s.updated_at > %s::timestamptz")
+            params.append(format_timestamp(where.updated_after))
+        if where.updated_before is not None:
+            clauses.append("s.updated_at < %s::timestamptz")
+            params.append(format_timestamp(where.updated_before))
+        if after_key is not None:
+            clauses.append("(s.updated_at, s.id) < (%s::timestamptz, %s)")
+            params.extend((_cursor_time(after_key[0]), after_key[1]))
+        sql = self._sql.session_with_scopes
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY s.updated_at DESC, s.id DESC LIMIT %s"
+        params.append(limit)
+        with self._connection() as conn:
+            cur = conn.cursor(row_factory=args_row(_session_row))
+            return cur.execute(sql, params).fetchall()
+
+    def _delete_session(self, session_id: str) -> bool:
+        with self._connection() as conn, conn.transaction():
+            # The session row first: it waits for an append in progress to commit, so the
+            # events deleted next include that append's.
+            if conn.execute(self._sql.delete_session, (session_id,)).rowcount == 0:
+                return False
+            conn.execute(self._sql.delete_events, (session_id,))
+            return True
+
+
+def _cursor_time(value: str) -> str:
+    """A cursor's timestamp, checked and normalized, or `ConfigurationError`."""
+    try:
+        parsed = parse_timestamp(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid cursor timestamp {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise ConfigurationError(f"invalid cursor timestamp {value!r}: no UTC offset")
+    return format_timestamp(parsed)
