@@ -3,11 +3,18 @@
 `store_url` is parametrized over `STORE_URLS`, so every test that uses `store`,
 `make_store` or `store_url` (including the whole conformance suite) runs on every backend.
 Adding a backend is one line in `STORE_URLS`.
+
+PostgreSQL: the "postgresql" backend and `postgres_url` use `$AGENTLEDGER_TEST_POSTGRES_URL`
+(a plain libpq URL, e.g. `postgresql://postgres@127.0.0.1/agentledger_test`), one fresh schema
+per test, dropped afterwards. Without the variable those tests skip, or fail when `CI=true`.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,18 +22,62 @@ import pytest
 from agentledger.stores.base import SessionStore
 from agentledger.testing import StoreFactory
 
-STORE_URLS: dict[str, Callable[[Path], str]] = {
+POSTGRES_URL_ENV = "AGENTLEDGER_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """`$AGENTLEDGER_TEST_POSTGRES_URL` with a fresh `?schema=`, dropped on exit.
+
+    Skips the test without the variable, or fails it when `CI=true`.
+    """
+    base = os.environ.get(POSTGRES_URL_ENV)
+    if not base:
+        reason = (
+            f"set {POSTGRES_URL_ENV} to run the PostgreSQL tests "
+            "(e.g. postgresql://postgres@127.0.0.1/agentledger_test)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {POSTGRES_URL_ENV} is not set; {reason}")
+        pytest.skip(reason)
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SET lock_timeout = '60s'")
+            conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
+
+
+STORE_URLS: dict[str, Callable[[Path], str | AbstractContextManager[str]]] = {
     "memory": lambda tmp: "memory://",
     "sqlite": lambda tmp: f"sqlite:///{tmp}/x.db",
     "sqlite-normal": lambda tmp: f"sqlite:///{tmp}/x.db?durability=normal",
+    "postgresql": lambda tmp: postgres_schema_url(),
 }
-"""Backend name -> the URL of a fresh, empty store in a test's `tmp_path`."""
+"""Backend name -> the URL of a fresh, empty store in a test's `tmp_path`, or a context
+manager giving one and removing it afterwards."""
 
 
 @pytest.fixture(params=list(STORE_URLS))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a fresh, empty store; one parameter per backend."""
-    return STORE_URLS[request.param](tmp_path)
+    made = STORE_URLS[request.param](tmp_path)
+    if isinstance(made, str):
+        yield made
+    else:
+        with made as url:
+            yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL store's URL (see `postgres_schema_url`)."""
+    with postgres_schema_url() as url:
+        yield url
 
 
 @pytest.fixture
