@@ -14,6 +14,7 @@ Example:
 """
 
 from agentledger.core.events import Author, Event, EventType, NewEvent
+from agentledger.core.lifecycle import Lifecycle, ResumeDecision, ResumePolicy, ResumeReason
 from agentledger.core.projection import project
 from agentledger.core.session import Phase, PhaseTransition, Session, Status
 from agentledger.errors import (
@@ -36,6 +37,7 @@ from agentledger.errors import (
     StoreUnavailableError,
     ToolError,
 )
+from agentledger.manager import SessionManager
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -61,16 +63,21 @@ __all__ = [
     "InvalidEventError",
     "InvalidSessionIdError",
     "InvalidTransitionError",
+    "Lifecycle",
     "MemoryStore",
     "MissingDependencyError",
     "ModelError",
     "NewEvent",
     "Phase",
     "PhaseTransition",
+    "ResumeDecision",
+    "ResumePolicy",
+    "ResumeReason",
     "RunnerError",
     "SchemaVersionError",
     "Session",
     "SessionExistsError",
+    "SessionManager",
     "SessionNotFoundError",
     "SessionPage",
     "SessionStore",

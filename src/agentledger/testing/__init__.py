@@ -13,6 +13,7 @@ except ImportError as exc:  # pragma: no cover - only without the test extra
     raise MissingDependencyError(exc.name or "pytest", "test") from exc
 
 from agentledger.testing._base import StoreFactory, msg
+from agentledger.testing._lifecycle import FakeClock
 from agentledger.testing.conformance import StoreConformance
 
-__all__ = ["StoreConformance", "StoreFactory", "msg"]
+__all__ = ["FakeClock", "StoreConformance", "StoreFactory", "msg"]
