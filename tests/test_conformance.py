@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from agentledger.testing import StoreConformance
 
 
 class TestStoreConformance(StoreConformance):
-    """Every check of `agentledger.testing`, once per `store_url` parameter (conftest)."""
+    """Every check of `agentledger.testing`, once per `store_url` parameter (conftest).
+
+    Child processes are forked where the platform can: the crash checks start 50 writers
+    per store, and a forked child starts in milliseconds where a spawned one re-imports
+    everything. Every child still opens its own store by URL.
+    """
+
+    start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"

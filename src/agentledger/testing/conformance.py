@@ -28,15 +28,21 @@ cannot build overrides `StoreFactory.open` and the `make_store` fixture. The `st
 is `make_store()`. Stores opened through the factory are closed after each test.
 
 Checks skipped unless the store declares them in `store.capabilities`:
-    `persistent`: data survives `close()` and reopening, and an acknowledged append survives
-        `kill -9` of the writing process.
-    `multi_process`: several processes append to one session at once (each child reopens the
-        store with `open_store(url)`, after importing `child_imports`; the start method is
-        `start_method`, `"spawn"` by default).
+    `persistent`: data survives `close()` and reopening; with `multi_process` too, every
+        acknowledged write survives `kill -9` of the process that made it.
+    `multi_process`: several processes write to one store at once. Each child reopens the
+        store with `open_store(url)` after importing `child_imports`; the start method is
+        `start_method`, `"spawn"` by default. Choose `"fork"` where the platform has it
+        (`tests/test_conformance.py` does): the crash check starts 50 writers, and a forked
+        child starts in milliseconds instead of importing everything again.
 
 The suite needs the test extra (`pip install 'agentledger[test]'`: pytest and hypothesis). It
 is split by topic: `_sessions` (create, delete, reopen), `_appends` (atomicity, versions,
-threads), `_processes`, `_reads` (events, listing, cursors), `_bad_input`, `_scoped` (state
+threads), `_processes` (8 processes × 500 appends to one session, with and without
+`expected_version`: every append lands once or raises), `_crash` (writers killed with SIGKILL at
+random points, 50 times: every acknowledged write survives, no append lands in part;
+`benchmarks/crash_soak.py` is the long run),
+`_reads` (events, listing, cursors), `_bad_input`, `_scoped` (state
 scopes), `_state_conflicts` (`expected_state`) and `_properties` (the projection of the
 ledger equals the stored snapshot).
 """
@@ -46,6 +52,7 @@ from __future__ import annotations
 from agentledger.testing._appends import AppendConformance
 from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._crash import CrashConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -57,6 +64,7 @@ __all__ = [
     "AppendConformance",
     "BadInputConformance",
     "ConformanceBase",
+    "CrashConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -72,6 +80,7 @@ class StoreConformance(
     SessionConformance,
     AppendConformance,
     ProcessConformance,
+    CrashConformance,
     ReadConformance,
     BadInputConformance,
     ScopedStateConformance,
