@@ -23,16 +23,62 @@ Example:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from agentledger.cli.render import print_error
-from agentledger.errors import AgentLedgerError, StoreError, StoreUnavailableError
+from agentledger.errors import (
+    AgentLedgerError,
+    ConfigurationError,
+    StoreError,
+    StoreUnavailableError,
+)
 from agentledger.stores.base import DEFAULT_STORE_URL, SessionStore, default_store_url, open_store
 
-__all__ = ["CliState", "LedgerGroup", "app", "cli_state", "main", "store_from"]
+__all__ = [
+    "NOW_ENV",
+    "CliState",
+    "LedgerGroup",
+    "app",
+    "cli_clock",
+    "cli_state",
+    "main",
+    "store_from",
+]
+
+NOW_ENV = "AGENTLEDGER_NOW"
+"""Testing aid: an ISO 8601 time with a timezone (`2026-01-08T19:00:00Z`) that the CLI uses
+as "now" everywhere: event timestamps, idle times for the resume policy, cleanup cut-offs."""
+
+
+def cli_clock() -> Callable[[], datetime] | None:
+    """The clock fixed by `$AGENTLEDGER_NOW` (a testing aid), or `None` when it is unset.
+
+    Lets a shell script show a session timing out without waiting: run one command with
+    `AGENTLEDGER_NOW=2026-01-08T18:05:30Z` and a later one with `...T19:00:00Z`.
+
+    Raises:
+        ConfigurationError: The variable is set but not an ISO 8601 time with a timezone.
+    """
+    raw = os.environ.get(NOW_ENV, "").strip()
+    if not raw:
+        return None
+    problem = ConfigurationError(
+        f"{NOW_ENV}={raw!r} is not an ISO 8601 time with a timezone (e.g. 2026-01-08T19:00:00Z)"
+    )
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise problem from exc
+    if parsed.utcoffset() is None:
+        raise problem
+    now = parsed.astimezone(timezone.utc)
+    return lambda: now
 
 
 class CliState:
@@ -50,13 +96,20 @@ class CliState:
     def open(self) -> SessionStore:
         """Open the store on first use and return it; later calls return the same store.
 
+        The store stamps events with `cli_clock()` when `$AGENTLEDGER_NOW` is set.
+
         Raises:
-            ConfigurationError: The URL's scheme is unknown or an option is bad.
+            ConfigurationError: The URL's scheme is unknown, an option is bad, or
+                `$AGENTLEDGER_NOW` is not a valid time.
             StoreUnavailableError: The store cannot be reached.
         """
         if self._store is None:
+            clock = cli_clock()
             try:
-                self._store = open_store(self.store_url)
+                if clock is None:
+                    self._store = open_store(self.store_url)
+                else:
+                    self._store = open_store(self.store_url, clock=clock)
             except StoreError as exc:
                 if type(exc) not in (StoreError, StoreUnavailableError):
                     raise
