@@ -56,6 +56,7 @@ STORE_URLS: dict[str, Callable[[Path], str | AbstractContextManager[str]]] = {
     "memory": lambda tmp: "memory://",
     "sqlite": lambda tmp: f"sqlite:///{tmp}/x.db",
     "sqlite-normal": lambda tmp: f"sqlite:///{tmp}/x.db?durability=normal",
+    "file": lambda tmp: f"file://{tmp}/sessions",
     "postgresql": lambda tmp: postgres_schema_url(),
 }
 """Backend name -> the URL of a fresh, empty store in a test's `tmp_path`, or a context

@@ -51,9 +51,16 @@ def _open_postgres(url: str, options: dict[str, Any]) -> SessionStore:
     return PostgresStore.from_url(url, options)
 
 
+def _open_file(url: str, options: dict[str, Any]) -> SessionStore:
+    from agentledger.stores.file import FileStore
+
+    return FileStore.from_url(url, options)
+
+
 _BUILTIN = {
     "memory": _open_memory,
     "sqlite": _open_sqlite,
+    "file": _open_file,
     "postgresql": _open_postgres,
     "postgres": _open_postgres,
 }

@@ -1,0 +1,1073 @@
+"""`file://path/to/sessions` — one folder per session, readable by a human (seeds 001, 003).
+
+URL → folder:
+    Everything after `file://` up to `?` is the folder, percent-decoded, taken literally:
+    `file://./sessions` and `file://sessions` are `./sessions` relative to the working
+    directory when the store is opened; `file:///srv/sessions` is the absolute
+    `/srv/sessions` (so `file://localhost/x` is the relative `localhost/x`, not `/x`). The
+    folder is created if missing. Options: `?max_event_bytes=N&lock_timeout=S`.
+
+Layout under the root folder (names starting with `_` belong to the store; session ids
+start with a letter or digit, so they never clash):
+
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 1}
+    <session_id>/events.jsonl          the ledger: one event per line, as JSON
+    <session_id>/session.json          the projection snapshot, indented JSON
+    _scoped/app/<app>.json             `app:` state shared by the app's sessions
+    _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
+    _locks/...                         empty lock files (never deleted)
+    _trash/                            folders of deleted sessions, removed right away
+
+App and user names are percent-encoded into file names (`/` → `%2F`, a leading `.` →
+`%2E`, `~` → `%7E`); a name longer than 120 characters once encoded is cut to 80 and
+suffixed with `~` and a hash. On a case-insensitive file system, ids and names that differ
+only by case share a folder or file: use case-sensitive storage.
+
+Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
+"invocation_id": …, "data": {…}, "state_delta": {…}, "batch_end": N}`, where `batch_end` is
+the `seq` of the last event of the append that wrote the line. The session id is the
+folder's name. `session.json` is the `Session` as JSON plus `ledger_bytes`, the length of
+`events.jsonl` it was projected from.
+
+Commit point — the ledger is the truth:
+    An append takes the session's lock, then writes all its lines with one `write()` and
+    fsyncs `events.jsonl`; that is the commit point, and the append returns only after it.
+    A batch is *complete* when its line whose `seq` equals its `batch_end` is present and
+    ends with a newline. Readers and writers see only complete batches: an incomplete last
+    line, or complete lines of a batch whose last line is missing, are a *torn tail* (a
+    writer still writing, or killed while writing). Readers ignore it; the next writer,
+    under the lock, truncates it before appending. A complete line that is not a valid
+    event, a gap in `seq`, or a batch interrupted by another one is *corruption*: that
+    session raises `CorruptedSessionError`, the others are unaffected.
+
+    `session.json` is a cache: replaced atomically (temp file in the same folder, fsync,
+    `os.replace`) after the ledger commit. A reader trusts it when `ledger_bytes` equals the
+    ledger's size (O(1), the common case). When the ledger is longer (a writer between its
+    commit and the snapshot, or one killed there), the reader projects only the bytes after
+    `ledger_bytes` onto the snapshot (O(new events)); when the snapshot is missing or
+    unreadable, or the ledger is shorter than it says, the session is rebuilt from the whole
+    ledger. The next writer stores the repaired snapshot. So every append that returned
+    survives `kill -9`, and no part of an unfinished multi-event append is ever visible.
+
+Scoped state (`app:`/`user:`) commits with the same ledger write:
+    An append that changes shared state first replaces the scope's file (atomically, under
+    the scope's lock) with the new state plus a `pending` record naming its batch (session,
+    last seq and event id, byte range in the ledger) and the `previous` state; then commits
+    its ledger batch; then rewrites the scope file without `pending`. Whoever reads a file
+    with `pending` (readers, or the next writer after a crash) uses the new state if that
+    batch is complete in the ledger and `previous` otherwise, so shared state changes
+    exactly when the events that carry it commit. Deleting a session first settles any
+    `pending` record it left behind.
+
+Locks (`filelock.FileLock`, across threads and processes): one per session, one per app's
+state, one per user's state. A write takes them in that order (session, app, user), so two
+writers never wait on each other in a cycle. Reads take no lock.
+
+Durability: every file an append writes is fsynced before it is renamed into place or
+acknowledged, and the folder is fsynced when a file or folder is created, renamed or
+removed. An acknowledged append survives a process crash and, on file systems that honour
+fsync, power loss.
+
+Costs: `get_session` reads two small files (the snapshot and the shared state files) and
+stats the ledger; `append` rewrites the snapshot, so it costs O(size of the session's state
+and metadata) plus two fsyncs; `read_events` reads and parses the whole ledger (O(events));
+`list_sessions` reads every session's snapshot on every page (O(sessions) per page, fine
+for thousands of sessions; use SQLite or PostgreSQL for more).
+
+The schema version is in `_agentledger.json`; `MIGRATIONS[n]` upgrades version n - 1 to n
+(version 0 is an empty folder) and is never edited once released. A folder with a newer
+version is refused with `SchemaVersionError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from agentledger.core.events import Event
+from agentledger.core.projection import project
+from agentledger.core.session import Session, validate_session_id
+from agentledger.errors import (
+    ConfigurationError,
+    CorruptedSessionError,
+    InvalidSessionIdError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
+from agentledger.stores.base import Capabilities, SessionFilter
+from agentledger.stores.shared import (
+    BaseStore,
+    EventRow,
+    SessionRow,
+    StoreTransaction,
+    format_timestamp,
+    parse_timestamp,
+)
+
+__all__ = ["FORMAT", "MIGRATIONS", "SCHEMA_VERSION", "FileStore"]
+
+_log = logging.getLogger(__name__)
+
+FORMAT = "agentledger-file"
+"""The `format` value of `_agentledger.json`."""
+
+FORMAT_FILE = "_agentledger.json"
+LEDGER = "events.jsonl"
+SNAPSHOT = "session.json"
+_SCOPED = "_scoped"
+_LOCKS = "_locks"
+_TRASH = "_trash"
+_LOCK_POLL = 0.001  # seconds between attempts while another writer holds a lock
+_LOCK_CACHE_SIZE = 1024  # lock objects kept per store and process
+
+
+def _create_layout(root: Path) -> None:
+    """Version 1: the folders of shared state, locks and deleted sessions."""
+    for sub in (Path(_SCOPED, "app"), Path(_SCOPED, "user"), Path(_LOCKS), Path(_TRASH)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+
+MIGRATIONS: dict[int, Callable[[Path], None]] = {1: _create_layout}
+"""`MIGRATIONS[n](root)` upgrades a store folder from schema version n - 1 to n."""
+
+SCHEMA_VERSION = max(MIGRATIONS)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_EVENT_KEYS = frozenset(
+    ("seq", "batch_end", "id", "type", "author", "timestamp", "invocation_id", "data", "state_delta")
+)
+
+
+# -- small file helpers -------------------------------------------------------------------
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn `OSError` into `StoreUnavailableError` at the store boundary."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailableError(f"file store: cannot {what}: {exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        try:
+            _write_all(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
+def _safe_name(name: str) -> str:
+    """A file name for an app or user name: percent-encoded, never hidden, bounded."""
+    safe = quote(name, safe="").replace("~", "%7E")
+    if safe.startswith("."):
+        safe = "%2E" + safe[1:]
+    if len(safe) > 120:
+        safe = f"{safe[:80]}~{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+    return safe
+
+
+def _path_from_url(url: str) -> str:
+    """The folder of a `file://` URL (see the module docstring)."""
+    if not url.startswith("file://"):
+        raise ConfigurationError(f"not a file store URL: {url!r}")
+    path = unquote(url[len("file://") :].split("?", 1)[0].split("#", 1)[0])
+    if not path or "\x00" in path:
+        raise ConfigurationError(
+            f"bad file store URL {url!r}: use file://relative/dir, file://./dir or "
+            "file:///absolute/dir"
+        )
+    return path
+
+
+# -- the ledger format ----------------------------------------------------------------------
+
+
+def _event_line(row: EventRow, batch_end: int) -> str:
+    """One ledger line; `data` and `state_delta` are already compact JSON."""
+    return (
+        f'{{"seq":{row.seq},"id":{_dumps(row.id)},"type":{_dumps(row.type)},'
+        f'"author":{_dumps(row.author)},"timestamp":{_dumps(row.timestamp)},'
+        f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
+        f'"state_delta":{row.state_delta},"batch_end":{batch_end}}}\n'
+    )
+
+
+def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> str | None:
+    """Why a parsed ledger line is not the event expected next, or `None` if it is."""
+    if type(value) is not dict or value.keys() != _EVENT_KEYS:
+        return "not an event object"
+    seq, batch_end = value["seq"], value["batch_end"]
+    if type(seq) is not int or type(batch_end) is not int:
+        return "seq and batch_end must be integers"
+    if seq != expected_seq:
+        return f"expected seq {expected_seq}, found seq {seq}"
+    if batch_end < seq or (open_batch_end is not None and batch_end != open_batch_end):
+        return f"batch_end {batch_end} does not continue the batch"
+    if not all(type(value[k]) is str for k in ("id", "type", "author", "timestamp")):
+        return "id, type, author and timestamp must be strings"
+    if value["invocation_id"] is not None and type(value["invocation_id"]) is not str:
+        return "invocation_id must be a string or null"
+    if type(value["data"]) is not dict or type(value["state_delta"]) is not dict:
+        return "data and state_delta must be JSON objects"
+    return None
+
+
+def _parse_ledger(
+    session_id: str, data: bytes, *, first_seq: int = 1, base: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """Parse ledger bytes strictly.
+
+    Args:
+        session_id: For the error message.
+        data: Ledger bytes starting at a line boundary (byte `base` of the file).
+        first_seq: The `seq` the first line must have.
+        base: Where `data` starts in the file (for messages).
+
+    Returns:
+        The events of the complete batches, and the number of bytes they take; what
+        follows is a torn tail (an unfinished batch, an unterminated line) to ignore.
+
+    Raises:
+        CorruptedSessionError: A complete line that is not the next event.
+    """
+    lines = data.split(b"\n")
+    lines.pop()  # the unterminated rest: empty, or the torn end of a line
+    if not lines:
+        return [], 0
+    try:
+        values: list[Any] | None = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:  # some line is not JSON (or has several values): find it below
+        values = None
+    if values is not None and len(values) != len(lines):
+        values = None
+    parsed: list[dict[str, Any]] = []
+    committed = complete = offset = 0
+    open_batch_end: int | None = None
+    for i, line in enumerate(lines):
+        if values is not None:
+            value = values[i]
+        else:
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise CorruptedSessionError(
+                    session_id, f"{LEDGER} byte {base + offset}: not JSON ({exc})"
+                ) from exc
+        problem = _check_event(value, first_seq + i, open_batch_end)
+        if problem is not None:
+            raise CorruptedSessionError(session_id, f"{LEDGER} byte {base + offset}: {problem}")
+        parsed.append(value)
+        offset += len(line) + 1
+        if value["seq"] == value["batch_end"]:
+            committed, complete, open_batch_end = offset, i + 1, None
+        else:
+            open_batch_end = value["batch_end"]
+    return parsed[:complete], committed
+
+
+def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
+    try:
+        data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
+    except ValueError as exc:  # NaN or infinity written by hand
+        raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
+    return EventRow(
+        value["id"],
+        session_id,
+        value["seq"],
+        value["type"],
+        value["author"],
+        value["timestamp"],
+        value["invocation_id"],
+        data,
+        delta,
+    )
+
+
+def _snapshot_fields(session_id: str, value: Any) -> tuple[dict[str, Any], int] | None:
+    """The session dict and `ledger_bytes` of a parsed `session.json`, or `None` if it is
+    not one (the session is then rebuilt from its ledger)."""
+    if type(value) is not dict:
+        return None
+    ledger_bytes = value.pop("ledger_bytes", None)
+    if type(ledger_bytes) is not int or value.get("id") != session_id:
+        return None
+    if type(value.get("version")) is not int or value["version"] < 1:
+        return None
+    for key in ("app_name", "user_id", "status", "phase", "created_at", "updated_at"):
+        if type(value.get(key)) is not str:
+            return None
+    if value.get("agent_name") is not None and type(value["agent_name"]) is not str:
+        return None
+    try:
+        for key in ("created_at", "updated_at"):
+            value[key] = format_timestamp(parse_timestamp(value[key]))
+    except (ValueError, TypeError):
+        return None
+    return value, ledger_bytes
+
+
+def _row(fields: dict[str, Any], snapshot: str) -> SessionRow:
+    return SessionRow(
+        fields["id"],
+        fields["app_name"],
+        fields["user_id"],
+        fields.get("agent_name"),
+        fields["status"],
+        fields["phase"],
+        fields["created_at"],
+        fields["updated_at"],
+        fields["version"],
+        snapshot,
+    )
+
+
+@dataclass(slots=True)
+class _Current:
+    """A session as its committed ledger has it."""
+
+    row: SessionRow  # fields and the projection as compact JSON
+    ledger_bytes: int  # length of the committed batches
+    ledger_size: int  # the file's size: more than `ledger_bytes` when a tail is torn
+    snapshot_fresh: bool  # session.json already says exactly this
+
+
+class _Unreadable(Exception):
+    """The snapshot cannot be used; rebuild from the whole ledger."""
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class FileStore(BaseStore):
+    """A store in a folder: one sub-folder per session, JSON files a human can read.
+
+    Args:
+        path: The root folder; created (with its parents) if missing. A relative path is
+            resolved against the working directory once, here.
+        lock_timeout: How long a writer waits for a session's or a scope's lock, in
+            seconds, before `StoreUnavailableError`.
+        url: The URL it was opened with (for display and for child processes); derived
+            from `path` if omitted.
+        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+
+    Raises:
+        ConfigurationError: A bad option.
+        SchemaVersionError: The folder was written by a newer agentledger.
+        StoreError: The folder holds a `_agentledger.json` that is not ours.
+        StoreUnavailableError: The folder cannot be created or read.
+
+    Example:
+        >>> with FileStore("./sessions") as store:
+        ...     session = store.create_session(app_name="demo", user_id="ada")
+    """
+
+    scheme = "file"
+    capabilities = Capabilities(persistent=True, multi_process=True)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float = 30.0,
+        url: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url=url or f"file://{os.fspath(path)}", **options)
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
+            raise ConfigurationError(f"lock_timeout must be a number >= 0, not {lock_timeout!r}")
+        self.root = Path(os.path.abspath(os.fspath(path)))
+        self.lock_timeout = float(lock_timeout)
+        self._closed = False
+        self._lock_cache: dict[str, FileLock] = {}
+        self._locks_pid = os.getpid()
+        with _translated(f"create folder {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.setup()
+
+    @classmethod
+    def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
+        """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
+        opts = dict(options)
+        try:
+            if "max_event_bytes" in opts:
+                opts["max_event_bytes"] = int(opts["max_event_bytes"])
+            if "lock_timeout" in opts:
+                opts["lock_timeout"] = float(opts["lock_timeout"])
+        except ValueError as exc:
+            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
+        return cls(_path_from_url(url), url=url, **opts)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in `_agentledger.json` (0 if there is none).
+
+        Raises:
+            StoreError: The file is not an agentledger format file.
+        """
+        path = self.root / FORMAT_FILE
+        with _translated(f"read {path}"):
+            text = _read_text(path)
+        if text is None:
+            return 0
+        try:
+            value = json.loads(text)
+            version = value["schema_version"]
+            if value["format"] != FORMAT or type(version) is not int or version < 1:
+                raise ValueError(f"expected format {FORMAT!r} and a schema_version >= 1")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"{path} is not an agentledger file store format file: {exc}") from exc
+        return int(version)
+
+    def setup(self) -> None:
+        """Create or migrate the folder layout; safe when several processes do it at once.
+
+        Raises:
+            SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`.
+            StoreError: `_agentledger.json` is not ours.
+        """
+        with self._locked(self.root / _LOCKS / "_store.lock"):
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.root} has file store schema version {version}, but this agentledger "
+                    f"knows versions up to {SCHEMA_VERSION}; upgrade agentledger to open it"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                with _translated(f"migrate {self.root} to schema version {target}"):
+                    MIGRATIONS[target](self.root)
+                    _replace_file(
+                        self.root / FORMAT_FILE,
+                        _pretty({"format": FORMAT, "schema_version": target}),
+                    )
+                    _fsync_dir(self.root)
+
+    def close(self) -> None:
+        """Mark the store closed (it keeps no file open between calls); later calls fail
+        with `StoreUnavailableError`."""
+        self._closed = True
+
+    # -- locks ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
+
+    def _lock(self, path: Path) -> FileLock:
+        """Acquire the lock file at `path` (waiting up to `lock_timeout`) and return it.
+
+        Lock objects are kept per process and reused (building one costs more than taking
+        it); each thread holds its own handle on them (`thread_local`), so threads of one
+        process exclude each other as processes do.
+        """
+        key = os.fspath(path)
+        pid = os.getpid()
+        if self._locks_pid != pid:  # forked: a lock object must not cross a fork
+            self._lock_cache, self._locks_pid = {}, pid
+        lock = self._lock_cache.get(key)
+        if lock is None:
+            if len(self._lock_cache) >= _LOCK_CACHE_SIZE:
+                self._lock_cache.clear()
+            lock = FileLock(key, timeout=self.lock_timeout, poll_interval=_LOCK_POLL)
+            lock = self._lock_cache.setdefault(key, lock)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreUnavailableError(
+                f"file store: waited {self.lock_timeout}s for the lock {path}"
+            ) from exc
+        except OSError as exc:
+            raise StoreUnavailableError(f"file store: cannot lock {path}: {exc}") from exc
+        return lock
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        lock = self._lock(path)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _session_lock_path(self, session_id: str) -> Path:
+        return self.root / _LOCKS / "sessions" / f"{session_id}.lock"
+
+    def _scope_paths(self, app_name: str, user_id: str | None) -> tuple[Path, Path]:
+        """The state file and the lock file of an app's (`user_id=None`) or a user's scope."""
+        app = _safe_name(app_name)
+        if user_id is None:
+            return (
+                self.root / _SCOPED / "app" / f"{app}.json",
+                self.root / _LOCKS / "app" / f"{app}.lock",
+            )
+        user = _safe_name(user_id)
+        return (
+            self.root / _SCOPED / "user" / app / f"{user}.json",
+            self.root / _LOCKS / "user" / app / f"{user}.lock",
+        )
+
+    # -- reading a session ----------------------------------------------------------------
+
+    def _load(self, session_id: str) -> _Current | None:
+        """The session as its committed ledger has it, or `None` if there is none.
+
+        Raises:
+            CorruptedSessionError: The ledger cannot be read back (or is missing while the
+                snapshot exists).
+        """
+        folder = self.root / session_id
+        snapshot_text = _read_text(folder / SNAPSHOT)
+        parsed: tuple[dict[str, Any], int] | None = None
+        if snapshot_text is not None:
+            try:
+                parsed = _snapshot_fields(session_id, json.loads(snapshot_text))
+            except ValueError:
+                parsed = None
+        try:
+            ledger = open(folder / LEDGER, "rb")
+        except FileNotFoundError:
+            if snapshot_text is None or not (folder / SNAPSHOT).exists():
+                return None  # never created, or deleted while we read
+            raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
+        with ledger:
+            size = os.fstat(ledger.fileno()).st_size
+            if parsed is not None:
+                fields, ledger_bytes = parsed
+                if ledger_bytes == size:
+                    return _Current(_row(fields, _dumps(fields)), size, size, True)
+                try:
+                    return self._load_tail(session_id, ledger, fields, ledger_bytes, size)
+                except _Unreadable:
+                    pass
+            ledger.seek(0)
+            events, committed = _parse_ledger(session_id, ledger.read())
+        if not events:
+            if snapshot_text is None:
+                return None  # a create killed before its ledger write completed
+            raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
+        session = project(self._events(session_id, events))
+        row = self._session_row(session)
+        return _Current(row, committed, size, False)
+
+    def _load_tail(
+        self, session_id: str, ledger: Any, fields: dict[str, Any], ledger_bytes: int, size: int
+    ) -> _Current:
+        """Project the ledger bytes after `ledger_bytes` onto the snapshot `fields`."""
+        if ledger_bytes > size or ledger_bytes < 1:
+            raise _Unreadable
+        ledger.seek(ledger_bytes - 1)
+        tail = ledger.read()
+        if not tail.startswith(b"\n"):
+            raise _Unreadable
+        try:
+            events, committed = _parse_ledger(
+                session_id, tail[1:], first_seq=fields["version"] + 1, base=ledger_bytes
+            )
+        except CorruptedSessionError as exc:
+            raise _Unreadable from exc
+        if not events:
+            return _Current(_row(fields, _dumps(fields)), ledger_bytes, size, False)
+        try:
+            snapshot = Session.model_validate(fields)
+        except ValidationError as exc:
+            raise _Unreadable from exc
+        session = project(self._events(session_id, events), snapshot)
+        return _Current(self._session_row(session), ledger_bytes + committed, size, False)
+
+    def _events(self, session_id: str, values: list[dict[str, Any]]) -> list[Event]:
+        return self._decode_events([_event_row(session_id, v) for v in values])
+
+    def _read_ledger(self, session_id: str) -> list[dict[str, Any]] | None:
+        """Every committed event of the ledger, or `None` if there is no ledger."""
+        folder = self.root / session_id
+        try:
+            with open(folder / LEDGER, "rb") as ledger:
+                data = ledger.read()
+        except FileNotFoundError:
+            if (folder / SNAPSHOT).exists():
+                raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
+            return None
+        events, _ = _parse_ledger(session_id, data)
+        return events
+
+    # -- shared state ---------------------------------------------------------------------
+
+    def _batch_committed(self, pending: dict[str, Any]) -> bool:
+        """Whether the ledger batch a `pending` record names is complete."""
+        try:
+            session_id = validate_session_id(pending["session_id"])
+            offset, end = int(pending["offset"]), int(pending["end"])
+            start = max(offset - 1, 0)
+            with open(self.root / session_id / LEDGER, "rb") as ledger:
+                ledger.seek(start)
+                data = ledger.read(end - start)
+            if len(data) != end - start or not data.endswith(b"\n"):
+                return False
+            if offset > 0 and not data.startswith(b"\n"):
+                return False
+            last = json.loads(data[:-1].rsplit(b"\n", 1)[-1])
+            return bool(
+                last["id"] == pending["event_id"]
+                and last["seq"] == last["batch_end"] == pending["seq"]
+            )
+        except (OSError, ValueError, TypeError, KeyError, InvalidSessionIdError):
+            return False
+
+    def _resolve_scoped(self, text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The committed state of a scope file's text, and its `pending` record if any.
+
+        Raises:
+            ValueError: The text is not a scope file.
+        """
+        doc = json.loads(text)
+        if type(doc) is not dict or type(doc.get("state")) is not dict:
+            raise ValueError("not a shared state file")
+        pending = doc.get("pending")
+        if pending is None:
+            return doc["state"], None
+        if type(pending) is not dict or type(pending.get("previous")) is not dict:
+            raise ValueError("bad pending record")
+        state = doc["state"] if self._batch_committed(pending) else pending["previous"]
+        return state, pending
+
+    def _read_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        """A scope's committed state as JSON, `None` if it has none, or `""` (which the
+        base class reports as corruption) if its file cannot be read."""
+        path, _ = self._scope_paths(app_name, user_id)
+        text = _read_text(path)
+        if text is None:
+            return None
+        try:
+            return _dumps(self._resolve_scoped(text)[0])
+        except ValueError:
+            return ""
+
+    def _scope_doc(self, app_name: str, user_id: str | None, state: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {"app_name": app_name}
+        if user_id is not None:
+            doc["user_id"] = user_id
+        doc["state"] = state
+        return doc
+
+    def _settle_scopes(self, session_id: str, app_name: str, user_id: str) -> None:
+        """Rewrite the session's app and user state files without a `pending` record the
+        session left behind (before its ledger goes away). Takes the scope locks."""
+        locks: list[FileLock] = []
+        try:
+            for scope_user in (None, user_id):
+                path, lock_path = self._scope_paths(app_name, scope_user)
+                locks.append(self._lock(lock_path))
+                text = _read_text(path)
+                if text is None:
+                    continue
+                try:
+                    state, pending = self._resolve_scoped(text)
+                except ValueError:
+                    continue
+                if pending is not None and pending.get("session_id") == session_id:
+                    _replace_file(path, _pretty(self._scope_doc(app_name, scope_user, state)))
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    # -- primitives -----------------------------------------------------------------------
+
+    def _transaction(self) -> _FileTransaction:
+        self._check_open()
+        return _FileTransaction(self)
+
+    def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        self._check_open()
+        with _translated(f"read session {session_id!r}"):
+            current = self._load(session_id)
+            if current is None:
+                return None
+            row = current.row
+            return (
+                row,
+                self._read_scoped(row.app_name, None),
+                self._read_scoped(row.app_name, row.user_id),
+            )
+
+    def _fetch_event_rows(
+        self,
+        session_id: str,
+        *,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: Sequence[str] | None,
+    ) -> list[EventRow]:
+        self._check_open()
+        with _translated(f"read the events of session {session_id!r}"):
+            values = self._read_ledger(session_id) or []
+        selected = values[max(after, 0) :]
+        if types:
+            wanted = set(types)
+            selected = [v for v in selected if v["type"] in wanted]
+        if last is not None:
+            selected = selected[max(len(selected) - last, 0) :] if last else []
+        elif limit is not None:
+            selected = selected[:limit]
+        return [_event_row(session_id, v) for v in selected]
+
+    def _session_exists(self, session_id: str) -> bool:
+        self._check_open()
+        folder = self.root / session_id
+        with _translated(f"read session {session_id!r}"):
+            if (folder / SNAPSHOT).exists():
+                return True
+            try:
+                return bool(self._read_ledger(session_id))
+            except CorruptedSessionError:
+                return True
+
+    def _session_ids(self) -> Iterator[str]:
+        """Names of the root's sub-folders that could be sessions (stray entries skipped)."""
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(("_", ".")) or not entry.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    yield validate_session_id(entry.name)
+                except InvalidSessionIdError:
+                    continue
+
+    def _list_row(self, session_id: str) -> SessionRow | None:
+        """The row to list for a session; for one that cannot be read, a row whose snapshot
+        is empty (so the base class reports it in `SessionPage.corrupted`)."""
+        try:
+            current = self._load(session_id)
+        except CorruptedSessionError:
+            pass
+        else:
+            return None if current is None else current.row
+        folder = self.root / session_id
+        text = _read_text(folder / SNAPSHOT)
+        parsed = None
+        if text is not None:
+            try:
+                parsed = _snapshot_fields(session_id, json.loads(text))
+            except ValueError:
+                parsed = None
+        if parsed is not None:
+            return _row(parsed[0], "")
+        # Nothing to filter on: list it under "any" filters, at its ledger's last change.
+        try:
+            mtime = os.stat(folder / LEDGER).st_mtime
+        except FileNotFoundError:
+            mtime = os.stat(folder).st_mtime
+        stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
+        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, "")
+
+    def _fetch_session_page(
+        self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
+    ) -> list[tuple[SessionRow, str | None, str | None]]:
+        self._check_open()
+        after = format_timestamp(where.updated_after) if where.updated_after else None
+        before = format_timestamp(where.updated_before) if where.updated_before else None
+        rows: list[SessionRow] = []
+        with _translated(f"list {self.root}"):
+            for session_id in self._session_ids():
+                row = self._list_row(session_id)
+                if row is None:
+                    continue
+                if (
+                    (where.app_name is not None and row.app_name != where.app_name)
+                    or (where.user_id is not None and row.user_id != where.user_id)
+                    or (where.agent_name is not None and row.agent_name != where.agent_name)
+                    or (where.status is not None and row.status != where.status)
+                    or (where.phase is not None and row.phase != where.phase)
+                ):
+                    continue  # a row without fields (unreadable) only lists unfiltered
+                if (after is not None and row.updated_at <= after) or (
+                    before is not None and row.updated_at >= before
+                ):
+                    continue
+                if after_key is not None and (row.updated_at, row.id) >= after_key:
+                    continue
+                rows.append(row)
+            rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+            scoped: dict[tuple[str, str | None], str | None] = {}
+
+            def read(app: str, user: str | None) -> str | None:
+                if (app, user) not in scoped:
+                    scoped[(app, user)] = self._read_scoped(app, user) if app else None
+                return scoped[(app, user)]
+
+            return [
+                (row, read(row.app_name, None), read(row.app_name, row.user_id))
+                for row in rows[:limit]
+            ]
+
+    def _delete_session(self, session_id: str) -> bool:
+        self._check_open()
+        folder = self.root / session_id
+        with _translated(f"delete session {session_id!r}"), self._locked(
+            self._session_lock_path(session_id)
+        ):
+            owner: tuple[str, str] | None = None
+            try:
+                current = self._load(session_id)
+                if current is None:
+                    return False
+                owner = (current.row.app_name, current.row.user_id)
+            except CorruptedSessionError:
+                text = _read_text(folder / SNAPSHOT)
+                try:
+                    parsed = _snapshot_fields(session_id, json.loads(text or ""))
+                except ValueError:
+                    parsed = None
+                if parsed is not None:
+                    owner = (parsed[0]["app_name"], parsed[0]["user_id"])
+            if owner is not None:
+                self._settle_scopes(session_id, *owner)
+            trash = self.root / _TRASH
+            trash.mkdir(exist_ok=True)
+            target = trash / f"{session_id}.{uuid.uuid4().hex}"
+            os.replace(folder, target)
+            _fsync_dir(self.root)
+            shutil.rmtree(target, ignore_errors=True)
+            return True
+
+
+class _FileTransaction(StoreTransaction):
+    """One write: locks taken as the base class asks for rows, files written on exit.
+
+    The session's lock is taken by `load_session` (always the first call), the app's and
+    the user's by the first `load_scoped_state`/`save_scoped_state` of each (the app's
+    first). Nothing is written until the block exits without an exception; then the scope
+    files get a `pending` record, the ledger batch is committed, the snapshot and the scope
+    files are rewritten (see the module docstring).
+    """
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+        self._locks: list[FileLock] = []
+        self._session_id: str | None = None
+        self._current: _Current | None = None
+        self._app: str | None = None
+        self._users: set[str] = set()
+        self._previous: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._saved: dict[tuple[str, str | None], str] = {}
+        self._rows: list[EventRow] = []
+        self._session_row: SessionRow | None = None
+        self._new = False
+
+    def __enter__(self) -> _FileTransaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                with _translated("write"):
+                    self._commit()
+        finally:
+            for lock in reversed(self._locks):
+                lock.release()
+            self._locks.clear()
+
+    # -- reads under the locks ------------------------------------------------------------
+
+    def load_session(self, session_id: str) -> SessionRow | None:
+        if self._session_id is not None and self._session_id != session_id:
+            raise StoreError("a file store transaction writes one session")
+        store = self._store
+        if self._session_id is None:
+            self._locks.append(store._lock(store._session_lock_path(session_id)))
+            self._session_id = session_id
+            with _translated(f"read session {session_id!r}"):
+                self._current = current = store._load(session_id)
+                if current is not None:
+                    self._repair(session_id, current)
+        return None if self._current is None else self._current.row
+
+    def _repair(self, session_id: str, current: _Current) -> None:
+        """Truncate a torn tail and store a snapshot that lags the ledger (under the lock)."""
+        folder = self._store.root / session_id
+        if current.ledger_size > current.ledger_bytes:
+            fd = os.open(folder / LEDGER, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, current.ledger_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            current.ledger_size = current.ledger_bytes
+        if not current.snapshot_fresh:
+            self._write_snapshot(folder, current.row, current.ledger_bytes)
+            current.snapshot_fresh = True
+
+    def load_event_rows(self, session_id: str) -> list[EventRow]:
+        with _translated(f"read the events of session {session_id!r}"):
+            values = self._store._read_ledger(session_id) or []
+        return [_event_row(session_id, v) for v in values]
+
+    def _lock_scope(self, app_name: str, user_id: str | None) -> None:
+        store = self._store
+        if self._app is None:
+            self._locks.append(store._lock(store._scope_paths(app_name, None)[1]))
+            self._app = app_name
+        elif self._app != app_name:
+            raise StoreError("a file store transaction writes the state of one app")
+        if user_id is not None and user_id not in self._users:
+            if self._users:
+                raise StoreError("a file store transaction writes the state of one user")
+            self._locks.append(store._lock(store._scope_paths(app_name, user_id)[1]))
+            self._users.add(user_id)
+
+    def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
+        key = (app_name, user_id)
+        if key in self._saved:
+            return self._saved[key]
+        self._lock_scope(app_name, user_id)
+        path, _ = self._store._scope_paths(app_name, user_id)
+        with _translated(f"read {path}"):
+            text = _read_text(path)
+        if text is None:
+            self._previous.setdefault(key, {})
+            return None
+        try:
+            state, _ = self._store._resolve_scoped(text)
+        except ValueError:
+            return ""  # reported as corruption by the base class
+        self._previous.setdefault(key, state)
+        return _dumps(state)
+
+    def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
+        key = (app_name, user_id)
+        if key not in self._previous:
+            self.load_scoped_state(app_name, user_id)
+        self._saved[key] = state
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self._rows.extend(rows)
+
+    def save_session(self, row: SessionRow, *, new: bool) -> None:
+        self._session_row = row
+        self._new = new
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def _write_snapshot(self, folder: Path, row: SessionRow, ledger_bytes: int) -> None:
+        snapshot = json.loads(row.snapshot)
+        snapshot["ledger_bytes"] = ledger_bytes
+        _replace_file(folder / SNAPSHOT, _pretty(snapshot))
+
+    def _commit(self) -> None:
+        store, session_id, row = self._store, self._session_id, self._session_row
+        if session_id is None or row is None or not self._rows:
+            return
+        folder = store.root / session_id
+        last = self._rows[-1]
+        batch = "".join(_event_line(r, last.seq) for r in self._rows).encode()
+        offset = 0 if self._new or self._current is None else self._current.ledger_bytes
+        end = offset + len(batch)
+        # 1. Shared state, marked pending until the ledger batch commits.
+        pending = {
+            "session_id": session_id,
+            "seq": last.seq,
+            "event_id": last.id,
+            "offset": offset,
+            "end": end,
+        }
+        scope_files = []
+        for (app_name, user_id), state in self._saved.items():
+            path, _ = store._scope_paths(app_name, user_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            doc = store._scope_doc(app_name, user_id, json.loads(state))
+            scope_files.append((path, doc))
+            previous = self._previous.get((app_name, user_id), {})
+            _replace_file(path, _pretty({**doc, "pending": {**pending, "previous": previous}}))
+            _fsync_dir(path.parent)  # the pending file must be durable before the commit
+        # 2. The ledger: one write, one fsync. The commit point.
+        if self._new:
+            created = not folder.exists()
+            folder.mkdir(exist_ok=True)
+            if created:
+                _fsync_dir(store.root)
+            fd = os.open(folder / LEDGER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        else:
+            fd = os.open(folder / LEDGER, os.O_WRONLY | os.O_APPEND)
+        try:
+            try:
+                _write_all(fd, batch)
+                os.fsync(fd)
+            except BaseException:
+                try:  # leave no torn tail behind if we can
+                    os.ftruncate(fd, offset)
+                except OSError:
+                    pass
+                raise
+        finally:
+            os.close(fd)
+        if self._new:
+            _fsync_dir(folder)
+        # 3. Caches: the snapshot, and the scope files without `pending`. The append is
+        #    committed already; a failure here is repaired by the next reader or writer.
+        try:
+            self._write_snapshot(folder, row, end)
+            for path, doc in scope_files:
+                _replace_file(path, _pretty(doc))
+        except OSError as exc:
+            _log.warning("file store: session %s committed, caches not updated: %s", session_id, exc)
