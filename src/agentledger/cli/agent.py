@@ -8,6 +8,7 @@ another `Agent` (or a function that returns one).
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +22,8 @@ from agentledger.cli.render import (
     print_json,
     print_state,
 )
-from agentledger.core.session import Session
+from agentledger.cli.slash import ChatContext, handle_line, turn_allowed
+from agentledger.core.session import Session, Status
 from agentledger.demo import (
     DEMO_APP,
     DEMO_SCRIPT,
@@ -30,7 +32,8 @@ from agentledger.demo import (
     build_reminders_agent,
     continue_or_create_session,
 )
-from agentledger.errors import ConfigurationError, RunnerError
+from agentledger.errors import AgentLedgerError, ConfigurationError, RunnerError
+from agentledger.manager import SessionManager
 from agentledger.runner import Agent, Runner, final_output
 from agentledger.stores.base import SessionStore
 
@@ -162,18 +165,26 @@ def run(
         out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
 
 
-_EXIT_WORDS = {"exit", "quit", ":q", "/exit", "/quit"}
+_EXIT_WORDS = {"exit", "quit", ":q"}
 
 
 def _chat_turn(runner: Runner, session_id: str, message: str, out: Console) -> None:
+    """One turn, with the state before and after; a failure is printed, not raised."""
     try:
-        answer = final_output(list(runner.run(session_id, message)))
-    except RunnerError as exc:
-        out.print("[bold red]agent failed:[/] ", end="")
+        print_state(runner.store.get_session(session_id), title="state before", console=out)
+        try:
+            answer = final_output(list(runner.run(session_id, message)))
+        except RunnerError as exc:  # the error event is stored; show the state it left
+            out.print("[bold red]agent failed:[/] ", end="")
+            out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.print("[bold cyan]agent:[/] ", end="")
+            out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
+        print_state(runner.store.get_session(session_id), title="state after", console=out)
+    except AgentLedgerError as exc:
+        # e.g. another process suspended or deleted the session since the check
+        out.print("[bold red]error:[/] ", end="")
         out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        return
-    out.print("[bold cyan]agent:[/] ", end="")
-    out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -186,7 +197,14 @@ def chat(
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
-    The session's state is shown before and after each turn (seed 004).
+    The session's state is shown before and after each turn (seed 004). Lines starting
+    with `/` are session commands (seed 001; `/help` lists them): `/sessions`,
+    `/sessions list [agent]`, `/sessions create <name> [description]`, `/session load <id>`,
+    `/session save`, `/session current`, `/session suspend`, `/session terminate`.
+
+    A suspended session refuses new messages until `/session load <id>` resumes it; a
+    terminated one refuses them for good. When input is piped (not a terminal), each line
+    read is echoed after the prompt, so the output reads as a transcript.
     """
     store = store_from(ctx)
     agent = load_agent(agent_spec)
@@ -195,21 +213,46 @@ def chat(
     )
     runner = Runner(agent, store)
     out = make_console()
-    out.print(
-        f"session: {session.id} ({'new' if created else 'continued'}); type exit or quit to leave",
-        highlight=False,
+    chat_ctx = ChatContext(
+        manager=SessionManager(store, app_name=app_name, user_id=user),
+        console=out,
+        session_id=session.id,
+        agent_name=agent.name,
+        app_name=app_name,
+        user_id=user,
     )
+    out.print(
+        f"session: {session.id} ({'new' if created else 'continued'}); "
+        "type /help for session commands, exit or quit to leave",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if session.status != Status.ACTIVE:
+        turn_allowed(chat_ctx, refusing=False)  # says why turns are refused, and what to do
+    echo = not sys.stdin.isatty()
     while True:
         try:
-            message = input("you> ").strip()
+            line = input("you> ")
         except (EOFError, KeyboardInterrupt):
             out.print()
             break
+        if echo:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        message = line.strip()
         if not message:
             continue
         if message.lower() in _EXIT_WORDS:
             break
-        print_state(store.get_session(session.id), title="state before", console=out)
-        _chat_turn(runner, session.id, message, out)
-        print_state(store.get_session(session.id), title="state after", console=out)
-    out.print(f"bye; session {session.id} is saved", highlight=False)
+        if message.startswith("/"):
+            if not handle_line(message, chat_ctx):
+                break
+            continue
+        try:
+            allowed = turn_allowed(chat_ctx)
+        except AgentLedgerError as exc:
+            out.print("[bold red]error:[/] ", end="")
+            out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            continue
+        if allowed:
+            _chat_turn(runner, chat_ctx.session_id, message, out)
+    out.print(f"bye; session {chat_ctx.session_id} is saved", highlight=False, soft_wrap=True)
