@@ -1,29 +1,110 @@
-"""The benchmark script still runs (a smoke run; speed is never asserted in tests)."""
+"""The benchmark scripts still run (smoke runs of `--quick`; speed is never asserted in tests).
+
+The PostgreSQL runs use `$AGENTLEDGER_TEST_POSTGRES_URL`; without it they skip, or fail when
+`CI=true` (as the conformance suite does).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_store.py"
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCH_STORE = BENCHMARKS / "bench_store.py"
+BENCH_CONCURRENCY = BENCHMARKS / "bench_concurrency.py"
+POSTGRES_URL_ENV = "AGENTLEDGER_TEST_POSTGRES_URL"
+STORES = ["sqlite", "file", "postgresql"]
 
 
-def test_bench_store_quick_run_reports_every_metric() -> None:
+def postgres_url() -> str:
+    """The test database's URL; skips without it, fails under `CI=true`."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        reason = f"set {POSTGRES_URL_ENV} to run the PostgreSQL benchmark smoke runs"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {POSTGRES_URL_ENV} is not set; {reason}")
+        pytest.skip(reason)
+    return url
+
+
+def run_quick(script: Path, *args: str) -> dict[str, Any]:
+    """Run `script --quick --json *args`; its parsed output."""
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json"],
+        [sys.executable, str(script), "--quick", "--json", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)["rows"]
-    metrics = " | ".join(row["metric"] for row in rows)
-    for expected in ("appends/s", "full", "normal", "state load", "full history",
-                     "bytes/event", "creates/s", "list"):
-        assert expected in metrics
+    output: dict[str, Any] = json.loads(result.stdout)
+    return output
+
+
+def store_args(store: str) -> list[str]:
+    args = ["--stores", store]
+    if store == "postgresql":
+        args += ["--postgres-url", postgres_url()]
+    return args
+
+
+def bench_schemas(url: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench%'")
+        return {name for (name,) in rows.fetchall()}
+
+
+def check_rows(rows: list[dict[str, Any]], store: str) -> None:
+    assert rows and {row["store"] for row in rows} == {store}
     for row in rows:
-        assert row["ours"] > 0
+        assert row["ours"] > 0, row
         if row["raw"] is not None:
-            assert row["raw"] > 0 and row["ratio"] > 0
+            assert row["raw"] > 0 and row["ratio"] > 0, row
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_store_quick_run_reports_every_metric(store: str) -> None:
+    args = store_args(store)
+    before = bench_schemas(args[-1]) if store == "postgresql" else set()
+    output = run_quick(BENCH_STORE, *args)
+    assert output["skipped"] == {}
+    rows = output["rows"]
+    check_rows(rows, store)
+    metrics = " | ".join(row["metric"] for row in rows)
+    for expected in ("appends/s", "state load", "full history", "state load growth",
+                     "bytes/event", "creates/s", "list"):
+        assert expected in metrics, expected
+    if store == "sqlite":
+        assert "full" in metrics and "normal" in metrics
+        assert all(row["met"] is not None for row in rows if "full history" in row["metric"])
+    if store == "postgresql":
+        assert "synchronous_commit on" in metrics and "synchronous_commit off" in metrics
+        # Every schema the run made is dropped again.
+        assert bench_schemas(args[-1]) <= before
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_concurrency_quick_run_reports_each_writer_count(store: str) -> None:
+    output = run_quick(BENCH_CONCURRENCY, *store_args(store))
+    assert output["skipped"] == {}
+    rows = output["rows"]
+    check_rows(rows, store)
+    shapes = {(row["extra"]["writers"], row["extra"]["sessions"]) for row in rows}
+    assert shapes == {(1, "own"), (2, "own"), (1, "shared"), (2, "shared")}
+
+
+@pytest.mark.parametrize("script", [BENCH_STORE, BENCH_CONCURRENCY])
+def test_unreachable_postgresql_is_skipped_with_the_reason(script: Path) -> None:
+    # Port 1 refuses connections at once: the run skips PostgreSQL instead of failing.
+    output = run_quick(script, "--stores", "postgresql",
+                       "--postgres-url", "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert output["rows"] == []
+    assert "PostgreSQL skipped" in output["skipped"]["postgresql"]
+    assert "127.0.0.1:1" in output["skipped"]["postgresql"]
