@@ -48,6 +48,9 @@ Commit point — the ledger is the truth:
     unreadable, or the ledger is shorter than it says, the session is rebuilt from the whole
     ledger. The next writer stores the repaired snapshot. So every append that returned
     survives `kill -9`, and no part of an unfinished multi-event append is ever visible.
+    (A reader may see a batch between its `write()` and its fsync, a moment before the
+    append returns: like a committed transaction, it survives the writer's crash; only a
+    power cut in that moment, or an fsync error, could take it back.)
 
 Scoped state (`app:`/`user:`) commits with the same ledger write:
     An append that changes shared state first replaces the scope's file (atomically, under
@@ -63,16 +66,19 @@ Locks (`filelock.FileLock`, across threads and processes): one per session, one 
 state, one per user's state. A write takes them in that order (session, app, user), so two
 writers never wait on each other in a cycle. Reads take no lock.
 
-Durability: every file an append writes is fsynced before it is renamed into place or
-acknowledged, and the folder is fsynced when a file or folder is created, renamed or
-removed. An acknowledged append survives a process crash and, on file systems that honour
-fsync, power loss.
+Durability: the ledger is fsynced before an append returns; a new session's folder and
+ledger are fsynced into their parent folders; a `pending` shared state file is fsynced and
+its folder too before the ledger write; a delete fsyncs the root after its rename. The
+snapshot (fsynced, then renamed) and the final scope rewrite are caches: if a power cut
+loses their rename, readers recover from the ledger and the `pending` record. So an
+acknowledged append survives a process crash and, where fsync is honoured, power loss.
 
-Costs: `get_session` reads two small files (the snapshot and the shared state files) and
-stats the ledger; `append` rewrites the snapshot, so it costs O(size of the session's state
-and metadata) plus two fsyncs; `read_events` reads and parses the whole ledger (O(events));
-`list_sessions` reads every session's snapshot on every page (O(sessions) per page, fine
-for thousands of sessions; use SQLite or PostgreSQL for more).
+Costs: `get_session` reads the snapshot and up to two shared state files and stats the
+ledger; `append` takes one lock, fsyncs the ledger and rewrites the snapshot (O(size of
+the session's state and metadata), a second fsync), plus two more writes per shared scope
+it changes; `read_events` reads and parses the whole ledger (O(events)); `list_sessions`
+reads every session's snapshot on every page (O(sessions) per page, fine for thousands of
+sessions; use SQLite or PostgreSQL for more).
 
 The schema version is in `_agentledger.json`; `MIGRATIONS[n]` upgrades version n - 1 to n
 (version 0 is an empty folder) and is never edited once released. A folder with a newer
@@ -150,7 +156,17 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _EVENT_KEYS = frozenset(
-    ("seq", "batch_end", "id", "type", "author", "timestamp", "invocation_id", "data", "state_delta")
+    (
+        "seq",
+        "batch_end",
+        "id",
+        "type",
+        "author",
+        "timestamp",
+        "invocation_id",
+        "data",
+        "state_delta",
+    )
 )
 
 
@@ -430,7 +446,11 @@ class FileStore(BaseStore):
         **options: Any,
     ) -> None:
         super().__init__(url=url or f"file://{os.fspath(path)}", **options)
-        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
+        if (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, (int, float))
+            or lock_timeout < 0
+        ):
             raise ConfigurationError(f"lock_timeout must be a number >= 0, not {lock_timeout!r}")
         self.root = Path(os.path.abspath(os.fspath(path)))
         self.lock_timeout = float(lock_timeout)
@@ -621,8 +641,8 @@ class FileStore(BaseStore):
             )
         except CorruptedSessionError as exc:
             raise _Unreadable from exc
-        if not events:
-            return _Current(_row(fields, _dumps(fields)), ledger_bytes, size, False)
+        if not events:  # only torn bytes: the snapshot is right
+            return _Current(_row(fields, _dumps(fields)), ledger_bytes, size, True)
         try:
             snapshot = Session.model_validate(fields)
         except ValidationError as exc:
@@ -812,7 +832,10 @@ class FileStore(BaseStore):
         try:
             mtime = os.stat(folder / LEDGER).st_mtime
         except FileNotFoundError:
-            mtime = os.stat(folder).st_mtime
+            try:
+                mtime = os.stat(folder).st_mtime
+            except FileNotFoundError:
+                return None  # deleted while we listed
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
         return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, "")
 
@@ -859,8 +882,9 @@ class FileStore(BaseStore):
     def _delete_session(self, session_id: str) -> bool:
         self._check_open()
         folder = self.root / session_id
-        with _translated(f"delete session {session_id!r}"), self._locked(
-            self._session_lock_path(session_id)
+        with (
+            _translated(f"delete session {session_id!r}"),
+            self._locked(self._session_lock_path(session_id)),
         ):
             owner: tuple[str, str] | None = None
             try:
@@ -1070,4 +1094,6 @@ class _FileTransaction(StoreTransaction):
             for path, doc in scope_files:
                 _replace_file(path, _pretty(doc))
         except OSError as exc:
-            _log.warning("file store: session %s committed, caches not updated: %s", session_id, exc)
+            _log.warning(
+                "file store: session %s committed, caches not updated: %s", session_id, exc
+            )

@@ -1,0 +1,715 @@
+"""File-store-specific behaviour: the readable layout, torn tails, stale and corrupted
+snapshots, corrupted ledgers, shared state committed with its batch, schema versions and
+migrations, unsafe ids and stray entries, and writers killed mid-append.
+
+The shared contract is checked by the conformance suite (test_conformance.py); these tests
+reach into the folder, which only a file store test can do.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+import agentledger.stores.file as file_module
+from agentledger import (
+    ConfigurationError,
+    CorruptedSessionError,
+    InvalidSessionIdError,
+    NewEvent,
+    SchemaVersionError,
+    SessionNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
+from agentledger.stores.base import SessionStore
+from agentledger.stores.file import FORMAT, MIGRATIONS, SCHEMA_VERSION, FileStore
+from agentledger.testing import StoreFactory, msg
+
+LEDGER = "events.jsonl"
+SNAPSHOT = "session.json"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "sessions"
+
+
+@pytest.fixture
+def make(root: Path) -> Iterator[StoreFactory]:
+    factory = StoreFactory(f"file://{root}")
+    yield factory
+    factory.close_all()
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().split(b"\n") if line]
+
+
+def _populated(make: StoreFactory) -> tuple[SessionStore, str, str]:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", state={"k": 1}, session_id="aaa")
+    store.create_session(app_name="demo", user_id="bob", session_id="bbb")
+    store.append(
+        "aaa",
+        [msg("one", state_delta={"k": 2}), NewEvent(type="phase_changed", data={"to": "planning"})],
+    )
+    store.append("bbb", [msg("two")])
+    return store, "aaa", "bbb"
+
+
+def _record(store: SessionStore, session_id: str) -> tuple[Any, Any]:
+    return store.get_session(session_id), store.read_events(session_id)
+
+
+# -- URLs -----------------------------------------------------------------------------------
+
+
+def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url, folder in [
+        ("file://./rel", tmp_path / "rel"),
+        ("file://plain/sub", tmp_path / "plain" / "sub"),
+        ("file://./with%20space", tmp_path / "with space"),
+        (f"file://{tmp_path}/abs", tmp_path / "abs"),
+    ]:
+        with open_store(url) as store:
+            assert isinstance(store, FileStore)
+            assert store.root == folder and store.url == url
+            store.create_session(app_name="demo", user_id="ada", session_id="s")
+        assert (folder / "s" / LEDGER).is_file()
+    # A relative root is resolved once: changing directory later does not move the store.
+    store = FileStore("./moving")
+    monkeypatch.chdir(tmp_path / "rel")
+    store.create_session(app_name="demo", user_id="ada", session_id="s")
+    assert (tmp_path / "moving" / "s" / SNAPSHOT).is_file()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file://",
+        "file://?max_event_bytes=1000",
+        "file://./x?max_event_bytes=lots",
+        "file://./x?max_event_bytes=10",
+        "file://./x?lock_timeout=soon",
+        "file://./x?lock_timeout=-1",
+        "file://./a%00b",
+    ],
+)
+def test_bad_file_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError):
+        open_store(url)
+
+
+def test_url_options(root: Path) -> None:
+    with open_store(f"file://{root}?max_event_bytes=2048&lock_timeout=0.5") as store:
+        assert isinstance(store, FileStore)
+        assert (store.max_event_bytes, store.lock_timeout) == (2048, 0.5)
+
+
+# -- the readable layout --------------------------------------------------------------------
+
+
+def test_layout_is_readable_json(make: StoreFactory, root: Path) -> None:
+    store = make()
+    session = store.create_session(
+        app_name="demo", user_id="ada", state={"k": 1, "app:a": "x", "user:u": [1, 2]}
+    )
+    store.append(session.id, [msg("héllo \u2028 line"), msg("two", state_delta={"k": 2})])
+    folder = root / session.id
+    assert sorted(os.listdir(folder)) == [LEDGER, SNAPSHOT]
+    lines = _lines(folder / LEDGER)
+    assert [line["seq"] for line in lines] == [1, 2, 3]
+    assert [line["batch_end"] for line in lines] == [1, 3, 3]
+    assert lines[1]["data"] == {"text": "héllo \u2028 line"}
+    assert lines[0]["type"] == "session_created" and lines[2]["state_delta"] == {"k": 2}
+    assert (folder / LEDGER).read_bytes().count(b"\n") == 3  # U+2028 does not split a line
+    snapshot = json.loads((folder / SNAPSHOT).read_text())
+    assert snapshot["version"] == 3 and snapshot["state"] == {"k": 2}
+    assert snapshot["ledger_bytes"] == (folder / LEDGER).stat().st_size
+    assert (folder / SNAPSHOT).read_text().startswith('{\n  "id"')  # indented for people
+    assert json.loads((root / "_agentledger.json").read_text()) == {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+    }
+    app_state = json.loads((root / "_scoped" / "app" / "demo.json").read_text())
+    assert app_state == {"app_name": "demo", "state": {"a": "x"}}
+    user_state = json.loads((root / "_scoped" / "user" / "demo" / "ada.json").read_text())
+    assert user_state == {"app_name": "demo", "user_id": "ada", "state": {"u": [1, 2]}}
+    assert not [p for p in root.rglob("*.tmp")]
+
+
+def test_unsafe_app_and_user_names_stay_inside_the_scoped_folder(
+    make: StoreFactory, root: Path, tmp_path: Path
+) -> None:
+    store = make()
+    for app, user in [("../../escape", "a/b"), (".", ".."), ("x" * 300, "~" + "y" * 300)]:
+        first = store.create_session(app_name=app, user_id=user, state={"app:n": 1, "user:m": 2})
+        second = store.create_session(app_name=app, user_id=user)
+        assert first.state == second.state == {"app:n": 1, "user:m": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sessions"]
+    for path in (root / "_scoped").rglob("*.json"):
+        assert path.resolve().is_relative_to((root / "_scoped").resolve())
+        assert not path.name.startswith(".") and len(path.name) <= 125
+    other = store.create_session(app_name="x" * 300, user_id="~" + "y" * 299 + "z")
+    assert other.state == {"app:n": 1}  # a different long user name: a different file
+
+
+# -- torn tails and stale snapshots ---------------------------------------------------------
+
+
+def test_torn_last_line_is_ignored_then_repaired(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    before = _record(store, a)
+    ledger = root / a / LEDGER
+    good_size = ledger.stat().st_size
+    line = json.dumps(_lines(ledger)[-1]).encode()
+    with open(ledger, "ab") as f:
+        f.write(line[: len(line) // 2])  # killed mid-write: no newline
+    assert _record(store, a) == before
+    assert _record(make(), a) == before
+    assert [s.id for s in store.list_sessions().sessions] == [b, a]
+    (after,) = store.append(a, [msg("three")])
+    assert after.seq == 4
+    assert [e.seq for e in store.read_events(a)] == [1, 2, 3, 4]
+    assert [line["seq"] for line in _lines(ledger)] == [1, 2, 3, 4]  # torn bytes gone
+    assert ledger.read_bytes().endswith(b"\n") and ledger.stat().st_size > good_size
+
+
+def test_unfinished_batch_is_invisible_then_repaired(make: StoreFactory, root: Path) -> None:
+    store, a, _ = _populated(make)
+    before = _record(store, a)
+    ledger = root / a / LEDGER
+    template = _lines(ledger)[-1]
+    # Two complete lines of a three-event batch (seq 4-6), the third never written.
+    torn = b"".join(
+        json.dumps({**template, "seq": seq, "id": f"x{seq}", "batch_end": 6}).encode() + b"\n"
+        for seq in (4, 5)
+    )
+    with open(ledger, "ab") as f:
+        f.write(torn)
+    assert _record(store, a) == before
+    assert store.get_session(a).version == 3
+    stored = store.append(a, [msg("x"), msg("y")])
+    assert [e.seq for e in stored] == [4, 5]
+    assert [line["id"] for line in _lines(ledger)][3:] == [e.id for e in stored]
+
+
+def test_ledger_ahead_of_the_snapshot(make: StoreFactory, root: Path) -> None:
+    """Killed after the ledger commit, before the snapshot: the ledger is the truth."""
+    store, a, _ = _populated(make)
+    snapshot = root / a / SNAPSHOT
+    stale = snapshot.read_bytes()
+    store.append(a, [msg("x", state_delta={"k": 3}), NewEvent(type="error", data={"message": "e"})])
+    store.append(a, [NewEvent(type="phase_changed", data={"to": "approval"})])
+    fresh = _record(store, a)
+    snapshot.write_bytes(stale)
+    for reader in (store, make()):
+        assert _record(reader, a) == fresh
+        assert {s.id: s for s in reader.list_sessions().sessions}[a] == fresh[0]
+    assert json.loads(snapshot.read_bytes())["version"] == 3  # readers do not write
+    store.append(a, [msg("y")])
+    repaired = json.loads(snapshot.read_bytes())
+    assert repaired["version"] == 7 and repaired["state"] == {"k": 3}
+    assert repaired["phase"] == "approval" and repaired["error_count"] == 1
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"[]", b'{"id": 5}', b"null", b"", b"\xff\xfe"])
+def test_corrupted_snapshot_is_rebuilt_from_the_ledger(
+    make: StoreFactory, root: Path, garbage: bytes
+) -> None:
+    store, a, b = _populated(make)
+    good = _record(store, a)
+    (root / a / SNAPSHOT).write_bytes(garbage)
+    assert _record(store, a) == good
+    assert {s.id: s for s in store.list_sessions().sessions}[a] == good[0]
+    assert store.list_sessions().corrupted == []
+    store.append(a, [msg("three")])
+    snapshot = json.loads((root / a / SNAPSHOT).read_text())
+    assert snapshot["version"] == 4 and snapshot["state"] == {"k": 2}
+
+
+def test_missing_snapshot_is_rebuilt(make: StoreFactory, root: Path) -> None:
+    store, a, _ = _populated(make)
+    good = _record(store, a)
+    (root / a / SNAPSHOT).unlink()
+    assert _record(store, a) == good
+    assert a in [s.id for s in store.list_sessions().sessions]
+    store.append(a, [msg()])
+    assert json.loads((root / a / SNAPSHOT).read_text())["version"] == 4
+
+
+def test_create_killed_before_its_ledger_commit_is_no_session(
+    make: StoreFactory, root: Path
+) -> None:
+    store = make()
+    (root / "half").mkdir()
+    (root / "half" / LEDGER).write_bytes(b'{"seq":1,"id":"x","type":"session_cr')
+    with pytest.raises(SessionNotFoundError):
+        store.get_session("half")
+    with pytest.raises(SessionNotFoundError):
+        store.read_events("half")
+    with pytest.raises(SessionNotFoundError):
+        store.delete_session("half")
+    assert store.list_sessions().sessions == [] and store.list_sessions().corrupted == []
+    session = store.create_session(app_name="demo", user_id="ada", session_id="half")
+    assert session.version == 1 and [e.seq for e in store.read_events("half")] == [1]
+    assert [line["seq"] for line in _lines(root / "half" / LEDGER)] == [1]
+
+
+# -- corrupted ledgers ----------------------------------------------------------------------
+
+
+def _replace_line(ledger: Path, index: int, new: bytes) -> None:
+    lines = ledger.read_bytes().split(b"\n")
+    lines[index] = new
+    ledger.write_bytes(b"\n".join(lines))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"{garbage",
+        b"",
+        b'{"seq": 2}',
+        b"[1, 2]",
+        b"\x00\x00\x00",
+    ],
+)
+def test_garbage_in_the_ledger_corrupts_only_its_session(
+    make: StoreFactory, root: Path, garbage: bytes
+) -> None:
+    store, a, b = _populated(make)
+    b_before = _record(store, b)
+    _replace_line(root / a / LEDGER, 1, garbage)
+    for reader in (store, make()):
+        with pytest.raises(CorruptedSessionError) as info:
+            reader.get_session(a)
+        assert info.value.session_id == a and isinstance(info.value, StoreError)
+        with pytest.raises(CorruptedSessionError):
+            reader.read_events(a)
+        with pytest.raises(CorruptedSessionError):
+            reader.read_events(a, after=3)
+        page = reader.list_sessions()
+        assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+        assert reader.list_sessions(app_name="demo").corrupted == [a]
+        assert reader.list_sessions(app_name="other").corrupted == []
+        assert _record(reader, b) == b_before
+    with pytest.raises(CorruptedSessionError):
+        store.append(a, [msg()])
+    store.append(b, [msg()])
+    assert store.get_session(b).version == 3
+    store.delete_session(a)  # a corrupted session can still be deleted
+    assert store.list_sessions().corrupted == []
+
+
+def test_same_size_garbage_with_a_bad_snapshot(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    ledger = root / a / LEDGER
+    lines = ledger.read_bytes().split(b"\n")
+    _replace_line(ledger, 1, b"#" * len(lines[1]))
+    assert store.get_session(a).version == 3  # the snapshot still answers, as the contract says
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a)
+    (root / a / SNAPSHOT).write_text("oops")
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(a)
+    page = store.list_sessions()
+    assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["gap", "repeat", "batch_interrupted", "missing_ledger", "extra_key", "nan"],
+)
+def test_malformed_ledgers_are_corruption(make: StoreFactory, root: Path, change: str) -> None:
+    store, a, b = _populated(make)
+    ledger = root / a / LEDGER
+    lines = _lines(ledger)
+    (root / a / SNAPSHOT).write_text("x")
+    if change == "missing_ledger":
+        ledger.unlink()
+    else:
+        if change == "gap":
+            del lines[1]
+        elif change == "repeat":
+            lines.insert(2, lines[1])
+        elif change == "batch_interrupted":  # seq 2 says its batch ends at 3, seq 3 says 4
+            lines[2]["batch_end"] = 4
+            lines.append({**lines[2], "seq": 4, "id": "z"})
+        elif change == "extra_key":
+            lines[1]["surprise"] = True
+        text = "\n".join(json.dumps(line) for line in lines) + "\n"
+        if change == "nan":
+            text = text.replace('"text": "one"', '"text": NaN')
+        ledger.write_text(text)
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(a)
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a)
+    assert store.list_sessions().corrupted == [a]
+    assert store.get_session(b).version == 2
+
+
+def test_unreadable_shared_state_file(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    store.append(a, [msg(state_delta={"user:x": 1})])
+    (root / "_scoped" / "user" / "demo" / "ada.json").write_text("{broken")
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(a)
+    assert store.list_sessions().corrupted == [a]
+    assert store.get_session(b).version == 2  # bob's state file is fine
+
+
+# -- shared state commits with its batch ----------------------------------------------------
+
+
+def test_shared_state_follows_a_failed_ledger_write(
+    make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose ledger write fails leaves its `pending` shared state uncommitted."""
+    store, a, b = _populated(make)
+    store.append(a, [msg(state_delta={"app:v": "old", "user:w": "old"})])
+    before = _record(store, a)
+    real_write = file_module._write_all
+
+    def failing(fd: int, data: bytes) -> None:
+        if b'"batch_end"' not in data:  # a shared state file: let it through
+            return real_write(fd, data)
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(file_module, "_write_all", failing)
+    with pytest.raises(StoreUnavailableError):
+        store.append(a, [msg(state_delta={"app:v": "new"}), msg(state_delta={"user:w": "new"})])
+    monkeypatch.setattr(file_module, "_write_all", real_write)
+    app_file = json.loads((root / "_scoped" / "app" / "demo.json").read_text())
+    assert app_file["state"] == {"v": "new"} and app_file["pending"]["previous"] == {"v": "old"}
+    assert _record(store, a) == before
+    assert store.get_session(b).state == {"app:v": "old"}
+    fresh = store.create_session(app_name="demo", user_id="ada")
+    assert fresh.state == {"app:v": "old", "user:w": "old"}
+    assert store.append(a, [msg(state_delta={"app:z": 1})])[0].seq == 5
+    assert store.get_session(b).state == {"app:v": "old", "app:z": 1}
+    assert "pending" not in json.loads((root / "_scoped" / "app" / "demo.json").read_text())
+
+
+def test_shared_state_of_a_batch_killed_after_its_commit(
+    make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the ledger commit, before the scope files lose `pending`: committed."""
+    store, a, b = _populated(make)
+    real_replace = file_module._replace_file
+    calls: list[Path] = []
+
+    def crash_after_commit(path: Path, text: str) -> None:
+        calls.append(path)
+        if path.name == SNAPSHOT or "pending" not in text:
+            raise OSError(5, "simulated crash")
+        real_replace(path, text)
+
+    monkeypatch.setattr(file_module, "_replace_file", crash_after_commit)
+    (stored,) = store.append(a, [msg(state_delta={"app:v": 1, "user:w": 2})])
+    monkeypatch.setattr(file_module, "_replace_file", real_replace)
+    assert stored.seq == 4
+    app_path = root / "_scoped" / "app" / "demo.json"
+    assert json.loads(app_path.read_text())["pending"]["seq"] == 4
+    for reader in (store, make()):
+        assert reader.get_session(a).state == {"k": 2, "app:v": 1, "user:w": 2}
+        assert reader.get_session(a).version == 4
+        assert reader.get_session(b).state == {"app:v": 1}
+    # Deleting the session settles the pending record before its ledger goes away.
+    store.delete_session(a)
+    assert json.loads(app_path.read_text()) == {"app_name": "demo", "state": {"v": 1}}
+    assert store.get_session(b).state == {"app:v": 1}
+    again = store.create_session(app_name="demo", user_id="ada", session_id=a)
+    assert again.state == {"app:v": 1, "user:w": 2}
+
+
+# -- schema versions and migrations ---------------------------------------------------------
+
+
+def test_new_folder_gets_the_current_schema(make: StoreFactory, root: Path) -> None:
+    store = make()
+    assert isinstance(store, FileStore)
+    assert store.schema_version() == SCHEMA_VERSION == max(MIGRATIONS)
+    assert sorted(p.name for p in root.iterdir()) == [
+        "_agentledger.json",
+        "_locks",
+        "_scoped",
+        "_trash",
+    ]
+
+
+def test_newer_schema_is_refused(make: StoreFactory, root: Path) -> None:
+    make().create_session(app_name="demo", user_id="ada", session_id="kept")
+    newer = SCHEMA_VERSION + 1
+    text = json.dumps({"format": FORMAT, "schema_version": newer})
+    (root / "_agentledger.json").write_text(text)
+    with pytest.raises(SchemaVersionError) as info:
+        make()
+    message = str(info.value)
+    assert f"schema version {newer}" in message and f"up to {SCHEMA_VERSION}" in message
+    assert str(root) in message
+    assert (root / "_agentledger.json").read_text() == text
+    assert (root / "kept" / LEDGER).is_file()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nope",
+        "{}",
+        '{"format": "other", "schema_version": 1}',
+        '{"format": "agentledger-file", "schema_version": "1"}',
+    ],
+)
+def test_foreign_format_file_is_refused(root: Path, text: str) -> None:
+    root.mkdir()
+    (root / "_agentledger.json").write_text(text)
+    with pytest.raises(StoreError, match="not an agentledger file store"):
+        FileStore(root)
+
+
+def test_a_new_migration_upgrades_an_existing_folder(
+    make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make().create_session(app_name="demo", user_id="ada", session_id="kept")
+    applied: list[Path] = []
+
+    def add_readme(folder: Path) -> None:
+        applied.append(folder)
+        (folder / "_README.txt").write_text("v2")
+
+    monkeypatch.setattr(file_module, "MIGRATIONS", {**MIGRATIONS, SCHEMA_VERSION + 1: add_readme})
+    monkeypatch.setattr(file_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    reopened = make()
+    assert isinstance(reopened, FileStore)
+    assert applied == [root] and (root / "_README.txt").read_text() == "v2"
+    assert reopened.schema_version() == SCHEMA_VERSION + 1
+    assert (
+        json.loads((root / "_agentledger.json").read_text())["schema_version"] == SCHEMA_VERSION + 1
+    )
+    assert reopened.get_session("kept").version == 1
+    make()
+    assert applied == [root]  # not again
+
+
+def test_a_failed_migration_keeps_the_old_version(
+    make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make()
+
+    def broken(folder: Path) -> None:
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(file_module, "MIGRATIONS", {**MIGRATIONS, SCHEMA_VERSION + 1: broken})
+    monkeypatch.setattr(file_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreUnavailableError, match="migrate"):
+        make()
+    assert json.loads((root / "_agentledger.json").read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_processes_opening_a_new_folder_at_once(root: Path) -> None:
+    from agentledger.testing._processes import create_worker, run_processes
+
+    url = f"file://{root}"
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    run_processes(ctx, create_worker, [(url, (), barrier, "demo", w) for w in range(4)])
+    with open_store(url) as store:
+        listed = store.list_sessions(app_name="demo").sessions
+        assert sorted(s.user_id for s in listed) == [f"user-{w}" for w in range(4)]
+
+
+# -- unsafe ids and stray entries -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["..", "../x", "a/../../b", "a/b", "/etc/passwd", "/tmp/x", "\x00", "a\x00b", "_locks", ".git"],
+)
+def test_ids_that_could_escape_the_folder(
+    make: StoreFactory, root: Path, tmp_path: Path, bad_id: str
+) -> None:
+    store = make()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for call in (
+        lambda: store.create_session(app_name="demo", user_id="ada", session_id=bad_id),
+        lambda: store.get_session(bad_id),
+        lambda: store.read_events(bad_id),
+        lambda: store.append(bad_id, [msg()]),
+        lambda: store.delete_session(bad_id),
+    ):
+        with pytest.raises(InvalidSessionIdError):
+            call()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_listing_ignores_stray_entries(make: StoreFactory, root: Path, tmp_path: Path) -> None:
+    store, a, b = _populated(make)
+    (root / "notes.txt").write_text("not a session")
+    (root / "stray").mkdir()  # a valid id, but no ledger
+    (root / "stray" / "readme").write_text("x")
+    (root / ".hidden").mkdir()
+    (root / "with space").mkdir()
+    (root / "_mine").mkdir()
+    (root / "link").symlink_to(root / a)
+    (root / ".session.json.123.tmp").write_text("{")
+    (root / a / ".session.json.abc.tmp").write_text("{")  # a temp file left by a crash
+    page = store.list_sessions()
+    assert sorted(s.id for s in page.sessions) == [a, b] and page.corrupted == []
+    with pytest.raises(SessionNotFoundError):
+        store.get_session("stray")
+    assert store.get_session(a).version == 3
+
+
+def test_delete_removes_the_folder(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    store.delete_session(a)
+    assert not (root / a).exists()
+    assert list((root / "_trash").iterdir()) == []
+    assert (root / b / LEDGER).is_file()
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def test_writers_wait_for_the_session_lock(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    impatient = make(lock_timeout=0.2)
+    before = _record(store, a)
+    held = FileLock(root / "_locks" / "sessions" / f"{a}.lock")
+    with held:
+        with pytest.raises(StoreUnavailableError, match="lock"):
+            impatient.append(a, [msg()])
+        assert _record(impatient, a) == before  # readers take no lock
+        impatient.append(b, [msg()])  # other sessions are not blocked
+    impatient.append(a, [msg()])
+    assert store.get_session(a).version == 4
+
+
+def test_writers_wait_for_the_shared_state_lock(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    impatient = make(lock_timeout=0.2)
+    with FileLock(root / "_locks" / "app" / "demo.lock"):
+        with pytest.raises(StoreUnavailableError):
+            impatient.append(a, [msg(state_delta={"app:x": 1})])
+        impatient.append(a, [msg(state_delta={"x": 1})])  # own state needs no app lock
+    assert store.get_session(b).state == {}
+    assert store.get_session(a).version == 4
+
+
+def test_closed_store_refuses_work(make: StoreFactory) -> None:
+    store, a, _ = _populated(make)
+    store.close()
+    with pytest.raises(StoreUnavailableError):
+        store.get_session(a)
+    with pytest.raises(StoreUnavailableError):
+        store.append(a, [msg()])
+
+
+# -- writers killed mid-append --------------------------------------------------------------
+
+BATCH = 3
+KILLS = 60
+
+
+def _batch(n: int) -> list[NewEvent]:
+    """Batch n: three events; the last sets `last` in the session, app and user state."""
+    delta = {"last": n, "app:last": n, "user:last": n}
+    return [
+        NewEvent(
+            type="user_message", data={"b": n, "i": i}, state_delta=delta if i == BATCH - 1 else {}
+        )
+        for i in range(BATCH)
+    ]
+
+
+def _kill_writer(url: str, session_id: str, first: int, acks: Any) -> None:
+    """Append batches first, first + 1, … forever, sending each number once it returned."""
+    store = open_store(url)
+    n = first
+    while True:
+        store.append(session_id, _batch(n))
+        acks.send(n)
+        n += 1
+
+
+def _evidence(root: Path, session_id: str) -> bool:
+    """Whether the last kill left work for a reader to recover (a torn or uncommitted tail,
+    a snapshot behind its ledger, or a pending shared state record)."""
+    size = (root / session_id / LEDGER).stat().st_size
+    snapshot = json.loads((root / session_id / SNAPSHOT).read_text())
+    scoped = [json.loads(p.read_text()) for p in (root / "_scoped").rglob("*.json")]
+    return snapshot["ledger_bytes"] != size or any("pending" in doc for doc in scoped)
+
+
+def test_sigkill_mid_append_loses_nothing_acknowledged(root: Path) -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs the fork start method")
+    ctx = multiprocessing.get_context("fork")
+    url = f"file://{root}"
+    with open_store(url) as setup:
+        session_id = setup.create_session(app_name="crash", user_id="ada").id
+    acknowledged: set[int] = set()
+    rng = random.Random(4)
+    recovered = 0
+    next_batch = 0
+    for _ in range(KILLS):
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_kill_writer, args=(url, session_id, next_batch, send))
+        child.start()
+        send.close()
+        try:
+            assert receive.poll(60), "the writer acknowledged nothing"
+            acknowledged.add(receive.recv())
+            time.sleep(rng.uniform(0, 0.008))
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        while receive.poll():
+            try:
+                acknowledged.add(receive.recv())
+            except EOFError:
+                break
+        receive.close()
+        recovered += _evidence(root, session_id)
+
+        with open_store(url) as store:
+            events = store.read_events(session_id)
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            body = events[1:]
+            assert len(body) % BATCH == 0, "a partial batch is visible"
+            batches = [e.data["b"] for e in body[::BATCH]]
+            assert batches == list(range(len(batches)))
+            for k, event in enumerate(body):
+                assert event.data == {"b": k // BATCH, "i": k % BATCH}
+            assert acknowledged <= set(batches), "an acknowledged append was lost"
+            last = batches[-1]
+            session = store.get_session(session_id)
+            assert session.version == len(events)
+            assert session.state == {"last": last, "app:last": last, "user:last": last}
+            assert store.list_sessions(app_name="crash").sessions == [session]
+            next_batch = last + 1
+    assert recovered > 0  # some kills landed inside an append, not only between appends
+    with open_store(url) as store:
+        (after,) = store.append(session_id, [msg()])
+        assert after.seq == 1 + BATCH * next_batch + 1
