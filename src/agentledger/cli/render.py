@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, Group, JustifyMethod, RenderableType
@@ -29,26 +29,38 @@ from rich.text import Text
 from agentledger.core.events import Event
 from agentledger.core.session import Session, Status
 
+if TYPE_CHECKING:
+    from agentledger.core.lifecycle import ResumeDecision
+    from agentledger.manager import CleanupResult, SessionStats
+
 __all__ = [
     "EVENT_TYPE_STYLES",
     "STATUS_STYLES",
     "event_line",
     "event_type_style",
     "events_table",
+    "decision_text",
     "format_age",
+    "format_duration",
     "format_time",
     "make_console",
     "one_line",
+    "print_cleanup",
+    "print_decision",
     "print_error",
     "print_event",
     "print_events_json",
     "print_events_table",
     "print_json",
     "print_session",
+    "print_session_change",
     "print_session_json",
     "print_sessions_table",
     "print_state",
+    "print_stats",
+    "print_warning",
     "session_panel",
+    "stats_text",
     "sessions_table",
     "short_id",
     "status_style",
@@ -592,3 +604,184 @@ def print_state(
     (console or make_console()).print(
         Panel(_json_block(mapping), title=Text(title, style="bold"), title_align="left")
     )
+
+
+# -- lifecycle: resume decisions, changes, clean-up, metrics ---------------------------------
+
+
+def print_warning(message: str) -> None:
+    """Print `warning: <message>` on stderr, on one line (something left alone, not a failure).
+
+    Args:
+        message: The warning; line breaks in it are folded into spaces.
+    """
+    label = typer.style("warning:", fg="yellow", bold=True)
+    typer.echo(f"{label} {one_line(message, width=None)}", err=True)
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format a duration: `42.0s`, `12m 05s`, `3h 02m`, `2d 04h`; `-` for `None`.
+
+    Args:
+        seconds: The duration in seconds (negative values are shown as 0).
+    """
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3_600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86_400:
+        return f"{whole // 3_600}h {whole % 3_600 // 60:02d}m"
+    return f"{whole // 86_400}d {whole % 86_400 // 3_600:02d}h"
+
+
+def _fields(rows: Sequence[tuple[str, Text | str | None]]) -> Text:
+    """Aligned `name  value` lines (dim names); rows whose value is `None` are left out.
+    Plain text rather than a table, so no line carries trailing padding."""
+    kept = [(name, value) for name, value in rows if value is not None]
+    width = max((len(name) for name, _ in kept), default=0) + 2
+    text = Text()
+    for i, (name, value) in enumerate(kept):
+        if i:
+            text.append("\n")
+        text.append(name.ljust(width), style="dim")
+        text.append_text(value if isinstance(value, Text) else Text(value))
+    return text
+
+
+def decision_text(decision: ResumeDecision) -> Text:
+    """Render a resume decision as aligned lines: resume yes/no (green/red), reason, detail,
+    the session and its status, previous phase, idle time and error count (lines without a
+    value, e.g. for a session that was not found, are left out).
+
+    Args:
+        decision: The decision of `SessionManager.should_resume`.
+    """
+    verdict = Text("yes", style="bold green") if decision.resume else Text("no", style="bold red")
+    session = Text(decision.session_id, style="bold")
+    if decision.status is not None:
+        session.append("  ")
+        session.append_text(status_text(decision.status))
+    rows: list[tuple[str, Text | str | None]] = [
+        ("resume", verdict),
+        ("reason", Text(str(decision.reason), style="bold")),
+        ("detail", decision.detail),
+        ("session", session),
+        ("previous phase", decision.previous_phase),
+        (
+            "idle",
+            format_duration(decision.idle_seconds) if decision.idle_seconds is not None else None,
+        ),
+        ("errors", str(decision.error_count) if decision.error_count is not None else None),
+    ]
+    return _fields(rows)
+
+
+def print_decision(decision: ResumeDecision, *, console: Console | None = None) -> None:
+    """Print a resume decision (see `decision_text`).
+
+    Args:
+        decision: The decision.
+        console: Where to print; a new stdout console when `None`.
+    """
+    (console or make_console()).print(decision_text(decision), soft_wrap=True)
+
+
+def print_session_change(verb: str, session: Session, *, console: Console | None = None) -> None:
+    """Print one line saying what a write command did to a session:
+    `Updated session <id>: active, phase approval, 0 errors.` (a finalized session shows
+    its outcome and duration instead of the phase).
+
+    Args:
+        verb: `Updated`, `Suspended`, `Resumed`, `Finalized`, `Terminated`...
+        session: The session after the change.
+        console: Where to print; a new stdout console when `None`.
+    """
+    line = Text(f"{verb} session ")
+    line.append(session.id, style="bold")
+    line.append(": ")
+    line.append_text(status_text(session.status))
+    if session.outcome is not None:
+        line.append(f", outcome {session.outcome}")
+        if session.duration_seconds is not None:
+            line.append(f" after {format_duration(session.duration_seconds)}")
+    else:
+        line.append(f", phase {session.phase}")
+    errors = session.error_count
+    line.append(f", {errors} error{'' if errors == 1 else 's'}.")
+    (console or make_console()).print(line, soft_wrap=True)
+
+
+def print_cleanup(
+    result: CleanupResult, sessions: Sequence[Session], *, console: Console | None = None
+) -> None:
+    """Print what a clean-up did: how many sessions were deleted, or on a dry run a table of
+    the sessions that would be; corrupted sessions left alone are named on stderr.
+
+    Args:
+        result: The clean-up's result.
+        sessions: The sessions to list (a dry run's); ignored after a real run.
+        console: Where to print; a new stdout console when `None`.
+    """
+    console = console or make_console()
+    count = result.count
+    noun = f"{count} session{'' if count == 1 else 's'}"
+    since = f"last active before {format_time(result.cutoff)} UTC"
+    if result.dry_run:
+        if count:
+            console.print(Text(f"Would delete {noun} {since}:"), soft_wrap=True)
+            console.print(sessions_table(sessions, width=console.width))
+        else:
+            console.print(Text(f"No sessions {since}; nothing would be deleted.", style="dim"))
+    else:
+        console.print(Text(f"Deleted {noun} {since}."), soft_wrap=True)
+    for session_id in result.skipped_corrupted:
+        print_warning(
+            f"session {session_id} is corrupted and was left alone (look at it, then delete "
+            "it by id)"
+        )
+
+
+def _counts(counts: Mapping[str, int], *, statuses: bool = False) -> Text:
+    text = Text()
+    for i, (name, count) in enumerate(counts.items()):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(name, style=status_style(name) if statuses else "")
+        text.append(f" {count}")
+    return text if counts else Text("-", style="dim")
+
+
+def stats_text(stats: SessionStats) -> Text:
+    """Render seed 003's metrics as aligned lines: sessions and finalized counts, resume and
+    error rates, median and p95 duration, and the counts by status (colour-coded), phase
+    and agent.
+
+    Args:
+        stats: The result of `SessionManager.stats`.
+    """
+    rows: list[tuple[str, Text | str | None]] = [
+        ("sessions", f"{stats.total} ({stats.finalized} finalized)"),
+        ("resume rate", f"{stats.resume_rate:.1%} resumed at least once"),
+        ("error rate", f"{stats.error_rate:.1%} with at least one error"),
+        ("median duration", format_duration(stats.median_duration_seconds)),
+        ("p95 duration", format_duration(stats.p95_duration_seconds)),
+        ("by status", _counts(stats.by_status, statuses=True)),
+        ("by phase", _counts(stats.by_phase)),
+        ("by agent", _counts(stats.by_agent)),
+        ("corrupted", Text(", ".join(stats.corrupted), style="red") if stats.corrupted else None),
+    ]
+    return _fields(rows)
+
+
+def print_stats(stats: SessionStats, *, console: Console | None = None) -> None:
+    """Print seed 003's metrics (see `stats_text`).
+
+    Args:
+        stats: The metrics.
+        console: Where to print; a new stdout console when `None`.
+    """
+    (console or make_console()).print(stats_text(stats), soft_wrap=True)

@@ -1,33 +1,107 @@
-"""`agentledger sessions …`: list, show, read the ledger of, and delete sessions."""
+"""`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, clean
+up and delete sessions (the lifecycle of DESIGN.md §2 and seed 003).
+
+Write commands go through `SessionManager`, so the store checks every lifecycle rule inside
+its append and a refused move writes nothing. `should-resume` exits 0 when the session may
+resume and 1 when not, so a shell can branch on it. `$AGENTLEDGER_NOW` (a testing aid, see
+`agentledger.cli.app.cli_clock`) fixes the time the commands use.
+"""
 
 from __future__ import annotations
 
+import json
 import shlex
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import TypeAdapter
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agentledger.cli.app import store_from
+from agentledger.cli.app import cli_clock, store_from
 from agentledger.cli.render import (
     make_console,
+    print_cleanup,
+    print_decision,
     print_error,
     print_events_json,
     print_events_table,
     print_json,
     print_session,
+    print_session_change,
     print_session_json,
     print_sessions_table,
 )
-from agentledger.core.session import Status
-from agentledger.errors import CorruptedSessionError
+from agentledger.core.session import Session, Status
+from agentledger.errors import CorruptedSessionError, SessionNotFoundError
+from agentledger.manager import CleanupResult, SessionManager
 
-__all__ = ["sessions_app"]
+__all__ = ["PROGRESS_MIN_SESSIONS", "manager_from", "parse_metadata", "sessions_app"]
 
 sessions_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="List, inspect and delete sessions.",
+    help="Create, update, inspect, resume, finalize, clean up and delete sessions.",
 )
+
+_TIME = TypeAdapter(datetime)  # times in --json output are written as pydantic writes them
+
+PROGRESS_MIN_SESSIONS = 50
+"""`cleanup` shows a progress bar (on a terminal) when it deletes at least this many."""
+
+
+def manager_from(ctx: typer.Context) -> SessionManager:
+    """A `SessionManager` over the command line's store (`--store`), on the clock fixed by
+    `$AGENTLEDGER_NOW` when it is set.
+
+    Raises:
+        ConfigurationError: A bad store URL or `$AGENTLEDGER_NOW`.
+        StoreUnavailableError: The store cannot be reached.
+    """
+    store = store_from(ctx)
+    clock = cli_clock()
+    return SessionManager(store) if clock is None else SessionManager(store, clock=clock)
+
+
+def usage_error(message: str) -> NoReturn:
+    """Print `error: <message>` on one line on stderr and exit with code 2 (bad usage)."""
+    print_error(message)
+    raise typer.Exit(2)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_metadata(value: str | None, *, option: str = "--metadata") -> dict[str, Any] | None:
+    """Parse a `--metadata` value: a JSON object, or `None` when the option was not given.
+
+    On bad JSON, `NaN`/`Infinity`, or JSON that is not an object, prints a one-line
+    `error: …` and exits with code 2 (like every other bad option value).
+    """
+    if value is None:
+        return None
+    try:
+        data = json.loads(value, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        usage_error(f"{option} is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        usage_error(f"{option} must be a JSON object, not {_json_type(data)}")
+    return data
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
 
 SessionIdArg = Annotated[
     str, typer.Argument(metavar="ID", help="The session's id.", show_default=False)
@@ -35,6 +109,64 @@ SessionIdArg = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout, and nothing else.")
 ]
+
+
+MetadataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metadata",
+        metavar="JSON",
+        help="A JSON object, merged into the metadata (nested keys kept unless overwritten).",
+    ),
+]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option("--reason", metavar="TEXT", help="Why, recorded with the status change."),
+]
+
+
+@sessions_app.command("create")
+def create_command(
+    ctx: typer.Context,
+    agent: Annotated[
+        str, typer.Option("--agent", metavar="NAME", help="The agent that owns the session.")
+    ],
+    purpose: Annotated[
+        str,
+        typer.Option("--purpose", metavar="TEXT", help="Why it exists (e.g. approval_workflow)."),
+    ],
+    metadata: MetadataOpt = None,
+    app_name: Annotated[
+        str | None,
+        typer.Option("--app", metavar="APP", help="The app it belongs to (default: agents)."),
+    ] = None,
+    user_id: Annotated[
+        str | None,
+        typer.Option("--user", metavar="USER", help="The user it belongs to (default: local)."),
+    ] = None,
+    phase: Annotated[
+        str | None,
+        typer.Option(
+            "--phase", metavar="PHASE", help="Start in this phase (default: initializing)."
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Create an active session for an agent and print its id.
+
+    Only the id is printed, so a shell can keep it: `ID=$(agentledger sessions create
+    --agent terraform-architect --purpose approval_workflow)`. With --json, the whole
+    session is printed instead. An unknown or final --phase is an error that lists the
+    valid phases; --metadata that is not a JSON object is a usage error (exit code 2).
+    """
+    data = parse_metadata(metadata)
+    session = manager_from(ctx).create_session(
+        agent, purpose, data, app_name=app_name, user_id=user_id, phase=phase
+    )
+    if json_output:
+        print_session_json(session)
+    else:
+        typer.echo(session.id)
 
 
 @sessions_app.command("list")
@@ -70,14 +202,23 @@ def list_command(
             "--cursor", metavar="C", help="Start after this cursor (printed by the previous page)."
         ),
     ] = None,
+    active_only: Annotated[
+        bool,
+        typer.Option(
+            "--active-only", help="Only active sessions (not suspended, not terminated)."
+        ),
+    ] = False,
 ) -> None:
-    """List sessions, most recently active first, one page at a time.
+    """List sessions, most recently active first, one page at a time, across every agent
+    unless filtered.
 
     The table shows each session's status (green active, yellow suspended, red terminated),
     phase, number of events and last activity. When more sessions match, the command that
     prints the next page is shown below the table; with --json, use "next_cursor".
+    --active-only with another --status is an error.
     """
-    page = store_from(ctx).list_sessions(
+    page = manager_from(ctx).list_sessions(
+        active_only=active_only,
         app_name=app_name,
         user_id=user_id,
         agent_name=agent_name,
@@ -92,6 +233,7 @@ def list_command(
     hint = None
     if page.next_cursor is not None:
         args = ["agentledger", "sessions", "list"]
+        args += ["--active-only"] if active_only else []
         for flag, value in (
             ("--app", app_name),
             ("--user", user_id),
@@ -122,6 +264,170 @@ def show_command(
         print_session_json(session)
     else:
         print_session(session)
+
+
+sessions_app.command(
+    "get",
+    help=(
+        "Show one session: its fields, phase history, state and metadata (the same as "
+        "`show`)."
+    ),
+)(show_command)
+
+
+@sessions_app.command("update")
+def update_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    phase: Annotated[
+        str | None,
+        typer.Option(
+            "--phase",
+            metavar="PHASE",
+            help="Move to this phase; a final one (completed, failed, abandoned) finalizes.",
+        ),
+    ] = None,
+    metadata: MetadataOpt = None,
+    error: Annotated[
+        str | None,
+        typer.Option("--error", metavar="TEXT", help="Record an error (error count + 1)."),
+    ] = None,
+    resume_ready: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume-ready/--not-resume-ready",
+            help="Mark whether the session may be resumed (the resume policy checks it).",
+            show_default=False,
+        ),
+    ] = None,
+    summary: Annotated[
+        str | None,
+        typer.Option(
+            "--summary", metavar="TEXT", help="What happened; only with a final --phase."
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Record progress on a session, in one append: a phase, metadata, an error, the
+    resume-ready flag.
+
+    Phases move as the lifecycle allows (e.g. planning → approval → executing); an unknown
+    phase is an error that lists the valid ones, a move that is not allowed lists the
+    allowed ones, and a terminated session refuses every update. Nothing is written when
+    the update is refused. Prints the session's status, phase and error count (with
+    --json, the whole session).
+    """
+    if (phase, metadata, error, resume_ready, summary) == (None,) * 5:
+        usage_error(
+            "nothing to update: give --phase, --metadata, --error, --resume-ready "
+            "or --not-resume-ready"
+        )
+    data = parse_metadata(metadata)
+    session = manager_from(ctx).update_state(
+        session_id,
+        phase=phase,
+        metadata=data,
+        error=error,
+        resume_ready=resume_ready,
+        summary=summary,
+    )
+    _print_changed("Updated", session, json_output)
+
+
+def _print_changed(verb: str, session: Session, json_output: bool) -> None:
+    if json_output:
+        print_session_json(session)
+    else:
+        print_session_change(verb, session)
+
+
+@sessions_app.command("should-resume")
+def should_resume_command(
+    ctx: typer.Context, session_id: SessionIdArg, json_output: JsonOpt = False
+) -> None:
+    """Decide whether a session may resume; exit code 0 when it may, 1 when not.
+
+    Prints the decision: resume yes/no, the machine-readable reason (session_resumable,
+    not_found, corrupted, terminated, not_resume_ready, phase_not_resumable,
+    timeout_exceeded, too_many_errors), a sentence of detail, the previous phase, the idle
+    time and the error count. With --json, the whole decision (including the phase history
+    and metadata a resumed agent needs). A missing session is a decision (not_found, exit
+    code 1), not an error. The policy: phase approval, investigating or planning; idle at
+    most 30 minutes; fewer than 3 errors; marked resume-ready; not terminated.
+    """
+    decision = manager_from(ctx).should_resume(session_id)
+    if json_output:
+        print_json(decision.model_dump(mode="json"))
+    else:
+        print_decision(decision)
+    if not decision.resume:
+        raise typer.Exit(1)
+
+
+@sessions_app.command("suspend")
+def suspend_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    reason: ReasonOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Pause an active session: it keeps everything but refuses new turns until resumed."""
+    _print_changed("Suspended", manager_from(ctx).suspend(session_id, reason), json_output)
+
+
+@sessions_app.command("resume")
+def resume_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    reason: ReasonOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Pick a session up again: a suspended one becomes active; on an active one the resume
+    is recorded (its resume count goes up).
+
+    This does not consult the resume policy: ask `should-resume` first. A terminated
+    session cannot be resumed.
+    """
+    _print_changed("Resumed", manager_from(ctx).resume(session_id, reason), json_output)
+
+
+@sessions_app.command("finalize")
+def finalize_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    outcome: Annotated[
+        str,
+        typer.Argument(
+            metavar="OUTCOME", help="completed, failed or abandoned.", show_default=False
+        ),
+    ],
+    summary: Annotated[
+        str | None, typer.Option("--summary", metavar="TEXT", help="What happened.")
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """End a session with an outcome: its phase becomes the outcome, it is terminated, and
+    its duration is recorded.
+
+    An outcome that is not a final phase is an error that lists the valid ones; a session
+    that is already terminated cannot be finalized again.
+    """
+    session = manager_from(ctx).finalize_session(session_id, outcome, summary)
+    _print_changed("Finalized", session, json_output)
+
+
+@sessions_app.command("terminate")
+def terminate_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    reason: ReasonOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """End a session without an outcome; it refuses every append from then on.
+
+    Use `finalize` to record an outcome (completed, failed, abandoned) instead.
+    """
+    _print_changed("Terminated", manager_from(ctx).terminate(session_id, reason), json_output)
 
 
 @sessions_app.command("events")
@@ -188,3 +494,95 @@ def delete_command(
         typer.confirm(f"Delete {what}?", abort=True)
     store.delete_session(session_id)
     make_console().print(f"Deleted session {session_id}.", markup=False, highlight=False)
+
+
+@sessions_app.command("cleanup")
+def cleanup_command(
+    ctx: typer.Context,
+    hours: Annotated[
+        float,
+        typer.Option(
+            "--hours",
+            min=0,
+            metavar="N",
+            help="Delete sessions whose last activity is more than N hours old.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the sessions that would go; delete nothing.")
+    ] = False,
+    only_finalized: Annotated[
+        bool,
+        typer.Option("--only-finalized", help="Only terminated (finalized) sessions."),
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete sessions idle for more than --hours hours (retention), with their ledgers.
+
+    Each session is deleted in its own short transaction, so a long clean-up never holds
+    a lock. --dry-run lists the sessions that would be deleted (a table, or with --json an
+    object with "session_ids" and "sessions"); a real run prints how many were deleted.
+    Sessions that cannot be read back are left alone and named on stderr. On a terminal, a
+    progress bar shows on stderr when many sessions are deleted.
+    """
+    manager = manager_from(ctx)
+    older_than = timedelta(hours=hours)
+    if dry_run:
+        result = manager.cleanup(older_than, only_finalized=only_finalized, dry_run=True)
+        sessions = _existing(manager, result.session_ids)
+    else:
+        result = _delete_with_progress(manager, older_than, only_finalized, json_output)
+        sessions = []
+    if json_output:
+        data: dict[str, Any] = {
+            "dry_run": result.dry_run,
+            "cutoff": _TIME.dump_python(result.cutoff, mode="json"),
+            "count": result.count,
+            "session_ids": result.session_ids,
+            "skipped_corrupted": result.skipped_corrupted,
+        }
+        if dry_run:
+            data["sessions"] = [s.model_dump(mode="json") for s in sessions]
+        print_json(data)
+        return
+    print_cleanup(result, sessions)
+
+
+def _existing(manager: SessionManager, ids: list[str]) -> list[Session]:
+    sessions = []
+    for session_id in ids:
+        try:
+            sessions.append(manager.get_session(session_id))
+        except (SessionNotFoundError, CorruptedSessionError):
+            continue  # deleted or broken since it was listed
+    return sessions
+
+
+def progress_console() -> Console:
+    """The console the clean-up progress bar is drawn on (stderr)."""
+    return make_console(stderr=True)
+
+
+def _delete_with_progress(
+    manager: SessionManager, older_than: timedelta, only_finalized: bool, json_output: bool
+) -> CleanupResult:
+    console = progress_console()
+    if json_output or not console.is_terminal:
+        return manager.cleanup(older_than, only_finalized=only_finalized)
+    # On a terminal, count first (a read-only pass) so the bar has a total.
+    total = manager.cleanup(older_than, only_finalized=only_finalized, dry_run=True).count
+    if total < PROGRESS_MIN_SESSIONS:
+        return manager.cleanup(older_than, only_finalized=only_finalized)
+    columns = (
+        TextColumn("Deleting sessions"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("cleanup", total=total)
+
+        def advance(done: int) -> None:
+            progress.update(task, completed=done, total=max(total, done))
+
+        return manager.cleanup(older_than, only_finalized=only_finalized, on_progress=advance)
