@@ -182,7 +182,7 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreUnavailableError(f"file store: cannot {what}: {exc}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -197,9 +197,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _replace_file(path: Path, text: str) -> None:
+def _replace_file(path: str, text: str) -> None:
     """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    folder, name = os.path.split(path)
+    temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:
@@ -216,7 +217,7 @@ def _replace_file(path: Path, text: str) -> None:
         raise
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: str | Path) -> str | None:
     """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD."""
     try:
         with open(path, "rb") as f:
@@ -225,8 +226,11 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+def _pretty(value: dict[str, Any]) -> str:
+    """A JSON object with one top-level key per line (values compact): easy to read and
+    diff, and written by the C encoder (`indent=` would use the slow pure-Python one)."""
+    items = ",\n".join(f"  {_dumps(k)}: {_dumps(v)}" for k, v in value.items())
+    return "{\n" + items + "\n}\n"
 
 
 def _safe_name(name: str) -> str:
@@ -402,6 +406,7 @@ class _Current:
     ledger_bytes: int  # length of the committed batches
     ledger_size: int  # the file's size: more than `ledger_bytes` when a tail is torn
     snapshot_fresh: bool  # session.json already says exactly this
+    fields: dict[str, Any] | None = None  # see `FileStore._load(lazy=True)`
 
 
 class _Unreadable(Exception):
@@ -453,6 +458,7 @@ class FileStore(BaseStore):
         ):
             raise ConfigurationError(f"lock_timeout must be a number >= 0, not {lock_timeout!r}")
         self.root = Path(os.path.abspath(os.fspath(path)))
+        self._root = os.fspath(self.root)  # string paths: pathlib is slow on the hot path
         self.lock_timeout = float(lock_timeout)
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
@@ -503,7 +509,7 @@ class FileStore(BaseStore):
             SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`.
             StoreError: `_agentledger.json` is not ours.
         """
-        with self._locked(self.root / _LOCKS / "_store.lock"):
+        with self._locked(os.path.join(self._root, _LOCKS, "_store.lock")):
             version = self.schema_version()
             if version > SCHEMA_VERSION:
                 raise SchemaVersionError(
@@ -514,7 +520,7 @@ class FileStore(BaseStore):
                 with _translated(f"migrate {self.root} to schema version {target}"):
                     MIGRATIONS[target](self.root)
                     _replace_file(
-                        self.root / FORMAT_FILE,
+                        os.path.join(self._root, FORMAT_FILE),
                         _pretty({"format": FORMAT, "schema_version": target}),
                     )
                     _fsync_dir(self.root)
@@ -530,14 +536,14 @@ class FileStore(BaseStore):
         if self._closed:
             raise StoreUnavailableError(f"{self!r} is closed")
 
-    def _lock(self, path: Path) -> FileLock:
+    def _lock(self, path: str) -> FileLock:
         """Acquire the lock file at `path` (waiting up to `lock_timeout`) and return it.
 
         Lock objects are kept per process and reused (building one costs more than taking
         it); each thread holds its own handle on them (`thread_local`), so threads of one
         process exclude each other as processes do.
         """
-        key = os.fspath(path)
+        key = path
         pid = os.getpid()
         if self._locks_pid != pid:  # forked: a lock object must not cross a fork
             self._lock_cache, self._locks_pid = {}, pid
@@ -558,51 +564,64 @@ class FileStore(BaseStore):
         return lock
 
     @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
+    def _locked(self, path: str) -> Iterator[None]:
         lock = self._lock(path)
         try:
             yield
         finally:
             lock.release()
 
-    def _session_lock_path(self, session_id: str) -> Path:
-        return self.root / _LOCKS / "sessions" / f"{session_id}.lock"
+    def _session_lock_path(self, session_id: str) -> str:
+        return os.path.join(self._root, _LOCKS, "sessions", f"{session_id}.lock")
 
-    def _scope_paths(self, app_name: str, user_id: str | None) -> tuple[Path, Path]:
+    def _file(self, session_id: str, name: str) -> str:
+        """The path of `events.jsonl` or `session.json` of a session."""
+        return os.path.join(self._root, session_id, name)
+
+    def _scope_paths(self, app_name: str, user_id: str | None) -> tuple[str, str]:
         """The state file and the lock file of an app's (`user_id=None`) or a user's scope."""
         app = _safe_name(app_name)
         if user_id is None:
             return (
-                self.root / _SCOPED / "app" / f"{app}.json",
-                self.root / _LOCKS / "app" / f"{app}.lock",
+                os.path.join(self._root, _SCOPED, "app", f"{app}.json"),
+                os.path.join(self._root, _LOCKS, "app", f"{app}.lock"),
             )
         user = _safe_name(user_id)
         return (
-            self.root / _SCOPED / "user" / app / f"{user}.json",
-            self.root / _LOCKS / "user" / app / f"{user}.lock",
+            os.path.join(self._root, _SCOPED, "user", app, f"{user}.json"),
+            os.path.join(self._root, _LOCKS, "user", app, f"{user}.lock"),
         )
 
     # -- reading a session ----------------------------------------------------------------
 
-    def _load(self, session_id: str) -> _Current | None:
+    def _load(self, session_id: str, *, lazy: bool = False) -> _Current | None:
         """The session as its committed ledger has it, or `None` if there is none.
+
+        With `lazy`, a fresh snapshot's row has an empty `snapshot` and its fields are in
+        `_Current.fields`, to serialize only if needed (a listing drops most rows).
 
         Raises:
             CorruptedSessionError: The ledger cannot be read back (or is missing while the
                 snapshot exists).
         """
-        folder = self.root / session_id
-        snapshot_text = _read_text(folder / SNAPSHOT)
+        snapshot_path = self._file(session_id, SNAPSHOT)
+        snapshot_text = _read_text(snapshot_path)
         parsed: tuple[dict[str, Any], int] | None = None
         if snapshot_text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(snapshot_text))
             except ValueError:
                 parsed = None
+        ledger_path = self._file(session_id, LEDGER)
         try:
-            ledger = open(folder / LEDGER, "rb")
+            if parsed is not None and parsed[1] == os.stat(ledger_path).st_size:
+                fields = parsed[0]  # the common case: the snapshot is current
+                if lazy:
+                    return _Current(_row(fields, ""), parsed[1], parsed[1], True, fields)
+                return _Current(_row(fields, _dumps(fields)), parsed[1], parsed[1], True)
+            ledger = open(ledger_path, "rb")
         except FileNotFoundError:
-            if snapshot_text is None or not (folder / SNAPSHOT).exists():
+            if snapshot_text is None or not os.path.exists(snapshot_path):
                 return None  # never created, or deleted while we read
             raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
         with ledger:
@@ -655,12 +674,11 @@ class FileStore(BaseStore):
 
     def _read_ledger(self, session_id: str) -> list[dict[str, Any]] | None:
         """Every committed event of the ledger, or `None` if there is no ledger."""
-        folder = self.root / session_id
         try:
-            with open(folder / LEDGER, "rb") as ledger:
+            with open(self._file(session_id, LEDGER), "rb") as ledger:
                 data = ledger.read()
         except FileNotFoundError:
-            if (folder / SNAPSHOT).exists():
+            if os.path.exists(self._file(session_id, SNAPSHOT)):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
         events, _ = _parse_ledger(session_id, data)
@@ -674,7 +692,7 @@ class FileStore(BaseStore):
             session_id = validate_session_id(pending["session_id"])
             offset, end = int(pending["offset"]), int(pending["end"])
             start = max(offset - 1, 0)
-            with open(self.root / session_id / LEDGER, "rb") as ledger:
+            with open(self._file(session_id, LEDGER), "rb") as ledger:
                 ledger.seek(start)
                 data = ledger.read(end - start)
             if len(data) != end - start or not data.endswith(b"\n"):
@@ -789,9 +807,8 @@ class FileStore(BaseStore):
 
     def _session_exists(self, session_id: str) -> bool:
         self._check_open()
-        folder = self.root / session_id
         with _translated(f"read session {session_id!r}"):
-            if (folder / SNAPSHOT).exists():
+            if os.path.exists(self._file(session_id, SNAPSHOT)):
                 return True
             try:
                 return bool(self._read_ledger(session_id))
@@ -800,7 +817,7 @@ class FileStore(BaseStore):
 
     def _session_ids(self) -> Iterator[str]:
         """Names of the root's sub-folders that could be sessions (stray entries skipped)."""
-        with os.scandir(self.root) as entries:
+        with os.scandir(self._root) as entries:
             for entry in entries:
                 if entry.name.startswith(("_", ".")) or not entry.is_dir(follow_symlinks=False):
                     continue
@@ -809,17 +826,17 @@ class FileStore(BaseStore):
                 except InvalidSessionIdError:
                     continue
 
-    def _list_row(self, session_id: str) -> SessionRow | None:
-        """The row to list for a session; for one that cannot be read, a row whose snapshot
-        is empty (so the base class reports it in `SessionPage.corrupted`)."""
+    def _list_row(self, session_id: str) -> tuple[SessionRow, dict[str, Any] | None] | None:
+        """The row to list for a session, with the fields to serialize as its snapshot if
+        it makes the page; for one that cannot be read, a row whose snapshot is empty (so
+        the base class reports it in `SessionPage.corrupted`)."""
         try:
-            current = self._load(session_id)
+            current = self._load(session_id, lazy=True)
         except CorruptedSessionError:
             pass
         else:
-            return None if current is None else current.row
-        folder = self.root / session_id
-        text = _read_text(folder / SNAPSHOT)
+            return None if current is None else (current.row, current.fields)
+        text = _read_text(self._file(session_id, SNAPSHOT))
         parsed = None
         if text is not None:
             try:
@@ -827,17 +844,17 @@ class FileStore(BaseStore):
             except ValueError:
                 parsed = None
         if parsed is not None:
-            return _row(parsed[0], "")
+            return _row(parsed[0], ""), None
         # Nothing to filter on: list it under "any" filters, at its ledger's last change.
         try:
-            mtime = os.stat(folder / LEDGER).st_mtime
+            mtime = os.stat(self._file(session_id, LEDGER)).st_mtime
         except FileNotFoundError:
             try:
-                mtime = os.stat(folder).st_mtime
+                mtime = os.stat(os.path.join(self._root, session_id)).st_mtime
             except FileNotFoundError:
                 return None  # deleted while we listed
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
-        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, "")
+        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, ""), None
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
@@ -846,11 +863,13 @@ class FileStore(BaseStore):
         after = format_timestamp(where.updated_after) if where.updated_after else None
         before = format_timestamp(where.updated_before) if where.updated_before else None
         rows: list[SessionRow] = []
+        lazy: dict[str, dict[str, Any]] = {}
         with _translated(f"list {self.root}"):
             for session_id in self._session_ids():
-                row = self._list_row(session_id)
-                if row is None:
+                found = self._list_row(session_id)
+                if found is None:
                     continue
+                row, fields = found
                 if (
                     (where.app_name is not None and row.app_name != where.app_name)
                     or (where.user_id is not None and row.user_id != where.user_id)
@@ -866,6 +885,8 @@ class FileStore(BaseStore):
                 if after_key is not None and (row.updated_at, row.id) >= after_key:
                     continue
                 rows.append(row)
+                if fields is not None:
+                    lazy[session_id] = fields
             rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
             scoped: dict[tuple[str, str | None], str | None] = {}
 
@@ -874,14 +895,17 @@ class FileStore(BaseStore):
                     scoped[(app, user)] = self._read_scoped(app, user) if app else None
                 return scoped[(app, user)]
 
-            return [
-                (row, read(row.app_name, None), read(row.app_name, row.user_id))
+            page = [
+                row._replace(snapshot=_dumps(lazy[row.id])) if row.id in lazy else row
                 for row in rows[:limit]
+            ]
+            return [
+                (row, read(row.app_name, None), read(row.app_name, row.user_id)) for row in page
             ]
 
     def _delete_session(self, session_id: str) -> bool:
         self._check_open()
-        folder = self.root / session_id
+        folder = os.path.join(self._root, session_id)
         with (
             _translated(f"delete session {session_id!r}"),
             self._locked(self._session_lock_path(session_id)),
@@ -893,7 +917,7 @@ class FileStore(BaseStore):
                     return False
                 owner = (current.row.app_name, current.row.user_id)
             except CorruptedSessionError:
-                text = _read_text(folder / SNAPSHOT)
+                text = _read_text(self._file(session_id, SNAPSHOT))
                 try:
                     parsed = _snapshot_fields(session_id, json.loads(text or ""))
                 except ValueError:
@@ -902,11 +926,11 @@ class FileStore(BaseStore):
                     owner = (parsed[0]["app_name"], parsed[0]["user_id"])
             if owner is not None:
                 self._settle_scopes(session_id, *owner)
-            trash = self.root / _TRASH
-            trash.mkdir(exist_ok=True)
-            target = trash / f"{session_id}.{uuid.uuid4().hex}"
+            trash = os.path.join(self._root, _TRASH)
+            os.makedirs(trash, exist_ok=True)
+            target = os.path.join(trash, f"{session_id}.{uuid.uuid4().hex}")
             os.replace(folder, target)
-            _fsync_dir(self.root)
+            _fsync_dir(self._root)
             shutil.rmtree(target, ignore_errors=True)
             return True
 
@@ -969,9 +993,9 @@ class _FileTransaction(StoreTransaction):
 
     def _repair(self, session_id: str, current: _Current) -> None:
         """Truncate a torn tail and store a snapshot that lags the ledger (under the lock)."""
-        folder = self._store.root / session_id
+        store = self._store
         if current.ledger_size > current.ledger_bytes:
-            fd = os.open(folder / LEDGER, os.O_WRONLY)
+            fd = os.open(store._file(session_id, LEDGER), os.O_WRONLY)
             try:
                 os.ftruncate(fd, current.ledger_bytes)
                 os.fsync(fd)
@@ -979,7 +1003,9 @@ class _FileTransaction(StoreTransaction):
                 os.close(fd)
             current.ledger_size = current.ledger_bytes
         if not current.snapshot_fresh:
-            self._write_snapshot(folder, current.row, current.ledger_bytes)
+            self._write_snapshot(
+                store._file(session_id, SNAPSHOT), current.row, current.ledger_bytes
+            )
             current.snapshot_fresh = True
 
     def load_event_rows(self, session_id: str) -> list[EventRow]:
@@ -1033,16 +1059,17 @@ class _FileTransaction(StoreTransaction):
 
     # -- commit ---------------------------------------------------------------------------
 
-    def _write_snapshot(self, folder: Path, row: SessionRow, ledger_bytes: int) -> None:
+    def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
         snapshot = json.loads(row.snapshot)
         snapshot["ledger_bytes"] = ledger_bytes
-        _replace_file(folder / SNAPSHOT, _pretty(snapshot))
+        _replace_file(path, _pretty(snapshot))
 
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row
         if session_id is None or row is None or not self._rows:
             return
-        folder = store.root / session_id
+        folder = os.path.join(store._root, session_id)
+        ledger = os.path.join(folder, LEDGER)
         last = self._rows[-1]
         batch = "".join(_event_line(r, last.seq) for r in self._rows).encode()
         offset = 0 if self._new or self._current is None else self._current.ledger_bytes
@@ -1058,21 +1085,22 @@ class _FileTransaction(StoreTransaction):
         scope_files = []
         for (app_name, user_id), state in self._saved.items():
             path, _ = store._scope_paths(app_name, user_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             doc = store._scope_doc(app_name, user_id, json.loads(state))
             scope_files.append((path, doc))
             previous = self._previous.get((app_name, user_id), {})
             _replace_file(path, _pretty({**doc, "pending": {**pending, "previous": previous}}))
-            _fsync_dir(path.parent)  # the pending file must be durable before the commit
+            _fsync_dir(os.path.dirname(path))  # durable before the commit
         # 2. The ledger: one write, one fsync. The commit point.
         if self._new:
-            created = not folder.exists()
-            folder.mkdir(exist_ok=True)
-            if created:
-                _fsync_dir(store.root)
-            fd = os.open(folder / LEDGER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                os.mkdir(folder)
+                _fsync_dir(store._root)
+            except FileExistsError:  # left by a create killed before its ledger commit
+                pass
+            fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         else:
-            fd = os.open(folder / LEDGER, os.O_WRONLY | os.O_APPEND)
+            fd = os.open(ledger, os.O_WRONLY | os.O_APPEND)
         try:
             try:
                 _write_all(fd, batch)
@@ -1090,7 +1118,7 @@ class _FileTransaction(StoreTransaction):
         # 3. Caches: the snapshot, and the scope files without `pending`. The append is
         #    committed already; a failure here is repaired by the next reader or writer.
         try:
-            self._write_snapshot(folder, row, end)
+            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
             for path, doc in scope_files:
                 _replace_file(path, _pretty(doc))
         except OSError as exc:
