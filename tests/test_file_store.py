@@ -583,6 +583,29 @@ def test_delete_removes_the_folder(make: StoreFactory, root: Path) -> None:
     assert (root / b / LEDGER).is_file()
 
 
+def test_leftovers_of_killed_writers_are_cleaned(make: StoreFactory, root: Path) -> None:
+    store, a, _ = _populated(make)
+    stale = (root / a / SNAPSHOT).read_bytes()
+    store.append(a, [msg()])
+    (root / a / SNAPSHOT).write_bytes(stale)  # killed between the ledger and the snapshot
+    (root / a / f".{SNAPSHOT}.0123abcd.tmp").write_text('{"half": ')  # while writing it
+    (root / "_trash" / "gone.0123").mkdir()  # and a delete killed before its rmtree
+    (root / "_trash" / "gone.0123" / LEDGER).write_text("x")
+    reopened = make()
+    assert list((root / "_trash").iterdir()) == []
+    reopened.append(a, [msg()])
+    assert sorted(os.listdir(root / a)) == [LEDGER, SNAPSHOT]
+    assert json.loads((root / a / SNAPSHOT).read_text())["version"] == 5
+
+
+def test_transactions_lock_the_session_first(make: StoreFactory) -> None:
+    store = make()
+    assert isinstance(store, FileStore)
+    with pytest.raises(StoreError, match="load_session must come first"):
+        with store._transaction() as tx:
+            tx.load_scoped_state("demo", None)
+
+
 # -- locks ----------------------------------------------------------------------------------
 
 

@@ -81,7 +81,8 @@ reads every session's snapshot on every page (O(sessions) per page, fine for tho
 sessions; use SQLite or PostgreSQL for more).
 
 The schema version is in `_agentledger.json`; `MIGRATIONS[n]` upgrades version n - 1 to n
-(version 0 is an empty folder) and is never edited once released. A folder with a newer
+(version 0 is an empty folder), is never edited once released, and must be safe to run
+again (a migration killed midway is rerun: the version is recorded after it). A folder with a newer
 version is refused with `SchemaVersionError`.
 """
 
@@ -524,6 +525,11 @@ class FileStore(BaseStore):
                         _pretty({"format": FORMAT, "schema_version": target}),
                     )
                     _fsync_dir(self.root)
+        # Folders of deletes killed before they finished removing them.
+        trash = os.path.join(self._root, _TRASH)
+        with _translated(f"empty {trash}"):
+            for name in os.listdir(trash):
+                shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
 
     def close(self) -> None:
         """Mark the store closed (it keeps no file open between calls); later calls fail
@@ -1003,6 +1009,11 @@ class _FileTransaction(StoreTransaction):
                 os.close(fd)
             current.ledger_size = current.ledger_bytes
         if not current.snapshot_fresh:
+            # A writer killed while replacing the snapshot may have left its temp file.
+            folder = os.path.join(store._root, session_id)
+            for name in os.listdir(folder):
+                if name.startswith(f".{SNAPSHOT}.") and name.endswith(".tmp"):
+                    os.unlink(os.path.join(folder, name))
             self._write_snapshot(
                 store._file(session_id, SNAPSHOT), current.row, current.ledger_bytes
             )
@@ -1015,6 +1026,8 @@ class _FileTransaction(StoreTransaction):
 
     def _lock_scope(self, app_name: str, user_id: str | None) -> None:
         store = self._store
+        if self._session_id is None:  # the lock order is session, app, user
+            raise StoreError("load_session must come first in a file store transaction")
         if self._app is None:
             self._locks.append(store._lock(store._scope_paths(app_name, None)[1]))
             self._app = app_name
