@@ -314,49 +314,98 @@ _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
 class _PgTransaction(StoreTransaction):
-    """The primitives of one write, on a connection inside `BEGIN` … `COMMIT`."""
+    """The primitives of one write, on one connection, between `BEGIN` and `COMMIT`.
+
+    Round trips are what a writer pays while it holds the session's row lock, so statements
+    are pipelined: `BEGIN` goes with the first read, and the writes (which return nothing)
+    are queued and sent with `COMMIT` (or before the next read, so reads see them). An
+    append costs two round trips, plus one per shared-state scope it touches.
+    """
 
     def __init__(self, store: PostgresStore, conn: psycopg.Connection[TupleRow]) -> None:
         self._sql = store._sql
         self._schema = store.schema
         self._conn = conn
+        self._begun = False
         self._creating: str | None = None
         self._locked: set[str] = set()
+        self._pending: list[tuple[str, Any]] = []  # (sql, params or a list of them)
+
+    def _send(self, statements: Sequence[tuple[str, Any]]) -> psycopg.Cursor[TupleRow]:
+        """Run queued writes, `BEGIN` if not yet sent, then `statements`, in one round trip;
+        return the cursor of the last statement."""
+        conn = self._conn
+        pending, self._pending = self._pending, []
+        with self._unique(), conn.pipeline():
+            if not self._begun:
+                conn.execute("BEGIN")
+                self._begun = True
+            for sql, params in pending:
+                if isinstance(params, list):
+                    conn.cursor().executemany(sql, params)
+                else:
+                    conn.execute(sql, params)
+            cur = conn.cursor()
+            for sql, params in statements:
+                cur = conn.execute(sql, params)
+        return cur
+
+    def commit(self) -> None:
+        if self._begun or self._pending:
+            self._send([("COMMIT", None)])
+
+    def rollback(self) -> None:
+        conn = self._conn
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # a broken connection; the pool discards it
+
+    @contextmanager
+    def _unique(self) -> Iterator[None]:
+        """A unique violation while creating a session: another creator committed first."""
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            if self._creating is not None:
+                raise SessionExistsError(self._creating) from exc
+            raise
 
     def load_session(self, session_id: str) -> SessionRow | None:
         # Locks the row until commit: writers of one session queue up here.
-        row = self._conn.execute(self._sql.lock_session, (session_id,)).fetchone()
+        row = self._send([(self._sql.lock_session, (session_id,))]).fetchone()
         if row is None:
             self._creating = session_id
             return None
         return _session_row(*row, None, None)[0]
 
     def load_event_rows(self, session_id: str) -> list[EventRow]:
-        cur = self._conn.cursor(row_factory=args_row(_event_row))
-        return cur.execute(self._sql.all_events, (session_id,)).fetchall()
+        rows = self._send([(self._sql.all_events, (session_id,))]).fetchall()
+        return [_event_row(*row) for row in rows]
 
-    def _lock_scope(self, app_name: str, user_id: str | None) -> None:
-        # Lock order: the session row (load_session), then the app, then the user.
-        keys = [_lock_key("agentledger.scope", self._schema, app_name)]
-        if user_id:
-            keys.append(_lock_key("agentledger.scope", self._schema, app_name, user_id))
-        for key in keys:
-            if key not in self._locked:
-                self._conn.execute(_LOCK, (key,))
-                self._locked.add(key)
+    def _scope_locks(self, app: str, user: str) -> list[tuple[str, Any]]:
+        # Lock order: the session row (load_session), then the app, then the user, so two
+        # writers never wait for each other in a cycle.
+        keys = [_lock_key("agentledger.scope", self._schema, app)]
+        if user != _APP_SCOPE:
+            keys.append(_lock_key("agentledger.scope", self._schema, app, user))
+        locks = [(_LOCK, (key,)) for key in keys if key not in self._locked]
+        self._locked.update(keys)
+        return locks
 
     def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
         app = _pg_text(app_name)
         user = _pg_text(user_id) if user_id else _APP_SCOPE
-        self._lock_scope(app, user)
-        row = self._conn.execute(self._sql.scoped_state, (app, user)).fetchone()
+        read = (self._sql.scoped_state, (app, user))
+        row = self._send([*self._scope_locks(app, user), read]).fetchone()
         return None if row is None else _py_json(row[0])
 
     def save_scoped_state(self, app_name: str, user_id: str | None, state: str) -> None:
         app = _pg_text(app_name)
         user = _pg_text(user_id) if user_id else _APP_SCOPE
-        self._lock_scope(app, user)
-        self._conn.execute(self._sql.save_scoped_state, (app, user, _pg_json(state)))
+        self._pending += self._scope_locks(app, user)
+        self._pending.append((self._sql.save_scoped_state, (app, user, _pg_json(state))))
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         params = [
@@ -373,48 +422,22 @@ class _PgTransaction(StoreTransaction):
             )
             for r in rows
         ]
-        with self._unique(rows[0].session_id if rows else ""):
-            if len(params) == 1:
-                self._conn.execute(self._sql.insert_event, params[0])
-            else:
-                with self._conn.cursor() as cur:
-                    cur.executemany(self._sql.insert_event, params)
+        if len(params) == 1:
+            self._pending.append((self._sql.insert_event, params[0]))
+        elif params:
+            self._pending.append((self._sql.insert_event, params))
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         text = (_pg_text(row.status), _pg_text(row.phase))
         agent = None if row.agent_name is None else _pg_text(row.agent_name)
         snapshot = _pg_json(row.snapshot)
         if new:
-            with self._unique(row.id):
-                self._conn.execute(
-                    self._sql.insert_session,
-                    (
-                        row.id,
-                        _pg_text(row.app_name),
-                        _pg_text(row.user_id),
-                        agent,
-                        *text,
-                        row.created_at,
-                        row.updated_at,
-                        row.version,
-                        snapshot,
-                    ),
-                )
+            names = (row.id, _pg_text(row.app_name), _pg_text(row.user_id), agent, *text)
+            times = (row.created_at, row.updated_at, row.version, snapshot)
+            self._pending.append((self._sql.insert_session, names + times))
         else:
-            self._conn.execute(
-                self._sql.update_session,
-                (agent, *text, row.updated_at, row.version, snapshot, row.id),
-            )
-
-    @contextmanager
-    def _unique(self, session_id: str) -> Iterator[None]:
-        """A unique violation while creating this session: another creator committed first."""
-        try:
-            yield
-        except psycopg.errors.UniqueViolation as exc:
-            if self._creating == session_id:
-                raise SessionExistsError(session_id) from exc
-            raise
+            update = (agent, *text, row.updated_at, row.version, snapshot, row.id)
+            self._pending.append((self._sql.update_session, update))
 
 
 def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -664,8 +687,14 @@ class PostgresStore(BaseStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[_PgTransaction]:
-        with self._connection() as conn, conn.transaction():
-            yield _PgTransaction(self, conn)
+        with self._connection() as conn:
+            tx = _PgTransaction(self, conn)
+            try:
+                yield tx
+                tx.commit()
+            except BaseException:
+                tx.rollback()
+                raise
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with self._connection() as conn:

@@ -1,0 +1,453 @@
+"""PostgreSQL-specific behaviour: schema versions and migrations, setup races, connection
+failures, URL options, values JSONB cannot hold as they are, rows damaged behind our back.
+
+The shared contract is checked by the conformance suite (test_conformance.py, backend
+"postgresql"). Every test here gets a fresh schema from `$AGENTLEDGER_TEST_POSTGRES_URL`
+(the `postgres_url` fixture in conftest.py) and skips without it (fails when `CI=true`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from agentledger import (
+    ConfigurationError,
+    CorruptedSessionError,
+    MissingDependencyError,
+    NewEvent,
+    SchemaVersionError,
+    SessionExistsError,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
+from agentledger.testing import StoreFactory, msg
+from agentledger.testing._processes import create_worker, run_processes
+
+psycopg = pytest.importorskip("psycopg")
+postgres_module = pytest.importorskip("agentledger.stores.postgres")
+PostgresStore = postgres_module.PostgresStore
+MIGRATIONS = postgres_module.MIGRATIONS
+SCHEMA_VERSION = postgres_module.SCHEMA_VERSION
+
+
+def _schema(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["schema"][0]
+
+
+def _base(url: str) -> str:
+    """The URL without agentledger's `schema` option: what psycopg itself accepts."""
+    return url.rsplit("schema=", 1)[0].rstrip("?&")
+
+
+@pytest.fixture
+def make(postgres_url: str) -> Iterator[StoreFactory]:
+    factory = StoreFactory(postgres_url)
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def sql(postgres_url: str) -> Iterator[Any]:
+    """Run SQL in the test's schema directly, as something other than agentledger would."""
+    conn = psycopg.connect(_base(postgres_url), autocommit=True)
+    conn.execute(
+        psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(_schema(postgres_url)))
+    )
+
+    def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+    yield run
+    conn.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- schema versions and migrations ---------------------------------------------------------
+
+
+def test_new_schema_gets_the_current_version(make: StoreFactory, sql: Any) -> None:
+    store = make()
+    assert isinstance(store, PostgresStore)
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) - 1
+    assert MIGRATIONS[0] == []
+    assert sql("SELECT version FROM agentledger_schema_version ORDER BY version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
+    tables = {r[0] for r in sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    assert tables == {"agentledger_schema_version", "sessions", "events", "scoped_state"}
+    types = dict(
+        sql(
+            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
+        )
+    )
+    for column in ("events.data", "events.state_delta", "sessions.snapshot", "scoped_state.state"):
+        assert types[column] == "jsonb"
+    for column in ("events.timestamp", "sessions.created_at", "sessions.updated_at"):
+        assert types[column] == "timestamp with time zone"
+
+
+def test_newer_schema_is_refused(make: StoreFactory, sql: Any, postgres_url: str) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    newer = SCHEMA_VERSION + 1
+    sql("INSERT INTO agentledger_schema_version (version) VALUES (%s)", (newer,))
+    with pytest.raises(SchemaVersionError) as info:
+        make()
+    message = str(info.value)
+    assert f"schema version {newer}" in message
+    assert f"up to {SCHEMA_VERSION}" in message
+    assert repr(_schema(postgres_url)) in message
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(newer,)]
+    assert sql("SELECT id FROM sessions") == [("kept",)]
+
+
+class _SpyMigrations(list[list[str]]):
+    """`MIGRATIONS` that records which versions `setup()` applies."""
+
+    def __init__(self, migrations: list[list[str]]) -> None:
+        super().__init__(migrations)
+        self.applied: list[int] = []
+
+    def __getitem__(self, index: Any) -> Any:
+        self.applied.append(index)
+        return super().__getitem__(index)
+
+
+def test_reopening_does_not_rerun_migrations(
+    make: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = _SpyMigrations(MIGRATIONS)
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", spy)
+    store = make()
+    assert spy.applied == list(range(1, SCHEMA_VERSION + 1))
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    spy.applied.clear()
+    reopened = make()
+    assert spy.applied == []
+    assert reopened.get_session("kept").version == 1
+
+
+def test_a_schema_of_the_previous_version_is_migrated(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make()  # written at SCHEMA_VERSION, the previous version of the patched library
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    upgraded = [
+        *MIGRATIONS,
+        ["CREATE TABLE {schema}.extra (x integer)", "INSERT INTO {schema}.extra VALUES (7)"],
+    ]
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    reopened = make()
+    assert reopened.schema_version() == SCHEMA_VERSION + 1
+    assert sql("SELECT x FROM extra") == [(7,)]
+    assert reopened.get_session("kept").version == 1
+    reopened.close()
+    make().close()
+    assert sql("SELECT x FROM extra") == [(7,)]  # applied once
+
+
+def test_failed_migration_changes_nothing(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make().close()
+    broken = [*MIGRATIONS, ["CREATE TABLE {schema}.extra (x integer)", "THIS IS NOT SQL"]]
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", broken)
+    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="nothing was changed"):
+        make()
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(SCHEMA_VERSION,)]
+    assert sql("SELECT to_regclass('extra')") == [(None,)]
+
+
+def test_failed_first_setup_leaves_no_schema(
+    postgres_url: str, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = [[], ["CREATE TABLE {schema}.sessions (id text)", "THIS IS NOT SQL"]]
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", broken)
+    with pytest.raises(StoreError):
+        open_store(postgres_url)
+    assert sql("SELECT 1 FROM pg_namespace WHERE nspname = %s", (_schema(postgres_url),)) == []
+
+
+def test_processes_creating_the_schema_at_once(postgres_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    workers = 4
+    barrier = ctx.Barrier(workers)
+    run_processes(
+        ctx, create_worker, [(postgres_url, (), barrier, "demo", w) for w in range(workers)]
+    )
+    with open_store(postgres_url) as store:
+        listed = store.list_sessions(app_name="demo").sessions
+        assert sorted(s.user_id for s in listed) == [f"user-{w}" for w in range(workers)]
+        assert isinstance(store, PostgresStore) and store.schema_version() == SCHEMA_VERSION
+
+
+# -- connections ----------------------------------------------------------------------------
+
+
+def test_unreachable_server(postgres_url: str) -> None:
+    port = _closed_port()
+    with pytest.raises(StoreUnavailableError) as info:
+        open_store(f"postgresql://postgres@127.0.0.1:{port}/agentledger_test")
+    assert f"127.0.0.1:{port}/agentledger_test" in str(info.value)
+    assert "cannot connect" in str(info.value)
+    assert isinstance(info.value.__cause__, psycopg.OperationalError)
+
+
+def test_connections_killed_by_the_server_are_replaced(postgres_url: str, sql: Any) -> None:
+    name = f"agentledger-{_schema(postgres_url)}"  # only this test's connections
+    store = open_store(f"{postgres_url}&application_name={name}&pool_min_size=2")
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    killed = sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (name,),
+    )
+    assert killed  # at least the connection that created the session
+    failures = 0
+    for _ in range(20):  # each broken connection fails one call, then leaves the pool
+        try:
+            store.append(sid, [msg()])
+            break
+        except StoreUnavailableError:
+            failures += 1
+    else:
+        pytest.fail("the store never recovered")
+    assert failures <= len(killed)  # each killed connection fails one call at most
+    assert store.get_session(sid).version == 2
+    store.close()
+
+
+def test_closed_store_refuses_work(make: StoreFactory) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="s")
+    store.close()
+    store.close()  # twice is fine
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        store.get_session("s")
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        store.append("s", [msg()])
+
+
+def test_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` raises ImportError
+    monkeypatch.delitem(sys.modules, "agentledger.stores.postgres")
+    with pytest.raises(MissingDependencyError) as info:
+        open_store("postgresql://postgres@127.0.0.1/agentledger_test")
+    assert info.value.extra == "postgres"
+    assert "agentledger[postgres]" in str(info.value)
+
+
+# -- URL options ----------------------------------------------------------------------------
+
+
+def test_schemas_isolate_stores(postgres_url: str) -> None:
+    other = postgres_url.replace("schema=", "schema=other_")
+    try:
+        with open_store(postgres_url) as a, open_store(other) as b:
+            a.create_session(app_name="demo", user_id="ada", session_id="s", state={"app:k": 1})
+            assert b.list_sessions().sessions == []
+            assert b.create_session(app_name="demo", user_id="ada", session_id="s").state == {}
+    finally:
+        with psycopg.connect(_base(postgres_url), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    psycopg.sql.Identifier(_schema(other))
+                )
+            )
+
+
+def test_options_from_the_url_and_keywords(postgres_url: str) -> None:
+    url = f"{postgres_url}&pool_min_size=0&pool_max_size=3&pool_timeout=5&application_name=al"
+    with open_store(url, max_event_bytes=4096) as store:
+        assert isinstance(store, PostgresStore)
+        assert (store._pool.min_size, store._pool.max_size) == (0, 3)
+        assert store.max_event_bytes == 4096
+        assert store.schema == _schema(postgres_url)
+        assert store.url == url
+        sid = store.create_session(app_name="demo", user_id="ada").id
+        with store._connection() as conn:  # libpq parameters reach the server
+            assert conn.execute("SHOW application_name").fetchone() == ("al",)
+        assert store.get_session(sid).version == 1
+    with open_store(postgres_url.replace("postgresql://", "postgres://", 1)) as store:
+        assert store.get_session(sid).version == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "pool_max_size=0",
+        "pool_min_size=5&pool_max_size=2",
+        "pool_max_size=many",
+        "pool_timeout=soon",
+        "max_event_bytes=10",
+        "not_a_libpq_parameter=1",
+    ],
+)
+def test_bad_options(postgres_url: str, query: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(f"{postgres_url}&{query}")
+
+
+def test_unknown_keyword_option(postgres_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="pool_szie"):
+        open_store(postgres_url, pool_szie=3)
+
+
+@pytest.mark.parametrize("schema", ["", "x" * 64])
+def test_bad_schema_name(postgres_url: str, schema: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(postgres_url, schema=schema)
+
+
+def test_odd_schema_names_are_quoted(postgres_url: str) -> None:
+    odd = f'{_schema(postgres_url)}-Odd "name"; DROP TABLE x'
+    try:
+        with open_store(postgres_url, schema=odd) as store:
+            store.create_session(app_name="demo", user_id="ada", session_id="s")
+            assert store.get_session("s").version == 1
+    finally:
+        with psycopg.connect(_base(postgres_url), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    psycopg.sql.Identifier(odd)
+                )
+            )
+
+
+def test_password_is_not_shown(postgres_url: str) -> None:
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@", 1)
+    with open_store(url) as store:
+        assert "s3cret" not in repr(store)
+        assert "***" in repr(store)
+        assert store.url == url  # other processes reopen it by URL
+
+
+# -- values JSONB and text columns cannot hold as they are ----------------------------------
+
+ODD_STRINGS = ["nul\x00inside", "\x00", "pua\ue000", "\ue0000", "\ue0001\x00", "\\u0000", "\\\x00"]
+ODD_NUMBERS = [1e23, -1e300, 1.7976931348623157e308, 5e-324, 1e16, 2.5e-7, 10**40, 0.1]
+
+
+def test_odd_strings_and_numbers_round_trip(make: StoreFactory, sql: Any) -> None:
+    store = make()
+    name = "app\x00\ue000"
+    session = store.create_session(
+        app_name=name,
+        user_id=name,
+        agent_name=name,
+        title=name,
+        state={s: s for s in ODD_STRINGS} | {"app:n": ODD_NUMBERS, "user:\x00": "\x00"},
+        session_id="odd",
+    )
+    event = NewEvent(
+        type="plugin\x00.x\ue000",
+        author="\x00",
+        invocation_id="\ue000\x00",
+        data={"strings": ODD_STRINGS, "numbers": ODD_NUMBERS, **{s: s for s in ODD_STRINGS}},
+        state_delta={"n": ODD_NUMBERS},
+    )
+    (stored,) = store.append(session.id, [event])
+    reopened = make()
+    (back,) = reopened.read_events("odd", after=1)
+    assert back == stored
+    assert [type(n) for n in back.data["numbers"]] == [type(n) for n in ODD_NUMBERS]
+    assert reopened.read_events("odd", types=["plugin\x00.x\ue000"]) == [back]
+    got = reopened.get_session("odd")
+    assert got.state["n"] == ODD_NUMBERS and got.state["app:n"] == ODD_NUMBERS
+    assert got.state["user:\x00"] == "\x00" and got.title == name
+    assert [s.id for s in reopened.list_sessions(app_name=name, user_id=name, agent_name=name).sessions] == ["odd"]
+    # What SQL sees: NUL escaped, big floats written out in full.
+    (row,) = sql("SELECT data->'strings'->>0, data->'numbers'->>0 FROM events WHERE seq = 2")
+    assert row == ("nul\ue0000inside", "99999999999999991611392.0")
+
+
+# -- rows changed behind the store's back ---------------------------------------------------
+
+
+def _populated(make: StoreFactory) -> tuple[Any, str, str]:
+    store = make()
+    a = store.create_session(app_name="demo", user_id="ada", state={"k": 1}, session_id="aaa")
+    b = store.create_session(app_name="demo", user_id="bob", session_id="bbb")
+    store.append(a.id, [msg("one", state_delta={"k": 2}), msg("two")])
+    store.append(b.id, [msg("three")])
+    return store, a.id, b.id
+
+
+def test_unreadable_snapshot_is_rebuilt_from_the_ledger(make: StoreFactory, sql: Any) -> None:
+    store, a, b = _populated(make)
+    good = store.get_session(a)
+    for garbage in ("[]", '{"id": 5}', "null"):
+        sql("UPDATE sessions SET snapshot = %s::jsonb WHERE id = %s", (garbage, a))
+        assert store.get_session(a) == good
+    store.append(a, [msg("four")])  # the append stores a readable snapshot again
+    assert sql("SELECT snapshot->>'version' FROM sessions WHERE id = %s", (a,)) == [("4",)]
+
+
+def test_unreadable_event_row_corrupts_only_its_session(make: StoreFactory, sql: Any) -> None:
+    store, a, b = _populated(make)
+    b_events = store.read_events(b)
+    sql("UPDATE events SET data = '[1, 2]' WHERE session_id = %s AND seq = 2", (a,))
+    with pytest.raises(CorruptedSessionError) as info:
+        store.read_events(a)
+    assert info.value.session_id == a
+    assert store.read_events(b) == b_events
+    sql("UPDATE sessions SET snapshot = 'null' WHERE id = %s", (a,))
+    page = store.list_sessions()
+    assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+
+
+# -- the database enforces the contract -----------------------------------------------------
+
+
+def test_creating_one_id_from_threads_at_once(make: StoreFactory) -> None:
+    stores = [make() for _ in range(6)]  # one pool each: truly concurrent transactions
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def create(store: Any, i: int) -> None:
+        barrier.wait()
+        try:
+            store.create_session(app_name="demo", user_id=f"u{i}", session_id="same", state={"k": i})
+            outcomes.append("created")
+        except SessionExistsError:
+            outcomes.append("exists")
+
+    threads = [threading.Thread(target=create, args=(s, i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] + ["exists"] * (len(stores) - 1)
+    session = stores[0].get_session("same")
+    assert [e.seq for e in stores[0].read_events("same")] == [1]
+    assert session.state == {"k": int(session.user_id[1:])}
+
+
+def test_a_duplicate_seq_cannot_be_committed(make: StoreFactory, sql: Any) -> None:
+    store, a, _ = _populated(make)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        sql(
+            "INSERT INTO events SELECT session_id, seq, id || 'x', type, author, timestamp,"
+            " invocation_id, data, state_delta FROM events WHERE session_id = %s AND seq = 2",
+            (a,),
+        )
