@@ -59,9 +59,8 @@ def make(postgres_url: str) -> Iterator[StoreFactory]:
 def sql(postgres_url: str) -> Iterator[Any]:
     """Run SQL in the test's schema directly, as something other than agentledger would."""
     conn = psycopg.connect(_base(postgres_url), autocommit=True)
-    conn.execute(
-        psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(_schema(postgres_url)))
-    )
+    schema = psycopg.sql.Identifier(_schema(postgres_url))
+    conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(schema))
 
     def run(query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = conn.execute(query, params)
@@ -88,7 +87,9 @@ def test_new_schema_gets_the_current_version(make: StoreFactory, sql: Any) -> No
     assert sql("SELECT version FROM agentledger_schema_version ORDER BY version") == [
         (v,) for v in range(1, SCHEMA_VERSION + 1)
     ]
-    tables = {r[0] for r in sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    tables = {
+        r[0] for r in sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    }
     assert tables == {"agentledger_schema_version", "sessions", "events", "scoped_state"}
     types = dict(
         sql(
@@ -375,7 +376,8 @@ def test_odd_strings_and_numbers_round_trip(make: StoreFactory, sql: Any) -> Non
     got = reopened.get_session("odd")
     assert got.state["n"] == ODD_NUMBERS and got.state["app:n"] == ODD_NUMBERS
     assert got.state["user:\x00"] == "\x00" and got.title == name
-    assert [s.id for s in reopened.list_sessions(app_name=name, user_id=name, agent_name=name).sessions] == ["odd"]
+    listed = reopened.list_sessions(app_name=name, user_id=name, agent_name=name).sessions
+    assert [s.id for s in listed] == ["odd"]
     # What SQL sees: NUL escaped, big floats written out in full.
     (row,) = sql("SELECT data->'strings'->>0, data->'numbers'->>0 FROM events WHERE seq = 2")
     assert row == ("nul\ue0000inside", "99999999999999991611392.0")
@@ -427,7 +429,9 @@ def test_creating_one_id_from_threads_at_once(make: StoreFactory) -> None:
     def create(store: Any, i: int) -> None:
         barrier.wait()
         try:
-            store.create_session(app_name="demo", user_id=f"u{i}", session_id="same", state={"k": i})
+            store.create_session(
+                app_name="demo", user_id=f"u{i}", session_id="same", state={"k": i}
+            )
             outcomes.append("created")
         except SessionExistsError:
             outcomes.append("exists")
@@ -451,3 +455,31 @@ def test_a_duplicate_seq_cannot_be_committed(make: StoreFactory, sql: Any) -> No
             " invocation_id, data, state_delta FROM events WHERE session_id = %s AND seq = 2",
             (a,),
         )
+
+
+def _append_in_forked_child(store: Any, session_id: str, backend_pids: Any) -> None:
+    store.append(session_id, [msg("from the child")])
+    with store._connection() as conn:
+        backend_pids.put(conn.info.backend_pid)
+
+
+def test_a_forked_child_uses_connections_of_its_own(postgres_url: str) -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    ctx = multiprocessing.get_context("fork")
+    store = open_store(postgres_url, pool_min_size=1, pool_max_size=1)
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    with store._connection() as conn:
+        parent_pid = conn.info.backend_pid
+    backend_pids = ctx.Queue()
+    child = ctx.Process(target=_append_in_forked_child, args=(store, sid, backend_pids))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert backend_pids.get(timeout=5) != parent_pid  # not the parent's inherited socket
+    store.append(sid, [msg("after the fork")])  # the parent's connection still works
+    with store._connection() as conn:
+        assert conn.info.backend_pid == parent_pid
+    texts = [e.data.get("text") for e in store.read_events(sid)[1:]]
+    assert texts == ["from the child", "after the fork"]
+    store.close()

@@ -37,6 +37,8 @@ JSONB cannot hold every JSON value exactly, so two things are written in a form 
       floats written with a positive exponent are written as their exact decimal with `.0`
       (`99999999999999991611392.0`) instead, which reads back as the same float. (JSONB has
       no negative zero: `-0.0` reads back as `0.0`, which compares equal.)
+JSONB does not keep the order of an object's keys: `data`, state and metadata come back equal,
+with their keys in JSONB's order (shortest first).
 
 URL options (query parameters, or keyword arguments to `open_store`):
     `schema`: The PostgreSQL schema holding the tables (created if missing), so several
@@ -57,9 +59,10 @@ under a transaction-scoped advisory lock, so processes opening one database at o
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -112,11 +115,13 @@ MIGRATIONS: list[list[str]] = [
             version bigint NOT NULL,
             snapshot jsonb NOT NULL
         )""",
-        # list_sessions: newest first, with or without an app or app-and-user filter; the
-        # other filters (agent, status, phase) are checked on the rows these indexes yield.
+        # list_sessions: newest first, with or without an app, app-and-user or status
+        # filter (a rare status such as "terminated" would otherwise scan most of the
+        # table); agent and phase filters are checked on the rows these indexes yield.
         "CREATE INDEX sessions_by_updated ON {schema}.sessions (updated_at, id)",
         "CREATE INDEX sessions_by_app ON {schema}.sessions (app_name, updated_at, id)",
         "CREATE INDEX sessions_by_user ON {schema}.sessions (app_name, user_id, updated_at, id)",
+        "CREATE INDEX sessions_by_status ON {schema}.sessions (status, updated_at, id)",
         """CREATE TABLE {schema}.events (
             session_id text COLLATE "C" NOT NULL,
             seq bigint NOT NULL,
@@ -203,7 +208,9 @@ def _pg_json(text: str) -> str:
 
 def _py_json(text: str) -> str:
     """JSON text read back from JSONB (`col::text`), NUL restored."""
-    return _UNESCAPE.sub(lambda m: "\\u0000" if m[1] == "0" else _ESC, text) if _ESC in text else text
+    if _ESC not in text:
+        return text
+    return _UNESCAPE.sub(lambda m: "\\u0000" if m[1] == "0" else _ESC, text)
 
 
 def _event_row(
@@ -478,7 +485,7 @@ def _display_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _number(url: str, name: str, value: Any, kind: Callable[[Any], Any], low: float) -> Any:
+def _number(url: str, name: str, value: Any, kind: type[int] | type[float], low: float) -> Any:
     try:
         number = kind(value)
     except (TypeError, ValueError) as exc:
@@ -549,16 +556,10 @@ class PostgresStore(BaseStore):
             kwargs["connect_timeout"] = _DEFAULT_CONNECT_TIMEOUT
         self._conninfo = conninfo
         self._connect_kwargs = kwargs
+        self._pool_sizes = (pool_min_size, pool_max_size)
         self.setup()
-        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
-            conninfo,
-            kwargs=kwargs,
-            min_size=pool_min_size,
-            max_size=pool_max_size,
-            timeout=self._pool_timeout,
-            name=f"agentledger {self._where}",
-            open=True,
-        )
+        self._pool = self._new_pool()
+        self._pid = os.getpid()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> PostgresStore:
@@ -566,13 +567,14 @@ class PostgresStore(BaseStore):
         module docs for the options)."""
         conninfo, opts = _split_url(url, options)
         display = _display_url(url)
-        if "max_event_bytes" in opts:
-            opts["max_event_bytes"] = _number(display, "max_event_bytes", opts["max_event_bytes"], int, 256)
-        for name in ("pool_min_size", "pool_max_size"):
+        for name, kind, low in (
+            ("max_event_bytes", int, 256),
+            ("pool_min_size", int, 0),
+            ("pool_max_size", int, 1),
+            ("pool_timeout", float, 0),
+        ):
             if name in opts:
-                opts[name] = _number(display, name, opts[name], int, 0)
-        if "pool_timeout" in opts:
-            opts["pool_timeout"] = _number(display, "pool_timeout", opts["pool_timeout"], float, 0)
+                opts[name] = _number(display, name, opts[name], kind, low)
         return cls(conninfo, url=url, **opts)
 
     def __repr__(self) -> str:
@@ -597,13 +599,35 @@ class PostgresStore(BaseStore):
             return InvalidEventError(f"PostgreSQL cannot store this text: {exc}")
         return StoreError(f"PostgreSQL at {self._where}: {exc}")
 
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+        return ConnectionPool(
+            self._conninfo,
+            kwargs=self._connect_kwargs,
+            min_size=self._pool_sizes[0],
+            max_size=self._pool_sizes[1],
+            timeout=self._pool_timeout,
+            name=f"agentledger {self._where}",
+            open=True,
+        )
+
+    def _pool_here(self) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+        """This process's pool: a child forked from the process that opened the store must
+        not use the parent's connections, so it gets a pool of its own on first use."""
+        if self._pid != os.getpid():
+            with self._close_lock:
+                if self._pid != os.getpid():
+                    # The parent's pool is left alone: psycopg does not close connections
+                    # inherited through fork, which the parent still uses.
+                    self._pool, self._pid = self._new_pool(), os.getpid()
+        return self._pool
+
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
         """Borrow a pooled connection (autocommit); psycopg errors become ours."""
         if self._closed:
             raise StoreUnavailableError(f"{self!r} is closed")
         try:
-            with self._pool.connection() as conn:
+            with self._pool_here().connection() as conn:
                 yield conn
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
@@ -675,7 +699,8 @@ class PostgresStore(BaseStore):
             ) from exc
 
     def _read_version(self, conn: psycopg.Connection[TupleRow]) -> int:
-        row = conn.execute(f"SELECT coalesce(max(version), 0) FROM {self._sql.version_table}").fetchone()
+        sql = f"SELECT coalesce(max(version), 0) FROM {self._sql.version_table}"
+        row = conn.execute(sql).fetchone()
         return int(row[0]) if row else 0
 
     def schema_version(self) -> int:
@@ -699,7 +724,8 @@ class PostgresStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with self._connection() as conn:
             cur = conn.cursor(row_factory=args_row(_session_row))
-            return cur.execute(self._sql.session_with_scopes + " WHERE s.id = %s", (session_id,)).fetchone()
+            sql = self._sql.session_with_scopes + " WHERE s.id = %s"
+            return cur.execute(sql, (session_id,)).fetchone()
 
     def _fetch_event_rows(
         self,
