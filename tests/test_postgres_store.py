@@ -483,3 +483,14 @@ def test_a_forked_child_uses_connections_of_its_own(postgres_url: str) -> None:
     texts = [e.data.get("text") for e in store.read_events(sid)[1:]]
     assert texts == ["from the child", "after the fork"]
     store.close()
+
+
+def test_constructed_directly(postgres_url: str) -> None:
+    schema = _schema(postgres_url)
+    with PostgresStore(_base(postgres_url), schema=schema, pool_max_size=2) as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+        assert store.url == postgres_url
+        with open_store(store.url) as reopened:  # how another process reopens it
+            assert reopened.get_session("s").version == 1
+    with pytest.raises(ConfigurationError):
+        PostgresStore(postgres_url)  # agentledger's options are not libpq's

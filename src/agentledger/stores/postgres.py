@@ -506,7 +506,8 @@ class PostgresStore(BaseStore):
         pool_max_size: Connections opened at most (at least 1 and `pool_min_size`).
         pool_timeout: Seconds to wait for a connection before `StoreUnavailableError`.
         url: The URL it was opened with (for display and for other processes to reopen);
-            `conninfo` if omitted.
+            if omitted, `conninfo` (plus `?schema=` when it is a URL and `schema` is not
+            `public`).
         **options: `max_event_bytes`, `clock`, `lifecycle`; see `BaseStore`.
 
     Raises:
@@ -533,9 +534,13 @@ class PostgresStore(BaseStore):
         url: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(url=url or conninfo, **options)
         if not isinstance(schema, str) or not 0 < len(schema.encode()) < 64 or "\x00" in schema:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, not {schema!r}")
+        if url is None:
+            url = conninfo
+            if schema != "public" and urlsplit(conninfo).scheme in ("postgresql", "postgres"):
+                url += ("&" if "?" in conninfo else "?") + urlencode({"schema": schema})
+        super().__init__(url=url, **options)
         if pool_max_size < max(1, pool_min_size) or pool_min_size < 0:
             raise ConfigurationError(
                 f"need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1, not "
@@ -546,7 +551,10 @@ class PostgresStore(BaseStore):
         self._pool_timeout = float(pool_timeout)
         self._closed = False
         self._close_lock = threading.Lock()
-        params = conninfo_to_dict(conninfo)
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"bad PostgreSQL connection string: {exc}") from exc
         self._where = (
             f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
             f"/{params.get('dbname') or params.get('user') or ''}"
