@@ -37,14 +37,24 @@ Checks skipped unless the store declares them in `store.capabilities`:
         child starts in milliseconds instead of importing everything again.
 
 The suite needs the test extra (`pip install 'agentledger[test]'`: pytest and hypothesis). It
-is split by topic: `_sessions` (create, delete, reopen), `_appends` (atomicity, versions,
-threads), `_processes` (8 processes × 500 appends to one session, with and without
-`expected_version`: every append lands once or raises), `_crash` (writers killed with SIGKILL at
-random points, 50 times: every acknowledged write survives, no append lands in part;
-`benchmarks/crash_soak.py` is the long run),
-`_reads` (events, listing, cursors), `_bad_input`, `_scoped` (state
-scopes), `_state_conflicts` (`expected_state`) and `_properties` (the projection of the
-ledger equals the stored snapshot).
+is split by topic:
+    `_sessions`: create, delete, reopen.
+    `_appends`: atomicity, versions, writers in threads.
+    `_processes`: 8 processes × 500 appends to one session, with and without
+        `expected_version`: each append lands exactly once or raises `ConcurrencyError`.
+    `_crash`: writers killed with SIGKILL at random points, 50 times per store: every
+        acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
+        the same rounds for longer).
+    `_reads`: events, listing, cursors.
+    `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
+    `_scoped`: `app:`, `user:` and `temp:` state.
+    `_state_conflicts`: `expected_state`.
+    `_properties`: the projection of the ledger equals the stored snapshot (hypothesis).
+    `_stateful`: a hypothesis state machine creates, appends, reads, lists, deletes and cleans
+        up (`SessionManager.cleanup`) on the store and on a `MemoryStore`, and checks that
+        they agree call for call.
+The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
+store must accept the `clock` option.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from agentledger.testing._reads import ReadConformance
 from agentledger.testing._scoped import ScopedStateConformance
 from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
+from agentledger.testing._stateful import StatefulConformance
 
 __all__ = [
     "AppendConformance",
@@ -70,6 +81,7 @@ __all__ = [
     "ReadConformance",
     "ScopedStateConformance",
     "SessionConformance",
+    "StatefulConformance",
     "StateConflictConformance",
     "StoreConformance",
     "StoreFactory",
@@ -86,5 +98,6 @@ class StoreConformance(
     ScopedStateConformance,
     StateConflictConformance,
     PropertyConformance,
+    StatefulConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""

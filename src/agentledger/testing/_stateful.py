@@ -1,0 +1,498 @@
+"""Conformance: the store and the memory store agree, whatever is done to them (hypothesis).
+
+A `RuleBasedStateMachine` drives the store under test and a fresh `MemoryStore` (the model)
+with the same calls: create sessions (caller-chosen ids from a pool of three, so ids collide
+and deleted ids come back), append batches of every standard event type with state deltas
+in every scope (`app:`, `user:`, `temp:`, own keys), right and wrong `expected_version` and
+`expected_state`, lifecycle moves allowed and refused; read events (`after`, `limit`,
+`last`, `types`), list sessions (every filter, a bad cursor, walking the cursor page by
+page), delete, and `SessionManager.cleanup`. Each call must return the same on both, or
+raise the same exception type (`ConcurrencyError`s with the same versions). After every
+step, `get_session` of every id and a one-per-page walk of all sessions must agree too.
+
+Both stores read one `FakeClock`, moved by a drawn step (zero included, for equal
+timestamps) before each write, so timestamps agree; events are compared without their `id`
+(each store makes its own ULIDs). Hypothesis runs many examples against one store (the
+test's store fixture): each example uses its own app names, starts with no sessions and
+deletes its sessions when it ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from agentledger.core.events import Event, NewEvent
+from agentledger.core.session import DEFAULT_PHASES, FINAL_PHASES
+from agentledger.errors import AgentLedgerError, ConcurrencyError, SessionNotFoundError
+from agentledger.manager import SessionManager
+from agentledger.stores.base import SessionStore
+from agentledger.stores.memory import MemoryStore
+from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._lifecycle import FakeClock
+
+__all__ = ["StatefulConformance", "StoreComparison"]
+
+T = TypeVar("T")
+
+T0 = datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc)
+SESSION_IDS = ("s0", "s1", "s2")
+APPS = ("a", "b")
+USERS = ("ada", "bob")
+AGENTS = (None, "helper", "critic")
+PHASES = (*DEFAULT_PHASES, "nowhere")  # one phase no store knows
+STATUSES = ("active", "suspended", "terminated", "paused")  # "paused" is not a status
+TYPES = (
+    "session_created",  # refused: create_session writes it
+    "user_message",
+    "agent_message",
+    "tool_call",
+    "tool_result",
+    "final_output",
+    "state_updated",
+    "myplugin.metric",
+)
+STEPS = (
+    timedelta(0),
+    timedelta(microseconds=1),
+    timedelta(seconds=1),
+    timedelta(minutes=5),
+    timedelta(hours=2),
+)
+"""How far `tick` moves the clock; 0 makes equal timestamps (ties in list order) likely."""
+_steps = st.sampled_from(STEPS)
+AGES = (timedelta(0), timedelta(minutes=10), timedelta(hours=3), timedelta(days=1))
+"""`cleanup` cut-offs: sessions idle longer than this go."""
+
+_values = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["x", "y", ""])
+_keys = st.sampled_from(["a", "b", "app:x", "app:y", "user:x", "user:z", "temp:t"])
+_deltas = st.dictionaries(_keys, _values, max_size=3)
+_data = st.dictionaries(st.sampled_from(["text", "n", "k"]), _values, max_size=2)
+_timestamps = st.none() | st.sampled_from(
+    [
+        T0 - timedelta(days=1),
+        T0 + timedelta(hours=1),
+        datetime(2026, 1, 9, 3, 0, tzinfo=timezone(timedelta(hours=5))),
+    ]
+)
+"""Mostly `None` (the store's clock stamps it); sometimes a given time, in the past too."""
+
+
+def _event(kind: str, data: dict[str, Any], delta: dict[str, Any], when: datetime | None) -> NewEvent:
+    return NewEvent(type=kind, author="agent", data=data, state_delta=delta, timestamp=when)
+
+
+_KINDS = ("plain",) * 8 + ("phase",) * 3 + ("status",) * 2 + (
+    "error",
+    "metadata",
+    "finalize",
+    "outcome",
+)
+"""Kinds of step, weighted so that most appends go through and a session is not terminated
+(after which every append is refused) too soon."""
+
+
+@st.composite
+def _one_step(draw: st.DrawFn) -> list[NewEvent]:
+    """One or two events: a plain event or a lifecycle move (allowed or not)."""
+    delta = draw(_deltas)
+    when = draw(_timestamps)
+    kind = draw(st.sampled_from(_KINDS))
+    if kind == "plain":
+        return [_event(draw(st.sampled_from(TYPES)), draw(_data), delta, when)]
+    if kind == "phase":
+        data: dict[str, Any] = {"to": draw(st.sampled_from(PHASES))}
+        if draw(st.booleans()):
+            data["resume_ready"] = draw(st.booleans())
+        return [_event("phase_changed", data, delta, when)]
+    if kind == "finalize":  # the allowed way to a final phase
+        outcome = draw(st.sampled_from(sorted(FINAL_PHASES)))
+        summary = draw(st.none() | st.just("done"))
+        return [
+            _event("phase_changed", {"to": outcome}, delta, when),
+            _event("session_finalized", {"outcome": outcome, "summary": summary}, {}, when),
+        ]
+    if kind == "status":
+        return [_event("status_changed", {"to": draw(st.sampled_from(STATUSES))}, delta, when)]
+    if kind == "error":
+        return [_event("error", {"message": draw(st.sampled_from(["boom", "oops"]))}, delta, when)]
+    if kind == "metadata":
+        update = draw(st.dictionaries(st.sampled_from(["m", "n"]), _values | _data, max_size=2))
+        return [_event("metadata_updated", {"metadata": update}, delta, when)]
+    outcome = draw(st.sampled_from([*sorted(FINAL_PHASES), "won"]))
+    return [_event("session_finalized", {"outcome": outcome}, delta, when)]  # without the phase
+
+
+_choices = st.integers(0, 9)
+"""Which session a call is about; see `StoreComparison._pick`."""
+
+batches = st.lists(_one_step(), max_size=3).map(lambda steps: [e for s in steps for e in s])
+"""The events of one append: up to three steps (a finalize is two events), possibly none."""
+
+
+def _events(events: list[Event]) -> list[dict[str, Any]]:
+    """Events as comparable values, without `id` (each store makes its own ULIDs)."""
+    return [e.model_dump(exclude={"id"}) for e in events]
+
+
+class _Raised:
+    """An exception a call raised, as an outcome to compare."""
+
+    def __init__(self, error: AgentLedgerError) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"raised {type(self.error).__name__}: {self.error}"
+
+
+def _call(function: Callable[[], T]) -> T | _Raised:
+    try:
+        return function()
+    except AgentLedgerError as exc:  # anything else is a bug: let it fail the test
+        return _Raised(exc)
+
+
+class StoreComparison(RuleBasedStateMachine):
+    """The model (`MemoryStore`) and the store under test, driven by the same calls.
+
+    Attributes:
+        store: The store under test, opened with `clock=clock`; set by a subclass.
+        clock: The clock both stores read.
+    """
+
+    store: ClassVar[SessionStore]
+    clock: ClassVar[FakeClock]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock.now = T0
+        self.model = MemoryStore(clock=self.clock)
+        self.prefix = uuid.uuid4().hex[:10]
+        self.times = [T0]
+        leftover = self.store.list_sessions().sessions
+        assert leftover == [], f"the store is not empty: {[s.id for s in leftover]}"
+
+    def teardown(self) -> None:
+        for sid in SESSION_IDS:
+            try:
+                self.store.delete_session(sid)
+            except SessionNotFoundError:
+                pass
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _app(self, key: str | None) -> str | None:
+        return None if key is None else f"{self.prefix}-{key}"
+
+    def _both(self, call: Callable[[SessionStore], T], what: str) -> tuple[T, T] | None:
+        """Call both stores; check they both returned or raised the same type. Return the
+        two results, or `None` when both raised."""
+        expected = _call(lambda: call(self.model))
+        actual = _call(lambda: call(self.store))
+        self._agree(expected, actual, what)
+        if isinstance(expected, _Raised) or isinstance(actual, _Raised):
+            return None
+        return expected, actual
+
+    @staticmethod
+    def _agree(expected: object, actual: object, what: str) -> None:
+        if isinstance(expected, _Raised) or isinstance(actual, _Raised):
+            assert isinstance(expected, _Raised) and isinstance(actual, _Raised), (
+                f"{what}: the model {'raised' if isinstance(expected, _Raised) else 'returned'}"
+                f" ({expected!r}), the store gave {actual!r}"
+            )
+            assert type(actual.error) is type(expected.error), (
+                f"{what}: the model {expected!r}, the store {actual!r}"
+            )
+            if isinstance(expected.error, ConcurrencyError):
+                assert isinstance(actual.error, ConcurrencyError)
+                versions = (expected.error.expected_version, expected.error.actual_version)
+                assert (actual.error.expected_version, actual.error.actual_version) == versions
+
+    def _sessions(self) -> int:
+        """How many sessions the model has."""
+        return len(self.model.list_sessions(limit=1000).sessions)
+
+    def _pick(self, choice: int, *, fresh: bool = False) -> str:
+        """A session id from the pool: usually one that exists (or, with `fresh`, one that
+        does not), sometimes any; `choice` from `_choices`."""
+        existing = {s.id for s in self.model.list_sessions(limit=1000).sessions}
+        wanted = sorted(set(SESSION_IDS) - existing if fresh else existing)
+        if choice < 8 and wanted:
+            return wanted[choice % len(wanted)]
+        return SESSION_IDS[choice % len(SESSION_IDS)]
+
+    def _version(self, sid: str) -> int:
+        found = _call(lambda: self.model.get_session(sid))
+        return 1 if isinstance(found, _Raised) else found.version
+
+    # -- rules --------------------------------------------------------------------------
+
+    @initialize(app=st.sampled_from(APPS), user=st.sampled_from(USERS), state=_deltas)
+    def first_session(self, app: str, user: str, state: dict[str, Any]) -> None:
+        """Start with a session, so that appends and reads have something to work on."""
+        self.create(timedelta(0), 0, app, user, None, None, None, state, {})
+
+    def _tick(self, step: timedelta) -> None:
+        """Move the clock both stores read (before a write)."""
+        self.clock.now += step
+        self.times.append(self.clock.now)
+
+    @precondition(lambda self: self._sessions() < len(SESSION_IDS))
+    @rule(
+        step=_steps,
+        choice=_choices,
+        app=st.sampled_from(APPS),
+        user=st.sampled_from(USERS),
+        agent=st.sampled_from(AGENTS),
+        phase=st.none() | st.sampled_from(PHASES),
+        title=st.none() | st.just("a title"),
+        state=_deltas,
+        metadata=st.dictionaries(st.sampled_from(["m", "n"]), _values, max_size=2),
+    )
+    def create(
+        self,
+        step: timedelta,
+        choice: int,
+        app: str,
+        user: str,
+        agent: str | None,
+        phase: str | None,
+        title: str | None,
+        state: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> None:
+        self._tick(step)
+        sid = self._pick(choice, fresh=True)
+        app_name = self._app(app)
+        assert app_name is not None
+        results = self._both(
+            lambda s: s.create_session(
+                app_name=app_name,
+                user_id=user,
+                agent_name=agent,
+                title=title,
+                purpose="compare",
+                state=state,
+                metadata=metadata,
+                phase=phase,
+                session_id=sid,
+            ),
+            f"create_session({sid!r})",
+        )
+        if results is not None:
+            assert results[1] == results[0], f"create_session({sid!r}) returned another session"
+
+    @rule(
+        step=_steps,
+        choice=_choices,
+        events=batches,
+        version=st.sampled_from(["none", "none", "none", "right", "right", "stale", "ahead"]),
+        expected_keys=st.sampled_from([None] * 5 + [["a"], ["app:x", "user:x"], ["b"]]),
+        stale_state=st.booleans(),
+    )
+    def append(
+        self,
+        step: timedelta,
+        choice: int,
+        events: list[NewEvent],
+        version: str,
+        expected_keys: list[str] | None,
+        stale_state: bool,
+    ) -> None:
+        self._tick(step)
+        sid = self._pick(choice)
+        current = self._version(sid)
+        expected_version = {
+            "none": None,
+            "right": current,
+            "stale": current - 1,
+            "ahead": current + 2,
+        }[version]
+        expected_state = None
+        if expected_keys is not None:
+            found = _call(lambda: self.model.get_session(sid))
+            state = {} if isinstance(found, _Raised) else found.state
+            expected_state = {k: "stale" if stale_state else state.get(k) for k in expected_keys}
+        what = f"append({sid!r}, {[e.type for e in events]}, expected_version={expected_version})"
+        results = self._both(
+            lambda s: s.append(
+                sid, events, expected_version=expected_version, expected_state=expected_state
+            ),
+            what,
+        )
+        if results is None:
+            return
+        assert _events(results[1]) == _events(results[0]), f"{what} stored other events"
+        # The whole ledger, and a few slices of it (whatever the `read` rule draws).
+        self._compare_events(sid, 0, None, None, None)
+        length = self._version(sid)
+        self._compare_events(sid, 0, None, 2, None)
+        self._compare_events(sid, length - 3, 2, None, None)
+        self._compare_events(sid, 1, None, None, sorted({e.type for e in events}))
+
+    @rule(
+        choice=_choices,
+        after=st.integers(-1, 8),
+        limit=st.none() | st.integers(0, 4),
+        last=st.none() | st.integers(0, 4),
+        types=st.none() | st.lists(st.sampled_from(TYPES[1:] + ("error",)), max_size=2),
+    )
+    def read(
+        self,
+        choice: int,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: list[str] | None,
+    ) -> None:
+        self._compare_events(self._pick(choice), after, limit, last, types)
+
+    def _compare_events(
+        self,
+        sid: str,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        types: list[str] | None,
+    ) -> None:
+        what = f"read_events({sid!r}, after={after}, limit={limit}, last={last}, types={types})"
+        results = self._both(
+            lambda s: s.read_events(sid, after=after, limit=limit, last=last, types=types), what
+        )
+        if results is not None:
+            assert _events(results[1]) == _events(results[0]), f"{what} differs"
+
+    @rule(
+        app=st.none() | st.sampled_from([*APPS, "other"]),
+        user=st.none() | st.sampled_from(USERS),
+        agent=st.none() | st.sampled_from(AGENTS[1:]),
+        status=st.none() | st.sampled_from(STATUSES[:3]),
+        phase=st.none() | st.sampled_from(DEFAULT_PHASES),
+        after=st.none() | st.integers(0, 30),
+        before=st.none() | st.integers(0, 30),
+        limit=st.sampled_from([1, 2, 2, 3, 3, 1000, 0, 1001]),
+        bad_cursor=st.sampled_from([False] * 7 + [True]),
+    )
+    def list_pages(
+        self,
+        app: str | None,
+        user: str | None,
+        agent: str | None,
+        status: str | None,
+        phase: str | None,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        bad_cursor: bool,
+    ) -> None:
+        """Walk every page with each store's own cursor; pages must match one for one."""
+        filters: dict[str, Any] = {
+            "app_name": self._app(app),
+            "user_id": user,
+            "agent_name": agent,
+            "status": status,
+            "phase": phase,
+            # Times the clock has shown, so equal timestamps (strict bounds) come up.
+            "updated_after": None if after is None else self.times[after % len(self.times)],
+            "updated_before": None if before is None else self.times[before % len(self.times)],
+        }
+        self._compare_pages(filters, limit, "not-a-cursor" if bad_cursor else None)
+
+    def _compare_pages(self, filters: dict[str, Any], limit: int, cursor: str | None) -> None:
+        what = f"list_sessions({filters}, limit={limit})"
+        cursors = [cursor, cursor]
+        for number in range(1, 20):
+            expected, actual = (
+                _call(partial(store.list_sessions, limit=limit, cursor=cursor, **filters))
+                for store, cursor in ((self.model, cursors[0]), (self.store, cursors[1]))
+            )
+            self._agree(expected, actual, f"{what}, page {number}")
+            if isinstance(expected, _Raised) or isinstance(actual, _Raised):
+                return
+            assert actual.sessions == expected.sessions, f"{what}: page {number} differs"
+            assert actual.corrupted == expected.corrupted == []
+            assert (actual.next_cursor is None) == (expected.next_cursor is None), (
+                f"{what}: page {number} is the last on one store only"
+            )
+            if expected.next_cursor is None:
+                return
+            cursors = [expected.next_cursor, actual.next_cursor]
+        raise AssertionError(f"{what}: pagination does not end")
+
+    @precondition(lambda self: self._sessions() >= 2)  # deletes would empty the store
+    @rule(choice=_choices)
+    def delete(self, choice: int) -> None:
+        sid = self._pick(choice)
+        self._both(lambda s: s.delete_session(sid), f"delete_session({sid!r})")
+
+    @precondition(lambda self: self._sessions() >= 2)
+    @rule(age=st.sampled_from(AGES), only_finalized=st.booleans())
+    def cleanup(self, age: timedelta, only_finalized: bool) -> None:
+        results = self._both(
+            lambda s: SessionManager(s, clock=self.clock).cleanup(
+                age, only_finalized=only_finalized, batch_size=2
+            ),
+            f"cleanup({age}, only_finalized={only_finalized})",
+        )
+        if results is not None:
+            assert results[1].session_ids == results[0].session_ids
+            assert results[1].skipped_corrupted == results[0].skipped_corrupted == []
+
+    @invariant()
+    def every_session_agrees(self) -> None:
+        """Every session id gets the same answer, and lists one per page the same way."""
+        for sid in SESSION_IDS:
+            self._compare_session(sid)
+        self._compare_pages({}, 1, None)
+
+    def _compare_session(self, sid: str) -> None:
+        results = self._both(lambda s: s.get_session(sid), f"get_session({sid!r})")
+        if results is not None:
+            assert results[1] == results[0], f"get_session({sid!r}) differs"
+
+
+class StatefulConformance(ConformanceBase):
+    """The store behaves as the memory store does, call for call (hypothesis stateful).
+
+    Needs a store that accepts the `clock` option (`make_store(clock=...)`).
+
+    Attributes:
+        stateful_examples: Sequences of calls hypothesis runs per store.
+        stateful_steps: Calls per sequence, at most.
+    """
+
+    stateful_examples: ClassVar[int] = 50
+    stateful_steps: ClassVar[int] = 30
+
+    def test_store_agrees_with_the_memory_model(self, make_store: StoreFactory) -> None:
+        clock = FakeClock(T0)
+        under_test = make_store(clock=clock)
+
+        class Comparison(StoreComparison):
+            store = under_test
+
+        Comparison.clock = clock
+        run_state_machine_as_test(
+            Comparison,
+            settings=settings(
+                max_examples=self.stateful_examples,
+                stateful_step_count=self.stateful_steps,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
