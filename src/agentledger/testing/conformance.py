@@ -53,6 +53,8 @@ is split by topic:
     `_stateful`: a hypothesis state machine creates, appends, reads, lists, deletes and cleans
         up (`SessionManager.cleanup`) on the store and on a `MemoryStore`, and checks that
         they agree call for call.
+    `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
+        `SessionManager` (seeds 001 and 003).
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
 store must accept the `clock` option.
 """
@@ -63,6 +65,7 @@ from agentledger.testing._appends import AppendConformance
 from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._crash import CrashConformance
+from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -76,6 +79,8 @@ __all__ = [
     "BadInputConformance",
     "ConformanceBase",
     "CrashConformance",
+    "FakeClock",
+    "LifecycleConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -99,5 +104,6 @@ class StoreConformance(
     StateConflictConformance,
     PropertyConformance,
     StatefulConformance,
+    LifecycleConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
