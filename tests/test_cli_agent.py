@@ -195,3 +195,16 @@ def test_concurrent_runs_lose_no_reminder(tmp_path: Path) -> None:
     assert sorted(shown["state"]["user:reminders"]) == sorted(
         ["start", *(f"task {i}" for i in range(6))]
     )
+
+
+def test_a_password_in_the_store_url_is_never_printed(tmp_path: Path) -> None:
+    from agentledger.stores.base import display_url
+
+    assert display_url("postgresql://ada:s3cret@db:5432/x?schema=a") == (
+        "postgresql://ada:***@db:5432/x?schema=a"
+    )
+    assert display_url("sqlite:///x.db") == "sqlite:///x.db"
+    result = cli(tmp_path, "--store", "postgresql://ada:s3cret@127.0.0.1:1/x", "run", "hi")
+    assert result.returncode == 1
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "ada:***@127.0.0.1:1" in result.stderr

@@ -35,7 +35,7 @@ from agentledger.demo import (
 from agentledger.errors import AgentLedgerError, ConfigurationError, RunnerError
 from agentledger.manager import SessionManager
 from agentledger.runner import Agent, Runner, final_output
-from agentledger.stores.base import SessionStore
+from agentledger.stores.base import SessionStore, display_url
 
 __all__ = ["chat", "demo", "load_agent", "run"]
 
@@ -108,7 +108,7 @@ def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
     session, created = continue_or_create_session(store, user_id=user)
     runner = Runner(build_reminders_agent(), store)
     out = make_console()
-    out.print(f"session: {session.id} ({'new' if created else 'continued'}) on {store.url}")
+    out.print(f"session: {session.id} ({'new' if created else 'continued'}) on {display_url(store.url)}")
     for message in DEMO_SCRIPT if created else DEMO_SCRIPT_CONTINUED:
         answer = final_output(list(runner.run(session.id, message)))
         out.print(f"[bold]you:[/] {message}", highlight=False)

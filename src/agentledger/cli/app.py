@@ -38,7 +38,13 @@ from agentledger.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import DEFAULT_STORE_URL, SessionStore, default_store_url, open_store
+from agentledger.stores.base import (
+    DEFAULT_STORE_URL,
+    SessionStore,
+    default_store_url,
+    display_url,
+    open_store,
+)
 
 __all__ = [
     "NOW_ENV",
@@ -114,7 +120,7 @@ class CliState:
                 if type(exc) not in (StoreError, StoreUnavailableError):
                     raise
                 # The driver's message ("unable to open database file") rarely names the store.
-                raise type(exc)(f"cannot open store {self.store_url}: {exc}") from exc
+                raise type(exc)(f"cannot open store {display_url(self.store_url)}: {exc}") from exc
         return self._store
 
     def close(self) -> None:

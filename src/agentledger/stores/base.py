@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,7 @@ __all__ = [
     "SessionStore",
     "SchemeFactory",
     "default_store_url",
+    "display_url",
     "open_store",
     "register_scheme",
 ]
@@ -312,3 +313,12 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
     merged: dict[str, Any] = dict(parse_qsl(urlsplit(url).query))
     merged.update(options)
     return factory(url, merged)
+
+
+def display_url(url: str) -> str:
+    """Return a store URL fit to print or log: its password, if any, replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

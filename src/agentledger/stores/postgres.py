@@ -88,7 +88,7 @@ from agentledger.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionFilter
+from agentledger.stores.base import Capabilities, SessionFilter, display_url
 from agentledger.stores.shared import (
     BaseStore,
     EventRow,
@@ -472,17 +472,8 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"bad PostgreSQL URL {_display_url(url)!r}: {exc}") from exc
+        raise ConfigurationError(f"bad PostgreSQL URL {display_url(url)!r}: {exc}") from exc
     return conninfo, ours
-
-
-def _display_url(url: str) -> str:
-    """The URL with its password hidden."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _number(url: str, name: str, value: Any, kind: type[int] | type[float], low: float) -> Any:
@@ -574,7 +565,7 @@ class PostgresStore(BaseStore):
         """Open `postgresql://user@host:port/db?schema=NAME&pool_max_size=N&...` (see the
         module docs for the options)."""
         conninfo, opts = _split_url(url, options)
-        display = _display_url(url)
+        display = display_url(url)
         for name, kind, low in (
             ("max_event_bytes", int, 256),
             ("pool_min_size", int, 0),
@@ -586,7 +577,7 @@ class PostgresStore(BaseStore):
         return cls(conninfo, url=url, **opts)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {_display_url(self.url)} schema={self.schema!r}>"
+        return f"<{type(self).__name__} {display_url(self.url)} schema={self.schema!r}>"
 
     # -- connections --------------------------------------------------------------------
 

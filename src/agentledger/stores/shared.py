@@ -49,6 +49,7 @@ from agentledger.stores.base import (
     SessionFilter,
     SessionPage,
     SessionStore,
+    display_url,
 )
 
 __all__ = [
@@ -268,7 +269,7 @@ class BaseStore(SessionStore, ABC):
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
+        return f"<{type(self).__name__} {display_url(self.url)}>"
 
     # -- encoding -----------------------------------------------------------------------
 
