@@ -123,6 +123,7 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
+    convert_options,
     format_timestamp,
     parse_timestamp,
 )
@@ -471,14 +472,7 @@ class FileStore(BaseStore):
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
         """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
-        opts = dict(options)
-        try:
-            if "max_event_bytes" in opts:
-                opts["max_event_bytes"] = int(opts["max_event_bytes"])
-            if "lock_timeout" in opts:
-                opts["lock_timeout"] = float(opts["lock_timeout"])
-        except ValueError as exc:
-            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
+        opts = convert_options(url, options, {"max_event_bytes": int, "lock_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- schema ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ __all__ = [
     "EventRow",
     "SessionRow",
     "StoreTransaction",
+    "convert_options",
     "format_timestamp",
     "parse_timestamp",
 ]
@@ -72,6 +73,32 @@ def format_timestamp(value: datetime) -> str:
         return value.isoformat(timespec="microseconds")[:-6] + "Z"
     utc = value.astimezone(timezone.utc)
     return f"{utc.year:04d}{utc.strftime(_TS_FORMAT)}"
+
+
+def convert_options(
+    url: str, options: Mapping[str, Any], kinds: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """Convert a store's URL query options (strings) to the types its constructor takes.
+
+    Args:
+        url: The store URL, for the error message.
+        options: Option name -> value, as `open_store` passes them.
+        kinds: Option name -> converter (`int`, `float`); other options pass unchanged.
+
+    Returns:
+        A new dict with the named options converted.
+
+    Raises:
+        ConfigurationError: A value the converter refuses.
+    """
+    converted = dict(options)
+    for name, kind in kinds.items():
+        if name in converted:
+            try:
+                converted[name] = kind(converted[name])
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"bad option {name} in {url!r}: {exc}") from exc
+    return converted
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -41,6 +41,7 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
+    convert_options,
     format_timestamp,
 )
 
@@ -281,14 +282,7 @@ class SqliteStore(BaseStore):
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
         """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
-        opts = dict(options)
-        try:
-            if "max_event_bytes" in opts:
-                opts["max_event_bytes"] = int(opts["max_event_bytes"])
-            if "busy_timeout" in opts:
-                opts["busy_timeout"] = float(opts["busy_timeout"])
-        except ValueError as exc:
-            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
+        opts = convert_options(url, options, {"max_event_bytes": int, "busy_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- connections --------------------------------------------------------------------
