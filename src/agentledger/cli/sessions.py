@@ -111,6 +111,15 @@ JsonOpt = Annotated[
 ]
 
 
+AppFilterOpt = Annotated[
+    str | None, typer.Option("--app", metavar="APP", help="Only sessions of this app.")
+]
+UserFilterOpt = Annotated[
+    str | None, typer.Option("--user", metavar="USER", help="Only sessions of this user.")
+]
+AgentFilterOpt = Annotated[
+    str | None, typer.Option("--agent", metavar="NAME", help="Only sessions of this agent.")
+]
 MetadataOpt = Annotated[
     str | None,
     typer.Option(
@@ -173,15 +182,9 @@ def create_command(
 def list_command(
     ctx: typer.Context,
     json_output: JsonOpt = False,
-    app_name: Annotated[
-        str | None, typer.Option("--app", metavar="APP", help="Only sessions of this app.")
-    ] = None,
-    user_id: Annotated[
-        str | None, typer.Option("--user", metavar="USER", help="Only sessions of this user.")
-    ] = None,
-    agent_name: Annotated[
-        str | None, typer.Option("--agent", metavar="NAME", help="Only sessions of this agent.")
-    ] = None,
+    app_name: AppFilterOpt = None,
+    user_id: UserFilterOpt = None,
+    agent_name: AgentFilterOpt = None,
     status: Annotated[
         Status | None,
         typer.Option("--status", case_sensitive=False, help="Only sessions with this status."),

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
 
 import typer
 
 from agentledger.cli.app import app
 from agentledger.cli.render import print_json, print_stats
-from agentledger.cli.sessions import manager_from
+from agentledger.cli.sessions import (
+    AgentFilterOpt,
+    AppFilterOpt,
+    JsonOpt,
+    UserFilterOpt,
+    manager_from,
+)
 
 __all__ = ["stats_command"]
 
@@ -17,19 +22,10 @@ __all__ = ["stats_command"]
 @app.command("stats")
 def stats_command(
     ctx: typer.Context,
-    json_output: Annotated[
-        bool,
-        typer.Option("--json", help="Print machine-readable JSON on stdout, and nothing else."),
-    ] = False,
-    agent_name: Annotated[
-        str | None, typer.Option("--agent", metavar="NAME", help="Only sessions of this agent.")
-    ] = None,
-    app_name: Annotated[
-        str | None, typer.Option("--app", metavar="APP", help="Only sessions of this app.")
-    ] = None,
-    user_id: Annotated[
-        str | None, typer.Option("--user", metavar="USER", help="Only sessions of this user.")
-    ] = None,
+    json_output: JsonOpt = False,
+    agent_name: AgentFilterOpt = None,
+    app_name: AppFilterOpt = None,
+    user_id: UserFilterOpt = None,
 ) -> None:
     """Print session metrics: counts by status, phase and agent, resume and error rates,
     median and p95 session duration.
