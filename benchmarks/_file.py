@@ -4,7 +4,8 @@ The raw side keeps the file store's layout and its durability: a folder per sess
 `events.jsonl` (one JSON line per event) and `session.json` (an indented snapshot: version,
 state, timestamps). An append takes the session's `filelock.FileLock`, reads the snapshot,
 appends the batch's lines with one `write` and fsyncs the ledger (the commit point), then
-replaces the snapshot atomically (temp file, fsync, `os.replace`). A create makes the
+replaces the snapshot atomically (temp file, fsync, `os.replace`); the lock is polled every
+millisecond while another process holds it, as ours polls its locks. A create makes the
 folder (`mkdir` fails if it exists, so no lock), fsyncs the root, writes and fsyncs the
 ledger's first line, fsyncs the folder and writes the snapshot the same way.
 
@@ -13,8 +14,9 @@ is the session's version and state" without reading every line, and the file sto
 design (ledger + snapshot, both fsynced) is the work a human-readable, crash-safe store
 must do; matching it makes the ratio the library's overhead (validation, the projection,
 pydantic, the torn-tail and pending-state bookkeeping) and not a design choice. The plain
-log is measured too, as a second append row ("raw: ledger line only": lock, append,
-fsync), to show what the snapshot costs.
+log is measured too, as a second append row ("raw: ledger line only": lock, append the
+line, fsync; the line number is the seq, so nothing is read), to show what the snapshot
+costs.
 
 Both sides always fsync (the file store has no relaxed durability), so there is one
 durability setting. The raw side does not detect or repair a torn last line and keeps no
@@ -62,10 +64,10 @@ def _replace(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
-def _line(seq: int, kind: str, author: str, now: str, data: Any, delta: Any) -> str:
-    return dumps({"seq": seq, "id": secrets.token_hex(13), "type": kind,
-                  "author": author, "timestamp": now, "invocation_id": None, "data": data,
-                  "state_delta": delta}) + "\n"
+def _line(seq: int | None, kind: str, author: str, now: str, data: Any, delta: Any) -> str:
+    event = {"id": secrets.token_hex(13), "type": kind, "author": author, "timestamp": now,
+             "invocation_id": None, "data": data, "state_delta": delta}
+    return dumps(event if seq is None else {"seq": seq, **event}) + "\n"
 
 
 class RawFiles:
@@ -86,7 +88,9 @@ class RawFiles:
     def _lock(self, sid: str) -> FileLock:
         lock = self._locks.get(sid)
         if lock is None:
-            lock = self._locks[sid] = FileLock(self.root / "_locks" / f"{sid}.lock")
+            # Polled every millisecond while another process holds it, as ours does.
+            lock = self._locks[sid] = FileLock(self.root / "_locks" / f"{sid}.lock",
+                                               poll_interval=0.001)
         return lock
 
     def create(self, app_name: str, user_id: str, state: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -111,11 +115,11 @@ class RawFiles:
                 with open(folder / "session.json", "rb") as f:
                     snapshot = json.loads(f.read())
                 version = snapshot["version"]
-            else:  # the plain log numbers events by counting lines
-                with open(folder / "events.jsonl", "rb") as f:
-                    version = f.read().count(b"\n")
-            lines = "".join(_line(version + i, kind, author, now, data, delta)
-                            for i, (kind, author, data, delta) in enumerate(events, 1))
+                lines = "".join(_line(version + i, kind, author, now, data, delta)
+                                for i, (kind, author, data, delta) in enumerate(events, 1))
+            else:  # a plain log: an event's seq is its line number, never read back here
+                lines = "".join(_line(None, kind, author, now, data, delta)
+                                for kind, author, data, delta in events)
             _write_durably(folder / "events.jsonl", lines.encode(), os.O_APPEND)
             if self.snapshot:
                 state = snapshot["state"]
