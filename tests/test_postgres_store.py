@@ -293,6 +293,14 @@ def test_options_from_the_url_and_keywords(postgres_url: str) -> None:
         assert store.get_session(sid).version == 1
 
 
+def test_percent_encoded_libpq_options_reach_the_server(postgres_url: str) -> None:
+    # A space must stay a space (%20), not become "+", which libpq does not decode.
+    url = f"{postgres_url}&options=-c%20statement_timeout%3D12345&application_name=a%20b"
+    with open_store(url) as store, store._connection() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
+        assert conn.execute("SHOW application_name").fetchone() == ("a b",)
+
+
 @pytest.mark.parametrize(
     "query",
     [

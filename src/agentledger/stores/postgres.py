@@ -65,7 +65,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 try:
     import psycopg
@@ -468,7 +468,7 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 f"{', '.join(_OPTIONS)}, max_event_bytes, or a libpq parameter in the URL)"
             )
     kept = [(key, value) for key, value in query if key not in ours]
-    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
+    conninfo = urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote)))
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
@@ -530,7 +530,7 @@ class PostgresStore(BaseStore):
         if url is None:
             url = conninfo
             if schema != "public" and urlsplit(conninfo).scheme in ("postgresql", "postgres"):
-                url += ("&" if "?" in conninfo else "?") + urlencode({"schema": schema})
+                url += ("&" if "?" in conninfo else "?") + urlencode({"schema": schema}, quote_via=quote)
         super().__init__(url=url, **options)
         if pool_max_size < max(1, pool_min_size) or pool_min_size < 0:
             raise ConfigurationError(
