@@ -26,9 +26,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: the side-by-side store benchmark (not part of the tests)
-bench: $(VENV)/.installed
+## bench: every store side by side with its raw driver, then 1-8 concurrent writers (not part of the tests; PostgreSQL needs the postgres extra: `make test` installs it)
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
