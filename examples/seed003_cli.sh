@@ -7,14 +7,25 @@
 #
 # STORE_URL: any store that outlives one command (sqlite:///…, file://…, postgresql://…);
 # default: a SQLite file in a temporary folder, removed at exit. Set $AGENTLEDGER to the
-# command to run (default: `agentledger` on the PATH).
+# command to run (default: `agentledger` on the PATH, else this checkout's .venv).
 #
 # Time: every command runs with $AGENTLEDGER_NOW set (a testing aid: the CLI's clock, used
 # for event timestamps and idle times), so "ten minutes later" and "35 minutes later" take
 # no time at all. Exits 0 when every check passes, 1 at the first that does not.
 set -euo pipefail
 
-AL=${AGENTLEDGER:-agentledger}
+# The command: $AGENTLEDGER, else `agentledger` on the PATH, else this checkout's .venv.
+HERE=$(cd "$(dirname "$0")" && pwd)
+if [[ -n ${AGENTLEDGER:-} ]]; then
+    AL=$AGENTLEDGER
+elif command -v agentledger >/dev/null; then
+    AL=agentledger
+elif [[ -x $HERE/../.venv/bin/agentledger ]]; then
+    AL=$HERE/../.venv/bin/agentledger
+else
+    echo "agentledger not found: activate the venv, or set \$AGENTLEDGER" >&2
+    exit 2
+fi
 if [[ $# -ge 1 ]]; then
     URL=$1
 else

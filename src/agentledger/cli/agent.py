@@ -108,7 +108,11 @@ def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
     session, created = continue_or_create_session(store, user_id=user)
     runner = Runner(build_reminders_agent(), store)
     out = make_console()
-    out.print(f"session: {session.id} ({'new' if created else 'continued'}) on {display_url(store.url)}")
+    out.print(
+        f"session: {session.id} ({'new' if created else 'continued'}) on {display_url(store.url)}",
+        soft_wrap=True,
+        highlight=False,
+    )
     for message in DEMO_SCRIPT if created else DEMO_SCRIPT_CONTINUED:
         answer = final_output(list(runner.run(session.id, message)))
         out.print(f"[bold]you:[/] {message}", highlight=False)
