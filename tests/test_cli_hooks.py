@@ -446,3 +446,37 @@ def test_seed003_cli_script(tmp_path: Path) -> None:
     outcomes = {s.purpose: (s.status, s.outcome) for s in sessions}
     assert outcomes["approval_workflow"] == ("terminated", "completed")
     assert outcomes["investigation"] == ("terminated", "completed")
+
+
+# -- review fixes ---------------------------------------------------------------------------
+
+
+def test_text_that_is_not_unicode_is_refused_before_anything_is_written(
+    url: str, manager: SessionManager
+) -> None:
+    raw = b'{"agent_name": "a", "task_id": "T1", "note": "\\ud800"}'
+    result = hook("pre-delegate", raw, url)
+    assert result.code == 2 and result.out["error"] == "invalid_json"
+    assert manager.list_sessions().sessions == []
+
+
+def test_pre_delegate_resumes_only_on_the_version_it_decided_on(
+    manager: SessionManager, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two delegations racing for one session: the second sees a changed session and gets a
+    new one instead of resuming the same session twice."""
+    sid = approval_session(manager, clock)
+    decide = manager.should_resume
+
+    def decide_then_lose_the_race(session_id: str) -> Any:
+        decision = decide(session_id)
+        manager.resume(session_id, reason="the other delegation")  # lands in between
+        return decision
+
+    monkeypatch.setattr(manager, "should_resume", decide_then_lose_the_race)
+    out = hooks_module.pre_delegate(
+        manager, {"agent_name": "terraform-architect", "agent_id": sid, "task_id": "T1"}
+    )
+    assert (out["should_resume"], out["reason"]) == (False, "resumed_elsewhere")
+    assert out["agent_id"] != sid
+    assert manager.get_session(sid).resume_count == 1  # only the other delegation's resume

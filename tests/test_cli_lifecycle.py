@@ -488,10 +488,19 @@ def test_cleanup_only_finalized(url: str, manager: SessionManager, team: dict[st
     assert len(ids_of(manager)) == 4
 
 
-@pytest.mark.parametrize("hours", ["-1", "x"])
+@pytest.mark.parametrize("hours", ["-1", "x", "inf", "nan"])
 def test_cleanup_bad_hours_is_a_usage_error(url: str, hours: str) -> None:
     result = run(url, "sessions", "cleanup", "--hours", hours)
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("hours", ["1e8", "1e300"])
+def test_cleanup_older_than_any_date_deletes_nothing(
+    url: str, manager: SessionManager, team: dict[str, str], hours: str
+) -> None:
+    result = run(url, "sessions", "cleanup", "--hours", hours)
+    assert result.exit_code == 0, result.output
+    assert len(ids_of(manager)) == len(team)
 
 
 def test_cleanup_shows_a_progress_bar_on_a_terminal(

@@ -99,3 +99,43 @@ def test_stats_of_an_empty_store() -> None:
     with open_store("memory://") as store:
         stats = SessionManager(store).stats()
     assert (stats.total, stats.resume_rate, stats.median_duration_seconds) == (0, 0.0, None)
+
+
+def test_review_fixes_on_the_manager() -> None:
+    from agentledger.core.events import NewEvent
+    from agentledger.errors import ConcurrencyError, InvalidEventError
+
+    clock = FakeClock()
+    with open_store("memory://", clock=clock) as store:
+        manager = SessionManager(store, clock=clock)
+        sid = manager.create_session("a", phase="approval").id
+        # a resume on a stale decision writes nothing
+        decision = manager.should_resume(sid)
+        manager.update_state(sid, metadata={"x": 1})
+        with pytest.raises(ConcurrencyError):
+            manager.resume(sid, expected_version=decision.version)
+        assert manager.get_session(sid).resume_count == 0
+        # resume_ready must be a boolean
+        for kind, data in (("metadata_updated", {"metadata": {}, "resume_ready": "no"}),
+                           ("phase_changed", {"to": "planning", "resume_ready": 0})):
+            with pytest.raises(InvalidEventError, match="resume_ready"):
+                store.append(sid, [NewEvent(type=kind, data=data)])
+        # an invalid id is a decision, not an error
+        assert manager.should_resume("../x").reason == ResumeReason.NOT_FOUND
+        # an update that would change nothing is still refused on a terminated session
+        manager.finalize_session(sid, "completed")
+        for kwargs in ({"phase": "completed"}, {"metadata": {}}):
+            with pytest.raises(InvalidTransitionError, match="terminated"):
+                manager.update_state(sid, **kwargs)
+        # a cut-off older than any date deletes nothing and does not overflow
+        assert manager.cleanup(timedelta.max).count == 0
+        assert manager.cleanup(timedelta(days=10**6)).count == 0
+
+
+def test_default_lifecycle_cannot_be_changed_in_place() -> None:
+    from agentledger.core.lifecycle import DEFAULT_LIFECYCLE
+
+    with pytest.raises(TypeError):
+        DEFAULT_LIFECYCLE.transitions["approval"] = frozenset({"validating"})  # type: ignore[index]
+    with pytest.raises(ConfigurationError, match="final phase"):
+        Lifecycle(transitions={"completed": frozenset({"planning"})})

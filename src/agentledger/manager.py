@@ -36,6 +36,8 @@ from agentledger.errors import (
     ConfigurationError,
     CorruptedSessionError,
     InvalidEventError,
+    InvalidSessionIdError,
+    InvalidTransitionError,
     SessionNotFoundError,
 )
 from agentledger.stores.base import SessionPage, SessionStore, open_store
@@ -235,13 +237,18 @@ class SessionManager:
 
         Raises:
             InvalidTransitionError: Unknown phase (lists the valid ones), a move the
-                lifecycle does not allow, or a terminated session; nothing was written.
+                lifecycle does not allow, or a terminated session (even for an update that
+                would change nothing); nothing was written.
             InvalidEventError: `metadata` is not an object or holds a value JSON cannot.
         """
         _check_object("metadata", metadata)
         if error is not None and not isinstance(error, str):
             raise InvalidEventError(f"error must be a string, not {error!r}")
         session = self.store.get_session(session_id)
+        if session.status == Status.TERMINATED:
+            raise InvalidTransitionError(
+                f"session {session_id!r} is terminated; nothing more can be recorded"
+            )
         moves = phase is not None and phase != session.phase
         if summary is not None and not (moves and phase in self.store.lifecycle.final_phases):
             raise InvalidEventError("summary is recorded only with a final phase (finalizing)")
@@ -307,12 +314,20 @@ class SessionManager:
         self.store.append(session_id, self._phase_events(outcome, summary, None))
         return self.store.get_session(session_id)
 
-    def _status(self, session_id: str, to: Status, reason: str | None) -> Session:
+    def _status(
+        self,
+        session_id: str,
+        to: Status,
+        reason: str | None,
+        expected_version: int | None = None,
+    ) -> Session:
         data: dict[str, Any] = {"to": to.value}
         if reason is not None:
             data["reason"] = reason
         self.store.append(
-            session_id, [NewEvent(type=EventType.STATUS_CHANGED, author=Author.SYSTEM, data=data)]
+            session_id,
+            [NewEvent(type=EventType.STATUS_CHANGED, author=Author.SYSTEM, data=data)],
+            expected_version=expected_version,
         )
         return self.store.get_session(session_id)
 
@@ -324,15 +339,20 @@ class SessionManager:
         """
         return self._status(session_id, Status.SUSPENDED, reason)
 
-    def resume(self, session_id: str, reason: str | None = None) -> Session:
+    def resume(
+        self, session_id: str, reason: str | None = None, *, expected_version: int | None = None
+    ) -> Session:
         """Pick a session up again: a suspended one becomes active; on an active one the
         resume is recorded (`resume_count` + 1). This does not consult the resume policy;
-        ask `should_resume` first.
+        ask `should_resume` first and pass its `decision.version` as `expected_version`,
+        so two delegations cannot both resume on the same decision.
 
         Raises:
             InvalidTransitionError: The session is terminated; nothing was written.
+            ConcurrencyError: `expected_version` is not the current version (the session
+                changed since the decision); nothing was written.
         """
-        return self._status(session_id, Status.ACTIVE, reason)
+        return self._status(session_id, Status.ACTIVE, reason, expected_version)
 
     def terminate(self, session_id: str, reason: str | None = None) -> Session:
         """End a session without an outcome (seed 001's terminate); it refuses every
@@ -352,14 +372,16 @@ class SessionManager:
             A `ResumeDecision` (truthy when it may resume) with a machine-readable `reason`
             (`session_resumable`, `not_found`, `corrupted`, `terminated`,
             `not_resume_ready`, `phase_not_resumable`, `timeout_exceeded`,
-            `too_many_errors`) and the context a resumed agent needs. Never raises for a
-            missing or corrupted session: those are reasons.
+            `too_many_errors`) and the context a resumed agent needs, including the
+            session's `version` (pass it to `resume(..., expected_version=)` so nothing
+            can change between the decision and the resume). Never raises for a missing,
+            invalid or corrupted session id: those are reasons (`not_found`, `corrupted`).
         """
         try:
             session = self.store.get_session(session_id)
-        except SessionNotFoundError:
+        except (SessionNotFoundError, InvalidSessionIdError):
             return ResumeDecision(
-                session_id=session_id,
+                session_id=str(session_id),
                 resume=False,
                 reason=ResumeReason.NOT_FOUND,
                 detail=f"no session {session_id!r}",
@@ -458,7 +480,10 @@ class SessionManager:
         """
         if older_than < timedelta(0):
             raise ConfigurationError(f"older_than must not be negative, not {older_than}")
-        cutoff = self.clock() - older_than
+        try:
+            cutoff = self.clock() - older_than
+        except OverflowError:  # older than year 1: nothing can be that old
+            cutoff = datetime.min.replace(tzinfo=timezone.utc)
         status = Status.TERMINATED.value if only_finalized else None
         ids: list[str] = []
         corrupted: list[str] = []

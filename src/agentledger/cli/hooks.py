@@ -19,7 +19,9 @@ type) and 1 otherwise (`configuration_error`, `store_error`, `agentledger_error`
   `task_id`; metadata: the input's `metadata` plus `task_id`) and the output is
   `{"should_resume": false, "reason": <why>, "agent_id": <the NEW id>,
   "resume_metadata": null, ...}`. `reason` is `no_agent_id` (none given), `agent_mismatch`
-  (the session belongs to another agent), or the resume policy's reason (`not_found`,
+  (the session belongs to another agent), `resumed_elsewhere` (it changed between the
+  decision and the resume: the resume is conditional on the version decided on, so two
+  concurrent delegations never both resume one session), or the resume policy's reason (`not_found`,
   `corrupted`, `terminated`, `not_resume_ready`, `phase_not_resumable`,
   `timeout_exceeded`, `too_many_errors`).
 - `previous_agent_id` is the `agent_id` the input named (or null): the session resumed,
@@ -57,6 +59,7 @@ from agentledger.core.lifecycle import ResumeReason
 from agentledger.core.session import Session, Status
 from agentledger.errors import (
     AgentLedgerError,
+    ConcurrencyError,
     ConfigurationError,
     CorruptedSessionError,
     InvalidEventError,
@@ -80,6 +83,9 @@ NO_AGENT_ID = "no_agent_id"
 """Reason: the input named no session."""
 AGENT_MISMATCH = "agent_mismatch"
 """Reason (`pre-delegate`): the session named belongs to another agent."""
+RESUMED_ELSEWHERE = "resumed_elsewhere"
+"""Reason (`pre-delegate`): the session changed between the decision and the resume (another
+delegation resumed it, or an event was appended); a new session is created instead."""
 SUMMARY_MAX_CHARS = 2000
 """`subagent-stop` shortens a summary taken from `last_assistant_message` to this length."""
 
@@ -118,8 +124,8 @@ def read_payload(raw: bytes) -> dict[str, Any]:
     """Parse a hook's stdin: one JSON object (UTF-8).
 
     Raises:
-        HookError: `invalid_json` for empty input, bad UTF-8, bad JSON or NaN/Infinity;
-            `invalid_input` for JSON that is not an object.
+        HookError: `invalid_json` for empty input, bad UTF-8, bad JSON, NaN/Infinity or
+            an escaped lone surrogate; `invalid_input` for JSON that is not an object.
     """
     if not raw.strip():
         raise HookError("invalid_json", "stdin is empty; expected a JSON object")
@@ -129,6 +135,10 @@ def read_payload(raw: bytes) -> dict[str, Any]:
         raise HookError("invalid_json", f"stdin is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         _bad_input(f"stdin must hold a JSON object, not {type(data).__name__}")
+    try:  # e.g. an escaped lone surrogate ("\ud800"): it could never be stored or echoed
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise HookError("invalid_json", f"stdin holds text that is not valid Unicode: {exc}") from exc
     return data
 
 
@@ -150,14 +160,6 @@ def _object(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         _bad_input(f"{key} must be a JSON object, not {json.dumps(value)}")
     return value
-
-
-def _find(manager: SessionManager, session_id: str) -> Session | None:
-    """The session, or `None` if there is none with this (possibly invalid) id."""
-    try:
-        return manager.get_session(session_id)
-    except (SessionNotFoundError, InvalidSessionIdError):
-        return None
 
 
 # -- pre-delegate -----------------------------------------------------------------------------
@@ -189,40 +191,41 @@ def pre_delegate(manager: SessionManager, payload: dict[str, Any]) -> dict[str, 
     reason: str = NO_AGENT_ID
     detail = "no agent_id was given"
     if agent_id is not None:
-        try:
-            decision = manager.should_resume(agent_id)
-        except InvalidSessionIdError as exc:
-            reason, detail = ResumeReason.NOT_FOUND.value, str(exc)
-        else:
-            reason, detail = decision.reason.value, decision.detail
-            owner = _find(manager, agent_id) if decision.resume else None
-            if owner is not None and owner.agent_name != agent_name:
-                reason = AGENT_MISMATCH
-                detail = (
-                    f"session {agent_id!r} belongs to agent {owner.agent_name!r}, "
-                    f"not {agent_name!r}"
+        decision = manager.should_resume(agent_id)
+        reason, detail = decision.reason.value, decision.detail
+        if decision.resume and decision.agent_name != agent_name:
+            reason = AGENT_MISMATCH
+            detail = (
+                f"session {agent_id!r} belongs to agent {decision.agent_name!r}, "
+                f"not {agent_name!r}"
+            )
+        elif decision.resume:
+            try:
+                # Only on the version decided on: two delegations cannot both resume.
+                manager.resume(
+                    agent_id, reason="pre-delegate", expected_version=decision.version
                 )
-            elif decision.resume:
-                try:
-                    manager.resume(agent_id, reason="pre-delegate")
-                except InvalidTransitionError as exc:  # terminated meanwhile
-                    reason, detail = ResumeReason.TERMINATED.value, str(exc)
-                else:
-                    context = decision.model_dump(mode="json")
-                    return {
-                        "should_resume": True,
-                        "reason": reason,
-                        "detail": detail,
-                        "agent_id": agent_id,
-                        "previous_agent_id": agent_id,
-                        "resume_metadata": {
-                            "previous_phase": context["previous_phase"],
-                            "created_at": context["created_at"],
-                            "history": context["phase_history"],
-                            "session_metadata": context["metadata"],
-                        },
-                        "original_context": payload,
-                    }
+            except ConcurrencyError:
+                reason = RESUMED_ELSEWHERE
+                detail = f"session {agent_id!r} changed while deciding (resumed elsewhere?)"
+            except InvalidTransitionError as exc:  # terminated meanwhile
+                reason, detail = ResumeReason.TERMINATED.value, str(exc)
+            else:
+                context = decision.model_dump(mode="json")
+                return {
+                    "should_resume": True,
+                    "reason": reason,
+                    "detail": detail,
+                    "agent_id": agent_id,
+                    "previous_agent_id": agent_id,
+                    "resume_metadata": {
+                        "previous_phase": context["previous_phase"],
+                        "created_at": context["created_at"],
+                        "history": context["phase_history"],
+                        "session_metadata": context["metadata"],
+                    },
+                    "original_context": payload,
+                }
 
     new_metadata = dict(metadata)
     if task_id is not None:
@@ -359,6 +362,8 @@ def run_hook(
     try:
         payload = read_payload(_stdin_bytes())
         result = handler(manager_from(ctx), payload)
+        print_json(result)
+        return
     except HookError as exc:
         error, code = {"error": exc.code, "message": exc.message}, exc.exit_code
     except AgentLedgerError as exc:
@@ -367,9 +372,6 @@ def run_hook(
     except Exception as exc:  # a hook must answer in JSON whatever happens
         error = {"error": "internal_error", "message": str(exc), "type": type(exc).__name__}
         code = 1
-    else:
-        print_json(result)
-        return
     print_json(error)
     raise typer.Exit(code)
 

@@ -10,6 +10,7 @@ resume and 1 when not, so a shell can branch on it. `$AGENTLEDGER_NOW` (a testin
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from datetime import datetime, timedelta
 from typing import Annotated, Any, NoReturn
@@ -528,8 +529,13 @@ def cleanup_command(
     Sessions that cannot be read back are left alone and named on stderr. On a terminal, a
     progress bar shows on stderr when many sessions are deleted.
     """
+    if not math.isfinite(hours):
+        raise typer.BadParameter(f"must be a finite number, not {hours}", param_hint="--hours")
     manager = manager_from(ctx)
-    older_than = timedelta(hours=hours)
+    try:
+        older_than = timedelta(hours=hours)
+    except OverflowError:  # more hours than a timedelta holds: older than any date
+        older_than = timedelta.max
     if dry_run:
         result = manager.cleanup(older_than, only_finalized=only_finalized, dry_run=True)
         sessions = _existing(manager, result.session_ids)

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -109,6 +110,12 @@ class Lifecycle:
             unknown = ({source} | set(targets)) - known
             if unknown:
                 raise ConfigurationError(f"transitions name unknown phases {sorted(unknown)}")
+            if source in self.final_phases:
+                raise ConfigurationError(f"a final phase ({source!r}) cannot move anywhere")
+        if self.transitions is not None:
+            # Frozen, so a shared lifecycle (DEFAULT_LIFECYCLE) cannot be changed in place.
+            frozen = MappingProxyType({k: frozenset(v) for k, v in self.transitions.items()})
+            object.__setattr__(self, "transitions", frozen)
 
     def check_phase(self, phase: object) -> str:
         """Return `phase` if it is valid; raise `InvalidTransitionError` listing the valid ones."""
@@ -187,8 +194,9 @@ def check_append(
         lifecycle: The phase configuration.
 
     Raises:
-        InvalidEventError: A `phase_changed`/`status_changed` without a string `to`, or a
-            `session_finalized` without a string `outcome` (or with a non-string summary).
+        InvalidEventError: A `phase_changed`/`status_changed` without a string `to`, a
+            `session_finalized` without a string `outcome` (or with a non-string summary),
+            or a `resume_ready` that is not a boolean.
         InvalidTransitionError: Anything appended to a terminated session; a `user_message`
             (a new turn) on a suspended session; a `status_changed` to an unknown status or
             not allowed by `STATUS_TRANSITIONS`; a `phase_changed` to an unknown phase, to the
@@ -245,6 +253,7 @@ def check_append(
         )
 
 
+_RESUME_READY_TYPES = frozenset({EventType.PHASE_CHANGED, EventType.METADATA_UPDATED})
 _TEXT_FIELDS: Mapping[str, tuple[tuple[str, bool], ...]] = {
     EventType.PHASE_CHANGED: (("to", False),),
     EventType.STATUS_CHANGED: (("to", False),),
@@ -253,13 +262,19 @@ _TEXT_FIELDS: Mapping[str, tuple[tuple[str, bool], ...]] = {
 
 
 def _check_shape(event: NewEvent) -> None:
-    """Raise `InvalidEventError` if a lifecycle event's fields are not strings."""
+    """Raise `InvalidEventError` if a lifecycle event's fields have the wrong type."""
     for name, optional in _TEXT_FIELDS.get(event.type, ()):
         value = event.data.get(name)
         if not isinstance(value, str) and not (optional and value is None):
             raise InvalidEventError(
                 f"{event.type} needs {name!r}: a string{' or null' if optional else ''}, "
                 f"not {value!r}"
+            )
+    if event.type in _RESUME_READY_TYPES and "resume_ready" in event.data:
+        if not isinstance(event.data["resume_ready"], bool):
+            raise InvalidEventError(
+                f"{event.type}: 'resume_ready' must be true or false, "
+                f"not {event.data['resume_ready']!r}"
             )
 
 
@@ -313,6 +328,9 @@ class ResumeDecision(BaseModel):
         resume: Whether the session may resume.
         reason: The first failed criterion, or `session_resumable`.
         detail: A sentence for people (for example, how long the session has been idle).
+        version: The session's version the decision was made on (pass it to
+            `SessionManager.resume(expected_version=)`).
+        agent_name: The agent the session belongs to.
         status, previous_phase: The session's status and phase now.
         created_at, updated_at: Creation and last activity (UTC).
         idle_seconds: Seconds since the last activity, at decision time.
@@ -327,6 +345,8 @@ class ResumeDecision(BaseModel):
     resume: bool
     reason: ResumeReason
     detail: str
+    version: int | None = None
+    agent_name: str | None = None
     status: str | None = None
     previous_phase: str | None = None
     created_at: datetime | None = None
@@ -378,6 +398,8 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
         resume=reason == ResumeReason.SESSION_RESUMABLE,
         reason=reason,
         detail=detail,
+        version=session.version,
+        agent_name=session.agent_name,
         status=session.status,
         previous_phase=session.phase,
         created_at=session.created_at,

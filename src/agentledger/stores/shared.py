@@ -489,7 +489,7 @@ class BaseStore(SessionStore, ABC):
             ("agent_name", agent_name),
             ("title", title),
             ("purpose", purpose),
-            ("phase", phase),
+            ("phase", phase or self.lifecycle.initial_phase),
         ):
             if value is not None:
                 data[key] = value

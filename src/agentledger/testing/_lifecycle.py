@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentledger.core.events import NewEvent
-from agentledger.core.lifecycle import ResumeReason
+from agentledger.core.lifecycle import Lifecycle, ResumeReason
 from agentledger.core.session import Session
 from agentledger.errors import (
     InvalidEventError,
@@ -278,6 +278,23 @@ class LifecycleConformance(ConformanceBase):
             with pytest.raises(InvalidTransitionError, match=match):
                 self._new(manager, phase=phase)
         assert manager.list_sessions().sessions == []
+
+    def test_a_custom_lifecycle(self, make_store: StoreFactory, clock: FakeClock) -> None:
+        review = Lifecycle(
+            phases=("draft", "review", "published", "rejected"),
+            final_phases=frozenset({"published", "rejected"}),
+            initial_phase="draft",
+            transitions={"draft": frozenset({"review"}), "review": frozenset({"draft"})},
+        )
+        manager = SessionManager(make_store(clock=clock, lifecycle=review), clock=clock)
+        sid = manager.create_session("editor").id
+        assert manager.get_session(sid).phase == "draft"  # the lifecycle's initial phase
+        assert manager.update_state(sid, phase="review").phase == "review"
+        self._refused(
+            manager, sid, lambda: manager.update_state(sid, phase="planning"),
+            "valid phases: draft, review, published, rejected",
+        )
+        assert manager.finalize_session(sid, "published").status == "terminated"
 
     def test_resume_counts(self, manager: SessionManager) -> None:
         sid = self._new(manager).id
