@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import psycopg
 from _bench import Backend, Pair, RawEvent, RawLog, utcnow
@@ -36,20 +36,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from agentledger.stores.base import open_store
+from agentledger.stores.base import display_url, open_store
 from agentledger.stores.postgres import PostgresStore
 
-# No spaces: PostgresStore re-encodes URL parameters with `+` for a space, which libpq reads
-# as a `+`. The server takes `--name=value` in `options` as it takes `-c name=value`.
+# The server takes `--name=value` in libpq's `options` as it takes `-c name=value`.
 _SYNC_OPTION = {"on": "--synchronous_commit=on", "off": "--synchronous_commit=off"}
-
-
-def display(url: str) -> str:
-    """The URL with its password hidden."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def check_server(url: str) -> str | None:
@@ -60,9 +51,9 @@ def check_server(url: str) -> str | None:
             return None
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
-            return f"cannot connect to PostgreSQL at {display(url)}: {str(exc).strip()}"
+            return f"cannot connect to PostgreSQL at {display_url(url)}: {str(exc).strip()}"
     except psycopg.Error as exc:
-        return f"bad PostgreSQL URL {display(url)}: {exc}"
+        return f"bad PostgreSQL URL {display_url(url)}: {exc}"
     dbname = str(conninfo_to_dict(url).get("dbname") or "")
     try:
         admin = make_conninfo(url, dbname="postgres")
@@ -71,7 +62,7 @@ def check_server(url: str) -> str | None:
     except psycopg.errors.DuplicateDatabase:
         pass  # created meanwhile by someone else
     except psycopg.Error as exc:
-        return f"PostgreSQL at {display(url)}: database {dbname!r} is missing and cannot be created: {exc}"
+        return f"PostgreSQL at {display_url(url)}: database {dbname!r} is missing and cannot be created: {exc}"
     return None
 
 
@@ -141,7 +132,9 @@ class RawPg:
 
     def append(self, sid: str, events: list[RawEvent]) -> None:
         conn, now = self.conn, utcnow()
-        with conn.transaction():
+        # Pipelined like ours: BEGIN goes with the locking read, the writes with COMMIT, so
+        # an append is two round trips on both sides.
+        with conn.pipeline(), conn.transaction():
             row = conn.execute(self._lock, (sid,)).fetchone()
             assert row is not None, sid
             version = row[0]
@@ -248,7 +241,7 @@ class PostgresBackend(Backend):
             settings: dict[str, str] = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN"
                 " ('fsync', 'wal_sync_method', 'shared_buffers', 'full_page_writes')").fetchall())
-        return {"server": display(self.url), "postgresql": row[0] if row else "?",
+        return {"server": display_url(self.url), "postgresql": row[0] if row else "?",
                 "psycopg": psycopg.__version__, "settings": settings}
 
     def close(self) -> None:

@@ -734,3 +734,13 @@ def test_sigkill_mid_append_loses_nothing_acknowledged(root: Path) -> None:
     with open_store(url) as store:
         (after,) = store.append(session_id, [msg()])
         assert after.seq == 1 + BATCH * next_batch + 1
+
+
+def test_an_emptied_ledger_is_corruption_for_every_read(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    (root / a / LEDGER).write_bytes(b"")
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a)
+    with pytest.raises(CorruptedSessionError):
+        store.append(a, [msg()])
+    assert store.read_events(b)[0].seq == 1

@@ -493,6 +493,26 @@ def test_a_forked_child_uses_connections_of_its_own(postgres_url: str) -> None:
     store.close()
 
 
+def _close_in_forked_child(store: Any) -> None:
+    store.close()
+
+
+def test_a_forked_child_closing_the_store_leaves_the_parents_connections(
+    postgres_url: str,
+) -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    store = open_store(postgres_url, pool_min_size=1, pool_max_size=1)
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    child = multiprocessing.get_context("fork").Process(target=_close_in_forked_child, args=(store,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    store.append(sid, [msg("after the child closed its copy")])
+    assert store.get_session(sid).version == 2
+    store.close()
+
+
 def test_constructed_directly(postgres_url: str) -> None:
     schema = _schema(postgres_url)
     with PostgresStore(_base(postgres_url), schema=schema, pool_max_size=2) as store:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 
@@ -295,7 +295,10 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
         An open store; use it as a context manager or call `close()`.
 
     Raises:
-        ConfigurationError: An unknown scheme or a bad option.
+        ConfigurationError: A URL that cannot be parsed, an unknown scheme or a bad option.
+        MissingDependencyError: The scheme needs an extra (`postgresql://`: `postgres`).
+        StoreUnavailableError: The store cannot be reached or opened.
+        SchemaVersionError: The store was written by a newer agentledger.
 
     Example:
         >>> with open_store("memory://") as store:
@@ -305,20 +308,36 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
     from agentledger.stores import _register_builtin_schemes
 
     _register_builtin_schemes()
-    scheme = urlsplit(url).scheme
-    factory = _SCHEMES.get(scheme)
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a store URL is a string, not {url!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced "["
+        raise ConfigurationError(f"bad store URL {display_url(url)!r}: {exc}") from exc
+    factory = _SCHEMES.get(parts.scheme)
     if factory is None:
         known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
-        raise ConfigurationError(f"unknown store URL scheme in {url!r}; known schemes: {known}")
-    merged: dict[str, Any] = dict(parse_qsl(urlsplit(url).query))
+        raise ConfigurationError(
+            f"unknown store URL scheme in {display_url(url)!r}; known schemes: {known}"
+        )
+    merged: dict[str, Any] = dict(parse_qsl(parts.query))
     merged.update(options)
     return factory(url, merged)
 
 
 def display_url(url: str) -> str:
-    """Return a store URL fit to print or log: its password, if any, replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """Return a store URL fit to print or log: a password, in the user part
+    (`user:pw@host`) or as libpq's `password=` query parameter, replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show nothing after the scheme
+        return url.split(":", 1)[0] + "://***"
+    hidden = parts
+    if password is not None:
+        hidden = hidden._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1))
+    if "password=" in parts.query:
+        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
+        hidden = hidden._replace(query=urlencode(query, safe="*", quote_via=quote))
+    # urlunsplit would drop an empty "//" (sqlite:///x.db), so rebuild only when needed.
+    return url if hidden is parts else urlunsplit(hidden)

@@ -136,6 +136,8 @@ FORMAT = "agentledger-file"
 """The `format` value of `_agentledger.json`."""
 
 FORMAT_FILE = "_agentledger.json"
+_CONSISTENT_READ_TRIES = 5
+"""Lock-free tries of `_fetch_session` before it reads under the session's lock."""
 LEDGER = "events.jsonl"
 SNAPSHOT = "session.json"
 _SCOPED = "_scoped"
@@ -456,9 +458,11 @@ class FileStore(BaseStore):
         if (
             isinstance(lock_timeout, bool)
             or not isinstance(lock_timeout, (int, float))
-            or lock_timeout < 0
+            or not 0 <= lock_timeout < float("inf")
         ):
-            raise ConfigurationError(f"lock_timeout must be a number >= 0, not {lock_timeout!r}")
+            raise ConfigurationError(
+                f"lock_timeout must be a finite number >= 0, not {lock_timeout!r}"
+            )
         self.root = Path(os.path.abspath(os.fspath(path)))
         self._root = os.fspath(self.root)  # string paths: pathlib is slow on the hot path
         self.lock_timeout = float(lock_timeout)
@@ -682,6 +686,9 @@ class FileStore(BaseStore):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
         events, _ = _parse_ledger(session_id, data)
+        if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
+            # as `_load`: a snapshot without a single committed event is corruption
+            raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
         return events
 
     # -- shared state ---------------------------------------------------------------------
@@ -770,18 +777,45 @@ class FileStore(BaseStore):
         self._check_open()
         return _FileTransaction(self)
 
+    def _ledger_signature(self, session_id: str) -> tuple[int, int, int] | None:
+        """(inode, size, mtime in ns) of the session's ledger; it changes with every commit."""
+        try:
+            st = os.stat(self._file(session_id, LEDGER))
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        """Read the snapshot and the app's and user's state as of one commit.
+
+        They are three files read one after another, so a writer committing between the
+        reads could show half of its append (its own keys but not yet its `user:` keys).
+        Every commit changes the ledger's size and mtime, so the read is repeated until the
+        ledger is the same before and after it; after a few tries it is done under the
+        session's lock, which the session's writers hold through their whole commit.
+        """
         self._check_open()
         with _translated(f"read session {session_id!r}"):
-            current = self._load(session_id)
-            if current is None:
-                return None
-            row = current.row
-            return (
-                row,
-                self._read_scoped(row.app_name, None),
-                self._read_scoped(row.app_name, row.user_id),
-            )
+            for _ in range(_CONSISTENT_READ_TRIES):
+                before = self._ledger_signature(session_id)
+                found = self._read_session_and_scopes(session_id)
+                if self._ledger_signature(session_id) == before:
+                    return found
+            with self._locked(self._session_lock_path(session_id)):
+                return self._read_session_and_scopes(session_id)
+
+    def _read_session_and_scopes(
+        self, session_id: str
+    ) -> tuple[SessionRow, str | None, str | None] | None:
+        current = self._load(session_id)
+        if current is None:
+            return None
+        row = current.row
+        return (
+            row,
+            self._read_scoped(row.app_name, None),
+            self._read_scoped(row.app_name, row.user_id),
+        )
 
     def _fetch_event_rows(
         self,

@@ -481,8 +481,10 @@ def _number(url: str, name: str, value: Any, kind: type[int] | type[float], low:
         number = kind(value)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{name} must be a number, not {value!r} ({url})") from exc
-    if number < low:
-        raise ConfigurationError(f"{name} must be at least {low}, not {value!r} ({url})")
+    if not low <= number < float("inf"):  # NaN fails both comparisons
+        raise ConfigurationError(
+            f"{name} must be a finite number of at least {low}, not {value!r} ({url})"
+        )
     return number
 
 
@@ -632,13 +634,16 @@ class PostgresStore(BaseStore):
             raise self._translate(exc) from exc
 
     def close(self) -> None:
-        """Close the connection pool; later calls fail with `StoreUnavailableError`."""
+        """Close the connection pool (the one this process opened; a forked child leaves
+        its parent's alone); later calls fail with `StoreUnavailableError`."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
         pool = getattr(self, "_pool", None)
-        if pool is not None:
+        # A pool inherited through fork() holds the parent's sockets: closing it here would
+        # end the parent's sessions on the server. Only the process that made it closes it.
+        if pool is not None and getattr(self, "_pid", None) == os.getpid():
             pool.close()
 
     # -- schema -------------------------------------------------------------------------

@@ -208,3 +208,35 @@ class AppendConformance(ConformanceBase):
         expected = {f"app:w{i}": 19 for i in range(4)} | {f"user:w{i}": 19 for i in range(4)}
         for session in sessions:
             assert store.get_session(session.id).state == expected | {"own": 19}
+
+    def test_readers_never_see_part_of_an_append(self, store: SessionStore) -> None:
+        """An append that sets a session key, an `app:` key and a `user:` key is seen whole
+        or not at all by `get_session`, while it is being written."""
+        sid = store.create_session(
+            app_name=self.unique("app"), user_id="ada", state={"k": 0, "app:k": 0, "user:k": 0}
+        ).id
+        done = threading.Event()
+        mixed: list[dict[str, object]] = []
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                for n in range(1, 151):
+                    store.append(sid, [msg(state_delta={"k": n, "app:k": n, "user:k": n})])
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        reads = 0
+        while not done.is_set() or reads == 0:
+            state = store.get_session(sid).state
+            reads += 1
+            if not state["k"] == state["app:k"] == state["user:k"]:
+                mixed.append({k: state[k] for k in ("k", "app:k", "user:k")})
+        thread.join()
+        assert not errors, errors
+        assert not mixed, f"{len(mixed)} of {reads} reads saw part of an append: {mixed[:3]}"
+        assert store.get_session(sid).state == {"k": 150, "app:k": 150, "user:k": 150}
