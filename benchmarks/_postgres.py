@@ -8,7 +8,8 @@ connection, `conn.transaction()` per write, schema-qualified statements, `Jsonb(
 the JSONB columns (psycopg's `json.dumps`), `datetime` for the `timestamptz` columns, and
 psycopg's own parsing of both on reads. An append is one transaction that locks the
 session's row (`SELECT version … FOR UPDATE`), inserts the event rows and updates the
-session's version and `updated_at`: the same statements and round trips as ours.
+session's version and `updated_at`, pipelined (`BEGIN` with the locking read, the writes
+with `COMMIT`): the same statements and the same two round trips as ours.
 
 Indexes: the raw log has the ones the benchmarked workloads use, as on SQLite: the events'
 primary key `(session_id, seq)`, the sessions' primary key and `(updated_at, id)` for the
@@ -206,7 +207,7 @@ class PostgresBackend(Backend):
         "Appends at synchronous_commit on and off (both sides); loads, creates, list and bytes",
         "at off. Raw state load folds every state_delta row (no snapshot); ours reads the",
         "session's snapshot row. Bytes: pg_total_relation_size after VACUUM (ours: sessions,",
-        "events, scoped_state; raw: sessions, events). Ours keeps 3 indexes raw does not.",
+        "events, scoped_state; raw: sessions, events). Ours keeps 4 indexes raw does not.",
     )
 
     def __init__(self, url: str) -> None:

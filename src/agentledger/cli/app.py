@@ -210,7 +210,8 @@ def root(
             metavar="URL",
             show_default=DEFAULT_STORE_URL,
             help=(
-                "The store to use: memory://, sqlite:///relative.db, sqlite:////absolute.db. "
+                "The store to use: sqlite:///relative.db, sqlite:////absolute.db, "
+                "file://./folder, postgresql://user@host/db?schema=s, memory://. "
                 "Opened only by commands that need it."
             ),
         ),
