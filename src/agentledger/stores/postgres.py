@@ -95,7 +95,6 @@ from agentledger.stores.shared import (
     SessionRow,
     StoreTransaction,
     format_timestamp,
-    parse_timestamp,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
@@ -787,7 +786,7 @@ class PostgresStore(BaseStore):
             params.append(format_timestamp(where.updated_before))
         if after_key is not None:
             clauses.append("(s.updated_at, s.id) < (%s::timestamptz, %s)")
-            params.extend((_cursor_time(after_key[0]), after_key[1]))
+            params.extend(after_key)
         sql = self._sql.session_with_scopes
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -805,14 +804,3 @@ class PostgresStore(BaseStore):
                 return False
             conn.execute(self._sql.delete_events, (session_id,))
             return True
-
-
-def _cursor_time(value: str) -> str:
-    """A cursor's timestamp, checked and normalized, or `ConfigurationError`."""
-    try:
-        parsed = parse_timestamp(value)
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid cursor timestamp {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise ConfigurationError(f"invalid cursor timestamp {value!r}: no UTC offset")
-    return format_timestamp(parsed)

@@ -201,7 +201,11 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         updated_at, session_id = json.loads(raw)
         if not isinstance(updated_at, str) or not isinstance(session_id, str):
             raise ValueError(cursor)
-        return updated_at, session_id
+        # Checked and normalized here, so every store reads the same cursor the same way.
+        moment = parse_timestamp(updated_at)
+        if moment.tzinfo is None:
+            raise ValueError(f"{updated_at!r} has no UTC offset")
+        return format_timestamp(moment), session_id
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid cursor {cursor!r}") from exc
 

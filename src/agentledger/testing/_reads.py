@@ -237,6 +237,8 @@ class ReadConformance(ConformanceBase):
             base64.urlsafe_b64encode(b"5").decode(),
             base64.urlsafe_b64encode(b'["only-one"]').decode(),
             base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+            base64.urlsafe_b64encode(b'["yesterday", "x"]').decode(),
+            base64.urlsafe_b64encode(b'["2026-01-08T18:05:30", "x"]').decode(),
         ],
     )
     def test_list_sessions_invalid_cursor(self, store: SessionStore, cursor: str) -> None:
