@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -121,6 +122,30 @@ class SessionConformance(ConformanceBase):
         assert before[0].app_name == first.app_name and before[0].user_id == "ada"
         assert store.get_session("taken").state["app:shared"] == "old"
         assert len(store.list_sessions(app_name=app).sessions) == 1
+
+    def test_concurrent_creates_of_one_id(self, store: SessionStore) -> None:
+        """Six threads create the same id at once: one wins, the others get
+        `SessionExistsError`, and the session has exactly one `session_created`."""
+        barrier = threading.Barrier(6)
+        outcomes: list[str] = []
+
+        def create(i: int) -> None:
+            barrier.wait(timeout=30)
+            try:
+                store.create_session(app_name="demo", user_id=f"u{i}", session_id="same-id")
+                outcomes.append("created")
+            except SessionExistsError:
+                outcomes.append("exists")
+            except BaseException as exc:  # reported below
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["created"] + ["exists"] * 5
+        assert [e.type for e in store.read_events("same-id")] == ["session_created"]
 
     @pytest.mark.parametrize("bad_id", UNSAFE_SESSION_IDS)
     def test_unsafe_session_id_is_refused(self, store: SessionStore, bad_id: str) -> None:
