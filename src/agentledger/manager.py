@@ -33,6 +33,7 @@ from agentledger.core.lifecycle import (
 )
 from agentledger.core.session import Session, Status
 from agentledger.errors import (
+    ConcurrencyError,
     ConfigurationError,
     CorruptedSessionError,
     InvalidEventError,
@@ -78,12 +79,15 @@ class CleanupResult:
         cutoff: Sessions with their last activity before this time (UTC) were selected.
         skipped_corrupted: Old sessions left alone because they cannot be read back (their
             status cannot be checked); delete them by id after a look.
+        skipped_changed: Sessions chosen for deletion that got new events before their
+            delete: kept, since the delete is conditional on the version listed.
     """
 
     session_ids: list[str]
     dry_run: bool
     cutoff: datetime
     skipped_corrupted: list[str] = field(default_factory=list)
+    skipped_changed: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -468,7 +472,9 @@ class SessionManager:
             only_finalized: Only `terminated` sessions (finalized or terminated).
             dry_run: List what would be deleted; delete nothing.
             batch_size: Sessions listed per page (1-1000). Each session is deleted in its
-                own short transaction, so no lock is held across a batch.
+                own short transaction, so no lock is held across a batch, and only if its
+                version is still the one listed (`delete_session(expected_version=)`): a
+                session that got an event meanwhile is kept, in `skipped_changed`.
             on_progress: Called with the number of sessions handled so far, after each.
 
         Returns:
@@ -487,6 +493,7 @@ class SessionManager:
         status = Status.TERMINATED.value if only_finalized else None
         ids: list[str] = []
         corrupted: list[str] = []
+        changed: list[str] = []
         # The cursor is strictly below the last row seen, so deleting rows already passed
         # does not skip any: walk the pages and delete as we go.
         for page in self.iter_sessions(
@@ -496,14 +503,22 @@ class SessionManager:
             for session in page.sessions:
                 if not dry_run:
                     try:
-                        self.store.delete_session(session.id)
+                        # Only the version listed: an append since then keeps the session.
+                        self.store.delete_session(session.id, expected_version=session.version)
                     except SessionNotFoundError:
                         continue  # deleted by someone else meanwhile
+                    except ConcurrencyError:
+                        changed.append(session.id)
+                        continue
                 ids.append(session.id)
                 if on_progress is not None:
                     on_progress(len(ids))
         return CleanupResult(
-            session_ids=ids, dry_run=dry_run, cutoff=cutoff, skipped_corrupted=corrupted
+            session_ids=ids,
+            dry_run=dry_run,
+            cutoff=cutoff,
+            skipped_corrupted=corrupted,
+            skipped_changed=changed,
         )
 
     # -- metrics ------------------------------------------------------------------------

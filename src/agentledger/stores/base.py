@@ -235,11 +235,19 @@ class SessionStore(Protocol):
         """
         ...
 
-    def delete_session(self, session_id: str) -> None:
+    def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         """Delete a session and its ledger (its `app:`/`user:` state stays).
+
+        Args:
+            session_id: The session.
+            expected_version: Delete only if the session's version is still this one,
+                checked atomically with the delete (retention uses it, so an append that
+                lands after a session was chosen for deletion is never lost with it).
 
         Raises:
             SessionNotFoundError: No session has this id.
+            ConcurrencyError: `expected_version` is not the current version; nothing was
+                deleted.
         """
         ...
 

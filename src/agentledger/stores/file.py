@@ -110,6 +110,7 @@ from agentledger.core.events import Event
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
 from agentledger.errors import (
+    ConcurrencyError,
     ConfigurationError,
     CorruptedSessionError,
     InvalidSessionIdError,
@@ -937,7 +938,7 @@ class FileStore(BaseStore):
                 (row, read(row.app_name, None), read(row.app_name, row.user_id)) for row in page
             ]
 
-    def _delete_session(self, session_id: str) -> bool:
+    def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         self._check_open()
         folder = os.path.join(self._root, session_id)
         with (
@@ -950,7 +951,11 @@ class FileStore(BaseStore):
                 if current is None:
                     return False
                 owner = (current.row.app_name, current.row.user_id)
+                if expected_version is not None and current.row.version != expected_version:
+                    raise ConcurrencyError(session_id, expected_version, current.row.version)
             except CorruptedSessionError:
+                if expected_version is not None:
+                    raise  # its version cannot be checked: keep it
                 text = _read_text(self._file(session_id, SNAPSHOT))
                 try:
                     parsed = _snapshot_fields(session_id, json.loads(text or ""))

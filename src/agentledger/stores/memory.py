@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from agentledger.errors import ConcurrencyError
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
     BaseStore,
@@ -134,10 +135,16 @@ class MemoryStore(BaseStore):
             rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
             return [self._with_scoped_rows(r) for r in rows[:limit]]
 
-    def _delete_session(self, session_id: str) -> bool:
+    def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._lock:
+            row = self._sessions.get(session_id)
+            if row is None:
+                return False
+            if expected_version is not None and row.version != expected_version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
             self._events.pop(session_id, None)
-            return self._sessions.pop(session_id, None) is not None
+            del self._sessions[session_id]
+            return True
 
     def close(self) -> None:
         """Nothing to release; the data stays readable until the object is dropped."""

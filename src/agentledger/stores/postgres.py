@@ -81,6 +81,7 @@ except ImportError as exc:  # pragma: no cover - only without the postgres extra
 
 from agentledger.errors import (
     AgentLedgerError,
+    ConcurrencyError,
     ConfigurationError,
     InvalidEventError,
     SchemaVersionError,
@@ -308,7 +309,7 @@ class _Sql:
             f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
             " updated_at = %s::timestamptz, version = %s, snapshot = %s::jsonb WHERE id = %s"
         )
-        self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s"
+        self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s RETURNING version"
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
 
 
@@ -796,11 +797,14 @@ class PostgresStore(BaseStore):
             cur = conn.cursor(row_factory=args_row(_session_row))
             return cur.execute(sql, params).fetchall()
 
-    def _delete_session(self, session_id: str) -> bool:
+    def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._connection() as conn, conn.transaction():
             # The session row first: it waits for an append in progress to commit, so the
-            # events deleted next include that append's.
-            if conn.execute(self._sql.delete_session, (session_id,)).rowcount == 0:
+            # events deleted next include that append's (and the version checked is final).
+            found = conn.execute(self._sql.delete_session, (session_id,)).fetchone()
+            if found is None:
                 return False
+            if expected_version is not None and found[0] != expected_version:
+                raise ConcurrencyError(session_id, expected_version, found[0])  # rolls back
             conn.execute(self._sql.delete_events, (session_id,))
             return True

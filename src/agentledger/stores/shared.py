@@ -279,8 +279,10 @@ class BaseStore(SessionStore, ABC):
         `after_key`, each with the app's and user's shared state JSON."""
 
     @abstractmethod
-    def _delete_session(self, session_id: str) -> bool:
-        """Delete the session and its events; whether it existed."""
+    def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
+        """Delete the session and its events; whether it existed. With `expected_version`,
+        raise `ConcurrencyError` (deleting nothing) unless the stored version is that one,
+        checked under the same lock or transaction as the delete."""
 
     @abstractmethod
     def close(self) -> None:
@@ -623,7 +625,11 @@ class BaseStore(SessionStore, ABC):
             next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
         return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
 
-    def delete_session(self, session_id: str) -> None:
+    def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         validate_session_id(session_id)
-        if not self._delete_session(session_id):
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
+        if not self._delete_session(session_id, expected_version):
             raise SessionNotFoundError(session_id)

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agentledger.errors import (
+    ConcurrencyError,
     ConfigurationError,
     SchemaVersionError,
     StoreError,
@@ -443,6 +444,10 @@ class SqliteStore(BaseStore):
             rows = self._conn().execute(sql, params).fetchall()
         return [(SessionRow(*r[:10]), r[10], r[11]) for r in rows]
 
-    def _delete_session(self, session_id: str) -> bool:
+    def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._transaction() as tx:
+            if expected_version is not None:
+                row = tx.load_session(session_id)
+                if row is not None and row.version != expected_version:
+                    raise ConcurrencyError(session_id, expected_version, row.version)
             return tx.delete_session(session_id)

@@ -379,6 +379,25 @@ class LifecycleConformance(ConformanceBase):
         assert [s.id for s in manager.list_sessions().sessions] == [recent]
         assert manager.cleanup(timedelta(hours=24)).count == 0
 
+    def test_cleanup_keeps_a_session_that_changes_after_it_was_listed(
+        self, manager: SessionManager, clock: FakeClock
+    ) -> None:
+        """Retention lists, then deletes: an append landing in between is never lost."""
+        old = [self._new(manager).id for _ in range(3)]
+        clock.advance(hours=25)
+        listed = manager.iter_sessions
+
+        def list_then_someone_appends(**filters: Any) -> Any:
+            for page in listed(**filters):
+                manager.store.append(old[1], [msg("just in time")])
+                yield page
+
+        manager.iter_sessions = list_then_someone_appends  # type: ignore[method-assign]
+        result = manager.cleanup(timedelta(hours=24))
+        assert sorted(result.session_ids) == sorted([old[0], old[2]])
+        assert result.skipped_changed == [old[1]]
+        assert manager.get_session(old[1]).version == 2
+
     def test_stats(self, manager: SessionManager, clock: FakeClock) -> None:
         durations = {"a": 60, "b": 120, "c": 600}
         for agent, seconds in durations.items():

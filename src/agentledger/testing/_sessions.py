@@ -8,7 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agentledger.core.events import EventType, NewEvent
-from agentledger.errors import InvalidSessionIdError, SessionExistsError, SessionNotFoundError
+from agentledger.errors import (
+    ConcurrencyError,
+    InvalidSessionIdError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase, StoreFactory, msg
 
@@ -182,6 +187,20 @@ class SessionConformance(ConformanceBase):
             store.delete_session(gone.id)
         assert [s.id for s in store.list_sessions().sessions] == [keep.id]
         assert self.record(store, keep.id) == kept_before
+
+    def test_delete_only_at_the_expected_version(self, store: SessionStore) -> None:
+        sid = store.create_session(app_name="demo", user_id="ada").id
+        store.append(sid, [msg("after the version was read")])
+        before = self.record(store, sid)
+        with pytest.raises(ConcurrencyError) as info:
+            store.delete_session(sid, expected_version=1)
+        assert (info.value.expected_version, info.value.actual_version) == (1, 2)
+        assert self.record(store, sid) == before  # nothing deleted
+        store.delete_session(sid, expected_version=2)
+        with pytest.raises(SessionNotFoundError):
+            store.get_session(sid)
+        with pytest.raises(SessionNotFoundError):
+            store.delete_session(sid, expected_version=2)
 
     def test_delete_unknown_session(self, store: SessionStore) -> None:
         with pytest.raises(SessionNotFoundError) as info:
