@@ -743,6 +743,8 @@ def print_cleanup(
             f"session {session_id} is corrupted and was left alone (look at it, then delete "
             "it by id)"
         )
+    for session_id in result.skipped_changed:
+        print_warning(f"session {session_id} got new events during the clean-up and was kept")
 
 
 def _counts(counts: Mapping[str, int], *, statuses: bool = False) -> Text:

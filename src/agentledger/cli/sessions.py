@@ -549,6 +549,7 @@ def cleanup_command(
             "count": result.count,
             "session_ids": result.session_ids,
             "skipped_corrupted": result.skipped_corrupted,
+            "skipped_changed": result.skipped_changed,
         }
         if dry_run:
             data["sessions"] = [s.model_dump(mode="json") for s in sessions]
