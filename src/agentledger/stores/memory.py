@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from agentledger.errors import ConcurrencyError
+from agentledger.errors import ConcurrencyError, StoreUnavailableError
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
     BaseStore,
@@ -73,9 +73,15 @@ class MemoryStore(BaseStore):
         self._sessions: dict[str, SessionRow] = {}
         self._events: dict[str, list[EventRow]] = {}
         self._scoped: dict[_Scope, str] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
 
     @contextmanager
     def _transaction(self) -> Iterator[StoreTransaction]:
+        self._check_open()
         with self._lock:
             tx = _MemoryTransaction(self)
             yield tx
@@ -89,6 +95,7 @@ class MemoryStore(BaseStore):
         )
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
+        self._check_open()
         with self._lock:
             row = self._sessions.get(session_id)
             return None if row is None else self._with_scoped_rows(row)
@@ -102,6 +109,7 @@ class MemoryStore(BaseStore):
         last: int | None,
         types: Sequence[str] | None,
     ) -> list[EventRow]:
+        self._check_open()
         with self._lock:
             rows = self._events.get(session_id, [])[max(after, 0) :]
         if types:
@@ -112,11 +120,13 @@ class MemoryStore(BaseStore):
         return rows if limit is None else rows[:limit]
 
     def _session_exists(self, session_id: str) -> bool:
+        self._check_open()
         return session_id in self._sessions
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
     ) -> list[tuple[SessionRow, str | None, str | None]]:
+        self._check_open()
         after = format_timestamp(where.updated_after) if where.updated_after else None
         before = format_timestamp(where.updated_before) if where.updated_before else None
         with self._lock:
@@ -136,6 +146,7 @@ class MemoryStore(BaseStore):
             return [self._with_scoped_rows(r) for r in rows[:limit]]
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
+        self._check_open()
         with self._lock:
             row = self._sessions.get(session_id)
             if row is None:
@@ -147,4 +158,8 @@ class MemoryStore(BaseStore):
             return True
 
     def close(self) -> None:
-        """Nothing to release; the data stays readable until the object is dropped."""
+        """Drop the data; later calls raise `StoreUnavailableError` (as every store's do).
+        Closing twice is fine."""
+        with self._lock:
+            self._closed = True
+            self._sessions, self._events, self._scoped = {}, {}, {}

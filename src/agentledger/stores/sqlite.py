@@ -289,12 +289,12 @@ class SqliteStore(BaseStore):
     # -- connections --------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         pid = os.getpid()
         if conn is not None and self._local.pid == pid:
             return conn
-        if self._closed:
-            raise StoreUnavailableError(f"{self!r} is closed")
         with _translated():
             conn = sqlite3.connect(
                 self.path,

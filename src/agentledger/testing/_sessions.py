@@ -13,6 +13,7 @@ from agentledger.errors import (
     InvalidSessionIdError,
     SessionExistsError,
     SessionNotFoundError,
+    StoreUnavailableError,
 )
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase, StoreFactory, msg
@@ -201,6 +202,23 @@ class SessionConformance(ConformanceBase):
             store.get_session(sid)
         with pytest.raises(SessionNotFoundError):
             store.delete_session(sid, expected_version=2)
+
+    def test_closed_store_refuses_work(self, make_store: StoreFactory) -> None:
+        """After `close()` every call raises `StoreUnavailableError`; closing twice is fine."""
+        store = make_store()
+        sid = store.create_session(app_name="demo", user_id="ada").id
+        store.close()
+        store.close()
+        for call in (
+            lambda: store.get_session(sid),
+            lambda: store.append(sid, [msg()]),
+            lambda: store.read_events(sid),
+            lambda: store.list_sessions(),
+            lambda: store.create_session(app_name="demo", user_id="ada"),
+            lambda: store.delete_session(sid),
+        ):
+            with pytest.raises(StoreUnavailableError):
+                call()
 
     def test_delete_unknown_session(self, store: SessionStore) -> None:
         with pytest.raises(SessionNotFoundError) as info:
