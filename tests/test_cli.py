@@ -7,7 +7,6 @@ Each test fills a SQLite store through the Python API and reads it back through 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import typer
 import typer.main
+from cli_support import console_script
 from typer.testing import CliRunner, Result
 
 from agentledger import Event, NewEvent, SessionStore, open_store
@@ -469,16 +469,6 @@ def test_short_id_and_format_age() -> None:
 
 
 # -- the installed console script ---------------------------------------------------------
-
-
-def console_script() -> str:
-    candidate = Path(sys.executable).parent / "agentledger"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("agentledger")
-    if found is None:
-        pytest.skip("the agentledger console script is not installed")
-    return found
 
 
 def cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -12,60 +12,28 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cli_support
 import pytest
+from cli_support import T0, console_script, iso
 from typer.testing import CliRunner
 
-from agentledger import SessionStore, open_store
+from agentledger import open_store
 from agentledger.cli import app
 from agentledger.cli import hooks as hooks_module
 from agentledger.manager import SessionManager
 from agentledger.testing import FakeClock
 
-T0 = datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def console_script() -> str:
-    candidate = Path(sys.executable).parent / "agentledger"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("agentledger")
-    if found is None:
-        pytest.skip("the agentledger console script is not installed")
-    return found
-
-
-@pytest.fixture()
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'x.db'}"
-
-
-@pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture()
-def store(url: str, clock: FakeClock) -> Iterator[SessionStore]:
-    s = open_store(url, clock=clock)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture()
-def manager(store: SessionStore, clock: FakeClock) -> SessionManager:
-    return SessionManager(store, clock=clock)
+# The CLI tests' fixtures (a SQLite store at a fixed clock): cli_support.
+clock = cli_support.clock
+manager = cli_support.manager
+store = cli_support.store
+url = cli_support.url
 
 
 class Hook:

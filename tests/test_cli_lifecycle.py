@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
+import cli_support
 import pytest
+from cli_support import T0, iso
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from agentledger import SessionStore, open_store
+from agentledger import SessionStore
 from agentledger.cli import app
 from agentledger.cli import sessions as sessions_module
 from agentledger.core.lifecycle import ResumeDecision
@@ -27,36 +27,13 @@ from agentledger.errors import SessionNotFoundError
 from agentledger.manager import SessionManager
 from agentledger.testing import FakeClock
 
-T0 = datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc)
 PHASES = "initializing, investigating, planning, approval, executing, validating, completed, failed"
 
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture()
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'x.db'}"
-
-
-@pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture()
-def store(url: str, clock: FakeClock) -> Iterator[SessionStore]:
-    s = open_store(url, clock=clock)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture()
-def manager(store: SessionStore, clock: FakeClock) -> SessionManager:
-    return SessionManager(store, clock=clock)
+# The CLI tests' fixtures (a SQLite store at a fixed clock): cli_support.
+clock = cli_support.clock
+manager = cli_support.manager
+store = cli_support.store
+url = cli_support.url
 
 
 def run(url: str, *args: str, now: datetime | None = T0, input: str | None = None) -> Result:
