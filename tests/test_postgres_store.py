@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from migration_support import check_reopening_does_not_rerun_migrations
 
 from agentledger import (
     ConfigurationError,
@@ -119,31 +120,10 @@ def test_newer_schema_is_refused(make: StoreFactory, sql: Any, postgres_url: str
     assert sql("SELECT id FROM sessions") == [("kept",)]
 
 
-class _SpyMigrations(list[list[str]]):
-    """`MIGRATIONS` that records which versions `setup()` applies."""
-
-    def __init__(self, migrations: list[list[str]]) -> None:
-        super().__init__(migrations)
-        self.applied: list[int] = []
-
-    def __getitem__(self, index: Any) -> Any:
-        self.applied.append(index)
-        return super().__getitem__(index)
-
-
 def test_reopening_does_not_rerun_migrations(
     make: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spy = _SpyMigrations(MIGRATIONS)
-    monkeypatch.setattr(postgres_module, "MIGRATIONS", spy)
-    store = make()
-    assert spy.applied == list(range(1, SCHEMA_VERSION + 1))
-    store.create_session(app_name="demo", user_id="ada", session_id="kept")
-    store.close()
-    spy.applied.clear()
-    reopened = make()
-    assert spy.applied == []
-    assert reopened.get_session("kept").version == 1
+    check_reopening_does_not_rerun_migrations(make, postgres_module, monkeypatch)
 
 
 def test_a_schema_of_the_previous_version_is_migrated(

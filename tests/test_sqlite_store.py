@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from migration_support import check_reopening_does_not_rerun_migrations
 
 import agentledger.stores.sqlite as sqlite_module
 from agentledger import (
@@ -197,31 +198,10 @@ def test_newer_schema_is_refused(make: StoreFactory, db_path: Path) -> None:
     assert _execute(db_path, "SELECT id FROM sessions") == [("kept",)]
 
 
-class _SpyMigrations(list[list[str]]):
-    """`MIGRATIONS` that records which versions `setup()` applies."""
-
-    def __init__(self, migrations: list[list[str]]) -> None:
-        super().__init__(migrations)
-        self.applied: list[int] = []
-
-    def __getitem__(self, index: Any) -> Any:
-        self.applied.append(index)
-        return super().__getitem__(index)
-
-
 def test_reopening_does_not_rerun_migrations(
     make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spy = _SpyMigrations(MIGRATIONS)
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", spy)
-    store = make()
-    assert spy.applied == list(range(1, SCHEMA_VERSION + 1))
-    store.create_session(app_name="demo", user_id="ada", session_id="kept")
-    store.close()
-    spy.applied.clear()
-    reopened = make()
-    assert spy.applied == []
-    assert reopened.get_session("kept").version == 1
+    check_reopening_does_not_rerun_migrations(make, sqlite_module, monkeypatch)
 
 
 def test_a_new_migration_upgrades_an_existing_file(
