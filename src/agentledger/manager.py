@@ -208,8 +208,13 @@ class SessionManager:
         )
 
     def get_session(self, session_id: str) -> Session:
-        """Return the session's projection. Raises `SessionNotFoundError`,
-        `CorruptedSessionError`."""
+        """Return the session's projection (a `Session`).
+
+        Raises:
+            SessionNotFoundError: No such session.
+            InvalidSessionIdError: The id is not a valid session id.
+            CorruptedSessionError: It cannot be read back.
+        """
         return self.store.get_session(session_id)
 
     # -- updates ------------------------------------------------------------------------
@@ -445,7 +450,18 @@ class SessionManager:
         )
 
     def iter_sessions(self, *, page_size: int = 200, **filters: Any) -> Iterator[SessionPage]:
-        """Yield every page of `list_sessions(**filters)`, following the cursors."""
+        """Yield every page of `list_sessions(**filters)`, following the cursors.
+
+        Args:
+            page_size: Sessions per page, 1-1000.
+            **filters: As `list_sessions` (without `limit`/`cursor`).
+
+        Yields:
+            `SessionPage`s, newest activity first; the last has `next_cursor=None`.
+
+        Raises:
+            ConfigurationError: A bad page size or contradictory filters.
+        """
         cursor: str | None = None
         while True:
             page = self.list_sessions(limit=page_size, cursor=cursor, **filters)
@@ -527,6 +543,12 @@ class SessionManager:
         """Seed 003's metrics over every session matching `list_sessions` filters.
 
         Reads every matching snapshot once (O(sessions), no events read).
+
+        Returns:
+            A `SessionStats`: counts, rates from 0 to 1, durations in seconds.
+
+        Raises:
+            ConfigurationError: Contradictory or bad filters.
         """
         by_status: Counter[str] = Counter()
         by_phase: Counter[str] = Counter()
@@ -611,7 +633,12 @@ def should_resume(agent_id: str) -> ResumeDecision:
 
 
 def get_session(agent_id: str) -> dict[str, Any] | None:
-    """The session as a JSON-ready dict (seed 003), or `None` if there is no such session."""
+    """The session as a JSON-ready dict (seed 003), or `None` if there is no such session.
+
+    Raises:
+        InvalidSessionIdError: The id is not a valid session id.
+        CorruptedSessionError: The session cannot be read back.
+    """
     try:
         return default_manager().get_session(agent_id).model_dump(mode="json")
     except SessionNotFoundError:
