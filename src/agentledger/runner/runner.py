@@ -273,7 +273,7 @@ class Runner:
                                  message="the turn was cancelled")
             try:
                 yield _Append([event])
-            except Exception:  # noqa: S110 - the turn is cancelled whether or not this landed
+            except Exception:  # the turn is cancelled whether or not this landed
                 pass
             raise
 
