@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 from agentledger import SessionStore
 from agentledger.cli import app
-from agentledger.cli.render import plural, print_answer, state_changes
+from agentledger.cli.render import plural, print_answer, print_state, state_changes
 from agentledger.core.lifecycle import format_duration
 from agentledger.manager import SessionManager
 from agentledger.testing import FakeClock
@@ -171,6 +171,17 @@ def test_long_answers_wrap_on_a_terminal_without_losing_a_word() -> None:
     piped = io.StringIO()
     print_answer(answer, console=Console(file=piped, width=40))
     assert piped.getvalue() == f"agent: {answer}\n"
+
+
+def test_state_panels_wrap_long_values_instead_of_cutting_them() -> None:
+    value = "water the plants in the living room, the kitchen and the balcony on Sunday"
+    buffer = io.StringIO()
+    print_state({"user:reminders": [value]}, console=Console(
+        file=buffer, force_terminal=True, width=40, color_system=None))
+    lines = buffer.getvalue().splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    inside = "".join(line.strip("│ ") for line in lines)
+    assert "".join(value.split()) in "".join(inside.split())
 
 
 def test_chat_errors_go_to_stderr(tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ def run(
             if events and not json_output:
                 print_event(event, console=out)
     except KeyboardInterrupt as exc:
+        _after_ctrl_c(make_console(stderr=True))
         print_error(f"the turn was cancelled (Ctrl-C); session {session.id} records it")
         raise typer.Exit(130) from exc
     answer = final_output(stored)
@@ -186,6 +187,12 @@ def run(
 _EXIT_WORDS = {"exit", "quit", ":q"}
 
 
+def _after_ctrl_c(console: Console) -> None:
+    """End the line a terminal echoed `^C` on, so what follows starts a line of its own."""
+    if console.is_terminal:
+        console.print()
+
+
 def _problem(console: Console, label: str, message: str, *, style: str = "bold red") -> None:
     """One line: a coloured label, then the message (never markup) folded onto one line."""
     console.print(Text.assemble((label, style), " ", " ".join(message.split())), soft_wrap=True)
@@ -202,6 +209,7 @@ def _chat_turn(chat: ChatContext, runner: Runner, message: str) -> None:
         except RunnerError as exc:  # the error event is stored; show the state it left
             _problem(err, "agent failed:", str(exc))
         except KeyboardInterrupt:
+            _after_ctrl_c(err)
             _problem(err, "cancelled:", "the turn was interrupted (Ctrl-C); the session records "
                      "it as cancelled", style="bold yellow")
         else:
@@ -212,6 +220,7 @@ def _chat_turn(chat: ChatContext, runner: Runner, message: str) -> None:
         # e.g. another process suspended or deleted the session since the check
         _problem(err, "error:", str(exc))
     except KeyboardInterrupt:  # Ctrl-C outside the runner: nothing of the turn was stored
+        _after_ctrl_c(err)
         _problem(err, "cancelled:", "interrupted (Ctrl-C)", style="bold yellow")
 
 

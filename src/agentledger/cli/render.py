@@ -536,7 +536,9 @@ def print_session_json(session: Session) -> None:
 def _json_block(value: Mapping[str, Any]) -> RenderableType:
     if not value:
         return Text("{}", style="dim")
-    return JSON.from_data(value, indent=2, ensure_ascii=False)
+    block = JSON.from_data(value, indent=2, ensure_ascii=False)
+    block.text.no_wrap, block.text.overflow = False, "fold"  # long values wrap, never cut
+    return block
 
 
 def session_panel(session: Session) -> Panel:
