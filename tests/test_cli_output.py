@@ -230,3 +230,17 @@ def test_resume_ready_and_not_resume_ready_together_is_a_usage_error(
     for flag, expected in (("--not-resume-ready", False), ("--resume-ready", True)):
         assert run(url, "sessions", "update", session.id, flag).exit_code == 0
         assert store.get_session(session.id).resume_ready is expected
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentledger.cli import sessions as sessions_module
+
+    def interrupted(ctx: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sessions_module, "manager_from", interrupted)
+    result = run(url, "sessions", "list")
+    assert result.exit_code == 130
+    assert result.stderr == "error: interrupted\n" and result.stdout == ""
