@@ -9,14 +9,13 @@ session's `error_count`) and then a `ModelError` / `ToolError` for the caller.
 Every `error` event the runner writes has `data` with `message`, `error_type` (the
 exception's class), `source` (`model`, `tool` or `runner`) and a machine-readable `kind`:
 
-| kind | when |
-|---|---|
-| `tool` | a tool raised, or was called with bad arguments or an unknown name |
-| `model` | the model failed or returned something that is not a `ModelResponse` |
-| `state_conflict` | the state a tool read kept changing under it (optimistic retries used up) |
-| `max_steps` | the agent took more than `max_steps` model calls |
-| `cancelled` | the turn was interrupted: `KeyboardInterrupt` (Ctrl-C) in `run`, or |
-|  | `asyncio.CancelledError` in `run_async`; the exception is re-raised after recording |
+- `tool`: a tool raised, or was called with bad arguments or an unknown name;
+- `model`: the model failed or returned something that is not a `ModelResponse`;
+- `state_conflict`: the state a tool read kept changing under it (retries used up);
+- `max_steps`: the agent took more than `max_steps` model calls;
+- `cancelled`: the turn was interrupted while the runner ran one of its steps
+  (`KeyboardInterrupt`, i.e. Ctrl-C, in `run`; `asyncio.CancelledError` in `run_async`);
+  the exception is re-raised once the event is stored.
 
 A cancelled turn ends where it was cut: what was stored stays (its `user_message`, the tool
 results that landed, with their state changes), and a `tool_call` whose tool was interrupted
@@ -399,6 +398,8 @@ class Runner:
                 first); nothing was written. The store checks this again atomically.
             ModelError, ToolError, RunnerError: The turn failed; an `error` event was
                 recorded first.
+            KeyboardInterrupt: Ctrl-C while a step ran; an `error` event of kind
+                `cancelled` was recorded (and yielded) first.
             StoreError: The store failed; what was yielded before is stored.
         """
         session, history = self._start(session_id)
@@ -436,7 +437,8 @@ class Runner:
         return result
 
     async def run_async(self, session_id: str, message: str) -> AsyncIterator[Event]:
-        """The async twin of `run`: same events, same errors.
+        """The async twin of `run`: same events, same errors; a cancelled task
+        (`asyncio.CancelledError`) is recorded as kind `cancelled`, then re-raised.
 
         Store calls and sync tools run in worker threads so the event loop never blocks;
         a model with `generate_async` is awaited, any other runs in a thread.
