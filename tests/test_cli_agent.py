@@ -105,7 +105,9 @@ def test_chat_loop_shows_state_and_exits(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "state before" in out and "state after" in out
+    assert "state before" not in out and "state after" not in out
+    assert out.count("state changes") == 1  # only the turn that changed something
+    assert '+ user:reminders = ["stretch"]' in out
     assert "Added reminder: stretch" in out
     assert "I did not understand that." in out
     assert "You have 1 reminder: 1. stretch." in out

@@ -104,7 +104,7 @@ def test_pre_delegate_resumes_a_resumable_session(
     assert result.out == {
         "should_resume": True,
         "reason": "session_resumable",
-        "detail": "phase 'approval', idle 10m, 0 error(s)",
+        "detail": "phase 'approval', idle 10m 00s, 0 errors",
         "agent_id": session_id,
         "previous_agent_id": session_id,
         "resume_metadata": {
@@ -157,7 +157,7 @@ def test_pre_delegate_creates_a_new_session_when_not_resumable(
     out = result.out
     assert (out["should_resume"], out["reason"]) == (False, "timeout_exceeded")
     assert out["previous_agent_id"] == old and out["agent_id"] != old
-    assert "longer than max_idle 30m; created a new session" in out["detail"]
+    assert "longer than max_idle 30m 00s; created a new session" in out["detail"]
     new = manager.get_session(out["agent_id"])
     assert (new.purpose, new.metadata) == ("7", {"task_id": 7})  # purpose falls back to task_id
     assert manager.get_session(old).resume_count == 0  # the old one is left as it was

@@ -4,7 +4,9 @@ Importing this module opens nothing: the store named by `--store` is opened by t
 command that asks for it (`store_from(ctx)`) and closed when the command line exits, so
 `agentledger --help` works without a store. Every `AgentLedgerError` raised by a command
 becomes one `error: <message>` line on stderr and exit code 1 (`LedgerGroup`); usage errors
-exit with 2 as Typer does.
+exit with 2 as Typer does; Ctrl-C ends a command with one `error: interrupted` line and exit
+code 130. `--help` pages show placeholders as `--user USER` and `agentledger run MESSAGE`:
+flags show no type, arguments their name.
 
 Commands added by other modules get all of this by taking a `typer.Context` (and are
 registered by importing their module in `agentledger.cli.__init__`):
@@ -29,7 +31,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from agentledger.cli.render import print_error
 from agentledger.errors import (
@@ -165,12 +167,59 @@ def store_from(ctx: typer.Context) -> SessionStore:
     return cli_state(ctx).open()
 
 
+class _HelpArgument(TyperArgument):
+    """An argument shown in `--help` by its name alone (`MESSAGE`), not `{message}` and
+    `<str>`."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.metavar or (self.name or "").upper()
+        name = name if self.required else f"[{name}]"
+        return [f"{name}..." if self.nargs != 1 else name]
+
+
+class _HelpOption(TyperOption):
+    """An option shown in `--help` without `<bool>` after a flag."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.is_flag else super().display_type_rich(ctx)
+
+
+def _tidy_params(params: list[Any]) -> None:
+    """Give Typer's parameters the classic `--help` placeholders (Typer's own show `<bool>`,
+    `<str>` and `{name}`): only how they are displayed changes, parsing stays Typer's."""
+    for param in params:
+        if type(param) is TyperArgument:
+            param.__class__ = _HelpArgument
+        elif type(param) is TyperOption:
+            param.__class__ = _HelpOption
+
+
+def _tidy_commands(group: TyperGroup, ctx: Any) -> None:
+    for command in group.commands.values():
+        if isinstance(command, TyperCommand | TyperGroup):
+            _tidy_params(command.get_params(ctx))
+        if isinstance(command, TyperGroup):
+            _tidy_commands(command, ctx)
+
+
 class LedgerGroup(TyperGroup):
     """The root command group: turns every `AgentLedgerError` into one line on stderr.
 
     The error is printed as `error: <message>` and the command line exits with code 1,
-    without a traceback. Other exceptions are bugs and keep their traceback.
+    without a traceback; Ctrl-C (`KeyboardInterrupt`) prints `error: interrupted` and
+    exits with 130. Other exceptions are bugs and keep their traceback.
     """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The root's parameters; every command's `--help` placeholders are tidied on the
+        way (see `_tidy_params`)."""
+        params = super().get_params(ctx)
+        _tidy_params(params)
+        _tidy_commands(self, ctx)
+        return params
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         """Invoke the command line, reporting agentledger errors as `error: <message>`."""
@@ -179,6 +228,9 @@ class LedgerGroup(TyperGroup):
         except AgentLedgerError as exc:
             print_error(str(exc))
             raise typer.Exit(1) from exc
+        except KeyboardInterrupt as exc:
+            print_error("interrupted")
+            raise typer.Exit(130) from exc
 
 
 app = typer.Typer(

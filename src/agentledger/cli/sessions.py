@@ -296,14 +296,17 @@ def update_command(
         str | None,
         typer.Option("--error", metavar="TEXT", help="Record an error (error count + 1)."),
     ] = None,
-    resume_ready: Annotated[
-        bool | None,
+    resume_ready_flag: Annotated[
+        bool,
         typer.Option(
-            "--resume-ready/--not-resume-ready",
-            help="Mark whether the session may be resumed (the resume policy checks it).",
-            show_default=False,
+            "--resume-ready",
+            help="Mark the session as one that may be resumed (the resume policy checks it).",
         ),
-    ] = None,
+    ] = False,
+    not_resume_ready: Annotated[
+        bool,
+        typer.Option("--not-resume-ready", help="Mark the session as one not to resume."),
+    ] = False,
     summary: Annotated[
         str | None,
         typer.Option(
@@ -319,8 +322,12 @@ def update_command(
     phase is an error that lists the valid ones, a move that is not allowed lists the
     allowed ones, and a terminated session refuses every update. Nothing is written when
     the update is refused. Prints the session's status, phase and error count (with
-    --json, the whole session).
+    --json, the whole session). --resume-ready and --not-resume-ready together are a usage
+    error.
     """
+    if resume_ready_flag and not_resume_ready:
+        usage_error("use either --resume-ready or --not-resume-ready, not both")
+    resume_ready = True if resume_ready_flag else False if not_resume_ready else None
     if (phase, metadata, error, resume_ready, summary) == (None,) * 5:
         usage_error(
             "nothing to update: give --phase, --metadata, --error, --resume-ready "

@@ -49,6 +49,7 @@ __all__ = [
     "check_append",
     "check_create",
     "decide_resume",
+    "format_duration",
 ]
 
 DEFAULT_TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -375,7 +376,8 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
     """
     idle = now - session.updated_at
     reason = ResumeReason.SESSION_RESUMABLE
-    detail = f"phase {session.phase!r}, idle {_human(idle)}, {session.error_count} error(s)"
+    errors = f"{session.error_count} error{'' if session.error_count == 1 else 's'}"
+    detail = f"phase {session.phase!r}, idle {_human(idle)}, {errors}"
     if session.status == Status.TERMINATED:
         reason = ResumeReason.TERMINATED
         detail = f"the session is terminated (outcome {session.outcome or 'none'})"
@@ -392,7 +394,7 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
         detail = f"idle {_human(idle)}, longer than max_idle {_human(policy.max_idle)}"
     elif session.error_count >= policy.max_errors:
         reason = ResumeReason.TOO_MANY_ERRORS
-        detail = f"{session.error_count} error(s), max_errors is {policy.max_errors}"
+        detail = f"{errors}, max_errors is {policy.max_errors}"
     return ResumeDecision(
         session_id=session.id,
         resume=reason == ResumeReason.SESSION_RESUMABLE,
@@ -412,9 +414,26 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
 
 
 def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if abs(seconds) < 120:
-        return f"{seconds}s"
-    if abs(seconds) < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return format_duration(delta.total_seconds())
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format a duration: `42.0s`, `12m 05s`, `3h 02m`, `2d 04h`; `-` for `None`.
+
+    The one format of durations everywhere: resume details, the CLI's idle times, session
+    durations and metrics.
+
+    Args:
+        seconds: The duration in seconds (negative values are shown as 0).
+    """
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3_600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86_400:
+        return f"{whole // 3_600}h {whole % 3_600 // 60:02d}m"
+    return f"{whole // 86_400}d {whole % 86_400 // 3_600:02d}h"
