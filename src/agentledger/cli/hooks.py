@@ -53,6 +53,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from agentledger.cli.app import StoreMode
 from agentledger.cli.render import print_json
 from agentledger.cli.sessions import manager_from
 from agentledger.core.lifecycle import ResumeReason
@@ -354,14 +355,17 @@ def _stdin_bytes() -> bytes:
 
 
 def run_hook(
-    ctx: typer.Context, handler: Callable[[SessionManager, dict[str, Any]], dict[str, Any]]
+    ctx: typer.Context,
+    handler: Callable[[SessionManager, dict[str, Any]], dict[str, Any]],
+    mode: StoreMode = StoreMode.CREATE,
 ) -> None:
-    """Read stdin, run `handler`, print its JSON; on any failure print a JSON error object
-    and exit non-zero (2 for bad input, 1 otherwise). Never lets a traceback out."""
+    """Read stdin, run `handler` on the store opened for `mode`, print its JSON; on any
+    failure print a JSON error object and exit non-zero (2 for bad input, 1 otherwise).
+    Never lets a traceback out."""
     error: dict[str, Any]
     try:
         payload = read_payload(_stdin_bytes())
-        result = handler(manager_from(ctx), payload)
+        result = handler(manager_from(ctx, mode), payload)
         print_json(result)
         return
     except HookError as exc:
@@ -405,4 +409,4 @@ def subagent_stop_command(ctx: typer.Context) -> None:
     "not_found" | "terminated" | "corrupted", …}` with exit code 0. Bad JSON gives a JSON
     error object and exit code 2.
     """
-    run_hook(ctx, subagent_stop)
+    run_hook(ctx, subagent_stop, StoreMode.WRITE)

@@ -486,9 +486,10 @@ class FileStore(BaseStore):
                     f"file store {self.root} does not exist ({why}: nothing was created)"
                 )
             if not self.root.parent.is_dir():
+                problem = "is not a folder" if self.root.parent.exists() else "does not exist"
                 raise StoreNotFoundError(
-                    f"cannot create file store {self.root}: folder {self.root.parent} does "
-                    "not exist (agentledger creates the store's folder, never the folders "
+                    f"cannot create file store {self.root}: folder {self.root.parent} "
+                    f"{problem} (agentledger creates the store's folder, never the folders "
                     "above it; create it first)"
                 )
             with _translated(f"create folder {self.root}"):

@@ -323,8 +323,9 @@ class SqliteStore(BaseStore):
                 f"SQLite store {self.path} does not exist ({why}: nothing was created)"
             )
         if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
             raise StoreNotFoundError(
-                f"cannot create SQLite store {self.path}: folder {folder} does not exist "
+                f"cannot create SQLite store {self.path}: folder {folder} {problem} "
                 "(agentledger creates the database file, never its folders; create it first)"
             )
 
