@@ -598,16 +598,14 @@ class BaseStore(SessionStore, ABC):
             if value is not None:
                 data[key] = value
         data["metadata"] = dict(metadata or {})
-        try:
-            event = NewEvent(
-                type=EventType.SESSION_CREATED,
-                author="system",
-                data=data,
-                state_delta=dict(state or {}),
-                timestamp=created_at,
-            )
-        except ValidationError as exc:
-            raise InvalidEventError(str(exc)) from exc
+        # Raises InvalidEventError (a naive created_at, a state that is not a dict).
+        event = NewEvent(
+            type=EventType.SESSION_CREATED,
+            author="system",
+            data=data,
+            state_delta=dict(state or {}),
+            timestamp=created_at,
+        )
         row = self._encode(sid, 1, event, self._clock())
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
