@@ -140,8 +140,10 @@ class CliState:
             mode: How the command uses the store (see `StoreMode`).
 
         Returns:
-            The store; with `READ` or `WRITE` and no store there, an empty read-only one
-            (`missing_store` then says which store is missing).
+            The store; with `READ` or `WRITE` and no store there, an empty in-memory
+            stand-in (read-only for `READ`; `WRITE` commands only change existing
+            sessions, so theirs fail with `SessionNotFoundError`), and `missing_store`
+            says which store is missing.
 
         Raises:
             ConfigurationError: The URL's scheme is unknown, an option is bad, or
