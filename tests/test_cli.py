@@ -394,7 +394,11 @@ def test_unopenable_store_names_the_store(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     bad = f"sqlite:///{blocker}/x.db"
-    assert_one_line_error(run(bad, "sessions", "list", "--json"), str(blocker))
+    create = ["sessions", "create", "--agent", "a", "--purpose", "p"]
+    assert_one_line_error(run(bad, *create), str(blocker))
+    folder = tmp_path / "x.db"  # a folder where the database file should be
+    folder.mkdir()
+    assert_one_line_error(run(f"sqlite:///{folder}", "sessions", "list", "--json"), str(folder))
 
 
 def test_store_env_var_is_honoured(store: SessionStore, url: str) -> None:
@@ -411,6 +415,10 @@ def test_default_store_is_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     result = ok(run(None, "sessions", "list", "--json", env={"AGENTLEDGER_STORE": None}))
     assert json.loads(result.stdout) == {"sessions": [], "next_cursor": None, "corrupted": []}
+    assert "sqlite:///agentledger.db does not exist" in result.stderr
+    assert not (tmp_path / "agentledger.db").exists()  # a read creates nothing
+    env = {"AGENTLEDGER_STORE": None}
+    ok(run(None, "sessions", "create", "--agent", "a", "--purpose", "p", env=env))
     assert (tmp_path / "agentledger.db").exists()
 
 

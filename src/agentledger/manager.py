@@ -129,9 +129,13 @@ class SessionManager:
         store: Any `SessionStore`; the manager does not close it.
         policy: The resume policy (`ResumePolicy()`: approval/investigating/planning,
             30 minutes idle, fewer than 3 errors, `resume_ready`).
-        clock: Returns the current time (aware, UTC); used for idle time and cleanup
-            cut-offs, injectable so tests never sleep. Event timestamps come from the
-            store's own clock.
+        clock: Returns the current time (aware, UTC). One clock stamps the events and
+            measures idle times and cleanup cut-offs, so tests never sleep. `None` (the
+            default) uses the store's clock (`open_store(url, clock=...)`; the real time
+            for a store without one), which stamps every event the store writes. A clock
+            given here also stamps every event this manager writes, session creation
+            included (`create_session(created_at=)`); events others append to the same
+            store (a `Runner`'s) keep the store's clock, so give both the same clock.
         app_name, user_id: Where new sessions go when the caller names none.
 
     Every write is one append, so it lands whole or not at all, and the store checks the
@@ -148,13 +152,16 @@ class SessionManager:
         store: SessionStore,
         *,
         policy: ResumePolicy | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
         app_name: str = DEFAULT_APP,
         user_id: str = DEFAULT_USER,
     ) -> None:
         self.store = store
         self.policy = policy or ResumePolicy()
-        self.clock = clock
+        store_clock: Callable[[], datetime] | None = getattr(store, "clock", None)
+        self.clock: Callable[[], datetime] = clock or store_clock or _utcnow
+        # A clock of its own: the manager stamps what it writes, so one clock stamps and decides.
+        self._stamps = clock is not None and clock is not store_clock
         self.app_name = app_name
         self.user_id = user_id
 
@@ -195,7 +202,9 @@ class SessionManager:
         if not isinstance(agent_name, str) or not agent_name.strip():
             raise InvalidEventError(f"agent_name must be a non-empty string, not {agent_name!r}")
         _check_object("metadata", metadata)
+        stamp = {"created_at": self.clock()} if self._stamps else {}
         return self.store.create_session(
+            **stamp,
             app_name=app_name or self.app_name,
             user_id=user_id or self.user_id,
             agent_name=agent_name,
@@ -269,11 +278,9 @@ class SessionManager:
             data.setdefault("metadata", {})
             data["resume_ready"] = resume_ready
         if data:
-            events.append(NewEvent(type=EventType.METADATA_UPDATED, author=Author.SYSTEM, data=data))
+            events.append(self._event(EventType.METADATA_UPDATED, data))
         if error is not None:
-            events.append(
-                NewEvent(type=EventType.ERROR, author=Author.SYSTEM, data={"message": error})
-            )
+            events.append(self._event(EventType.ERROR, {"message": error}))
         if moves:
             assert phase is not None
             events += self._phase_events(phase, summary, resume_ready)
@@ -282,20 +289,22 @@ class SessionManager:
         self.store.append(session_id, events)
         return self.store.get_session(session_id)
 
+    def _event(self, type: EventType, data: dict[str, Any]) -> NewEvent:
+        """A system event; stamped with the manager's clock when it has one of its own."""
+        if self._stamps:
+            return NewEvent(type=type, author=Author.SYSTEM, data=data, timestamp=self.clock())
+        return NewEvent(type=type, author=Author.SYSTEM, data=data)
+
     def _phase_events(
         self, phase: str, summary: str | None, resume_ready: bool | None
     ) -> list[NewEvent]:
         data: dict[str, Any] = {"to": phase}
         if resume_ready is not None:
             data["resume_ready"] = resume_ready
-        events = [NewEvent(type=EventType.PHASE_CHANGED, author=Author.SYSTEM, data=data)]
+        events = [self._event(EventType.PHASE_CHANGED, data)]
         if phase in self.store.lifecycle.final_phases:
             events.append(
-                NewEvent(
-                    type=EventType.SESSION_FINALIZED,
-                    author=Author.SYSTEM,
-                    data={"outcome": phase, "summary": summary},
-                )
+                self._event(EventType.SESSION_FINALIZED, {"outcome": phase, "summary": summary})
             )
         return events
 
@@ -335,7 +344,7 @@ class SessionManager:
             data["reason"] = reason
         self.store.append(
             session_id,
-            [NewEvent(type=EventType.STATUS_CHANGED, author=Author.SYSTEM, data=data)],
+            [self._event(EventType.STATUS_CHANGED, data)],
             expected_version=expected_version,
         )
         return self.store.get_session(session_id)

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agentledger.cli.app import cli_clock, store_from
+from agentledger.cli.app import StoreMode, store_from
 from agentledger.cli.render import (
     make_console,
     print_cleanup,
@@ -52,17 +52,16 @@ PROGRESS_MIN_SESSIONS = 50
 """`cleanup` shows a progress bar (on a terminal) when it deletes at least this many."""
 
 
-def manager_from(ctx: typer.Context) -> SessionManager:
-    """A `SessionManager` over the command line's store (`--store`), on the clock fixed by
-    `$AGENTLEDGER_NOW` when it is set.
+def manager_from(ctx: typer.Context, mode: StoreMode = StoreMode.CREATE) -> SessionManager:
+    """A `SessionManager` over the command line's store (`--store`), opened for `mode`
+    (see `StoreMode`). It uses the store's clock: the one fixed by `$AGENTLEDGER_NOW`
+    when it is set, so events are stamped and idle times measured on one clock.
 
     Raises:
         ConfigurationError: A bad store URL or `$AGENTLEDGER_NOW`.
         StoreUnavailableError: The store cannot be reached.
     """
-    store = store_from(ctx)
-    clock = cli_clock()
-    return SessionManager(store) if clock is None else SessionManager(store, clock=clock)
+    return SessionManager(store_from(ctx, mode))
 
 
 def usage_error(message: str) -> NoReturn:
@@ -221,7 +220,7 @@ def list_command(
     prints the next page is shown below the table; with --json, use "next_cursor".
     --active-only with another --status is an error.
     """
-    page = manager_from(ctx).list_sessions(
+    page = manager_from(ctx, StoreMode.READ).list_sessions(
         active_only=active_only,
         app_name=app_name,
         user_id=user_id,
@@ -263,7 +262,7 @@ def show_command(
 
     The session is read from its snapshot, so this is fast however long its ledger is.
     """
-    session = store_from(ctx).get_session(session_id)
+    session = store_from(ctx, StoreMode.READ).get_session(session_id)
     if json_output:
         print_session_json(session)
     else:
@@ -334,7 +333,7 @@ def update_command(
             "or --not-resume-ready"
         )
     data = parse_metadata(metadata)
-    session = manager_from(ctx).update_state(
+    session = manager_from(ctx, StoreMode.WRITE).update_state(
         session_id,
         phase=phase,
         metadata=data,
@@ -366,7 +365,7 @@ def should_resume_command(
     code 1), not an error. The policy: phase approval, investigating or planning; idle at
     most 30 minutes; fewer than 3 errors; marked resume-ready; not terminated.
     """
-    decision = manager_from(ctx).should_resume(session_id)
+    decision = manager_from(ctx, StoreMode.READ).should_resume(session_id)
     if json_output:
         print_json(decision.model_dump(mode="json"))
     else:
@@ -383,7 +382,7 @@ def suspend_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Pause an active session: it keeps everything but refuses new turns until resumed."""
-    _print_changed("Suspended", manager_from(ctx).suspend(session_id, reason), json_output)
+    _print_changed("Suspended", manager_from(ctx, StoreMode.WRITE).suspend(session_id, reason), json_output)
 
 
 @sessions_app.command("resume")
@@ -399,7 +398,7 @@ def resume_command(
     This does not consult the resume policy: ask `should-resume` first. A terminated
     session cannot be resumed.
     """
-    _print_changed("Resumed", manager_from(ctx).resume(session_id, reason), json_output)
+    _print_changed("Resumed", manager_from(ctx, StoreMode.WRITE).resume(session_id, reason), json_output)
 
 
 @sessions_app.command("finalize")
@@ -423,7 +422,7 @@ def finalize_command(
     An outcome that is not a final phase is an error that lists the valid ones; a session
     that is already terminated cannot be finalized again.
     """
-    session = manager_from(ctx).finalize_session(session_id, outcome, summary)
+    session = manager_from(ctx, StoreMode.WRITE).finalize_session(session_id, outcome, summary)
     _print_changed("Finalized", session, json_output)
 
 
@@ -438,7 +437,7 @@ def terminate_command(
 
     Use `finalize` to record an outcome (completed, failed, abandoned) instead.
     """
-    _print_changed("Terminated", manager_from(ctx).terminate(session_id, reason), json_output)
+    _print_changed("Terminated", manager_from(ctx, StoreMode.WRITE).terminate(session_id, reason), json_output)
 
 
 @sessions_app.command("events")
@@ -474,7 +473,7 @@ def events_command(
     """
     if limit is not None and last is not None:
         raise typer.BadParameter("use either --limit or --last, not both", param_hint="'--last'")
-    events = store_from(ctx).read_events(
+    events = store_from(ctx, StoreMode.READ).read_events(
         session_id, after=after, limit=limit, last=last, types=types or None
     )
     if json_output:
@@ -494,7 +493,7 @@ def delete_command(
     The app-wide and user-wide state it shared with other sessions is kept. Asks for
     confirmation unless --yes is given.
     """
-    store = store_from(ctx)
+    store = store_from(ctx, StoreMode.WRITE)
     if not yes:
         try:
             session = store.get_session(session_id)
@@ -538,7 +537,7 @@ def cleanup_command(
     """
     if not math.isfinite(hours):
         raise typer.BadParameter(f"must be a finite number, not {hours}", param_hint="--hours")
-    manager = manager_from(ctx)
+    manager = manager_from(ctx, StoreMode.READ if dry_run else StoreMode.WRITE)
     try:
         older_than = timedelta(hours=hours)
     except OverflowError:  # more hours than a timedelta holds: older than any date

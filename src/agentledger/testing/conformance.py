@@ -55,8 +55,11 @@ is split by topic:
         they agree call for call.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
         `SessionManager` (seeds 001 and 003).
+    `_opening`: an unknown URL option is a `ConfigurationError` naming it; `read_only=True`
+        reads and refuses every write (`ReadOnlyStoreError`); neither `read_only=True` nor
+        `create=False` creates a missing store (`StoreNotFoundError`).
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
-store must accept the `clock` option.
+store must accept the `clock` option, and the `read_only` and `create` options too.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
+from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -81,6 +85,7 @@ __all__ = [
     "CrashConformance",
     "FakeClock",
     "LifecycleConformance",
+    "OpeningConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -105,5 +110,6 @@ class StoreConformance(
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
+    OpeningConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
