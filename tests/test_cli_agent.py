@@ -208,3 +208,28 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "s3cret" not in result.stdout + result.stderr
     assert "ada:***@127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "file"])
+def test_parallel_first_runs_of_a_new_user_make_one_session(tmp_path: Path, scheme: str) -> None:
+    """Eight `agentledger run` processes at once for a user with no session yet."""
+    store_url = f"sqlite:///{tmp_path}/x.db" if scheme == "sqlite" else f"file://{tmp_path}/s"
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    procs = [
+        subprocess.Popen(
+            [AGENTLEDGER, "--store", store_url, "run", f"remind me to task {i}", "--user", "new"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(8)
+    ]
+    first_lines = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        first_lines.append(out.splitlines()[0])
+    with open_store(store_url) as store:
+        sessions = store.list_sessions(user_id="new").sessions
+        assert len(sessions) == 1, [s.id for s in sessions]
+        assert sorted(sessions[0].state["user:reminders"]) == [f"task {i}" for i in range(8)]
+    assert {line.split()[1] for line in first_lines} == {sessions[0].id}
+    assert sum("(new)" in line for line in first_lines) == 1

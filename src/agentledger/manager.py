@@ -16,6 +16,8 @@ The module-level functions mirror seed 003's API one to one, on the default stor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import threading
 from collections import Counter
@@ -39,6 +41,7 @@ from agentledger.errors import (
     InvalidEventError,
     InvalidSessionIdError,
     InvalidTransitionError,
+    SessionExistsError,
     SessionNotFoundError,
 )
 from agentledger.stores.base import SessionPage, SessionStore, open_store
@@ -50,8 +53,10 @@ __all__ = [
     "SessionManager",
     "SessionStats",
     "cleanup_old_sessions",
+    "continue_or_create_session",
     "create_session",
     "default_manager",
+    "default_session_id",
     "finalize_session",
     "get_session",
     "list_sessions",
@@ -590,6 +595,110 @@ def _nearest_rank(ordered: list[float], fraction: float) -> float:
 def _check_object(name: str, value: object) -> None:
     if value is not None and not isinstance(value, Mapping):
         raise InvalidEventError(f"{name} must be a JSON object, not {value!r}")
+
+
+# -- continuing a user's session ------------------------------------------------------------
+
+_SLOT_ATTEMPTS = 3
+"""Reads of one default-session id before moving on, when it vanishes between two reads."""
+
+
+def default_session_id(app_name: str, user_id: str, agent_name: str, number: int) -> str:
+    """The id of a user's `number`-th default session of an agent in an app.
+
+    The same (app, user, agent, number) always gives the same id, so processes that create
+    a user's default session at the same moment all name the same one, and the store
+    creates it once (`SessionExistsError` for the others).
+
+    Args:
+        app_name, user_id, agent_name: Whose session, of which agent, in which app (any
+            strings; they are hashed, so the id is always a valid session id).
+        number: 1 for the first default session, 2 for the one after it, and so on.
+
+    Returns:
+        `default-<24 hex digits>-<number>`, e.g. `default-5c1f0e2a9b7d4c3e8f6a1b2c-1`.
+    """
+    key = json.dumps([app_name, user_id, agent_name]).encode()
+    return f"default-{hashlib.sha256(key).hexdigest()[:24]}-{number}"
+
+
+def continue_or_create_session(
+    store: SessionStore,
+    *,
+    app_name: str,
+    user_id: str,
+    agent_name: str,
+    title: str | None = None,
+) -> tuple[Session, bool]:
+    """Continue the user's most recent active session of an agent, or create one; race-free.
+
+    The rule every caller follows (`agentledger run`, `chat` and `demo`):
+
+    1. If the user has `active` sessions of this agent (`agent_name`) in this app, the
+       one with the most recent activity is continued, whatever its id and however it was
+       made. Sessions of other agents, apps or users are never continued.
+    2. Otherwise a session is created under the first free default-session id of
+       (app, user, agent): `default_session_id(..., n)` for n = 1, 2, ... An id whose
+       session is stored but not active (suspended, terminated, or unreadable), or
+       belongs to another app, user or agent, is skipped; a suspended or terminated
+       session is never continued here (resume it by id). A deleted session frees its id.
+
+    Concurrent callers for a user with no active session try the same ids in the same
+    order and the store creates each id at most once, so they all end on one session: one
+    creates it (`created` true), the others find it active and continue it.
+
+    Args:
+        store: Any `SessionStore`.
+        app_name, user_id: Whose session, in which app.
+        agent_name: The agent whose session is continued or created.
+        title: The title of a new session; a continued one keeps its own.
+
+    Returns:
+        `(session, created)`: `created` is true when this call created the session.
+
+    Raises:
+        InvalidEventError: An empty `app_name`, `user_id` or `agent_name`.
+        StoreError: The store failed.
+
+    Cost: one `list_sessions`, and when nothing is active one read per stored default
+    session of that agent that is no longer active, before the create.
+    """
+    for name, value in (("app_name", app_name), ("user_id", user_id), ("agent_name", agent_name)):
+        if not isinstance(value, str) or not value:
+            raise InvalidEventError(f"{name} must be a non-empty string, not {value!r}")
+    page = store.list_sessions(
+        app_name=app_name, user_id=user_id, agent_name=agent_name, status="active", limit=1
+    )
+    if page.sessions:
+        return page.sessions[0], False
+    number = 0
+    while True:
+        number += 1
+        session_id = default_session_id(app_name, user_id, agent_name, number)
+        for _ in range(_SLOT_ATTEMPTS):
+            try:
+                existing = store.get_session(session_id)
+            except SessionNotFoundError:
+                try:
+                    created = store.create_session(
+                        app_name=app_name,
+                        user_id=user_id,
+                        agent_name=agent_name,
+                        title=title,
+                        session_id=session_id,
+                    )
+                except SessionExistsError:
+                    continue  # another caller created it just now: read it
+                return created, True
+            except CorruptedSessionError:
+                break
+            if (
+                existing.status == Status.ACTIVE
+                and (existing.app_name, existing.user_id, existing.agent_name)
+                == (app_name, user_id, agent_name)
+            ):
+                return existing, False
+            break
 
 
 # -- seed 003's function API, on the default store ------------------------------------------

@@ -177,7 +177,9 @@ class Runner:
         max_state_retries: How many times a tool is run again when the state it read was
             changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as
-            `expected_state`). Tools that act outside the session should be idempotent.
+            `expected_state`). Each conflict means another writer's change landed, so
+            with the default of 7 the turns of 8 concurrent writers all complete. Tools
+            that act outside the session should be idempotent.
 
     Example:
         >>> from agentledger import open_store
@@ -194,7 +196,7 @@ class Runner:
         store: SessionStore,
         *,
         history_limit: int = 200,
-        max_state_retries: int = 3,
+        max_state_retries: int = 7,
     ) -> None:
         self.agent = agent
         self.store = store

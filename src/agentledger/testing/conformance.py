@@ -41,7 +41,8 @@ is split by topic:
     `_sessions`: create, delete, reopen.
     `_appends`: atomicity, versions, writers in threads.
     `_processes`: 8 processes × 500 appends to one session, with and without
-        `expected_version`: each append lands exactly once or raises `ConcurrencyError`.
+        `expected_version`: each append lands exactly once or raises `ConcurrencyError`;
+        8 processes continuing a new user's session at once make exactly one.
     `_crash`: writers killed with SIGKILL at random points, 50 times per store: every
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
@@ -53,6 +54,9 @@ is split by topic:
     `_stateful`: a hypothesis state machine creates, appends, reads, lists, deletes and cleans
         up (`SessionManager.cleanup`) on the store and on a `MemoryStore`, and checks that
         they agree call for call.
+    `_continuation`: continuing a user's most recent active session of an agent, or
+        creating one, without duplicates when callers race (`continue_or_create_session`);
+        a caller-chosen session id is created once by racing threads.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
         `SessionManager` (seeds 001 and 003).
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
@@ -64,6 +68,7 @@ from __future__ import annotations
 from agentledger.testing._appends import AppendConformance
 from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._processes import ProcessConformance
@@ -78,6 +83,7 @@ __all__ = [
     "AppendConformance",
     "BadInputConformance",
     "ConformanceBase",
+    "ContinuationConformance",
     "CrashConformance",
     "FakeClock",
     "LifecycleConformance",
@@ -105,5 +111,6 @@ class StoreConformance(
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
+    ContinuationConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
