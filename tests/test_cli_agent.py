@@ -233,3 +233,32 @@ def test_parallel_first_runs_of_a_new_user_make_one_session(tmp_path: Path, sche
         assert sorted(sessions[0].state["user:reminders"]) == [f"task {i}" for i in range(8)]
     assert {line.split()[1] for line in first_lines} == {sessions[0].id}
     assert sum("(new)" in line for line in first_lines) == 1
+
+
+def test_run_with_an_agent_from_the_working_directory_continues_only_its_sessions(
+    tmp_path: Path,
+) -> None:
+    """`--agent` finds a module in the working directory (as `python -m` does), and
+    `run` continues that agent's session, never the reminders agent's."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "agents.py").write_text(CUSTOM_AGENT)
+    reminders = cli(tmp_path, "run", "remind me to water the plants")
+    assert reminders.returncode == 0, reminders.stderr
+    reminders_id = reminders.stdout.splitlines()[0].split()[1]
+
+    shouted = cli(tmp_path, "run", "shout hello", "--agent", "mypkg.agents:make")
+    assert shouted.returncode == 0, shouted.stderr
+    assert "HELLO!" in shouted.stdout
+    shouter_id = shouted.stdout.splitlines()[0].split()[1]
+    assert shouter_id != reminders_id and "(new)" in shouted.stdout
+
+    again = cli(tmp_path, "run", "shout again", "--agent", "mypkg.agents:make", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["session_id"] == shouter_id
+    back = cli(tmp_path, "run", "show my reminders", "--json")
+    assert json.loads(back.stdout)["session_id"] == reminders_id
+    with open_store(f"sqlite:///{tmp_path}/agentledger.db") as store:
+        assert store.get_session(shouter_id).agent_name == "shouter"
+        texts = [e.data["text"] for e in store.read_events(reminders_id, types=["user_message"])]
+        assert texts == ["remind me to water the plants", "show my reminders"]

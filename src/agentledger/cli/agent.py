@@ -8,6 +8,7 @@ another `Agent` (or a function that returns one).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Annotated, Any
 
@@ -59,13 +60,26 @@ AgentOpt = Annotated[
     typer.Option(
         "--agent",
         metavar="MODULE:ATTR",
-        help="An Agent (or a function returning one) to run instead of the reminders demo agent.",
+        help=(
+            "An Agent (or a function returning one) to run instead of the reminders demo "
+            "agent; MODULE is looked up in the working directory first, as `python -m` does."
+        ),
     ),
 ]
 
 
 def load_agent(spec: str | None) -> Agent:
     """Return the agent named by `module:attribute`, or the reminders demo agent for `None`.
+
+    The module is looked up in the working directory first, then on the usual import
+    path, as `python -m` does: `mypkg.agents:build_agent` finds `./mypkg/agents.py`
+    without `PYTHONPATH`. A function is called with no arguments to build the agent.
+
+    Args:
+        spec: `module:attribute` (e.g. `mypkg.agents:build_agent`), or `None`.
+
+    Returns:
+        The `Agent`.
 
     Raises:
         ConfigurationError: The module or attribute cannot be found, or is not an `Agent`.
@@ -75,6 +89,9 @@ def load_agent(spec: str | None) -> Agent:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"--agent takes MODULE:ATTRIBUTE, not {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # kept: the agent's module may import its siblings later
     try:
         target: Any = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
