@@ -262,3 +262,55 @@ def test_run_with_an_agent_from_the_working_directory_continues_only_its_session
         assert store.get_session(shouter_id).agent_name == "shouter"
         texts = [e.data["text"] for e in store.read_events(reminders_id, types=["user_message"])]
         assert texts == ["remind me to water the plants", "show my reminders"]
+
+
+def _sessions_in(store_url: str) -> list[str]:
+    with open_store(store_url) as store:
+        return [s.id for s in store.list_sessions().sessions]
+
+
+def test_run_with_undecodable_bytes_fails_before_creating_a_session(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path}/x.db"
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    result = subprocess.run(
+        [AGENTLEDGER.encode(), b"--store", store_url.encode(), b"run", b"remind me to caf\xe9"],
+        cwd=tmp_path, capture_output=True, env=env, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == b""  # no "session: ... (new)"
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the message is not valid UTF-8"), lines
+    assert "byte 0xe9" in lines[0] and "Traceback" not in lines[0]
+    assert _sessions_in(store_url) == []
+
+
+def test_run_with_a_message_over_the_event_limit_fails_before_creating_a_session(
+    tmp_path: Path,
+) -> None:
+    store_url = f"sqlite:///{tmp_path}/x.db?max_event_bytes=2000"
+    result = cli(tmp_path, "--store", store_url, "run", "remind me to " + "x" * 3000)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: the message is ") and "over the limit of 2000" in (
+        result.stderr
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert _sessions_in(store_url) == []
+    # A message within the limit still runs, in a new session.
+    ok = cli(tmp_path, "--store", store_url, "run", "remind me to " + "x" * 100)
+    assert ok.returncode == 0, ok.stderr
+    assert len(_sessions_in(store_url)) == 1
+
+
+def test_run_with_a_1_mb_message_fails_before_creating_a_session(tmp_path: Path) -> None:
+    # One argument of a real command line is limited to 128 KiB on Linux: run in-process.
+    from typer.testing import CliRunner
+
+    from agentledger.cli import app
+
+    store_url = f"sqlite:///{tmp_path}/x.db"
+    result = CliRunner().invoke(app, ["--store", store_url, "run", "y" * 1_100_000])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "over the limit of 1048576 bytes" in result.stderr
+    assert _sessions_in(store_url) == []

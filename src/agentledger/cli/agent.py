@@ -161,6 +161,8 @@ def run(
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     store = store_from(ctx)
     agent = load_agent(agent_spec)
+    runner = Runner(agent, store)
+    runner.check_message(message)  # before a session is made for it
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )
@@ -168,7 +170,7 @@ def run(
     if not json_output:
         out.print(f"session: {session.id}{' (new)' if created else ''}", highlight=False)
     stored = []
-    for event in Runner(agent, store).run(session.id, message):
+    for event in runner.run(session.id, message):
         stored.append(event)
         if events and not json_output:
             print_event(event, console=out)
