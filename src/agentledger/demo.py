@@ -1,4 +1,4 @@
-"""The demo: a reminders agent whose memory follows the user across sessions (seed 004).
+"""The demo: a reminders agent whose memory follows the user across sessions.
 
 Its tools keep the reminders and the user's name under `user:` keys, so every session of
 the same user in the demo app sees them. It runs on the offline model: no key, no network.

@@ -1,11 +1,11 @@
-"""The session lifecycle over any store (DESIGN.md §4; seeds 001 and 003).
+"""The session lifecycle over any store: statuses, phases, resume decisions, retention.
 
 `SessionManager` creates, updates, suspends, resumes, terminates, finalizes, lists and
 cleans up sessions. It writes nothing but events (`metadata_updated`, `phase_changed`,
 `status_changed`, `error`, `session_finalized`) and reads everything back through the
 projection; the store checks the lifecycle rules (`core.lifecycle`) inside each append.
 
-The module-level functions mirror seed 003's API one to one, on the default store
+The module-level functions are the same API as plain functions, on the default store
 (`$AGENTLEDGER_STORE`, else `sqlite:///agentledger.db`):
 
     >>> agent_id = create_session("terraform-architect", "approval_workflow", {"task_id": "T001"})
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_APP = "agents"
-"""The app sessions belong to when the caller names none (seed 003 has no apps)."""
+"""The app sessions belong to when the caller names none."""
 DEFAULT_USER = "local"
 """The user sessions belong to when the caller names none."""
 
@@ -102,7 +102,7 @@ class CleanupResult:
 
 @dataclass(frozen=True)
 class SessionStats:
-    """Seed 003's metrics over the sessions listed (see `SessionManager.stats`).
+    """Session metrics over the sessions listed (see `SessionManager.stats`).
 
     Attributes:
         total: Sessions counted.
@@ -178,8 +178,8 @@ class SessionManager:
         state: Mapping[str, Any] | None = None,
         session_id: str | None = None,
     ) -> Session:
-        """Create a session for an agent (seed 003: `create_session(agent_name, purpose,
-        metadata)`); it starts `active` in the lifecycle's initial phase.
+        """Create a session for an agent; it starts `active` in the lifecycle's initial
+        phase.
 
         Args:
             agent_name: The agent that owns the session; required, non-empty.
@@ -189,7 +189,7 @@ class SessionManager:
             title, phase, state, session_id: As `SessionStore.create_session`.
 
         Returns:
-            The new session; its `id` is what seed 003 calls the agent id.
+            The new session; its `id` is the agent id the hook commands take.
 
         Raises:
             InvalidEventError: Empty agent name, metadata not an object, or a value JSON
@@ -234,7 +234,7 @@ class SessionManager:
         resume_ready: bool | None = None,
         summary: str | None = None,
     ) -> Session:
-        """Record progress (seed 003's `update_state`) in one append.
+        """Record progress (a phase, metadata, an error) in one append.
 
         Args:
             session_id: The session.
@@ -307,7 +307,7 @@ class SessionManager:
     def finalize_session(
         self, session_id: str, outcome: str, summary: str | None = None
     ) -> Session:
-        """End a session with an outcome (seed 003's `finalize_session`).
+        """End a session with an outcome.
 
         Args:
             session_id: The session.
@@ -369,7 +369,7 @@ class SessionManager:
         return self._status(session_id, Status.ACTIVE, reason, expected_version)
 
     def terminate(self, session_id: str, reason: str | None = None) -> Session:
-        """End a session without an outcome (seed 001's terminate); it refuses every
+        """End a session without an outcome; it refuses every
         append from then on. Use `finalize_session` to record an outcome.
 
         Raises:
@@ -380,7 +380,7 @@ class SessionManager:
     # -- resume policy ------------------------------------------------------------------
 
     def should_resume(self, session_id: str) -> ResumeDecision:
-        """Decide whether a session may resume (resume policy: seed 003, DESIGN.md §2).
+        """Decide whether a session may resume (the resume policy).
 
         Returns:
             A `ResumeDecision` (truthy when it may resume) with a machine-readable `reason`
@@ -545,7 +545,7 @@ class SessionManager:
     # -- metrics ------------------------------------------------------------------------
 
     def stats(self, **filters: Any) -> SessionStats:
-        """Seed 003's metrics over every session matching `list_sessions` filters.
+        """Session metrics over every session matching `list_sessions` filters.
 
         Reads every matching snapshot once (O(sessions), no events read).
 
@@ -701,7 +701,7 @@ def continue_or_create_session(
             break
 
 
-# -- seed 003's function API, on the default store ------------------------------------------
+# -- the same API as plain functions, on the default store -----------------------------------
 
 _default: SessionManager | None = None
 _default_lock = threading.Lock()
@@ -720,7 +720,7 @@ def default_manager() -> SessionManager:
 def create_session(
     agent_name: str, purpose: str | None = None, metadata: Mapping[str, Any] | None = None
 ) -> str:
-    """Create a session; return its id (seed 003). See `SessionManager.create_session`."""
+    """Create a session; return its id. See `SessionManager.create_session`."""
     return default_manager().create_session(agent_name, purpose, metadata).id
 
 
@@ -730,19 +730,19 @@ def update_state(
     metadata: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Record a phase, metadata and/or an error (seed 003); `True` when done. Raises as
+    """Record a phase, metadata and/or an error; `True` when done. Raises as
     `SessionManager.update_state` (an invalid phase raises `InvalidTransitionError`)."""
     default_manager().update_state(agent_id, phase=phase, metadata=metadata, error=error)
     return True
 
 
 def should_resume(agent_id: str) -> ResumeDecision:
-    """The resume decision (seed 003); truthy when the session may resume."""
+    """The resume decision; truthy when the session may resume."""
     return default_manager().should_resume(agent_id)
 
 
 def get_session(agent_id: str) -> dict[str, Any] | None:
-    """The session as a JSON-ready dict (seed 003), or `None` if there is no such session.
+    """The session as a JSON-ready dict, or `None` if there is no such session.
 
     Raises:
         InvalidSessionIdError: The id is not a valid session id.
@@ -755,19 +755,19 @@ def get_session(agent_id: str) -> dict[str, Any] | None:
 
 
 def finalize_session(agent_id: str, outcome: str, summary: str | None = None) -> bool:
-    """Finalize with an outcome (seed 003); `True` when done. Raises as
+    """Finalize with an outcome; `True` when done. Raises as
     `SessionManager.finalize_session`."""
     default_manager().finalize_session(agent_id, outcome, summary)
     return True
 
 
 def cleanup_old_sessions(hours: float) -> int:
-    """Delete sessions idle for more than `hours` hours (seed 003); return how many."""
+    """Delete sessions idle for more than `hours` hours; return how many."""
     return default_manager().cleanup(timedelta(hours=hours)).count
 
 
 def list_sessions(active_only: bool = False, agent_name: str | None = None) -> list[dict[str, Any]]:
-    """Every matching session as a JSON-ready dict, newest activity first (seed 003)."""
+    """Every matching session as a JSON-ready dict, newest activity first."""
     return [
         s.model_dump(mode="json")
         for page in default_manager().iter_sessions(active_only=active_only, agent_name=agent_name)

@@ -220,8 +220,8 @@ def chat(
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
-    The session's state is shown before and after each turn (seed 004). Lines starting
-    with `/` are session commands (seed 001; `/help` lists them): `/sessions`,
+    The session's state is shown before and after each turn. Lines starting
+    with `/` are session commands (`/help` lists them): `/sessions`,
     `/sessions list [agent]`, `/sessions create <name> [description]`, `/session load <id>`,
     `/session save`, `/session current`, `/session suspend`, `/session terminate`.
 

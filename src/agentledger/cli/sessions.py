@@ -1,5 +1,5 @@
 """`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, clean
-up and delete sessions (the lifecycle of DESIGN.md §2 and seed 003).
+up and delete sessions (statuses, phases, resume decisions, retention).
 
 Write commands go through `SessionManager`, so the store checks every lifecycle rule inside
 its append and a refused move writes nothing. `should-resume` exits 0 when the session may

@@ -255,7 +255,7 @@ class BaseStore(SessionStore, ABC):
             `data` and `state_delta` JSON plus its type, author and invocation id.
         clock: Returns the current UTC time; stamps events that carry no timestamp.
         lifecycle: The phase rules every append is checked against, inside its
-            transaction (`core.lifecycle.check_append`); default: DESIGN.md §2's phases.
+            transaction (`core.lifecycle.check_append`); default: `DEFAULT_LIFECYCLE`.
     """
 
     scheme: ClassVar[str]

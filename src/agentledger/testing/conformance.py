@@ -1,4 +1,4 @@
-"""The store conformance suite: every check of the store contract (DESIGN.md §3), for any store.
+"""The store conformance suite: every check of the store contract, for any store.
 
 Each backend shipped with agentledger runs it (`tests/test_conformance.py`), and so can a
 third-party store. Subclass `StoreConformance` in a test module (its name must start with
@@ -58,7 +58,7 @@ is split by topic:
         creating one, without duplicates when callers race (`continue_or_create_session`);
         a caller-chosen session id is created once by racing threads.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
-        `SessionManager` (seeds 001 and 003).
+        `SessionManager`.
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
 store must accept the `clock` option.
 """
