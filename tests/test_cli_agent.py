@@ -210,10 +210,16 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path: Path) -> None:
     assert "ada:***@127.0.0.1:1" in result.stderr
 
 
-@pytest.mark.parametrize("scheme", ["sqlite", "file"])
-def test_parallel_first_runs_of_a_new_user_make_one_session(tmp_path: Path, scheme: str) -> None:
+@pytest.mark.parametrize("scheme", ["sqlite", "file", "postgresql"])
+def test_parallel_first_runs_of_a_new_user_make_one_session(
+    tmp_path: Path, scheme: str, request: pytest.FixtureRequest
+) -> None:
     """Eight `agentledger run` processes at once for a user with no session yet."""
-    store_url = f"sqlite:///{tmp_path}/x.db" if scheme == "sqlite" else f"file://{tmp_path}/s"
+    store_url = {
+        "sqlite": lambda: f"sqlite:///{tmp_path}/x.db",
+        "file": lambda: f"file://{tmp_path}/s",
+        "postgresql": lambda: str(request.getfixturevalue("postgres_url")),
+    }[scheme]()
     env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
     procs = [
         subprocess.Popen(
