@@ -3,8 +3,7 @@ user reads (README, `--help`) points at documents the user does not have.
 
 Each Python block runs on its own, in a fresh interpreter, in an empty working directory
 (so `sqlite:///agentledger.db` is a new file there) with `$AGENTLEDGER_STORE` pointing at
-a store in that folder. A block that must not run would say so in a visible
-`<!-- readme-test: skip (reason) -->` line right above it; none does today.
+a store in that folder. Every block runs: none is skipped.
 """
 
 from __future__ import annotations
@@ -22,21 +21,16 @@ import typer.main
 from agentledger.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SKIP_MARKER = "<!-- readme-test: skip"
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
 def python_blocks() -> list[tuple[int, str]]:
-    """Each ```python block of the README, with the line it starts on, unless the line
-    above it is the skip marker."""
+    """Each ```python block of the README, with the line it starts on."""
     text = README.read_text(encoding="utf-8")
-    blocks = []
-    for match in _BLOCK.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        if before.startswith(SKIP_MARKER):
-            continue
-        blocks.append((text.count("\n", 0, match.start()) + 1, match.group(1)))
-    return blocks
+    return [
+        (text.count("\n", 0, match.start()) + 1, match.group(1))
+        for match in _BLOCK.finditer(text)
+    ]
 
 
 def test_the_readme_has_python_blocks() -> None:
