@@ -572,7 +572,7 @@ def cleanup_command(
     print_cleanup(result, sessions)
 
 
-def stdin_is_terminal() -> bool:
+def _stdin_is_terminal() -> bool:
     """Whether a person can answer a question on stdin (a terminal, not a pipe or file)."""
     return sys.stdin.isatty()
 
@@ -585,7 +585,8 @@ def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelt
         took, so a session that became old enough meanwhile is not deleted unasked.
 
     Raises:
-        typer.Exit: (code 1) The answer is no, or stdin is not a terminal.
+        typer.Abort: The answer is no ("Aborted!", exit 1, as `sessions delete` does).
+        typer.Exit: (code 1, after one `error:` line) stdin is not a terminal to ask on.
     """
     preview = manager.cleanup(older_than, dry_run=True)
     live = sum(
@@ -601,7 +602,7 @@ def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelt
         f"{count} session{'' if count == 1 else 's'} last active before "
         f"{format_time(preview.cutoff)} UTC, {live} of them not terminated (active or suspended)"
     )
-    if not stdin_is_terminal():
+    if not _stdin_is_terminal():
         print_error(
             f"not deleting {live} session{'' if live == 1 else 's'} that "
             f"{'is' if live == 1 else 'are'} not terminated (active or suspended) without "
