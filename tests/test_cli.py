@@ -511,3 +511,21 @@ def test_main_runs_the_app(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         main()
     assert exit_info.value.code in (0, None)
     assert capsys.readouterr().out.startswith("agentledger ")
+
+
+@pytest.mark.parametrize("module", ["agentledger", "agentledger.cli"])
+def test_python_dash_m_runs_the_command_line(
+    store: SessionStore, url: str, module: str
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "AGENTLEDGER_STORE": url, "COLUMNS": "200"}
+    version = cli(sys.executable, "-m", module, "--version", env=env)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("agentledger ")
+    listed = cli(sys.executable, "-m", module, "sessions", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    ids = [s["id"] for s in json.loads(listed.stdout)["sessions"]]
+    assert ids == [s.id for s in store.list_sessions().sessions]
+    missing = cli(sys.executable, "-m", module, "sessions", "show", "nope", env=env)
+    assert (missing.returncode, missing.stderr) == (1, "error: no session with id 'nope'\n")
+    usage = cli(sys.executable, "-m", module, "--help", env=env)
+    assert usage.returncode == 0 and "Usage: agentledger " in usage.stdout

@@ -2,7 +2,7 @@
 
 JSON is piped into the REAL command, the installed console script run as a subprocess;
 sessions are set up and checked through the Python API on the same SQLite file. The last
-tests run `examples/seed003_cli.sh`, seed 003's two examples through the CLI.
+tests run `examples/lifecycle_cli.sh`, the two lifecycle workflows through the CLI.
 """
 
 from __future__ import annotations
@@ -450,10 +450,10 @@ def test_python_m_agentledger_cli_runs_the_hooks(url: str, manager: SessionManag
     assert manager.get_session(json.loads(proc.stdout)["agent_id"]).agent_name == "a"
 
 
-# -- seed 003 through the CLI: examples/seed003_cli.sh ----------------------------------------
+# -- the lifecycle through the CLI: examples/lifecycle_cli.sh ---------------------------------
 
 
-def test_seed003_cli_script(tmp_path: Path) -> None:
+def test_lifecycle_cli_script(tmp_path: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed")
@@ -464,14 +464,14 @@ def test_seed003_cli_script(tmp_path: Path) -> None:
     }
     url = f"sqlite:///{tmp_path / 'seed003.db'}"
     proc = subprocess.run(
-        [bash, str(ROOT / "examples" / "seed003_cli.sh"), url],
+        [bash, str(ROOT / "examples" / "lifecycle_cli.sh"), url],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "seed 003 through the CLI: all checks passed" in proc.stdout
+    assert "the lifecycle through the CLI: all checks passed" in proc.stdout
     with open_store(url) as store:
         sessions = store.list_sessions(limit=100).sessions
     outcomes = {s.purpose: (s.status, s.outcome) for s in sessions}

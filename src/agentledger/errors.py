@@ -183,12 +183,16 @@ class EventTooLargeError(InvalidEventError):
     Attributes:
         size: The event's size in bytes (UTF-8 JSON).
         limit: The store's `max_event_bytes`.
+
+    Args:
+        size, limit: As the attributes.
+        what: What is too large, for the message (`"event"`, `"the message"`).
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, what: str = "event") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"event is {size} bytes of JSON, over the limit of {limit} bytes")
+        super().__init__(f"{what} is {size} bytes of JSON, over the limit of {limit} bytes")
 
 
 class InvalidTransitionError(AgentLedgerError):

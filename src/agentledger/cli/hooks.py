@@ -1,4 +1,4 @@
-"""`agentledger hook …`: seed 003's delegation hooks, JSON on stdin, JSON on stdout.
+"""`agentledger hook …`: delegation hooks for agent runners, JSON on stdin, JSON on stdout.
 
 Both commands read one JSON object on stdin and print one JSON object on stdout, and never
 a traceback: any failure is a JSON error object on stdout,
@@ -114,7 +114,7 @@ SUMMARY_MAX_CHARS = 2000
 hook_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Delegation hooks (seed 003): JSON on stdin, JSON on stdout, never a traceback.",
+    help="Delegation hooks: JSON on stdin, JSON on stdout, never a traceback.",
 )
 
 

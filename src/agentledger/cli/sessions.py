@@ -1,5 +1,5 @@
 """`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, clean
-up and delete sessions (the lifecycle of DESIGN.md §2 and seed 003).
+up and delete sessions (statuses, phases, resume decisions, retention).
 
 Write commands go through `SessionManager`, so the store checks every lifecycle rule inside
 its append and a refused move writes nothing. `should-resume` exits 0 when the session may
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import sys
 from datetime import datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agentledger.cli.app import StoreMode, store_from
 from agentledger.cli.render import (
+    format_time,
     make_console,
     print_cleanup,
     print_decision,
@@ -526,6 +528,12 @@ def cleanup_command(
         typer.Option("--only-finalized", help="Only terminated (finalized) sessions."),
     ] = False,
     json_output: JsonOpt = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Delete sessions that are not terminated without asking."
+        ),
+    ] = False,
 ) -> None:
     """Delete sessions idle for more than --hours hours (retention), with their ledgers.
 
@@ -534,6 +542,10 @@ def cleanup_command(
     object with "session_ids" and "sessions"); a real run prints how many were deleted.
     Sessions that cannot be read back are left alone and named on stderr. On a terminal, a
     progress bar shows on stderr when many sessions are deleted.
+
+    When the clean-up would delete sessions that are not terminated (active or
+    suspended), it asks first on a terminal; without a terminal it refuses (exit 1)
+    unless --yes is given. --only-finalized and --dry-run never ask.
     """
     if not math.isfinite(hours):
         raise typer.BadParameter(f"must be a finite number, not {hours}", param_hint="--hours")
@@ -542,6 +554,8 @@ def cleanup_command(
         older_than = timedelta(hours=hours)
     except OverflowError:  # more hours than a timedelta holds: older than any date
         older_than = timedelta.max
+    if not (dry_run or only_finalized or yes):
+        older_than = _confirm_cleanup(manager, older_than)
     if dry_run:
         result = manager.cleanup(older_than, only_finalized=only_finalized, dry_run=True)
         sessions = _existing(manager, result.session_ids)
@@ -562,6 +576,48 @@ def cleanup_command(
         print_json(data)
         return
     print_cleanup(result, sessions)
+
+
+def _stdin_is_terminal() -> bool:
+    """Whether a person can answer a question on stdin (a terminal, not a pipe or file)."""
+    return sys.stdin.isatty()
+
+
+def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelta:
+    """Ask before a clean-up deletes sessions that are not terminated.
+
+    Returns:
+        The age to clean up with: the cut-off the question named, however long the answer
+        took, so a session that became old enough meanwhile is not deleted unasked.
+
+    Raises:
+        typer.Abort: The answer is no ("Aborted!", exit 1, as `sessions delete` does).
+        typer.Exit: (code 1, after one `error:` line) stdin is not a terminal to ask on.
+    """
+    preview = manager.cleanup(older_than, dry_run=True)
+    live = sum(
+        1
+        for page in manager.iter_sessions(updated_before=preview.cutoff)
+        for session in page.sessions
+        if session.status != Status.TERMINATED
+    )
+    if not live:
+        return older_than
+    count = preview.count
+    what = (
+        f"{count} session{'' if count == 1 else 's'} last active before "
+        f"{format_time(preview.cutoff)} UTC, {live} of them not terminated (active or suspended)"
+    )
+    if not _stdin_is_terminal():
+        print_error(
+            f"not deleting {live} session{'' if live == 1 else 's'} that "
+            f"{'is' if live == 1 else 'are'} not terminated (active or suspended) without "
+            "confirmation, and stdin is not a terminal to ask on: pass --yes to delete them, "
+            "--only-finalized to keep them, or --dry-run to list them"
+        )
+        raise typer.Exit(1)
+    typer.confirm(f"Delete {what}?", abort=True)
+    return max(manager.clock() - preview.cutoff, timedelta(0))
 
 
 def _existing(manager: SessionManager, ids: list[str]) -> list[Session]:

@@ -1,4 +1,4 @@
-"""`agentledger stats`: seed 003's metrics over the sessions of a store."""
+"""`agentledger stats`: session metrics (counts, resume and error rates, durations) over a store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Events: the immutable entries of a session's ledger (DESIGN.md §2).
+"""Events: the immutable entries of a session's ledger.
 
 Pure: no I/O and no clock. A `NewEvent` is what a caller asks to append; the store stamps
 it (id, session id, seq, and the timestamp when the caller gave none) and returns an `Event`.

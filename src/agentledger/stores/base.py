@@ -1,4 +1,4 @@
-"""The store contract (DESIGN.md §3) and `open_store(url)`.
+"""The store contract and `open_store(url)`.
 
 `SessionStore` is the protocol every backend meets and the conformance suite in
 `agentledger.testing` checks; `open_store` opens a backend by URL through a registry of
@@ -88,7 +88,7 @@ class Capabilities:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """The contract every store meets (DESIGN.md §3)."""
+    """The contract every store meets; `agentledger.testing` checks it."""
 
     url: str
     capabilities: Capabilities
@@ -116,7 +116,7 @@ class SessionStore(Protocol):
             user_id: The user it belongs to (scopes `user:` state within the app).
             agent_name: The agent that works in it, if any.
             title: A short human label.
-            purpose: What the session is for (seed 003's `purpose`).
+            purpose: What the session is for (e.g. `"approval_workflow"`).
             state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
                 are dropped.
             metadata: Initial metadata, a JSON object.

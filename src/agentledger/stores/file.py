@@ -1,4 +1,4 @@
-"""`file://path/to/sessions` — one folder per session, readable by a human (seeds 001, 003).
+"""`file://path/to/sessions` — one folder per session, readable by a human.
 
 URL → folder:
     Everything after `file://` up to `?` is the folder, percent-decoded, taken literally:

@@ -60,6 +60,7 @@ __all__ = [
     "SessionRow",
     "StoreTransaction",
     "convert_options",
+    "event_size",
     "format_timestamp",
     "parse_flag",
     "parse_timestamp",
@@ -191,6 +192,38 @@ def _stored_event(values: dict[str, Any]) -> Event:
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
+
+
+def _encode_payload(event: NewEvent) -> tuple[str, str, int]:
+    """Return the event's `data` and `state_delta` as JSON text, and its size (`event_size`)."""
+    try:
+        data = _dumps(event.data)
+        delta = _dumps(strip_temp(event.state_delta))
+        # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
+        size = sum(
+            len(text.encode())
+            for text in (data, delta, event.type, event.author, event.invocation_id or "")
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+    return data, delta, size
+
+
+def event_size(event: NewEvent) -> int:
+    """The size of an event as the built-in stores count it against `max_event_bytes`.
+
+    Args:
+        event: The event, before it is appended.
+
+    Returns:
+        Bytes: the UTF-8 length of its `data` and `state_delta` (without `temp:` keys) as
+        compact JSON, plus its type, author and invocation id.
+
+    Raises:
+        InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
+            text that is not valid Unicode (a lone surrogate).
+    """
+    return _encode_payload(event)[2]
 
 
 class EventRow(NamedTuple):
@@ -403,16 +436,7 @@ class BaseStore(SessionStore, ABC):
     # -- encoding -----------------------------------------------------------------------
 
     def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
-        try:
-            data = _dumps(event.data)
-            delta = _dumps(strip_temp(event.state_delta))
-            # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
-            size = sum(
-                len(text.encode())
-                for text in (data, delta, event.type, event.author, event.invocation_id or "")
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+        data, delta, size = _encode_payload(event)
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(

@@ -1,5 +1,5 @@
 """Conformance: the session lifecycle (statuses, phases, resume policy, finalize, retention)
-through `SessionManager`, on the store under test (seeds 001 and 003).
+through `SessionManager`, on the store under test.
 
 Each check opens the store with a `FakeClock`, so event timestamps, idle times and durations
 are exact and nothing sleeps.
@@ -99,10 +99,10 @@ class LifecycleConformance(ConformanceBase):
         start = clock.now
         self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
 
-    # -- seed 003's two examples ------------------------------------------------------------
+    # -- two example workflows -------------------------------------------------------------
 
     def test_approval_workflow(self, manager: SessionManager, clock: FakeClock) -> None:
-        """Seed 003, example 1: plan, pause for approval, resume, execute, finalize."""
+        """Example 1: plan, pause for approval, resume, execute, finalize."""
         session = manager.create_session(
             "terraform-architect", "approval_workflow", {"task_id": "T001", "workspace": "prod"}
         )
@@ -144,7 +144,7 @@ class LifecycleConformance(ConformanceBase):
         assert manager.should_resume(session.id).reason == ResumeReason.TERMINATED
 
     def test_multi_turn_investigation(self, manager: SessionManager, clock: FakeClock) -> None:
-        """Seed 003, example 2: findings accumulate across turns, then plan and execute."""
+        """Example 2: findings accumulate across turns, then plan and execute."""
         sid = manager.create_session(
             "gitops-operator", "investigation", {"issue": "pod-crash-loop"}
         ).id
