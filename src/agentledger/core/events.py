@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentledger.core.state_ops import check_ops
+
 __all__ = ["Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
 
 
@@ -71,12 +73,18 @@ class NewEvent(BaseModel):
         data: The event's payload; a JSON object.
         state_delta: State keys to set; a value of `None` deletes the key. Keys prefixed
             `app:` / `user:` change app-wide / user-wide state, `temp:` keys are dropped.
+        state_ops: State operations in the JSON Patch shape, applied in order after
+            `state_delta` by the store at commit, to the state as it is then (see
+            `agentledger.core.state_ops`): e.g. `[{"op": "add", "path":
+            "/user:reminders/-", "value": "call the dentist"}]` adds to a list without
+            reading it, so concurrent adds never conflict. The event stores the operations,
+            not their result.
         invocation_id: Groups the events of one agent turn; `None` outside a turn.
         timestamp: When it happened (UTC); `None` lets the store stamp the append time.
 
     Raises:
-        pydantic.ValidationError: (a `ValueError`) on an unknown, un-namespaced type or a
-            naive timestamp.
+        pydantic.ValidationError: (a `ValueError`) on an unknown, un-namespaced type, a
+            naive timestamp or a malformed state operation.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -85,8 +93,14 @@ class NewEvent(BaseModel):
     author: str = Author.SYSTEM.value
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
+    state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None
     timestamp: datetime | None = None
+
+    @field_validator("state_ops")
+    @classmethod
+    def _check_state_ops(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_ops(value)
 
     @field_validator("type")
     @classmethod
@@ -106,7 +120,8 @@ class Event(BaseModel):
         id: Unique and time-sortable (a 26-character ULID).
         session_id: The session whose ledger holds it.
         seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
-        type, author, data, state_delta, invocation_id: As given in the `NewEvent`.
+        type, author, data, state_delta, state_ops, invocation_id: As given in the
+            `NewEvent`.
         timestamp: When it happened, UTC (ISO 8601 in JSON).
     """
 
@@ -120,4 +135,5 @@ class Event(BaseModel):
     timestamp: datetime
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
+    state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None

@@ -25,7 +25,8 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "batch_end": N}`, where `batch_end` is
-the `seq` of the last event of the append that wrote the line. The session id is the
+the `seq` of the last event of the append that wrote the line; an event with state
+operations also has `"state_ops": […]` before `batch_end`. The session id is the
 folder's name. `session.json` is the `Session` as JSON plus `ledger_bytes`, the length of
 `events.jsonl` it was projected from.
 
@@ -173,6 +174,7 @@ _EVENT_KEYS = frozenset(
         "state_delta",
     )
 )
+_EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -270,13 +272,17 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'{{"seq":{row.seq},"id":{_dumps(row.id)},"type":{_dumps(row.type)},'
         f'"author":{_dumps(row.author)},"timestamp":{_dumps(row.timestamp)},'
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
-        f'"state_delta":{row.state_delta},"batch_end":{batch_end}}}\n'
+        f'"state_delta":{row.state_delta},'
+        + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        + f'"batch_end":{batch_end}}}\n'
     )
 
 
 def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
-    if type(value) is not dict or value.keys() != _EVENT_KEYS:
+    if type(value) is not dict or (
+        value.keys() != _EVENT_KEYS and value.keys() != _EVENT_KEYS_WITH_OPS
+    ):
         return "not an event object"
     seq, batch_end = value["seq"], value["batch_end"]
     if type(seq) is not int or type(batch_end) is not int:
@@ -291,6 +297,9 @@ def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> s
         return "invocation_id must be a string or null"
     if type(value["data"]) is not dict or type(value["state_delta"]) is not dict:
         return "data and state_delta must be JSON objects"
+    ops = value.get("state_ops", [])
+    if type(ops) is not list or any(type(op) is not dict for op in ops):
+        return "state_ops must be a JSON array of objects"
     return None
 
 
@@ -350,6 +359,7 @@ def _parse_ledger(
 def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
+        ops = _dumps(value["state_ops"]) if "state_ops" in value else "[]"
     except ValueError as exc:  # NaN or infinity written by hand
         raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
     return EventRow(
@@ -362,6 +372,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["invocation_id"],
         data,
         delta,
+        ops,
     )
 
 
