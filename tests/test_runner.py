@@ -73,7 +73,12 @@ def test_turn_records_every_step_before_yielding_it(store: SessionStore) -> None
     assert seen[0].author == "user" and seen[2].author == "tool"
     assert seen[1].data["name"] == "add_reminder"
     assert seen[1].data["arguments"] == {"reminder": "call the dentist"}
-    assert seen[2].state_delta == {"user:reminders": ["call the dentist"]}
+    # the reminder is an operation applied at commit, not the whole list
+    assert seen[2].state_delta == {}
+    assert seen[2].state_ops == [
+        {"op": "setdefault", "path": "/user:reminders", "value": []},
+        {"op": "add", "path": "/user:reminders/-", "value": "call the dentist"},
+    ]
     assert final_output(seen) == "Added reminder: call the dentist. You now have 1 reminder."
     assert store.get_session(sid).state["user:reminders"] == ["call the dentist"]
 

@@ -38,6 +38,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jsonpatch
+
+# jsonpointer comes with jsonpatch (its dependency), which addresses values with it.
 from jsonpointer import JsonPointer, JsonPointerException, escape, unescape
 
 from agentledger.core.state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX
@@ -48,6 +50,7 @@ __all__ = [
     "ScopedOps",
     "apply_ops",
     "check_ops",
+    "key_path",
     "op_keys",
     "split_ops",
 ]
@@ -111,6 +114,18 @@ class _Patch(jsonpatch.JsonPatch):
             "setdefault": _SetDefaultOperation,
         }
     )
+
+
+def key_path(key: str, *parts: str) -> str:
+    """The JSON Pointer of a state key, or of a member inside its value.
+
+    Example:
+        >>> key_path("user:reminders", "-")
+        '/user:reminders/-'
+        >>> key_path("a/b")
+        '/a~1b'
+    """
+    return "".join("/" + escape(part) for part in (key, *parts))
 
 
 def _first_key(path: Any, what: str) -> tuple[str, str]:
