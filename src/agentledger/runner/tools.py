@@ -134,7 +134,8 @@ class State(MutableMapping[str, Any]):
         if any(k in self.delta or is_temp_key(k) for k in keys):
             # Keys this tool already assigned (or temp keys) change in its delta: every
             # key of these operations is assigned from now on, the operations applied here.
-            self._settle_ops()
+            if self.ops and op_keys(self.ops) & keys:
+                self._settle_ops()
             for key in keys - set(self.delta):
                 if not is_temp_key(key):
                     self.reads.setdefault(key, self._base.get(key))
