@@ -503,3 +503,39 @@ def test_main_runs_the_app(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         main()
     assert exit_info.value.code in (0, None)
     assert capsys.readouterr().out.startswith("agentledger ")
+
+
+# -- typed errors, never a traceback --------------------------------------------------------
+
+
+def _deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-10:00"])
+def test_a_clock_out_of_range_in_utc_is_one_error_line(url: str, now: str) -> None:
+    result = run(url, "run", "hi", env={"AGENTLEDGER_NOW": now})
+    assert_one_line_error(result, "AGENTLEDGER_NOW", "out of range")
+
+
+def test_events_after_a_huge_seq_is_empty(store: SessionStore, url: str) -> None:
+    sid = store.list_sessions().sessions[0].id
+    result = ok(run(url, "sessions", "events", sid, "--after", "99999999999999999999999",
+                    "--json"))
+    assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("command", [["sessions", "create", "--agent", "a", "--purpose", "p"],
+                                     ["sessions", "update", "ID"]])
+def test_metadata_nested_too_deep_is_a_usage_error(
+    store: SessionStore, url: str, command: list[str]
+) -> None:
+    sid = store.list_sessions().sessions[0].id
+    before = store.list_sessions().sessions
+    argv = [sid if a == "ID" else a for a in command]
+    result = run(url, *argv, "--metadata", _deep(300))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "levels" in lines[0]
+    assert store.list_sessions().sessions == before

@@ -59,9 +59,12 @@ def _check_type(value: str) -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamps must be timezone-aware (UTC)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from exc
 
 
 class NewEvent(BaseModel):
