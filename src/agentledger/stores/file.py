@@ -89,11 +89,13 @@ version is refused with `SchemaVersionError`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -101,7 +103,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 from filelock import FileLock, Timeout
@@ -224,12 +226,48 @@ def _replace_file(path: str, text: str) -> None:
         raise
 
 
-def _read_text(path: str | Path) -> str | None:
-    """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD."""
+class _NotAFile(OSError):
+    """A path that should be a regular file is something else: a folder, a FIFO, a device."""
+
+
+_UNREADABLE = (_NotAFile, IsADirectoryError, NotADirectoryError, PermissionError)
+"""What reading one session's files can raise when those files alone are damaged."""
+
+_DAMAGED = "\x00damaged:"
+"""Starts the `snapshot` of a listed row whose session's files cannot be read."""
+
+
+def _open_file(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading. Never blocks: a FIFO (or anything but a regular
+    file) in its place raises `_NotAFile` instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile(errno.EINVAL, "not a regular file", os.fspath(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_text(path: str | Path) -> str | None:
+    """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD.
+
+    Raises:
+        OSError: The file cannot be read; `_NotAFile` if something else is in its place.
+    """
+    try:
+        with _open_file(path) as f:
             return f.read().decode(errors="replace")
     except FileNotFoundError:
+        return None
+
+
+def _read_text_or_none(path: str | Path) -> str | None:
+    """`_read_text`, with a damaged file (see `_UNREADABLE`) read as missing."""
+    try:
+        return _read_text(path)
+    except _UNREADABLE:
         return None
 
 
@@ -538,6 +576,8 @@ class FileStore(BaseStore):
         # Folders of deletes killed before they finished removing them.
         trash = os.path.join(self._root, _TRASH)
         with _translated(f"empty {trash}"):
+            # A missing trash folder (deleted by hand) is made again: it only holds leftovers.
+            os.makedirs(trash, exist_ok=True)
             for name in os.listdir(trash):
                 shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
 
@@ -618,8 +658,15 @@ class FileStore(BaseStore):
 
         Raises:
             CorruptedSessionError: The ledger cannot be read back (or is missing while the
-                snapshot exists).
+                snapshot exists), or the session's files cannot be read at all (a folder or
+                a FIFO in a file's place, no permission): that session alone is damaged.
         """
+        try:
+            return self._load_files(session_id, lazy)
+        except _UNREADABLE as exc:
+            raise CorruptedSessionError(session_id, f"its files cannot be read: {exc}") from exc
+
+    def _load_files(self, session_id: str, lazy: bool) -> _Current | None:
         snapshot_path = self._file(session_id, SNAPSHOT)
         snapshot_text = _read_text(snapshot_path)
         parsed: tuple[dict[str, Any], int] | None = None
@@ -635,7 +682,7 @@ class FileStore(BaseStore):
                 if lazy:
                     return _Current(_row(fields, ""), parsed[1], parsed[1], True, fields)
                 return _Current(_row(fields, _dumps(fields)), parsed[1], parsed[1], True)
-            ledger = open(ledger_path, "rb")
+            ledger = _open_file(ledger_path)
         except FileNotFoundError:
             if snapshot_text is None or not os.path.exists(snapshot_path):
                 return None  # never created, or deleted while we read
@@ -689,14 +736,21 @@ class FileStore(BaseStore):
         return self._decode_events([_event_row(session_id, v) for v in values])
 
     def _read_ledger(self, session_id: str) -> list[dict[str, Any]] | None:
-        """Every committed event of the ledger, or `None` if there is no ledger."""
+        """Every committed event of the ledger, or `None` if there is no ledger.
+
+        Raises:
+            CorruptedSessionError: The ledger cannot be read back, or cannot be read at all
+                (a folder or a FIFO in its place, no permission).
+        """
         try:
-            with open(self._file(session_id, LEDGER), "rb") as ledger:
+            with _open_file(self._file(session_id, LEDGER)) as ledger:
                 data = ledger.read()
         except FileNotFoundError:
             if os.path.exists(self._file(session_id, SNAPSHOT)):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
+        except _UNREADABLE as exc:
+            raise CorruptedSessionError(session_id, f"{LEDGER} cannot be read: {exc}") from exc
         events, _ = _parse_ledger(session_id, data)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
@@ -711,7 +765,7 @@ class FileStore(BaseStore):
             session_id = validate_session_id(pending["session_id"])
             offset, end = int(pending["offset"]), int(pending["end"])
             start = max(offset - 1, 0)
-            with open(self._file(session_id, LEDGER), "rb") as ledger:
+            with _open_file(self._file(session_id, LEDGER)) as ledger:
                 ledger.seek(start)
                 data = ledger.read(end - start)
             if len(data) != end - start or not data.endswith(b"\n"):
@@ -747,7 +801,10 @@ class FileStore(BaseStore):
         """A scope's committed state as JSON, `None` if it has none, or `""` (which the
         base class reports as corruption) if its file cannot be read."""
         path, _ = self._scope_paths(app_name, user_id)
-        text = _read_text(path)
+        try:
+            text = _read_text(path)
+        except _UNREADABLE:
+            return ""
         if text is None:
             return None
         try:
@@ -874,15 +931,19 @@ class FileStore(BaseStore):
 
     def _list_row(self, session_id: str) -> tuple[SessionRow, dict[str, Any] | None] | None:
         """The row to list for a session, with the fields to serialize as its snapshot if
-        it makes the page; for one that cannot be read, a row whose snapshot is empty (so
-        the base class reports it in `SessionPage.corrupted`)."""
+        it makes the page; for one that cannot be read, a row the base class reports in
+        `SessionPage.corrupted` (see `_damaged_row`)."""
         try:
             current = self._load(session_id, lazy=True)
-        except CorruptedSessionError:
-            pass
+        except CorruptedSessionError as exc:
+            if isinstance(exc.__cause__, _UNREADABLE):
+                # Its files cannot be read at all: listed as corrupted whatever the ledger
+                # says, as `get_session` reports it (see `_parse_session`).
+                damaged = self._damaged_row(session_id, exc.detail)
+                return None if damaged is None else (damaged, None)
         else:
             return None if current is None else (current.row, current.fields)
-        text = _read_text(self._file(session_id, SNAPSHOT))
+        text = _read_text_or_none(self._file(session_id, SNAPSHOT))
         parsed = None
         if text is not None:
             try:
@@ -891,7 +952,14 @@ class FileStore(BaseStore):
                 parsed = None
         if parsed is not None:
             return _row(parsed[0], ""), None
-        # Nothing to filter on: list it under "any" filters, at its ledger's last change.
+        damaged = self._damaged_row(session_id, "")
+        return None if damaged is None else (damaged, None)
+
+    def _damaged_row(self, session_id: str, detail: str) -> SessionRow | None:
+        """A row for a session that cannot be read: listed under "any" filters only, at its
+        ledger's (or folder's) last change; with `detail`, `_parse_session` reports it
+        corrupted without trying the ledger. `None` if the session was deleted meanwhile."""
+        snapshot = _DAMAGED + detail if detail else ""
         try:
             mtime = os.stat(self._file(session_id, LEDGER)).st_mtime
         except FileNotFoundError:
@@ -900,7 +968,12 @@ class FileStore(BaseStore):
             except FileNotFoundError:
                 return None  # deleted while we listed
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
-        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, ""), None
+        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, snapshot)
+
+    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+        if row.snapshot.startswith(_DAMAGED):
+            raise CorruptedSessionError(row.id, row.snapshot[len(_DAMAGED) :])
+        return super()._parse_session(row, rebuild)
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
@@ -967,7 +1040,7 @@ class FileStore(BaseStore):
             except CorruptedSessionError:
                 if expected_version is not None:
                     raise  # its version cannot be checked: keep it
-                text = _read_text(self._file(session_id, SNAPSHOT))
+                text = _read_text_or_none(self._file(session_id, SNAPSHOT))
                 try:
                     parsed = _snapshot_fields(session_id, json.loads(text or ""))
                 except ValueError:
