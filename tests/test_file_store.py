@@ -819,3 +819,25 @@ def test_an_emptied_ledger_is_corruption_for_every_read(make: StoreFactory, root
     with pytest.raises(CorruptedSessionError):
         store.append(a, [msg()])
     assert store.read_events(b)[0].seq == 1
+
+
+def test_a_ledger_line_nested_too_deep_corrupts_only_its_session(
+    make: StoreFactory, root: Path
+) -> None:
+    """Written before the nesting limit (or by hand): read back, it is corruption of its
+    session, never a RecursionError for the store."""
+    store, a, b = _populated(make)
+    b_before = _record(store, b)
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    line = _lines(root / a / LEDGER)[-1]
+    line.update(seq=4, batch_end=4, id="01M8MJ44FKNFZBN2FP4TYJ5W6Z", data="DEEP")
+    with open(root / a / LEDGER, "a") as ledger:
+        ledger.write(json.dumps(line).replace('"DEEP"', deep) + "\n")
+    for reader in (store, make()):
+        with pytest.raises(CorruptedSessionError):
+            reader.get_session(a)
+        with pytest.raises(CorruptedSessionError):
+            reader.read_events(a)
+        page = reader.list_sessions()
+        assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+        assert _record(reader, b) == b_before

@@ -341,3 +341,17 @@ def test_in_memory_sqlite_is_refused_by_the_store_itself() -> None:
 
     with pytest.raises(ConfigurationError, match="memory://"):
         SqliteStore(":memory:")
+
+
+def test_a_row_nested_too_deep_corrupts_only_its_session(make: StoreFactory, db_path: Path) -> None:
+    """Written before the nesting limit (or by hand): read back, it is corruption of its
+    session, never a RecursionError for the store."""
+    store, a, b = _populated(make)
+    _corrupt_event(db_path, a, 2, "data", '{"a":' * 5000 + "1" + "}" * 5000)
+    _execute(db_path, "UPDATE sessions SET snapshot = 'x' WHERE id = ?", (a,))
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(a)
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a)
+    page = store.list_sessions()
+    assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]

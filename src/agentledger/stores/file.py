@@ -365,7 +365,7 @@ def _parse_ledger(
         return [], 0
     try:
         values: list[Any] | None = json.loads(b"[" + b",".join(lines) + b"]")
-    except ValueError:  # some line is not JSON (or has several values): find it below
+    except (ValueError, RecursionError):  # some line is not JSON (or has several values): find it below
         values = None
     if values is not None and len(values) != len(lines):
         values = None
@@ -378,7 +378,7 @@ def _parse_ledger(
         else:
             try:
                 value = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise CorruptedSessionError(
                     session_id, f"{LEDGER} byte {base + offset}: not JSON ({exc})"
                 ) from exc
@@ -398,7 +398,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
         ops = _dumps(value["state_ops"]) if "state_ops" in value else "[]"
-    except ValueError as exc:  # NaN or infinity written by hand
+    except (ValueError, RecursionError) as exc:  # NaN or infinity written by hand
         raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
     return EventRow(
         value["id"],
@@ -673,7 +673,7 @@ class FileStore(BaseStore):
         if snapshot_text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(snapshot_text))
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
         ledger_path = self._file(session_id, LEDGER)
         try:
@@ -809,7 +809,7 @@ class FileStore(BaseStore):
             return None
         try:
             return _dumps(self._resolve_scoped(text)[0])
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
 
     def _scope_doc(self, app_name: str, user_id: str | None, state: Any) -> dict[str, Any]:
@@ -832,7 +832,7 @@ class FileStore(BaseStore):
                     continue
                 try:
                     state, pending = self._resolve_scoped(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if pending is not None and pending.get("session_id") == session_id:
                     _replace_file(path, _pretty(self._scope_doc(app_name, scope_user, state)))
@@ -948,7 +948,7 @@ class FileStore(BaseStore):
         if text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(text))
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
         if parsed is not None:
             return _row(parsed[0], ""), None
@@ -1043,7 +1043,7 @@ class FileStore(BaseStore):
                 text = _read_text_or_none(self._file(session_id, SNAPSHOT))
                 try:
                     parsed = _snapshot_fields(session_id, json.loads(text or ""))
-                except ValueError:
+                except (ValueError, RecursionError):
                     parsed = None
                 if parsed is not None:
                     owner = (parsed[0]["app_name"], parsed[0]["user_id"])
@@ -1169,7 +1169,7 @@ class _FileTransaction(StoreTransaction):
             return None
         try:
             state, _ = self._store._resolve_scoped(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""  # reported as corruption by the base class
         self._previous.setdefault(key, state)
         return _dumps(state)

@@ -422,7 +422,7 @@ class BaseStore(SessionStore, ABC):
                     "invocation_id": row[6],
                 }
             )
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, RecursionError) as exc:
             raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc
 
     def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
@@ -440,7 +440,7 @@ class BaseStore(SessionStore, ABC):
                     )
                     + "]"
                 )
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 values = None
             if values is not None and len(values) == 3 * len(rows):
                 return [
@@ -483,7 +483,7 @@ class BaseStore(SessionStore, ABC):
             return {}
         try:
             value = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptedSessionError(session_id, f"shared state cannot be read: {exc}") from exc
         if not isinstance(value, dict):
             raise CorruptedSessionError(session_id, "shared state is not a JSON object")
