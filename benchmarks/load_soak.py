@@ -77,20 +77,24 @@ def console_script() -> str:
 def background_writer(url: str, worker: int, stop: Any, counts: Any) -> None:
     """Append small events with state deltas (session and `user:` keys of another user)
     to a session of its own until `stop` is set; report the count."""
-    store = open_store(url)
+    n = 0
     try:
-        session = store.create_session(app_name=DEMO_APP, user_id=f"noise-{worker}")
-        n = 0
-        while not stop.is_set():
-            store.append(
-                session.id,
-                [NewEvent(type="state_updated", data={"n": n},
-                          state_delta={"n": n, "user:last": n})],
-            )
-            n += 1
-        counts.put(n)
-    finally:
-        store.close()
+        store = open_store(url)
+        try:
+            session = store.create_session(app_name=DEMO_APP, user_id=f"noise-{worker}")
+            while not stop.is_set():
+                store.append(
+                    session.id,
+                    [NewEvent(type="state_updated", data={"n": n},
+                              state_delta={"n": n, "user:last": n})],
+                )
+                n += 1
+        finally:
+            store.close()
+    except Exception as exc:  # reported by the parent as a failure of the soak
+        counts.put((n, f"background writer {worker}: {type(exc).__name__}: {exc}"))
+        return
+    counts.put((n, None))
 
 
 def _turn(exe: str, url: str, session_id: str, task: str) -> tuple[int, float, str]:
@@ -136,7 +140,10 @@ def soak_store(url: str, turns: int, rounds: int, sessions: int, writers: int) -
                                         range(turns)))
             stop.set()
             for _ in noise:
-                report.background_appends += counts.get(timeout=120)
+                appended, problem = counts.get(timeout=600)
+                report.background_appends += appended
+                if problem:
+                    report.failures.append(f"round {r}: {problem}")
             for p in noise:
                 p.join(timeout=120)
             expected += tasks
