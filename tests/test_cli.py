@@ -539,3 +539,13 @@ def test_metadata_nested_too_deep_is_a_usage_error(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "levels" in lines[0]
     assert store.list_sessions().sessions == before
+
+
+def test_summarize_event_shows_state_operations() -> None:
+    event = make_event("tool_result", {"name": "add_reminder", "result": "ok"}).model_copy(
+        update={"state_ops": [{"op": "add", "path": "/user:reminders/-", "value": "x"},
+                              {"op": "remove", "path": "/user:reminders/0"}]}
+    )
+    assert summarize_event(event) == (
+        "add_reminder → ok Δ add /user:reminders/-=x, remove /user:reminders/0"
+    )
