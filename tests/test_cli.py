@@ -529,3 +529,49 @@ def test_python_dash_m_runs_the_command_line(
     assert (missing.returncode, missing.stderr) == (1, "error: no session with id 'nope'\n")
     usage = cli(sys.executable, "-m", module, "--help", env=env)
     assert usage.returncode == 0 and "Usage: agentledger " in usage.stdout
+
+
+# -- typed errors, never a traceback --------------------------------------------------------
+
+
+def _deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-10:00"])
+def test_a_clock_out_of_range_in_utc_is_one_error_line(url: str, now: str) -> None:
+    result = run(url, "run", "hi", env={"AGENTLEDGER_NOW": now})
+    assert_one_line_error(result, "AGENTLEDGER_NOW", "out of range")
+
+
+def test_events_after_a_huge_seq_is_empty(store: SessionStore, url: str) -> None:
+    sid = store.list_sessions().sessions[0].id
+    result = ok(run(url, "sessions", "events", sid, "--after", "99999999999999999999999",
+                    "--json"))
+    assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("command", [["sessions", "create", "--agent", "a", "--purpose", "p"],
+                                     ["sessions", "update", "ID"]])
+def test_metadata_nested_too_deep_is_a_usage_error(
+    store: SessionStore, url: str, command: list[str]
+) -> None:
+    sid = store.list_sessions().sessions[0].id
+    before = store.list_sessions().sessions
+    argv = [sid if a == "ID" else a for a in command]
+    result = run(url, *argv, "--metadata", _deep(300))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "levels" in lines[0]
+    assert store.list_sessions().sessions == before
+
+
+def test_summarize_event_shows_state_operations() -> None:
+    event = make_event("tool_result", {"name": "add_reminder", "result": "ok"}).model_copy(
+        update={"state_ops": [{"op": "add", "path": "/user:reminders/-", "value": "x"},
+                              {"op": "remove", "path": "/user:reminders/0"}]}
+    )
+    assert summarize_event(event) == (
+        "add_reminder → ok Δ add /user:reminders/-=x, remove /user:reminders/0"
+    )

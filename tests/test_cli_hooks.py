@@ -511,3 +511,17 @@ def test_pre_delegate_resumes_only_on_the_version_it_decided_on(
     assert (out["should_resume"], out["reason"]) == (False, "resumed_elsewhere")
     assert out["agent_id"] != sid
     assert manager.get_session(sid).resume_count == 1  # only the other delegation's resume
+
+
+def test_pre_delegate_with_metadata_nested_too_deep_is_invalid_input(
+    url: str, manager: SessionManager
+) -> None:
+    deep: Any = 1
+    for _ in range(300):
+        deep = {"a": deep}
+    request = {"agent_name": "a", "task_id": "t", "task_description": "d", "metadata": deep}
+    result = hook("pre-delegate", request, url, in_process=True)
+    assert result.code == 2
+    assert result.out["error"] == "invalid_input"
+    assert "100 levels" in result.out["message"]
+    assert manager.list_sessions().sessions == []

@@ -523,6 +523,7 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
         "timestamp": datetime(2026, 1, 8, 18, 5, 30, 5, tzinfo=timezone.utc),
         "data": {"result": [1, {"a": None}]},
         "state_delta": {"k": "v"},
+        "state_ops": [{"op": "add", "path": "/user:r/-", "value": 1}],
         "invocation_id": None,
     }
     fast = _stored_event(dict(values))

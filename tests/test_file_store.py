@@ -353,6 +353,81 @@ def test_garbage_in_the_ledger_corrupts_only_its_session(
     assert store.list_sessions().corrupted == []
 
 
+def _damage(root: Path, session_id: str, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage one session's files as a person or a failing disk could."""
+    folder = root / session_id
+    if how == "ledger-is-a-folder":
+        (folder / LEDGER).unlink()
+        (folder / LEDGER).mkdir()
+    elif how == "snapshot-is-a-folder":
+        (folder / SNAPSHOT).unlink()
+        (folder / SNAPSHOT).mkdir()
+    elif how in ("snapshot-is-a-fifo", "ledger-is-a-fifo"):  # opening it would block forever
+        path = folder / (SNAPSHOT if how == "snapshot-is-a-fifo" else LEDGER)
+        path.unlink()
+        os.mkfifo(path)
+    else:  # "snapshot-unreadable": as chmod 000 would for a user other than root
+        path = os.fspath(folder / SNAPSHOT)
+        real_open = os.open
+
+        def refusing(name: Any, *args: Any, **kwargs: Any) -> int:
+            if os.fspath(name) == path:
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(name, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["ledger-is-a-folder", "snapshot-is-a-folder", "snapshot-is-a-fifo", "ledger-is-a-fifo",
+     "snapshot-unreadable"],
+)
+def test_a_session_whose_files_cannot_be_read_is_corrupted_alone(
+    make: StoreFactory, root: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing, stats, clean-up and the other sessions keep working around it."""
+    from datetime import timedelta
+
+    from agentledger.manager import SessionManager
+
+    store, a, b = _populated(make)
+    b_before = _record(store, b)
+    _damage(root, a, how, monkeypatch)
+    for reader in (store, make()):
+        with pytest.raises(CorruptedSessionError) as info:
+            reader.get_session(a)
+        assert info.value.session_id == a
+        if how.startswith("ledger"):
+            with pytest.raises(CorruptedSessionError):
+                reader.read_events(a)
+        else:  # the ledger itself is intact
+            assert [e.seq for e in reader.read_events(a)] == [1, 2, 3]
+        with pytest.raises(CorruptedSessionError):
+            reader.append(a, [msg()])
+        page = reader.list_sessions()
+        assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+        assert _record(reader, b) == b_before
+        manager = SessionManager(reader)
+        assert manager.stats().total == 1
+        result = manager.cleanup(timedelta(0), dry_run=True)
+        assert result.session_ids == [b] and result.skipped_corrupted == [a]
+    store.append(b, [msg()])
+    store.delete_session(a)  # a damaged session can still be deleted
+    assert store.list_sessions().corrupted == []
+
+
+def test_a_deleted_trash_folder_is_made_again(make: StoreFactory, root: Path) -> None:
+    store, a, b = _populated(make)
+    store.close()
+    (root / "_trash").rmdir()
+    reopened = make()
+    assert reopened.get_session(a).version == 3
+    reopened.delete_session(a)
+    assert [s.id for s in reopened.list_sessions().sessions] == [b]
+    assert (root / "_trash").is_dir()
+
+
 def test_same_size_garbage_with_a_bad_snapshot(make: StoreFactory, root: Path) -> None:
     store, a, b = _populated(make)
     ledger = root / a / LEDGER
@@ -781,3 +856,25 @@ def test_an_emptied_ledger_is_corruption_for_every_read(make: StoreFactory, root
     with pytest.raises(CorruptedSessionError):
         store.append(a, [msg()])
     assert store.read_events(b)[0].seq == 1
+
+
+def test_a_ledger_line_nested_too_deep_corrupts_only_its_session(
+    make: StoreFactory, root: Path
+) -> None:
+    """Written before the nesting limit (or by hand): read back, it is corruption of its
+    session, never a RecursionError for the store."""
+    store, a, b = _populated(make)
+    b_before = _record(store, b)
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    line = _lines(root / a / LEDGER)[-1]
+    line.update(seq=4, batch_end=4, id="01M8MJ44FKNFZBN2FP4TYJ5W6Z", data="DEEP")
+    with open(root / a / LEDGER, "a") as ledger:
+        ledger.write(json.dumps(line).replace('"DEEP"', deep) + "\n")
+    for reader in (store, make()):
+        with pytest.raises(CorruptedSessionError):
+            reader.get_session(a)
+        with pytest.raises(CorruptedSessionError):
+            reader.read_events(a)
+        page = reader.list_sessions()
+        assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+        assert _record(reader, b) == b_before

@@ -17,7 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from migration_support import check_reopening_does_not_rerun_migrations
+from migration_support import (
+    V1_EVENT_COLUMNS,
+    check_reopening_does_not_rerun_migrations,
+    check_version_1_data_after_upgrade,
+    version_1_rows,
+)
 
 from agentledger import (
     ConfigurationError,
@@ -126,6 +131,36 @@ def test_reopening_does_not_rerun_migrations(
     make: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     check_reopening_does_not_rerun_migrations(make, postgres_module, monkeypatch)
+
+
+def test_a_version_1_schema_is_upgraded_to_take_state_operations(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 adds `events.state_ops`; a schema written by version 1 keeps its data."""
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:2])
+        patched.setattr(postgres_module, "SCHEMA_VERSION", 1)
+        make().close()
+    session_row, events, scoped = version_1_rows()
+    sql(
+        "INSERT INTO sessions VALUES (%s, %s, %s, %s, %s, %s, %s::timestamptz,"
+        " %s::timestamptz, %s, %s::jsonb)",
+        tuple(session_row),
+    )
+    for row in events:
+        sql(
+            f"INSERT INTO events ({', '.join(V1_EVENT_COLUMNS)}) VALUES (%s, %s, %s, %s, %s,"
+            " %s::timestamptz, %s, %s::jsonb, %s::jsonb)",
+            row,
+        )
+    for row in scoped:
+        sql("INSERT INTO scoped_state VALUES (%s, %s, %s::jsonb)", row)
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(1,)]
+    store = make()
+    assert store.schema_version() == SCHEMA_VERSION
+    check_version_1_data_after_upgrade(store)
+    store.close()
+    assert make().get_session("old").version == 3
 
 
 def test_a_schema_of_the_previous_version_is_migrated(

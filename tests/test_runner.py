@@ -77,7 +77,12 @@ def test_turn_records_every_step_before_yielding_it(store: SessionStore) -> None
     assert seen[0].author == "user" and seen[2].author == "tool"
     assert seen[1].data["name"] == "add_reminder"
     assert seen[1].data["arguments"] == {"reminder": "call the dentist"}
-    assert seen[2].state_delta == {"user:reminders": ["call the dentist"]}
+    # the reminder is an operation applied at commit, not the whole list
+    assert seen[2].state_delta == {}
+    assert seen[2].state_ops == [
+        {"op": "setdefault", "path": "/user:reminders", "value": []},
+        {"op": "add", "path": "/user:reminders/-", "value": "call the dentist"},
+    ]
     assert final_output(seen) == "Added reminder: call the dentist. You now have 1 reminder."
     assert store.get_session(sid).state["user:reminders"] == ["call the dentist"]
 
@@ -557,3 +562,162 @@ def test_history_after_a_cancelled_turn_is_a_valid_transcript(store: SessionStor
     called = [c.id for m in sent for c in m.tool_calls or []]
     answered = [m.tool_call_id for m in sent if m.role == "tool"]
     assert called == answered == ["c1"]
+
+
+def test_retries_continue_past_a_few_conflicts_until_the_deadline(store: SessionStore) -> None:
+    """Conflicts that end converge: the retry is bounded by time, not by a small count."""
+    sid = new_session(store)
+    runs = []
+
+    def bump(tool_context: ToolContext) -> int:
+        """Increment a counter while another writer changes it the first 6 times."""
+        count = tool_context.state.get("count", 0)
+        if len(runs) < 6:
+            store.append(sid, [NewEvent(type="state_updated", state_delta={"count": count + 10})])
+        runs.append(count)
+        tool_context.state["count"] = count + 1
+        return count + 1
+
+    model = ScriptedModel([call("bump"), ModelResponse(text="done")])
+    list(Runner(Agent(name="a", model=model, tools=[bump]), store).run(sid, "go"))
+    assert runs == [0, 10, 20, 30, 40, 50, 60]
+    assert store.get_session(sid).state["count"] == 61
+    assert store.get_session(sid).error_count == 0
+
+
+def test_retries_stop_at_the_deadline(store: SessionStore) -> None:
+    sid = new_session(store)
+    runs = []
+
+    def bump(tool_context: ToolContext) -> int:
+        """Someone else always increments the counter first."""
+        count = tool_context.state.get("count", 0)
+        store.append(sid, [NewEvent(type="state_updated", state_delta={"count": count + 100})])
+        runs.append(count)
+        tool_context.state["count"] = count + 1
+        return count + 1
+
+    model = ScriptedModel([call("bump")])
+    runner = Runner(Agent(name="a", model=model, tools=[bump]), store, state_retry_seconds=0)
+    with pytest.raises(ToolError, match="kept changing"):
+        list(runner.run(sid, "go"))
+    assert len(runs) == 1
+    with pytest.raises(ConfigurationError):
+        Runner(Agent(name="a"), store, state_retry_seconds=-1)
+    with pytest.raises(ConfigurationError):
+        Runner(Agent(name="a"), store, max_state_retries=-1)
+
+
+def test_tool_state_operations_are_stored_and_seen_by_the_tool() -> None:
+    from agentledger.runner.tools import State
+
+    state = State({"user:items": ["a"], "n": 1, "other": 0})
+    state.append("user:items", "b")
+    state.append("user:new", 1)
+    state.increment("n", 2)
+    state.remove_item("user:items", 0, expected="a")
+    state.append("temp:scratch", "t")  # temp keys change in the delta, never as operations
+    assert state["user:items"] == ["b"] and state["user:new"] == [1] and state["n"] == 3
+    assert state.peek("user:items") == ["b"] and "user:new" in state
+    assert state.reads == {}  # operations and peeks are not reads checked at commit
+    assert state.delta == {"temp:scratch": ["t"]}
+    assert [op["op"] for op in state.ops] == [
+        "setdefault", "add", "setdefault", "add", "increment", "test", "remove"
+    ]
+    from agentledger import StateOperationError
+
+    with pytest.raises(StateOperationError):
+        state.remove_item("user:items", 5)  # does not fit what the tool sees: nothing recorded
+    assert len(state.ops) == 7
+    # Assigning a key turns the pending operations into plain writes (checked reads).
+    state["other"] = 1
+    assert state.ops == []
+    assert state.delta["user:items"] == ["b"] and state.delta["n"] == 3
+    assert state.reads["user:items"] == ["a"]
+    # Operations on a key already assigned change the delta.
+    state.append("other_list", 1)
+    assert state.ops[-1]["op"] == "add"
+    state["l"] = [1]
+    state.append("l", 2)
+    assert state.delta["l"] == [1, 2]
+
+
+def test_concurrent_turns_adding_reminders_never_conflict(store: SessionStore) -> None:
+    """Reminders added by parallel turns of one user are all kept, with no retry."""
+    import threading
+
+    agent = build_reminders_agent()
+    runs: list[str] = []
+    add = agent.get_tool("add_reminder")
+    assert add is not None
+    original = add.function
+
+    def counting(reminder: str, tool_context: ToolContext) -> Any:
+        runs.append(reminder)
+        return original(reminder, tool_context)
+
+    object.__setattr__(add, "function", counting)
+    sessions = [new_session(store) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def turn(i: int) -> None:
+        try:
+            list(Runner(agent, store).run(sessions[i % 4], f"Remind me to do thing {i}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    reminders = store.get_session(sessions[0]).state["user:reminders"]
+    assert sorted(reminders) == sorted(f"do thing {i}" for i in range(8))
+    assert len(runs) == 8  # each tool ran once: operations never conflict
+
+
+def test_a_failed_test_operation_at_commit_runs_the_tool_again(store: SessionStore) -> None:
+    sid = new_session(store)
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"user:reminders": ["a", "b"]})])
+    agent = build_reminders_agent()
+    tool_ = agent.get_tool("delete_reminder")
+    assert tool_ is not None
+    original = tool_.function
+    runs = []
+
+    def racing(index: int, tool_context: ToolContext) -> Any:
+        if not runs:  # another turn deletes "a" between this read and the commit
+            store.append(sid, [NewEvent(type="state_updated",
+                                        state_ops=[{"op": "remove", "path": "/user:reminders/0"}])])
+        runs.append(tool_context.state.peek("user:reminders"))
+        return original(index, tool_context)
+
+    object.__setattr__(tool_, "function", racing)
+    events = list(Runner(agent, store).run(sid, "Delete reminder 1"))
+    # The first run would have removed "b" (now at 1) had its test not stopped it.
+    assert runs == [["a", "b"], ["b"]]
+    assert store.get_session(sid).state["user:reminders"] == []
+    assert "Deleted reminder 1: b" in (final_output(events) or "")
+
+
+def test_a_user_with_a_megabyte_of_reminders_can_add_and_list_them(
+    store: SessionStore,
+) -> None:
+    sid = new_session(store)
+    item = "water the plants in the garden and the ones on the balcony " * 5
+    for _ in range(4):
+        store.append(sid, [NewEvent(type="state_updated", state_ops=[
+            {"op": "setdefault", "path": "/user:reminders", "value": []},
+            *[{"op": "add", "path": "/user:reminders/-", "value": item}] * 1000,
+        ])])
+    runner = Runner(build_reminders_agent(), store)
+    added = list(runner.run(sid, "Remind me to call the dentist"))
+    assert "You now have 4001 reminders" in (final_output(added) or "")
+    reminders = store.get_session(sid).state["user:reminders"]
+    assert len(reminders) == 4001 and sum(map(len, reminders)) > 1_100_000
+    listed = final_output(list(runner.run(sid, "Show my reminders")))
+    assert listed is not None and "You have 4001 reminders; 1 to 50" in listed
+    assert "show reminders from 51" in listed
+    tail = final_output(list(runner.run(sid, "Show my reminders from 4000")))
+    assert tail is not None and "4000 to 4001" in tail and "4001. call the dentist" in tail

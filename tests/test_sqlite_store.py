@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from migration_support import check_reopening_does_not_rerun_migrations
+from migration_support import (
+    V1_EVENT_COLUMNS,
+    check_reopening_does_not_rerun_migrations,
+    check_version_1_data_after_upgrade,
+    version_1_rows,
+)
 
 import agentledger.stores.sqlite as sqlite_module
 from agentledger import (
@@ -208,6 +213,34 @@ def test_reopening_does_not_rerun_migrations(
     check_reopening_does_not_rerun_migrations(make, sqlite_module, monkeypatch)
 
 
+def test_a_version_1_file_is_upgraded_to_take_state_operations(
+    make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 adds `events.state_ops`; a file written by version 1 keeps its data."""
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:2])
+        patched.setattr(sqlite_module, "SCHEMA_VERSION", 1)
+        make().close()
+    session_row, events, scoped = version_1_rows()
+    columns = ", ".join(V1_EVENT_COLUMNS)
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(f"INSERT INTO sessions VALUES ({', '.join('?' * len(session_row))})",
+                     tuple(session_row))
+        conn.executemany(
+            f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(columns.split(',')))})",
+            events,
+        )
+        conn.executemany("INSERT INTO scoped_state VALUES (?, ?, ?)", scoped)
+    conn.close()
+    assert _execute(db_path, "PRAGMA user_version") == [(1,)]
+    store = make()
+    assert _execute(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    check_version_1_data_after_upgrade(store)
+    store.close()
+    assert make().get_session("old").version == 3
+
+
 def test_a_new_migration_upgrades_an_existing_file(
     make: StoreFactory, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,3 +404,17 @@ def test_in_memory_sqlite_is_refused_by_the_store_itself() -> None:
 
     with pytest.raises(ConfigurationError, match="memory://"):
         SqliteStore(":memory:")
+
+
+def test_a_row_nested_too_deep_corrupts_only_its_session(make: StoreFactory, db_path: Path) -> None:
+    """Written before the nesting limit (or by hand): read back, it is corruption of its
+    session, never a RecursionError for the store."""
+    store, a, b = _populated(make)
+    _corrupt_event(db_path, a, 2, "data", '{"a":' * 5000 + "1" + "}" * 5000)
+    _execute(db_path, "UPDATE sessions SET snapshot = 'x' WHERE id = ?", (a,))
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(a)
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(a)
+    page = store.list_sessions()
+    assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]

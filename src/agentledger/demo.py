@@ -1,7 +1,10 @@
 """The demo: a reminders agent whose memory follows the user across sessions.
 
 Its tools keep the reminders and the user's name under `user:` keys, so every session of
-the same user in the demo app sees them. It runs on the offline model: no key, no network.
+the same user in the demo app sees them. Reminders change through state operations
+applied at commit (`tool_context.state.append`, `remove_item`, `patch`), so concurrent
+turns of one user never lose a reminder nor retry, and each event stores only its change.
+It runs on the offline model: no key, no network.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.core.session import Session
+from agentledger.core.state_ops import key_path
 from agentledger.manager import continue_or_create_session as _continue_or_create
 from agentledger.runner.models import OfflineModel, Rule
 from agentledger.runner.runner import Agent
@@ -47,9 +51,15 @@ REMINDERS = "user:reminders"
 USER_NAME = "user:name"
 
 
-def _reminders(tool_context: ToolContext) -> list[str]:
-    value = tool_context.state.get(REMINDERS, [])
-    return [str(r) for r in value] if isinstance(value, list) else []
+PAGE = 50
+"""How many reminders `view_reminders` lists at once."""
+
+
+def _reminders(tool_context: ToolContext) -> list[Any]:
+    # peek: what the tools change is applied at commit, checked there (`test`), so this
+    # read needs no check of its own (which would make concurrent turns retry).
+    value = tool_context.state.peek(REMINDERS, [])
+    return value if isinstance(value, list) else []
 
 
 def _count(n: int) -> str:
@@ -58,28 +68,39 @@ def _count(n: int) -> str:
 
 def add_reminder(reminder: str, tool_context: ToolContext) -> dict[str, Any]:
     """Add a reminder to the user's list."""
-    reminders = _reminders(tool_context)
-    reminders.append(reminder)
-    tool_context.state[REMINDERS] = reminders
+    # Applied at commit to the list as it is then: concurrent adds are all kept.
+    tool_context.state.append(REMINDERS, reminder)
+    count = len(_reminders(tool_context))
     return {
         "action": "add_reminder",
         "reminder": reminder,
-        "message": f"Added reminder: {reminder}. You now have {_count(len(reminders))}.",
+        "message": f"Added reminder: {reminder}. You now have {_count(count)}.",
     }
 
 
-def view_reminders(tool_context: ToolContext) -> dict[str, Any]:
-    """List the user's reminders, numbered from 1."""
-    reminders = _reminders(tool_context)
+def view_reminders(tool_context: ToolContext, start: int = 1) -> dict[str, Any]:
+    """List the user's reminders, numbered from 1, up to 50 at a time from number `start`."""
+    reminders = [str(r) for r in _reminders(tool_context)]
     name = tool_context.state.get(USER_NAME)
     who = f"{name}, you" if name else "You"
     if not reminders:
         return {"action": "view_reminders", "reminders": [], "message": f"{who} have no reminders."}
-    listed = "; ".join(f"{i}. {r}" for i, r in enumerate(reminders, 1))
+    first = min(max(start, 1), len(reminders))
+    shown = reminders[first - 1 : first - 1 + PAGE]
+    listed = "; ".join(f"{i}. {r}" for i, r in enumerate(shown, first))
+    if len(shown) == len(reminders):
+        message = f"{who} have {_count(len(reminders))}: {listed}."
+    else:
+        last = first + len(shown) - 1
+        message = f"{who} have {_count(len(reminders))}; {first} to {last}: {listed}."
+        if last < len(reminders):
+            message += f" Say 'show reminders from {last + 1}' for more."
     return {
         "action": "view_reminders",
-        "reminders": reminders,
-        "message": f"{who} have {_count(len(reminders))}: {listed}.",
+        "start": first,
+        "total": len(reminders),
+        "reminders": shown,
+        "message": message,
     }
 
 
@@ -100,8 +121,15 @@ def update_reminder(index: int, updated_text: str, tool_context: ToolContext) ->
     if error:
         return error
     old = reminders[index - 1]
-    reminders[index - 1] = updated_text
-    tool_context.state[REMINDERS] = reminders
+    path = key_path(REMINDERS, str(index - 1))
+    # `test` first: if a concurrent turn moved another reminder to this place, the change
+    # is refused at commit and the tool runs again on the fresh list.
+    tool_context.state.patch(
+        [
+            {"op": "test", "path": path, "value": old},
+            {"op": "replace", "path": path, "value": updated_text},
+        ]
+    )
     return {
         "action": "update_reminder",
         "index": index,
@@ -116,7 +144,9 @@ def delete_reminder(index: int, tool_context: ToolContext) -> dict[str, Any]:
     if error:
         return error
     removed = reminders.pop(index - 1)
-    tool_context.state[REMINDERS] = reminders
+    # With `expected`, a concurrent change that moved another reminder here makes the
+    # tool run again on the fresh list rather than delete the wrong one.
+    tool_context.state.remove_item(REMINDERS, index - 1, expected=removed)
     return {
         "action": "delete_reminder",
         "index": index,
@@ -143,7 +173,8 @@ RULES = (
          "update_reminder"),
     Rule(r"\b(?:delete|remove)\s+(?:reminder\s+)?#?(?P<index>\d+)\b", "delete_reminder"),
     Rule(r"\b(?:remind me to|add (?:a )?reminder(?: to)?:?)\s+(?P<reminder>.+?)" + _END, "add_reminder"),
-    Rule(r"\b(?:show|view|list|see|what are)\b.*\breminders?\b|\bmy reminders\b", "view_reminders"),
+    Rule(r"\b(?:show|view|list|see|what are)\b.*\breminders?\b(?:.*?\bfrom\s+#?(?P<start>\d+))?"
+         r"|\bmy reminders\b", "view_reminders"),
     Rule(r"\b(?:my name is|call me)\s+(?P<name>.+?)" + _END, "update_user_name"),
 )
 """How the offline model maps the user's words onto the tools."""
@@ -153,9 +184,9 @@ def build_reminders_agent() -> Agent:
     """Return the demo's reminders agent on the offline model.
 
     Returns:
-        An `Agent` named `"reminders"` with the tools `add_reminder`, `view_reminders`,
-        `update_reminder`, `delete_reminder` (1-based indexes) and `update_user_name`; its
-        state lives under `user:reminders` and `user:name`.
+        An `Agent` named `"reminders"` with the tools `add_reminder`, `view_reminders`
+        (50 at a time), `update_reminder`, `delete_reminder` (1-based indexes) and
+        `update_user_name`; its state lives under `user:reminders` and `user:name`.
     """
     return Agent(
         name="reminders",

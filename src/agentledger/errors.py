@@ -20,7 +20,8 @@ AgentLedgerError
 ├── SessionExistsError            create with an id that is taken
 ├── InvalidSessionIdError         (also a ValueError)
 ├── InvalidEventError             a value JSON cannot hold, a bad event field (also a ValueError)
-│   └── EventTooLargeError        an event's JSON is over `max_event_bytes`
+│   ├── EventTooLargeError        an event's JSON is over `max_event_bytes`
+│   └── StateOperationError       a state operation does not fit the state at commit
 ├── InvalidTransitionError        a phase/status rule broken (raised in core)
 └── RunnerError
     ├── ModelError
@@ -29,6 +30,8 @@ AgentLedgerError
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AgentLedgerError",
@@ -49,6 +52,7 @@ __all__ = [
     "StoreError",
     "StoreNotFoundError",
     "StateConflictError",
+    "StateOperationError",
     "StoreUnavailableError",
     "ToolError",
 ]
@@ -193,6 +197,25 @@ class EventTooLargeError(InvalidEventError):
         self.size = size
         self.limit = limit
         super().__init__(f"{what} is {size} bytes of JSON, over the limit of {limit} bytes")
+
+
+class StateOperationError(InvalidEventError):
+    """A state operation (`NewEvent.state_ops`) does not fit the state it was applied to at
+    commit: a missing member or index, a failed `test`, an `increment` of something that is
+    not a number. The whole append was refused; nothing was written.
+
+    Attributes:
+        op: The operation that failed, as given (paths of shared state without their
+            `app:`/`user:` prefix).
+        index: Its position among the operations applied together.
+        detail: Why it failed.
+    """
+
+    def __init__(self, op: dict[str, Any], index: int, detail: str) -> None:
+        self.op = op
+        self.index = index
+        self.detail = detail
+        super().__init__(f"state operation {op!r} cannot be applied: {detail}; nothing was written")
 
 
 class InvalidTransitionError(AgentLedgerError):

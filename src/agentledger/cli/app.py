@@ -81,7 +81,8 @@ def cli_clock() -> Callable[[], datetime] | None:
     `AGENTLEDGER_NOW=2026-01-08T18:05:30Z` and a later one with `...T19:00:00Z`.
 
     Raises:
-        ConfigurationError: The variable is set but not an ISO 8601 time with a timezone.
+        ConfigurationError: The variable is set but not an ISO 8601 time with a timezone,
+            or is out of range in UTC.
     """
     raw = os.environ.get(NOW_ENV, "").strip()
     if not raw:
@@ -95,7 +96,13 @@ def cli_clock() -> Callable[[], datetime] | None:
         raise problem from exc
     if parsed.utcoffset() is None:
         raise problem
-    now = parsed.astimezone(timezone.utc)
+    try:
+        now = parsed.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ConfigurationError(
+            f"{NOW_ENV}={raw!r} is out of range once converted to UTC "
+            "(years 1 to 9999 only)"
+        ) from exc
     return lambda: now
 
 

@@ -363,11 +363,12 @@ def _data_summary(event: Event) -> str:
 
 
 def summarize_event(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> str:
-    """Summarize an event's `data` and `state_delta` on one line.
+    """Summarize an event's `data`, `state_delta` and `state_ops` on one line.
 
     Messages show their text, tool calls `name(arg=value)`, tool results `name → result`,
     phase and status changes `from → to`; other events their data as compact JSON. A
-    non-empty state delta is appended as `Δ key=value`.
+    non-empty state delta is appended as `Δ key=value`, state operations as
+    `Δ op /path=value`.
 
     Args:
         event: The event.
@@ -383,6 +384,13 @@ def summarize_event(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> str:
             for key, value in event.state_delta.items()
         )
         parts.append(f"Δ {delta}")
+    if event.state_ops:
+        ops = ", ".join(
+            f"{op.get('op')} {op.get('path')}"
+            + (f"={one_line(op['value'], width=None)}" if "value" in op else "")
+            for op in event.state_ops
+        )
+        parts.append(f"Δ {ops}")
     return one_line("  ".join(p for p in parts if p), width=width)
 
 

@@ -37,8 +37,9 @@ from agentledger.cli.render import (
     print_sessions_table,
 )
 from agentledger.core.session import Session, Status
-from agentledger.errors import CorruptedSessionError, SessionNotFoundError
+from agentledger.errors import CorruptedSessionError, InvalidEventError, SessionNotFoundError
 from agentledger.manager import CleanupResult, SessionManager
+from agentledger.stores.shared import MAX_NESTING, check_nesting
 
 __all__ = ["PROGRESS_MIN_SESSIONS", "manager_from", "parse_metadata", "sessions_app"]
 
@@ -79,8 +80,9 @@ def _reject_constant(name: str) -> Any:
 def parse_metadata(value: str | None, *, option: str = "--metadata") -> dict[str, Any] | None:
     """Parse a `--metadata` value: a JSON object, or `None` when the option was not given.
 
-    On bad JSON, `NaN`/`Infinity`, or JSON that is not an object, prints a one-line
-    `error: …` and exits with code 2 (like every other bad option value).
+    On bad JSON, `NaN`/`Infinity`, JSON that is not an object, or an object nested
+    deeper than the stores take, prints a one-line `error: …` and exits with code 2 (like
+    every other bad option value).
     """
     if value is None:
         return None
@@ -90,6 +92,10 @@ def parse_metadata(value: str | None, *, option: str = "--metadata") -> dict[str
         usage_error(f"{option} is not valid JSON: {exc}")
     if not isinstance(data, dict):
         usage_error(f"{option} must be a JSON object, not {_json_type(data)}")
+    try:  # stored inside an event's data: one level less than the store's limit
+        check_nesting(data, option, MAX_NESTING - 1)
+    except InvalidEventError as exc:
+        usage_error(str(exc).replace("; nothing was written", ""))
     return data
 
 

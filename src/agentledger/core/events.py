@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentledger.core.state_ops import check_ops
 from agentledger.errors import InvalidEventError
 
 __all__ = ["Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
@@ -64,9 +65,12 @@ def _check_type(value: str) -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamps must be timezone-aware (UTC)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from exc
 
 
 def _invalid(model: str, exc: ValidationError) -> InvalidEventError:
@@ -130,13 +134,19 @@ class NewEvent(_EventModel):
         data: The event's payload; a JSON object.
         state_delta: State keys to set; a value of `None` deletes the key. Keys prefixed
             `app:` / `user:` change app-wide / user-wide state, `temp:` keys are dropped.
+        state_ops: State operations in the JSON Patch shape, applied in order after
+            `state_delta` by the store at commit, to the state as it is then (see
+            `agentledger.core.state_ops`): e.g. `[{"op": "add", "path":
+            "/user:reminders/-", "value": "call the dentist"}]` adds to a list without
+            reading it, so concurrent adds never conflict. The event stores the operations,
+            not their result.
         invocation_id: Groups the events of one agent turn; `None` outside a turn.
         timestamp: When it happened (UTC); `None` lets the store stamp the append time.
 
     Raises:
         InvalidEventError: (a `ValueError`) on an unknown, un-namespaced type, a naive
-            timestamp, a field of the wrong type or an unknown field; pydantic's
-            `ValidationError` is its `__cause__`.
+            timestamp, a malformed state operation, a field of the wrong type or an unknown
+            field; pydantic's `ValidationError` is its `__cause__`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -145,8 +155,14 @@ class NewEvent(_EventModel):
     author: str = Author.SYSTEM.value
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
+    state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None
     timestamp: datetime | None = None
+
+    @field_validator("state_ops")
+    @classmethod
+    def _check_state_ops(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_ops(value)
 
     @field_validator("type")
     @classmethod
@@ -166,7 +182,8 @@ class Event(_EventModel):
         id: Unique and time-sortable (a 26-character ULID).
         session_id: The session whose ledger holds it.
         seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
-        type, author, data, state_delta, invocation_id: As given in the `NewEvent`.
+        type, author, data, state_delta, state_ops, invocation_id: As given in the
+            `NewEvent`.
         timestamp: When it happened, UTC (ISO 8601 in JSON).
 
     Raises:
@@ -184,4 +201,5 @@ class Event(_EventModel):
     timestamp: datetime
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
+    state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None

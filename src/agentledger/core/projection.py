@@ -13,6 +13,7 @@ from typing import Any
 from agentledger.core.events import Event, EventType
 from agentledger.core.session import PhaseTransition, Session, Status
 from agentledger.core.state import apply_delta, split_delta
+from agentledger.core.state_ops import apply_ops, split_ops
 from agentledger.errors import CorruptedSessionError
 
 __all__ = ["deep_merge", "project"]
@@ -53,7 +54,10 @@ def _created(event: Event) -> Session:
         purpose=data.get("purpose"),
         phase=data.get("phase", "initializing"),
         metadata=dict(data.get("metadata") or {}),
-        state=apply_delta({}, split_delta(event.state_delta).session),
+        state=apply_ops(
+            apply_delta({}, split_delta(event.state_delta).session),
+            split_ops(event.state_ops).session,
+        ),
         created_at=event.timestamp,
         updated_at=event.timestamp,
         version=event.seq,
@@ -66,6 +70,10 @@ def _apply(session: Session, event: Event) -> Session:
         own = split_delta(event.state_delta).session
         if own:
             changes["state"] = apply_delta(session.state, own)
+    if event.state_ops:
+        own_ops = split_ops(event.state_ops).session
+        if own_ops:
+            changes["state"] = apply_ops(changes.get("state", session.state), own_ops)
     data = event.data
     kind = event.type
     if kind == EventType.METADATA_UPDATED:
@@ -118,7 +126,8 @@ def project(events: Iterable[Event], session: Session | None = None) -> Session:
 
     Raises:
         CorruptedSessionError: The events do not continue the session (a gap in `seq`, a
-            missing or repeated `session_created`, or a malformed standard event).
+            missing or repeated `session_created`, a malformed standard event, or a state
+            operation that does not fit the state; the `StateOperationError` is chained).
     """
     current = session
     for event in events:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import random
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,7 @@ from agentledger.errors import (
     ModelError,
     RunnerError,
     StateConflictError,
+    StateOperationError,
     ToolError,
 )
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
@@ -118,6 +121,13 @@ class _LoadState:
 
 
 @dataclass
+class _Sleep:
+    """Wait before a retry (backoff)."""
+
+    seconds: float
+
+
+@dataclass
 class _CallModel:
     messages: list[Message]
     tools: list[dict[str, Any]]
@@ -129,7 +139,7 @@ class _CallTool:
     kwargs: dict[str, Any]
 
 
-_Step = _Append | _CallModel | _CallTool | _LoadState
+_Step = _Append | _CallModel | _CallTool | _LoadState | _Sleep
 _Turn = Generator[_Step, Any, None]
 
 
@@ -237,12 +247,16 @@ class Runner:
         agent: The agent to run.
         store: Where the session and its ledger live.
         history_limit: How many of the latest conversation events are sent to the model.
-        max_state_retries: How many times a tool is run again when the state it read was
-            changed by another writer before its result was stored (optimistic
+        state_retry_seconds: How long, in seconds, a tool is run again when the state it
+            read was changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as
-            `expected_state`). Each conflict means another writer's change landed, so
-            with the default of 7 the turns of 8 concurrent writers all complete. Tools
-            that act outside the session should be idempotent.
+            `expected_state`; a failed `test` state operation counts the same), waiting a
+            random, growing pause (exponential backoff with full jitter, 5 ms doubling up
+            to 0.5 s) between runs. Past it, the tool fails with `ToolError`. Tools that
+            act outside the session should be idempotent. Changes recorded as state
+            operations (`tool_context.state.append(...)`) never conflict and never retry.
+        max_state_retries: At most this many runs again, whatever the time left; `None`
+            (the default) for no limit but `state_retry_seconds`.
 
     Example:
         >>> from agentledger import open_store
@@ -259,11 +273,27 @@ class Runner:
         store: SessionStore,
         *,
         history_limit: int = 200,
-        max_state_retries: int = 7,
+        state_retry_seconds: float = 30.0,
+        max_state_retries: int | None = None,
     ) -> None:
+        if isinstance(state_retry_seconds, bool) or not isinstance(
+            state_retry_seconds, int | float
+        ) or not state_retry_seconds >= 0:
+            raise ConfigurationError(
+                f"state_retry_seconds must be a number >= 0, not {state_retry_seconds!r}"
+            )
+        if max_state_retries is not None and (
+            isinstance(max_state_retries, bool)
+            or not isinstance(max_state_retries, int)
+            or max_state_retries < 0
+        ):
+            raise ConfigurationError(
+                f"max_state_retries must be None or an int >= 0, not {max_state_retries!r}"
+            )
         self.agent = agent
         self.store = store
         self.history_limit = history_limit
+        self.state_retry_seconds = float(state_retry_seconds)
         self.max_state_retries = max_state_retries
 
     def check_message(self, message: str) -> None:
@@ -377,7 +407,11 @@ class Runner:
             [NewEvent(type=EventType.TOOL_CALL, author=Author.AGENT, invocation_id=invocation_id,
                       data={"call_id": call.id, "name": call.name, "arguments": call.arguments})]
         )
-        for attempt in range(1, self.max_state_retries + 2):
+        deadline = time.monotonic() + self.state_retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False  # a failed `test` operation is a conflict only at commit
             live = State(state)
             context = ToolContext(session=session, invocation_id=invocation_id, state=live,
                                   tool_call_id=call.id)
@@ -387,26 +421,49 @@ class Runner:
                     raise ToolError(f"unknown tool {call.name!r}")
                 result = yield _CallTool(tool, tool.bind(call.arguments, context))
                 json.dumps(result, allow_nan=False)
-                expected = {k: v for k, v in live.reads.items() if not is_temp_key(k)}
+                # What the tool read matters only if it wrote: a read-only result cannot
+                # lose anyone's update, so it is stored whatever changed meanwhile.
+                writes = any(not is_temp_key(k) for k in live.delta) or live.ops
+                expected = {
+                    k: v for k, v in live.reads.items() if writes and not is_temp_key(k)
+                }
+                committing = True
                 stored = yield _Append(
                     [NewEvent(type=EventType.TOOL_RESULT, author=Author.TOOL,
                               invocation_id=invocation_id,
                               data={"call_id": call.id, "name": call.name, "result": result},
-                              state_delta=live.delta)],
+                              state_delta=live.delta, state_ops=live.ops)],
                     expected_state=expected or None,
                 )
                 break
-            except StateConflictError as conflict:
-                # Another writer changed what the tool read: run it again on fresh state
-                # (optimistic concurrency) rather than overwrite that change.
-                if attempt > self.max_state_retries:
+            except (StateConflictError, StateOperationError) as conflict:
+                if isinstance(conflict, StateOperationError) and (
+                    not committing or conflict.op.get("op") != "test"
+                ):
+                    yield _Append([_error_event(invocation_id, "tool", conflict, kind="tool",
+                                                tool=call.name)])
+                    raise ToolError(f"tool {call.name!r} failed: {conflict}") from conflict
+                # Another writer changed what the tool read (or what its `test` operation
+                # expected): run it again on fresh state (optimistic concurrency) rather
+                # than overwrite that change, after a random, growing pause.
+                pause = random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 20)))
+                out_of_runs = (
+                    self.max_state_retries is not None and attempt > self.max_state_retries
+                )
+                if out_of_runs or time.monotonic() + pause > deadline:
+                    keys = (
+                        ", ".join(conflict.keys)
+                        if isinstance(conflict, StateConflictError)
+                        else str(conflict.op.get("path"))
+                    )
                     exc = ToolError(
-                        f"tool {call.name!r}: state {', '.join(conflict.keys)} kept changing "
-                        f"under it ({attempt} attempts)"
+                        f"tool {call.name!r}: state {keys} kept changing under it "
+                        f"({attempt} attempts in {self.state_retry_seconds:g} s)"
                     )
                     yield _Append([_error_event(invocation_id, "tool", exc,
                                                 kind="state_conflict", tool=call.name)])
                     raise exc from conflict
+                yield _Sleep(pause)
                 fresh = yield _LoadState()
                 state = {**fresh, **{k: v for k, v in state.items() if is_temp_key(k)}}
             except Exception as exc:
@@ -423,6 +480,11 @@ class Runner:
         messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
                                 tool_call_id=call.id, name=call.name))
         temp = {k: v for k, v in live.delta.items() if is_temp_key(k)}
+        if stored[0].state_ops:
+            # Applied at commit to the state as it was then: read back what they made.
+            fresh = yield _LoadState()
+            return apply_delta({**fresh, **{k: v for k, v in state.items() if is_temp_key(k)}},
+                               temp)
         return apply_delta(state, {**stored[0].state_delta, **temp})
 
     # -- drivers --------------------------------------------------------------------------
@@ -470,6 +532,9 @@ class Runner:
             return self.store.append(session_id, step.events, expected_state=step.expected_state)
         if isinstance(step, _LoadState):
             return self.store.get_session(session_id).state
+        if isinstance(step, _Sleep):
+            time.sleep(step.seconds)
+            return None
         if isinstance(step, _CallModel):
             return self.agent.model.generate(step.messages, step.tools)
         result = step.tool.function(**step.kwargs)
@@ -515,6 +580,9 @@ class Runner:
         if isinstance(step, _LoadState):
             session = await asyncio.to_thread(self.store.get_session, session_id)
             return session.state
+        if isinstance(step, _Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
         if isinstance(step, _CallModel):
             generate_async = getattr(self.agent.model, "generate_async", None)
             if generate_async is not None:

@@ -16,25 +16,41 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentledger.core.session import Session
-from agentledger.errors import ConfigurationError, ToolError
+from agentledger.core.state import is_temp_key
+from agentledger.core.state_ops import apply_ops, check_ops, key_path, op_keys
+from agentledger.errors import ConfigurationError, InvalidEventError, ToolError
 
 __all__ = ["State", "Tool", "ToolContext", "tool"]
 
-_MISSING = object()
+_MISSING: Any = object()
+_ABSENT: Any = object()
 
 
 class State(MutableMapping[str, Any]):
-    """The state a tool sees during a turn, recording every write as a state delta.
+    """The state a tool sees during a turn, recording every write as a state delta or as
+    state operations applied at commit.
 
     Reads see the session's state (own, `app:` and `user:` keys), the turn's `temp:` keys,
     and this tool's own writes. Values read are copies: change a list, then assign it back
     (`state["user:reminders"] = reminders`) to record the change. Deleting a key records
-    `None` in the delta.
+    `None` in the delta. A key read this way is checked at commit: if a concurrent writer
+    changed it, the runner runs the tool again on the fresh state.
+
+    Changes that commute with other writers' (adding to a list, removing an item,
+    counting) are better recorded as operations: `append`, `remove_item`, `increment` and
+    `patch` apply at commit to the state as it is then, never conflict with concurrent
+    writers, and store only the change in the ledger (see `agentledger.core.state_ops`).
+    The tool's own reads see their effect at once.
     """
 
     def __init__(self, base: Mapping[str, Any]) -> None:
         self._base = base
         self.delta: dict[str, Any] = {}
+        self.ops: list[dict[str, Any]] = []
+        """State operations recorded by `append`, `remove_item`, `increment` and `patch`
+        (never on `temp:` keys, which are changed in `delta`); the runner stores them as
+        the `tool_result`'s `state_ops`."""
+        self._view: dict[str, Any] = {}  # keys changed by `ops`, as this tool sees them
         self.reads: dict[str, Any] = {}
         """Each key read from the base state (not from this tool's own writes), with the
         value seen then (`None`: absent); the runner appends with these as
@@ -48,31 +64,149 @@ class State(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         value = self.delta.get(key, _MISSING)
         if value is _MISSING:
-            value = self._read(key)
-        elif value is None:
+            value = self._view[key] if key in self._view else self._read(key)
+        if value is None or value is _ABSENT:
             raise KeyError(key)
         return copy.deepcopy(value)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"state keys are strings, not {type(key).__name__}")
+        self._settle_ops()
         self.delta[key] = copy.deepcopy(value)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
+        self._settle_ops()
         self.delta[key] = None
 
     def __contains__(self, key: object) -> bool:
         if key in self.delta:
             return self.delta[key] is not None
+        if key in self._view:
+            return self._view[key] is not _ABSENT
         if isinstance(key, str) and key not in self.reads:
             self.reads[key] = self._base.get(key)
         return key in self._base
 
     def __iter__(self) -> Iterator[str]:
-        yield from (k for k in self._base if k not in self.delta)
+        yield from (
+            k for k in self._base if k not in self.delta and self._view.get(k) is not _ABSENT
+        )
+        yield from (
+            k for k, v in self._view.items() if k not in self._base and v is not _ABSENT
+        )
         yield from (k for k, v in self.delta.items() if v is not None)
+
+    # -- state operations -----------------------------------------------------------------
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        """Return a copy of the value of `key` (or `default`) without making it a read
+        that is checked at commit: for display only (a count, a greeting), as a concurrent
+        writer may change it before the tool's result is stored."""
+        if key in self.delta:
+            value = self.delta[key]
+            return default if value is None else copy.deepcopy(value)
+        if key in self._view:
+            value = self._view[key]
+            return default if value is _ABSENT else copy.deepcopy(value)
+        return copy.deepcopy(self._base.get(key, default))
+
+    def patch(self, ops: list[dict[str, Any]]) -> None:
+        """Record state operations in the JSON Patch shape, applied in order at commit.
+
+        Args:
+            ops: Operations such as `{"op": "add", "path": "/user:reminders/-", "value":
+                "x"}` (see `agentledger.core.state_ops` for the operations and paths).
+
+        Raises:
+            InvalidEventError: An operation is malformed.
+            StateOperationError: An operation does not fit the state as this tool sees it
+                (nothing is recorded); one that fits now may still fail at commit if a
+                concurrent writer changed the state, refusing the tool's result.
+        """
+        try:
+            checked = check_ops(ops)
+        except ValueError as exc:
+            raise InvalidEventError(str(exc)) from exc
+        keys = op_keys(checked)
+        if any(k in self.delta or is_temp_key(k) for k in keys):
+            # Keys this tool already assigned (or temp keys) change in its delta: every
+            # key of these operations is assigned from now on, the operations applied here.
+            if self.ops and op_keys(self.ops) & keys:
+                self._settle_ops()
+            for key in keys - set(self.delta):
+                if not is_temp_key(key):
+                    self.reads.setdefault(key, self._base.get(key))
+                self.delta[key] = self._base.get(key)
+            current = {k: self.delta[k] for k in keys if self.delta[k] is not None}
+            changed = apply_ops(current, checked)
+            for key in keys:
+                self.delta[key] = changed.get(key)
+            return
+        current = {k: self._view[k] for k in keys if k in self._view}
+        current.update({k: self._base[k] for k in keys - set(self._view) if k in self._base})
+        current = {k: v for k, v in current.items() if v is not _ABSENT}
+        changed = apply_ops(current, checked)
+        for key in keys:
+            self._view[key] = changed.get(key, _ABSENT)
+        self.ops.extend(checked)
+
+    def append(self, key: str, value: Any) -> None:
+        """Add `value` to the end of the list at `key` (a new list if `key` is absent), at
+        commit: concurrent appends by other writers are all kept, none retries.
+
+        Raises:
+            StateOperationError: `key` holds something other than a list.
+        """
+        self.patch(
+            [
+                {"op": "setdefault", "path": key_path(key), "value": []},
+                {"op": "add", "path": key_path(key, "-"), "value": value},
+            ]
+        )
+
+    def remove_item(self, key: str, index: int, *, expected: Any = _MISSING) -> None:
+        """Remove the item at `index` (0-based) of the list at `key`, at commit.
+
+        Args:
+            key: The state key of a list.
+            index: The item's position now, from 0.
+            expected: The value the caller expects at that position: with it, the removal
+                is refused at commit (`StateOperationError`, a failed `test`) if a
+                concurrent writer moved another item there, so the wrong item is never
+                removed; the runner then runs the tool again on the fresh state.
+
+        Raises:
+            StateOperationError: No item `index` in the list as this tool sees it (or
+                not the `expected` one).
+        """
+        path = key_path(key, str(index))
+        ops: list[dict[str, Any]] = []
+        if expected is not _MISSING:
+            ops.append({"op": "test", "path": path, "value": expected})
+        ops.append({"op": "remove", "path": path})
+        self.patch(ops)
+
+    def increment(self, key: str, amount: int | float = 1) -> None:
+        """Add `amount` to the number at `key` (0 when absent), at commit.
+
+        Raises:
+            StateOperationError: `key` holds something other than a number.
+        """
+        self.patch([{"op": "increment", "path": key_path(key), "value": amount}])
+
+    def _settle_ops(self) -> None:
+        """Turn every pending operation into delta writes (a plain assignment follows)."""
+        if not self.ops:
+            return
+        for key in op_keys(self.ops):
+            self.reads.setdefault(key, self._base.get(key))
+            value = self._view.get(key, _ABSENT)
+            self.delta[key] = None if value is _ABSENT else value
+        self.ops.clear()
+        self._view.clear()
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -90,7 +224,9 @@ class ToolContext:
         session: The session as it was when the turn started (read-only snapshot).
         invocation_id: The id shared by every event of this turn.
         state: The live state (see `State`); writes become the `state_delta` of the tool's
-            `tool_result` event. `temp:` keys last for the turn and are never stored.
+            `tool_result` event, and `state.append(...)`, `state.remove_item(...)`,
+            `state.increment(...)` and `state.patch(...)` its `state_ops`, applied at
+            commit. `temp:` keys last for the turn and are never stored.
         tool_call_id: The id of the call being answered.
     """
 

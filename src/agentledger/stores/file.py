@@ -28,7 +28,8 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "batch_end": N}`, where `batch_end` is
-the `seq` of the last event of the append that wrote the line. The session id is the
+the `seq` of the last event of the append that wrote the line; an event with state
+operations also has `"state_ops": […]` before `batch_end`. The session id is the
 folder's name. `session.json` is the `Session` as JSON plus `ledger_bytes`, the length of
 `events.jsonl` it was projected from.
 
@@ -91,11 +92,13 @@ version is refused with `SchemaVersionError`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -103,7 +106,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 from filelock import FileLock, Timeout
@@ -177,6 +180,7 @@ _EVENT_KEYS = frozenset(
         "state_delta",
     )
 )
+_EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -226,12 +230,48 @@ def _replace_file(path: str, text: str) -> None:
         raise
 
 
-def _read_text(path: str | Path) -> str | None:
-    """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD."""
+class _NotAFile(OSError):
+    """A path that should be a regular file is something else: a folder, a FIFO, a device."""
+
+
+_UNREADABLE = (_NotAFile, IsADirectoryError, NotADirectoryError, PermissionError)
+"""What reading one session's files can raise when those files alone are damaged."""
+
+_DAMAGED = "\x00damaged:"
+"""Starts the `snapshot` of a listed row whose session's files cannot be read."""
+
+
+def _open_file(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading. Never blocks: a FIFO (or anything but a regular
+    file) in its place raises `_NotAFile` instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile(errno.EINVAL, "not a regular file", os.fspath(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_text(path: str | Path) -> str | None:
+    """The file's text, or `None` if it does not exist; undecodable bytes become U+FFFD.
+
+    Raises:
+        OSError: The file cannot be read; `_NotAFile` if something else is in its place.
+    """
+    try:
+        with _open_file(path) as f:
             return f.read().decode(errors="replace")
     except FileNotFoundError:
+        return None
+
+
+def _read_text_or_none(path: str | Path) -> str | None:
+    """`_read_text`, with a damaged file (see `_UNREADABLE`) read as missing."""
+    try:
+        return _read_text(path)
+    except _UNREADABLE:
         return None
 
 
@@ -274,13 +314,17 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'{{"seq":{row.seq},"id":{_dumps(row.id)},"type":{_dumps(row.type)},'
         f'"author":{_dumps(row.author)},"timestamp":{_dumps(row.timestamp)},'
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
-        f'"state_delta":{row.state_delta},"batch_end":{batch_end}}}\n'
+        f'"state_delta":{row.state_delta},'
+        + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        + f'"batch_end":{batch_end}}}\n'
     )
 
 
 def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
-    if type(value) is not dict or value.keys() != _EVENT_KEYS:
+    if type(value) is not dict or (
+        value.keys() != _EVENT_KEYS and value.keys() != _EVENT_KEYS_WITH_OPS
+    ):
         return "not an event object"
     seq, batch_end = value["seq"], value["batch_end"]
     if type(seq) is not int or type(batch_end) is not int:
@@ -295,6 +339,9 @@ def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> s
         return "invocation_id must be a string or null"
     if type(value["data"]) is not dict or type(value["state_delta"]) is not dict:
         return "data and state_delta must be JSON objects"
+    ops = value.get("state_ops", [])
+    if type(ops) is not list or any(type(op) is not dict for op in ops):
+        return "state_ops must be a JSON array of objects"
     return None
 
 
@@ -322,7 +369,7 @@ def _parse_ledger(
         return [], 0
     try:
         values: list[Any] | None = json.loads(b"[" + b",".join(lines) + b"]")
-    except ValueError:  # some line is not JSON (or has several values): find it below
+    except (ValueError, RecursionError):  # some line is not JSON (or has several values): find it below
         values = None
     if values is not None and len(values) != len(lines):
         values = None
@@ -335,7 +382,7 @@ def _parse_ledger(
         else:
             try:
                 value = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise CorruptedSessionError(
                     session_id, f"{LEDGER} byte {base + offset}: not JSON ({exc})"
                 ) from exc
@@ -354,7 +401,8 @@ def _parse_ledger(
 def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
-    except ValueError as exc:  # NaN or infinity written by hand
+        ops = _dumps(value["state_ops"]) if "state_ops" in value else "[]"
+    except (ValueError, RecursionError) as exc:  # NaN or infinity written by hand
         raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
     return EventRow(
         value["id"],
@@ -366,6 +414,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["invocation_id"],
         data,
         delta,
+        ops,
     )
 
 
@@ -572,6 +621,8 @@ class FileStore(BaseStore):
         # Folders of deletes killed before they finished removing them.
         trash = os.path.join(self._root, _TRASH)
         with _translated(f"empty {trash}"):
+            # A missing trash folder (deleted by hand) is made again: it only holds leftovers.
+            os.makedirs(trash, exist_ok=True)
             for name in os.listdir(trash):
                 shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
 
@@ -652,15 +703,22 @@ class FileStore(BaseStore):
 
         Raises:
             CorruptedSessionError: The ledger cannot be read back (or is missing while the
-                snapshot exists).
+                snapshot exists), or the session's files cannot be read at all (a folder or
+                a FIFO in a file's place, no permission): that session alone is damaged.
         """
+        try:
+            return self._load_files(session_id, lazy)
+        except _UNREADABLE as exc:
+            raise CorruptedSessionError(session_id, f"its files cannot be read: {exc}") from exc
+
+    def _load_files(self, session_id: str, lazy: bool) -> _Current | None:
         snapshot_path = self._file(session_id, SNAPSHOT)
         snapshot_text = _read_text(snapshot_path)
         parsed: tuple[dict[str, Any], int] | None = None
         if snapshot_text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(snapshot_text))
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
         ledger_path = self._file(session_id, LEDGER)
         try:
@@ -669,7 +727,7 @@ class FileStore(BaseStore):
                 if lazy:
                     return _Current(_row(fields, ""), parsed[1], parsed[1], True, fields)
                 return _Current(_row(fields, _dumps(fields)), parsed[1], parsed[1], True)
-            ledger = open(ledger_path, "rb")
+            ledger = _open_file(ledger_path)
         except FileNotFoundError:
             if snapshot_text is None or not os.path.exists(snapshot_path):
                 return None  # never created, or deleted while we read
@@ -723,14 +781,21 @@ class FileStore(BaseStore):
         return self._decode_events([_event_row(session_id, v) for v in values])
 
     def _read_ledger(self, session_id: str) -> list[dict[str, Any]] | None:
-        """Every committed event of the ledger, or `None` if there is no ledger."""
+        """Every committed event of the ledger, or `None` if there is no ledger.
+
+        Raises:
+            CorruptedSessionError: The ledger cannot be read back, or cannot be read at all
+                (a folder or a FIFO in its place, no permission).
+        """
         try:
-            with open(self._file(session_id, LEDGER), "rb") as ledger:
+            with _open_file(self._file(session_id, LEDGER)) as ledger:
                 data = ledger.read()
         except FileNotFoundError:
             if os.path.exists(self._file(session_id, SNAPSHOT)):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
+        except _UNREADABLE as exc:
+            raise CorruptedSessionError(session_id, f"{LEDGER} cannot be read: {exc}") from exc
         events, _ = _parse_ledger(session_id, data)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
@@ -745,7 +810,7 @@ class FileStore(BaseStore):
             session_id = validate_session_id(pending["session_id"])
             offset, end = int(pending["offset"]), int(pending["end"])
             start = max(offset - 1, 0)
-            with open(self._file(session_id, LEDGER), "rb") as ledger:
+            with _open_file(self._file(session_id, LEDGER)) as ledger:
                 ledger.seek(start)
                 data = ledger.read(end - start)
             if len(data) != end - start or not data.endswith(b"\n"):
@@ -781,12 +846,15 @@ class FileStore(BaseStore):
         """A scope's committed state as JSON, `None` if it has none, or `""` (which the
         base class reports as corruption) if its file cannot be read."""
         path, _ = self._scope_paths(app_name, user_id)
-        text = _read_text(path)
+        try:
+            text = _read_text(path)
+        except _UNREADABLE:
+            return ""
         if text is None:
             return None
         try:
             return _dumps(self._resolve_scoped(text)[0])
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
 
     def _scope_doc(self, app_name: str, user_id: str | None, state: Any) -> dict[str, Any]:
@@ -809,7 +877,7 @@ class FileStore(BaseStore):
                     continue
                 try:
                     state, pending = self._resolve_scoped(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if pending is not None and pending.get("session_id") == session_id:
                     _replace_file(path, _pretty(self._scope_doc(app_name, scope_user, state)))
@@ -908,24 +976,35 @@ class FileStore(BaseStore):
 
     def _list_row(self, session_id: str) -> tuple[SessionRow, dict[str, Any] | None] | None:
         """The row to list for a session, with the fields to serialize as its snapshot if
-        it makes the page; for one that cannot be read, a row whose snapshot is empty (so
-        the base class reports it in `SessionPage.corrupted`)."""
+        it makes the page; for one that cannot be read, a row the base class reports in
+        `SessionPage.corrupted` (see `_damaged_row`)."""
         try:
             current = self._load(session_id, lazy=True)
-        except CorruptedSessionError:
-            pass
+        except CorruptedSessionError as exc:
+            if isinstance(exc.__cause__, _UNREADABLE):
+                # Its files cannot be read at all: listed as corrupted whatever the ledger
+                # says, as `get_session` reports it (see `_parse_session`).
+                damaged = self._damaged_row(session_id, exc.detail)
+                return None if damaged is None else (damaged, None)
         else:
             return None if current is None else (current.row, current.fields)
-        text = _read_text(self._file(session_id, SNAPSHOT))
+        text = _read_text_or_none(self._file(session_id, SNAPSHOT))
         parsed = None
         if text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(text))
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
         if parsed is not None:
             return _row(parsed[0], ""), None
-        # Nothing to filter on: list it under "any" filters, at its ledger's last change.
+        damaged = self._damaged_row(session_id, "")
+        return None if damaged is None else (damaged, None)
+
+    def _damaged_row(self, session_id: str, detail: str) -> SessionRow | None:
+        """A row for a session that cannot be read: listed under "any" filters only, at its
+        ledger's (or folder's) last change; with `detail`, `_parse_session` reports it
+        corrupted without trying the ledger. `None` if the session was deleted meanwhile."""
+        snapshot = _DAMAGED + detail if detail else ""
         try:
             mtime = os.stat(self._file(session_id, LEDGER)).st_mtime
         except FileNotFoundError:
@@ -934,7 +1013,12 @@ class FileStore(BaseStore):
             except FileNotFoundError:
                 return None  # deleted while we listed
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
-        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, ""), None
+        return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, snapshot)
+
+    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+        if row.snapshot.startswith(_DAMAGED):
+            raise CorruptedSessionError(row.id, row.snapshot[len(_DAMAGED) :])
+        return super()._parse_session(row, rebuild)
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
@@ -1001,10 +1085,10 @@ class FileStore(BaseStore):
             except CorruptedSessionError:
                 if expected_version is not None:
                     raise  # its version cannot be checked: keep it
-                text = _read_text(self._file(session_id, SNAPSHOT))
+                text = _read_text_or_none(self._file(session_id, SNAPSHOT))
                 try:
                     parsed = _snapshot_fields(session_id, json.loads(text or ""))
-                except ValueError:
+                except (ValueError, RecursionError):
                     parsed = None
                 if parsed is not None:
                     owner = (parsed[0]["app_name"], parsed[0]["user_id"])
@@ -1130,7 +1214,7 @@ class _FileTransaction(StoreTransaction):
             return None
         try:
             state, _ = self._store._resolve_scoped(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""  # reported as corruption by the base class
         self._previous.setdefault(key, state)
         return _dumps(state)

@@ -21,7 +21,7 @@ The contract is enforced by the database, not by a lock in this process:
 
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
-`snapshot`), `events` (primary key `(session_id, seq)`, `data` and `state_delta` as JSONB),
+`snapshot`), `events` (primary key `(session_id, seq)`, `data`, `state_delta` and `state_ops` as JSONB),
 `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
 `agentledger_schema_version` (one row per applied migration). Text keys use the "C"
 collation, so ordering and cursors are byte-wise, as on every other store.
@@ -149,6 +149,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (app_name, user_id)
         )""",
     ],
+    [  # version 2
+        # State operations (JSON Patch shape) applied at commit: a JSON array per event,
+        # '[]' for events without any (and for every event written before version 2).
+        "ALTER TABLE {schema}.events ADD COLUMN state_ops jsonb NOT NULL DEFAULT '[]'::jsonb",
+    ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
 `SCHEMA_VERSION`."""
@@ -229,18 +234,22 @@ def _event_row(
     invocation_id: str | None,
     data: str,
     state_delta: str,
+    state_ops: str = "[]",
 ) -> EventRow:
-    if _ESC in data or _ESC in state_delta or _ESC in type or _ESC in author or (
+    if any(_ESC in text for text in (data, state_delta, state_ops, type, author)) or (
         invocation_id is not None and _ESC in invocation_id
     ):
-        type, author, data, state_delta = (
+        type, author, data, state_delta, state_ops = (
             _py_text(type),
             _py_text(author),
             _py_json(data),
             _py_json(state_delta),
+            _py_json(state_ops),
         )
         invocation_id = None if invocation_id is None else _py_text(invocation_id)
-    return EventRow(id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta)
+    return EventRow(
+        id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta, state_ops
+    )
 
 
 def _optional_json(raw: str | None) -> str | None:
@@ -278,7 +287,7 @@ class _Sql:
         self.version_table = f"{s}.{_VERSION_TABLE}"
         events = (
             f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
-            " data::text, state_delta::text"
+            " data::text, state_delta::text, state_ops::text"
         )
         self.event_columns = events
         session = (
@@ -303,8 +312,8 @@ class _Sql:
         )
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
-            " invocation_id, data, state_delta)"
-            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb)"
+            " invocation_id, data, state_delta, state_ops)"
+            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb, %s::jsonb)"
         )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
@@ -432,6 +441,7 @@ class _PgTransaction(StoreTransaction):
                 None if r.invocation_id is None else _pg_text(r.invocation_id),
                 _pg_json(r.data),
                 _pg_json(r.state_delta),
+                _pg_json(r.state_ops),
             )
             for r in rows
         ]

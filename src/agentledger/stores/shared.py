@@ -27,12 +27,14 @@ from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
 from agentledger.core.state import (
     APP_PREFIX,
+    TEMP_PREFIX,
     USER_PREFIX,
     apply_delta,
     merge_scoped_state,
     split_delta,
     strip_temp,
 )
+from agentledger.core.state_ops import apply_ops, split_ops
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -43,6 +45,7 @@ from agentledger.errors import (
     SessionExistsError,
     SessionNotFoundError,
     StateConflictError,
+    StateOperationError,
 )
 from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -193,20 +196,65 @@ def _stored_event(values: dict[str, Any]) -> Event:
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
 
+_MAX_SEQ = 2**63 - 1
+"""The largest 64-bit signed integer: no `seq` is larger."""
 
-def _encode_payload(event: NewEvent) -> tuple[str, str, int]:
-    """Return the event's `data` and `state_delta` as JSON text, and its size (`event_size`)."""
+MAX_NESTING = 100
+"""The deepest nesting of objects and arrays a stored value may have (`{"a": [1]}` is 2)."""
+
+
+def check_nesting(value: Any, what: str, limit: int = MAX_NESTING) -> None:
+    """Refuse a value nested deeper than `limit` levels of objects and arrays.
+
+    Deeper values cannot be read back safely (Python's recursion limit), so they are
+    refused before anything is written. Iterative: any depth is checked without recursion.
+    A container met twice on one path (a cycle) counts as too deep.
+
+    Args:
+        value: A JSON-like value (dicts, lists, tuples, scalars).
+        what: What the value is, for the message.
+        limit: The largest depth allowed.
+
+    Raises:
+        InvalidEventError: The value is nested deeper than `limit`.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise InvalidEventError(
+                f"{what} nests objects and arrays deeper than {limit} levels; "
+                "nothing was written"
+            )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+
+
+def _is_temp_op(op: Mapping[str, Any]) -> bool:
+    path = op.get("path")
+    return isinstance(path, str) and path[1:].startswith(TEMP_PREFIX)
+
+
+def _encode_payload(event: NewEvent) -> tuple[str, str, str, int]:
+    """Return the event's `data`, `state_delta` and `state_ops` (without `temp:` keys) as
+    JSON text, and its size (`event_size`)."""
     try:
         data = _dumps(event.data)
         delta = _dumps(strip_temp(event.state_delta))
+        ops = _dumps([op for op in event.state_ops if not _is_temp_op(op)])
         # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
         size = sum(
             len(text.encode())
             for text in (data, delta, event.type, event.author, event.invocation_id or "")
-        )
+        ) + (len(ops.encode()) if ops != "[]" else 0)
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
-    return data, delta, size
+    return data, delta, ops, size
 
 
 def event_size(event: NewEvent) -> int:
@@ -216,18 +264,20 @@ def event_size(event: NewEvent) -> int:
         event: The event, before it is appended.
 
     Returns:
-        Bytes: the UTF-8 length of its `data` and `state_delta` (without `temp:` keys) as
-        compact JSON, plus its type, author and invocation id.
+        Bytes: the UTF-8 length of its `data`, `state_delta` and `state_ops` (without
+        `temp:` keys; no operations count 0) as compact JSON, plus its type, author and
+        invocation id.
 
     Raises:
         InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
             text that is not valid Unicode (a lone surrogate).
     """
-    return _encode_payload(event)[2]
+    return _encode_payload(event)[3]
 
 
 class EventRow(NamedTuple):
-    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+    """An event as a store keeps it: scalar columns plus `data`, `state_delta` and
+    `state_ops` as JSON text (`state_ops` is `"[]"` for an event without operations)."""
 
     id: str
     session_id: str
@@ -238,6 +288,7 @@ class EventRow(NamedTuple):
     invocation_id: str | None
     data: str
     state_delta: str
+    state_ops: str = "[]"
 
 
 class SessionRow(NamedTuple):
@@ -436,7 +487,16 @@ class BaseStore(SessionStore, ABC):
     # -- encoding -----------------------------------------------------------------------
 
     def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
-        data, delta, size = _encode_payload(event)
+        check_nesting(event.data, f"{event.type} event data")
+        check_nesting(event.state_delta, f"{event.type} event state_delta")
+        check_nesting(event.state_ops, f"{event.type} event state_ops")
+        data, delta, ops, size = _encode_payload(event)
+        try:
+            timestamp = format_timestamp(event.timestamp or now)
+        except OverflowError as exc:
+            raise InvalidEventError(
+                f"{event.type} event timestamp is out of range once converted to UTC: {exc}"
+            ) from exc
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(
@@ -445,25 +505,32 @@ class BaseStore(SessionStore, ABC):
             seq,
             event.type,
             event.author,
-            format_timestamp(event.timestamp or now),
+            timestamp,
             event.invocation_id,
             data,
             delta,
+            ops,
         )
 
     @staticmethod
     def _decode_event(
-        row: EventRow | Sequence[Any], data: Any = _UNPARSED, state_delta: Any = _UNPARSED
+        row: EventRow | Sequence[Any],
+        data: Any = _UNPARSED,
+        state_delta: Any = _UNPARSED,
+        state_ops: Any = _UNPARSED,
     ) -> Event:
         try:
             timestamp = parse_timestamp(row[5])
             if data is _UNPARSED:
                 data = json.loads(row[7])
                 state_delta = json.loads(row[8])
+                state_ops = json.loads(row[9]) if len(row) > 9 else []
             if timestamp.tzinfo is None:
                 raise ValueError(f"timestamp {row[5]!r} has no UTC offset")
             if type(data) is not dict or type(state_delta) is not dict:
                 raise ValueError("data and state_delta must be JSON objects")
+            if type(state_ops) is not list or any(type(op) is not dict for op in state_ops):
+                raise ValueError("state_ops must be a JSON array of objects")
             return _stored_event(
                 {
                     "id": row[0],
@@ -474,10 +541,11 @@ class BaseStore(SessionStore, ABC):
                     "timestamp": timestamp,
                     "data": data,
                     "state_delta": state_delta,
+                    "state_ops": state_ops,
                     "invocation_id": row[6],
                 }
             )
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, RecursionError) as exc:
             raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc
 
     def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
@@ -487,12 +555,21 @@ class BaseStore(SessionStore, ABC):
             # which names the bad row.
             try:
                 values = json.loads(
-                    "[" + ",".join(chain.from_iterable((r[7], r[8]) for r in rows)) + "]"
+                    "["
+                    + ",".join(
+                        chain.from_iterable(
+                            (r[7], r[8], r[9] if len(r) > 9 else "[]") for r in rows
+                        )
+                    )
+                    + "]"
                 )
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 values = None
-            if values is not None and len(values) == 2 * len(rows):
-                return [decode(row, values[2 * i], values[2 * i + 1]) for i, row in enumerate(rows)]
+            if values is not None and len(values) == 3 * len(rows):
+                return [
+                    decode(row, values[3 * i], values[3 * i + 1], values[3 * i + 2])
+                    for i, row in enumerate(rows)
+                ]
         return [decode(row) for row in rows]
 
     @staticmethod
@@ -529,7 +606,7 @@ class BaseStore(SessionStore, ABC):
             return {}
         try:
             value = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptedSessionError(session_id, f"shared state cannot be read: {exc}") from exc
         if not isinstance(value, dict):
             raise CorruptedSessionError(session_id, "shared state is not a JSON object")
@@ -575,19 +652,38 @@ class BaseStore(SessionStore, ABC):
         try:
             updated = project(events, current)
         except CorruptedSessionError as exc:
+            if isinstance(exc.__cause__, StateOperationError):
+                raise exc.__cause__ from None
             raise InvalidEventError(exc.detail) from exc
         app_name, user_id = updated.app_name, updated.user_id
-        app_delta: dict[str, Any] = {}
-        user_delta: dict[str, Any] = {}
+        # Shared state: each event's delta, then its operations, in ledger order, applied
+        # to the scope's state as it is inside this transaction (under the write lock).
+        scoped_state: dict[str | None, dict[str, Any]] = {}
         for event in events:
-            if event.state_delta:
-                scoped = split_delta(event.state_delta)
-                app_delta.update(scoped.app)
-                user_delta.update(scoped.user)
-        for scope_user, delta in ((None, app_delta), (user_id, user_delta)):
-            if delta:
-                old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
-                tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
+            if not event.state_delta and not event.state_ops:
+                continue
+            deltas = split_delta(event.state_delta)
+            ops = split_ops(event.state_ops)
+            for prefix, scope_user, delta, scope_ops in (
+                (APP_PREFIX, None, deltas.app, ops.app),
+                (USER_PREFIX, user_id, deltas.user, ops.user),
+            ):
+                if not delta and not scope_ops:
+                    continue
+                state = scoped_state.get(scope_user)
+                if state is None:
+                    state = self._decode_scoped(
+                        session_id, tx.load_scoped_state(app_name, scope_user)
+                    )
+                state = apply_delta(state, delta)
+                if scope_ops:
+                    state = apply_ops(state, scope_ops, prefix=prefix)
+                    check_nesting(state, f"{prefix} state after the state operations")
+                scoped_state[scope_user] = state
+        for scope_user, state in scoped_state.items():
+            tx.save_scoped_state(app_name, scope_user, _dumps(state))
+        if any(event.state_ops for event in events):
+            check_nesting(updated.state, "session state after the state operations")
         tx.insert_events(rows)
         tx.save_session(self._session_row(updated, created_at), new=current is None)
         return updated, events
@@ -621,6 +717,10 @@ class BaseStore(SessionStore, ABC):
         ):
             if value is not None:
                 data[key] = value
+        if state is not None and not isinstance(state, Mapping):
+            raise InvalidEventError(f"state must be a JSON object (a mapping), not {state!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidEventError(f"metadata must be a JSON object (a mapping), not {metadata!r}")
         data["metadata"] = dict(metadata or {})
         # Raises InvalidEventError (a naive created_at, a state that is not a dict).
         event = NewEvent(
@@ -696,9 +796,18 @@ class BaseStore(SessionStore, ABC):
         types: Sequence[str] | None = None,
     ) -> list[Event]:
         validate_session_id(session_id)
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise ConfigurationError(f"after must be an int, not {after!r}")
         for name, value in (("limit", limit), ("last", last)):
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        # No seq is that large: clamp so every driver takes the number (SQLite and
+        # PostgreSQL integers are 64-bit), with the same answer.
+        after = min(after, _MAX_SEQ)
+        limit = None if limit is None else min(limit, _MAX_SEQ)
+        last = None if last is None else min(last, _MAX_SEQ)
         if isinstance(types, str):
             types = [types]
         rows = self._fetch_event_rows(

@@ -94,6 +94,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (app_name, user_id)
         )""",
     ],
+    [  # version 2
+        # State operations (JSON Patch shape) applied at commit: a JSON array per event,
+        # '[]' for events without any (and for every event written before version 2).
+        "ALTER TABLE events ADD COLUMN state_ops TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -102,7 +107,9 @@ SCHEMA_VERSION = len(MIGRATIONS) - 1
 _DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 
-_EVENT_COLUMNS = "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta"
+_EVENT_COLUMNS = (
+    "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta, state_ops"
+)
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
     " s.updated_at, s.version, s.snapshot, a.state, u.state FROM sessions s"
@@ -161,7 +168,7 @@ class _SqliteTransaction(StoreTransaction):
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
 
     def delete_session(self, session_id: str) -> bool:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from agentledger.core.events import NewEvent
-from agentledger.errors import EventTooLargeError, InvalidEventError
+from agentledger.errors import (
+    ConfigurationError,
+    EventTooLargeError,
+    InvalidEventError,
+    SessionNotFoundError,
+)
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase, StoreFactory, msg
 
@@ -221,3 +226,102 @@ class BadInputConformance(ConformanceBase):
         assert [e.timestamp for e in stored] == stamps
         assert [e.timestamp for e in store.read_events(sid)[1:]] == stamps
         assert store.get_session(sid).updated_at == stamps[-1]
+
+    # -- nesting, numbers and types no store can take ---------------------------------------
+
+    @pytest.mark.parametrize("where", ["data", "state_delta", "state_ops", "metadata", "state"])
+    @pytest.mark.parametrize("levels", [101, 3000])
+    def test_values_nested_too_deep_are_refused(
+        self, store: SessionStore, where: str, levels: int
+    ) -> None:
+        """Past 100 levels of objects and arrays a value is refused before anything is
+        written (deeper values could not be read back: Python's recursion limit)."""
+        sid = self._session_with_history(store)
+        before = self.record(store, sid)
+        deep = _nested(levels - 1)  # inside the event's data/state_delta object: one more
+        with pytest.raises(InvalidEventError, match="100 levels"):
+            if where == "metadata":
+                store.create_session(app_name="demo", user_id="ada", metadata=deep)
+            elif where == "state":
+                store.create_session(app_name="demo", user_id="ada", state={"k": deep})
+            elif where == "state_ops":
+                store.append(sid, [msg(state_ops=[{"op": "add", "path": "/k", "value": deep}])])
+            elif where == "data":
+                store.append(sid, [msg(data={"k": deep})])
+            else:
+                store.append(sid, [msg(state_delta={"k": deep})])
+        assert self.record(store, sid) == before
+        self._assert_shared_state_unchanged(store, sid)
+        assert store.list_sessions(limit=1000).corrupted == []
+
+    def test_values_nested_up_to_the_limit_are_kept(self, store: SessionStore) -> None:
+        deep = _nested(99)  # 100 levels with the event's data object around it
+        session = store.create_session(app_name="demo", user_id="ada", metadata=deep)
+        stored = store.append(session.id, [msg(data={"k": deep}, state_delta={"k": deep})])
+        assert store.read_events(session.id)[1:] == stored
+        assert store.get_session(session.id).state == {"k": deep}
+        assert store.get_session(session.id).metadata == deep
+
+    def test_state_operations_cannot_build_state_too_deep(self, store: SessionStore) -> None:
+        sid = self._session_with_history(store)
+        store.append(sid, [msg(state_delta={"user:d": _nested(99)})])
+        before = self.record(store, sid)
+        path = "/user:d" + "/a" * 99
+        with pytest.raises(InvalidEventError, match="100 levels"):
+            store.append(sid, [msg(state_ops=[{"op": "add", "path": path, "value": _nested(5)}])])
+        assert self.record(store, sid) == before
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"state": [1, 2]}, {"metadata": "x"}, {"state": "x"}, {"metadata": [("a", 1)]}],
+        ids=["state-list", "metadata-string", "state-string", "metadata-pairs"],
+    )
+    def test_state_and_metadata_must_be_objects(
+        self, store: SessionStore, kwargs: dict[str, Any]
+    ) -> None:
+        with pytest.raises(InvalidEventError, match="JSON object"):
+            store.create_session(app_name="demo", user_id="ada", **kwargs)
+        assert store.list_sessions().sessions == []
+
+    def test_read_events_after_a_huge_seq_is_empty(self, store: SessionStore) -> None:
+        sid = self._session_with_history(store)
+        for huge in (2**63, 2**70, 10**23):
+            assert store.read_events(sid, after=huge) == []
+            assert store.read_events(sid, after=huge, limit=huge) == []
+            assert len(store.read_events(sid, limit=huge)) == 2
+            assert len(store.read_events(sid, last=huge)) == 2
+        with pytest.raises(SessionNotFoundError):
+            store.read_events("missing", after=2**70)
+
+    @pytest.mark.parametrize("after", ["x", 1.5, None, True, [1]])
+    def test_read_events_after_must_be_an_int(self, store: SessionStore, after: Any) -> None:
+        sid = self._session_with_history(store)
+        with pytest.raises(ConfigurationError, match="after"):
+            store.read_events(sid, after=after)
+
+    @pytest.mark.parametrize(
+        "when",
+        [
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+            datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-10))),
+        ],
+        ids=["year-1-plus-14h", "year-9999-minus-10h"],
+    )
+    def test_timestamps_out_of_range_in_utc(
+        self, make_store: StoreFactory, when: datetime
+    ) -> None:
+        with pytest.raises(ValueError, match="out of range"):
+            NewEvent(type="user_message", timestamp=when)
+        # A store clock that gives such a time: a typed error, nothing written.
+        store = make_store(clock=lambda: when)
+        with pytest.raises(InvalidEventError, match="out of range"):
+            store.create_session(app_name="demo", user_id="ada")
+        assert store.list_sessions().sessions == []
+
+
+def _nested(levels: int) -> Any:
+    """A value with `levels` levels of objects (`_nested(2)` is `{"a": {"a": 1}}`)."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value

@@ -92,8 +92,33 @@ _timestamps = st.none() | st.sampled_from(
 """Mostly `None` (the store's clock stamps it); sometimes a given time, in the past too."""
 
 
-def _event(kind: str, data: dict[str, Any], delta: dict[str, Any], when: datetime | None) -> NewEvent:
-    return NewEvent(type=kind, author="agent", data=data, state_delta=delta, timestamp=when)
+_op_keys = st.sampled_from(["a", "l", "app:x", "user:x", "user:l", "temp:t"])
+_ops = st.lists(
+    st.one_of(
+        st.builds(lambda k, n: {"op": "increment", "path": f"/{k}", "value": n},
+                  _op_keys, st.integers(-2, 2)),
+        st.builds(lambda k: {"op": "setdefault", "path": f"/{k}", "value": []}, _op_keys),
+        st.builds(lambda k, v: {"op": "add", "path": f"/{k}/-", "value": v}, _op_keys, _values),
+        st.builds(lambda k: {"op": "remove", "path": f"/{k}/0"}, _op_keys),
+        st.builds(lambda k, v: {"op": "test", "path": f"/{k}", "value": v}, _op_keys, _values),
+    ),
+    max_size=3,
+)
+"""State operations: they often fit (counting, adding to lists) and sometimes do not (a
+missing index, a failed test, counting a string), which must refuse the append on both."""
+
+
+def _event(
+    kind: str,
+    data: dict[str, Any],
+    delta: dict[str, Any],
+    when: datetime | None,
+    ops: list[dict[str, Any]] | None = None,
+) -> NewEvent:
+    return NewEvent(
+        type=kind, author="agent", data=data, state_delta=delta, state_ops=ops or [],
+        timestamp=when,
+    )
 
 
 _KINDS = ("plain",) * 8 + ("phase",) * 3 + ("status",) * 2 + (
@@ -113,7 +138,7 @@ def _one_step(draw: st.DrawFn) -> list[NewEvent]:
     when = draw(_timestamps)
     kind = draw(st.sampled_from(_KINDS))
     if kind == "plain":
-        return [_event(draw(st.sampled_from(TYPES)), draw(_data), delta, when)]
+        return [_event(draw(st.sampled_from(TYPES)), draw(_data), delta, when, draw(_ops))]
     if kind == "phase":
         data: dict[str, Any] = {"to": draw(st.sampled_from(PHASES))}
         if draw(st.booleans()):

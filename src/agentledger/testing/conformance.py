@@ -50,6 +50,8 @@ is split by topic:
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
     `_scoped`: `app:`, `user:` and `temp:` state.
     `_state_conflicts`: `expected_state`.
+    `_state_ops`: state operations applied at commit: every scope, all or nothing, no
+        lost add from threads or processes, lists longer than one event.
     `_properties`: the projection of the ledger equals the stored snapshot (hypothesis).
     `_stateful`: a hypothesis state machine creates, appends, reads, lists, deletes and cleans
         up (`SessionManager.cleanup`) on the store and on a `MemoryStore`, and checks that
@@ -81,6 +83,7 @@ from agentledger.testing._reads import ReadConformance
 from agentledger.testing._scoped import ScopedStateConformance
 from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
+from agentledger.testing._state_ops import StateOpsConformance
 from agentledger.testing._stateful import StatefulConformance
 
 __all__ = [
@@ -99,6 +102,7 @@ __all__ = [
     "SessionConformance",
     "StatefulConformance",
     "StateConflictConformance",
+    "StateOpsConformance",
     "StoreConformance",
     "StoreFactory",
 ]
@@ -113,6 +117,7 @@ class StoreConformance(
     BadInputConformance,
     ScopedStateConformance,
     StateConflictConformance,
+    StateOpsConformance,
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
