@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -18,15 +18,34 @@ from pydantic import BaseModel, Field
 
 from agentledger.errors import ConfigurationError
 
-__all__ = ["Message", "Model", "ModelResponse", "OfflineModel", "Rule", "ToolCall"]
+__all__ = [
+    "Message",
+    "Model",
+    "ModelResponse",
+    "OfflineModel",
+    "Rule",
+    "StreamingModel",
+    "ToolCall",
+    "Usage",
+]
 
 
 class ToolCall(BaseModel):
-    """A model's request to call a tool: an id (unique in the turn), a name and arguments."""
+    """A model's request to call a tool: an id (unique in the turn), a name and arguments.
+
+    Attributes:
+        id: The provider's id of the call; the `tool` message answering it repeats it.
+        name: The tool's name (it may name no tool the agent has: the call then gets an
+            error result).
+        arguments: The arguments, decoded from the model's JSON.
+        invalid_arguments: The argument text exactly as the model sent it, when it was not
+            a JSON object (`arguments` is then empty and the call gets an error result).
+    """
 
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    invalid_arguments: str | None = None
 
 
 class Message(BaseModel):
@@ -47,11 +66,31 @@ class Message(BaseModel):
     name: str | None = None
 
 
+class Usage(BaseModel):
+    """Tokens one model call used, as the provider counted them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class ModelResponse(BaseModel):
-    """What a model answers: text, tool calls, or both (text first, then the calls)."""
+    """What a model answers: text, tool calls, or both (text first, then the calls).
+
+    Attributes:
+        text: The assistant's text, if any.
+        tool_calls: The tools it asks for, in order (several: parallel calls).
+        usage: Tokens used by the call, when the provider reports them.
+        finish_reason: Why the model stopped (`stop`, `tool_calls`, `length`...), if known.
+        model: The model name the provider reports (may be more precise than the one asked).
+        provider: Who served it (`openai`, `openrouter`, `ollama`, `offline`...).
+    """
 
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    provider: str | None = None
 
 
 @runtime_checkable
@@ -78,6 +117,22 @@ class Model(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingModel(Model, Protocol):
+    """A `Model` that can also stream: `generate_stream` yields the text as it arrives
+    (`str` deltas), then the complete `ModelResponse` last.
+
+    `Runner.run(..., stream=True)` uses it (and `generate_stream_async`, an async iterator
+    of the same, in `run_async` when the model has it).
+    """
+
+    def generate_stream(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]]
+    ) -> Iterator[str | ModelResponse]:
+        """Yield text deltas, then the complete response (text, tool calls, usage)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Rule:
     """When the user's message matches `pattern` (a regex, case-insensitive, searched
@@ -98,7 +153,7 @@ class Rule:
 
 def _describe(result: Any) -> str:
     if isinstance(result, Mapping):
-        for key in ("message", "text", "result"):
+        for key in ("message", "text", "result", "error"):
             if isinstance(result.get(key), str):
                 return str(result[key])
     if isinstance(result, str):
@@ -123,6 +178,8 @@ class OfflineModel:
         ...                [{"function": {"name": "add"}}]).tool_calls[0].arguments
         {'a': '2', 'b': '3'}
     """
+
+    provider = "offline"
 
     def __init__(self, rules: Sequence[Rule] = (), *, name: str = "offline") -> None:
         for rule in rules:
