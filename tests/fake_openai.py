@@ -2,7 +2,8 @@
 
 A small Starlette app served by uvicorn in a thread on 127.0.0.1 (a free port). Each test
 scripts what the next requests get (`server.script(...)`): a JSON completion, an error
-status, a delay, or a stream of SSE chunks in the provider's format. Every request is
+status, a delay, or a stream of SSE chunks in the provider's format (a plain completion
+asked for as a stream is sent as chunks). Every request is
 recorded (`server.requests`) with its JSON body and headers, so tests check what the
 model client really sent. Nothing in the client is patched.
 """
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["FakeOpenAI", "Recorded", "Reply", "chunk", "completion", "tool_call"]
+__all__ = ["FakeOpenAI", "Recorded", "Reply", "as_chunks", "chunk", "completion", "tool_call"]
 
 
 def tool_call(call_id: str, name: str, arguments: Any = None) -> dict[str, Any]:
@@ -190,9 +191,13 @@ class FakeOpenAI:
         reply = self._next(Recorded(body, {k.lower(): v for k, v in request.headers.items()}))
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        if reply.chunks is not None:
+        chunks = reply.chunks
+        if chunks is None and body.get("stream") and reply.status == 200:
+            if isinstance(reply.body, dict) and reply.body.get("choices"):
+                chunks = as_chunks(reply.body)  # a plain completion, streamed as asked
+        if chunks is not None:
             return StreamingResponse(
-                _sse(reply.chunks), media_type="text/event-stream", headers=reply.headers
+                _sse(chunks), media_type="text/event-stream", headers=reply.headers
             )
         if isinstance(reply.body, str):
             return Response(
@@ -234,6 +239,31 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def as_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completion body as the stream of chunks a provider would send for it: the text
+    in two pieces, each tool call's arguments split in two chunks, then the usage."""
+    choice = body["choices"][0]
+    message = choice["message"]
+    out: list[dict[str, Any]] = []
+    text = message.get("content") or ""
+    if text:
+        half = len(text) // 2
+        out += [chunk(content=text[:half]), chunk(content=text[half:])]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        out.append(chunk(tool_calls=[{
+            "index": index, "id": call["id"], "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": arguments[:half]},
+        }]))
+        out.append(chunk(tool_calls=[{"index": index, "function": {"arguments": arguments[half:]}}]))
+    out.append(chunk(finish_reason=choice["finish_reason"]))
+    usage = body.get("usage")
+    if usage:
+        out.append(chunk(usage=(usage["prompt_tokens"], usage["completion_tokens"])))
+    return out
 
 
 async def _sse(chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:

@@ -15,6 +15,13 @@ import typer
 from rich.console import Console
 
 from agentledger.cli.app import app, store_from
+from agentledger.cli.model_options import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    ModelOpt,
+    stream_turn,
+    with_model,
+)
 from agentledger.cli.render import (
     make_console,
     print_event,
@@ -97,16 +104,23 @@ def _session_for(
 
 
 @app.command()
-def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
+def demo(
+    ctx: typer.Context,
+    user: UserOpt = DEMO_USER,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+) -> None:
     """Run the reminders demo: a scripted conversation recorded in a durable session.
 
     Continues the user's most recent demo session (or creates one), runs the script through
     the runner, then prints the session id, the agent's answers and the session's ledger
     as JSON. Run it twice: the second run still knows the first run's reminders.
     """
+    agent = with_model(build_reminders_agent(), model, base_url, api_key_env)
     store = store_from(ctx)
     session, created = continue_or_create_session(store, user_id=user)
-    runner = Runner(build_reminders_agent(), store)
+    runner = Runner(agent, store)
     out = make_console()
     out.print(
         f"session: {session.id} ({'new' if created else 'continued'}) on {display_url(store.url)}",
@@ -131,6 +145,9 @@ def run(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
     events: Annotated[
         bool, typer.Option("--events", help="Also print the turn's events as they are stored.")
     ] = False,
@@ -139,17 +156,20 @@ def run(
         typer.Option("--json", help="Print {session_id, answer, events} as JSON, and nothing else."),
     ] = False,
 ) -> None:
-    """Run one agent turn with the user's own words and print the answer."""
+    """Run one agent turn with the user's own words and print the answer (as it streams)."""
     if not message.strip():
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
+    agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
     store = store_from(ctx)
-    agent = load_agent(agent_spec)
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )
     out = make_console()
     if not json_output:
         out.print(f"session: {session.id}{' (new)' if created else ''}", highlight=False)
+    if not (events or json_output):
+        stream_turn(Runner(agent, store), session.id, message, out)
+        return
     stored = []
     for event in Runner(agent, store).run(session.id, message):
         stored.append(event)
@@ -177,13 +197,10 @@ def _chat_turn(runner: Runner, session_id: str, message: str, out: Console) -> N
     try:
         print_state(runner.store.get_session(session_id), title="state before", console=out)
         try:
-            answer = final_output(list(runner.run(session_id, message)))
+            stream_turn(runner, session_id, message, out)
         except RunnerError as exc:  # the error event is stored; show the state it left
             out.print("[bold red]agent failed:[/] ", end="")
             out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        else:
-            out.print("[bold cyan]agent:[/] ", end="")
-            out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
         print_state(runner.store.get_session(session_id), title="state after", console=out)
     except AgentLedgerError as exc:
         # e.g. another process suspended or deleted the session since the check
@@ -198,6 +215,9 @@ def chat(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
@@ -210,8 +230,8 @@ def chat(
     terminated one refuses them for good. When input is piped (not a terminal), each line
     read is echoed after the prompt, so the output reads as a transcript.
     """
+    agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
     store = store_from(ctx)
-    agent = load_agent(agent_spec)
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )
