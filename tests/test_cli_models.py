@@ -168,3 +168,47 @@ def test_without_the_openai_package_the_error_names_the_extra(
     assert result.exit_code == 1
     assert "pip install 'agentledger[openai]'" in result.output
     assert not db.exists()
+
+
+def test_the_reminders_agent_chats_with_a_real_model_like_the_transcript(
+    fake: FakeOpenAI, clean_env: Path
+) -> None:
+    """The reminders agent as a real model sees it: described tools and parameters, and a
+    system prompt carrying what it remembers, across chat sessions."""
+    (clean_env / ".env").write_text(f"OPENROUTER_API_KEY={KEY}\n")
+    fake.script(
+        Reply(completion(tool_calls=[tool_call("c1", "update_user_name", {"name": "John"})])),
+        Reply(completion("Hello John! I've updated your name. How can I help you today?")),
+        Reply(completion(tool_calls=[tool_call("c2", "add_reminder", {"reminder": "buy groceries"})])),
+        Reply(completion("I've added 'buy groceries' to your reminders. You now have 1 reminder.")),
+    )
+    db = f"sqlite:///{clean_env / 'ledger.db'}"
+    model = ["--model", "openrouter/meta-llama/llama-3.1-8b-instruct", "--base-url", fake.url]
+    first = CliRunner().invoke(
+        app, ["--store", db, "chat", *model],
+        input="Hello, I'm John\nAdd a reminder to buy groceries\nexit\n",
+    )
+    assert first.exit_code == 0, first.output
+    assert "agent: Hello John! I've updated your name." in first.output
+    assert "You now have 1 reminder." in first.output
+    request = fake.requests[0]
+    assert request.body["model"] == "meta-llama/llama-3.1-8b-instruct"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    tools = {t["function"]["name"]: t["function"] for t in request.body["tools"]}
+    assert set(tools) == {"add_reminder", "view_reminders", "update_reminder",
+                          "delete_reminder", "update_user_name"}
+    assert "1" in tools["delete_reminder"]["parameters"]["properties"]["index"]["description"]
+    assert tools["delete_reminder"]["parameters"]["properties"]["index"]["minimum"] == 1
+    assert "not known yet" in request.messages[0]["content"]
+
+    # A later chat (a new process, a restart): the prompt carries the name and reminders.
+    fake.script(
+        Reply(completion(tool_calls=[tool_call("c3", "view_reminders")])),
+        Reply(completion("Here are your current reminders:\n1. buy groceries")),
+    )
+    second = CliRunner().invoke(app, ["--store", db, "chat", *model],
+                                input="Show my reminders\nexit\n")
+    assert second.exit_code == 0, second.output
+    assert "1. buy groceries" in second.output
+    system = fake.requests[4].messages[0]["content"]
+    assert "the user's name is John" in system and "1. buy groceries" in system

@@ -2,7 +2,8 @@
 
 A tool's JSON schema comes from its signature (pydantic): every parameter must be
 annotated; a parameter annotated `ToolContext` is injected by the runner and left out of
-the schema. The description is the first paragraph of the docstring.
+the schema. The description is the first paragraph of the docstring; a parameter gets its
+own description with `Annotated[str, Field(description="...")]`.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class Tool:
         """
         tool_name = name or function.__name__
         try:
-            hints = get_type_hints(function)
+            hints = get_type_hints(function, include_extras=True)
         except (NameError, TypeError) as exc:
             raise ConfigurationError(f"tool {tool_name!r}: cannot resolve annotations: {exc}") from exc
         fields: dict[str, Any] = {}
