@@ -43,8 +43,8 @@ from agentledger.stores.base import SessionStore
 
 __all__ = ["CONVERSATION_TYPES", "Agent", "Runner", "TextDelta", "final_output", "history_messages"]
 
-DEFAULT_CONTEXT = ContextPolicy(max_turns=50)
-"""What the runner sends the model by default: the session's last 50 turns."""
+DEFAULT_CONTEXT = ContextPolicy(max_turns=20)
+"""What the runner sends the model by default: the session's last 20 turns."""
 
 
 @dataclass
@@ -253,7 +253,7 @@ class Runner:
         agent: The agent to run.
         store: Where the session and its ledger live.
         context: Which past turns of the session are rebuilt from the ledger and sent to
-            the model (default: the last 50 turns; `ContextPolicy()` sends all).
+            the model (default: the last 20 turns; `ContextPolicy()` sends all).
         max_state_retries: How many times a tool is run again when the state it read was
             changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as

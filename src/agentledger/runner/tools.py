@@ -9,6 +9,7 @@ own description with `Annotated[str, Field(description="...")]`.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -166,7 +167,12 @@ class Tool:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The JSON schema of the arguments (an object schema)."""
+        """The JSON schema of the arguments (an object schema; a fresh copy each time)."""
+        return copy.deepcopy(self._schema)
+
+    @functools.cached_property
+    def _schema(self) -> dict[str, Any]:
+        # Built once per tool: pydantic's schema generation costs about a millisecond.
         schema = self.arguments_model.model_json_schema()
         schema.pop("title", None)
         return schema
