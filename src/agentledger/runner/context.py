@@ -28,7 +28,7 @@ CONVERSATION_TYPES = (
 """The event types a history is rebuilt from."""
 
 CHARS_PER_TOKEN = 4
-"""How `max_tokens` estimates tokens: characters of the event's JSON data / 4, plus 4."""
+"""How `max_tokens` estimates tokens: characters of what the model is sent / 4, plus 4."""
 
 
 @dataclass(frozen=True)
@@ -118,5 +118,13 @@ class ContextPolicy:
 
 
 def estimate_tokens(event: Event) -> int:
-    """A rough token count of an event as a chat message (4 characters a token, plus 4)."""
-    return len(json.dumps(event.data, ensure_ascii=False)) // CHARS_PER_TOKEN + 4
+    """A rough token count of what an event adds to the chat: its text, a tool call's name
+    and arguments, or a tool's result as JSON (4 characters a token, plus 4 per message)."""
+    data = event.data
+    if event.type == EventType.TOOL_CALL:
+        sent = f"{data.get('name')}{json.dumps(data.get('arguments'), ensure_ascii=False)}"
+    elif event.type == EventType.TOOL_RESULT:
+        sent = json.dumps(data.get("result"), ensure_ascii=False)
+    else:
+        sent = str(data.get("text", ""))
+    return len(sent) // CHARS_PER_TOKEN + 4
