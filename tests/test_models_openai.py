@@ -394,3 +394,23 @@ def test_a_refused_connection_is_a_connection_error(store: SessionStore) -> None
     with pytest.raises(ModelError) as caught:
         list(Runner(agent, store).run(sid, "hi"))
     assert caught.value.kind == "connection"
+
+
+def test_a_failing_stream_records_its_kind(fake: FakeOpenAI, store: SessionStore) -> None:
+    fake.default = Reply.error(503, "overloaded")
+    sid = session(store)
+    with pytest.raises(ModelError) as caught:
+        list(runner(fake, store, max_retries=0).run(sid, "hi", stream=True))
+    assert caught.value.kind == "server"
+    assert [e.type for e in store.read_events(sid)][1:] == ["user_message", "error"]
+
+
+def test_a_stream_without_usage(fake: FakeOpenAI, store: SessionStore) -> None:
+    fake.script(Reply(chunks=[chunk(content="ok"), chunk(finish_reason="stop")]))
+    sid = session(store)
+    events = [o for o in runner(fake, store, stream_usage=False).run(sid, "hi", stream=True)
+              if not isinstance(o, TextDelta)]
+    assert "stream_options" not in fake.requests[0].body
+    call = events[-1].data["model_call"]
+    assert (call["input_tokens"], call["output_tokens"], call["finish_reason"]) == (None, None, "stop")
+    assert store.get_session(sid).model_calls == 1

@@ -32,9 +32,10 @@ ModelOpt = Annotated[
         metavar="SPEC",
         show_default="offline",
         help=(
-            "The model: offline (no key, no network), openai/<model> ($OPENAI_API_KEY), "
-            "openrouter/<model> ($OPENROUTER_API_KEY), ollama/<model> (local). Keys may "
-            "also come from a .env file in the working directory."
+            "The model: offline (no key, no network), openai/MODEL ($OPENAI_API_KEY), "
+            "openrouter/MODEL ($OPENROUTER_API_KEY), ollama/MODEL (local); with --base-url, "
+            "openai/MODEL for any OpenAI-compatible endpoint. Keys may also come from a "
+            ".env file in the working directory."
         ),
     ),
 ]
@@ -70,7 +71,7 @@ def with_model(
     """
     if spec is None or not spec.strip():
         if base_url or api_key_env:
-            raise ConfigurationError("--base-url and --api-key-env need --model, e.g. openai/<model>")
+            raise ConfigurationError("--base-url and --api-key-env need --model, e.g. openai/MODEL")
         return agent
     own = agent.model if isinstance(agent.model, OfflineModel) else None
     model = resolve_model(spec, base_url=base_url, api_key_env=api_key_env, offline=own)

@@ -98,8 +98,11 @@ class Model(Protocol):
     """Anything that turns a conversation and tool specs into a `ModelResponse`.
 
     `generate` may raise anything; the runner records it as an `error` event and raises
-    `ModelError`. An implementation may also define `async def generate_async(...)` with
-    the same arguments; `Runner.run_async` uses it when present.
+    `ModelError` (raise `ModelError(..., kind=...)` to choose the recorded `kind`). An
+    implementation may also define `async def generate_async(...)` with the same arguments
+    (`Runner.run_async` uses it when present), and `generate_stream` /
+    `generate_stream_async` (see `StreamingModel`) for `stream=True`. Optional attribute:
+    `provider`, recorded on each model call.
     """
 
     name: str
