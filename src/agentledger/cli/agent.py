@@ -115,7 +115,8 @@ def demo(
 
     Continues the user's most recent demo session (or creates one), runs the script through
     the runner, then prints the session id, the agent's answers and the session's ledger
-    as JSON. Run it twice: the second run still knows the first run's reminders.
+    as JSON. Run it twice: the second run still knows the first run's reminders. With
+    --model, the same script runs on a real model.
     """
     agent = with_model(build_reminders_agent(), model, base_url, api_key_env)
     store = store_from(ctx)
