@@ -108,3 +108,11 @@ def test_unreachable_postgresql_is_skipped_with_the_reason(script: Path) -> None
     assert output["rows"] == []
     assert "PostgreSQL skipped" in output["skipped"]["postgresql"]
     assert "127.0.0.1:1" in output["skipped"]["postgresql"]
+
+
+def test_bench_runner_quick_run_reports_every_store() -> None:
+    output = run_quick(BENCHMARKS / "bench_runner.py")
+    assert set(output["results"]) == {"sqlite", "sqlite-normal", "memory"}
+    for result in output["results"].values():
+        assert result["model_ms"] > 0 and result["overhead_ms"] > 0
+        assert result["turn_ms"] >= result["model_ms"]

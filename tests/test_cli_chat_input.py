@@ -171,6 +171,7 @@ def test_clean_line(raw: str, clean: str) -> None:
 def test_history_path_per_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(HISTORY_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
     with open_store("sqlite:///data/x.db") as store:
         assert history_path(store) == tmp_path / "data" / "x.db.chat-history"
     with open_store(f"file://{tmp_path}/folder") as store:

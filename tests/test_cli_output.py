@@ -237,7 +237,7 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(
 ) -> None:
     from agentledger.cli import sessions as sessions_module
 
-    def interrupted(ctx: Any) -> Any:
+    def interrupted(ctx: Any, *mode: Any) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sessions_module, "manager_from", interrupted)

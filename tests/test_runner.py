@@ -162,12 +162,16 @@ def test_failing_tool_records_an_error_then_raises(store: SessionStore) -> None:
 @pytest.mark.parametrize(
     "response, match",
     [
-        (call("missing"), "unknown tool 'missing'"),
+        (call("missing"), "there is no tool 'missing'; the tools are: double"),
         (call("double", n="not a number"), "bad arguments"),
         (call("double", n=2, extra=1), "bad arguments"),
+        (
+            ModelResponse(tool_calls=[ToolCall(id="c1", name="double", invalid_arguments="{n: 2")]),
+            "not a JSON object: '{n: 2'",
+        ),
     ],
 )
-def test_bad_tool_calls_are_tool_errors(
+def test_bad_tool_calls_go_back_to_the_model_as_error_results(
     store: SessionStore, response: ModelResponse, match: str
 ) -> None:
     def double(n: int) -> int:
@@ -175,11 +179,18 @@ def test_bad_tool_calls_are_tool_errors(
         return n * 2
 
     sid = new_session(store)
-    runner = Runner(Agent(name="a", model=ScriptedModel([response]), tools=[double]), store)
-    with pytest.raises(ToolError, match=match):
-        list(runner.run(sid, "go"))
-    assert store.read_events(sid)[-1].type == "error"
-    assert store.get_session(sid).error_count == 1
+    model = ScriptedModel([response, ModelResponse(text="sorry")])
+    runner = Runner(Agent(name="a", model=model, tools=[double]), store)
+    events = list(runner.run(sid, "go"))
+    assert [e.type for e in events] == ["user_message", "tool_call", "tool_result", "final_output"]
+    result = events[2]
+    assert result.data["is_error"] is True and match in result.data["result"]["error"]
+    assert result.state_delta == {}
+    # The model saw the error as the call's result, then answered.
+    tool_message = model.seen[1][-1]
+    assert tool_message.role == "tool" and tool_message.tool_call_id == "c1"
+    assert match in (tool_message.content or "")
+    assert store.get_session(sid).error_count == 0
 
 
 def test_tool_result_json_cannot_hold_is_a_tool_error(store: SessionStore) -> None:
@@ -212,9 +223,11 @@ def test_too_many_steps_is_a_runner_error(store: SessionStore) -> None:
     model = ScriptedModel([call("ping", call_id=f"c{i}") for i in range(3)])
     sid = new_session(store)
     runner = Runner(Agent(name="a", model=model, tools=[ping], max_steps=3), store)
-    with pytest.raises(RunnerError, match="more than 3"):
+    with pytest.raises(RunnerError, match="after 3 model steps"):
         list(runner.run(sid, "go"))
-    assert store.read_events(sid)[-1].type == "error"
+    last = store.read_events(sid)[-1]
+    assert last.type == "error"
+    assert last.data["kind"] == last.data["reason"] == "max_steps_exceeded"
 
 
 def test_temp_state_lasts_for_the_turn_and_is_never_stored(store: SessionStore) -> None:

@@ -9,7 +9,10 @@ It runs on the offline model: no key, no network.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from agentledger.core.session import Session
 from agentledger.core.state_ops import key_path
@@ -66,7 +69,17 @@ def _count(n: int) -> str:
     return f"{n} reminder" if n == 1 else f"{n} reminders"
 
 
-def add_reminder(reminder: str, tool_context: ToolContext) -> dict[str, Any]:
+ReminderNumber = Annotated[
+    int, Field(description="The reminder's number in the list, counting from 1.", ge=1)
+]
+
+
+def add_reminder(
+    reminder: Annotated[
+        str, Field(description="What to remind the user of, e.g. 'call the dentist'.")
+    ],
+    tool_context: ToolContext,
+) -> dict[str, Any]:
     """Add a reminder to the user's list."""
     # Applied at commit to the list as it is then: concurrent adds are all kept.
     tool_context.state.append(REMINDERS, reminder)
@@ -79,7 +92,10 @@ def add_reminder(reminder: str, tool_context: ToolContext) -> dict[str, Any]:
 
 
 def view_reminders(tool_context: ToolContext, start: int = 1) -> dict[str, Any]:
-    """List the user's reminders, numbered from 1, up to 50 at a time from number `start`."""
+    """List the user's reminders, numbered from 1, up to 50 at a time from number `start`.
+
+    Call it before answering about the list, and to find a reminder's number.
+    """
     reminders = [str(r) for r in _reminders(tool_context)]
     name = tool_context.state.get(USER_NAME)
     who = f"{name}, you" if name else "You"
@@ -114,7 +130,11 @@ def _out_of_range(action: str, index: int, reminders: list[str]) -> dict[str, An
     }
 
 
-def update_reminder(index: int, updated_text: str, tool_context: ToolContext) -> dict[str, Any]:
+def update_reminder(
+    index: ReminderNumber,
+    updated_text: Annotated[str, Field(description="The reminder's new text.")],
+    tool_context: ToolContext,
+) -> dict[str, Any]:
     """Change the text of a reminder, by its number in the list (from 1)."""
     reminders = _reminders(tool_context)
     error = _out_of_range("update_reminder", index, reminders)
@@ -137,8 +157,8 @@ def update_reminder(index: int, updated_text: str, tool_context: ToolContext) ->
     }
 
 
-def delete_reminder(index: int, tool_context: ToolContext) -> dict[str, Any]:
-    """Delete a reminder, by its number in the list (from 1)."""
+def delete_reminder(index: ReminderNumber, tool_context: ToolContext) -> dict[str, Any]:
+    """Delete a reminder, by its number in the list (from 1); also when it is done."""
     reminders = _reminders(tool_context)
     error = _out_of_range("delete_reminder", index, reminders)
     if error:
@@ -154,8 +174,11 @@ def delete_reminder(index: int, tool_context: ToolContext) -> dict[str, Any]:
     }
 
 
-def update_user_name(name: str, tool_context: ToolContext) -> dict[str, Any]:
-    """Remember the user's name."""
+def update_user_name(
+    name: Annotated[str, Field(description="The name the user gave, e.g. 'Ada'.")],
+    tool_context: ToolContext,
+) -> dict[str, Any]:
+    """Remember the user's name (whenever they tell you their name)."""
     old = tool_context.state.get(USER_NAME)
     tool_context.state[USER_NAME] = name
     if old == name:
@@ -180,8 +203,40 @@ RULES = (
 """How the offline model maps the user's words onto the tools."""
 
 
+def reminders_instructions(state: Mapping[str, Any]) -> str:
+    """The reminders agent's system prompt for a session whose state is `state`: what it
+    can do, how to use its tools, and what it remembers (the user's name, the reminders)."""
+    name = state.get(USER_NAME)
+    reminders = state.get(REMINDERS)
+    listed = (
+        "; ".join(f"{i}. {r}" for i, r in enumerate(reminders, 1))
+        if isinstance(reminders, list) and reminders else "none"
+    )
+    return (
+        "You are a friendly reminders assistant with a memory that lasts across "
+        "conversations.\n"
+        "- When the user asks to be reminded of something, call add_reminder with just the "
+        "thing to remember (\"remind me to buy milk\" -> reminder \"buy milk\").\n"
+        "- When they ask what their reminders are, call view_reminders and list them, "
+        "numbered.\n"
+        "- To change or remove a reminder (also when they say it is done), use its number "
+        "from the list with update_reminder or delete_reminder; call view_reminders first "
+        "if you are not sure of the number.\n"
+        "- When they tell you their name, call update_user_name, and use their name when "
+        "you greet them.\n"
+        "- After a tool, answer in one or two short sentences, saying what changed and how "
+        "many reminders they now have.\n"
+        f"What you remember: the user's name is {name or 'not known yet'}; "
+        f"their reminders: {listed}."
+    )
+
+
 def build_reminders_agent() -> Agent:
     """Return the demo's reminders agent on the offline model.
+
+    Its instructions (`reminders_instructions`) and tool descriptions are written for a
+    real model too: give it one with `dataclasses.replace(agent, model=...)` or the CLI's
+    `--model`.
 
     Returns:
         An `Agent` named `"reminders"` with the tools `add_reminder`, `view_reminders`
@@ -190,10 +245,7 @@ def build_reminders_agent() -> Agent:
     """
     return Agent(
         name="reminders",
-        instructions=(
-            "You are a friendly reminders assistant. Use the tools to add, view, update and "
-            "delete the user's reminders, and to remember their name."
-        ),
+        instructions=reminders_instructions,
         model=OfflineModel(RULES, name="offline-rules"),
         tools=[add_reminder, view_reminders, update_reminder, delete_reminder, update_user_name],
     )

@@ -227,7 +227,20 @@ class RunnerError(AgentLedgerError):
 
 
 class ModelError(RunnerError):
-    """The model failed or answered with something the runner cannot use."""
+    """The model failed or answered with something the runner cannot use.
+
+    Attributes:
+        kind: What went wrong, machine-readable (also the `kind` of the recorded `error`
+            event): `auth` (HTTP 401/403), `rate_limited` (429 after the client's
+            retries), `server` (5xx after retries), `timeout`, `connection` (the endpoint
+            cannot be reached), `bad_request` (another 4xx, e.g. an unknown model),
+            `bad_response` (an answer the runner cannot use), or `model` (anything else
+            a model raised).
+    """
+
+    def __init__(self, message: str, *, kind: str = "model") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ToolError(RunnerError):

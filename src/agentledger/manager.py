@@ -113,6 +113,11 @@ class SessionStats:
             when none is finalized. p95 uses the nearest-rank method.
         finalized: How many sessions have a duration (were finalized).
         corrupted: Ids of sessions that could not be read back.
+        model_calls, input_tokens, output_tokens: Totals over the sessions (tokens as
+            the providers reported them).
+        tokens_per_session: Mean `input_tokens + output_tokens` per session (0 when none).
+        tokens_by_agent: Per agent (`"-"` for none): `model_calls`, `input_tokens`,
+            `output_tokens`.
     """
 
     total: int
@@ -125,6 +130,11 @@ class SessionStats:
     p95_duration_seconds: float | None
     finalized: int
     corrupted: list[str]
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_per_session: float = 0.0
+    tokens_by_agent: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class SessionManager:
@@ -570,6 +580,7 @@ class SessionManager:
         resumed = errored = 0
         durations: list[float] = []
         corrupted: list[str] = []
+        tokens: dict[str, Counter[str]] = {}
         for page in self.iter_sessions(page_size=1000, **filters):
             corrupted += page.corrupted
             for s in page.sessions:
@@ -580,6 +591,10 @@ class SessionManager:
                 errored += s.error_count > 0
                 if s.duration_seconds is not None:
                     durations.append(s.duration_seconds)
+                agent_tokens = tokens.setdefault(s.agent_name or "-", Counter())
+                agent_tokens["model_calls"] += s.model_calls
+                agent_tokens["input_tokens"] += s.input_tokens
+                agent_tokens["output_tokens"] += s.output_tokens
         total = sum(by_status.values())
         durations.sort()
         return SessionStats(
@@ -593,6 +608,18 @@ class SessionManager:
             p95_duration_seconds=_nearest_rank(durations, 0.95) if durations else None,
             finalized=len(durations),
             corrupted=corrupted,
+            model_calls=sum(c["model_calls"] for c in tokens.values()),
+            input_tokens=sum(c["input_tokens"] for c in tokens.values()),
+            output_tokens=sum(c["output_tokens"] for c in tokens.values()),
+            tokens_per_session=(
+                sum(c["input_tokens"] + c["output_tokens"] for c in tokens.values()) / total
+                if total else 0.0
+            ),
+            tokens_by_agent={
+                agent: {k: c[k] for k in ("model_calls", "input_tokens", "output_tokens")}
+                for agent, c in sorted(tokens.items())
+                if c["model_calls"]
+            },
         )
 
 

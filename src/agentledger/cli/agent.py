@@ -18,6 +18,13 @@ from rich.text import Text
 
 from agentledger.cli.app import app, store_from
 from agentledger.cli.lineinput import LineReader, clean_line, open_line_reader
+from agentledger.cli.model_options import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    ModelOpt,
+    stream_turn,
+    with_model,
+)
 from agentledger.cli.render import (
     make_console,
     plural,
@@ -121,16 +128,24 @@ def _session_for(
 
 
 @app.command()
-def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
+def demo(
+    ctx: typer.Context,
+    user: UserOpt = DEMO_USER,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+) -> None:
     """Run the reminders demo: a scripted conversation recorded in a durable session.
 
     Continues the user's most recent demo session (or creates one), runs the script through
     the runner, then prints the session id, the agent's answers and the session's ledger
-    as JSON. Run it twice: the second run still knows the first run's reminders.
+    as JSON. Run it twice: the second run still knows the first run's reminders. With
+    --model, the same script runs on a real model.
     """
+    agent = with_model(build_reminders_agent(), model, base_url, api_key_env)
     store = store_from(ctx)
     session, created = continue_or_create_session(store, user_id=user)
-    runner = Runner(build_reminders_agent(), store)
+    runner = Runner(agent, store)
     out = make_console()
     out.print(
         f"session: {session.id} ({session_note(session, created)}) on {display_url(store.url)}",
@@ -156,6 +171,9 @@ def run(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
     events: Annotated[
         bool, typer.Option("--events", help="Also print the turn's events as they are stored.")
     ] = False,
@@ -164,15 +182,15 @@ def run(
         typer.Option("--json", help="Print {session_id, answer, events} as JSON, and nothing else."),
     ] = False,
 ) -> None:
-    """Run one agent turn with the user's own words and print the answer.
+    """Run one agent turn with the user's own words and print the answer (as it streams).
 
     Prints the session's id, marked (new) or (continued), then the answer. Ctrl-C during
     the turn records it as cancelled in the session and exits with code 130.
     """
     if not message.strip():
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
+    agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
     store = store_from(ctx)
-    agent = load_agent(agent_spec)
     runner = Runner(agent, store)
     runner.check_message(message)  # before a session is made for it
     session, created = _session_for(
@@ -183,6 +201,9 @@ def run(
         out.print(f"session: {session.id} ({session_note(session, created)})", highlight=False)
     stored = []
     try:
+        if not (events or json_output):
+            stream_turn(runner, session.id, message, out)
+            return
         for event in runner.run(session.id, message):
             stored.append(event)
             if events and not json_output:
@@ -225,15 +246,13 @@ def _chat_turn(chat: ChatContext, runner: Runner, message: str) -> None:
     try:
         before = runner.store.get_session(chat.session_id).state
         try:
-            answer = final_output(list(runner.run(chat.session_id, message)))
+            stream_turn(runner, chat.session_id, message, out)
         except RunnerError as exc:  # the error event is stored; show the state it left
             _problem(err, "agent failed:", str(exc))
         except KeyboardInterrupt:
             _after_ctrl_c(err)
             _problem(err, "cancelled:", "the turn was interrupted (Ctrl-C); the session records "
                      "it as cancelled", style="bold yellow")
-        else:
-            print_answer(answer, console=out)
         after = runner.store.get_session(chat.session_id).state
         print_state_changes(before, after, console=out)
     except AgentLedgerError as exc:
@@ -286,6 +305,9 @@ def chat(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
@@ -305,8 +327,8 @@ def chat(
     to keep none. When input is piped (not a terminal), each line read is echoed after the
     prompt, so the output reads as a transcript. Errors go to stderr.
     """
+    agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
     store = store_from(ctx)
-    agent = load_agent(agent_spec)
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )

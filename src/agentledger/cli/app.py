@@ -379,5 +379,12 @@ def root(
 
 
 def main() -> None:
-    """Run the `agentledger` command line: the console script's entry point."""
+    """Run the `agentledger` command line: the console script's entry point.
+
+    Variables in a `.env` file in the working directory (API keys, `AGENTLEDGER_MODEL`,
+    `AGENTLEDGER_STORE`) are read first; the environment wins over the file.
+    """
+    from dotenv import load_dotenv
+
+    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
     app(prog_name="agentledger")

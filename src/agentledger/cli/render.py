@@ -572,6 +572,12 @@ def session_panel(session: Session) -> Panel:
         ("resume ready", "yes" if session.resume_ready else "no"),
         ("errors", str(session.error_count)),
         ("last error", session.last_error),
+        (
+            "tokens",
+            f"{session.input_tokens:,} in, {session.output_tokens:,} out over "
+            f"{session.model_calls:,} model calls"
+            if session.input_tokens or session.output_tokens else None,
+        ),
         ("outcome", session.outcome),
         ("summary", session.summary),
         ("finalized", f"{format_time(session.finalized_at)} UTC" if session.finalized_at else None),
@@ -895,6 +901,20 @@ def stats_text(stats: SessionStats) -> Text:
         ("by status", _counts(stats.by_status, statuses=True)),
         ("by phase", _counts(stats.by_phase)),
         ("by agent", _counts(stats.by_agent)),
+        (
+            "tokens",
+            f"{stats.input_tokens:,} in, {stats.output_tokens:,} out over {stats.model_calls:,} "
+            f"model calls ({stats.tokens_per_session:,.0f} per session)"
+            if stats.input_tokens or stats.output_tokens else None,
+        ),
+        (
+            "tokens by agent",
+            ", ".join(
+                f"{agent} {c['input_tokens']:,} in / {c['output_tokens']:,} out"
+                for agent, c in stats.tokens_by_agent.items()
+                if c["input_tokens"] or c["output_tokens"]
+            ) or None,
+        ),
         ("corrupted", Text(", ".join(stats.corrupted), style="red") if stats.corrupted else None),
     ]
     return _fields(rows)

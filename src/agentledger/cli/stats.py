@@ -28,13 +28,15 @@ def stats_command(
     user_id: UserFilterOpt = None,
 ) -> None:
     """Print session metrics: counts by status, phase and agent, resume and error rates,
-    median and p95 session duration.
+    median and p95 session duration, and the tokens models used (per session and per agent).
 
     The resume rate is the share of sessions resumed at least once; the error rate the
     share with at least one error; durations are over finalized sessions (p95 by the
     nearest-rank method). With --json: `total`, `by_status`, `by_phase`, `by_agent`,
     `resume_rate` and `error_rate` (0-1), `median_duration_seconds` and
-    `p95_duration_seconds` (null when nothing is finalized), `finalized`, `corrupted`.
+    `p95_duration_seconds` (null when nothing is finalized), `finalized`, `corrupted`,
+    `model_calls`, `input_tokens`, `output_tokens`, `tokens_per_session` (mean) and
+    `tokens_by_agent` ({agent: {model_calls, input_tokens, output_tokens}}).
     Reads every matching session's snapshot once (no ledger is read).
     """
     stats = manager_from(ctx, StoreMode.READ).stats(agent_name=agent_name, app_name=app_name, user_id=user_id)

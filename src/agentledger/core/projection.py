@@ -76,6 +76,13 @@ def _apply(session: Session, event: Event) -> Session:
             changes["state"] = apply_ops(changes.get("state", session.state), own_ops)
     data = event.data
     kind = event.type
+    call = data.get("model_call")
+    if isinstance(call, Mapping) and call:
+        changes["model_calls"] = session.model_calls + 1
+        for key in ("input_tokens", "output_tokens"):
+            tokens = call.get(key)
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+                changes[key] = getattr(session, key) + tokens
     if kind == EventType.METADATA_UPDATED:
         update = data.get("metadata") or {}
         if not isinstance(update, Mapping):

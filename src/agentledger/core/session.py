@@ -68,7 +68,8 @@ class Session(BaseModel):
     last event; `updated_at` is the last activity (the last event's timestamp).
     `resume_count` counts `status_changed` events to `active` (resumes); `resume_ready` is
     set by `phase_changed` or `metadata_updated` events that carry it, and cleared by
-    `session_finalized`.
+    `session_finalized`. `model_calls`, `input_tokens` and `output_tokens` add up the
+    `model_call` records the runner puts on events (`data["model_call"]`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -95,6 +96,9 @@ class Session(BaseModel):
     finalized_at: datetime | None = None
     duration_seconds: float | None = None
     phase_history: list[PhaseTransition] = Field(default_factory=list)
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -18,15 +18,34 @@ from pydantic import BaseModel, Field
 
 from agentledger.errors import ConfigurationError
 
-__all__ = ["Message", "Model", "ModelResponse", "OfflineModel", "Rule", "ToolCall"]
+__all__ = [
+    "Message",
+    "Model",
+    "ModelResponse",
+    "OfflineModel",
+    "Rule",
+    "StreamingModel",
+    "ToolCall",
+    "Usage",
+]
 
 
 class ToolCall(BaseModel):
-    """A model's request to call a tool: an id (unique in the turn), a name and arguments."""
+    """A model's request to call a tool: an id (unique in the turn), a name and arguments.
+
+    Attributes:
+        id: The provider's id of the call; the `tool` message answering it repeats it.
+        name: The tool's name (it may name no tool the agent has: the call then gets an
+            error result).
+        arguments: The arguments, decoded from the model's JSON.
+        invalid_arguments: The argument text exactly as the model sent it, when it was not
+            a JSON object (`arguments` is then empty and the call gets an error result).
+    """
 
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    invalid_arguments: str | None = None
 
 
 class Message(BaseModel):
@@ -47,11 +66,31 @@ class Message(BaseModel):
     name: str | None = None
 
 
+class Usage(BaseModel):
+    """Tokens one model call used, as the provider counted them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class ModelResponse(BaseModel):
-    """What a model answers: text, tool calls, or both (text first, then the calls)."""
+    """What a model answers: text, tool calls, or both (text first, then the calls).
+
+    Attributes:
+        text: The assistant's text, if any.
+        tool_calls: The tools it asks for, in order (several: parallel calls).
+        usage: Tokens used by the call, when the provider reports them.
+        finish_reason: Why the model stopped (`stop`, `tool_calls`, `length`...), if known.
+        model: The model name the provider reports (may be more precise than the one asked).
+        provider: Who served it (`openai`, `openrouter`, `ollama`, `offline`...).
+    """
 
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    provider: str | None = None
 
 
 @runtime_checkable
@@ -59,8 +98,11 @@ class Model(Protocol):
     """Anything that turns a conversation and tool specs into a `ModelResponse`.
 
     `generate` may raise anything; the runner records it as an `error` event and raises
-    `ModelError`. An implementation may also define `async def generate_async(...)` with
-    the same arguments; `Runner.run_async` uses it when present.
+    `ModelError` (raise `ModelError(..., kind=...)` to choose the recorded `kind`). An
+    implementation may also define `async def generate_async(...)` with the same arguments
+    (`Runner.run_async` uses it when present), and `generate_stream` /
+    `generate_stream_async` (see `StreamingModel`) for `stream=True`. Optional attribute:
+    `provider`, recorded on each model call.
     """
 
     name: str
@@ -75,6 +117,22 @@ class Model(Protocol):
             tools: Tool specs, `{"type": "function", "function": {name, description,
                 parameters}}`.
         """
+        ...
+
+
+@runtime_checkable
+class StreamingModel(Model, Protocol):
+    """A `Model` that can also stream: `generate_stream` yields the text as it arrives
+    (`str` deltas), then the complete `ModelResponse` last.
+
+    `Runner.run(..., stream=True)` uses it (and `generate_stream_async`, an async iterator
+    of the same, in `run_async` when the model has it).
+    """
+
+    def generate_stream(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]]
+    ) -> Iterator[str | ModelResponse]:
+        """Yield text deltas, then the complete response (text, tool calls, usage)."""
         ...
 
 
@@ -98,7 +156,7 @@ class Rule:
 
 def _describe(result: Any) -> str:
     if isinstance(result, Mapping):
-        for key in ("message", "text", "result"):
+        for key in ("message", "text", "result", "error"):
             if isinstance(result.get(key), str):
                 return str(result[key])
     if isinstance(result, str):
@@ -123,6 +181,8 @@ class OfflineModel:
         ...                [{"function": {"name": "add"}}]).tool_calls[0].arguments
         {'a': '2', 'b': '3'}
     """
+
+    provider = "offline"
 
     def __init__(self, rules: Sequence[Rule] = (), *, name: str = "offline") -> None:
         for rule in rules:

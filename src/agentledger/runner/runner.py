@@ -33,9 +33,9 @@ import inspect
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from agentledger._ids import new_id
 from agentledger.core.events import Author, Event, EventType, NewEvent
@@ -53,20 +53,17 @@ from agentledger.errors import (
     StateOperationError,
     ToolError,
 )
+from agentledger.runner.context import CONVERSATION_TYPES, ContextPolicy
+from agentledger.runner.model_spec import resolve_model
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
 from agentledger.runner.tools import State, Tool, ToolContext
 from agentledger.stores.base import SessionStore
 from agentledger.stores.shared import event_size
 
-__all__ = ["Agent", "Runner", "final_output"]
+__all__ = ["CONVERSATION_TYPES", "Agent", "Runner", "TextDelta", "final_output", "history_messages"]
 
-CONVERSATION_TYPES = (
-    EventType.USER_MESSAGE.value,
-    EventType.AGENT_MESSAGE.value,
-    EventType.TOOL_CALL.value,
-    EventType.TOOL_RESULT.value,
-    EventType.FINAL_OUTPUT.value,
-)
+DEFAULT_CONTEXT = ContextPolicy(max_turns=20)
+"""What the runner sends the model by default: the session's last 20 turns."""
 
 
 @dataclass
@@ -75,27 +72,51 @@ class Agent:
 
     Args:
         name: Recorded as the author's agent on the session (`agent_name`).
-        instructions: The system message sent to the model first.
-        model: Any `Model`; the offline `OfflineModel()` when omitted.
+        instructions: The system message sent to the model first: a string, or a function
+            of the session's state (a mapping, `user:`/`app:` keys included) returning one,
+            so the model can be told what the session remembers.
+        model: Any `Model`, or a model spec string (`"offline"`,
+            `"openrouter/meta-llama/llama-3.1-8b-instruct"`, `"openai/gpt-4o-mini"`,
+            `"ollama/llama3.1"`; see `agentledger.runner.model_spec`); the offline
+            `OfflineModel()` when omitted.
         tools: Typed functions or `Tool`s; functions are wrapped with `Tool.from_function`.
-        max_steps: Model calls allowed in one turn before the turn fails with `RunnerError`.
+        max_steps: Model calls allowed in one turn; one more records an `error` event of
+            kind `max_steps_exceeded` and raises `RunnerError`.
 
     Raises:
-        ConfigurationError: Two tools share a name, or a tool's signature is not usable.
+        ConfigurationError: Two tools share a name, a tool's signature is not usable, the
+            model spec is unknown or its API key is not set.
+        MissingDependencyError: The model spec needs the `openai` extra.
     """
 
     name: str
-    instructions: str = ""
-    model: Model = field(default_factory=OfflineModel)
+    instructions: str | Callable[[Mapping[str, Any]], str] = ""
+    model: Model | str = field(default_factory=OfflineModel)
     tools: Sequence[Tool | Callable[..., Any]] = ()
     max_steps: int = 10
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            self.model = resolve_model(self.model)
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ConfigurationError(f"max_steps must be a positive int, not {self.max_steps!r}")
         converted = [t if isinstance(t, Tool) else Tool.from_function(t) for t in self.tools]
         self._tools = {t.name: t for t in converted}
         if len(self._tools) != len(converted):
             raise ConfigurationError(f"agent {self.name!r} has two tools with the same name")
         self.tools = converted
+
+    def get_model(self) -> Model:
+        """Return the agent's model (a spec string given at construction is resolved)."""
+        if isinstance(self.model, str):
+            self.model = resolve_model(self.model)
+        return self.model
+
+    def system_prompt(self, state: Mapping[str, Any]) -> str:
+        """Return the instructions for a turn whose session state is `state`."""
+        if callable(self.instructions):
+            return str(self.instructions(state))
+        return self.instructions
 
     def get_tool(self, name: str) -> Tool | None:
         """Return the tool called `name`, or `None`."""
@@ -131,6 +152,8 @@ class _Sleep:
 class _CallModel:
     messages: list[Message]
     tools: list[dict[str, Any]]
+    invocation_id: str
+    step: int
 
 
 @dataclass
@@ -143,6 +166,24 @@ _Step = _Append | _CallModel | _CallTool | _LoadState | _Sleep
 _Turn = Generator[_Step, Any, None]
 
 
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the model's text as it streams (`Runner.run(..., stream=True)`).
+
+    Deltas are not stored: the complete text is, in the `agent_message` or `final_output`
+    event that follows them.
+
+    Attributes:
+        text: The new characters.
+        invocation_id: The turn's id (shared by its events).
+        step: Which model call of the turn (from 1).
+    """
+
+    text: str
+    invocation_id: str
+    step: int
+
+
 def final_output(events: Sequence[Event]) -> str | None:
     """Return the text of the last `final_output` event in `events`, or `None`."""
     for event in reversed(events):
@@ -152,14 +193,15 @@ def final_output(events: Sequence[Event]) -> str | None:
 
 
 def history_messages(events: Sequence[Event]) -> list[Message]:
-    """Turn ledger events into chat messages, oldest first.
+    """Turn ledger events into chat messages in the OpenAI shape, oldest first.
 
-    Starts at the first `user_message`. A turn that did not finish (a tool or the model
-    failed, or the turn was cancelled) keeps its user message, any text the agent said and
-    every tool call that got its `tool_result`; a `tool_call` with no `tool_result` (cut
-    short mid-call) is left out, so every assistant tool call in the history is followed by
-    its result and the history is always a valid chat transcript. `error` events are not
-    part of the conversation.
+    Starts at the first `user_message`. The text and tool calls of one model call (one
+    `step` of a turn) become one assistant message with every call and its provider id,
+    followed by one `tool` message per result, so the history is what the model saw. A
+    `tool_call` with no `tool_result` (a turn that failed mid-call) is left out, so the
+    history is always a valid chat transcript. `error` events are not part of the
+    conversation; a turn that was cancelled or failed keeps its user message, any text the
+    agent said and every answered tool call.
 
     Args:
         events: Ledger events of one session, in `seq` order (other types are ignored).
@@ -167,21 +209,43 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
     Returns:
         `user`, `assistant` and `tool` messages in the OpenAI-compatible chat shape.
     """
-    answered = {e.data.get("call_id") for e in events if e.type == EventType.TOOL_RESULT}
+    answered = {
+        (e.invocation_id, e.data.get("call_id")) for e in events if e.type == EventType.TOOL_RESULT
+    }
     messages: list[Message] = []
+    open_step: tuple[str | None, Any] | None = None
+    assistant: Message | None = None
     for event in events:
         data = event.data
         if event.type == EventType.USER_MESSAGE:
             messages.append(Message(role="user", content=str(data.get("text", ""))))
-        elif not messages:
+            open_step, assistant = None, None
             continue
-        elif event.type in (EventType.AGENT_MESSAGE, EventType.FINAL_OUTPUT):
+        if not messages:
+            continue
+        if event.type in (EventType.AGENT_MESSAGE, EventType.TOOL_CALL):
+            # One model call (same turn, same step) is one assistant message; ledgers
+            # written before steps were recorded get one message per event.
+            key = (event.invocation_id, data.get("step"))
+            if assistant is None or data.get("step") is None or key != open_step:
+                assistant = Message(role="assistant")
+                messages.append(assistant)
+                open_step = key
+            if event.type == EventType.AGENT_MESSAGE:
+                assistant.content = str(data.get("text", ""))
+            elif (event.invocation_id, data.get("call_id")) in answered:
+                raw = data.get("raw_arguments")
+                assistant.tool_calls.append(
+                    ToolCall(
+                        id=data["call_id"],
+                        name=data["name"],
+                        arguments=data.get("arguments") or {},
+                        invalid_arguments=raw if isinstance(raw, str) else None,
+                    )
+                )
+        elif event.type == EventType.FINAL_OUTPUT:
             messages.append(Message(role="assistant", content=str(data.get("text", ""))))
-        elif event.type == EventType.TOOL_CALL and data.get("call_id") in answered:
-            call = ToolCall(
-                id=data["call_id"], name=data["name"], arguments=data.get("arguments") or {}
-            )
-            messages.append(Message(role="assistant", tool_calls=[call]))
+            open_step, assistant = None, None
         elif event.type == EventType.TOOL_RESULT:
             messages.append(
                 Message(
@@ -191,7 +255,7 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
                     name=data.get("name"),
                 )
             )
-    return messages
+    return [m for m in messages if m.role != "assistant" or m.content is not None or m.tool_calls]
 
 
 def _user_message(text: str, invocation_id: str) -> NewEvent:
@@ -240,13 +304,24 @@ def _error_event(
     )
 
 
+def _tool_error_result(call: ToolCall) -> str | None:
+    """Why a call cannot run as asked (it then gets an error result), or `None`."""
+    if call.invalid_arguments is not None:
+        return (
+            f"the arguments of {call.name!r} are not a JSON object: {call.invalid_arguments!r}; "
+            "call it again with valid JSON arguments"
+        )
+    return None
+
+
 class Runner:
     """Run agent turns inside sessions of a store.
 
     Args:
         agent: The agent to run.
         store: Where the session and its ledger live.
-        history_limit: How many of the latest conversation events are sent to the model.
+        context: Which past turns of the session are rebuilt from the ledger and sent to
+            the model (default: the last 20 turns; `ContextPolicy()` sends all).
         state_retry_seconds: How long, in seconds, a tool is run again when the state it
             read was changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as
@@ -257,6 +332,10 @@ class Runner:
             operations (`tool_context.state.append(...)`) never conflict and never retry.
         max_state_retries: At most this many runs again, whatever the time left; `None`
             (the default) for no limit but `state_retry_seconds`.
+
+    Every model call is recorded on the first event it produces (its `agent_message`,
+    first `tool_call`, or `final_output`) as `data["model_call"]`: `provider`, `model`,
+    `input_tokens`, `output_tokens`, `latency_ms`, `finish_reason`, `step`.
 
     Example:
         >>> from agentledger import open_store
@@ -272,7 +351,7 @@ class Runner:
         agent: Agent,
         store: SessionStore,
         *,
-        history_limit: int = 200,
+        context: ContextPolicy = DEFAULT_CONTEXT,
         state_retry_seconds: float = 30.0,
         max_state_retries: int | None = None,
     ) -> None:
@@ -292,7 +371,7 @@ class Runner:
             )
         self.agent = agent
         self.store = store
-        self.history_limit = history_limit
+        self.context = context
         self.state_retry_seconds = float(state_retry_seconds)
         self.max_state_retries = max_state_retries
 
@@ -333,10 +412,7 @@ class Runner:
             raise InvalidTransitionError(
                 f"session {session_id!r} is suspended; resume it before starting a new turn"
             )
-        history = self.store.read_events(
-            session_id, types=CONVERSATION_TYPES, last=self.history_limit
-        )
-        return session, history
+        return session, self.context.load(self.store, session_id)
 
     def _turn(self, session: Session, history: list[Event], text: str) -> _Turn:
         """The turn; an interruption (`_CANCELLED`) is recorded as a `cancelled` error for
@@ -358,41 +434,73 @@ class Runner:
         self, session: Session, history: list[Event], text: str, invocation_id: str
     ) -> _Turn:
         agent = self.agent
+        model = agent.get_model()
         yield _Append([_user_message(text, invocation_id)])
-        messages = [Message(role="system", content=agent.instructions)] if agent.instructions else []
+        state = dict(session.state)
+        instructions = agent.system_prompt(state)
+        messages = [Message(role="system", content=instructions)] if instructions else []
         messages += history_messages(history)
         messages.append(Message(role="user", content=text))
-        state = dict(session.state)
         specs = agent.tool_specs()
-        model_name = getattr(agent.model, "name", type(agent.model).__name__)
-        for _ in range(agent.max_steps):
+        model_name = getattr(model, "name", type(model).__name__)
+        provider = getattr(model, "provider", None)
+        for step in range(1, agent.max_steps + 1):
+            started = time.perf_counter()
             try:
-                response = yield _CallModel(list(messages), specs)
+                response = yield _CallModel(list(messages), specs, invocation_id, step)
                 if not isinstance(response, ModelResponse):
-                    raise TypeError(f"model returned {type(response).__name__}, not ModelResponse")
+                    raise ModelError(
+                        f"model {model_name!r} returned {type(response).__name__}, "
+                        "not ModelResponse",
+                        kind="bad_response",
+                    )
             except Exception as exc:
-                yield _Append(
-                    [_error_event(invocation_id, "model", exc, kind="model", model=model_name)]
-                )
+                kind = exc.kind if isinstance(exc, ModelError) else "model"
+                yield _Append([_error_event(
+                    invocation_id, "model", exc, kind=kind, model=model_name, provider=provider,
+                    step=step, latency_ms=_ms_since(started),
+                )])
+                if isinstance(exc, ModelError):
+                    raise
                 raise ModelError(f"model {model_name!r} failed: {exc}") from exc
+            call_info = {
+                "provider": response.provider or provider,
+                "model": response.model or model_name,
+                "input_tokens": response.usage.input_tokens if response.usage else None,
+                "output_tokens": response.usage.output_tokens if response.usage else None,
+                "latency_ms": _ms_since(started),
+                "finish_reason": response.finish_reason,
+                "step": step,
+            }
             if not response.tool_calls:
                 yield _Append(
                     [NewEvent(type=EventType.FINAL_OUTPUT, author=Author.AGENT,
                               invocation_id=invocation_id,
-                              data={"text": response.text or "", "model": model_name})]
+                              data={"text": response.text or "", "model": model_name,
+                                    "step": step, "model_call": call_info})]
                 )
                 return
+            assistant = Message(role="assistant", content=response.text or None,
+                                tool_calls=list(response.tool_calls))
+            messages.append(assistant)
             if response.text:
                 yield _Append(
                     [NewEvent(type=EventType.AGENT_MESSAGE, author=Author.AGENT,
                               invocation_id=invocation_id,
-                              data={"text": response.text, "model": model_name})]
+                              data={"text": response.text, "model": model_name, "step": step,
+                                    "model_call": call_info})]
                 )
-                messages.append(Message(role="assistant", content=response.text))
+                call_info = {}
             for call in response.tool_calls:
-                state = yield from self._tool_step(session, invocation_id, call, state, messages)
-        too_long = RunnerError(f"agent {agent.name!r} took more than {agent.max_steps} model steps")
-        yield _Append([_error_event(invocation_id, "runner", too_long, kind="max_steps")])
+                state = yield from self._tool_step(
+                    session, invocation_id, call, state, messages, step, call_info
+                )
+                call_info = {}
+        too_long = RunnerError(
+            f"agent {agent.name!r} was still calling tools after {agent.max_steps} model steps"
+        )
+        yield _Append([_error_event(invocation_id, "runner", too_long, kind="max_steps_exceeded",
+                                    reason="max_steps_exceeded", max_steps=agent.max_steps)])
         raise too_long
 
     def _tool_step(
@@ -402,11 +510,41 @@ class Runner:
         call: ToolCall,
         state: dict[str, Any],
         messages: list[Message],
+        step: int,
+        call_info: dict[str, Any],
     ) -> Generator[_Step, Any, dict[str, Any]]:
-        yield _Append(
-            [NewEvent(type=EventType.TOOL_CALL, author=Author.AGENT, invocation_id=invocation_id,
-                      data={"call_id": call.id, "name": call.name, "arguments": call.arguments})]
-        )
+        data: dict[str, Any] = {"call_id": call.id, "name": call.name,
+                                "arguments": call.arguments, "step": step}
+        if call.invalid_arguments is not None:
+            data["raw_arguments"] = call.invalid_arguments
+        if call_info:
+            data["model_call"] = call_info
+        yield _Append([NewEvent(type=EventType.TOOL_CALL, author=Author.AGENT,
+                                invocation_id=invocation_id, data=data)])
+        tool = self.agent.get_tool(call.name)
+        refused = _tool_error_result(call)
+        if tool is None:
+            known = ", ".join(sorted(t.name for t in self.agent.tools if isinstance(t, Tool)))
+            refused = f"there is no tool {call.name!r}; the tools are: {known or 'none'}"
+        live = State(state)
+        context = ToolContext(session=session, invocation_id=invocation_id, state=live,
+                              tool_call_id=call.id)
+        if tool is not None and refused is None:
+            try:
+                tool.bind(call.arguments, context)  # arguments that fit the schema?
+            except ToolError as bad:
+                refused = str(bad)
+        if refused is not None or tool is None:
+            # The model's mistake, not the tool's: it gets the error as the call's result
+            # and may try again; nothing is counted as a session error.
+            result: Any = {"error": refused}
+            yield _Append([NewEvent(
+                type=EventType.TOOL_RESULT, author=Author.TOOL, invocation_id=invocation_id,
+                data={"call_id": call.id, "name": call.name, "result": result, "is_error": True},
+            )])
+            messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
+                                    tool_call_id=call.id, name=call.name))
+            return state
         deadline = time.monotonic() + self.state_retry_seconds
         attempt = 0
         while True:
@@ -416,9 +554,6 @@ class Runner:
             context = ToolContext(session=session, invocation_id=invocation_id, state=live,
                                   tool_call_id=call.id)
             try:
-                tool = self.agent.get_tool(call.name)
-                if tool is None:
-                    raise ToolError(f"unknown tool {call.name!r}")
                 result = yield _CallTool(tool, tool.bind(call.arguments, context))
                 json.dumps(result, allow_nan=False)
                 # What the tool read matters only if it wrote: a read-only result cannot
@@ -476,7 +611,6 @@ class Runner:
                 if isinstance(exc, ToolError):
                     raise
                 raise ToolError(f"tool {call.name!r} failed: {exc}") from exc
-        messages.append(Message(role="assistant", tool_calls=[call]))
         messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
                                 tool_call_id=call.id, name=call.name))
         temp = {k: v for k, v in live.delta.items() if is_temp_key(k)}
@@ -489,22 +623,38 @@ class Runner:
 
     # -- drivers --------------------------------------------------------------------------
 
-    def run(self, session_id: str, message: str) -> Iterator[Event]:
+    @overload
+    def run(
+        self, session_id: str, message: str, *, stream: Literal[False] = False
+    ) -> Iterator[Event]: ...
+
+    @overload
+    def run(
+        self, session_id: str, message: str, *, stream: bool
+    ) -> Iterator[Event | TextDelta]: ...
+
+    def run(
+        self, session_id: str, message: str, *, stream: bool = False
+    ) -> Iterator[Event | TextDelta]:
         """Run one turn and yield each event once it is durably stored.
 
         Args:
             session_id: An existing, active session.
             message: The user's words.
+            stream: Also yield the model's text as it arrives, as `TextDelta`s (not
+                stored), before the event that stores the complete text. A model without
+                `generate_stream` gives its text as one delta.
 
         Yields:
-            The turn's events in ledger order, each after its append returned.
+            The turn's events in ledger order, each after its append returned (and, with
+            `stream`, `TextDelta`s).
 
         Raises:
             SessionNotFoundError: No session has this id.
             InvalidTransitionError: The session is terminated or suspended (resume it
                 first); nothing was written. The store checks this again atomically.
             ModelError, ToolError, RunnerError: The turn failed; an `error` event was
-                recorded first.
+                recorded first (`ModelError.kind` says how the model failed).
             KeyboardInterrupt: Ctrl-C while a step ran; an `error` event of kind
                 `cancelled` was recorded (and yielded) first.
             StoreError: The store failed; what was yielded before is stored.
@@ -520,12 +670,36 @@ class Runner:
                 return
             thrown = None
             try:
+                if stream and isinstance(step, _CallModel):
+                    for part in self._stream_model(step):
+                        if isinstance(part, TextDelta):
+                            yield part
+                        else:
+                            sent = part
+                    continue
                 sent = self._execute(session_id, step)
             except (Exception, *_CANCELLED) as exc:  # the turn records a cancellation too
                 thrown = exc
                 continue
             if isinstance(step, _Append):
                 yield from sent
+
+    def _stream_model(self, step: _CallModel) -> Iterator[TextDelta | ModelResponse]:
+        model = self.agent.get_model()
+        generate_stream = getattr(model, "generate_stream", None)
+        if generate_stream is None:
+            response = model.generate(step.messages, step.tools)
+            if isinstance(response, ModelResponse) and response.text:
+                yield TextDelta(response.text, step.invocation_id, step.step)
+            yield response
+            return
+        final: Any = None
+        for part in generate_stream(step.messages, step.tools):
+            if isinstance(part, str):
+                yield TextDelta(part, step.invocation_id, step.step)
+            else:
+                final = part
+        yield final
 
     def _execute(self, session_id: str, step: _Step) -> Any:
         if isinstance(step, _Append):
@@ -536,7 +710,7 @@ class Runner:
             time.sleep(step.seconds)
             return None
         if isinstance(step, _CallModel):
-            return self.agent.model.generate(step.messages, step.tools)
+            return self.agent.get_model().generate(step.messages, step.tools)
         result = step.tool.function(**step.kwargs)
         if inspect.isawaitable(result):
             try:
@@ -546,12 +720,26 @@ class Runner:
             raise ToolError(f"tool {step.tool.name!r} is async; inside an event loop use run_async")
         return result
 
-    async def run_async(self, session_id: str, message: str) -> AsyncIterator[Event]:
-        """The async twin of `run`: same events, same errors; a cancelled task
-        (`asyncio.CancelledError`) is recorded as kind `cancelled`, then re-raised.
+    @overload
+    def run_async(
+        self, session_id: str, message: str, *, stream: Literal[False] = False
+    ) -> AsyncIterator[Event]: ...
+
+    @overload
+    def run_async(
+        self, session_id: str, message: str, *, stream: bool
+    ) -> AsyncIterator[Event | TextDelta]: ...
+
+    async def run_async(
+        self, session_id: str, message: str, *, stream: bool = False
+    ) -> AsyncIterator[Event | TextDelta]:
+        """The async twin of `run`: same events, same errors, same `stream` option; a
+        cancelled task (`asyncio.CancelledError`) is recorded as kind `cancelled`, then
+        re-raised.
 
         Store calls and sync tools run in worker threads so the event loop never blocks;
-        a model with `generate_async` is awaited, any other runs in a thread.
+        a model with `generate_async` (`generate_stream_async` when streaming) is awaited,
+        any other runs in a thread.
         """
         session, history = await asyncio.to_thread(self._start, session_id)
         turn = self._turn(session, history, message)
@@ -564,6 +752,13 @@ class Runner:
                 return
             thrown = None
             try:
+                if stream and isinstance(step, _CallModel):
+                    async for part in self._stream_model_async(step):
+                        if isinstance(part, TextDelta):
+                            yield part
+                        else:
+                            sent = part
+                    continue
                 sent = await self._execute_async(session_id, step)
             except (Exception, *_CANCELLED) as exc:  # the turn records a cancellation too
                 thrown = exc
@@ -571,6 +766,23 @@ class Runner:
             if isinstance(step, _Append):
                 for event in sent:
                     yield event
+
+    async def _stream_model_async(self, step: _CallModel) -> AsyncIterator[TextDelta | ModelResponse]:
+        model = self.agent.get_model()
+        generate_stream_async = getattr(model, "generate_stream_async", None)
+        if generate_stream_async is None:
+            response = await self._execute_async("", step)
+            if isinstance(response, ModelResponse) and response.text:
+                yield TextDelta(response.text, step.invocation_id, step.step)
+            yield response
+            return
+        final: Any = None
+        async for part in generate_stream_async(step.messages, step.tools):
+            if isinstance(part, str):
+                yield TextDelta(part, step.invocation_id, step.step)
+            else:
+                final = part
+        yield final
 
     async def _execute_async(self, session_id: str, step: _Step) -> Any:
         if isinstance(step, _Append):
@@ -584,13 +796,18 @@ class Runner:
             await asyncio.sleep(step.seconds)
             return None
         if isinstance(step, _CallModel):
-            generate_async = getattr(self.agent.model, "generate_async", None)
+            model = self.agent.get_model()
+            generate_async = getattr(model, "generate_async", None)
             if generate_async is not None:
                 return await generate_async(step.messages, step.tools)
-            return await asyncio.to_thread(self.agent.model.generate, step.messages, step.tools)
+            return await asyncio.to_thread(model.generate, step.messages, step.tools)
         if step.tool.is_async:
             return await step.tool.function(**step.kwargs)
         return await asyncio.to_thread(step.tool.function, **step.kwargs)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 async def _await(awaitable: Any) -> Any:

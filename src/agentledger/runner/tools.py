@@ -2,12 +2,14 @@
 
 A tool's JSON schema comes from its signature (pydantic): every parameter must be
 annotated; a parameter annotated `ToolContext` is injected by the runner and left out of
-the schema. The description is the first paragraph of the docstring.
+the schema. The description is the first paragraph of the docstring; a parameter gets its
+own description with `Annotated[str, Field(description="...")]`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -270,7 +272,7 @@ class Tool:
         """
         tool_name = name or function.__name__
         try:
-            hints = get_type_hints(function)
+            hints = get_type_hints(function, include_extras=True)
         except (NameError, TypeError) as exc:
             raise ConfigurationError(f"tool {tool_name!r}: cannot resolve annotations: {exc}") from exc
         fields: dict[str, Any] = {}
@@ -301,7 +303,12 @@ class Tool:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The JSON schema of the arguments (an object schema)."""
+        """The JSON schema of the arguments (an object schema; a fresh copy each time)."""
+        return copy.deepcopy(self._schema)
+
+    @functools.cached_property
+    def _schema(self) -> dict[str, Any]:
+        # Built once per tool: pydantic's schema generation costs about a millisecond.
         schema = self.arguments_model.model_json_schema()
         schema.pop("title", None)
         return schema
