@@ -42,6 +42,7 @@ from agentledger.stores.base import (
     Capabilities,
     SessionPage,
     SessionStore,
+    VerifyReport,
     default_store_url,
     open_store,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "ToolError",
+    "VerifyReport",
     "default_store_url",
     "open_store",
     "project",

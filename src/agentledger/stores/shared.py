@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 from pydantic import ValidationError
 
 from agentledger._ids import new_id
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
@@ -49,6 +50,7 @@ from agentledger.stores.base import (
     SessionFilter,
     SessionPage,
     SessionStore,
+    VerifyReport,
     display_url,
 )
 
@@ -130,7 +132,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 
 
 class EventRow(NamedTuple):
-    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text
+    (canonical: keys sorted, compact), and its `payload_hash` and chain `hash`
+    (`agentledger.core.chain`)."""
 
     id: str
     session_id: str
@@ -141,6 +145,8 @@ class EventRow(NamedTuple):
     invocation_id: str | None
     data: str
     state_delta: str
+    payload_hash: str = ""
+    hash: str = ""
 
 
 class SessionRow(NamedTuple):
@@ -156,6 +162,9 @@ class SessionRow(NamedTuple):
     updated_at: str
     version: int
     snapshot: str
+    last_hash: str = ""
+    """The chain hash of the event of seq `version`, recorded with the snapshot: the last
+    acknowledged commit, so a lost tail of the ledger is told from one never written."""
 
 
 class StoreTransaction(ABC):
@@ -227,6 +236,10 @@ class BaseStore(SessionStore, ABC):
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    _payload_is_canonical: ClassVar[bool] = True
+    """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
+    text); a store that keeps them in another form (JSONB) sets it to False, and its payload
+    hashes are then recomputed by `verify_session` only."""
 
     def __init__(
         self,
@@ -308,8 +321,9 @@ class BaseStore(SessionStore, ABC):
 
     def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
         try:
-            data = _dumps(event.data)
-            delta = _dumps(strip_temp(event.state_delta))
+            # Canonical text (keys sorted), so the payload hash is the same on every store.
+            data = canonical_json(event.data)
+            delta = canonical_json(strip_temp(event.state_delta))
             # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
             size = sum(
                 len(text.encode())
@@ -329,7 +343,102 @@ class BaseStore(SessionStore, ABC):
             event.invocation_id,
             data,
             delta,
+            payload_hash(data, delta),
         )
+
+    @staticmethod
+    def _chained(rows: Sequence[EventRow], previous: str, floor: str) -> list[EventRow]:
+        """Stamp encoded rows with their final timestamps and chain hashes.
+
+        Args:
+            rows: Encoded rows with their `seq` assigned, in order.
+            previous: The hash of the event before the first row (`GENESIS` for seq 1).
+            floor: The session's last event's timestamp (`""` for a new session). A row
+                stamped earlier (a clock that went backwards, or a caller's timestamp) is
+                stamped with the latest time before it instead, so a session's time never
+                runs backwards.
+        """
+        chained = []
+        for row in rows:
+            stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
+            digest = event_hash(
+                previous,
+                row.session_id,
+                row.seq,
+                row.id,
+                row.type,
+                row.author,
+                stamp,
+                row.invocation_id,
+                row.payload_hash,
+            )
+            chained.append(row._replace(timestamp=stamp, hash=digest))
+            previous, floor = digest, stamp
+        return chained
+
+    def _chain_problem(
+        self, rows: Sequence[EventRow], previous: str | None, *, payloads: bool
+    ) -> tuple[int, str] | None:
+        """The first event of a contiguous run of rows that breaks the chain, and why.
+
+        Args:
+            rows: Event rows in `seq` order, without gaps (checked by the caller).
+            previous: The hash the first row chains from; `None` checks only the links
+                between the rows.
+            payloads: Also recompute each payload hash from `data` and `state_delta`.
+        """
+        canonical = self._payload_is_canonical
+        for row in rows:
+            if payloads:
+                if canonical:
+                    data, delta = row.data, row.state_delta
+                else:
+                    try:
+                        data = canonical_json(json.loads(row.data))
+                        delta = canonical_json(json.loads(row.state_delta))
+                    except (TypeError, ValueError):
+                        return row.seq, "its data or state_delta is not JSON"
+                if payload_hash(data, delta) != row.payload_hash:
+                    return row.seq, "its data or state_delta was changed (payload hash mismatch)"
+            if previous is not None:
+                expected = event_hash(
+                    previous,
+                    row.session_id,
+                    row.seq,
+                    row.id,
+                    row.type,
+                    row.author,
+                    row.timestamp,
+                    row.invocation_id,
+                    row.payload_hash,
+                )
+                if expected != row.hash:
+                    return row.seq, "its header or the chain before it was changed (hash mismatch)"
+            previous = row.hash
+        return None
+
+    def _check_read(self, session_id: str, rows: Sequence[EventRow], first: int | None) -> None:
+        """Check rows read back: no gap in `seq` (starting at `first` when given), and the
+        chain between them (from `GENESIS` when they start at seq 1).
+
+        Raises:
+            CorruptedSessionError: A gap, or an event whose hash does not match.
+        """
+        if not rows:
+            return
+        start = rows[0][2] if first is None else first
+        for i, row in enumerate(rows):
+            if row[2] != start + i:
+                raise CorruptedSessionError(
+                    session_id, f"event {start + i} is missing (found seq {row[2]} instead)"
+                )
+        problem = self._chain_problem(
+            [r if isinstance(r, EventRow) else EventRow(*r) for r in rows],
+            GENESIS if start == 1 else None,
+            payloads=self._payload_is_canonical,
+        )
+        if problem is not None:
+            raise CorruptedSessionError(session_id, f"event {problem[0]}: {problem[1]}")
 
     @staticmethod
     def _decode_event(
@@ -376,7 +485,9 @@ class BaseStore(SessionStore, ABC):
         return [decode(row) for row in rows]
 
     @staticmethod
-    def _session_row(session: Session, created_at: str | None = None) -> SessionRow:
+    def _session_row(
+        session: Session, created_at: str | None = None, last_hash: str = ""
+    ) -> SessionRow:
         return SessionRow(
             session.id,
             session.app_name,
@@ -388,6 +499,7 @@ class BaseStore(SessionStore, ABC):
             format_timestamp(session.updated_at),
             session.version,
             session.model_dump_json(),
+            last_hash,
         )
 
     def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
@@ -397,7 +509,9 @@ class BaseStore(SessionStore, ABC):
             pass
         # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
         try:
-            return project(self._decode_events(rebuild()))
+            rows = rebuild()
+            self._check_read(row.id, rows, 1)
+            return project(self._decode_events(rows))
         except CorruptedSessionError:
             raise
         except ValueError as exc:
@@ -469,7 +583,9 @@ class BaseStore(SessionStore, ABC):
                 old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
                 tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
         tx.insert_events(rows)
-        tx.save_session(self._session_row(updated, created_at), new=current is None)
+        tx.save_session(
+            self._session_row(updated, created_at, rows[-1].hash), new=current is None
+        )
         return updated, events
 
     def create_session(
@@ -509,7 +625,7 @@ class BaseStore(SessionStore, ABC):
             )
         except ValidationError as exc:
             raise InvalidEventError(str(exc)) from exc
-        row = self._encode(sid, 1, event, self._clock())
+        (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
                 raise SessionExistsError(sid)
@@ -546,9 +662,25 @@ class BaseStore(SessionStore, ABC):
             check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
-            rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
+            previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+            rows = self._chained(
+                [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)],
+                previous,
+                format_timestamp(current.updated_at),
+            )
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored
+
+    @staticmethod
+    def _last_hash(tx: StoreTransaction, session_id: str, version: int) -> str:
+        """The chain hash of the session's last event, read from its ledger (when the
+        snapshot row does not record it)."""
+        rows = tx.load_event_rows(session_id)
+        if not rows or rows[-1].seq != version or not rows[-1].hash:
+            raise CorruptedSessionError(
+                session_id, f"the ledger does not end at seq {version} with a chained event"
+            )
+        return rows[-1].hash
 
     # -- reads --------------------------------------------------------------------------
 
@@ -584,7 +716,65 @@ class BaseStore(SessionStore, ABC):
         )
         if not rows and not self._session_exists(session_id):
             raise SessionNotFoundError(session_id)
+        if not types:  # checked where cheap: no gap, and the chain between the rows
+            first = max(after, 0) + 1 if last is None and isinstance(after, int) else None
+            self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        validate_session_id(session_id)
+        if not self._session_exists(session_id):
+            raise SessionNotFoundError(session_id)
+
+        def bad(seq: int | None, problem: str, events: int = 0) -> VerifyReport:
+            return VerifyReport(
+                session_id=session_id, ok=False, events=events, first_bad_seq=seq, problem=problem
+            )
+
+        try:
+            rows = [
+                r if isinstance(r, EventRow) else EventRow(*r)
+                for r in self._fetch_event_rows(
+                    session_id, after=0, limit=None, last=None, types=None
+                )
+            ]
+        except CorruptedSessionError as exc:
+            return bad(None, exc.detail)
+        for i, row in enumerate(rows, 1):
+            if row.seq != i:
+                return bad(i, f"event {i} is missing (found seq {row.seq} instead)", len(rows))
+        problem = self._chain_problem(rows, GENESIS, payloads=True)
+        if problem is not None:
+            return bad(problem[0], problem[1], len(rows))
+        try:
+            found = self._fetch_session(session_id)
+        except CorruptedSessionError as exc:
+            return bad(len(rows) + 1, exc.detail, len(rows))
+        if found is None:
+            return bad(None, "the session disappeared while it was verified", len(rows))
+        snapshot = found[0]
+        if snapshot.version > len(rows):
+            return bad(
+                len(rows) + 1,
+                f"acknowledged events {len(rows) + 1} to {snapshot.version} are missing "
+                f"(the ledger ends at seq {len(rows)})",
+                len(rows),
+            )
+        last_hash = rows[-1].hash if rows else ""
+        if snapshot.version == len(rows) and snapshot.last_hash not in ("", last_hash):
+            return bad(
+                len(rows),
+                "the last event is not the one the session's last commit recorded",
+                len(rows),
+            )
+        try:
+            projected = project(self._decode_events(rows))
+            stored = Session.model_validate_json(snapshot.snapshot)
+        except (ValueError, CorruptedSessionError) as exc:
+            return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
+        if snapshot.version == len(rows) and stored.model_dump() != projected.model_dump():
+            return bad(None, "the session's snapshot does not match its ledger", len(rows))
+        return VerifyReport(session_id=session_id, ok=True, events=len(rows), last_hash=last_hash)
 
     def list_sessions(
         self,
