@@ -55,6 +55,9 @@ is split by topic:
         they agree call for call.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
         `SessionManager` (seeds 001 and 003).
+    `_integrity`: time never runs backwards in a session (a clock going back, an earlier
+        timestamp from the caller); every session's hash chain verifies after normal use,
+        and `verify_session` reports the same `last_hash` as `chain_of(events)`.
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
 store must accept the `clock` option.
 """
@@ -65,6 +68,7 @@ from agentledger.testing._appends import AppendConformance
 from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._crash import CrashConformance
+from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
@@ -80,6 +84,7 @@ __all__ = [
     "ConformanceBase",
     "CrashConformance",
     "FakeClock",
+    "IntegrityConformance",
     "LifecycleConformance",
     "ProcessConformance",
     "PropertyConformance",
@@ -105,5 +110,6 @@ class StoreConformance(
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
+    IntegrityConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
