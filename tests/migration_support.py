@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentledger import NewEvent, Session, SessionStore, project
+from agentledger.stores.shared import parse_timestamp
 from agentledger.testing import StoreFactory
 
 __all__ = [
@@ -67,7 +68,8 @@ def v1_rows() -> dict[str, Any]:
 
 def check_v1_store_upgraded(store: SessionStore) -> None:
     """A store upgraded from the version-1 data: every session reads back as it was, its
-    events too, every chain verifies, and appending continues the chain."""
+    events too (their ids aside: the file store's were other ids), every chain verifies,
+    and appending continues the chain."""
     rows = v1_rows()
     for snapshot in (r[9] for r in rows["sessions"]):
         before = Session.model_validate_json(snapshot)
@@ -79,8 +81,8 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
         assert report.events == before.version
         events = store.read_events(before.id)
         old = [r for r in rows["events"] if r[0] == before.id]
-        assert [(e.seq, e.id, e.type, e.data, e.state_delta) for e in events] == [
-            (r[1], r[2], r[3], json.loads(r[7]), json.loads(r[8])) for r in old
+        assert [(e.seq, e.type, e.timestamp, e.data, e.state_delta) for e in events] == [
+            (r[1], r[3], parse_timestamp(r[5]), json.loads(r[7]), json.loads(r[8])) for r in old
         ]
         assert project(events) == before
     assert store.get_session("s-one").state["user:tier"] == "gold"

@@ -455,15 +455,23 @@ def _ends_with(ledger: Any, end: int, seq: int, last_hash: str) -> bool:
     )
 
 
-def _check_acknowledged(session_id: str, committed: int, acknowledged: int) -> None:
-    """Raise `CorruptedSessionError` if the ledger's `committed` events are fewer than the
-    `acknowledged` ones its snapshot records: a lost tail, not a torn one (a torn tail was
-    never acknowledged, and a snapshot is written only after its commit)."""
-    if acknowledged > committed:
+def _check_acknowledged(
+    session_id: str, committed: tuple[int, int], acknowledged: tuple[int, int] | None
+) -> None:
+    """Raise `CorruptedSessionError` if the ledger's committed part, `(events, bytes)`, is
+    shorter than the commit its (checksummed) snapshot records as `acknowledged`, `(version,
+    ledger_bytes)`: a lost tail, not a torn one (a torn tail was never acknowledged, and a
+    snapshot is written only after its commit). A snapshot that records more events than
+    the ledger holds in fewer bytes than the ledger has is another ledger's: not damage."""
+    if acknowledged is None:
+        return
+    (have, have_bytes), (acked, acked_bytes) = committed, acknowledged
+    if acked_bytes > have_bytes and acked > have:
         raise CorruptedSessionError(
             session_id,
-            f"{LEDGER} ends at seq {committed}, but events up to seq {acknowledged} were "
-            f"acknowledged: events {committed + 1} to {acknowledged} are missing",
+            f"{LEDGER} ends at seq {have}, but events up to seq {acked} were "
+            f"acknowledged: events {have + 1} to {acked} are missing",
+            seq=have + 1,
         )
 
 
@@ -865,7 +873,7 @@ class FileStore(BaseStore):
         rows = [_event_row(session_id, v) for v in events]
         self._check_read(session_id, rows, 1)
         if parsed is not None:
-            _check_acknowledged(session_id, len(rows), parsed[0]["version"])
+            _check_acknowledged(session_id, (len(rows), committed), (parsed[0]["version"], parsed[1]))
         session = project(self._decode_events(rows))
         row = self._session_row(session, last_hash=rows[-1].hash)
         return _Current(row, committed, size, False)
@@ -918,14 +926,14 @@ class FileStore(BaseStore):
         # The snapshot first: it is written after its commit, so the ledger read next
         # holds at least the events it records.
         text = _read_text(self._file(session_id, SNAPSHOT))
-        acknowledged = 0
+        acknowledged = None
         if text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(text))
             except ValueError:
                 parsed = None
             if parsed is not None:
-                acknowledged = parsed[0]["version"]
+                acknowledged = (parsed[0]["version"], parsed[1])
         try:
             with open(self._file(session_id, LEDGER), "rb") as ledger:
                 data = ledger.read()
@@ -933,11 +941,11 @@ class FileStore(BaseStore):
             if os.path.exists(self._file(session_id, SNAPSHOT)):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
-        events, _ = _parse_ledger(session_id, data)
+        events, committed = _parse_ledger(session_id, data)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
-        _check_acknowledged(session_id, len(events), acknowledged)
+        _check_acknowledged(session_id, (len(events), committed), acknowledged)
         return events
 
     # -- shared state ---------------------------------------------------------------------

@@ -430,7 +430,9 @@ class BaseStore(SessionStore, ABC):
         for i, row in enumerate(rows):
             if row[2] != start + i:
                 raise CorruptedSessionError(
-                    session_id, f"event {start + i} is missing (found seq {row[2]} instead)"
+                    session_id,
+                    f"event {start + i} is missing (found seq {row[2]} instead)",
+                    seq=start + i,
                 )
         problem = self._chain_problem(
             [r if isinstance(r, EventRow) else EventRow(*r) for r in rows],
@@ -438,7 +440,9 @@ class BaseStore(SessionStore, ABC):
             payloads=self._payload_is_canonical,
         )
         if problem is not None:
-            raise CorruptedSessionError(session_id, f"event {problem[0]}: {problem[1]}")
+            raise CorruptedSessionError(
+                session_id, f"event {problem[0]}: {problem[1]}", seq=problem[0]
+            )
 
     @staticmethod
     def _decode_event(
@@ -739,7 +743,7 @@ class BaseStore(SessionStore, ABC):
                 )
             ]
         except CorruptedSessionError as exc:
-            return bad(None, exc.detail)
+            return bad(exc.seq, exc.detail)
         for i, row in enumerate(rows, 1):
             if row.seq != i:
                 return bad(i, f"event {i} is missing (found seq {row.seq} instead)", len(rows))
@@ -749,7 +753,7 @@ class BaseStore(SessionStore, ABC):
         try:
             found = self._fetch_session(session_id)
         except CorruptedSessionError as exc:
-            return bad(len(rows) + 1, exc.detail, len(rows))
+            return bad(exc.seq, exc.detail, len(rows))
         if found is None:
             return bad(None, "the session disappeared while it was verified", len(rows))
         snapshot = found[0]
