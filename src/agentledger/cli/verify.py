@@ -69,7 +69,8 @@ def verify_command(
         console = make_console()
         for report in reports:
             if report.ok:
-                line = Text.assemble(("ok  ", "green"), f" {report.session_id}  {report.events} events")
+                events = f"{report.events} event{'' if report.events == 1 else 's'}"
+                line = Text.assemble(("ok  ", "green"), f" {report.session_id}  {events}")
             else:
                 where = "" if report.first_bad_seq is None else f"seq {report.first_bad_seq}: "
                 line = Text.assemble(
