@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["GENESIS", "canonical_json", "event_hash", "payload_hash"]
@@ -34,7 +35,8 @@ GENESIS = "0" * 64
 _canonical = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
 ).encode
-_header = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string: Callable[[str], str] = json.encoder.encode_basestring
+"""A JSON string literal, non-ASCII kept (what `json.dumps(..., ensure_ascii=False)` writes)."""
 
 
 def _positive_zero(value: Any) -> Any:
@@ -96,7 +98,11 @@ def event_hash(
         timestamp: The event's time as the stores keep it (`2026-01-08T18:05:30.000000Z`).
         payload: The event's `payload_hash`.
     """
-    header = _header(
-        [previous, session_id, seq, event_id, type, author, timestamp, invocation_id, payload]
+    # The compact JSON array, written out by hand: the same text as `json.dumps([...],
+    # ensure_ascii=False, separators=(",", ":"))`, at a third of its cost.
+    q = _string
+    header = (
+        f"[{q(previous)},{q(session_id)},{int(seq)},{q(event_id)},{q(type)},{q(author)},"
+        f"{q(timestamp)},{'null' if invocation_id is None else q(invocation_id)},{q(payload)}]"
     )
     return hashlib.sha256(header.encode()).hexdigest()

@@ -377,44 +377,36 @@ class BaseStore(SessionStore, ABC):
         return chained
 
     def _chain_problem(
-        self, rows: Sequence[EventRow], previous: str | None, *, payloads: bool
+        self, rows: Sequence[EventRow | Sequence[Any]], previous: str | None, *, payloads: bool
     ) -> tuple[int, str] | None:
         """The first event of a contiguous run of rows that breaks the chain, and why.
 
         Args:
-            rows: Event rows in `seq` order, without gaps (checked by the caller).
+            rows: Event rows (`EventRow` or tuples in its order) in `seq` order, without
+                gaps (checked by the caller).
             previous: The hash the first row chains from; `None` checks only the links
                 between the rows.
             payloads: Also recompute each payload hash from `data` and `state_delta`.
         """
         canonical = self._payload_is_canonical
         for row in rows:
+            # By position (EventRow order), as SQL rows come as plain tuples.
             if payloads:
-                if canonical:
-                    data, delta = row.data, row.state_delta
-                else:
+                data, delta = row[7], row[8]
+                if not canonical:
                     try:
-                        data = canonical_json(json.loads(row.data))
-                        delta = canonical_json(json.loads(row.state_delta))
+                        data, delta = canonical_json(json.loads(data)), canonical_json(json.loads(delta))
                     except (TypeError, ValueError):
-                        return row.seq, "its data or state_delta is not JSON"
-                if payload_hash(data, delta) != row.payload_hash:
-                    return row.seq, "its data or state_delta was changed (payload hash mismatch)"
+                        return row[2], "its data or state_delta is not JSON"
+                if payload_hash(data, delta) != row[9]:
+                    return row[2], "its data or state_delta was changed (payload hash mismatch)"
             if previous is not None:
                 expected = event_hash(
-                    previous,
-                    row.session_id,
-                    row.seq,
-                    row.id,
-                    row.type,
-                    row.author,
-                    row.timestamp,
-                    row.invocation_id,
-                    row.payload_hash,
+                    previous, row[1], row[2], row[0], row[3], row[4], row[5], row[6], row[9]
                 )
-                if expected != row.hash:
-                    return row.seq, "its header or the chain before it was changed (hash mismatch)"
-            previous = row.hash
+                if expected != row[10]:
+                    return row[2], "its header or the chain before it was changed (hash mismatch)"
+            previous = row[10]
         return None
 
     def _check_read(self, session_id: str, rows: Sequence[EventRow], first: int | None) -> None:
@@ -435,9 +427,7 @@ class BaseStore(SessionStore, ABC):
                     seq=start + i,
                 )
         problem = self._chain_problem(
-            [r if isinstance(r, EventRow) else EventRow(*r) for r in rows],
-            GENESIS if start == 1 else None,
-            payloads=self._payload_is_canonical,
+            rows, GENESIS if start == 1 else None, payloads=self._payload_is_canonical
         )
         if problem is not None:
             raise CorruptedSessionError(
