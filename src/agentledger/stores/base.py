@@ -183,6 +183,10 @@ class SessionStore(Protocol):
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
+            Time never runs backwards in a session: an event whose timestamp (its own, or
+            the store's clock when it has none) is earlier than the session's last event
+            is stored with the last event's timestamp instead. Each event is chained to the
+            one before it by its hash (`verify_session`).
 
         Raises:
             SessionNotFoundError: No session has this id.
@@ -230,7 +234,10 @@ class SessionStore(Protocol):
 
         Raises:
             SessionNotFoundError: No session has this id.
-            CorruptedSessionError: A stored event cannot be read back.
+            CorruptedSessionError: A stored event cannot be read back; or, unless `types`
+                filters them, the events read have a gap in `seq`, or one of them does not
+                match its chain hash (checked between the events read, and from the start
+                of the chain on a read from seq 1; `verify_session` checks everything).
         """
         ...
 

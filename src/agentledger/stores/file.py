@@ -10,7 +10,7 @@ URL → folder:
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 1}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
@@ -24,10 +24,13 @@ suffixed with `~` and a hash. On a case-insensitive file system, ids and names t
 only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
-"invocation_id": …, "data": {…}, "state_delta": {…}, "batch_end": N}`, where `batch_end` is
+"invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
+"batch_end": N}`, where `data` and `state_delta` are canonical JSON (keys sorted), the two
+hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
-folder's name. `session.json` is the `Session` as JSON plus `ledger_bytes`, the length of
-`events.jsonl` it was projected from.
+folder's name. `session.json` is the `Session` as JSON plus the commit it was projected
+from, `ledger_bytes` (the length of `events.jsonl` then) and `last_hash` (the hash of its
+event of seq `version`), and a `checksum` (SHA-256 of all the rest as compact JSON).
 
 Commit point — the ledger is the truth:
     An append takes the session's lock, then writes all its lines with one `write()` and
@@ -41,13 +44,20 @@ Commit point — the ledger is the truth:
     session raises `CorruptedSessionError`, the others are unaffected.
 
     `session.json` is a cache: replaced atomically (temp file in the same folder, fsync,
-    `os.replace`) after the ledger commit. A reader trusts it when `ledger_bytes` equals the
-    ledger's size (O(1), the common case). When the ledger is longer (a writer between its
+    `os.replace`) after the ledger commit. It is used only if its checksum holds and the
+    ledger's line ending at `ledger_bytes` is the event it records (seq `version`, hash
+    `last_hash`), so an edited snapshot is never served and seq always comes from the
+    ledger; otherwise the session is rebuilt from the whole ledger, its chain checked. A
+    reader trusts it when `ledger_bytes` also equals the ledger's size (the common case:
+    one stat and a read of the last line). When the ledger is longer (a writer between its
     commit and the snapshot, or one killed there), the reader projects only the bytes after
     `ledger_bytes` onto the snapshot (O(new events)); when the snapshot is missing or
-    unreadable, or the ledger is shorter than it says, the session is rebuilt from the whole
-    ledger. The next writer stores the repaired snapshot. So every append that returned
-    survives `kill -9`, and no part of an unfinished multi-event append is ever visible.
+    unreadable, the session is rebuilt from the whole ledger. A ledger whose committed
+    batches end before the commit a good snapshot records lost acknowledged events (a torn
+    tail never was acknowledged: the snapshot is written after its commit): that is
+    damage, `CorruptedSessionError`, and no writer truncates or appends over it. The next
+    writer stores the repaired snapshot. So every append that returned survives `kill -9`,
+    and no part of an unfinished multi-event append is ever visible.
     (A reader may see a batch between its `write()` and its fsync, a moment before the
     append returns: like a committed transaction, it survives the writer's crash; only a
     power cut in that moment, or an fsync error, could take it back.)

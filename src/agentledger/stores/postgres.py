@@ -21,8 +21,11 @@ The contract is enforced by the database, not by a lock in this process:
 
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
-`snapshot`), `events` (primary key `(session_id, seq)`, `data` and `state_delta` as JSONB),
-`scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
+`snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
+`(session_id, seq)`, `data` and `state_delta` as JSONB, `payload_hash` and `hash` of the
+hash chain, see `agentledger.core.chain`; JSONB keeps values, not their text, so a read
+checks the chain over the stored payload hashes and `verify_session` recomputes those from
+the values), `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
 `agentledger_schema_version` (one row per applied migration). Text keys use the "C"
 collation, so ordering and cursors are byte-wise, as on every other store.
 

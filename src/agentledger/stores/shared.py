@@ -229,7 +229,9 @@ class BaseStore(SessionStore, ABC):
     Args:
         max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
             `data` and `state_delta` JSON plus its type, author and invocation id.
-        clock: Returns the current UTC time; stamps events that carry no timestamp.
+        clock: Returns the current UTC time; stamps events that carry no timestamp. A
+            time earlier than the session's last event (a clock that went backwards, or a
+            caller's timestamp) is raised to that event's time.
         lifecycle: The phase rules every append is checked against, inside its
             transaction (`core.lifecycle.check_append`); default: DESIGN.md §2's phases.
     """

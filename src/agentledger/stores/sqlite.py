@@ -12,6 +12,10 @@ Durability (`durability=` option or `?durability=` in the URL):
     `"normal"`: `PRAGMA synchronous=NORMAL`; an acknowledged append survives a process
         crash (`kill -9`) but the last commits may be lost on power loss. Faster.
 
+Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chain`), and
+each session row the `last_hash` of its last commit, so damage to the file is detected
+(`verify_session`; gaps and the chain on reads too).
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 """
