@@ -727,6 +727,12 @@ class BaseStore(SessionStore, ABC):
                 session_id=session_id, ok=False, events=events, first_bad_seq=seq, problem=problem
             )
 
+        # The session's row first: a commit landing meanwhile only adds events after it.
+        try:
+            found = self._fetch_session(session_id)
+            snapshot_error = None
+        except CorruptedSessionError as exc:
+            found, snapshot_error = None, exc
         try:
             rows = [
                 r if isinstance(r, EventRow) else EventRow(*r)
@@ -742,34 +748,32 @@ class BaseStore(SessionStore, ABC):
         problem = self._chain_problem(rows, GENESIS, payloads=True)
         if problem is not None:
             return bad(problem[0], problem[1], len(rows))
-        try:
-            found = self._fetch_session(session_id)
-        except CorruptedSessionError as exc:
-            return bad(exc.seq, exc.detail, len(rows))
+        if snapshot_error is not None:
+            return bad(snapshot_error.seq, snapshot_error.detail, len(rows))
         if found is None:
             return bad(None, "the session disappeared while it was verified", len(rows))
         snapshot = found[0]
-        if snapshot.version > len(rows):
+        version = snapshot.version
+        if version > len(rows):
             return bad(
                 len(rows) + 1,
-                f"acknowledged events {len(rows) + 1} to {snapshot.version} are missing "
+                f"acknowledged events {len(rows) + 1} to {version} are missing "
                 f"(the ledger ends at seq {len(rows)})",
                 len(rows),
             )
-        last_hash = rows[-1].hash if rows else ""
-        if snapshot.version == len(rows) and snapshot.last_hash not in ("", last_hash):
+        committed = rows[:version]
+        if committed and snapshot.last_hash not in ("", committed[-1].hash):
             return bad(
-                len(rows),
-                "the last event is not the one the session's last commit recorded",
-                len(rows),
+                version, "the last event is not the one the session's last commit recorded", len(rows)
             )
         try:
-            projected = project(self._decode_events(rows))
+            projected = project(self._decode_events(committed))
             stored = Session.model_validate_json(snapshot.snapshot)
         except (ValueError, CorruptedSessionError) as exc:
             return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
-        if snapshot.version == len(rows) and stored.model_dump() != projected.model_dump():
+        if stored.model_dump() != projected.model_dump():
             return bad(None, "the session's snapshot does not match its ledger", len(rows))
+        last_hash = rows[-1].hash if rows else ""
         return VerifyReport(session_id=session_id, ok=True, events=len(rows), last_hash=last_hash)
 
     def list_sessions(
