@@ -135,7 +135,8 @@ def store(tmp_path: Path) -> Iterator[SessionStore]:
 
 
 class Chat:
-    """A chat context on a real store, printing into a buffer with colours (ANSI)."""
+    """A chat context on a real store, printing (errors too) into a buffer with colours
+    (ANSI)."""
 
     def __init__(self, store: SessionStore) -> None:
         self.manager = SessionManager(store, app_name="reminders", user_id="ann")
@@ -144,7 +145,8 @@ class Chat:
                           width=120, emoji=False, highlight=False)
         first = self.manager.create_session("reminders", title="first")
         self.ctx = ChatContext(manager=self.manager, console=console, session_id=first.id,
-                               agent_name="reminders", app_name="reminders", user_id="ann")
+                               agent_name="reminders", app_name="reminders", user_id="ann",
+                               errors=console)
         self.first = first.id
 
     def run(self, line: str) -> str:
@@ -270,8 +272,9 @@ def test_load_of_another_agents_session_warns(chat: Chat) -> None:
 
 def test_save_reports_what_is_stored_and_writes_nothing(chat: Chat, store: SessionStore) -> None:
     before = store.get_session(chat.first).version
+    assert before == 1
     out = chat.run("/session save")
-    assert f"session {chat.first} is active and saved: {before} events" in out
+    assert f"session {chat.first} is active and saved: 1 event, the last at" in out
     assert "nothing left to save" in out
     assert store.get_session(chat.first).version == before
 
@@ -409,7 +412,8 @@ def test_chat_on_a_terminated_session_says_so_and_refuses_turns(tmp_path: Path) 
     result = CliRunner().invoke(app, ["--store", url, "chat", "--session", done.id],
                                 input=_chat_input("remind me to nap", "/quit"))
     assert result.exit_code == 0, result.output
-    assert f"session: {done.id} (continued)" in result.output
+    assert f"session: {done.id} (terminated);" in result.output
+    assert "(continued)" not in result.output
     assert f"session {done.id} is terminated.\nStart another with" in result.output  # at start
     assert result.output.count("is terminated; the message was not sent") == 1
     with open_store(url) as store:

@@ -32,6 +32,7 @@ from agentledger import (
     SchemaVersionError,
     SessionNotFoundError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
     open_store,
 )
@@ -80,6 +81,7 @@ def _record(store: SessionStore, session_id: str) -> tuple[Any, Any]:
 
 def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").mkdir()  # a store creates its own folder, not the ones above it
     for url, folder in [
         ("file://./rel", tmp_path / "rel"),
         ("file://plain/sub", tmp_path / "plain" / "sub"),
@@ -96,6 +98,41 @@ def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path / "rel")
     store.create_session(app_name="demo", user_id="ada", session_id="s")
     assert (tmp_path / "moving" / "s" / SNAPSHOT).is_file()
+
+
+def test_a_store_folder_is_created_only_by_a_write_and_never_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for options in ({"read_only": True}, {"create": False}):
+        with pytest.raises(StoreNotFoundError, match="does not exist"):
+            open_store("file://./s", **options)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(StoreNotFoundError, match=f"folder {tmp_path / 'missing'} does not exist"):
+        open_store("file://./missing/s")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()  # a folder that is not a store is not read as one
+    with pytest.raises(StoreNotFoundError, match="holds no agentledger file store"):
+        open_store("file://./empty", read_only=True)
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_read_only_open_does_not_migrate_an_older_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(f"file://{tmp_path}/s") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    format_file = tmp_path / "s" / "_agentledger.json"
+    before = format_file.read_text()
+    later = SCHEMA_VERSION + 1
+    monkeypatch.setattr(file_module, "MIGRATIONS", {**MIGRATIONS, later: lambda root: None})
+    monkeypatch.setattr(file_module, "SCHEMA_VERSION", later)
+    with pytest.raises(SchemaVersionError, match="does not migrate"):
+        open_store(f"file://{tmp_path}/s", read_only=True)
+    assert format_file.read_text() == before
+    with open_store(f"file://{tmp_path}/s") as store:  # a write migrates
+        assert store.get_session("kept").version == 1
+    assert json.loads(format_file.read_text())["schema_version"] == later
 
 
 @pytest.mark.parametrize(

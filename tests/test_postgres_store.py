@@ -28,9 +28,11 @@ from agentledger import (
     CorruptedSessionError,
     MissingDependencyError,
     NewEvent,
+    ReadOnlyStoreError,
     SchemaVersionError,
     SessionExistsError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
     open_store,
 )
@@ -149,6 +151,31 @@ def test_a_schema_of_the_previous_version_is_migrated(
     reopened.close()
     make().close()
     assert sql("SELECT x FROM extra") == [(7,)]  # applied once
+
+
+def test_a_read_only_open_does_not_migrate_or_create(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    for options in ({"read_only": True}, {"create": False}):
+        with pytest.raises(StoreNotFoundError, match="holds no agentledger store"):
+            make(**options)
+    schema = _schema(postgres_url)
+    assert sql("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) == []
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    upgraded = [*MIGRATIONS, ["CREATE TABLE {schema}.extra (x integer)"]]
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(SchemaVersionError, match="does not migrate"):
+        make(read_only=True)
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(SCHEMA_VERSION,)]
+    reopened = make(create=False)  # a writer migrates
+    assert reopened.schema_version() == SCHEMA_VERSION + 1
+    ro = make(read_only=True)
+    assert ro.get_session("kept").version == 1
+    with pytest.raises(ReadOnlyStoreError):
+        ro.append("kept", [msg()])
 
 
 def test_failed_migration_changes_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 
 from agentledger import (
     ConfigurationError,
+    EventTooLargeError,
+    InvalidEventError,
     InvalidTransitionError,
     ModelError,
     NewEvent,
@@ -32,6 +35,7 @@ from agentledger.runner import (
 )
 from agentledger.runner.runner import history_messages
 from agentledger.stores.base import SessionStore
+from agentledger.testing import StoreFactory
 
 
 def new_session(store: SessionStore, user: str = "ada", app: str = "reminders") -> str:
@@ -43,14 +47,14 @@ class ScriptedModel:
 
     name = "scripted"
 
-    def __init__(self, responses: Sequence[ModelResponse | Exception]) -> None:
+    def __init__(self, responses: Sequence[ModelResponse | BaseException]) -> None:
         self.responses = list(responses)
         self.seen: list[list[Message]] = []
 
     def generate(self, messages: Sequence[Message], tools: Sequence[Any]) -> ModelResponse:
         self.seen.append(list(messages))
         response = self.responses.pop(0)
-        if isinstance(response, Exception):
+        if isinstance(response, BaseException):
             raise response
         return response
 
@@ -257,6 +261,33 @@ def test_closed_session_refuses_a_turn_and_writes_nothing(
     assert store.get_session(sid).version == version
 
 
+@pytest.mark.parametrize(
+    ("message", "error", "needle"),
+    [
+        ("remind me to caf\udce9", InvalidEventError, "character 17 is the byte 0xe9"),
+        ("remind me to \ud800", InvalidEventError, "a lone surrogate '\\ud800'"),
+        ("x" * 3000, EventTooLargeError, "the message is 30"),
+    ],
+)
+def test_a_message_the_store_cannot_hold_is_refused_before_any_write(
+    make_store: StoreFactory, message: str, error: type[Exception], needle: str
+) -> None:
+    store = make_store(max_event_bytes=2000)
+    sid = new_session(store)
+    runner = Runner(build_reminders_agent(), store)
+    with pytest.raises(error, match=re.escape(needle)):
+        runner.check_message(message)
+    for run in (lambda: list(runner.run(sid, message)), lambda: asyncio.run(collect(runner, sid, message))):
+        with pytest.raises(error, match=re.escape(needle)):
+            run()
+        assert store.get_session(sid).version == 1
+    runner.check_message("x" * 1900)
+
+
+async def collect(runner: Runner, sid: str, message: str) -> list[Any]:
+    return [event async for event in runner.run_async(sid, message)]
+
+
 def test_unknown_session(store: SessionStore) -> None:
     with pytest.raises(SessionNotFoundError):
         list(Runner(build_reminders_agent(), store).run("nope", "hi"))
@@ -405,3 +436,124 @@ def test_tool_whose_state_keeps_changing_fails_after_retries(store: SessionStore
     last = store.read_events(sid)[-1]
     assert last.type == "error" and "count" in last.data["message"]
     assert [e.type for e in store.read_events(sid)].count("tool_result") == 0
+
+
+# -- error kinds and cancelled turns -------------------------------------------------------
+
+
+def ping() -> str:
+    """Answer pong."""
+    return "pong"
+
+
+def explode() -> str:
+    """Fail."""
+    raise RuntimeError("boom")
+
+
+def interrupted() -> str:
+    """Ctrl-C arrives while the tool runs."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("responses", "raised", "kind", "source"),
+    [
+        ([call("explode")], ToolError, "tool", "tool"),
+        ([TimeoutError("no answer")], ModelError, "model", "model"),
+        ([call("ping", call_id=f"c{i}") for i in range(2)], RunnerError, "max_steps", "runner"),
+    ],
+)
+def test_error_events_carry_a_machine_readable_kind(
+    store: SessionStore,
+    responses: list[Any],
+    raised: type[Exception],
+    kind: str,
+    source: str,
+) -> None:
+    sid = new_session(store)
+    agent = Agent(name="a", model=ScriptedModel(responses), tools=[ping, explode], max_steps=2)
+    with pytest.raises(raised):
+        list(Runner(agent, store).run(sid, "go"))
+    error = store.read_events(sid)[-1]
+    assert error.type == "error"
+    assert error.data["kind"] == kind and error.data["source"] == source
+    assert {"message", "error_type"} <= set(error.data)
+
+
+@pytest.mark.parametrize("where", ["tool", "model"])
+def test_ctrl_c_during_a_turn_records_it_as_cancelled_then_re_raises(
+    store: SessionStore, where: str
+) -> None:
+    responses: list[Any] = [call("interrupted")] if where == "tool" else [KeyboardInterrupt()]
+    agent = Agent(name="a", model=ScriptedModel(responses), tools=[interrupted])
+    sid = new_session(store)
+    with pytest.raises(KeyboardInterrupt):
+        list(Runner(agent, store).run(sid, "go"))
+    events = store.read_events(sid)
+    error = events[-1]
+    assert error.type == "error" and error.data["kind"] == "cancelled"
+    assert error.data["error_type"] == "KeyboardInterrupt"
+    user_message = next(e for e in events if e.type == "user_message")
+    assert error.invocation_id == user_message.invocation_id
+    expected = ["user_message", "tool_call", "error"] if where == "tool" else [
+        "user_message", "error"
+    ]
+    assert [e.type for e in events[1:]] == expected
+    # the session takes the next turn
+    assert store.get_session(sid).status == "active"
+
+
+def test_a_cancelled_async_turn_is_recorded_as_cancelled(store: SessionStore) -> None:
+    async def main() -> list[str]:
+        started = asyncio.Event()
+
+        async def wait_forever() -> str:
+            """Block until cancelled."""
+            started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        agent = Agent(name="a", model=ScriptedModel([call("wait_forever")]), tools=[wait_forever])
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for event in Runner(agent, store).run_async(sid, "go"):
+                seen.append(event.type)
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    sid = new_session(store)
+    assert asyncio.run(main()) == ["user_message", "tool_call", "error"]
+    last = store.read_events(sid)[-1]
+    assert last.type == "error" and last.data["kind"] == "cancelled"
+    assert last.data["error_type"] == "CancelledError"
+
+
+def test_history_after_a_cancelled_turn_is_a_valid_transcript(store: SessionStore) -> None:
+    """The cancelled turn keeps its user message and its answered tool calls; the call
+    that was cut short is left out, so no assistant tool call goes without its result."""
+    model = ScriptedModel(
+        [
+            ModelResponse(tool_calls=[ToolCall(id="c1", name="ping", arguments={}),
+                                      ToolCall(id="c2", name="interrupted", arguments={})]),
+            ModelResponse(text="hello again"),
+        ]
+    )
+    agent = Agent(name="a", model=model, tools=[ping, interrupted])
+    sid = new_session(store)
+    with pytest.raises(KeyboardInterrupt):
+        list(Runner(agent, store).run(sid, "first"))
+    list(Runner(agent, store).run(sid, "second"))
+    sent = model.seen[-1]
+    assert [(m.role, m.content) for m in sent if m.role == "user"] == [
+        ("user", "first"), ("user", "second"),
+    ]
+    called = [c.id for m in sent for c in m.tool_calls or []]
+    answered = [m.tool_call_id for m in sent if m.role == "tool"]
+    assert called == answered == ["c1"]

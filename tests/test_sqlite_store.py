@@ -7,6 +7,8 @@ need to reach into the file, which only a SQLite test can do.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +26,11 @@ from agentledger import (
     ConfigurationError,
     CorruptedSessionError,
     NewEvent,
+    ReadOnlyStoreError,
     SchemaVersionError,
     SqliteStore,
     StoreError,
+    StoreNotFoundError,
     open_store,
 )
 from agentledger.stores.sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -390,9 +394,68 @@ def test_bad_sqlite_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub" / "dir").mkdir(parents=True)
     with open_store("sqlite:///sub/dir/rel.db") as store:
         store.create_session(app_name="demo", user_id="ada")
     assert (tmp_path / "sub" / "dir" / "rel.db").is_file()
+
+
+def test_a_missing_folder_is_an_error_naming_it_and_is_never_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir"
+    for options in ({}, {"create": False}, {"read_only": True}):
+        with pytest.raises(StoreNotFoundError, match=re.escape(str(missing))):
+            open_store(f"sqlite:///{missing}/x.db", **options)
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_read_only_open_leaves_the_file_as_it_was(db_path: Path) -> None:
+    """A read changes no byte of the database, even one in rollback-journal mode, which a
+    writer would switch to WAL."""
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    conn.close()
+    before = db_path.read_bytes()
+    with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+        assert [s.id for s in ro.list_sessions().sessions] == ["s"]
+        assert ro.get_session("s").version == 1
+        with pytest.raises(ReadOnlyStoreError):
+            ro.append("s", [msg()])
+    assert db_path.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_file_can_be_read(db_path: Path) -> None:
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    db_path.chmod(0o444)
+    try:
+        with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+            assert [s.id for s in ro.list_sessions().sessions] == ["s"]
+        db_path.parent.chmod(0o555)  # no -shm can be created beside it: read as immutable
+        with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+            assert ro.get_session("s").version == 1
+    finally:
+        db_path.parent.chmod(0o755)
+        db_path.chmod(0o644)
+
+
+def test_a_read_only_open_does_not_migrate_an_older_file(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    newer = [*MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", newer)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(newer) - 1)
+    with pytest.raises(SchemaVersionError, match="does not migrate") as info:
+        open_store(f"sqlite:///{db_path}", read_only=True)
+    assert f"version {SCHEMA_VERSION}" in str(info.value)
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    with open_store(f"sqlite:///{db_path}") as store:  # a write migrates
+        assert store.get_session("s").version == 1
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
 
 
 def test_closed_store_refuses_work(make: StoreFactory) -> None:

@@ -8,19 +8,27 @@ another `Agent` (or a function that returns one).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from agentledger.cli.app import app, store_from
+from agentledger.cli.lineinput import LineReader, clean_line, open_line_reader
 from agentledger.cli.render import (
     make_console,
+    plural,
+    print_answer,
+    print_error,
     print_event,
     print_events_json,
     print_json,
     print_state,
+    print_state_changes,
+    session_note,
 )
 from agentledger.cli.slash import ChatContext, handle_line, turn_allowed
 from agentledger.core.session import Session, Status
@@ -59,13 +67,26 @@ AgentOpt = Annotated[
     typer.Option(
         "--agent",
         metavar="MODULE:ATTR",
-        help="An Agent (or a function returning one) to run instead of the reminders demo agent.",
+        help=(
+            "An Agent (or a function returning one) to run instead of the reminders demo "
+            "agent; MODULE is looked up in the working directory first, as `python -m` does."
+        ),
     ),
 ]
 
 
 def load_agent(spec: str | None) -> Agent:
     """Return the agent named by `module:attribute`, or the reminders demo agent for `None`.
+
+    The module is looked up in the working directory first, then on the usual import
+    path, as `python -m` does: `mypkg.agents:build_agent` finds `./mypkg/agents.py`
+    without `PYTHONPATH`. A function is called with no arguments to build the agent.
+
+    Args:
+        spec: `module:attribute` (e.g. `mypkg.agents:build_agent`), or `None`.
+
+    Returns:
+        The `Agent`.
 
     Raises:
         ConfigurationError: The module or attribute cannot be found, or is not an `Agent`.
@@ -75,6 +96,9 @@ def load_agent(spec: str | None) -> Agent:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"--agent takes MODULE:ATTRIBUTE, not {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # kept: the agent's module may import its siblings later
     try:
         target: Any = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
@@ -109,24 +133,25 @@ def demo(ctx: typer.Context, user: UserOpt = DEMO_USER) -> None:
     runner = Runner(build_reminders_agent(), store)
     out = make_console()
     out.print(
-        f"session: {session.id} ({'new' if created else 'continued'}) on {display_url(store.url)}",
+        f"session: {session.id} ({session_note(session, created)}) on {display_url(store.url)}",
         soft_wrap=True,
         highlight=False,
     )
     for message in DEMO_SCRIPT if created else DEMO_SCRIPT_CONTINUED:
         answer = final_output(list(runner.run(session.id, message)))
         out.print(f"[bold]you:[/] {message}", highlight=False)
-        out.print("[bold cyan]agent:[/] ", end="")
-        out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
+        print_answer(answer, console=out)
     events = store.read_events(session.id)
-    out.print(f"ledger of session {session.id} ({len(events)} events):")
+    out.print(f"ledger of session {session.id} ({plural(len(events), 'event')}):")
     print_events_json(events)
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    message: Annotated[str, typer.Argument(help="What the user says.", show_default=False)],
+    message: Annotated[
+        str, typer.Argument(metavar="MESSAGE", help="What the user says.", show_default=False)
+    ],
     session_id: SessionOpt = None,
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
@@ -139,22 +164,33 @@ def run(
         typer.Option("--json", help="Print {session_id, answer, events} as JSON, and nothing else."),
     ] = False,
 ) -> None:
-    """Run one agent turn with the user's own words and print the answer."""
+    """Run one agent turn with the user's own words and print the answer.
+
+    Prints the session's id, marked (new) or (continued), then the answer. Ctrl-C during
+    the turn records it as cancelled in the session and exits with code 130.
+    """
     if not message.strip():
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     store = store_from(ctx)
     agent = load_agent(agent_spec)
+    runner = Runner(agent, store)
+    runner.check_message(message)  # before a session is made for it
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )
     out = make_console()
     if not json_output:
-        out.print(f"session: {session.id}{' (new)' if created else ''}", highlight=False)
+        out.print(f"session: {session.id} ({session_note(session, created)})", highlight=False)
     stored = []
-    for event in Runner(agent, store).run(session.id, message):
-        stored.append(event)
-        if events and not json_output:
-            print_event(event, console=out)
+    try:
+        for event in runner.run(session.id, message):
+            stored.append(event)
+            if events and not json_output:
+                print_event(event, console=out)
+    except KeyboardInterrupt as exc:
+        _after_ctrl_c(make_console(stderr=True))
+        print_error(f"the turn was cancelled (Ctrl-C); session {session.id} records it")
+        raise typer.Exit(130) from exc
     answer = final_output(stored)
     if json_output:
         print_json(
@@ -165,30 +201,82 @@ def run(
             }
         )
     else:
-        out.print("[bold cyan]agent:[/] ", end="")
-        out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
+        print_answer(answer, console=out)
 
 
 _EXIT_WORDS = {"exit", "quit", ":q"}
 
 
-def _chat_turn(runner: Runner, session_id: str, message: str, out: Console) -> None:
-    """One turn, with the state before and after; a failure is printed, not raised."""
+def _after_ctrl_c(console: Console) -> None:
+    """End the line a terminal echoed `^C` on, so what follows starts a line of its own."""
+    if console.is_terminal:
+        console.print()
+
+
+def _problem(console: Console, label: str, message: str, *, style: str = "bold red") -> None:
+    """One line: a coloured label, then the message (never markup) folded onto one line."""
+    console.print(Text.assemble((label, style), " ", " ".join(message.split())), soft_wrap=True)
+
+
+def _chat_turn(chat: ChatContext, runner: Runner, message: str) -> None:
+    """One turn: the answer, then what the turn changed in the state (nothing when nothing
+    changed). A failure or Ctrl-C is one line on stderr, then the chat goes on."""
+    out, err = chat.console, chat.errors
     try:
-        print_state(runner.store.get_session(session_id), title="state before", console=out)
+        before = runner.store.get_session(chat.session_id).state
         try:
-            answer = final_output(list(runner.run(session_id, message)))
+            answer = final_output(list(runner.run(chat.session_id, message)))
         except RunnerError as exc:  # the error event is stored; show the state it left
-            out.print("[bold red]agent failed:[/] ", end="")
-            out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            _problem(err, "agent failed:", str(exc))
+        except KeyboardInterrupt:
+            _after_ctrl_c(err)
+            _problem(err, "cancelled:", "the turn was interrupted (Ctrl-C); the session records "
+                     "it as cancelled", style="bold yellow")
         else:
-            out.print("[bold cyan]agent:[/] ", end="")
-            out.print(answer or "", markup=False, highlight=False, soft_wrap=True)
-        print_state(runner.store.get_session(session_id), title="state after", console=out)
+            print_answer(answer, console=out)
+        after = runner.store.get_session(chat.session_id).state
+        print_state_changes(before, after, console=out)
     except AgentLedgerError as exc:
         # e.g. another process suspended or deleted the session since the check
-        out.print("[bold red]error:[/] ", end="")
-        out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        _problem(err, "error:", str(exc))
+    except KeyboardInterrupt:  # Ctrl-C outside the runner: nothing of the turn was stored
+        _after_ctrl_c(err)
+        _problem(err, "cancelled:", "interrupted (Ctrl-C)", style="bold yellow")
+
+
+def _chat_loop(chat: ChatContext, runner: Runner, reader: LineReader) -> None:
+    """Read lines until `exit`, `quit`, `/quit` or the end of input; run each message as a
+    turn and each `/command` as a slash command."""
+    out = chat.console
+    while True:
+        try:
+            line = reader.read("you> ")
+        except EOFError:
+            out.print()
+            break
+        except KeyboardInterrupt:
+            if reader.interactive:
+                continue  # Ctrl-C at the prompt drops the line, as a shell does
+            out.print()
+            break
+        if reader.echo:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        message = clean_line(line).strip()
+        if not message:
+            continue
+        if message.lower() in _EXIT_WORDS:
+            break
+        if message.startswith("/"):
+            if not handle_line(message, chat):
+                break
+            continue
+        try:
+            allowed = turn_allowed(chat)
+        except AgentLedgerError as exc:
+            _problem(chat.errors, "error:", str(exc))
+            continue
+        if allowed:
+            _chat_turn(chat, runner, message)
 
 
 @app.command()
@@ -201,14 +289,21 @@ def chat(
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
-    The session's state is shown before and after each turn (seed 004). Lines starting
-    with `/` are session commands (seed 001; `/help` lists them): `/sessions`,
-    `/sessions list [agent]`, `/sessions create <name> [description]`, `/session load <id>`,
-    `/session save`, `/session current`, `/session suspend`, `/session terminate`.
+    The session's state is shown when the chat starts, then after each turn what the turn
+    changed in it. Lines starting with `/` are session commands (`/help` lists them):
+    `/sessions`, `/sessions list [agent]`, `/sessions create <name> [description]`,
+    `/session load <id>`, `/session save`, `/session current`, `/session suspend`,
+    `/session terminate`. A suspended session refuses new messages until
+    `/session load <id>` resumes it; a terminated one refuses them for good.
 
-    A suspended session refuses new messages until `/session load <id>` resumes it; a
-    terminated one refuses them for good. When input is piped (not a terminal), each line
-    read is echoed after the prompt, so the output reads as a transcript.
+    On a terminal, ←/→ edit the line, ↑/↓ recall earlier lines, Ctrl-L clears the screen,
+    Ctrl-C during a turn cancels it (recorded in the session) and returns to the prompt.
+    The lines typed are kept per store: beside a SQLite file (`<file>.chat-history`), in a
+    file store's folder (`_chat_history`), for other stores in the user's data folder
+    (`~/.local/share/agentledger/chat-history/`); none for `memory://`. Set
+    `AGENTLEDGER_CHAT_HISTORY` to a file to keep them there instead, or to an empty value
+    to keep none. When input is piped (not a terminal), each line read is echoed after the
+    prompt, so the output reads as a transcript. Errors go to stderr.
     """
     store = store_from(ctx)
     agent = load_agent(agent_spec)
@@ -226,37 +321,14 @@ def chat(
         user_id=user,
     )
     out.print(
-        f"session: {session.id} ({'new' if created else 'continued'}); "
+        f"session: {session.id} ({session_note(session, created)}); "
         "type /help for session commands, exit or quit to leave",
         highlight=False,
         soft_wrap=True,
     )
     if session.status != Status.ACTIVE:
         turn_allowed(chat_ctx, refusing=False)  # says why turns are refused, and what to do
-    echo = not sys.stdin.isatty()
-    while True:
-        try:
-            line = input("you> ")
-        except (EOFError, KeyboardInterrupt):
-            out.print()
-            break
-        if echo:
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
-        message = line.strip()
-        if not message:
-            continue
-        if message.lower() in _EXIT_WORDS:
-            break
-        if message.startswith("/"):
-            if not handle_line(message, chat_ctx):
-                break
-            continue
-        try:
-            allowed = turn_allowed(chat_ctx)
-        except AgentLedgerError as exc:
-            out.print("[bold red]error:[/] ", end="")
-            out.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-            continue
-        if allowed:
-            _chat_turn(runner, chat_ctx.session_id, message, out)
+    else:
+        print_state(session, title="state", console=out)
+    _chat_loop(chat_ctx, runner, open_line_reader(store))
     out.print(f"bye; session {chat_ctx.session_id} is saved", highlight=False, soft_wrap=True)

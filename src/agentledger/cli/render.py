@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentledger.core.events import Event
+from agentledger.core.lifecycle import format_duration
 from agentledger.core.session import Session, Status
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ __all__ = [
     "format_time",
     "make_console",
     "one_line",
+    "plural",
+    "print_answer",
     "print_cleanup",
     "print_decision",
     "print_error",
@@ -57,9 +60,12 @@ __all__ = [
     "print_session_json",
     "print_sessions_table",
     "print_state",
+    "print_state_changes",
     "print_stats",
     "print_warning",
+    "session_note",
     "session_panel",
+    "state_changes",
     "stats_text",
     "sessions_table",
     "short_id",
@@ -149,6 +155,16 @@ def one_line(value: Any, *, width: int | None = _SUMMARY_WIDTH) -> str:
     if width is not None and len(text) > width:
         text = text[: max(width - 1, 0)] + "…"
     return text
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 event`, `2 events`, `0 events`: a count with its noun, plural unless it is 1.
+
+    Args:
+        count: How many.
+        noun: The singular noun; its plural adds `s`.
+    """
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def format_time(value: datetime | None, *, date: bool = True) -> str:
@@ -520,7 +536,9 @@ def print_session_json(session: Session) -> None:
 def _json_block(value: Mapping[str, Any]) -> RenderableType:
     if not value:
         return Text("{}", style="dim")
-    return JSON.from_data(value, indent=2, ensure_ascii=False)
+    block = JSON.from_data(value, indent=2, ensure_ascii=False)
+    block.text.no_wrap, block.text.overflow = False, "fold"  # long values wrap, never cut
+    return block
 
 
 def session_panel(session: Session) -> Panel:
@@ -540,7 +558,7 @@ def session_panel(session: Session) -> Panel:
         ("purpose", session.purpose),
         ("status", status_text(session.status)),
         ("phase", session.phase),
-        ("version", f"{session.version} events"),
+        ("version", plural(session.version, "event")),
         ("created", f"{format_time(session.created_at)} UTC"),
         ("updated", f"{format_time(session.updated_at)} UTC"),
         ("resume ready", "yes" if session.resume_ready else "no"),
@@ -587,6 +605,120 @@ def print_session(session: Session, *, console: Console | None = None) -> None:
     (console or make_console()).print(session_panel(session))
 
 
+def session_note(session: Session, created: bool) -> str:
+    """How a command came to a session, as printed after its id: `new` (just created),
+    `continued` (an existing active session) or, for one that takes no turns, its status
+    (`suspended`, `terminated`).
+
+    Args:
+        session: The session.
+        created: The command created it.
+    """
+    if created:
+        return "new"
+    return "continued" if session.status == Status.ACTIVE else str(session.status)
+
+
+def print_answer(
+    answer: str | None,
+    *,
+    console: Console | None = None,
+    label: str = "agent:",
+    style: str = "bold cyan",
+) -> None:
+    """Print an agent's answer after a label (`agent: …`), never cut.
+
+    On a terminal a long answer is word-wrapped to the terminal's width, its lines indented
+    under the first (a word longer than the width is folded); otherwise (piped output) it
+    is printed as given, one line per line of the answer, for the reader to wrap.
+
+    Args:
+        answer: The answer's text; `None` prints the label alone.
+        console: Where to print; a new stdout console when `None`.
+        label: Printed before the answer.
+        style: The label's Rich style.
+    """
+    console = console or make_console()
+    text = Text(answer or "")
+    if console.is_terminal:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style=style)
+        grid.add_column(overflow="fold")
+        grid.add_row(label, text)
+        console.print(grid)
+    else:
+        console.print(Text.assemble((label, style), " ", text), soft_wrap=True)
+
+
+def state_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> Text | None:
+    """Render what changed between two states, one key per line, in `after`'s key order
+    (removed keys last): `+ key = value` (added, green), `~ key: old → new` (changed,
+    yellow), `- key (was value)` (removed, red). Values are compact JSON.
+
+    Args:
+        before: The state before (e.g. of a turn).
+        after: The state after.
+
+    Returns:
+        The lines, or `None` when nothing changed.
+    """
+
+    def shown(value: Any) -> str:
+        return one_line(json.dumps(value, ensure_ascii=False, default=str), width=None)
+
+    text = Text()
+    lines = 0
+    for key, value in after.items():
+        if key in before and before[key] == value:
+            continue
+        if lines:
+            text.append("\n")
+        lines += 1
+        if key not in before:
+            text.append(f"+ {key} = ", style="green")
+            text.append(shown(value))
+        else:
+            text.append(f"~ {key}: ", style="yellow")
+            text.append(f"{shown(before[key])} → {shown(value)}")
+    for key, value in before.items():
+        if key in after:
+            continue
+        if lines:
+            text.append("\n")
+        lines += 1
+        text.append(f"- {key}", style="red")
+        text.append(f" (was {shown(value)})", style="dim")
+    return text if lines else None
+
+
+def print_state_changes(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    title: str = "state changes",
+    console: Console | None = None,
+) -> bool:
+    """Print what changed between two states in a panel (see `state_changes`); print
+    nothing when nothing changed.
+
+    Args:
+        before: The state before.
+        after: The state after.
+        title: The panel's title.
+        console: Where to print; a new stdout console when `None`.
+
+    Returns:
+        Whether anything changed (and was printed).
+    """
+    changes = state_changes(before, after)
+    if changes is None:
+        return False
+    (console or make_console()).print(
+        Panel(changes, title=Text(title, style="bold"), title_align="left")
+    )
+    return True
+
+
 def print_state(
     state: Session | Mapping[str, Any],
     *,
@@ -617,25 +749,6 @@ def print_warning(message: str) -> None:
     """
     label = typer.style("warning:", fg="yellow", bold=True)
     typer.echo(f"{label} {one_line(message, width=None)}", err=True)
-
-
-def format_duration(seconds: float | None) -> str:
-    """Format a duration: `42.0s`, `12m 05s`, `3h 02m`, `2d 04h`; `-` for `None`.
-
-    Args:
-        seconds: The duration in seconds (negative values are shown as 0).
-    """
-    if seconds is None:
-        return "-"
-    seconds = max(seconds, 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 3_600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    if whole < 86_400:
-        return f"{whole // 3_600}h {whole % 3_600 // 60:02d}m"
-    return f"{whole // 86_400}d {whole % 86_400 // 3_600:02d}h"
 
 
 def _fields(rows: Sequence[tuple[str, Text | str | None]]) -> Text:
@@ -758,7 +871,7 @@ def _counts(counts: Mapping[str, int], *, statuses: bool = False) -> Text:
 
 
 def stats_text(stats: SessionStats) -> Text:
-    """Render seed 003's metrics as aligned lines: sessions and finalized counts, resume and
+    """Render the session metrics as aligned lines: sessions and finalized counts, resume and
     error rates, median and p95 duration, and the counts by status (colour-coded), phase
     and agent.
 
@@ -780,7 +893,7 @@ def stats_text(stats: SessionStats) -> Text:
 
 
 def print_stats(stats: SessionStats, *, console: Console | None = None) -> None:
-    """Print seed 003's metrics (see `stats_text`).
+    """Print the session metrics (see `stats_text`).
 
     Args:
         stats: The metrics.

@@ -1,4 +1,4 @@
-"""Slash commands inside `agentledger chat` (seed 001): manage sessions without leaving it.
+"""Slash commands inside `agentledger chat`: manage sessions without leaving it.
 
 A line that starts with `/` is a command, not a message for the agent:
 
@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agentledger.cli.render import format_age, format_time, status_text
+from agentledger.cli.render import format_age, format_time, make_console, plural, status_text
 from agentledger.core.session import Session, Status
 from agentledger.errors import AgentLedgerError
 from agentledger.manager import SessionManager
@@ -270,6 +270,7 @@ class ChatContext:
     Attributes:
         manager: The lifecycle API over the chat's store.
         console: Where commands print.
+        errors: Where errors are printed (stderr unless given).
         session_id: The current session; `/sessions create` and `/session load` change it.
         agent_name: The chat's agent, given to the sessions it creates.
         app_name, user_id: Whose sessions `/sessions` lists and `/sessions create` makes.
@@ -281,6 +282,7 @@ class ChatContext:
     agent_name: str
     app_name: str
     user_id: str
+    errors: Console = field(default_factory=lambda: make_console(stderr=True))
 
 
 def handle_line(line: str, chat: ChatContext) -> bool:
@@ -296,7 +298,7 @@ def handle_line(line: str, chat: ChatContext) -> bool:
     try:
         return dispatch(parse_slash(line), chat)
     except AgentLedgerError as exc:
-        _say(chat.console, ("error: ", "bold red"), " ".join(str(exc).split()))
+        _say(chat.errors, ("error: ", "bold red"), " ".join(str(exc).split()))
         return True
 
 
@@ -564,7 +566,7 @@ def _load(chat: ChatContext, session_id: str) -> None:
         f" ({session.title})" if session.title else "",
         ": ",
         status_text(session.status),
-        f", phase {session.phase}, {session.version} events",
+        f", phase {session.phase}, {plural(session.version, 'event')}",
     )
     if session.agent_name and session.agent_name != chat.agent_name:
         _say(out, (f"note: it was created by agent {session.agent_name!r}; "
@@ -574,7 +576,7 @@ def _load(chat: ChatContext, session_id: str) -> None:
 def _save(chat: ChatContext) -> None:
     session = chat.manager.get_session(chat.session_id)
     _say(chat.console, *_is(session),
-         f" and saved: {session.version} events, the last at "
+         f" and saved: {plural(session.version, 'event')}, the last at "
          f"{format_time(session.updated_at)} UTC.")
     _say(chat.console, ("Every event is written to the store before it is shown, so there is "
                         "nothing left to save.", "dim"))

@@ -1,16 +1,16 @@
 """Lifecycle rules: which statuses and phases a session may move between, and whether it may
-resume (DESIGN.md §2, seeds 001 and 003). Pure: no I/O; the clock is an argument.
+resume. Pure: no I/O; the clock is an argument.
 
 Stores call `check_append` inside every append's transaction, so a rule is enforced once,
 atomically, whoever writes (the `SessionManager`, the runner, a CLI command or a raw
 `store.append`). `decide_resume` is the resume policy as a pure function of a session and
 the time now.
 
-Statuses (seed 001): `active` ⇄ `suspended`; either → `terminated`, which is final. A
+Statuses: `active` ⇄ `suspended`; either → `terminated`, which is final. A
 `status_changed` to `active` from `active` is allowed: it records that an agent picked the
 session up again (a resume), which `Session.resume_count` counts.
 
-Phases (seed 003): `Lifecycle` holds the phase set, the final phases and the allowed moves.
+Phases: `Lifecycle` holds the phase set, the final phases and the allowed moves.
 A final phase is reached only together with `session_finalized` (outcome = that phase) in
 the same append, which terminates the session: `SessionManager.finalize_session` and
 `update_state(phase="completed")` write both.
@@ -49,6 +49,7 @@ __all__ = [
     "check_append",
     "check_create",
     "decide_resume",
+    "format_duration",
 ]
 
 DEFAULT_TRANSITIONS: Mapping[str, frozenset[str]] = {
@@ -59,7 +60,7 @@ DEFAULT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     "executing": frozenset({"investigating", "planning", "approval", "validating"}),
     "validating": frozenset({"investigating", "planning", "executing"}),
 }
-"""The default moves between non-final phases (seed 003's workflows: plan → approve →
+"""The default moves between non-final phases (workflows such as: plan → approve →
 execute → validate, investigate across turns, re-plan after a rejected approval). Any
 non-final phase may also move to a final phase (by finalizing)."""
 
@@ -73,7 +74,8 @@ STATUS_TRANSITIONS: Mapping[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class Lifecycle:
-    """The phase configuration a store enforces (defaults: DESIGN.md §2).
+    """The phase configuration a store enforces (defaults: the standard phases and
+    `DEFAULT_TRANSITIONS`).
 
     Args:
         phases: Every valid phase, in display order.
@@ -279,7 +281,7 @@ def _check_shape(event: NewEvent) -> None:
 
 
 class ResumeReason(StrEnum):
-    """Why `should_resume` decided as it did (seed 003); machine-readable."""
+    """Why `should_resume` decided as it did; machine-readable."""
 
     SESSION_RESUMABLE = "session_resumable"
     NOT_FOUND = "not_found"
@@ -293,7 +295,7 @@ class ResumeReason(StrEnum):
 
 @dataclass(frozen=True)
 class ResumePolicy:
-    """When a session may resume (seed 003's criteria, in the order they are checked).
+    """When a session may resume (the criteria, in the order they are checked).
 
     Args:
         resumable_phases: Phases a session may resume in.
@@ -320,8 +322,8 @@ class ResumePolicy:
 class ResumeDecision(BaseModel):
     """The answer of `should_resume`: whether, why, and what a resumed agent needs.
 
-    Truthy exactly when `resume` is true, so `if manager.should_resume(id):` reads as in
-    seed 003. The context fields are `None`/empty when the session is not found or corrupted.
+    Truthy exactly when `resume` is true, so `if manager.should_resume(id):` reads
+    naturally. The context fields are `None`/empty when the session is not found or corrupted.
 
     Attributes:
         session_id: The session asked about.
@@ -375,7 +377,8 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
     """
     idle = now - session.updated_at
     reason = ResumeReason.SESSION_RESUMABLE
-    detail = f"phase {session.phase!r}, idle {_human(idle)}, {session.error_count} error(s)"
+    errors = f"{session.error_count} error{'' if session.error_count == 1 else 's'}"
+    detail = f"phase {session.phase!r}, idle {_human(idle)}, {errors}"
     if session.status == Status.TERMINATED:
         reason = ResumeReason.TERMINATED
         detail = f"the session is terminated (outcome {session.outcome or 'none'})"
@@ -392,7 +395,7 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
         detail = f"idle {_human(idle)}, longer than max_idle {_human(policy.max_idle)}"
     elif session.error_count >= policy.max_errors:
         reason = ResumeReason.TOO_MANY_ERRORS
-        detail = f"{session.error_count} error(s), max_errors is {policy.max_errors}"
+        detail = f"{errors}, max_errors is {policy.max_errors}"
     return ResumeDecision(
         session_id=session.id,
         resume=reason == ResumeReason.SESSION_RESUMABLE,
@@ -412,9 +415,26 @@ def decide_resume(session: Session, policy: ResumePolicy, now: datetime) -> Resu
 
 
 def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if abs(seconds) < 120:
-        return f"{seconds}s"
-    if abs(seconds) < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return format_duration(delta.total_seconds())
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format a duration: `42.0s`, `12m 05s`, `3h 02m`, `2d 04h`; `-` for `None`.
+
+    The one format of durations everywhere: resume details, the CLI's idle times, session
+    durations and metrics.
+
+    Args:
+        seconds: The duration in seconds (negative values are shown as 0).
+    """
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3_600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    if whole < 86_400:
+        return f"{whole // 3_600}h {whole % 3_600 // 60:02d}m"
+    return f"{whole // 86_400}d {whole % 86_400 // 3_600:02d}h"

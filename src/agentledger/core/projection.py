@@ -1,4 +1,4 @@
-"""The projection: a session is a pure fold over its ledger (DESIGN.md §1).
+"""The projection: a session is a pure fold over its ledger.
 
 `project(events, session)` continues from a snapshot; `project(all_events)` rebuilds from
 scratch. Both give the same `Session`, which is what lets a store keep a snapshot beside the

@@ -6,6 +6,21 @@ delta the tool wrote), and finally `final_output`. All events of a turn share on
 `invocation_id`. A failing model or tool becomes an `error` event (counted in the
 session's `error_count`) and then a `ModelError` / `ToolError` for the caller.
 
+Every `error` event the runner writes has `data` with `message`, `error_type` (the
+exception's class), `source` (`model`, `tool` or `runner`) and a machine-readable `kind`:
+
+- `tool`: a tool raised, or was called with bad arguments or an unknown name;
+- `model`: the model failed or returned something that is not a `ModelResponse`;
+- `state_conflict`: the state a tool read kept changing under it (retries used up);
+- `max_steps`: the agent took more than `max_steps` model calls;
+- `cancelled`: the turn was interrupted while the runner ran one of its steps
+  (`KeyboardInterrupt`, i.e. Ctrl-C, in `run`; `asyncio.CancelledError` in `run_async`);
+  the exception is re-raised once the event is stored.
+
+A cancelled turn ends where it was cut: what was stored stays (its `user_message`, the tool
+results that landed, with their state changes), and a `tool_call` whose tool was interrupted
+keeps no result. Later turns see it as any unfinished turn (see `history_messages`).
+
 The turn itself is written once, as a generator of steps (append, call the model, call a
 tool) that a sync driver (`run`) and an async driver (`run_async`) execute, so both behave
 the same.
@@ -27,6 +42,7 @@ from agentledger.core.state import apply_delta, is_temp_key
 from agentledger.errors import (
     AgentLedgerError,
     ConfigurationError,
+    EventTooLargeError,
     InvalidEventError,
     InvalidTransitionError,
     ModelError,
@@ -37,6 +53,7 @@ from agentledger.errors import (
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
 from agentledger.runner.tools import State, Tool, ToolContext
 from agentledger.stores.base import SessionStore
+from agentledger.stores.shared import event_size
 
 __all__ = ["Agent", "Runner", "final_output"]
 
@@ -127,8 +144,18 @@ def final_output(events: Sequence[Event]) -> str | None:
 def history_messages(events: Sequence[Event]) -> list[Message]:
     """Turn ledger events into chat messages, oldest first.
 
-    Starts at the first `user_message`; a `tool_call` with no `tool_result` (a turn that
-    failed mid-call) is left out, so the history is always a valid chat transcript.
+    Starts at the first `user_message`. A turn that did not finish (a tool or the model
+    failed, or the turn was cancelled) keeps its user message, any text the agent said and
+    every tool call that got its `tool_result`; a `tool_call` with no `tool_result` (cut
+    short mid-call) is left out, so every assistant tool call in the history is followed by
+    its result and the history is always a valid chat transcript. `error` events are not
+    part of the conversation.
+
+    Args:
+        events: Ledger events of one session, in `seq` order (other types are ignored).
+
+    Returns:
+        `user`, `assistant` and `tool` messages in the OpenAI-compatible chat shape.
     """
     answered = {e.data.get("call_id") for e in events if e.type == EventType.TOOL_RESULT}
     messages: list[Message] = []
@@ -157,13 +184,49 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
     return messages
 
 
-def _error_event(invocation_id: str, source: str, exc: BaseException, **extra: Any) -> NewEvent:
+def _user_message(text: str, invocation_id: str) -> NewEvent:
+    return NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": text},
+                    invocation_id=invocation_id)
+
+
+def _not_utf8(text: str, index: int) -> str:
+    code = ord(text[index])
+    if 0xDC80 <= code <= 0xDCFF:  # how Python keeps an undecodable byte (surrogateescape)
+        what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8"
+    else:
+        what = f"a lone surrogate {ascii(text[index])}"
+    return (
+        f"the message is not valid UTF-8 text: character {index + 1} is {what} "
+        "(is the terminal or file in another encoding?); nothing was stored"
+    )
+
+
+
+_CANCELLED = (KeyboardInterrupt, asyncio.CancelledError)
+"""What interrupts a turn (Ctrl-C, a cancelled task): recorded as kind `cancelled`, then
+re-raised."""
+
+
+def _error_event(
+    invocation_id: str, source: str, exc: BaseException, *, kind: str, **extra: Any
+) -> NewEvent:
+    """The `error` event of a failed turn step.
+
+    Args:
+        invocation_id: The turn's invocation id.
+        source: What failed: `model`, `tool` or `runner`.
+        exc: The exception; its text (or class name) becomes `message`, its class
+            `error_type`.
+        kind: The machine-readable kind (`tool`, `model`, `cancelled`, ...; see the module
+            docstring).
+        **extra: More `data` fields (e.g. `tool`, `model`).
+    """
     return NewEvent(
         type=EventType.ERROR,
         author=Author.SYSTEM,
         invocation_id=invocation_id,
         data={"message": str(exc) or type(exc).__name__, "error_type": type(exc).__name__,
-              "source": source, **extra},
+              "source": source, "kind": kind, **extra},
     )
 
 
@@ -177,7 +240,9 @@ class Runner:
         max_state_retries: How many times a tool is run again when the state it read was
             changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as
-            `expected_state`). Tools that act outside the session should be idempotent.
+            `expected_state`). Each conflict means another writer's change landed, so
+            with the default of 7 the turns of 8 concurrent writers all complete. Tools
+            that act outside the session should be idempotent.
 
     Example:
         >>> from agentledger import open_store
@@ -194,12 +259,37 @@ class Runner:
         store: SessionStore,
         *,
         history_limit: int = 200,
-        max_state_retries: int = 3,
+        max_state_retries: int = 7,
     ) -> None:
         self.agent = agent
         self.store = store
         self.history_limit = history_limit
         self.max_state_retries = max_state_retries
+
+    def check_message(self, message: str) -> None:
+        """Check that `message` can be stored as a turn's `user_message`; write nothing.
+
+        `run` checks it before its first write too; call it first to refuse a message
+        before creating a session for it.
+
+        Args:
+            message: The user's words.
+
+        Raises:
+            InvalidEventError: Not a string, or not valid UTF-8 text (such as the lone
+                surrogates Python makes of undecodable bytes in a command line).
+            EventTooLargeError: Its `user_message` event would be over the store's
+                `max_event_bytes`.
+        """
+        if not isinstance(message, str):
+            raise InvalidEventError(f"the message must be a string, not {type(message).__name__}")
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEventError(_not_utf8(message, exc.start)) from exc
+        size = event_size(_user_message(message, new_id()))
+        if size > self.store.max_event_bytes:
+            raise EventTooLargeError(size, self.store.max_event_bytes, "the message")
 
     # -- the turn, written once ---------------------------------------------------------
 
@@ -219,12 +309,26 @@ class Runner:
         return session, history
 
     def _turn(self, session: Session, history: list[Event], text: str) -> _Turn:
-        agent = self.agent
+        """The turn; an interruption (`_CANCELLED`) is recorded as a `cancelled` error for
+        the invocation, then re-raised as it was."""
+        self.check_message(text)
         invocation_id = new_id()
-        yield _Append(
-            [NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": text},
-                      invocation_id=invocation_id)]
-        )
+        try:
+            yield from self._steps(session, history, text, invocation_id)
+        except _CANCELLED as cancelled:
+            event = _error_event(invocation_id, "runner", cancelled, kind="cancelled",
+                                 message="the turn was cancelled")
+            try:
+                yield _Append([event])
+            except Exception:  # the turn is cancelled whether or not this landed
+                pass
+            raise
+
+    def _steps(
+        self, session: Session, history: list[Event], text: str, invocation_id: str
+    ) -> _Turn:
+        agent = self.agent
+        yield _Append([_user_message(text, invocation_id)])
         messages = [Message(role="system", content=agent.instructions)] if agent.instructions else []
         messages += history_messages(history)
         messages.append(Message(role="user", content=text))
@@ -237,7 +341,9 @@ class Runner:
                 if not isinstance(response, ModelResponse):
                     raise TypeError(f"model returned {type(response).__name__}, not ModelResponse")
             except Exception as exc:
-                yield _Append([_error_event(invocation_id, "model", exc, model=model_name)])
+                yield _Append(
+                    [_error_event(invocation_id, "model", exc, kind="model", model=model_name)]
+                )
                 raise ModelError(f"model {model_name!r} failed: {exc}") from exc
             if not response.tool_calls:
                 yield _Append(
@@ -256,7 +362,7 @@ class Runner:
             for call in response.tool_calls:
                 state = yield from self._tool_step(session, invocation_id, call, state, messages)
         too_long = RunnerError(f"agent {agent.name!r} took more than {agent.max_steps} model steps")
-        yield _Append([_error_event(invocation_id, "runner", too_long)])
+        yield _Append([_error_event(invocation_id, "runner", too_long, kind="max_steps")])
         raise too_long
 
     def _tool_step(
@@ -298,7 +404,8 @@ class Runner:
                         f"tool {call.name!r}: state {', '.join(conflict.keys)} kept changing "
                         f"under it ({attempt} attempts)"
                     )
-                    yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
+                    yield _Append([_error_event(invocation_id, "tool", exc,
+                                                kind="state_conflict", tool=call.name)])
                     raise exc from conflict
                 fresh = yield _LoadState()
                 state = {**fresh, **{k: v for k, v in state.items() if is_temp_key(k)}}
@@ -307,7 +414,8 @@ class Runner:
                     exc, (ToolError, InvalidEventError)
                 ):
                     raise  # the store failed, not the tool
-                yield _Append([_error_event(invocation_id, "tool", exc, tool=call.name)])
+                yield _Append([_error_event(invocation_id, "tool", exc, kind="tool",
+                                            tool=call.name)])
                 if isinstance(exc, ToolError):
                     raise
                 raise ToolError(f"tool {call.name!r} failed: {exc}") from exc
@@ -335,12 +443,14 @@ class Runner:
                 first); nothing was written. The store checks this again atomically.
             ModelError, ToolError, RunnerError: The turn failed; an `error` event was
                 recorded first.
+            KeyboardInterrupt: Ctrl-C while a step ran; an `error` event of kind
+                `cancelled` was recorded (and yielded) first.
             StoreError: The store failed; what was yielded before is stored.
         """
         session, history = self._start(session_id)
         turn = self._turn(session, history, message)
         sent: Any = None
-        thrown: Exception | None = None
+        thrown: BaseException | None = None
         while True:
             try:
                 step = turn.throw(thrown) if thrown is not None else turn.send(sent)
@@ -349,7 +459,7 @@ class Runner:
             thrown = None
             try:
                 sent = self._execute(session_id, step)
-            except Exception as exc:
+            except (Exception, *_CANCELLED) as exc:  # the turn records a cancellation too
                 thrown = exc
                 continue
             if isinstance(step, _Append):
@@ -372,7 +482,8 @@ class Runner:
         return result
 
     async def run_async(self, session_id: str, message: str) -> AsyncIterator[Event]:
-        """The async twin of `run`: same events, same errors.
+        """The async twin of `run`: same events, same errors; a cancelled task
+        (`asyncio.CancelledError`) is recorded as kind `cancelled`, then re-raised.
 
         Store calls and sync tools run in worker threads so the event loop never blocks;
         a model with `generate_async` is awaited, any other runs in a thread.
@@ -380,7 +491,7 @@ class Runner:
         session, history = await asyncio.to_thread(self._start, session_id)
         turn = self._turn(session, history, message)
         sent: Any = None
-        thrown: Exception | None = None
+        thrown: BaseException | None = None
         while True:
             try:
                 step = turn.throw(thrown) if thrown is not None else turn.send(sent)
@@ -389,7 +500,7 @@ class Runner:
             thrown = None
             try:
                 sent = await self._execute_async(session_id, step)
-            except Exception as exc:
+            except (Exception, *_CANCELLED) as exc:  # the turn records a cancellation too
                 thrown = exc
                 continue
             if isinstance(step, _Append):

@@ -1,4 +1,4 @@
-"""The store contract (DESIGN.md §3) and `open_store(url)`.
+"""The store contract and `open_store(url)`.
 
 `SessionStore` is the protocol every backend meets and the conformance suite in
 `agentledger.testing` checks; `open_store` opens a backend by URL through a registry of
@@ -113,7 +113,7 @@ class Capabilities:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """The contract every store meets (DESIGN.md §3)."""
+    """The contract every store meets; `agentledger.testing` checks it."""
 
     url: str
     capabilities: Capabilities
@@ -132,6 +132,7 @@ class SessionStore(Protocol):
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
         """Create a session: its ledger starts with one `session_created` event (seq 1).
 
@@ -140,12 +141,14 @@ class SessionStore(Protocol):
             user_id: The user it belongs to (scopes `user:` state within the app).
             agent_name: The agent that works in it, if any.
             title: A short human label.
-            purpose: What the session is for (seed 003's `purpose`).
+            purpose: What the session is for (e.g. `"approval_workflow"`).
             state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
                 are dropped.
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
+            created_at: The `session_created` event's timestamp (aware); `None` stamps it
+                with the store's clock. `SessionManager` passes its own clock's time here.
 
         Returns:
             The new session (version 1), with its scoped state merged in.
@@ -156,6 +159,7 @@ class SessionStore(Protocol):
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: The initial state and metadata are over `max_event_bytes`.
             InvalidTransitionError: `phase` is unknown or final (`lifecycle`).
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 
@@ -201,6 +205,7 @@ class SessionStore(Protocol):
                 (`core.lifecycle.check_append`: appending to a terminated session, a new
                 turn on a suspended one, an unknown or disallowed phase or status);
                 checked inside the transaction; nothing was written.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 
@@ -280,6 +285,7 @@ class SessionStore(Protocol):
             SessionNotFoundError: No session has this id.
             ConcurrencyError: `expected_version` is not the current version; nothing was
                 deleted.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 
@@ -350,16 +356,25 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
         url: `memory://`, `sqlite:///relative.db`, `sqlite:////absolute.db`; query options
             such as `?durability=normal&max_event_bytes=65536` are passed to the store.
             `None` uses `default_store_url()`.
-        **options: More options, overriding the URL's query options.
+        **options: More options, overriding the URL's query options. Every built-in store
+            takes `max_event_bytes`, `clock`, `lifecycle`, `read_only` and `create` (see
+            `BaseStore`), plus its own (the README lists them).
+            `read_only=True` opens for reading only: nothing is created, migrated or
+            written. `create=False` opens an existing store only. Neither ever creates
+            the folders above the store.
 
     Returns:
         An open store; use it as a context manager or call `close()`.
 
     Raises:
-        ConfigurationError: A URL that cannot be parsed, an unknown scheme or a bad option.
+        ConfigurationError: A URL that cannot be parsed, an unknown scheme, an option the
+            store does not take (the message lists the valid ones) or a bad option value.
         MissingDependencyError: The scheme needs an extra (`postgresql://`: `postgres`).
+        StoreNotFoundError: The store does not exist and may not be created
+            (`read_only=True`, `create=False`), or its parent folder is missing.
         StoreUnavailableError: The store cannot be reached or opened.
-        SchemaVersionError: The store was written by a newer agentledger.
+        SchemaVersionError: The store was written by a newer agentledger, or it is older
+            and `read_only=True` (a read never migrates).
 
     Example:
         >>> with open_store("memory://") as store:

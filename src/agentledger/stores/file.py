@@ -1,11 +1,14 @@
-"""`file://path/to/sessions` — one folder per session, readable by a human (seeds 001, 003).
+"""`file://path/to/sessions` — one folder per session, readable by a human.
 
 URL → folder:
     Everything after `file://` up to `?` is the folder, percent-decoded, taken literally:
     `file://./sessions` and `file://sessions` are `./sessions` relative to the working
     directory when the store is opened; `file:///srv/sessions` is the absolute
     `/srv/sessions` (so `file://localhost/x` is the relative `localhost/x`, not `/x`). The
-    folder is created if missing. Options: `?max_event_bytes=N&lock_timeout=S`.
+    folder is created if missing when the store is opened for writing (not with
+    `read_only=True` or `create=False`); the folder it goes in must exist. Options:
+    `?max_event_bytes=N&lock_timeout=S`. Read-only, nothing is created, migrated or
+    cleaned up.
 
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
@@ -127,6 +130,7 @@ from agentledger.errors import (
     InvalidSessionIdError,
     SchemaVersionError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter
@@ -135,9 +139,9 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
-    convert_options,
     format_timestamp,
     parse_timestamp,
+    store_options,
 )
 
 __all__ = ["FORMAT", "MIGRATIONS", "SCHEMA_VERSION", "FileStore"]
@@ -653,17 +657,22 @@ class FileStore(BaseStore):
     """A store in a folder: one sub-folder per session, JSON files a human can read.
 
     Args:
-        path: The root folder; created (with its parents) if missing. A relative path is
-            resolved against the working directory once, here.
+        path: The root folder; created if missing (unless `read_only` or `create=False`),
+            never its parent. A relative path is resolved against the working directory
+            once, here.
         lock_timeout: How long a writer waits for a session's or a scope's lock, in
             seconds, before `StoreUnavailableError`.
         url: The URL it was opened with (for display and for child processes); derived
             from `path` if omitted.
-        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option.
-        SchemaVersionError: The folder was written by a newer agentledger.
+        StoreNotFoundError: The folder is not a store and may not become one, or its
+            parent folder is missing.
+        SchemaVersionError: The folder was written by a newer agentledger, or is older and
+            opened read-only.
         StoreError: The folder holds a `_agentledger.json` that is not ours.
         StoreUnavailableError: The folder cannot be created or read.
 
@@ -698,14 +707,27 @@ class FileStore(BaseStore):
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
         self._locks_pid = os.getpid()
-        with _translated(f"create folder {self.root}"):
-            self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            if self.read_only or not self.create:
+                why = "opened read-only" if self.read_only else "opened with create=False"
+                raise StoreNotFoundError(
+                    f"file store {self.root} does not exist ({why}: nothing was created)"
+                )
+            if not self.root.parent.is_dir():
+                problem = "is not a folder" if self.root.parent.exists() else "does not exist"
+                raise StoreNotFoundError(
+                    f"cannot create file store {self.root}: folder {self.root.parent} "
+                    f"{problem} (agentledger creates the store's folder, never the folders "
+                    "above it; create it first)"
+                )
+            with _translated(f"create folder {self.root}"):
+                self.root.mkdir(exist_ok=True)
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
         """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "lock_timeout": float})
+        opts = store_options(url, options, {"lock_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- schema ---------------------------------------------------------------------------
@@ -732,11 +754,34 @@ class FileStore(BaseStore):
 
     def setup(self) -> None:
         """Create or migrate the folder layout; safe when several processes do it at once.
+        On a read-only store, only check it.
 
         Raises:
-            SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`.
+            SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`, or
+                older and the store is read-only.
+            StoreNotFoundError: Read-only or `create=False`, and the folder holds no store.
             StoreError: `_agentledger.json` is not ours.
         """
+        if self.read_only or not self.create:
+            version = self.schema_version()
+            if version == 0:
+                raise StoreNotFoundError(
+                    f"folder {self.root} holds no agentledger file store (no {FORMAT_FILE})"
+                )
+            if self.read_only:
+                if version != SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.root} has file store schema version {version}"
+                        + (
+                            f", but this agentledger knows versions up to {SCHEMA_VERSION}; "
+                            "upgrade agentledger to open it"
+                            if version > SCHEMA_VERSION
+                            else f" and this agentledger reads version {SCHEMA_VERSION}; a "
+                            "read-only open does not migrate it: open it for writing once "
+                            "(any command that writes) to migrate it"
+                        )
+                    )
+                return
         with self._locked(os.path.join(self._root, _LOCKS, "_store.lock")):
             version = self.schema_version()
             if version > SCHEMA_VERSION:

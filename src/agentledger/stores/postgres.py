@@ -51,9 +51,11 @@ URL options (query parameters, or keyword arguments to `open_store`):
         connection for its duration.
     `pool_timeout`: Seconds a call waits for a free connection (and for the server) before
         `StoreUnavailableError`; default 30.
-    `max_event_bytes`: See `BaseStore`.
-    Any other query parameter is a libpq connection parameter (`sslmode`, `connect_timeout`
-    (default 10 s here), `application_name`, …) and goes to the server as given.
+    `max_event_bytes`, `read_only`, `create`: See `BaseStore`. Read-only, the schema is
+        checked, never created or migrated.
+    Any other query parameter must be a libpq connection parameter (`sslmode`,
+    `connect_timeout` (default 10 s here), `application_name`, …) and goes to the server as
+    given; a parameter that is neither is a `ConfigurationError` listing the valid ones.
 
 The schema version is kept in `agentledger_schema_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released. Opening a store creates or migrates its schema
@@ -74,6 +76,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 try:
     import psycopg
     import psycopg.errors
+    from psycopg import pq
     from psycopg.conninfo import conninfo_to_dict
     from psycopg.rows import TupleRow, args_row
     from psycopg.sql import Identifier
@@ -92,15 +95,18 @@ from agentledger.errors import (
     SchemaVersionError,
     SessionExistsError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter, display_url
 from agentledger.stores.shared import (
+    COMMON_OPTIONS,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
     format_timestamp,
+    parse_flag,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
@@ -531,21 +537,35 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     in_url = {key for key, _ in query}
     ours: dict[str, Any] = {}
+    own = sorted((*_OPTIONS, *COMMON_OPTIONS))
     for key, value in options.items():
-        if key in _OPTIONS or key in ("max_event_bytes", "clock", "lifecycle"):
+        if key in own:
             ours[key] = value
         elif key not in in_url:
             raise ConfigurationError(
-                f"unknown option {key!r} for {parts.scheme}:// (known: "
-                f"{', '.join(_OPTIONS)}, max_event_bytes, or a libpq parameter in the URL)"
+                f"unknown option {key!r} for {parts.scheme}://; valid options: "
+                f"{', '.join(own)} (a libpq parameter goes in the URL)"
             )
     kept = [(key, value) for key, value in query if key not in ours]
+    libpq = _libpq_keywords()
+    unknown = [key for key, _ in kept if key not in libpq]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option {unknown[0]!r} in {display_url(url)!r}: neither an agentledger "
+            f"option ({', '.join(own)}) nor a libpq connection parameter "
+            f"({', '.join(sorted(libpq))})"
+        )
     conninfo = urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote)))
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"bad PostgreSQL URL {display_url(url)!r}: {exc}") from exc
     return conninfo, ours
+
+
+def _libpq_keywords() -> set[str]:
+    """The connection parameters the installed libpq knows (`sslmode`, `connect_timeout`…)."""
+    return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
 
 
 def _number(url: str, name: str, value: Any, kind: type[int] | type[float], low: float) -> Any:
@@ -573,11 +593,15 @@ class PostgresStore(BaseStore):
         url: The URL it was opened with (for display and for other processes to reopen);
             if omitted, `conninfo` (plus `?schema=` when it is a URL and `schema` is not
             `public`).
-        **options: `max_event_bytes`, `clock`, `lifecycle`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option, or a database whose encoding is not UTF8.
-        SchemaVersionError: The schema was written by a newer agentledger.
+        StoreNotFoundError: The schema holds no store and may not be given one
+            (`read_only`, `create=False`).
+        SchemaVersionError: The schema was written by a newer agentledger, or is older and
+            the store is read-only.
         StoreUnavailableError: The server cannot be reached or refuses the connection.
 
     Example:
@@ -649,6 +673,12 @@ class PostgresStore(BaseStore):
         ):
             if name in opts:
                 opts[name] = _number(display, name, opts[name], kind, low)
+        for name in ("read_only", "create"):
+            if name in opts:
+                try:
+                    opts[name] = parse_flag(opts[name])
+                except ValueError as exc:
+                    raise ConfigurationError(f"bad option {name} in {display!r}: {exc}") from exc
         return cls(conninfo, url=url, **opts)
 
     def __repr__(self) -> str:
@@ -744,9 +774,16 @@ class PostgresStore(BaseStore):
                     schema_exists = conn.execute(
                         "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
                     ).fetchone()
+                    found = conn.execute("SELECT to_regclass(%s)", (sql.version_table,)).fetchone()
+                    missing = schema_exists is None or found is None or found[0] is None
+                    if missing and not self.create:
+                        why = "opened read-only" if self.read_only else "opened with create=False"
+                        raise StoreNotFoundError(
+                            f"PostgreSQL schema {self.schema!r} at {self._where} holds no "
+                            f"agentledger store ({why}: nothing was created)"
+                        )
                     if schema_exists is None:
                         conn.execute(f"CREATE SCHEMA {sql.schema}")
-                    found = conn.execute("SELECT to_regclass(%s)", (sql.version_table,)).fetchone()
                     if found is None or found[0] is None:
                         conn.execute(
                             f"CREATE TABLE {sql.version_table} (version integer PRIMARY KEY,"
@@ -758,6 +795,13 @@ class PostgresStore(BaseStore):
                             f"PostgreSQL schema {self.schema!r} at {self._where} has agentledger "
                             f"schema version {version}, but this agentledger knows versions up "
                             f"to {SCHEMA_VERSION}; upgrade agentledger to open it"
+                        )
+                    if self.read_only and version < SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"PostgreSQL schema {self.schema!r} at {self._where} has agentledger "
+                            f"schema version {version} and this agentledger reads version "
+                            f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it "
+                            "for writing once (any command that writes) to migrate it"
                         )
                     for target in range(version + 1, SCHEMA_VERSION + 1):
                         for statement in MIGRATIONS[target]:

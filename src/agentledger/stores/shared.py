@@ -40,6 +40,7 @@ from agentledger.errors import (
     CorruptedSessionError,
     EventTooLargeError,
     InvalidEventError,
+    ReadOnlyStoreError,
     SessionExistsError,
     SessionNotFoundError,
     StateConflictError,
@@ -55,13 +56,17 @@ from agentledger.stores.base import (
 )
 
 __all__ = [
+    "COMMON_OPTIONS",
     "BaseStore",
     "EventRow",
     "SessionRow",
     "StoreTransaction",
     "convert_options",
+    "event_size",
     "format_timestamp",
+    "parse_flag",
     "parse_timestamp",
+    "store_options",
 ]
 
 # Fixed-width UTC timestamps sort as strings, so stores can index and compare them as text.
@@ -103,6 +108,66 @@ def convert_options(
     return converted
 
 
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+
+
+def parse_flag(value: Any) -> bool:
+    """A yes/no option: a `bool`, or the URL text `1`/`true`/`yes`/`on` or
+    `0`/`false`/`no`/`off` (any case).
+
+    Raises:
+        ValueError: Anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, not {value!r}")
+
+
+COMMON_OPTIONS: Mapping[str, Callable[[Any], Any] | None] = {
+    "max_event_bytes": int,
+    "read_only": parse_flag,
+    "create": parse_flag,
+    "clock": None,
+    "lifecycle": None,
+}
+"""The options every built-in store takes (see `BaseStore`), each with the converter of its
+URL query value (`None`: passed as given)."""
+
+
+def store_options(
+    url: str, options: Mapping[str, Any], own: Mapping[str, Callable[[Any], Any] | None]
+) -> dict[str, Any]:
+    """Check a store's options by name and convert their URL query values.
+
+    Args:
+        url: The store URL, for the error message (its password hidden).
+        options: Option name -> value, as `open_store` passes them (URL values are strings).
+        own: The store's own options beyond `COMMON_OPTIONS`, each with its converter
+            (`int`, `float`; `None`: passed as given).
+
+    Returns:
+        A new dict with the options converted.
+
+    Raises:
+        ConfigurationError: An option the store does not take (the message names it and
+            lists the valid ones), or a value its converter refuses.
+    """
+    known = {**COMMON_OPTIONS, **own}
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        scheme = url.split(":", 1)[0]
+        names = ", ".join(repr(name) for name in unknown)
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {names} in "
+            f"{display_url(url)!r}; valid options for {scheme}://: {', '.join(sorted(known))}"
+        )
+    kinds = {name: kind for name, kind in known.items() if kind is not None}
+    return convert_options(url, options, kinds)
+
+
 def parse_timestamp(value: str) -> datetime:
     """Parse a timestamp written by `format_timestamp` (or any ISO 8601 with an offset)."""
     return datetime.fromisoformat(value)
@@ -129,6 +194,39 @@ def _stored_event(values: dict[str, Any]) -> Event:
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
+
+
+def _encode_payload(event: NewEvent) -> tuple[str, str, int]:
+    """Return the event's `data` and `state_delta` as canonical JSON text (keys sorted, so
+    the payload hash is the same on every store), and its size (`event_size`)."""
+    try:
+        data = canonical_json(event.data)
+        delta = canonical_json(strip_temp(event.state_delta))
+        # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
+        size = sum(
+            len(text.encode())
+            for text in (data, delta, event.type, event.author, event.invocation_id or "")
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+    return data, delta, size
+
+
+def event_size(event: NewEvent) -> int:
+    """The size of an event as the built-in stores count it against `max_event_bytes`.
+
+    Args:
+        event: The event, before it is appended.
+
+    Returns:
+        Bytes: the UTF-8 length of its `data` and `state_delta` (without `temp:` keys) as
+        compact JSON, plus its type, author and invocation id.
+
+    Raises:
+        InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
+            text that is not valid Unicode (a lone surrogate).
+    """
+    return _encode_payload(event)[2]
 
 
 class EventRow(NamedTuple):
@@ -229,11 +327,23 @@ class BaseStore(SessionStore, ABC):
     Args:
         max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
             `data` and `state_delta` JSON plus its type, author and invocation id.
-        clock: Returns the current UTC time; stamps events that carry no timestamp. A
-            time earlier than the session's last event (a clock that went backwards, or a
-            caller's timestamp) is raised to that event's time.
+        clock: Returns the current UTC time; stamps every event written without a
+            timestamp (public as `clock`; `SessionManager` uses it for idle times and
+            cut-offs, so one clock stamps and decides). A time earlier than the session's
+            last event (a clock that went backwards, or a caller's timestamp) is raised to
+            that event's time.
         lifecycle: The phase rules every append is checked against, inside its
-            transaction (`core.lifecycle.check_append`); default: DESIGN.md §2's phases.
+            transaction (`core.lifecycle.check_append`); default: the standard phases.
+        read_only: Open for reading only: nothing is created or migrated, and
+            `create_session`, `append` and `delete_session` raise `ReadOnlyStoreError`.
+            A store that does not exist raises `StoreNotFoundError`; one whose schema is
+            older than this library's raises `SchemaVersionError` (a read never migrates).
+        create: Whether opening may create the store (a SQLite file, a file store's
+            folder, a PostgreSQL schema) when it does not exist; `False` raises
+            `StoreNotFoundError` instead. Never creates the folders above the store.
+
+    Raises:
+        ConfigurationError: A bad option value.
     """
 
     scheme: ClassVar[str]
@@ -250,15 +360,35 @@ class BaseStore(SessionStore, ABC):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         clock: Callable[[], datetime] = _utcnow,
         lifecycle: Lifecycle = DEFAULT_LIFECYCLE,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
         if not isinstance(max_event_bytes, int) or max_event_bytes < 256:
             raise ConfigurationError(f"max_event_bytes must be an int >= 256, not {max_event_bytes!r}")
         if not isinstance(lifecycle, Lifecycle):
             raise ConfigurationError(f"lifecycle must be a Lifecycle, not {lifecycle!r}")
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be a function returning a datetime, not {clock!r}")
+        for name, flag in (("read_only", read_only), ("create", create)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name} must be True or False, not {flag!r}")
         self.url = url
+        self.read_only = read_only
+        self.create = create and not read_only
         self.max_event_bytes = max_event_bytes
         self.lifecycle = lifecycle
         self._clock = clock
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The store's clock (UTC): it stamps every event written without a timestamp."""
+        return self._clock
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"store {display_url(self.url)} is open read-only; nothing was written"
+            )
 
     # -- backend primitives -------------------------------------------------------------
 
@@ -322,17 +452,7 @@ class BaseStore(SessionStore, ABC):
     # -- encoding -----------------------------------------------------------------------
 
     def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
-        try:
-            # Canonical text (keys sorted), so the payload hash is the same on every store.
-            data = canonical_json(event.data)
-            delta = canonical_json(strip_temp(event.state_delta))
-            # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
-            size = sum(
-                len(text.encode())
-                for text in (data, delta, event.type, event.author, event.invocation_id or "")
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+        data, delta, size = _encode_payload(event)
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(
@@ -596,7 +716,9 @@ class BaseStore(SessionStore, ABC):
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
+        self._check_writable()
         sid = new_id() if session_id is None else validate_session_id(session_id)
         for name, required in (("app_name", app_name), ("user_id", user_id)):
             if not isinstance(required, str) or not required:
@@ -612,15 +734,14 @@ class BaseStore(SessionStore, ABC):
             if value is not None:
                 data[key] = value
         data["metadata"] = dict(metadata or {})
-        try:
-            event = NewEvent(
-                type=EventType.SESSION_CREATED,
-                author="system",
-                data=data,
-                state_delta=dict(state or {}),
-            )
-        except ValidationError as exc:
-            raise InvalidEventError(str(exc)) from exc
+        # Raises InvalidEventError (a naive created_at, a state that is not a dict).
+        event = NewEvent(
+            type=EventType.SESSION_CREATED,
+            author="system",
+            data=data,
+            state_delta=dict(state or {}),
+            timestamp=created_at,
+        )
         (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
@@ -636,6 +757,7 @@ class BaseStore(SessionStore, ABC):
         expected_version: int | None = None,
         expected_state: Mapping[str, Any] | None = None,
     ) -> list[Event]:
+        self._check_writable()
         validate_session_id(session_id)
         events = list(events)
         for event in events:
@@ -816,6 +938,7 @@ class BaseStore(SessionStore, ABC):
         return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
+        self._check_writable()
         validate_session_id(session_id)
         if expected_version is not None and (
             isinstance(expected_version, bool) or not isinstance(expected_version, int)

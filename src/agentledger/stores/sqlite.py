@@ -18,6 +18,15 @@ each session row the `last_hash` of its last commit, so damage to the file is de
 
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
+
+Read-only (`read_only=True`): the file is opened with SQLite's `mode=ro`, so nothing can
+write it; the schema is checked, never created or migrated, and the journal mode is left as
+it is. A WAL file needs its `-shm` index to be read: SQLite creates it beside the file when
+the folder is writable; when it cannot (a read-only folder) and no `-wal` file holds
+unmerged commits, the file is opened as immutable instead.
+
+Creating: opening for writing creates the database file if it is missing (unless
+`create=False`), never the folder it goes in.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.errors import (
@@ -40,6 +49,7 @@ from agentledger.errors import (
     ConfigurationError,
     SchemaVersionError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter
@@ -48,8 +58,8 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
-    convert_options,
     format_timestamp,
+    store_options,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
@@ -298,20 +308,39 @@ def _path_from_url(url: str) -> str:
     return path[1:]
 
 
+def _version_problem(path: str, version: int, *, read_only: bool) -> str:
+    """The message of a `SchemaVersionError` for a file at `version`."""
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path} has schema version {version}, but this agentledger knows versions up to "
+            f"{SCHEMA_VERSION}; upgrade agentledger to open it"
+        )
+    return (
+        f"{path} has schema version {version} and this agentledger reads version "
+        f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it for writing once "
+        "(any command that writes) to migrate it"
+    )
+
+
 class SqliteStore(BaseStore):
     """A store in one SQLite file.
 
     Args:
-        path: The database file; created (with its folder) if missing.
+        path: The database file; created if missing (unless `read_only` or
+            `create=False`); its folder must exist.
         durability: `"full"` (default) or `"normal"`; see the module docstring.
         busy_timeout: How long a writer waits for the write lock, in seconds, before
             `StoreUnavailableError`.
         url: The URL it was opened with (for display); derived from `path` if omitted.
-        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option.
-        SchemaVersionError: The file was written by a newer agentledger.
+        StoreNotFoundError: The file is missing and may not be created, or its folder is
+            missing.
+        SchemaVersionError: The file was written by a newer agentledger, or is older and
+            opened read-only.
         StoreUnavailableError: The file cannot be opened or is locked too long.
 
     Example:
@@ -346,18 +375,32 @@ class SqliteStore(BaseStore):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
-        parent = Path(self.path).parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
+        self._immutable = False
+        self._check_file()
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
         """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "busy_timeout": float})
+        opts = store_options(url, options, {"durability": None, "busy_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
+
+    def _check_file(self) -> None:
+        """Refuse a missing file that may not be created, and a missing folder."""
+        if os.path.exists(self.path):
+            return
+        folder = Path(os.path.abspath(self.path)).parent
+        if self.read_only or not self.create:
+            why = "opened read-only" if self.read_only else "opened with create=False"
+            raise StoreNotFoundError(
+                f"SQLite store {self.path} does not exist ({why}: nothing was created)"
+            )
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
+            raise StoreNotFoundError(
+                f"cannot create SQLite store {self.path}: folder {folder} {problem} "
+                "(agentledger creates the database file, never its folders; create it first)"
+            )
 
     # -- connections --------------------------------------------------------------------
 
@@ -369,18 +412,50 @@ class SqliteStore(BaseStore):
         if conn is not None and self._local.pid == pid:
             return conn
         with _translated():
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._enable_wal(conn)
-            conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                self._enable_wal(conn)
+                conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
         self._local.conn, self._local.pid = conn, pid
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A `mode=ro` connection; immutable when a WAL file's `-shm` cannot be created
+        and no `-wal` holds commits (see the module docstring)."""
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        if not self._immutable:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                    raise
+                wal = f"{self.path}-wal"
+                if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                    raise StoreUnavailableError(
+                        f"cannot read {self.path} read-only: its write-ahead log {wal} holds "
+                        f"commits and its index {self.path}-shm cannot be created: open it "
+                        f"once with write access to merge the log ({exc})"
+                    ) from exc
+                self._immutable = True
+        return sqlite3.connect(
+            uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         # Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY
@@ -410,21 +485,30 @@ class SqliteStore(BaseStore):
                 pass
 
     def setup(self) -> None:
-        """Create or migrate the schema; safe when several processes do it at once.
+        """Create or migrate the schema; safe when several processes do it at once. On a
+        read-only store, only check it.
 
         Raises:
-            SchemaVersionError: The file's schema is newer than `SCHEMA_VERSION`.
+            SchemaVersionError: The file's schema is newer than `SCHEMA_VERSION`, or older
+                and the store is read-only.
+            StoreNotFoundError: Read-only, and the file holds no agentledger schema yet.
         """
         conn = self._conn()
+        if self.read_only:
+            version = self.schema_version()
+            if version == 0:
+                raise StoreNotFoundError(
+                    f"SQLite file {self.path} holds no agentledger store yet (schema version 0)"
+                )
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(_version_problem(self.path, version, read_only=True))
+            return
         with _translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
                 if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.path} has schema version {version}, but this agentledger knows "
-                        f"versions up to {SCHEMA_VERSION}; upgrade agentledger to open it"
-                    )
+                    raise SchemaVersionError(_version_problem(self.path, version, read_only=False))
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[target]:
                         if isinstance(statement, str):

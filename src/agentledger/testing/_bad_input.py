@@ -141,13 +141,13 @@ class BadInputConformance(ConformanceBase):
 
     def test_unknown_event_type_is_refused_by_the_model(self) -> None:
         for bad_type in ("not_a_type", "", "plugin.", ".name", "User_Message"):
-            with pytest.raises(ValidationError):
+            with pytest.raises(InvalidEventError, match="unknown event type") as info:
                 NewEvent(type=bad_type)
-            with pytest.raises(ValueError):
-                NewEvent(type=bad_type)
+            assert isinstance(info.value, ValueError)
+            assert isinstance(info.value.__cause__, ValidationError)
 
     def test_naive_timestamp_is_refused_by_the_model(self) -> None:
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidEventError, match="timezone-aware"):
             NewEvent(type="user_message", timestamp=datetime(2025, 1, 1))
 
     @pytest.mark.parametrize(
