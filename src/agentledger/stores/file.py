@@ -119,7 +119,7 @@ from urllib.parse import quote, unquote
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
-from agentledger.core.chain import GENESIS, canonical_json, payload_hash
+from agentledger.core.chain import GENESIS, canonical_json
 from agentledger.core.events import Event
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
@@ -549,7 +549,7 @@ def _resolve_scoped(root: str, text: str) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _v1_row(session_id: str, value: dict[str, Any]) -> EventRow:
-    """The row of a version 1 ledger line, its payload canonical and hashed (not chained)."""
+    """The row of a version 1 ledger line, its payload canonical (not yet hashed)."""
     data, delta = canonical_json(value["data"]), canonical_json(value["state_delta"])
     return EventRow(
         value["id"],
@@ -561,7 +561,6 @@ def _v1_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["invocation_id"],
         data,
         delta,
-        payload_hash(data, delta),
     )
 
 

@@ -465,12 +465,14 @@ class BaseStore(SessionStore, ABC):
             event.invocation_id,
             data,
             delta,
-            payload_hash(data, delta),
         )
 
     @staticmethod
     def _chained(rows: Sequence[EventRow], previous: str, floor: str) -> list[EventRow]:
-        """Stamp encoded rows with their final timestamps and chain hashes.
+        """Stamp encoded rows with their final timestamps, payload hashes and chain hashes.
+
+        Call it last, inside the write transaction, once each row's `seq`, `data` and
+        `state_delta` are final: the hashes cover them.
 
         Args:
             rows: Encoded rows with their `seq` assigned, in order.
@@ -483,6 +485,7 @@ class BaseStore(SessionStore, ABC):
         chained = []
         for row in rows:
             stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
+            payload = payload_hash(row.data, row.state_delta)
             digest = event_hash(
                 previous,
                 row.session_id,
@@ -492,9 +495,9 @@ class BaseStore(SessionStore, ABC):
                 row.author,
                 stamp,
                 row.invocation_id,
-                row.payload_hash,
+                payload,
             )
-            chained.append(row._replace(timestamp=stamp, hash=digest))
+            chained.append(row._replace(timestamp=stamp, payload_hash=payload, hash=digest))
             previous, floor = digest, stamp
         return chained
 
