@@ -469,6 +469,10 @@ def _ends_with(ledger: Any, end: int, seq: int, last_hash: str) -> bool:
     )
 
 
+def _missing(first: int, last: int) -> str:
+    return f"event {first} is missing" if first == last else f"events {first} to {last} are missing"
+
+
 def _check_acknowledged(
     session_id: str, committed: tuple[int, int], acknowledged: tuple[int, int] | None
 ) -> None:
@@ -484,7 +488,7 @@ def _check_acknowledged(
         raise CorruptedSessionError(
             session_id,
             f"{LEDGER} ends at seq {have}, but events up to seq {acked} were "
-            f"acknowledged: events {have + 1} to {acked} are missing",
+            f"acknowledged: {_missing(have + 1, acked)}",
             seq=have + 1,
         )
 

@@ -882,8 +882,12 @@ class BaseStore(SessionStore, ABC):
         if version > len(rows):
             return bad(
                 len(rows) + 1,
-                f"acknowledged events {len(rows) + 1} to {version} are missing "
-                f"(the ledger ends at seq {len(rows)})",
+                (
+                    f"acknowledged event {version} is missing"
+                    if version == len(rows) + 1
+                    else f"acknowledged events {len(rows) + 1} to {version} are missing"
+                )
+                + f" (the ledger ends at seq {len(rows)})",
                 len(rows),
             )
         committed = rows[:version]
