@@ -479,7 +479,7 @@ def interrupted() -> str:
     [
         ([call("explode")], ToolError, "tool", "tool"),
         ([TimeoutError("no answer")], ModelError, "model", "model"),
-        ([call("ping", call_id=f"c{i}") for i in range(2)], RunnerError, "max_steps", "runner"),
+        ([call("ping", call_id=f"c{i}") for i in range(2)], RunnerError, "max_steps_exceeded", "runner"),
     ],
 )
 def test_error_events_carry_a_machine_readable_kind(

@@ -45,6 +45,7 @@ from agentledger.stores.base import (
     Capabilities,
     SessionPage,
     SessionStore,
+    VerifyReport,
     default_store_url,
     open_store,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreUnavailableError",
     "ToolError",
+    "VerifyReport",
     "default_store_url",
     "open_store",
     "project",
