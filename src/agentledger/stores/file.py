@@ -1041,10 +1041,8 @@ class FileStore(BaseStore):
         """
         # The snapshot first: it is written after its commit, so the ledger read next
         # holds at least the events it records.
-        try:
-            text = _read_text(self._file(session_id, SNAPSHOT))
-        except _UNREADABLE as exc:
-            raise CorruptedSessionError(session_id, f"{SNAPSHOT} cannot be read: {exc}") from exc
+        # An unreadable snapshot is read as missing here: the ledger is the truth.
+        text = _read_text_or_none(self._file(session_id, SNAPSHOT))
         acknowledged = None
         if text is not None:
             try:
