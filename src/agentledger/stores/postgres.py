@@ -89,7 +89,13 @@ from agentledger.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionFilter, display_url
+from agentledger.stores.base import (
+    Capabilities,
+    SessionFilter,
+    display_url,
+    mask_secrets,
+    remember_secrets,
+)
 from agentledger.stores.shared import (
     BaseStore,
     EventRow,
@@ -472,7 +478,10 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"bad PostgreSQL URL {display_url(url)!r}: {exc}") from exc
+        remember_secrets(url)  # libpq may quote the password (a bad percent-escape in it)
+        raise ConfigurationError(
+            mask_secrets(f"bad PostgreSQL URL {display_url(url)!r}: {exc}")
+        ) from exc
     return conninfo, ours
 
 
@@ -544,10 +553,13 @@ class PostgresStore(BaseStore):
         self._pool_timeout = float(pool_timeout)
         self._closed = False
         self._close_lock = threading.Lock()
+        remember_secrets(conninfo)  # so driver messages that echo them are masked
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"bad PostgreSQL connection string: {exc}") from exc
+            raise ConfigurationError(
+                mask_secrets(f"bad PostgreSQL connection string: {exc}")
+            ) from exc
         self._where = (
             f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
             f"/{params.get('dbname') or params.get('user') or ''}"
@@ -584,7 +596,13 @@ class PostgresStore(BaseStore):
     # -- connections --------------------------------------------------------------------
 
     def _translate(self, exc: psycopg.Error) -> AgentLedgerError:
-        """The agentledger error for a psycopg error (raise it `from exc`)."""
+        """The agentledger error for a psycopg error (raise it `from exc`), its message
+        with any secret the driver echoed masked."""
+        error = self._translate_unmasked(exc)
+        error.args = tuple(mask_secrets(a) if isinstance(a, str) else a for a in error.args)
+        return error
+
+    def _translate_unmasked(self, exc: psycopg.Error) -> AgentLedgerError:
         if isinstance(exc, PoolClosed) or self._closed:
             return StoreUnavailableError(f"{self!r} is closed")
         if isinstance(exc, PoolTimeout):
@@ -695,11 +713,13 @@ class PostgresStore(BaseStore):
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
                 raise StoreUnavailableError(
-                    f"cannot connect to PostgreSQL at {self._where}: {exc}".strip()
+                    mask_secrets(f"cannot connect to PostgreSQL at {self._where}: {exc}".strip())
                 ) from exc
             raise StoreError(
-                f"PostgreSQL at {self._where}: setting up schema {self.schema!r} failed, "
-                f"nothing was changed: {exc}"
+                mask_secrets(
+                    f"PostgreSQL at {self._where}: setting up schema {self.schema!r} failed, "
+                    f"nothing was changed: {exc}"
+                )
             ) from exc
 
     def _read_version(self, conn: psycopg.Connection[TupleRow]) -> int:
