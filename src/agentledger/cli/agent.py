@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from agentledger.cli.access import AnyUserOpt, owned_session
 from agentledger.cli.app import app, store_from
 from agentledger.cli.render import (
     make_console,
@@ -87,13 +88,26 @@ def load_agent(spec: str | None) -> Agent:
 
 
 def _session_for(
-    store: SessionStore, session_id: str | None, *, user: str, app_name: str, agent: Agent
-) -> tuple[Session, bool]:
+    ctx: typer.Context,
+    store: SessionStore,
+    session_id: str | None,
+    *,
+    user: str,
+    app_name: str,
+    agent: Agent,
+    any_user: bool = False,
+) -> tuple[Session, bool, str, str]:
+    """The session to work in, whether it is new, and the user and app acting in it
+    (`--session` is checked against `--user`/`--app`: `agentledger.cli.access`)."""
     if session_id is not None:
-        return store.get_session(session_id), False
-    return continue_or_create_session(
+        session, user, app_name = owned_session(
+            ctx, store, session_id, user_id=user, app_name=app_name, any_user=any_user
+        )
+        return session, False, user, app_name
+    session, created = continue_or_create_session(
         store, user_id=user, app_name=app_name, agent_name=agent.name, title=None
     )
+    return session, created, user, app_name
 
 
 @app.command()
@@ -131,6 +145,7 @@ def run(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    any_user: AnyUserOpt = False,
     events: Annotated[
         bool, typer.Option("--events", help="Also print the turn's events as they are stored.")
     ] = False,
@@ -144,8 +159,8 @@ def run(
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     store = store_from(ctx)
     agent = load_agent(agent_spec)
-    session, created = _session_for(
-        store, session_id, user=user, app_name=app_name, agent=agent
+    session, created, user, app_name = _session_for(
+        ctx, store, session_id, user=user, app_name=app_name, agent=agent, any_user=any_user
     )
     out = make_console()
     if not json_output:
@@ -198,6 +213,7 @@ def chat(
     user: UserOpt = DEMO_USER,
     app_name: AppOpt = DEMO_APP,
     agent_spec: AgentOpt = None,
+    any_user: AnyUserOpt = False,
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
@@ -212,8 +228,8 @@ def chat(
     """
     store = store_from(ctx)
     agent = load_agent(agent_spec)
-    session, created = _session_for(
-        store, session_id, user=user, app_name=app_name, agent=agent
+    session, created, user, app_name = _session_for(
+        ctx, store, session_id, user=user, app_name=app_name, agent=agent, any_user=any_user
     )
     runner = Runner(agent, store)
     out = make_console()
@@ -224,6 +240,7 @@ def chat(
         agent_name=agent.name,
         app_name=app_name,
         user_id=user,
+        any_user=any_user,
     )
     out.print(
         f"session: {session.id} ({'new' if created else 'continued'}); "
