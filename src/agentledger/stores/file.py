@@ -93,6 +93,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -120,12 +121,16 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
+    DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
     convert_options,
+    folder_mode,
     format_timestamp,
+    make_folders,
+    parse_file_mode,
     parse_timestamp,
 )
 
@@ -202,13 +207,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _replace_file(path: str, text: str) -> None:
-    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename."""
+def _replace_file(path: str, text: str, new_mode: int) -> None:
+    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename.
+
+    The file keeps its permissions (a `chmod` of it survives rewrites); a new file gets
+    exactly `new_mode`, whatever the umask.
+    """
     folder, name = os.path.split(path)
     temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_mode
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
+            os.fchmod(fd, mode)
             _write_all(fd, text.encode())
             os.fsync(fd)
         finally:
@@ -429,6 +443,10 @@ class FileStore(BaseStore):
             resolved against the working directory once, here.
         lock_timeout: How long a writer waits for a session's or a scope's lock, in
             seconds, before `StoreUnavailableError`.
+        file_mode: Permissions of the files the store creates, an int or an octal string
+            (`"0644"`); default 0o600, private to the owner. Folders it creates get the
+            matching folder mode (0o700; 0o755 for 0o644). The umask does not apply; a file
+            rewritten keeps the mode it has.
         url: The URL it was opened with (for display and for child processes); derived
             from `path` if omitted.
         **options: `max_event_bytes`, `clock`; see `BaseStore`.
@@ -452,10 +470,13 @@ class FileStore(BaseStore):
         path: str | os.PathLike[str],
         *,
         lock_timeout: float = 30.0,
+        file_mode: int | str = DEFAULT_FILE_MODE,
         url: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url=url or f"file://{os.fspath(path)}", **options)
+        self.file_mode = parse_file_mode(file_mode)
+        self._folder_mode = folder_mode(self.file_mode)
         if (
             isinstance(lock_timeout, bool)
             or not isinstance(lock_timeout, (int, float))
@@ -471,13 +492,16 @@ class FileStore(BaseStore):
         self._lock_cache: dict[str, FileLock] = {}
         self._locks_pid = os.getpid()
         with _translated(f"create folder {self.root}"):
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_folders(self.root, self._folder_mode)
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
         """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "lock_timeout": float})
+        kinds: dict[str, Callable[[Any], Any]] = {
+            "max_event_bytes": int, "lock_timeout": float, "file_mode": parse_file_mode
+        }
+        opts = convert_options(url, options, kinds)
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- schema ---------------------------------------------------------------------------
@@ -518,10 +542,14 @@ class FileStore(BaseStore):
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 with _translated(f"migrate {self.root} to schema version {target}"):
+                    if target == 1:  # its folders, with the store's folder mode
+                        for sub in (f"{_SCOPED}/app", f"{_SCOPED}/user", _TRASH):
+                            make_folders(os.path.join(self._root, sub), self._folder_mode)
                     MIGRATIONS[target](self.root)
                     _replace_file(
                         os.path.join(self._root, FORMAT_FILE),
                         _pretty({"format": FORMAT, "schema_version": target}),
+                        self.file_mode,
                     )
                     _fsync_dir(self.root)
         # Folders of deletes killed before they finished removing them.
@@ -556,7 +584,13 @@ class FileStore(BaseStore):
         if lock is None:
             if len(self._lock_cache) >= _LOCK_CACHE_SIZE:
                 self._lock_cache.clear()
-            lock = FileLock(key, timeout=self.lock_timeout, poll_interval=_LOCK_POLL)
+            try:  # filelock would create missing folders with the umask's mode
+                make_folders(os.path.dirname(path), self._folder_mode)
+            except OSError as exc:
+                raise StoreUnavailableError(f"file store: cannot lock {path}: {exc}") from exc
+            lock = FileLock(
+                key, timeout=self.lock_timeout, poll_interval=_LOCK_POLL, mode=self.file_mode
+            )
             lock = self._lock_cache.setdefault(key, lock)
         try:
             lock.acquire()
@@ -767,7 +801,11 @@ class FileStore(BaseStore):
                 except ValueError:
                     continue
                 if pending is not None and pending.get("session_id") == session_id:
-                    _replace_file(path, _pretty(self._scope_doc(app_name, scope_user, state)))
+                    _replace_file(
+                        path,
+                        _pretty(self._scope_doc(app_name, scope_user, state)),
+                        self.file_mode,
+                    )
         finally:
             for lock in reversed(locks):
                 lock.release()
@@ -966,7 +1004,7 @@ class FileStore(BaseStore):
             if owner is not None:
                 self._settle_scopes(session_id, *owner)
             trash = os.path.join(self._root, _TRASH)
-            os.makedirs(trash, exist_ok=True)
+            make_folders(trash, self._folder_mode)
             target = os.path.join(trash, f"{session_id}.{uuid.uuid4().hex}")
             os.replace(folder, target)
             _fsync_dir(self._root)
@@ -1108,7 +1146,7 @@ class _FileTransaction(StoreTransaction):
     def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
         snapshot = json.loads(row.snapshot)
         snapshot["ledger_bytes"] = ledger_bytes
-        _replace_file(path, _pretty(snapshot))
+        _replace_file(path, _pretty(snapshot), self._store.file_mode)
 
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row
@@ -1131,20 +1169,26 @@ class _FileTransaction(StoreTransaction):
         scope_files = []
         for (app_name, user_id), state in self._saved.items():
             path, _ = store._scope_paths(app_name, user_id)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_folders(os.path.dirname(path), store._folder_mode)
             doc = store._scope_doc(app_name, user_id, json.loads(state))
             scope_files.append((path, doc))
             previous = self._previous.get((app_name, user_id), {})
-            _replace_file(path, _pretty({**doc, "pending": {**pending, "previous": previous}}))
+            _replace_file(
+                path,
+                _pretty({**doc, "pending": {**pending, "previous": previous}}),
+                store.file_mode,
+            )
             _fsync_dir(os.path.dirname(path))  # durable before the commit
         # 2. The ledger: one write, one fsync. The commit point.
         if self._new:
             try:
-                os.mkdir(folder)
+                os.mkdir(folder, store._folder_mode)
+                os.chmod(folder, store._folder_mode)  # exactly, whatever the umask
                 _fsync_dir(store._root)
             except FileExistsError:  # left by a create killed before its ledger commit
                 pass
-            fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, store.file_mode)
+            os.fchmod(fd, store.file_mode)
         else:
             fd = os.open(ledger, os.O_WRONLY | os.O_APPEND)
         try:
@@ -1166,7 +1210,7 @@ class _FileTransaction(StoreTransaction):
         try:
             self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
             for path, doc in scope_files:
-                _replace_file(path, _pretty(doc))
+                _replace_file(path, _pretty(doc), store.file_mode)
         except OSError as exc:
             _log.warning(
                 "file store: session %s committed, caches not updated: %s", session_id, exc

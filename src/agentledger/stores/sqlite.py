@@ -12,6 +12,11 @@ Durability (`durability=` option or `?durability=` in the URL):
     `"normal"`: `PRAGMA synchronous=NORMAL`; an acknowledged append survives a process
         crash (`kill -9`) but the last commits may be lost on power loss. Faster.
 
+Permissions (`file_mode=` option or `?file_mode=` in the URL): a new database file is
+created with `file_mode` (default 0600: only its owner can read it), whatever the umask;
+SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
+file get the matching folder mode (0700). An existing file keeps its mode.
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 """
@@ -22,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -38,12 +43,16 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
+    DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
     convert_options,
+    folder_mode,
     format_timestamp,
+    make_folders,
+    parse_file_mode,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
@@ -233,6 +242,8 @@ class SqliteStore(BaseStore):
         durability: `"full"` (default) or `"normal"`; see the module docstring.
         busy_timeout: How long a writer waits for the write lock, in seconds, before
             `StoreUnavailableError`.
+        file_mode: Permissions of a new database file (and its `-wal`/`-shm` files), an
+            int or an octal string (`"0644"`); default 0o600, private to the owner.
         url: The URL it was opened with (for display); derived from `path` if omitted.
         **options: `max_event_bytes`, `clock`; see `BaseStore`.
 
@@ -255,10 +266,12 @@ class SqliteStore(BaseStore):
         *,
         durability: str = "full",
         busy_timeout: float = 30.0,
+        file_mode: int | str = DEFAULT_FILE_MODE,
         url: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url=url or f"sqlite:///{os.fspath(path)}", **options)
+        self.file_mode = parse_file_mode(file_mode)
         if durability not in _DURABILITY:
             raise ConfigurationError(
                 f"durability must be one of {sorted(_DURABILITY)}, not {durability!r}"
@@ -275,16 +288,35 @@ class SqliteStore(BaseStore):
         self._closed = False
         parent = Path(self.path).parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            make_folders(parent, folder_mode(self.file_mode))
         except OSError as exc:
             raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
+        self._create_file()
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
-        """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "busy_timeout": float})
+        """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`
+        (`&file_mode=0644` to widen the default 0600)."""
+        kinds: dict[str, Callable[[Any], Any]] = {
+            "max_event_bytes": int, "busy_timeout": float, "file_mode": parse_file_mode
+        }
+        opts = convert_options(url, options, kinds)
         return cls(_path_from_url(url), url=url, **opts)
+
+    def _create_file(self) -> None:
+        """Create the database file, empty, with `file_mode` if it does not exist (SQLite
+        would create it with 0644 less the umask, and its `-wal`/`-shm` files the same)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.file_mode)
+        except FileExistsError:
+            return  # an existing store keeps its mode
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create {self.path}: {exc}") from exc
+        try:
+            os.fchmod(fd, self.file_mode)  # exactly, whatever the umask
+        finally:
+            os.close(fd)
 
     # -- connections --------------------------------------------------------------------
 
