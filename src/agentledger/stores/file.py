@@ -5,7 +5,11 @@ URL → folder:
     `file://./sessions` and `file://sessions` are `./sessions` relative to the working
     directory when the store is opened; `file:///srv/sessions` is the absolute
     `/srv/sessions` (so `file://localhost/x` is the relative `localhost/x`, not `/x`). The
-    folder is created if missing. Options: `?max_event_bytes=N&lock_timeout=S`.
+    folder is created if missing. Options: `?max_event_bytes=N&lock_timeout=S&file_mode=M`.
+
+Permissions: files the store creates get `file_mode` (default 0600) and folders the matching
+folder mode (0700), whatever the umask; a file rewritten (snapshot, shared state) keeps the
+mode it has, so a `chmod` survives appends.
 
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
