@@ -99,6 +99,7 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
 _DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+_TIGHT_WAL_PAGES = 100  # WAL checkpoint interval (pages) of a connection after a full disk
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 
 _EVENT_COLUMNS = "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta"
@@ -110,8 +111,20 @@ _SESSION_SELECT = (
 )
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` is SQLite's "database or disk is full" (`SQLITE_FULL`)."""
+    return (
+        isinstance(exc, sqlite3.Error)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+
+
 def _translate(exc: sqlite3.Error) -> StoreError:
     """The agentledger error for a sqlite3 error (raise it `from exc`)."""
+    if _disk_full(exc):
+        return StoreUnavailableError(
+            f"SQLite: {exc}; nothing was written (the store works again once space is freed)"
+        )
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite: {exc}")
     return StoreError(f"SQLite: {exc}")
@@ -186,13 +199,17 @@ class _SqliteTransaction(StoreTransaction):
 class _WriteTransaction:
     """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on any exception), errors translated.
 
+    A write that fails for lack of disk space marks the store (`_DiskSpace`), and the next
+    write that commits empties the WAL (see `_DiskSpace`).
+
     A class rather than a generator context manager: it is on the append hot path.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_space")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, space: _DiskSpace) -> None:
         self._conn = conn
+        self._space = space
 
     def __enter__(self) -> _SqliteTransaction:
         try:
@@ -212,16 +229,56 @@ class _WriteTransaction:
             if exc_type is None:
                 try:
                     conn.execute("COMMIT")
-                    return
                 except sqlite3.Error as commit_error:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+                    if _disk_full(commit_error):
+                        self._space.ran_out(conn)
                     raise _translate(commit_error) from commit_error
+                if self._space.short:
+                    self._space.reclaim(conn)
+                return
             conn.execute("ROLLBACK")
         except sqlite3.Error as rollback_error:
             raise _translate(rollback_error) from rollback_error
         if isinstance(exc, sqlite3.Error):
+            if _disk_full(exc):
+                self._space.ran_out(conn)
             raise _translate(exc) from exc
+
+
+class _DiskSpace:
+    """Recovery from a full disk, without reopening the store.
+
+    A WAL file is reused from its start only after a checkpoint has copied all of it into
+    the database, and SQLite checkpoints on its own only once the WAL holds 1,000 pages.
+    After a write failed for lack of space, the WAL would keep growing into whatever space
+    is freed and fill the disk again. So after such a failure, the next write that commits
+    (there is space again) checkpoints the whole WAL into the database and truncates it to
+    zero bytes (`wal_checkpoint(TRUNCATE)`); until that succeeds, every committed write
+    tries again. From then on that connection checkpoints every `_TIGHT_WAL_PAGES` pages
+    instead of 1,000, so the WAL stays small on a disk that has shown it is short.
+    """
+
+    __slots__ = ("short",)
+
+    def __init__(self) -> None:
+        self.short = False
+
+    def ran_out(self, conn: sqlite3.Connection) -> None:
+        """A write failed with `SQLITE_FULL` and was rolled back: try to reclaim the WAL's
+        space now (it works when the WAL, not the data, filled the disk)."""
+        self.short = True
+        self.reclaim(conn)
+
+    def reclaim(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and truncate the WAL; stay `short` if that could not finish."""
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.execute(f"PRAGMA wal_autocheckpoint={_TIGHT_WAL_PAGES}")
+        except sqlite3.Error:
+            return  # still no space, or locked: the next commit tries again
+        self.short = bool(busy)
 
 
 def _path_from_url(url: str) -> str:
@@ -282,6 +339,7 @@ class SqliteStore(BaseStore):
             raise ConfigurationError("SQLite :memory: is not supported; use memory:// instead")
         self.durability = durability
         self._busy_timeout = float(busy_timeout)
+        self._space = _DiskSpace()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -401,7 +459,7 @@ class SqliteStore(BaseStore):
     # -- primitives ---------------------------------------------------------------------
 
     def _transaction(self) -> _WriteTransaction:
-        return _WriteTransaction(self._conn())
+        return _WriteTransaction(self._conn(), self._space)
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
