@@ -62,6 +62,7 @@ __all__ = [
     "convert_options",
     "folder_mode",
     "format_timestamp",
+    "fsync_folder",
     "make_folders",
     "parse_file_mode",
     "parse_timestamp",
@@ -150,9 +151,27 @@ def folder_mode(file_mode: int) -> int:
     return file_mode | ((file_mode & 0o444) >> 2)
 
 
+def fsync_folder(path: str | os.PathLike[str]) -> None:
+    """Make a folder's entries durable (its new, renamed and removed names): fsync it.
+    Does nothing where folders cannot be opened (Windows).
+
+    Raises:
+        OSError: The fsync failed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_folders(path: str | os.PathLike[str], mode: int) -> None:
     """Create `path` and its missing parents with exactly `mode` (the umask is not
-    applied); folders that exist are left as they are.
+    applied), each made durable in its parent (fsynced) so a power cut cannot take a
+    folder away from under files fsynced into it; folders that exist are left as they are.
 
     Raises:
         OSError: A folder cannot be created.
@@ -173,6 +192,7 @@ def make_folders(path: str | os.PathLike[str], mode: int) -> None:
                 raise
             continue  # made by another process meanwhile: leave it as it is
         os.chmod(folder, mode)
+        fsync_folder(os.path.dirname(folder))
 
 
 _UNPARSED: Any = object()

@@ -51,6 +51,7 @@ from agentledger.stores.shared import (
     convert_options,
     folder_mode,
     format_timestamp,
+    fsync_folder,
     make_folders,
     parse_file_mode,
 )
@@ -375,6 +376,10 @@ class SqliteStore(BaseStore):
             os.fchmod(fd, self.file_mode)  # exactly, whatever the umask
         finally:
             os.close(fd)
+        try:  # the new name durable: SQLite fsyncs the folder for its WAL, not for this
+            fsync_folder(os.path.dirname(os.path.abspath(self.path)))
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create {self.path}: {exc}") from exc
 
     # -- connections --------------------------------------------------------------------
 
