@@ -49,7 +49,7 @@ def _fuse_missing() -> str | None:
         return "fusermount3 (Debian's fuse3) is not installed"
     try:
         import mfusepy  # noqa: F401  (loads libfuse)
-    except (OSError, EnvironmentError) as exc:  # noqa: UP024
+    except OSError as exc:  # "Unable to find libfuse"
         return f"libfuse cannot be loaded: {exc}"
     return None
 
@@ -105,6 +105,39 @@ def power_cut(tmp_path: Path) -> Iterator[PowerCut]:
         yield fs
     finally:
         fs.close()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def test_the_file_system_keeps_only_what_was_fsynced(power_cut: PowerCut) -> None:
+    root = power_cut.mountpoint
+    (root / "kept").mkdir()
+    (root / "kept" / "f").write_bytes(b"synced")
+    _fsync(root / "kept" / "f")
+    (root / "kept" / "g").write_bytes(b"g")
+    _fsync(root / "kept" / "g")
+    _fsync(root / "kept")
+    _fsync(root)
+    (root / "kept" / "f").write_bytes(b"synced, then more")  # data not fsynced
+    (root / "kept" / "new").write_bytes(b"x")  # a name not fsynced...
+    _fsync(root / "kept" / "new")  # ...whatever its data
+    os.rename(root / "kept" / "g", root / "kept" / "h")  # a rename not fsynced
+    os.unlink(root / "kept" / "f")  # an unlink not fsynced
+    (root / "gone").mkdir()  # a folder not fsynced into its parent
+    (root / "gone" / "x").write_bytes(b"x")
+    _fsync(root / "gone" / "x")
+    _fsync(root / "gone")
+    power_cut.cut()
+    assert sorted(os.listdir(root)) == ["kept"]
+    assert sorted(os.listdir(root / "kept")) == ["f", "g"]
+    assert (root / "kept" / "f").read_bytes() == b"synced"
+    assert (root / "kept" / "g").read_bytes() == b"g"
 
 
 # -- the writer (a forked child) ------------------------------------------------------------
