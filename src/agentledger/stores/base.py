@@ -398,6 +398,7 @@ _URL_PASSWORD = re.compile(
 _known_secrets: set[str] = set()
 _known_lock = threading.Lock()
 _MAX_KNOWN = 256
+_MIN_KNOWN_LENGTH = 4
 
 
 def _url_secrets(url: str) -> set[str]:
@@ -411,7 +412,9 @@ def _url_secrets(url: str) -> set[str]:
             value = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
         found.add(value)
     found |= {unquote(v) for v in found}
-    return {v for v in found if v and v != "***"}
+    # Masked out of context, a very short value would hide ordinary words too; in context
+    # (`password=…`, `user:…@`) every value is masked whatever its length.
+    return {v for v in found if len(v) >= _MIN_KNOWN_LENGTH and v != "***"}
 
 
 def remember_secrets(url: str) -> None:
@@ -419,7 +422,8 @@ def remember_secrets(url: str) -> None:
     values, raw and percent-decoded), so `mask_secrets` masks them wherever they appear,
     even where a driver echoes them out of context (libpq quotes a bad percent-escape
     whole). `open_store` calls it for every URL it opens; the set is process-wide and
-    bounded (the oldest are forgotten past 256).
+    bounded (all are forgotten past 256); values shorter than 4 characters are masked only
+    in context.
 
     Args:
         url: A store URL or a libpq key=value connection string.
