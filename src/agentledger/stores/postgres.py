@@ -19,6 +19,14 @@ The contract is enforced by the database, not by a lock in this process:
       `synchronous_commit` settings make it (both on by default: it survives `kill -9` of
       the writer and a server crash).
 
+Server restarts and dropped connections: before the pool hands out a connection, it checks,
+without a round trip, that the server has not closed it (an idle connection has nothing to
+read); a dead one is replaced, and the pool's other idle connections are checked at once,
+so a restart or `pg_terminate_backend` fails no call. A read whose connection dies in
+flight is retried once on a fresh connection; a write is never retried (it may have
+committed): it fails once with `StoreUnavailableError`. A server that is down makes calls
+wait for it up to `pool_timeout`, then fail with `StoreUnavailableError`.
+
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
 `snapshot`), `events` (primary key `(session_id, seq)`, `data` and `state_delta` as JSONB),
