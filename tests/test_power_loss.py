@@ -36,7 +36,7 @@ import pytest
 from agentledger import NewEvent, open_store
 
 CUTS = int(os.environ.get("AGENTLEDGER_POWER_CUTS", "30"))
-MAX_BATCH = 3  # events per append
+MAX_BATCH = 4  # events per append (up to 3 messages and a state update)
 NORMAL_LOSS_BOUND = 1000 * MAX_BATCH  # events: 1,000 commits (see the module docs)
 
 
@@ -156,8 +156,11 @@ def _writer(url: str, seed: int, acks: Connection) -> None:
         session_id = created.id if rng.random() < 0.7 else rng.choice(sessions)
         batch = [
             NewEvent(type="user_message", author="user", data={"pad": "x" * rng.randint(0, 300)})
-            for _ in range(rng.randint(1, MAX_BATCH))
+            for _ in range(rng.randint(1, MAX_BATCH - 1))
         ]
+        if rng.random() < 0.3:  # shared and session state too (the file store's pending files)
+            n = rng.randrange(1000)
+            batch.append(NewEvent(type="state_updated", state_delta={"user:n": n, "own": n}))
         stored = store.append(session_id, batch)
         acks.send(("appended", session_id, stored[-1].seq))
 
@@ -221,6 +224,8 @@ def _check(url: str, ledger: Ledger, received: list[Any], durable: bool) -> None
                 continue
             events = store.read_events(session_id)
             assert [e.seq for e in events] == list(range(1, version + 1))  # a gapless prefix
+            own = [e.state_delta["own"] for e in events if "own" in e.state_delta]
+            assert store.get_session(session_id).state.get("own") == (own[-1] if own else None)
             assert version >= ledger.seen.get(session_id, 0), "a surviving event was lost later"
             if durable:
                 assert version >= acked, f"session {session_id}: acked {acked}, found {version}"
