@@ -528,10 +528,10 @@ def test_shared_state_of_a_batch_killed_after_its_commit(
     store, a, b = _populated(make)
     real_replace = file_module._replace_file
 
-    def crash_after_commit(path: str, text: str) -> None:
+    def crash_after_commit(path: str, text: str, new_mode: int) -> None:
         if os.path.basename(path) == SNAPSHOT or "pending" not in text:
             raise OSError(5, "simulated crash")
-        real_replace(path, text)
+        real_replace(path, text, new_mode)
 
     monkeypatch.setattr(file_module, "_replace_file", crash_after_commit)
     (stored,) = store.append(a, [msg(state_delta={"app:v": 1, "user:w": 2})])

@@ -18,6 +18,7 @@ AgentLedgerError
 │       └── ReadOnlyStoreError    a write on a store opened read-only
 ├── SessionNotFoundError          (also a KeyError)
 ├── SessionExistsError            create with an id that is taken
+├── SessionAccessError            a session of another user or app, asked for on a user's behalf
 ├── InvalidSessionIdError         (also a ValueError)
 ├── InvalidEventError             a value JSON cannot hold, a bad event field (also a ValueError)
 │   ├── EventTooLargeError        an event's JSON is over `max_event_bytes`
@@ -47,6 +48,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "RunnerError",
     "SchemaVersionError",
+    "SessionAccessError",
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
@@ -173,6 +175,28 @@ class SessionExistsError(AgentLedgerError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"a session with id {session_id!r} already exists")
+
+
+class SessionAccessError(AgentLedgerError):
+    """A command acting for one user (and app) was given a session of another; nothing was
+    read or written.
+
+    Attributes:
+        session_id: The session asked for.
+        owner: `(app_name, user_id)` the session belongs to.
+        requested: `(app_name, user_id)` the command acts for.
+    """
+
+    def __init__(
+        self, session_id: str, owner: tuple[str, str], requested: tuple[str, str]
+    ) -> None:
+        self.session_id = session_id
+        self.owner = owner
+        self.requested = requested
+        super().__init__(
+            f"session {session_id!r} belongs to user {owner[1]!r} of app {owner[0]!r}, not to "
+            f"user {requested[1]!r} of app {requested[0]!r}; nothing was read or written"
+        )
 
 
 class InvalidSessionIdError(AgentLedgerError, ValueError):

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from agentledger.cli.access import AnyUserOpt, owned_session
 from agentledger.cli.app import app, store_from
 from agentledger.cli.lineinput import LineReader, clean_line, open_line_reader
 from agentledger.cli.model_options import (
@@ -118,13 +119,26 @@ def load_agent(spec: str | None) -> Agent:
 
 
 def _session_for(
-    store: SessionStore, session_id: str | None, *, user: str, app_name: str, agent: Agent
-) -> tuple[Session, bool]:
+    ctx: typer.Context,
+    store: SessionStore,
+    session_id: str | None,
+    *,
+    user: str,
+    app_name: str,
+    agent: Agent,
+    any_user: bool = False,
+) -> tuple[Session, bool, str, str]:
+    """The session to work in, whether it is new, and the user and app acting in it
+    (`--session` is checked against `--user`/`--app`: `agentledger.cli.access`)."""
     if session_id is not None:
-        return store.get_session(session_id), False
-    return continue_or_create_session(
+        session, user, app_name = owned_session(
+            ctx, store, session_id, user_id=user, app_name=app_name, any_user=any_user
+        )
+        return session, False, user, app_name
+    session, created = continue_or_create_session(
         store, user_id=user, app_name=app_name, agent_name=agent.name, title=None
     )
+    return session, created, user, app_name
 
 
 @app.command()
@@ -174,6 +188,7 @@ def run(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
+    any_user: AnyUserOpt = False,
     events: Annotated[
         bool, typer.Option("--events", help="Also print the turn's events as they are stored.")
     ] = False,
@@ -193,8 +208,8 @@ def run(
     store = store_from(ctx)
     runner = Runner(agent, store)
     runner.check_message(message)  # before a session is made for it
-    session, created = _session_for(
-        store, session_id, user=user, app_name=app_name, agent=agent
+    session, created, user, app_name = _session_for(
+        ctx, store, session_id, user=user, app_name=app_name, agent=agent, any_user=any_user
     )
     out = make_console()
     if not json_output:
@@ -308,6 +323,7 @@ def chat(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
+    any_user: AnyUserOpt = False,
 ) -> None:
     """Chat with the agent in a loop; type `exit` or `quit` (or Ctrl-D) to leave.
 
@@ -329,8 +345,8 @@ def chat(
     """
     agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
     store = store_from(ctx)
-    session, created = _session_for(
-        store, session_id, user=user, app_name=app_name, agent=agent
+    session, created, user, app_name = _session_for(
+        ctx, store, session_id, user=user, app_name=app_name, agent=agent, any_user=any_user
     )
     runner = Runner(agent, store)
     out = make_console()
@@ -341,6 +357,7 @@ def chat(
         agent_name=agent.name,
         app_name=app_name,
         user_id=user,
+        any_user=any_user,
     )
     out.print(
         f"session: {session.id} ({session_note(session, created)}); "

@@ -71,6 +71,7 @@ from agentledger.errors import (
     StoreError,
 )
 from agentledger.manager import SessionManager
+from agentledger.stores.base import mask_secrets
 
 __all__ = [
     "AGENT_MISMATCH",
@@ -410,6 +411,7 @@ def run_hook(
     except Exception as exc:  # a hook must answer in JSON whatever happens
         error = {"error": "internal_error", "message": str(exc), "type": type(exc).__name__}
         code = ERROR_CODES["internal_error"]
+    error["message"] = mask_secrets(error["message"])  # a driver may echo the store URL
     print_json(error)
     raise typer.Exit(code)
 

@@ -29,6 +29,7 @@ from rich.text import Text
 from agentledger.core.events import Event
 from agentledger.core.lifecycle import format_duration
 from agentledger.core.session import Session, Status
+from agentledger.stores.base import mask_secrets
 
 if TYPE_CHECKING:
     from agentledger.core.lifecycle import ResumeDecision
@@ -130,10 +131,11 @@ def print_error(message: str) -> None:
     """Print `error: <message>` on stderr, on one line.
 
     Args:
-        message: The error message; line breaks in it are folded into spaces.
+        message: The error message; line breaks in it are folded into spaces, and secrets
+            (passwords of store URLs, `password=` values) are masked.
     """
     label = typer.style("error:", fg="red", bold=True)
-    typer.echo(f"{label} {one_line(message, width=None)}", err=True)
+    typer.echo(f"{label} {one_line(mask_secrets(message), width=None)}", err=True)
 
 
 # -- small formatting helpers ---------------------------------------------------------------

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from agentledger.cli.access import check_session_owner
 from agentledger.cli.render import format_age, format_time, make_console, plural, status_text
 from agentledger.core.session import Session, Status
 from agentledger.errors import AgentLedgerError
@@ -273,7 +274,10 @@ class ChatContext:
         errors: Where errors are printed (stderr unless given).
         session_id: The current session; `/sessions create` and `/session load` change it.
         agent_name: The chat's agent, given to the sessions it creates.
-        app_name, user_id: Whose sessions `/sessions` lists and `/sessions create` makes.
+        app_name, user_id: Whose sessions `/sessions` lists and `/sessions create` makes;
+            `/session load` refuses a session of another user or app
+            (`agentledger.cli.access`).
+        any_user: The operator override (`--any-user`): `/session load` takes any session.
     """
 
     manager: SessionManager
@@ -283,6 +287,7 @@ class ChatContext:
     app_name: str
     user_id: str
     errors: Console = field(default_factory=lambda: make_console(stderr=True))
+    any_user: bool = False
 
 
 def handle_line(line: str, chat: ChatContext) -> bool:
@@ -549,6 +554,9 @@ def _create(chat: ChatContext, title: str, purpose: str | None) -> None:
 def _load(chat: ChatContext, session_id: str) -> None:
     out = chat.console
     session = chat.manager.get_session(session_id)
+    check_session_owner(
+        session, user_id=chat.user_id, app_name=chat.app_name, any_user=chat.any_user
+    )
     if session.status == Status.TERMINATED:
         where = (
             "" if session.id == chat.session_id else f"; still on session {chat.session_id}"

@@ -8,19 +8,21 @@ schemes. The write path shared by the built-in backends is `agentledger.stores.s
 from __future__ import annotations
 
 import os
+import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 
 from agentledger.core.events import Event, NewEvent
 from agentledger.core.lifecycle import Lifecycle
 from agentledger.core.session import Session
-from agentledger.errors import ConfigurationError
+from agentledger.errors import AgentLedgerError, ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -33,8 +35,10 @@ __all__ = [
     "VerifyReport",
     "default_store_url",
     "display_url",
+    "mask_secrets",
     "open_store",
     "register_scheme",
+    "remember_secrets",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
@@ -386,6 +390,7 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
     _register_builtin_schemes()
     if not isinstance(url, str):
         raise ConfigurationError(f"a store URL is a string, not {url!r}")
+    remember_secrets(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced "["
@@ -398,12 +403,33 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
         )
     merged: dict[str, Any] = dict(parse_qsl(parts.query))
     merged.update(options)
-    return factory(url, merged)
+    try:
+        return factory(url, merged)
+    except AgentLedgerError as exc:
+        # A factory's message may quote the URL, or a driver may echo part of it (libpq
+        # quotes a bad percent-escape whole, password included): mask it here, for every
+        # scheme, third-party ones included.
+        _mask_exception(exc)
+        raise
 
 
 def display_url(url: str) -> str:
-    """Return a store URL fit to print or log: a password, in the user part
-    (`user:pw@host`) or as libpq's `password=` query parameter, replaced by `***`."""
+    """Return a store URL fit to print or log, every secret replaced by `***`.
+
+    Masked: the password of the user part (`user:pw@host`), and the value of every
+    secret-bearing parameter (`password=`, `sslpassword=`, any name containing `password`,
+    `passwd`, `secret`, `token` or `apikey`/`api_key`), whether in the query string of a
+    URL or in a libpq key=value string (`host=db password='x y'`). A URL that cannot be
+    taken apart shows only its scheme (`postgresql://***`).
+
+    Args:
+        url: A store URL or a libpq key=value connection string.
+
+    Returns:
+        The same text with its secrets masked; unchanged when it has none.
+    """
+    if "://" not in url:  # a key=value conninfo string, or not a URL at all
+        return mask_secrets(url)
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -412,8 +438,99 @@ def display_url(url: str) -> str:
     hidden = parts
     if password is not None:
         hidden = hidden._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1))
-    if "password=" in parts.query:
-        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
+    pairs = parse_qsl(parts.query, True)
+    if any(_SECRET_NAME.search(k) for k, _ in pairs):
+        query = [(k, "***" if _SECRET_NAME.search(k) else v) for k, v in pairs]
         hidden = hidden._replace(query=urlencode(query, safe="*", quote_via=quote))
     # urlunsplit would drop an empty "//" (sqlite:///x.db), so rebuild only when needed.
     return url if hidden is parts else urlunsplit(hidden)
+
+
+# -- masking secrets in messages ----------------------------------------------------------
+
+_SECRET_WORDS = r"password|passwd|secret|token|api[_-]?key"
+_SECRET_NAME = re.compile(_SECRET_WORDS, re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    # a name holding a secret word, `=`, then a libpq single-quoted value (with `\'`
+    # escapes; an unterminated one runs to the end) or a bare value up to a separator
+    rf"(?P<name>(?<![\w.-])[\w.-]*(?:{_SECRET_WORDS})[\w.-]*)(?P<eq>\s*=\s*)"
+    # (a quote or punctuation inside a bare value is kept, one ending a sentence is not)
+    r"(?P<value>'(?:[^'\\]|\\.)*'?"
+    r"|(?:[^\s&;#'\"<>:,.)\]}]|['\":,.)\]}](?![\s&;#'\"<>:,.)\]}]|$))*)",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(
+    # scheme://user:PASSWORD@ (the password runs to the last "@" of the authority)
+    r"(?P<head>\b[a-zA-Z][\w+.-]*://[^\s/?#@:]*:)(?P<value>[^\s/?#]*)@"
+)
+_known_secrets: set[str] = set()
+_known_lock = threading.Lock()
+_MAX_KNOWN = 256
+_MIN_KNOWN_LENGTH = 4
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The secret values a store URL or conninfo string holds, as written and decoded."""
+    found: set[str] = set()
+    for match in _URL_PASSWORD.finditer(url):
+        found.add(match["value"])
+    for match in _SECRET_PARAM.finditer(url):
+        value = match["value"]
+        if value.startswith("'"):
+            value = value[1:-1] if len(value) > 1 and value.endswith("'") else value[1:]
+        found.add(value)
+    found |= {unquote(v) for v in found}
+    # Masked out of context, a very short value would hide ordinary words too; in context
+    # (`password=…`, `user:…@`) every value is masked whatever its length.
+    return {v for v in found if len(v) >= _MIN_KNOWN_LENGTH and v != "***"}
+
+
+def remember_secrets(url: str) -> None:
+    """Remember the secrets of a store URL (its password, `password=`/`sslpassword=`…
+    values, raw and percent-decoded), so `mask_secrets` masks them wherever they appear,
+    even where a driver echoes them out of context (libpq quotes a bad percent-escape
+    whole). `open_store` calls it for every URL it opens; the set is process-wide and
+    bounded (all are forgotten past 256); values shorter than 4 characters are masked only
+    in context.
+
+    Args:
+        url: A store URL or a libpq key=value connection string.
+    """
+    secrets = _url_secrets(url)
+    if not secrets:
+        return
+    with _known_lock:
+        if len(_known_secrets) + len(secrets) > _MAX_KNOWN:
+            _known_secrets.clear()
+        _known_secrets.update(secrets)
+
+
+def mask_secrets(text: str) -> str:
+    """Return `text` with every secret masked as `***`: passwords in URLs
+    (`scheme://user:pw@`), values of secret-bearing parameters (`password=…`,
+    `sslpassword=…`, `password='quoted value'`, any name containing `password`, `passwd`,
+    `secret`, `token` or `apikey`), and every secret value `remember_secrets` was given,
+    wherever it appears. Every error message that can quote a store URL, a connection
+    string or a driver's words goes through it before it is shown.
+
+    Args:
+        text: A message, a URL or a connection string.
+
+    Returns:
+        The text with its secrets replaced by `***`.
+    """
+    with _known_lock:
+        known = sorted(_known_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in text:  # as a whole token: a short password never masks a word
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m['name']}{m['eq']}***", text)
+
+
+def _mask_exception(exc: BaseException) -> None:
+    """Mask the secrets in an exception's message in place (its `args`, when they make
+    its text), keeping its type and attributes."""
+    masked = tuple(mask_secrets(a) if isinstance(a, str) else a for a in exc.args)
+    if masked != exc.args:
+        exc.args = masked

@@ -7,8 +7,12 @@ URL → folder:
     `/srv/sessions` (so `file://localhost/x` is the relative `localhost/x`, not `/x`). The
     folder is created if missing when the store is opened for writing (not with
     `read_only=True` or `create=False`); the folder it goes in must exist. Options:
-    `?max_event_bytes=N&lock_timeout=S`. Read-only, nothing is created, migrated or
-    cleaned up.
+    `?max_event_bytes=N&lock_timeout=S&file_mode=M`. Read-only, nothing is created,
+    migrated or cleaned up.
+
+Permissions: files the store creates get `file_mode` (default 0600) and folders the matching
+folder mode (0700), whatever the umask; a file rewritten (snapshot, shared state) keeps the
+mode it has, so a `chmod` survives appends.
 
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
@@ -138,11 +142,15 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
+    DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
+    folder_mode,
     format_timestamp,
+    make_folders,
+    parse_file_mode,
     parse_timestamp,
     store_options,
 )
@@ -221,13 +229,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _replace_file(path: str, text: str) -> None:
-    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename."""
+def _replace_file(path: str, text: str, new_mode: int) -> None:
+    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, rename.
+
+    The file keeps its permissions (a `chmod` of it survives rewrites); a new file gets
+    exactly `new_mode`, whatever the umask.
+    """
     folder, name = os.path.split(path)
     temp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_mode
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
+            os.fchmod(fd, mode)
             _write_all(fd, text.encode())
             os.fsync(fd)
         finally:
@@ -644,7 +661,7 @@ def _chain_ledgers(root: Path) -> None:
             if pending is not None:
                 doc["state"] = state
                 del doc["pending"]
-                _replace_file(path, _pretty(doc))
+                _replace_file(path, _pretty(doc), DEFAULT_FILE_MODE)
     with os.scandir(base) as entries:
         folders = [e.name for e in entries if e.is_dir() and not e.name.startswith(("_", "."))]
     for session_id in folders:
@@ -667,7 +684,7 @@ def _chain_ledgers(root: Path) -> None:
                 continue
             ends = [v["batch_end"] for v in events]
             text = "".join(_event_line(r, end) for r, end in zip(rows, ends, strict=True))
-            _replace_file(ledger_path, text)
+            _replace_file(ledger_path, text, DEFAULT_FILE_MODE)
             size = len(text.encode())
         if not rows:
             continue
@@ -679,6 +696,7 @@ def _chain_ledgers(root: Path) -> None:
         _replace_file(
             os.path.join(base, session_id, SNAPSHOT),
             _snapshot_text(session.model_dump_json(), size, rows[-1].hash),
+            DEFAULT_FILE_MODE,  # a file that exists keeps its mode
         )
 
 
@@ -713,6 +731,10 @@ class FileStore(BaseStore):
             once, here.
         lock_timeout: How long a writer waits for a session's or a scope's lock, in
             seconds, before `StoreUnavailableError`.
+        file_mode: Permissions of the files the store creates, an int or an octal string
+            (`"0644"`); default 0o600, private to the owner. Folders it creates get the
+            matching folder mode (0o700; 0o755 for 0o644). The umask does not apply; a file
+            rewritten keeps the mode it has.
         url: The URL it was opened with (for display and for child processes); derived
             from `path` if omitted.
         **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
@@ -740,10 +762,13 @@ class FileStore(BaseStore):
         path: str | os.PathLike[str],
         *,
         lock_timeout: float = 30.0,
+        file_mode: int | str = DEFAULT_FILE_MODE,
         url: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url=url or f"file://{os.fspath(path)}", **options)
+        self.file_mode = parse_file_mode(file_mode)
+        self._folder_mode = folder_mode(self.file_mode)
         if (
             isinstance(lock_timeout, bool)
             or not isinstance(lock_timeout, (int, float))
@@ -772,13 +797,13 @@ class FileStore(BaseStore):
                     "above it; create it first)"
                 )
             with _translated(f"create folder {self.root}"):
-                self.root.mkdir(exist_ok=True)
+                make_folders(self.root, self._folder_mode)
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
         """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
-        opts = store_options(url, options, {"lock_timeout": float})
+        opts = store_options(url, options, {"lock_timeout": float, "file_mode": parse_file_mode})
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- schema ---------------------------------------------------------------------------
@@ -842,10 +867,14 @@ class FileStore(BaseStore):
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 with _translated(f"migrate {self.root} to schema version {target}"):
+                    if target == 1:  # its folders, with the store's folder mode
+                        for sub in (f"{_SCOPED}/app", f"{_SCOPED}/user", _TRASH):
+                            make_folders(os.path.join(self._root, sub), self._folder_mode)
                     MIGRATIONS[target](self.root)
                     _replace_file(
                         os.path.join(self._root, FORMAT_FILE),
                         _pretty({"format": FORMAT, "schema_version": target}),
+                        self.file_mode,
                     )
                     _fsync_dir(self.root)
         # Folders of deletes killed before they finished removing them.
@@ -882,7 +911,13 @@ class FileStore(BaseStore):
         if lock is None:
             if len(self._lock_cache) >= _LOCK_CACHE_SIZE:
                 self._lock_cache.clear()
-            lock = FileLock(key, timeout=self.lock_timeout, poll_interval=_LOCK_POLL)
+            try:  # filelock would create missing folders with the umask's mode
+                make_folders(os.path.dirname(path), self._folder_mode)
+            except OSError as exc:
+                raise StoreUnavailableError(f"file store: cannot lock {path}: {exc}") from exc
+            lock = FileLock(
+                key, timeout=self.lock_timeout, poll_interval=_LOCK_POLL, mode=self.file_mode
+            )
             lock = self._lock_cache.setdefault(key, lock)
         try:
             lock.acquire()
@@ -1119,7 +1154,11 @@ class FileStore(BaseStore):
                 except (ValueError, RecursionError):
                     continue
                 if pending is not None and pending.get("session_id") == session_id:
-                    _replace_file(path, _pretty(self._scope_doc(app_name, scope_user, state)))
+                    _replace_file(
+                        path,
+                        _pretty(self._scope_doc(app_name, scope_user, state)),
+                        self.file_mode,
+                    )
         finally:
             for lock in reversed(locks):
                 lock.release()
@@ -1334,7 +1373,7 @@ class FileStore(BaseStore):
             if owner is not None:
                 self._settle_scopes(session_id, *owner)
             trash = os.path.join(self._root, _TRASH)
-            os.makedirs(trash, exist_ok=True)
+            make_folders(trash, self._folder_mode)
             target = os.path.join(trash, f"{session_id}.{uuid.uuid4().hex}")
             os.replace(folder, target)
             _fsync_dir(self._root)
@@ -1474,7 +1513,9 @@ class _FileTransaction(StoreTransaction):
     # -- commit ---------------------------------------------------------------------------
 
     def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
-        _replace_file(path, _snapshot_text(row.snapshot, ledger_bytes, row.last_hash))
+        _replace_file(
+            path, _snapshot_text(row.snapshot, ledger_bytes, row.last_hash), self._store.file_mode
+        )
 
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row
@@ -1497,20 +1538,26 @@ class _FileTransaction(StoreTransaction):
         scope_files = []
         for (app_name, user_id), state in self._saved.items():
             path, _ = store._scope_paths(app_name, user_id)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_folders(os.path.dirname(path), store._folder_mode)
             doc = store._scope_doc(app_name, user_id, json.loads(state))
             scope_files.append((path, doc))
             previous = self._previous.get((app_name, user_id), {})
-            _replace_file(path, _pretty({**doc, "pending": {**pending, "previous": previous}}))
+            _replace_file(
+                path,
+                _pretty({**doc, "pending": {**pending, "previous": previous}}),
+                store.file_mode,
+            )
             _fsync_dir(os.path.dirname(path))  # durable before the commit
         # 2. The ledger: one write, one fsync. The commit point.
         if self._new:
             try:
-                os.mkdir(folder)
+                os.mkdir(folder, store._folder_mode)
+                os.chmod(folder, store._folder_mode)  # exactly, whatever the umask
                 _fsync_dir(store._root)
             except FileExistsError:  # left by a create killed before its ledger commit
                 pass
-            fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, store.file_mode)
+            os.fchmod(fd, store.file_mode)
         else:
             fd = os.open(ledger, os.O_WRONLY | os.O_APPEND)
         try:
@@ -1532,7 +1579,7 @@ class _FileTransaction(StoreTransaction):
         try:
             self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
             for path, doc in scope_files:
-                _replace_file(path, _pretty(doc))
+                _replace_file(path, _pretty(doc), store.file_mode)
         except OSError as exc:
             _log.warning(
                 "file store: session %s committed, caches not updated: %s", session_id, exc

@@ -19,6 +19,14 @@ The contract is enforced by the database, not by a lock in this process:
       `synchronous_commit` settings make it (both on by default: it survives `kill -9` of
       the writer and a server crash).
 
+Server restarts and dropped connections: before the pool hands out a connection, it checks,
+without a round trip, that the server has not closed it (an idle connection has nothing to
+read); a dead one is replaced, and the pool's other idle connections are checked at once,
+so a restart or `pg_terminate_backend` fails no call. A read whose connection dies in
+flight is retried once on a fresh connection; a write is never retried (it may have
+committed): it fails once with `StoreUnavailableError`. A server that is down makes calls
+wait for it up to `pool_timeout`, then fail with `StoreUnavailableError`.
+
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
 `snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
@@ -67,10 +75,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 try:
@@ -98,7 +107,13 @@ from agentledger.errors import (
     StoreNotFoundError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionFilter, display_url
+from agentledger.stores.base import (
+    Capabilities,
+    SessionFilter,
+    display_url,
+    mask_secrets,
+    remember_secrets,
+)
 from agentledger.stores.shared import (
     COMMON_OPTIONS,
     BaseStore,
@@ -402,6 +417,34 @@ def _lock_key(*parts: str) -> str:
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
+_T = TypeVar("_T")
+
+
+def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection before it hands it out, without a round trip.
+
+    An idle connection has nothing to read: a server that restarted, or ended the session
+    (`pg_terminate_backend`, an idle timeout), has sent its goodbye and closed the socket,
+    so a readable socket means the connection is gone. Raising makes the pool discard it
+    and hand out another (a fresh one if need be), so a restart fails no call.
+
+    Raises:
+        psycopg.OperationalError: The connection is closed or its socket is readable.
+    """
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        conn.close()
+        raise psycopg.OperationalError("the connection is closed")
+    fd = conn.pgconn.socket
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        readable = bool(poller.poll(0))
+    else:  # pragma: no cover - Windows
+        readable = bool(select.select([fd], [], [], 0)[0])
+    if readable:
+        conn.close()  # so the pool drops it rather than take it back
+        raise psycopg.OperationalError("the server closed the connection while it was idle")
+
 
 class _PgTransaction(StoreTransaction):
     """The primitives of one write, on one connection, between `BEGIN` and `COMMIT`.
@@ -567,7 +610,10 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"bad PostgreSQL URL {display_url(url)!r}: {exc}") from exc
+        remember_secrets(url)  # libpq may quote the password (a bad percent-escape in it)
+        raise ConfigurationError(
+            mask_secrets(f"bad PostgreSQL URL {display_url(url)!r}: {exc}")
+        ) from exc
     return conninfo, ours
 
 
@@ -649,10 +695,13 @@ class PostgresStore(BaseStore):
         self._pool_timeout = float(pool_timeout)
         self._closed = False
         self._close_lock = threading.Lock()
+        remember_secrets(conninfo)  # so driver messages that echo them are masked
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"bad PostgreSQL connection string: {exc}") from exc
+            raise ConfigurationError(
+                mask_secrets(f"bad PostgreSQL connection string: {exc}")
+            ) from exc
         self._where = (
             f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
             f"/{params.get('dbname') or params.get('user') or ''}"
@@ -695,7 +744,13 @@ class PostgresStore(BaseStore):
     # -- connections --------------------------------------------------------------------
 
     def _translate(self, exc: psycopg.Error) -> AgentLedgerError:
-        """The agentledger error for a psycopg error (raise it `from exc`)."""
+        """The agentledger error for a psycopg error (raise it `from exc`), its message
+        with any secret the driver echoed masked."""
+        error = self._translate_unmasked(exc)
+        error.args = tuple(mask_secrets(a) if isinstance(a, str) else a for a in error.args)
+        return error
+
+    def _translate_unmasked(self, exc: psycopg.Error) -> AgentLedgerError:
         if isinstance(exc, PoolClosed) or self._closed:
             return StoreUnavailableError(f"{self!r} is closed")
         if isinstance(exc, PoolTimeout):
@@ -719,8 +774,24 @@ class PostgresStore(BaseStore):
             max_size=self._pool_sizes[1],
             timeout=self._pool_timeout,
             name=f"agentledger {self._where}",
+            check=self._check_pooled,
             open=True,
         )
+
+    def _check_pooled(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check before it hands out `conn` (`_check_idle_connection`). A dead
+        one means the server restarted or dropped sessions: the pool's other idle
+        connections are checked at once too (one round trip each), so the caller waits
+        for one fresh connection instead of meeting each dead one in turn.
+
+        Raises:
+            psycopg.OperationalError: `conn` is dead (the pool discards it).
+        """
+        try:
+            _check_idle_connection(conn)
+        except psycopg.OperationalError:
+            self._pool.check()
+            raise
 
     def _pool_here(self) -> ConnectionPool[psycopg.Connection[TupleRow]]:
         """This process's pool: a child forked from the process that opened the store must
@@ -743,6 +814,29 @@ class PostgresStore(BaseStore):
                 yield conn
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+
+    def _read(self, query: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
+        """Run a read-only `query` on a pooled connection; a connection lost meanwhile (the
+        server restarted, or ended the session, after the pool checked it) is retried once
+        on a fresh one: a read is safe to repeat. Writes are never retried (`_transaction`).
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached, or the retry failed too.
+        """
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
+        for attempt in (1, 2):
+            try:
+                with self._pool_here().connection() as conn:
+                    return query(conn)
+            except (PoolTimeout, PoolClosed) as exc:  # waiting again would not help
+                raise self._translate(exc) from exc
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or self._closed:
+                    raise self._translate(exc) from exc
+            except psycopg.Error as exc:
+                raise self._translate(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         """Close the connection pool (the one this process opened; a forked child leaves
@@ -823,11 +917,13 @@ class PostgresStore(BaseStore):
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
                 raise StoreUnavailableError(
-                    f"cannot connect to PostgreSQL at {self._where}: {exc}".strip()
+                    mask_secrets(f"cannot connect to PostgreSQL at {self._where}: {exc}".strip())
                 ) from exc
             raise StoreError(
-                f"PostgreSQL at {self._where}: setting up schema {self.schema!r} failed, "
-                f"nothing was changed: {exc}"
+                mask_secrets(
+                    f"PostgreSQL at {self._where}: setting up schema {self.schema!r} failed, "
+                    f"nothing was changed: {exc}"
+                )
             ) from exc
 
     def _read_version(self, conn: psycopg.Connection[TupleRow]) -> int:
@@ -837,8 +933,7 @@ class PostgresStore(BaseStore):
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
-        with self._connection() as conn:
-            return self._read_version(conn)
+        return self._read(self._read_version)
 
     # -- primitives ---------------------------------------------------------------------
 
@@ -854,10 +949,15 @@ class PostgresStore(BaseStore):
                 raise
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
-        with self._connection() as conn:
+        sql = self._sql.session_with_scopes + " WHERE s.id = %s"
+
+        def query(
+            conn: psycopg.Connection[TupleRow],
+        ) -> tuple[SessionRow, str | None, str | None] | None:
             cur = conn.cursor(row_factory=args_row(_session_row))
-            sql = self._sql.session_with_scopes + " WHERE s.id = %s"
             return cur.execute(sql, (session_id,)).fetchone()
+
+        return self._read(query)
 
     def _fetch_event_rows(
         self,
@@ -881,16 +981,18 @@ class PostgresStore(BaseStore):
             if limit is not None:
                 sql += " LIMIT %s"
                 params.append(limit)
-        with self._connection() as conn:
+        def query(conn: psycopg.Connection[TupleRow]) -> list[EventRow]:
             cur = conn.cursor(row_factory=args_row(_event_row))
-            rows = cur.execute(sql, params).fetchall()
+            return cur.execute(sql, params).fetchall()
+
+        rows = self._read(query)
         if last is not None:
             rows.reverse()
         return rows
 
     def _session_exists(self, session_id: str) -> bool:
-        with self._connection() as conn:
-            return conn.execute(self._sql.session_exists, (session_id,)).fetchone() is not None
+        sql = self._sql.session_exists
+        return self._read(lambda conn: conn.execute(sql, (session_id,)).fetchone() is not None)
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
@@ -921,9 +1023,13 @@ class PostgresStore(BaseStore):
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY s.updated_at DESC, s.id DESC LIMIT %s"
         params.append(limit)
-        with self._connection() as conn:
+        def query(
+            conn: psycopg.Connection[TupleRow],
+        ) -> list[tuple[SessionRow, str | None, str | None]]:
             cur = conn.cursor(row_factory=args_row(_session_row))
             return cur.execute(sql, params).fetchall()
+
+        return self._read(query)
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._connection() as conn, conn.transaction():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -64,9 +65,14 @@ __all__ = [
     "EventRow",
     "SessionRow",
     "StoreTransaction",
+    "DEFAULT_FILE_MODE",
     "convert_options",
     "event_size",
+    "folder_mode",
     "format_timestamp",
+    "fsync_folder",
+    "make_folders",
+    "parse_file_mode",
     "parse_flag",
     "parse_timestamp",
     "store_options",
@@ -174,6 +180,89 @@ def store_options(
 def parse_timestamp(value: str) -> datetime:
     """Parse a timestamp written by `format_timestamp` (or any ISO 8601 with an offset)."""
     return datetime.fromisoformat(value)
+
+
+DEFAULT_FILE_MODE = 0o600
+"""Permissions of the files a store creates (folders get `folder_mode(mode)`, 0o700):
+private to the owner, whatever the umask."""
+
+
+def parse_file_mode(value: Any) -> int:
+    """Parse a `file_mode` option: permission bits as an int (`0o644`) or an octal string
+    (`"0644"`, `"644"`, `"0o644"`).
+
+    Returns:
+        The mode, 0o600 to 0o777: the owner must be able to read and write.
+
+    Raises:
+        ConfigurationError: Not octal permission bits, or without owner read and write.
+    """
+    if isinstance(value, bool):
+        mode = -1
+    elif isinstance(value, int):
+        mode = value
+    else:
+        text = str(value).strip().lower().removeprefix("0o")
+        try:
+            mode = int(text, 8) if text else -1
+        except ValueError:
+            mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
+        raise ConfigurationError(
+            f"file_mode must be octal permission bits with owner read and write (0600 to "
+            f"0777, e.g. 0644), not {value!r}"
+        )
+    return mode
+
+
+def folder_mode(file_mode: int) -> int:
+    """The permissions of folders that go with files of `file_mode`: search (x) wherever
+    read is allowed (0o600 -> 0o700, 0o640 -> 0o750, 0o644 -> 0o755)."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def fsync_folder(path: str | os.PathLike[str]) -> None:
+    """Make a folder's entries durable (its new, renamed and removed names): fsync it.
+    Does nothing where folders cannot be opened (Windows).
+
+    Raises:
+        OSError: The fsync failed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folders(path: str | os.PathLike[str], mode: int) -> None:
+    """Create `path` and its missing parents with exactly `mode` (the umask is not
+    applied), each made durable in its parent (fsynced) so a power cut cannot take a
+    folder away from under files fsynced into it; folders that exist are left as they are.
+
+    Raises:
+        OSError: A folder cannot be created.
+    """
+    path = os.path.abspath(os.fspath(path))
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, mode)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+            continue  # made by another process meanwhile: leave it as it is
+        os.chmod(folder, mode)
+        fsync_folder(os.path.dirname(folder))
 
 
 _UNPARSED: Any = object()

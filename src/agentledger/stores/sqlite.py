@@ -16,6 +16,11 @@ Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chai
 each session row the `last_hash` of its last commit, so damage to the file is detected
 (`verify_session`; gaps and the chain on reads too).
 
+Permissions (`file_mode=` option or `?file_mode=` in the URL): a new database file is
+created with `file_mode` (default 0600: only its owner can read it), whatever the umask;
+SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
+file get the matching folder mode (0700). An existing file keeps its mode.
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 
@@ -54,11 +59,14 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
+    DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
     format_timestamp,
+    fsync_folder,
+    parse_file_mode,
     store_options,
 )
 
@@ -162,6 +170,7 @@ MIGRATIONS: list[list[Migration]] = [
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
 _DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+_TIGHT_WAL_PAGES = 100  # WAL checkpoint interval (pages) of a connection after a full disk
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 
 _EVENT_COLUMNS = (
@@ -176,8 +185,20 @@ _SESSION_SELECT = (
 )
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` is SQLite's "database or disk is full" (`SQLITE_FULL`)."""
+    return (
+        isinstance(exc, sqlite3.Error)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+
+
 def _translate(exc: sqlite3.Error) -> StoreError:
     """The agentledger error for a sqlite3 error (raise it `from exc`)."""
+    if _disk_full(exc):
+        return StoreUnavailableError(
+            f"SQLite: {exc}; nothing was written (the store works again once space is freed)"
+        )
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"SQLite: {exc}")
     return StoreError(f"SQLite: {exc}")
@@ -263,13 +284,17 @@ class _SqliteTransaction(StoreTransaction):
 class _WriteTransaction:
     """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on any exception), errors translated.
 
+    A write that fails for lack of disk space marks the store (`_DiskSpace`), and the next
+    write that commits empties the WAL (see `_DiskSpace`).
+
     A class rather than a generator context manager: it is on the append hot path.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_space")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, space: _DiskSpace) -> None:
         self._conn = conn
+        self._space = space
 
     def __enter__(self) -> _SqliteTransaction:
         try:
@@ -289,16 +314,56 @@ class _WriteTransaction:
             if exc_type is None:
                 try:
                     conn.execute("COMMIT")
-                    return
                 except sqlite3.Error as commit_error:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+                    if _disk_full(commit_error):
+                        self._space.ran_out(conn)
                     raise _translate(commit_error) from commit_error
+                if self._space.short:
+                    self._space.reclaim(conn)
+                return
             conn.execute("ROLLBACK")
         except sqlite3.Error as rollback_error:
             raise _translate(rollback_error) from rollback_error
         if isinstance(exc, sqlite3.Error):
+            if _disk_full(exc):
+                self._space.ran_out(conn)
             raise _translate(exc) from exc
+
+
+class _DiskSpace:
+    """Recovery from a full disk, without reopening the store.
+
+    A WAL file is reused from its start only after a checkpoint has copied all of it into
+    the database, and SQLite checkpoints on its own only once the WAL holds 1,000 pages.
+    After a write failed for lack of space, the WAL would keep growing into whatever space
+    is freed and fill the disk again. So after such a failure, the next write that commits
+    (there is space again) checkpoints the whole WAL into the database and truncates it to
+    zero bytes (`wal_checkpoint(TRUNCATE)`); until that succeeds, every committed write
+    tries again. From then on that connection checkpoints every `_TIGHT_WAL_PAGES` pages
+    instead of 1,000, so the WAL stays small on a disk that has shown it is short.
+    """
+
+    __slots__ = ("short",)
+
+    def __init__(self) -> None:
+        self.short = False
+
+    def ran_out(self, conn: sqlite3.Connection) -> None:
+        """A write failed with `SQLITE_FULL` and was rolled back: try to reclaim the WAL's
+        space now (it works when the WAL, not the data, filled the disk)."""
+        self.short = True
+        self.reclaim(conn)
+
+    def reclaim(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and truncate the WAL; stay `short` if that could not finish."""
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.execute(f"PRAGMA wal_autocheckpoint={_TIGHT_WAL_PAGES}")
+        except sqlite3.Error:
+            return  # still no space, or locked: the next commit tries again
+        self.short = bool(busy)
 
 
 def _path_from_url(url: str) -> str:
@@ -334,6 +399,8 @@ class SqliteStore(BaseStore):
         durability: `"full"` (default) or `"normal"`; see the module docstring.
         busy_timeout: How long a writer waits for the write lock, in seconds, before
             `StoreUnavailableError`.
+        file_mode: Permissions of a new database file (and its `-wal`/`-shm` files), an
+            int or an octal string (`"0644"`); default 0o600, private to the owner.
         url: The URL it was opened with (for display); derived from `path` if omitted.
         **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
             `BaseStore`.
@@ -360,10 +427,12 @@ class SqliteStore(BaseStore):
         *,
         durability: str = "full",
         busy_timeout: float = 30.0,
+        file_mode: int | str = DEFAULT_FILE_MODE,
         url: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url=url or f"sqlite:///{os.fspath(path)}", **options)
+        self.file_mode = parse_file_mode(file_mode)
         if durability not in _DURABILITY:
             raise ConfigurationError(
                 f"durability must be one of {sorted(_DURABILITY)}, not {durability!r}"
@@ -374,18 +443,24 @@ class SqliteStore(BaseStore):
             raise ConfigurationError("SQLite :memory: is not supported; use memory:// instead")
         self.durability = durability
         self._busy_timeout = float(busy_timeout)
+        self._space = _DiskSpace()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
         self._immutable = False
         self._check_file()
+        if not self.read_only:
+            self._create_file()
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
-        """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
-        opts = store_options(url, options, {"durability": None, "busy_timeout": float})
+        """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`
+        (`&file_mode=0644` to widen the default 0600)."""
+        opts = store_options(
+            url, options, {"durability": None, "busy_timeout": float, "file_mode": parse_file_mode}
+        )
         return cls(_path_from_url(url), url=url, **opts)
 
     def _check_file(self) -> None:
@@ -404,6 +479,24 @@ class SqliteStore(BaseStore):
                 f"cannot create SQLite store {self.path}: folder {folder} {problem} "
                 "(agentledger creates the database file, never its folders; create it first)"
             )
+
+    def _create_file(self) -> None:
+        """Create the database file, empty, with `file_mode` if it does not exist (SQLite
+        would create it with 0644 less the umask, and its `-wal`/`-shm` files the same)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, self.file_mode)
+        except FileExistsError:
+            return  # an existing store keeps its mode
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create {self.path}: {exc}") from exc
+        try:
+            os.fchmod(fd, self.file_mode)  # exactly, whatever the umask
+        finally:
+            os.close(fd)
+        try:  # the new name durable: SQLite fsyncs the folder for its WAL, not for this
+            fsync_folder(os.path.dirname(os.path.abspath(self.path)))
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create {self.path}: {exc}") from exc
 
     # -- connections --------------------------------------------------------------------
 
@@ -532,7 +625,7 @@ class SqliteStore(BaseStore):
     # -- primitives ---------------------------------------------------------------------
 
     def _transaction(self) -> _WriteTransaction:
-        return _WriteTransaction(self._conn())
+        return _WriteTransaction(self._conn(), self._space)
 
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
