@@ -55,8 +55,9 @@ is split by topic:
         they agree call for call.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
         `SessionManager` (seeds 001 and 003).
-The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
-store must accept the `clock` option.
+The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
+with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
+served by another process, such as `http://`, takes its clock and phases from its server).
 """
 
 from __future__ import annotations
