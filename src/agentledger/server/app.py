@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -373,6 +374,33 @@ def _manager(view: View, who: Caller) -> SessionManager:
 
 Manager = Annotated[SessionManager, Depends(_manager)]
 SessionId = Annotated[str, Path(description="A session id.")]
+_Moment = Annotated[
+    str | None,
+    Query(
+        description="An ISO 8601 time with a timezone (2026-01-08T19:00:00Z).",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    """Parse an ISO 8601 time with a timezone (numbers are not times).
+
+    Raises:
+        ConfigurationError: Not such a time.
+    """
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        raise ConfigurationError(
+            f"{name} must be an ISO 8601 time with a timezone (2026-01-08T19:00:00Z), "
+            f"not {text!r}"
+        )
+    return parsed
 
 
 def create_app(
@@ -450,11 +478,26 @@ def create_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
+            return _problem_response(
+                _simple_problem(422, "Validation", "the body is not valid JSON in UTF-8",
+                                errors=[{"loc": ["body"], "msg": "not valid JSON in UTF-8",
+                                         "type": "json_invalid"}])
+            )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not just one route's
+            matching = [
+                r for r in app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+            ]
+            static = [r for r in matching if "{" not in r.path]  # /current over /{id}
+            allowed = {m for r in static or matching for m in r.methods or ()}
+            headers["Allow"] = ", ".join(sorted(allowed))
         names = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
         name = names.get(exc.status_code, f"Http{exc.status_code}")
         return _problem_response(
-            _simple_problem(exc.status_code, name, str(exc.detail)), exc.headers
+            _simple_problem(exc.status_code, name, str(exc.detail)), headers
         )
 
     @app.exception_handler(Exception)
@@ -511,9 +554,9 @@ def create_app(
         status: str | None = None,
         phase: str | None = None,
         active_only: bool = False,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
+        updated_after: _Moment = None,
+        updated_before: _Moment = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: str | None = None,
     ) -> SessionPage:
         return await run_in_threadpool(
@@ -524,8 +567,8 @@ def create_app(
             user_id=user_id,
             status=status,
             phase=phase,
-            updated_after=updated_after,
-            updated_before=updated_before,
+            updated_after=_moment("updated_after", updated_after),
+            updated_before=_moment("updated_before", updated_before),
             limit=limit,
             cursor=cursor,
         )
@@ -706,9 +749,9 @@ def create_app(
     async def read_events(
         view: View,
         session_id: SessionId,
-        after: int = 0,
-        limit: int | None = None,
-        last: int | None = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        last: Annotated[int | None, Query(ge=0)] = None,
         event_type: Annotated[list[str] | None, Query(alias="type")] = None,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
