@@ -108,3 +108,12 @@ def test_unreachable_postgresql_is_skipped_with_the_reason(script: Path) -> None
     assert output["rows"] == []
     assert "PostgreSQL skipped" in output["skipped"]["postgresql"]
     assert "127.0.0.1:1" in output["skipped"]["postgresql"]
+
+
+def test_bench_http_quick() -> None:
+    """`bench_http.py --quick` serves a store, appends over HTTP and streams (smoke run)."""
+    pytest.importorskip("fastapi", reason="bench_http.py needs the server extra")
+    output = run_quick(BENCHMARKS / "bench_http.py")
+    assert output["direct"]["appends_per_s"] > 0
+    assert set(output["http"]) == {"1", "8"}
+    assert all(row["deliveries"] > 0 for row in output["sse"].values())
