@@ -272,3 +272,18 @@ def test_a_missing_server_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPat
     )
     with pytest.raises(MissingDependencyError, match=r"pip install 'agentledger\[server\]'"):
         require_server_extra()
+
+
+def test_sigterm_ends_open_streams_and_the_server_cleanly(db: str) -> None:
+    server = Served(db)
+    sid = httpx.post(server.base + "/v1/sessions", json={}).json()["id"]
+    reader = StreamReader(f"{server.base}/v1/sessions/{sid}/events/stream", {})
+    reader.start()
+    reader.wait_for(1)
+    server.process.terminate()
+    assert reader.ended.wait(30)
+    server.process.wait(30)  # uvicorn re-raises SIGTERM once it has shut down
+    log = server.stop()
+    # The stream was closed by the server, not cancelled when the grace period ran out.
+    assert "timeout graceful shutdown exceeded" not in log
+    assert "Traceback" not in log

@@ -136,7 +136,16 @@ def serve(
     if tokens is not None and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: tokens.reload())
     log.info("serving %s on http://%s:%d", display_url(store.url), host, port)
-    uvicorn.run(application, **config_kwargs)  # type: ignore[arg-type]
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGINT/SIGTERM, also tell open event streams to end, so the shutdown waits
+        only for in-flight requests (appends finish) and streams close cleanly."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            application.state.draining = True
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    DrainingServer(uvicorn.Config(application, **config_kwargs)).run()  # type: ignore[arg-type]
 
 
 def app_from_environment() -> object:

@@ -452,6 +452,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = store
+    app.state.draining = False  # set by the server on SIGTERM: open streams end
     app.state.tokens = tokens
     app.state.notifier = notifier
 
@@ -798,7 +799,7 @@ def create_app(
             quiet_since = time.monotonic()
             try:
                 yield "retry: 1000\n\n"
-                while not stopping.is_set():
+                while not stopping.is_set() and not app.state.draining:
                     wake.clear()
                     try:
                         batch = await run_in_threadpool(
