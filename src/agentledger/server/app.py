@@ -220,6 +220,27 @@ class _Notifier:
             event.set()
 
 
+class _SharedReads:
+    """Coalesces the stream readers of one session at the same position into one store
+    read: 100 subscribers woken by one append cost one read, not 100. (A session's owner
+    never changes, so a read checked once for the caller may be shared.)"""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._inflight: dict[tuple[str, int], asyncio.Future[list[Event]]] = {}
+
+    async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
+        key = (session_id, after)
+        found = self._inflight.get(key)
+        if found is None:
+            found = asyncio.ensure_future(
+                run_in_threadpool(self._store.read_events, session_id, after=after, limit=limit)
+            )
+            self._inflight[key] = found
+            found.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(found)
+
+
 def _problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse(
         body, status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers
@@ -436,6 +457,7 @@ def create_app(
         agent = load_agent(None)
     run_agent: Agent = agent
     notifier = _Notifier()
+    shared_reads = _SharedReads(store)
     stopping = asyncio.Event()
 
     @asynccontextmanager
@@ -802,9 +824,7 @@ def create_app(
                 while not stopping.is_set() and not app.state.draining:
                     wake.clear()
                     try:
-                        batch = await run_in_threadpool(
-                            view.read_events, session_id, after=seen, limit=500
-                        )
+                        batch = await shared_reads.read(session_id, seen, 500)
                     except SessionNotFoundError:
                         return  # deleted: the stream ends
                     ended = False
