@@ -197,6 +197,22 @@ def test_huge_body_is_413_and_the_server_keeps_serving(client: TestClient) -> No
     assert client.get(f"/v1/sessions/{sid}", headers=ADA).json()["version"] == 1
 
 
+def test_huge_body_without_content_length_is_413(client: TestClient, mem: SessionStore) -> None:
+    sid = new_session(client, ADA)["id"]
+    event = json.dumps({"type": "user_message", "data": {"text": "x" * 1000}}).encode()
+
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length to check up front
+        yield b'{"events": ['
+        for i in range(100):
+            yield (b"," if i else b"") + event
+        yield b"]}"
+
+    response = client.post(f"/v1/sessions/{sid}/events", content=chunks(),
+                           headers={**ADA, "Content-Type": "application/json"})
+    assert problem(response, 413)["limit"] == 64 * 1024
+    assert len(mem.read_events(sid)) == 1
+
+
 @pytest.mark.parametrize(
     "raw",
     [

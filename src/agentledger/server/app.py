@@ -502,6 +502,12 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, _BodyTooLarge):  # a body sent without Content-Length
+            return _problem_response(
+                _simple_problem(413, "BodyTooLarge", f"the request body is over "
+                                f"{max_body_bytes} bytes", limit=max_body_bytes),
+                {"Connection": "close"},
+            )
         if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
             return _problem_response(
                 _simple_problem(422, "Validation", "the body is not valid JSON in UTF-8",
