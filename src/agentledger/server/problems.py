@@ -4,7 +4,8 @@ The server answers every failure with `application/problem+json`: `type` is stab
 class (`urn:agentledger:problem:<kebab-name>`), `title` the class's short name, `status` the
 HTTP status, `detail` the error's message, `error` the class name, plus the error's public
 attributes (`session_id`, `expected_version`, `actual_version`, `keys`, `size`, `limit`...)
-as extension members. The `http://` store turns such a response back into the same class
+as extension members, and all of them again in `attributes` (one named like a standard
+member, such as `CorruptedSessionError.detail`, only there). The `http://` store turns such a response back into the same class
 with the same attributes (`error_from_problem`), so callers see one error tree locally and
 remotely.
 """
@@ -88,10 +89,13 @@ def status_for(exc: AgentLedgerError) -> int:
     return 400
 
 
+_RESERVED = frozenset({"type", "title", "status", "detail", "error", "attributes"})
+
+
 def _public_attributes(exc: BaseException) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in vars(exc).items():
-        if key.startswith("_") or key in {"args", "type", "title", "status", "detail", "error"}:
+        if key.startswith("_"):
             continue
         try:
             json.dumps(value, allow_nan=False)
@@ -115,7 +119,9 @@ def problem_for(exc: AgentLedgerError) -> dict[str, Any]:
         "detail": str(exc),
         "error": name,
     }
-    body.update(_public_attributes(exc))
+    attributes = _public_attributes(exc)
+    body.update({k: v for k, v in attributes.items() if k not in _RESERVED})
+    body["attributes"] = attributes  # all of them, also those named like a member
     if isinstance(exc, ConcurrencyError):
         body["current_version"] = exc.actual_version
     return body
@@ -144,9 +150,13 @@ def error_from_problem(status: int, body: Any) -> AgentLedgerError:
     if isinstance(cls, type) and issubclass(cls, AgentLedgerError):
         exc: AgentLedgerError = cls.__new__(cls)
         Exception.__init__(exc, detail)
-        for key, value in problem.items():
-            if key not in {"type", "title", "status", "detail", "error", "current_version"}:
-                setattr(exc, key, value)
+        attributes = problem.get("attributes")
+        if not isinstance(attributes, dict):
+            attributes = {
+                k: v for k, v in problem.items() if k not in _RESERVED | {"current_version"}
+            }
+        for key, value in attributes.items():
+            setattr(exc, key, value)
         if isinstance(exc, SessionNotFoundError) and not hasattr(exc, "session_id"):
             exc.session_id = ""
         if not _has_own_str(cls):
