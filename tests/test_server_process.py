@@ -287,3 +287,23 @@ def test_sigterm_ends_open_streams_and_the_server_cleanly(db: str) -> None:
     # The stream was closed by the server, not cancelled when the grace period ran out.
     assert "timeout graceful shutdown exceeded" not in log
     assert "Traceback" not in log
+
+
+def test_workers_share_one_store_and_streams_see_every_worker(db: str) -> None:
+    server = Served(db, "--workers", "2")
+    try:
+        sid = httpx.post(server.base + "/v1/sessions", json={}).json()["id"]
+        reader = StreamReader(f"{server.base}/v1/sessions/{sid}/events/stream", {})
+        reader.stop_after = 21
+        reader.start()
+        reader.wait_for(1)
+        for i in range(20):  # new connections: spread over both workers
+            with httpx.Client(base_url=server.base) as client:
+                response = client.post(f"/v1/sessions/{sid}/events",
+                                       json={"events": [{"type": "user_message",
+                                                         "data": {"n": i}}]})
+                assert response.status_code == 201
+        reader.wait_for(21)
+        assert [seq for seq, _ in reader.events] == list(range(1, 22))
+    finally:
+        server.stop()
