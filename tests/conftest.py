@@ -69,6 +69,15 @@ manager giving one and removing it afterwards."""
 _SERVERS: dict[str, object] = {}
 
 
+def _http_root() -> Path:
+    """The folder of the SQLite files the http:// test server serves (removed at the end)."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"agentledger-http-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 def _served(backend: str, template: str) -> object:
     from http_support import ServedStores
 
@@ -92,10 +101,7 @@ def http_store_url(backend: str, tmp: Path) -> Iterator[str]:
             finally:
                 server.release(url)
         return
-    import tempfile
-
-    root = Path(tempfile.gettempdir()) / f"agentledger-http-{os.getpid()}"
-    root.mkdir(exist_ok=True)
+    root = _http_root()
     server = _served(backend, f"sqlite:///{root}/{{name}}.db?durability=normal")
     url = server.url()
     try:
@@ -142,6 +148,10 @@ def store(make_store: StoreFactory) -> SessionStore:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the http:// test servers."""
+    import shutil
+
     for server in _SERVERS.values():
         server.stop()  # type: ignore[attr-defined]
+    if "sqlite" in _SERVERS:
+        shutil.rmtree(_http_root(), ignore_errors=True)
     _SERVERS.clear()
