@@ -524,3 +524,26 @@ def test_openapi_documents_every_route_and_its_problems(local: TestClient) -> No
                  "/v1/sessions/{session_id}/turns", "/v1/hooks/pre-delegate", "/v1/stats"):
         assert path in paths
     assert {"404", "409", "413"} <= set(paths["/v1/sessions/{session_id}/events"]["post"]["responses"])
+
+
+class _FailingModel:
+    name = "failing"
+
+    def generate(self, messages: Any, tools: Any) -> Any:
+        raise RuntimeError("the model is down")
+
+
+def test_a_failed_turn_is_a_502_and_its_error_event_is_stored(mem: SessionStore) -> None:
+    from agentledger.runner import Agent
+
+    app = create_app(mem, agent=Agent(name="broken", model=_FailingModel()))
+    with TestClient(app) as test_client:
+        sid = new_session(test_client, {})["id"]
+        body = problem(test_client.post(f"/v1/sessions/{sid}/turns", json={"message": "hi"}), 502)
+        assert body["error"] == "ModelError" and "the model is down" in body["detail"]
+        streamed = test_client.post(f"/v1/sessions/{sid}/turns", json={"message": "again"},
+                                    headers={"Accept": "text/event-stream"})
+        got = sse_events(streamed.text)
+        assert [e.get("event") for e in got][-2:] == ["error", "problem"]
+        assert json.loads(got[-1]["data"])["error"] == "ModelError"
+    assert [e.type for e in mem.read_events(sid, types=["error"])] == ["error", "error"]
