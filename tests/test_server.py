@@ -474,6 +474,9 @@ def test_listing_current_and_stats_show_only_your_own(client: TestClient) -> Non
         listed = client.get("/v1/sessions", params=params, headers=BOB).json()["sessions"]
         assert [s["id"] for s in listed] == ([bob] if "user" not in params else [])
     assert client.get("/v1/sessions/current", headers=BOB).json()["id"] == bob
+    problem(client.get("/v1/sessions/current", params={"user": "ada"}, headers=BOB), 404)
+    by_admin = client.get("/v1/sessions/current", params={"user": "ada"}, headers=ROOT)
+    assert by_admin.json()["id"] == ada
     assert client.get("/v1/stats", headers=BOB).json()["total"] == 1
     bob_state = client.get(f"/v1/sessions/{bob}", headers=BOB).json()["state"]
     assert "user:secret" not in bob_state

@@ -626,17 +626,18 @@ def create_app(
         return session
 
     @app.get("/v1/sessions/current", tags=["sessions"],
-             summary="The caller's most recently active session.",
+             summary="The caller's most recently active session (an admin may name a user).",
              responses=_problems(*_ON_SESSION))
     async def current_session(
         view: View,
         who: Caller,
         agent_name: Annotated[str | None, Query(alias="agent")] = None,
         app_name: Annotated[str | None, Query(alias="app")] = None,
+        user_id: Annotated[str | None, Query(alias="user")] = None,
     ) -> Session:
         page = await run_in_threadpool(
             view.list_sessions,
-            user_id=who.user_id,
+            user_id=user_id if user_id is not None else who.user_id,
             agent_name=agent_name,
             app_name=app_name,
             status=Status.ACTIVE.value,
