@@ -356,7 +356,7 @@ class _RequestLog:
 # -- who is calling, and what they may see ---------------------------------------------------
 
 
-def _principal(
+async def _principal(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
@@ -380,14 +380,14 @@ def _principal(
 Caller = Annotated[Principal, Depends(_principal)]
 
 
-def _view(request: Request, who: Caller) -> SessionStore:
+async def _view(request: Request, who: Caller) -> SessionStore:
     return scoped_store(request.app.state.store, who)
 
 
 View = Annotated[SessionStore, Depends(_view)]
 
 
-def _manager(view: View, who: Caller) -> SessionManager:
+async def _manager(view: View, who: Caller) -> SessionManager:
     apps = who.apps
     default_app = next(iter(apps)) if apps is not None and len(apps) == 1 else DEFAULT_APP
     return SessionManager(view, app_name=default_app, user_id=who.user_id)
