@@ -533,3 +533,27 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
     assert fast.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
     assert fast.model_copy(update={"seq": 4}).seq == 4 and fast.seq == 3
     assert repr(fast) == repr(validated)
+
+
+# -- the hash chain's definition -----------------------------------------------------------
+
+
+def test_chain_hashes_are_the_documented_functions() -> None:
+    import hashlib
+    import json
+
+    from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    assert GENESIS == "0" * 64
+    assert canonical_json({"b": [1, {"d": 1, "c": -0.0}], "a": "é\x00"}) == (
+        '{"a":"é\\u0000","b":[1,{"c":0.0,"d":1}]}'
+    )
+    assert canonical_json({"x": -0.05, "y": 1e23}) == '{"x":-0.05,"y":1e+23}'
+    assert payload_hash('{"a":1}', "{}") == sha('{"a":1}\n{}')
+    for invocation in (None, 'in"v☃\\'):
+        header = [GENESIS, "s\x01", 1, "id", "user_message", "user", "T", invocation, "p"]
+        expected = sha(json.dumps(header, ensure_ascii=False, separators=(",", ":")))
+        assert event_hash(*header) == expected  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from agentledger.stores.base import (
     Capabilities,
     SessionPage,
     SessionStore,
+    VerifyReport,
     default_store_url,
     open_store,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreUnavailableError",
     "ToolError",
+    "VerifyReport",
     "default_store_url",
     "open_store",
     "project",

@@ -124,9 +124,11 @@ class StateConflictError(ConcurrencyError):
 class CorruptedSessionError(StoreError):
     """A stored session or event cannot be read back; other sessions are unaffected."""
 
-    def __init__(self, session_id: str, detail: str) -> None:
+    def __init__(self, session_id: str, detail: str, *, seq: int | None = None) -> None:
         self.session_id = session_id
         self.detail = detail
+        self.seq = seq
+        """The first event found missing or changed, when one is known."""
         super().__init__(f"session {session_id!r} is corrupted: {detail}")
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "SessionPage",
     "SessionStore",
     "SchemeFactory",
+    "VerifyReport",
     "default_store_url",
     "display_url",
     "open_store",
@@ -70,6 +71,30 @@ class SessionPage(BaseModel):
     sessions: list[Session]
     next_cursor: str | None = None
     corrupted: list[str] = Field(default_factory=list)
+
+
+class VerifyReport(BaseModel):
+    """What `verify_session` found in one session's stored history.
+
+    Attributes:
+        session_id: The session verified.
+        ok: Whether every event is present (seq 1 to the session's version, no gap), every
+            payload and header matches its hash, every hash chains to the one before it,
+            and the session's snapshot matches its ledger.
+        events: How many events the ledger holds.
+        first_bad_seq: The first event found missing or changed (`None` when the ledger
+            is fine but its snapshot is not, or the ledger cannot be read at all).
+        problem: Why verification failed, in words; `None` when `ok`.
+        last_hash: The hash of the last event when `ok` (`""` otherwise): keep it to check
+            later that the history up to it has not changed.
+    """
+
+    session_id: str
+    ok: bool
+    events: int = 0
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    last_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +187,10 @@ class SessionStore(Protocol):
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
+            Time never runs backwards in a session: an event whose timestamp (its own, or
+            the store's clock when it has none) is earlier than the session's last event
+            is stored with the last event's timestamp instead. Each event is chained to the
+            one before it by its hash (`verify_session`).
 
         Raises:
             SessionNotFoundError: No session has this id.
@@ -210,7 +239,10 @@ class SessionStore(Protocol):
 
         Raises:
             SessionNotFoundError: No session has this id.
-            CorruptedSessionError: A stored event cannot be read back.
+            CorruptedSessionError: A stored event cannot be read back; or, unless `types`
+                filters them, the events read have a gap in `seq`, or one of them does not
+                match its chain hash (checked between the events read, and from the start
+                of the chain on a read from seq 1; `verify_session` checks everything).
         """
         ...
 
@@ -254,6 +286,27 @@ class SessionStore(Protocol):
             ConcurrencyError: `expected_version` is not the current version; nothing was
                 deleted.
             ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        """Check a session's whole stored history against its hash chain.
+
+        Reads every event and recomputes every hash (`agentledger.core.chain`): each
+        event's payload hash, each event's hash over its header, its payload hash and the
+        previous event's hash; checks that seqs run from 1 to the session's version with no
+        gap, that the last hash is the one the session's last commit recorded, and that
+        the snapshot equals the projection of the ledger. O(events).
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            A `VerifyReport`: `ok`, or the first bad seq and why. Damage is reported,
+            not raised.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
         """
         ...
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 from pydantic import ValidationError
 
 from agentledger._ids import new_id
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
@@ -50,6 +51,7 @@ from agentledger.stores.base import (
     SessionFilter,
     SessionPage,
     SessionStore,
+    VerifyReport,
     display_url,
 )
 
@@ -195,10 +197,11 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 
 
 def _encode_payload(event: NewEvent) -> tuple[str, str, int]:
-    """Return the event's `data` and `state_delta` as JSON text, and its size (`event_size`)."""
+    """Return the event's `data` and `state_delta` as canonical JSON text (keys sorted, so
+    the payload hash is the same on every store), and its size (`event_size`)."""
     try:
-        data = _dumps(event.data)
-        delta = _dumps(strip_temp(event.state_delta))
+        data = canonical_json(event.data)
+        delta = canonical_json(strip_temp(event.state_delta))
         # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
         size = sum(
             len(text.encode())
@@ -227,7 +230,9 @@ def event_size(event: NewEvent) -> int:
 
 
 class EventRow(NamedTuple):
-    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text
+    (canonical: keys sorted, compact), and its `payload_hash` and chain `hash`
+    (`agentledger.core.chain`)."""
 
     id: str
     session_id: str
@@ -238,6 +243,8 @@ class EventRow(NamedTuple):
     invocation_id: str | None
     data: str
     state_delta: str
+    payload_hash: str = ""
+    hash: str = ""
 
 
 class SessionRow(NamedTuple):
@@ -253,6 +260,9 @@ class SessionRow(NamedTuple):
     updated_at: str
     version: int
     snapshot: str
+    last_hash: str = ""
+    """The chain hash of the event of seq `version`, recorded with the snapshot: the last
+    acknowledged commit, so a lost tail of the ledger is told from one never written."""
 
 
 class StoreTransaction(ABC):
@@ -319,7 +329,9 @@ class BaseStore(SessionStore, ABC):
             `data` and `state_delta` JSON plus its type, author and invocation id.
         clock: Returns the current UTC time; stamps every event written without a
             timestamp (public as `clock`; `SessionManager` uses it for idle times and
-            cut-offs, so one clock stamps and decides).
+            cut-offs, so one clock stamps and decides). A time earlier than the session's
+            last event (a clock that went backwards, or a caller's timestamp) is raised to
+            that event's time.
         lifecycle: The phase rules every append is checked against, inside its
             transaction (`core.lifecycle.check_append`); default: the standard phases.
         read_only: Open for reading only: nothing is created or migrated, and
@@ -336,6 +348,10 @@ class BaseStore(SessionStore, ABC):
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    _payload_is_canonical: ClassVar[bool] = True
+    """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
+    text); a store that keeps them in another form (JSONB) sets it to False, and its payload
+    hashes are then recomputed by `verify_session` only."""
 
     def __init__(
         self,
@@ -452,6 +468,98 @@ class BaseStore(SessionStore, ABC):
         )
 
     @staticmethod
+    def _chained(rows: Sequence[EventRow], previous: str, floor: str) -> list[EventRow]:
+        """Stamp encoded rows with their final timestamps, payload hashes and chain hashes.
+
+        Call it last, inside the write transaction, once each row's `seq`, `data` and
+        `state_delta` are final: the hashes cover them.
+
+        Args:
+            rows: Encoded rows with their `seq` assigned, in order.
+            previous: The hash of the event before the first row (`GENESIS` for seq 1).
+            floor: The session's last event's timestamp (`""` for a new session). A row
+                stamped earlier (a clock that went backwards, or a caller's timestamp) is
+                stamped with the latest time before it instead, so a session's time never
+                runs backwards.
+        """
+        chained = []
+        for row in rows:
+            stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
+            payload = payload_hash(row.data, row.state_delta)
+            digest = event_hash(
+                previous,
+                row.session_id,
+                row.seq,
+                row.id,
+                row.type,
+                row.author,
+                stamp,
+                row.invocation_id,
+                payload,
+            )
+            chained.append(row._replace(timestamp=stamp, payload_hash=payload, hash=digest))
+            previous, floor = digest, stamp
+        return chained
+
+    def _chain_problem(
+        self, rows: Sequence[EventRow | Sequence[Any]], previous: str | None, *, payloads: bool
+    ) -> tuple[int, str] | None:
+        """The first event of a contiguous run of rows that breaks the chain, and why.
+
+        Args:
+            rows: Event rows (`EventRow` or tuples in its order) in `seq` order, without
+                gaps (checked by the caller).
+            previous: The hash the first row chains from; `None` checks only the links
+                between the rows.
+            payloads: Also recompute each payload hash from `data` and `state_delta`.
+        """
+        canonical = self._payload_is_canonical
+        for row in rows:
+            # By position (EventRow order), as SQL rows come as plain tuples.
+            if payloads:
+                data, delta = row[7], row[8]
+                if not canonical:
+                    try:
+                        data, delta = canonical_json(json.loads(data)), canonical_json(json.loads(delta))
+                    except (TypeError, ValueError):
+                        return row[2], "its data or state_delta is not JSON"
+                if payload_hash(data, delta) != row[9]:
+                    return row[2], "its data or state_delta was changed (payload hash mismatch)"
+            if previous is not None:
+                expected = event_hash(
+                    previous, row[1], row[2], row[0], row[3], row[4], row[5], row[6], row[9]
+                )
+                if expected != row[10]:
+                    return row[2], "its header or the chain before it was changed (hash mismatch)"
+            previous = row[10]
+        return None
+
+    def _check_read(self, session_id: str, rows: Sequence[EventRow], first: int | None) -> None:
+        """Check rows read back: no gap in `seq` (starting at `first` when given), and the
+        chain between them (from `GENESIS` when they start at seq 1).
+
+        Raises:
+            CorruptedSessionError: A gap, or an event whose hash does not match.
+        """
+        if not rows:
+            return
+        start = rows[0][2] if first is None else first
+        for i, row in enumerate(rows):
+            if row[2] != start + i:
+                raise CorruptedSessionError(
+                    session_id,
+                    f"event {start + i} is missing (found seq {row[2]} instead)",
+                    seq=start + i,
+                )
+        problem = self._chain_problem(
+            rows, GENESIS if start == 1 else None, payloads=self._payload_is_canonical
+        )
+        if problem is not None:
+            raise CorruptedSessionError(
+                session_id, f"event {problem[0]}: {problem[1]}", seq=problem[0]
+            )
+
+    @staticmethod
     def _decode_event(
         row: EventRow | Sequence[Any], data: Any = _UNPARSED, state_delta: Any = _UNPARSED
     ) -> Event:
@@ -496,7 +604,9 @@ class BaseStore(SessionStore, ABC):
         return [decode(row) for row in rows]
 
     @staticmethod
-    def _session_row(session: Session, created_at: str | None = None) -> SessionRow:
+    def _session_row(
+        session: Session, created_at: str | None = None, last_hash: str = ""
+    ) -> SessionRow:
         return SessionRow(
             session.id,
             session.app_name,
@@ -508,6 +618,7 @@ class BaseStore(SessionStore, ABC):
             format_timestamp(session.updated_at),
             session.version,
             session.model_dump_json(),
+            last_hash,
         )
 
     def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
@@ -517,7 +628,9 @@ class BaseStore(SessionStore, ABC):
             pass
         # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
         try:
-            return project(self._decode_events(rebuild()))
+            rows = rebuild()
+            self._check_read(row.id, rows, 1)
+            return project(self._decode_events(rows))
         except CorruptedSessionError:
             raise
         except ValueError as exc:
@@ -589,7 +702,9 @@ class BaseStore(SessionStore, ABC):
                 old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
                 tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
         tx.insert_events(rows)
-        tx.save_session(self._session_row(updated, created_at), new=current is None)
+        tx.save_session(
+            self._session_row(updated, created_at, rows[-1].hash), new=current is None
+        )
         return updated, events
 
     def create_session(
@@ -630,7 +745,7 @@ class BaseStore(SessionStore, ABC):
             state_delta=dict(state or {}),
             timestamp=created_at,
         )
-        row = self._encode(sid, 1, event, self._clock())
+        (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
                 raise SessionExistsError(sid)
@@ -668,9 +783,25 @@ class BaseStore(SessionStore, ABC):
             check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
-            rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
+            previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+            rows = self._chained(
+                [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)],
+                previous,
+                format_timestamp(current.updated_at),
+            )
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored
+
+    @staticmethod
+    def _last_hash(tx: StoreTransaction, session_id: str, version: int) -> str:
+        """The chain hash of the session's last event, read from its ledger (when the
+        snapshot row does not record it)."""
+        rows = tx.load_event_rows(session_id)
+        if not rows or rows[-1].seq != version or not rows[-1].hash:
+            raise CorruptedSessionError(
+                session_id, f"the ledger does not end at seq {version} with a chained event"
+            )
+        return rows[-1].hash
 
     # -- reads --------------------------------------------------------------------------
 
@@ -706,7 +837,73 @@ class BaseStore(SessionStore, ABC):
         )
         if not rows and not self._session_exists(session_id):
             raise SessionNotFoundError(session_id)
+        if not types:  # checked where cheap: no gap, and the chain between the rows
+            first = max(after, 0) + 1 if last is None and isinstance(after, int) else None
+            self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        validate_session_id(session_id)
+        if not self._session_exists(session_id):
+            raise SessionNotFoundError(session_id)
+
+        def bad(seq: int | None, problem: str, events: int = 0) -> VerifyReport:
+            return VerifyReport(
+                session_id=session_id, ok=False, events=events, first_bad_seq=seq, problem=problem
+            )
+
+        # The session's row first: a commit landing meanwhile only adds events after it.
+        try:
+            found = self._fetch_session(session_id)
+            snapshot_error = None
+        except CorruptedSessionError as exc:
+            found, snapshot_error = None, exc
+        try:
+            rows = [
+                r if isinstance(r, EventRow) else EventRow(*r)
+                for r in self._fetch_event_rows(
+                    session_id, after=0, limit=None, last=None, types=None
+                )
+            ]
+        except CorruptedSessionError as exc:
+            return bad(exc.seq, exc.detail)
+        for i, row in enumerate(rows, 1):
+            if row.seq != i:
+                return bad(i, f"event {i} is missing (found seq {row.seq} instead)", len(rows))
+        problem = self._chain_problem(rows, GENESIS, payloads=True)
+        if problem is not None:
+            return bad(problem[0], problem[1], len(rows))
+        if snapshot_error is not None:
+            return bad(snapshot_error.seq, snapshot_error.detail, len(rows))
+        if found is None:
+            return bad(None, "the session disappeared while it was verified", len(rows))
+        snapshot = found[0]
+        version = snapshot.version
+        if version > len(rows):
+            return bad(
+                len(rows) + 1,
+                (
+                    f"acknowledged event {version} is missing"
+                    if version == len(rows) + 1
+                    else f"acknowledged events {len(rows) + 1} to {version} are missing"
+                )
+                + f" (the ledger ends at seq {len(rows)})",
+                len(rows),
+            )
+        committed = rows[:version]
+        if committed and snapshot.last_hash not in ("", committed[-1].hash):
+            return bad(
+                version, "the last event is not the one the session's last commit recorded", len(rows)
+            )
+        try:
+            projected = project(self._decode_events(committed))
+            stored = Session.model_validate_json(snapshot.snapshot)
+        except (ValueError, CorruptedSessionError) as exc:
+            return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
+        if stored.model_dump() != projected.model_dump():
+            return bad(None, "the session's snapshot does not match its ledger", len(rows))
+        last_hash = rows[-1].hash if rows else ""
+        return VerifyReport(session_id=session_id, ok=True, events=len(rows), last_hash=last_hash)
 
     def list_sessions(
         self,

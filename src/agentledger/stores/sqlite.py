@@ -12,6 +12,10 @@ Durability (`durability=` option or `?durability=` in the URL):
     `"normal"`: `PRAGMA synchronous=NORMAL`; an acknowledged append survives a process
         crash (`kill -9`) but the last commits may be lost on power loss. Faster.
 
+Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chain`), and
+each session row the `last_hash` of its last commit, so damage to the file is detected
+(`verify_session`; gaps and the chain on reads too).
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 
@@ -27,17 +31,19 @@ Creating: opening for writing creates the database file if it is missing (unless
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -58,7 +64,51 @@ from agentledger.stores.shared import (
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 
-MIGRATIONS: list[list[str]] = [
+
+
+def _chain_existing_events(conn: sqlite3.Connection) -> None:
+    """Version 2 (hash chain), for a database of version 1: rewrite every event's `data` and
+    `state_delta` as canonical JSON (equal values, keys sorted), compute its payload hash
+    and chain hash in `seq` order, and record each session's last hash. So every event of
+    an upgraded database is verifiable, as if it had been written by this version."""
+    last: dict[str, str] = {}
+    rows = conn.execute(
+        "SELECT session_id, seq, id, type, author, timestamp, invocation_id, data, state_delta"
+        " FROM events ORDER BY session_id, seq"
+    ).fetchall()
+    for session_id, seq, event_id, kind, author, stamp, invocation_id, data, delta in rows:
+        try:
+            data, delta = canonical_json(json.loads(data)), canonical_json(json.loads(delta))
+        except (TypeError, ValueError):
+            pass  # a damaged row stays as it is, and fails verification
+        digest = payload_hash(data, delta)
+        chained = event_hash(
+            last.get(session_id, GENESIS),
+            session_id,
+            seq,
+            event_id,
+            kind,
+            author,
+            stamp,
+            invocation_id,
+            digest,
+        )
+        last[session_id] = chained
+        conn.execute(
+            "UPDATE events SET data = ?, state_delta = ?, payload_hash = ?, hash = ?"
+            " WHERE session_id = ? AND seq = ?",
+            (data, delta, digest, chained, session_id, seq),
+        )
+    conn.executemany(
+        "UPDATE sessions SET last_hash = ? WHERE id = ?", [(h, sid) for sid, h in last.items()]
+    )
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""A migration step: an SQL statement, or a function run on the connection (in the
+migration's transaction)."""
+
+MIGRATIONS: list[list[Migration]] = [
     [],  # version 0: an empty database
     [  # version 1
         """CREATE TABLE sessions (
@@ -94,6 +144,15 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (app_name, user_id)
         )""",
     ],
+    [  # version 2
+        # -- the hash chain: every event's payload hash and chain hash, and each session's
+        #    last hash (its last acknowledged commit); see agentledger.core.chain.
+        "ALTER TABLE events ADD COLUMN payload_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE sessions ADD COLUMN last_hash TEXT NOT NULL DEFAULT ''",
+        _chain_existing_events,
+        # -- end of the hash chain
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -102,10 +161,13 @@ SCHEMA_VERSION = len(MIGRATIONS) - 1
 _DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 
-_EVENT_COLUMNS = "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta"
+_EVENT_COLUMNS = (
+    "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
+    " payload_hash, hash"
+)
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
-    " s.updated_at, s.version, s.snapshot, a.state, u.state FROM sessions s"
+    " s.updated_at, s.version, s.snapshot, s.last_hash, a.state, u.state FROM sessions s"
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
@@ -134,7 +196,7 @@ class _SqliteTransaction(StoreTransaction):
     def load_session(self, session_id: str) -> SessionRow | None:
         row = self._conn.execute(
             "SELECT id, app_name, user_id, agent_name, status, phase, created_at, updated_at,"
-            " version, snapshot FROM sessions WHERE id = ?",
+            " version, snapshot, last_hash FROM sessions WHERE id = ?",
             (session_id,),
         ).fetchone()
         return None if row is None else SessionRow(*row)
@@ -161,7 +223,8 @@ class _SqliteTransaction(StoreTransaction):
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def delete_session(self, session_id: str) -> bool:
@@ -173,14 +236,24 @@ class _SqliteTransaction(StoreTransaction):
         if new:
             self._conn.execute(
                 "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
-                " created_at, updated_at, version, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, version, snapshot, last_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         else:
             self._conn.execute(
                 "UPDATE sessions SET agent_name = ?, status = ?, phase = ?, updated_at = ?,"
-                " version = ?, snapshot = ? WHERE id = ?",
-                (row.agent_name, row.status, row.phase, row.updated_at, row.version, row.snapshot, row.id),
+                " version = ?, snapshot = ?, last_hash = ? WHERE id = ?",
+                (
+                    row.agent_name,
+                    row.status,
+                    row.phase,
+                    row.updated_at,
+                    row.version,
+                    row.snapshot,
+                    row.last_hash,
+                    row.id,
+                ),
             )
 
 
@@ -438,7 +511,10 @@ class SqliteStore(BaseStore):
                     raise SchemaVersionError(_version_problem(self.path, version, read_only=False))
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[target]:
-                        conn.execute(statement)
+                        if isinstance(statement, str):
+                            conn.execute(statement)
+                        else:
+                            statement(conn)
                     conn.execute(f"PRAGMA user_version = {target}")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -458,7 +534,7 @@ class SqliteStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
             row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
-        return None if row is None else (SessionRow(*row[:10]), row[10], row[11])
+        return None if row is None else (SessionRow(*row[:11]), row[11], row[12])
 
     def _fetch_event_rows(
         self,
@@ -526,7 +602,7 @@ class SqliteStore(BaseStore):
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()
-        return [(SessionRow(*r[:10]), r[10], r[11]) for r in rows]
+        return [(SessionRow(*r[:11]), r[11], r[12]) for r in rows]
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._transaction() as tx:

@@ -62,6 +62,9 @@ is split by topic:
     `_opening`: an unknown URL option is a `ConfigurationError` naming it; `read_only=True`
         reads and refuses every write (`ReadOnlyStoreError`); neither `read_only=True` nor
         `create=False` creates a missing store (`StoreNotFoundError`).
+    `_integrity`: time never runs backwards in a session (a clock going back, an earlier
+        timestamp from the caller); every session's hash chain verifies after normal use,
+        and `verify_session` reports the same `last_hash` as `chain_of(events)`.
 The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
 store must accept the `clock` option, and the `read_only` and `create` options too.
 """
@@ -73,6 +76,7 @@ from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
+from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._processes import ProcessConformance
@@ -90,6 +94,7 @@ __all__ = [
     "ContinuationConformance",
     "CrashConformance",
     "FakeClock",
+    "IntegrityConformance",
     "LifecycleConformance",
     "OpeningConformance",
     "ProcessConformance",
@@ -118,5 +123,6 @@ class StoreConformance(
     LifecycleConformance,
     OpeningConformance,
     ContinuationConformance,
+    IntegrityConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
