@@ -205,6 +205,7 @@ class Bench:
 
 def open_backend(name: str, folder: Path, postgres_url: str) -> Backend:
     """The backend called `name`; raises `RuntimeError` with the reason it cannot run."""
+    folder.mkdir(parents=True, exist_ok=True)  # stores create their file, not their folder
     if name == "sqlite":
         from _sqlite import SqliteBackend
 

@@ -1,16 +1,27 @@
-"""What the SQL stores' schema tests share: a check that reopening a store at the current
-schema version runs no migration again."""
+"""What the stores' schema tests share: a check that reopening a store at the current schema
+version runs no migration again, and the data of a store of schema version 1 with the check
+that an upgraded one reads back as it was."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from agentledger import NewEvent, Session, SessionStore, project
+from agentledger.stores.shared import parse_timestamp
 from agentledger.testing import StoreFactory
 
-__all__ = ["SpyMigrations", "check_reopening_does_not_rerun_migrations"]
+__all__ = [
+    "V1_DATA",
+    "SpyMigrations",
+    "check_reopening_does_not_rerun_migrations",
+    "check_v1_store_upgraded",
+    "v1_rows",
+]
 
 
 class SpyMigrations(list[list[str]]):
@@ -40,3 +51,41 @@ def check_reopening_does_not_rerun_migrations(
     reopened = make()
     assert spy.applied == []
     assert reopened.get_session("kept").version == 1
+
+
+# -- stores of schema version 1, as the version-1 library wrote them -------------------------
+
+V1_DATA = Path(__file__).parent / "data" / "schema_v1"
+"""Stores written by agentledger at schema version 1 (see `generate.py` there)."""
+
+
+def v1_rows() -> dict[str, Any]:
+    """The tables of a version-1 SQL store: `sessions`, `events`, `scoped_state` (lists of
+    rows) and `columns` (each table's column names)."""
+    rows: dict[str, Any] = json.loads((V1_DATA / "sql_rows.json").read_text())
+    return rows
+
+
+def check_v1_store_upgraded(store: SessionStore) -> None:
+    """A store upgraded from the version-1 data: every session reads back as it was, its
+    events too (their ids aside: the file store's were other ids), every chain verifies,
+    and appending continues the chain."""
+    rows = v1_rows()
+    for snapshot in (r[9] for r in rows["sessions"]):
+        before = Session.model_validate_json(snapshot)
+        after = store.get_session(before.id)
+        own = after.model_copy(update={"state": {k: v for k, v in after.state.items() if ":" not in k}})
+        assert own == before
+        report = store.verify_session(before.id)
+        assert report.ok, report
+        assert report.events == before.version
+        events = store.read_events(before.id)
+        old = [r for r in rows["events"] if r[0] == before.id]
+        assert [(e.seq, e.type, e.timestamp, e.data, e.state_delta) for e in events] == [
+            (r[1], r[3], parse_timestamp(r[5]), json.loads(r[7]), json.loads(r[8])) for r in old
+        ]
+        assert project(events) == before
+    assert store.get_session("s-one").state["user:tier"] == "gold"
+    store.append("s-one", [NewEvent(type="user_message", author="user", data={"text": "more"})])
+    assert store.verify_session("s-one").ok
+    assert store.read_events("s-one")[-1].seq == 5

@@ -394,7 +394,11 @@ def test_unopenable_store_names_the_store(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     bad = f"sqlite:///{blocker}/x.db"
-    assert_one_line_error(run(bad, "sessions", "list", "--json"), str(blocker))
+    create = ["sessions", "create", "--agent", "a", "--purpose", "p"]
+    assert_one_line_error(run(bad, *create), str(blocker))
+    folder = tmp_path / "x.db"  # a folder where the database file should be
+    folder.mkdir()
+    assert_one_line_error(run(f"sqlite:///{folder}", "sessions", "list", "--json"), str(folder))
 
 
 def test_store_env_var_is_honoured(store: SessionStore, url: str) -> None:
@@ -411,6 +415,10 @@ def test_default_store_is_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     result = ok(run(None, "sessions", "list", "--json", env={"AGENTLEDGER_STORE": None}))
     assert json.loads(result.stdout) == {"sessions": [], "next_cursor": None, "corrupted": []}
+    assert "sqlite:///agentledger.db does not exist" in result.stderr
+    assert not (tmp_path / "agentledger.db").exists()  # a read creates nothing
+    env = {"AGENTLEDGER_STORE": None}
+    ok(run(None, "sessions", "create", "--agent", "a", "--purpose", "p", env=env))
     assert (tmp_path / "agentledger.db").exists()
 
 
@@ -503,3 +511,21 @@ def test_main_runs_the_app(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         main()
     assert exit_info.value.code in (0, None)
     assert capsys.readouterr().out.startswith("agentledger ")
+
+
+@pytest.mark.parametrize("module", ["agentledger", "agentledger.cli"])
+def test_python_dash_m_runs_the_command_line(
+    store: SessionStore, url: str, module: str
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "AGENTLEDGER_STORE": url, "COLUMNS": "200"}
+    version = cli(sys.executable, "-m", module, "--version", env=env)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("agentledger ")
+    listed = cli(sys.executable, "-m", module, "sessions", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    ids = [s["id"] for s in json.loads(listed.stdout)["sessions"]]
+    assert ids == [s.id for s in store.list_sessions().sessions]
+    missing = cli(sys.executable, "-m", module, "sessions", "show", "nope", env=env)
+    assert (missing.returncode, missing.stderr) == (1, "error: no session with id 'nope'\n")
+    usage = cli(sys.executable, "-m", module, "--help", env=env)
+    assert usage.returncode == 0 and "Usage: agentledger " in usage.stdout

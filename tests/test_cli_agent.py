@@ -210,3 +210,115 @@ def test_a_password_in_the_store_url_is_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "s3cret" not in result.stdout + result.stderr
     assert "ada:***@127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "file", "postgresql"])
+def test_parallel_first_runs_of_a_new_user_make_one_session(
+    tmp_path: Path, scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """Eight `agentledger run` processes at once for a user with no session yet."""
+    store_url = {
+        "sqlite": lambda: f"sqlite:///{tmp_path}/x.db",
+        "file": lambda: f"file://{tmp_path}/s",
+        "postgresql": lambda: str(request.getfixturevalue("postgres_url")),
+    }[scheme]()
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    procs = [
+        subprocess.Popen(
+            [AGENTLEDGER, "--store", store_url, "run", f"remind me to task {i}", "--user", "new"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(8)
+    ]
+    first_lines = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        first_lines.append(out.splitlines()[0])
+    with open_store(store_url) as store:
+        sessions = store.list_sessions(user_id="new").sessions
+        assert len(sessions) == 1, [s.id for s in sessions]
+        assert sorted(sessions[0].state["user:reminders"]) == [f"task {i}" for i in range(8)]
+    assert {line.split()[1] for line in first_lines} == {sessions[0].id}
+    assert sum("(new)" in line for line in first_lines) == 1
+
+
+def test_run_with_an_agent_from_the_working_directory_continues_only_its_sessions(
+    tmp_path: Path,
+) -> None:
+    """`--agent` finds a module in the working directory (as `python -m` does), and
+    `run` continues that agent's session, never the reminders agent's."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "agents.py").write_text(CUSTOM_AGENT)
+    reminders = cli(tmp_path, "run", "remind me to water the plants")
+    assert reminders.returncode == 0, reminders.stderr
+    reminders_id = reminders.stdout.splitlines()[0].split()[1]
+
+    shouted = cli(tmp_path, "run", "shout hello", "--agent", "mypkg.agents:make")
+    assert shouted.returncode == 0, shouted.stderr
+    assert "HELLO!" in shouted.stdout
+    shouter_id = shouted.stdout.splitlines()[0].split()[1]
+    assert shouter_id != reminders_id and "(new)" in shouted.stdout
+
+    again = cli(tmp_path, "run", "shout again", "--agent", "mypkg.agents:make", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["session_id"] == shouter_id
+    back = cli(tmp_path, "run", "show my reminders", "--json")
+    assert json.loads(back.stdout)["session_id"] == reminders_id
+    with open_store(f"sqlite:///{tmp_path}/agentledger.db") as store:
+        assert store.get_session(shouter_id).agent_name == "shouter"
+        texts = [e.data["text"] for e in store.read_events(reminders_id, types=["user_message"])]
+        assert texts == ["remind me to water the plants", "show my reminders"]
+
+
+def _sessions_in(store_url: str) -> list[str]:
+    with open_store(store_url) as store:
+        return [s.id for s in store.list_sessions().sessions]
+
+
+def test_run_with_undecodable_bytes_fails_before_creating_a_session(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path}/x.db"
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    result = subprocess.run(
+        [AGENTLEDGER.encode(), b"--store", store_url.encode(), b"run", b"remind me to caf\xe9"],
+        cwd=tmp_path, capture_output=True, env=env, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == b""  # no "session: ... (new)"
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the message is not valid UTF-8"), lines
+    assert "byte 0xe9" in lines[0] and "Traceback" not in lines[0]
+    assert _sessions_in(store_url) == []
+
+
+def test_run_with_a_message_over_the_event_limit_fails_before_creating_a_session(
+    tmp_path: Path,
+) -> None:
+    store_url = f"sqlite:///{tmp_path}/x.db?max_event_bytes=2000"
+    result = cli(tmp_path, "--store", store_url, "run", "remind me to " + "x" * 3000)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: the message is ") and "over the limit of 2000" in (
+        result.stderr
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert _sessions_in(store_url) == []
+    # A message within the limit still runs, in a new session.
+    ok = cli(tmp_path, "--store", store_url, "run", "remind me to " + "x" * 100)
+    assert ok.returncode == 0, ok.stderr
+    assert len(_sessions_in(store_url)) == 1
+
+
+def test_run_with_a_1_mb_message_fails_before_creating_a_session(tmp_path: Path) -> None:
+    # One argument of a real command line is limited to 128 KiB on Linux: run in-process.
+    from typer.testing import CliRunner
+
+    from agentledger.cli import app
+
+    store_url = f"sqlite:///{tmp_path}/x.db"
+    result = CliRunner().invoke(app, ["--store", store_url, "run", "y" * 1_100_000])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "over the limit of 1048576 bytes" in result.stderr
+    assert _sessions_in(store_url) == []

@@ -2,7 +2,7 @@
 
 JSON is piped into the REAL command, the installed console script run as a subprocess;
 sessions are set up and checked through the Python API on the same SQLite file. The last
-tests run `examples/seed003_cli.sh`, seed 003's two examples through the CLI.
+tests run `examples/lifecycle_cli.sh`, the two lifecycle workflows through the CLI.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from cli_support import T0, console_script, iso
 from typer.testing import CliRunner
 
-from agentledger import open_store
+from agentledger import InvalidTransitionError, open_store
 from agentledger.cli import app
 from agentledger.cli import hooks as hooks_module
 from agentledger.manager import SessionManager
@@ -349,11 +349,11 @@ def test_store_errors_are_json_errors(tmp_path: Path, name: str) -> None:
     assert (bad_scheme.code, bad_scheme.out["error"]) == (1, "configuration_error")
     assert "unknown store URL scheme" in bad_scheme.out["message"]
 
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    unreachable = hook(name, request, f"sqlite:///{blocker}/x.db")
+    folder = tmp_path / "x.db"  # a folder where the database file should be
+    folder.mkdir()
+    unreachable = hook(name, request, f"sqlite:///{folder}")
     assert unreachable.code == 1
-    assert unreachable.out["error"] in ("store_error", "configuration_error")
+    assert unreachable.out["error"] == "store_error"
 
 
 def test_an_unexpected_exception_is_a_json_error(
@@ -376,6 +376,69 @@ def test_an_unexpected_exception_is_a_json_error(
     }
 
 
+def _raise(error: Exception) -> Any:
+    def handler(*_: Any) -> Any:
+        raise error
+
+    return handler
+
+
+ERROR_CASES: dict[str, dict[str, Any]] = {
+    "invalid_json": {"stdin": "not json"},
+    "invalid_input": {"stdin": '{"agent_id": 123}'},
+    "configuration_error": {"store": "bogus://x"},
+    "store_error": {"store": "folder"},
+    "agentledger_error": {"handler": _raise(InvalidTransitionError("not allowed"))},
+    "internal_error": {"handler": _raise(RuntimeError("boom"))},
+}
+"""One way to reach each hook error code (see `test_every_error_code_...`)."""
+
+
+def test_every_error_code_has_a_case_here() -> None:
+    assert set(ERROR_CASES) == set(hooks_module.ERROR_CODES)
+
+
+@pytest.mark.parametrize("code", list(ERROR_CASES))
+def test_every_error_code_is_reachable_and_documented(
+    code: str, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each code of the stable set comes out with its exit code, and the README lists it."""
+    case = ERROR_CASES[code]
+    store_url = case.get("store", url)
+    if store_url == "folder":  # a folder where the database file should be
+        (tmp_path / "x.db").mkdir()
+        store_url = f"sqlite:///{tmp_path / 'x.db'}"
+    if "handler" in case:
+        monkeypatch.setattr(hooks_module, "subagent_stop", case["handler"])
+    result = CliRunner().invoke(
+        app,
+        ["--store", store_url, "hook", "subagent-stop"],
+        input=case.get("stdin", '{"agent_id": "x"}'),
+    )
+    out = json.loads(result.stdout)
+    assert (out["error"], result.exit_code) == (code, hooks_module.ERROR_CODES[code]), out
+    assert isinstance(out["message"], str) and out["message"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `{code}` | {hooks_module.ERROR_CODES[code]} |" in readme
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"agent_id": 123}, "agent_id must be a string, not 123"),
+        ({"agent_id": ["x"]}, 'agent_id must be a string, not ["x"]'),
+        ({"metadata": {"agent_id": 7}}, "metadata.agent_id must be a string, not 7"),
+        ({"tool_input": {"agent_id": True}}, "tool_input.agent_id must be a string, not true"),
+    ],
+)
+def test_an_agent_id_that_is_not_a_string_is_invalid_input(
+    url: str, payload: dict[str, Any], needle: str
+) -> None:
+    result = hook("subagent-stop", payload, url, in_process=True)
+    assert (result.code, result.out["error"]) == (2, "invalid_input")
+    assert result.out["message"] == needle
+
+
 def test_python_m_agentledger_cli_runs_the_hooks(url: str, manager: SessionManager) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "agentledger.cli", "--store", url, "hook", "pre-delegate"],
@@ -387,10 +450,10 @@ def test_python_m_agentledger_cli_runs_the_hooks(url: str, manager: SessionManag
     assert manager.get_session(json.loads(proc.stdout)["agent_id"]).agent_name == "a"
 
 
-# -- seed 003 through the CLI: examples/seed003_cli.sh ----------------------------------------
+# -- the lifecycle through the CLI: examples/lifecycle_cli.sh ---------------------------------
 
 
-def test_seed003_cli_script(tmp_path: Path) -> None:
+def test_lifecycle_cli_script(tmp_path: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed")
@@ -401,14 +464,14 @@ def test_seed003_cli_script(tmp_path: Path) -> None:
     }
     url = f"sqlite:///{tmp_path / 'seed003.db'}"
     proc = subprocess.run(
-        [bash, str(ROOT / "examples" / "seed003_cli.sh"), url],
+        [bash, str(ROOT / "examples" / "lifecycle_cli.sh"), url],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "seed 003 through the CLI: all checks passed" in proc.stdout
+    assert "the lifecycle through the CLI: all checks passed" in proc.stdout
     with open_store(url) as store:
         sessions = store.list_sessions(limit=100).sessions
     outcomes = {s.purpose: (s.status, s.outcome) for s in sessions}

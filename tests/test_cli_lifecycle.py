@@ -447,7 +447,7 @@ def test_cleanup_dry_run_then_real(url: str, manager: SessionManager, team: dict
     assert "Would delete 2 sessions last active before 2026-01-08 18:09:00 UTC:" in table
     assert team["t-plan"] in table and team["g-new"] not in table
 
-    out = ok(run(url, "sessions", "cleanup", "--hours", "24", now=now)).stdout
+    out = ok(run(url, "sessions", "cleanup", "--hours", "24", "--yes", now=now)).stdout
     assert out == "Deleted 2 sessions last active before 2026-01-08 18:09:00 UTC.\n"
     assert ids_of(manager) == {team["t-wait"], team["g-done"], team["g-new"]}
     with pytest.raises(SessionNotFoundError):
@@ -489,7 +489,7 @@ def test_cleanup_shows_a_progress_bar_on_a_terminal(
     monkeypatch.setattr(sessions_module, "progress_console", lambda: terminal)
     monkeypatch.setattr(sessions_module, "PROGRESS_MIN_SESSIONS", 3)
     now = T0 + timedelta(days=1)
-    out = ok(run(url, "sessions", "cleanup", "--hours", "1", now=now)).stdout
+    out = ok(run(url, "sessions", "cleanup", "--hours", "1", "--yes", now=now)).stdout
     assert out.startswith("Deleted 5 sessions")
     assert "Deleting sessions" in screen.getvalue() and "5/5" in screen.getvalue()
     assert ids_of(manager) == set()
@@ -501,7 +501,7 @@ def test_cleanup_without_a_terminal_draws_no_bar(
     screen = io.StringIO()
     monkeypatch.setattr(sessions_module, "progress_console", lambda: Console(file=screen))
     monkeypatch.setattr(sessions_module, "PROGRESS_MIN_SESSIONS", 1)
-    ok(run(url, "sessions", "cleanup", "--hours", "1", now=T0 + timedelta(days=1)))
+    ok(run(url, "sessions", "cleanup", "--hours", "1", "--yes", now=T0 + timedelta(days=1)))
     assert screen.getvalue() == ""
 
 
@@ -561,3 +561,77 @@ def test_without_agentledger_now_the_real_clock_is_used(url: str, store: Session
     before = datetime.now(timezone.utc)
     sid = ok(run(url, "sessions", "create", "--agent", "a", "--purpose", "p", now=None)).stdout
     assert store.get_session(sid.strip()).created_at >= before - timedelta(seconds=1)
+
+
+# -- cleanup asks before deleting sessions that are not terminated ---------------------------
+
+OLD_ACTIVE = T0 + timedelta(hours=24, minutes=3, seconds=30)  # cut-off selects t-plan, g-inv
+
+
+def test_cleanup_of_active_sessions_refuses_without_a_terminal_or_yes(
+    url: str, manager: SessionManager, team: dict[str, str]
+) -> None:
+    for json_flag in ([], ["--json"]):
+        result = run(url, "sessions", "cleanup", "--hours", "24", *json_flag, now=OLD_ACTIVE)
+        line = one_line_error(result, 1, "2 sessions", "not terminated", "--yes", "--dry-run")
+        assert "stdin is not a terminal" in line
+        assert len(ids_of(manager)) == 5  # nothing deleted
+    # --dry-run still lists them without asking
+    data = as_json(run(url, "sessions", "cleanup", "--hours", "24", "--dry-run", "--json",
+                       now=OLD_ACTIVE))
+    assert set(data["session_ids"]) == {team["t-plan"], team["g-inv"]}
+    # --yes deletes without asking
+    out = ok(run(url, "sessions", "cleanup", "--hours", "24", "--yes", now=OLD_ACTIVE)).stdout
+    assert out.startswith("Deleted 2 sessions")
+    assert ids_of(manager) == {team["t-wait"], team["g-done"], team["g-new"]}
+
+
+def test_cleanup_of_terminated_sessions_only_does_not_ask(
+    url: str, manager: SessionManager, team: dict[str, str]
+) -> None:
+    # --only-finalized never deletes a live session, so it never asks
+    data = as_json(run(url, "sessions", "cleanup", "--hours", "0", "--only-finalized", "--json",
+                       now=T0 + timedelta(days=2)))
+    assert data["session_ids"] == [team["g-done"]]
+    # Every old session is terminated: nothing live would go, so no question either.
+    for name in ("t-plan", "t-wait", "g-inv", "g-new"):
+        manager.terminate(team[name])
+    out = ok(run(url, "sessions", "cleanup", "--hours", "0", now=T0 + timedelta(days=2))).stdout
+    assert out.startswith("Deleted 4 sessions")
+    assert ids_of(manager) == set()
+
+
+def _cleanup_on_a_terminal(url: str, now: datetime, answer: bytes) -> tuple[int, str]:
+    """Run the console script with a pseudo-terminal as stdin and answer its question."""
+    import os
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "AGENTLEDGER_NOW": iso(now), "COLUMNS": "200"}
+    env.pop("AGENTLEDGER_STORE", None)
+    try:
+        proc = subprocess.Popen(
+            [cli_support.console_script(), "--store", url, "sessions", "cleanup", "--hours", "24"],
+            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        )
+        os.write(master, answer)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return proc.returncode, out.decode()
+
+
+def test_cleanup_of_active_sessions_asks_on_a_terminal(
+    url: str, manager: SessionManager, team: dict[str, str]
+) -> None:
+    code, out = _cleanup_on_a_terminal(url, OLD_ACTIVE, b"n\n")
+    assert code == 1, out
+    assert "Delete 2 sessions last active before 2026-01-08 18:09:00 UTC" in out
+    assert "2 of them not terminated (active or suspended)" in out
+    assert len(ids_of(manager)) == 5
+    code, out = _cleanup_on_a_terminal(url, OLD_ACTIVE, b"y\n")
+    assert code == 0, out
+    assert "Deleted 2 sessions" in out
+    assert ids_of(manager) == {team["t-wait"], team["g-done"], team["g-new"]}

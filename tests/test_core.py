@@ -18,7 +18,7 @@ from agentledger.core.events import STANDARD_EVENT_TYPES, EventType
 from agentledger.core.projection import deep_merge, project
 from agentledger.core.session import validate_session_id
 from agentledger.core.state import apply_delta, merge_scoped_state, split_delta, strip_temp
-from agentledger.errors import InvalidSessionIdError
+from agentledger.errors import AgentLedgerError, InvalidEventError, InvalidSessionIdError
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -381,10 +381,14 @@ def test_event_types_accepted(kind: str) -> None:
     assert NewEvent(type=kind).type == kind
 
 
-@pytest.mark.parametrize("kind", ["", "custom", "plugin.", ".name", ".", "USER_MESSAGE"])
+@pytest.mark.parametrize("kind", ["", "custom", "plugin.", ".name", ".", "USER_MESSAGE", "bogus"])
 def test_event_types_refused(kind: str) -> None:
-    with pytest.raises(ValidationError, match="unknown event type"):
+    """A typed agentledger error (also a ValueError), pydantic's error chained as its cause."""
+    with pytest.raises(InvalidEventError, match="unknown event type") as info:
         NewEvent(type=kind)
+    assert isinstance(info.value, AgentLedgerError) and isinstance(info.value, ValueError)
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert info.value.__cause__.errors()[0]["loc"] == ("type",)
 
 
 def test_event_type_enum_matches_the_standard_set() -> None:
@@ -393,7 +397,7 @@ def test_event_type_enum_matches_the_standard_set() -> None:
 
 
 def test_new_event_timestamps() -> None:
-    with pytest.raises(ValidationError, match="timezone-aware"):
+    with pytest.raises(InvalidEventError, match="timezone-aware"):
         NewEvent(type="user_message", timestamp=datetime(2025, 1, 1))
     plus_two = timezone(timedelta(hours=2))
     event = NewEvent(type="user_message", timestamp=datetime(2025, 1, 1, 2, 0, tzinfo=plus_two))
@@ -410,12 +414,31 @@ def test_new_event_defaults_and_strictness() -> None:
         {},
         None,
     )
-    with pytest.raises(ValidationError):
-        NewEvent(type="user_message", unknown_field=1)  # type: ignore[call-arg]
+    with pytest.raises(InvalidEventError, match="unknown_field"):
+        NewEvent(type="user_message", unknown_field=1)
     with pytest.raises(ValidationError):
         event.type = "agent_message"  # type: ignore[misc]
-    with pytest.raises(ValidationError):
-        NewEvent(type="user_message", data=["not", "an", "object"])
+    with pytest.raises(InvalidEventError, match="data"):
+        NewEvent(type="user_message", data=["not", "an", "object"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "needle"),
+    [
+        (lambda: NewEvent.model_validate({"type": "bogus"}), "unknown event type"),
+        (lambda: NewEvent.model_validate_json('{"type": "user_message", "data": 1}'), "data"),
+        (lambda: NewEvent.model_validate_json("{not json"), "JSON"),
+        (lambda: Event.model_validate({"id": "x", "seq": "first"}), "seq"),
+        (lambda: Event(id="x", session_id="s", seq=1, type="user_message", author="user",
+                       timestamp="yesterday"), "timestamp"),
+    ],
+)
+def test_every_way_of_building_an_event_raises_invalid_event_error(
+    build: Any, needle: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=needle) as info:
+        build()
+    assert isinstance(info.value.__cause__, ValidationError)
 
 
 def test_events_and_sessions_are_frozen() -> None:
@@ -510,3 +533,27 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
     assert fast.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
     assert fast.model_copy(update={"seq": 4}).seq == 4 and fast.seq == 3
     assert repr(fast) == repr(validated)
+
+
+# -- the hash chain's definition -----------------------------------------------------------
+
+
+def test_chain_hashes_are_the_documented_functions() -> None:
+    import hashlib
+    import json
+
+    from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    assert GENESIS == "0" * 64
+    assert canonical_json({"b": [1, {"d": 1, "c": -0.0}], "a": "é\x00"}) == (
+        '{"a":"é\\u0000","b":[1,{"c":0.0,"d":1}]}'
+    )
+    assert canonical_json({"x": -0.05, "y": 1e23}) == '{"x":-0.05,"y":1e+23}'
+    assert payload_hash('{"a":1}', "{}") == sha('{"a":1}\n{}')
+    for invocation in (None, 'in"v☃\\'):
+        header = [GENESIS, "s\x01", 1, "id", "user_message", "user", "T", invocation, "p"]
+        expected = sha(json.dumps(header, ensure_ascii=False, separators=(",", ":")))
+        assert event_hash(*header) == expected  # type: ignore[arg-type]

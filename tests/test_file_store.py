@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock
+from migration_support import V1_DATA, check_v1_store_upgraded
 
 import agentledger.stores.file as file_module
 from agentledger import (
@@ -30,6 +32,7 @@ from agentledger import (
     SchemaVersionError,
     SessionNotFoundError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
     open_store,
 )
@@ -78,6 +81,7 @@ def _record(store: SessionStore, session_id: str) -> tuple[Any, Any]:
 
 def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").mkdir()  # a store creates its own folder, not the ones above it
     for url, folder in [
         ("file://./rel", tmp_path / "rel"),
         ("file://plain/sub", tmp_path / "plain" / "sub"),
@@ -94,6 +98,41 @@ def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path / "rel")
     store.create_session(app_name="demo", user_id="ada", session_id="s")
     assert (tmp_path / "moving" / "s" / SNAPSHOT).is_file()
+
+
+def test_a_store_folder_is_created_only_by_a_write_and_never_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for options in ({"read_only": True}, {"create": False}):
+        with pytest.raises(StoreNotFoundError, match="does not exist"):
+            open_store("file://./s", **options)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(StoreNotFoundError, match=f"folder {tmp_path / 'missing'} does not exist"):
+        open_store("file://./missing/s")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()  # a folder that is not a store is not read as one
+    with pytest.raises(StoreNotFoundError, match="holds no agentledger file store"):
+        open_store("file://./empty", read_only=True)
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_read_only_open_does_not_migrate_an_older_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(f"file://{tmp_path}/s") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    format_file = tmp_path / "s" / "_agentledger.json"
+    before = format_file.read_text()
+    later = SCHEMA_VERSION + 1
+    monkeypatch.setattr(file_module, "MIGRATIONS", {**MIGRATIONS, later: lambda root: None})
+    monkeypatch.setattr(file_module, "SCHEMA_VERSION", later)
+    with pytest.raises(SchemaVersionError, match="does not migrate"):
+        open_store(f"file://{tmp_path}/s", read_only=True)
+    assert format_file.read_text() == before
+    with open_store(f"file://{tmp_path}/s") as store:  # a write migrates
+        assert store.get_session("kept").version == 1
+    assert json.loads(format_file.read_text())["schema_version"] == later
 
 
 @pytest.mark.parametrize(
@@ -744,3 +783,150 @@ def test_an_emptied_ledger_is_corruption_for_every_read(make: StoreFactory, root
     with pytest.raises(CorruptedSessionError):
         store.append(a, [msg()])
     assert store.read_events(b)[0].seq == 1
+
+
+# -- the hash chain and the snapshot as a cache that is checked ------------------------------
+
+
+def _four_events(make: StoreFactory) -> tuple[SessionStore, str]:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada", session_id="four").id
+    store.append(sid, [msg("count 12345", state_delta={"n": 12345})])
+    store.append(sid, [msg("two"), NewEvent(type="phase_changed", data={"to": "planning"})])
+    return store, sid
+
+
+def test_an_edited_version_in_the_snapshot_is_not_trusted(make: StoreFactory, root: Path) -> None:
+    """`version` edited, `ledger_bytes` still matching: seq still comes from the ledger."""
+    store, sid = _four_events(make)
+    path = root / sid / SNAPSHOT
+    snapshot = json.loads(path.read_text())
+    assert snapshot["ledger_bytes"] == (root / sid / LEDGER).stat().st_size
+    snapshot["version"] = 100
+    path.write_text(json.dumps(snapshot, indent=2))
+    for reader in (store, make()):
+        assert reader.get_session(sid).version == 4
+    (stored,) = store.append(sid, [msg("five")])
+    assert stored.seq == 5
+    assert [e.seq for e in store.read_events(sid)] == [1, 2, 3, 4, 5]
+    assert json.loads(path.read_text())["version"] == 5  # the writer stored a good snapshot
+    assert store.verify_session(sid).ok
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("state", {"n": 1, "admin": True}), ("status", "terminated"), ("phase", "x")]
+)
+def test_an_edited_snapshot_is_rebuilt_not_served(
+    make: StoreFactory, root: Path, key: str, value: Any
+) -> None:
+    store, sid = _four_events(make)
+    good = store.get_session(sid)
+    path = root / sid / SNAPSHOT
+    snapshot = json.loads(path.read_text())
+    snapshot[key] = value
+    path.write_text(json.dumps(snapshot, indent=2))
+    assert store.get_session(sid) == good
+    assert {s.id: s for s in store.list_sessions().sessions}[sid] == good
+    assert store.append(sid, [msg("more")])[0].seq == 5
+    assert store.verify_session(sid).ok
+
+
+def test_a_snapshot_of_another_ledger_is_not_trusted(make: StoreFactory, root: Path) -> None:
+    """A snapshot whose checksum holds but whose recorded commit (seq, hash) is not the
+    ledger's at its `ledger_bytes`: the ledger wins."""
+    store, sid = _four_events(make)
+    old = (root / sid / SNAPSHOT).read_bytes()
+    ledger = root / sid / LEDGER
+    lines = ledger.read_bytes().split(b"\n")
+    store.delete_session(sid)
+    store.create_session(app_name="demo", user_id="ada", session_id=sid)
+    store.append(sid, [msg("x" * 2000)])
+    assert ledger.stat().st_size > json.loads(old)["ledger_bytes"]
+    (root / sid / SNAPSHOT).write_bytes(old)  # says version 4, at a byte inside the ledger
+    assert store.get_session(sid).version == 2
+    assert store.append(sid, [msg()])[0].seq == 3
+    assert len(lines) == 5
+    assert store.verify_session(sid).ok
+
+
+def test_an_edited_digit_in_the_ledger_is_detected(make: StoreFactory, root: Path) -> None:
+    store, sid = _four_events(make)
+    ledger = root / sid / LEDGER
+    data = ledger.read_bytes()
+    assert data.count(b"12345") == 2  # in the message and in the state delta of seq 2
+    ledger.write_bytes(data.replace(b"12345", b"12346", 1))
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert "payload hash mismatch" in (report.problem or "")
+    with pytest.raises(CorruptedSessionError, match="event 2"):
+        store.read_events(sid)
+
+
+@pytest.mark.parametrize(("keep", "first_missing"), [(1, 2), (2, 3), (3, 3)])
+def test_a_lost_tail_is_damage_not_a_torn_write(
+    make: StoreFactory, root: Path, keep: int, first_missing: int
+) -> None:
+    """The last lines removed: the snapshot recorded them as acknowledged, so this is
+    reported, and the next append neither truncates nor writes over the gap. (Keeping 3
+    lines keeps half of the batch of seqs 3 and 4, which does not count.)"""
+    store, sid = _four_events(make)
+    ledger = root / sid / LEDGER
+    lines = ledger.read_bytes().split(b"\n")[:-1]
+    ledger.write_bytes(b"".join(line + b"\n" for line in lines[:keep]))
+    damaged = ledger.read_bytes()
+    for call in (
+        lambda: store.get_session(sid),
+        lambda: store.read_events(sid),
+        lambda: store.append(sid, [msg("after")]),
+    ):
+        with pytest.raises(CorruptedSessionError, match="missing"):
+            call()
+    assert ledger.read_bytes() == damaged  # nothing truncated, nothing appended
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, first_missing)
+    assert f"{first_missing} to 4 are missing" in (report.problem or "")
+    assert store.list_sessions().corrupted == [sid]
+
+
+def test_a_torn_tail_is_still_only_ignored(make: StoreFactory, root: Path) -> None:
+    """Half of a line that was never acknowledged: not damage (the snapshot never saw it)."""
+    store, sid = _four_events(make)
+    ledger = root / sid / LEDGER
+    with ledger.open("ab") as f:
+        f.write(b'{"seq":5,"id":"x","ty')
+    assert store.get_session(sid).version == 4
+    assert store.verify_session(sid).ok
+    assert store.append(sid, [msg()])[0].seq == 5
+    assert store.verify_session(sid).ok
+
+
+def test_a_version_1_folder_is_upgraded_with_its_events_chained(tmp_path: Path) -> None:
+    root = tmp_path / "v1"
+    shutil.copytree(V1_DATA / "file_store", root)
+    for sub in ("_locks", "_trash", "_scoped/app"):  # empty folders, which git does not keep
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    factory = StoreFactory(f"file://{root}")
+    try:
+        store = factory()
+        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 2
+        for line in _lines(root / "s-one" / LEDGER):
+            assert len(line["hash"]) == len(line["payload_hash"]) == 64
+        check_v1_store_upgraded(store)
+    finally:
+        factory.close_all()
+
+
+def test_the_version_2_migration_can_run_again(tmp_path: Path) -> None:
+    root = tmp_path / "v1"
+    shutil.copytree(V1_DATA / "file_store", root)
+    for sub in ("_locks", "_trash", "_scoped/app"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    MIGRATIONS[2](root)
+    chained = (root / "s-one" / LEDGER).read_bytes()
+    MIGRATIONS[2](root)  # as after a migration killed before it recorded its version
+    assert (root / "s-one" / LEDGER).read_bytes() == chained
+    factory = StoreFactory(f"file://{root}")
+    try:
+        check_v1_store_upgraded(factory())
+    finally:
+        factory.close_all()

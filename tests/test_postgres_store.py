@@ -17,16 +17,22 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from migration_support import check_reopening_does_not_rerun_migrations
+from migration_support import (
+    check_reopening_does_not_rerun_migrations,
+    check_v1_store_upgraded,
+    v1_rows,
+)
 
 from agentledger import (
     ConfigurationError,
     CorruptedSessionError,
     MissingDependencyError,
     NewEvent,
+    ReadOnlyStoreError,
     SchemaVersionError,
     SessionExistsError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
     open_store,
 )
@@ -145,6 +151,31 @@ def test_a_schema_of_the_previous_version_is_migrated(
     reopened.close()
     make().close()
     assert sql("SELECT x FROM extra") == [(7,)]  # applied once
+
+
+def test_a_read_only_open_does_not_migrate_or_create(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    for options in ({"read_only": True}, {"create": False}):
+        with pytest.raises(StoreNotFoundError, match="holds no agentledger store"):
+            make(**options)
+    schema = _schema(postgres_url)
+    assert sql("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) == []
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="kept")
+    store.close()
+    upgraded = [*MIGRATIONS, ["CREATE TABLE {schema}.extra (x integer)"]]
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(SchemaVersionError, match="does not migrate"):
+        make(read_only=True)
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(SCHEMA_VERSION,)]
+    reopened = make(create=False)  # a writer migrates
+    assert reopened.schema_version() == SCHEMA_VERSION + 1
+    ro = make(read_only=True)
+    assert ro.get_session("kept").version == 1
+    with pytest.raises(ReadOnlyStoreError):
+        ro.append("kept", [msg()])
 
 
 def test_failed_migration_changes_nothing(
@@ -502,3 +533,63 @@ def test_constructed_directly(postgres_url: str) -> None:
             assert reopened.get_session("s").version == 1
     with pytest.raises(ConfigurationError):
         PostgresStore(postgres_url)  # agentledger's options are not libpq's
+
+
+# -- the hash chain: schema version 2 and rows damaged behind our back -----------------------
+
+
+def test_a_version_1_schema_is_upgraded_with_its_events_chained(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:  # a schema of version 1, as that library made it
+        patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:2])
+        patch.setattr(postgres_module, "SCHEMA_VERSION", 1)
+        make().close()
+    rows = v1_rows()
+    jsonb = {"snapshot", "data", "state_delta", "state"}
+    for table in ("sessions", "events", "scoped_state"):
+        names = rows["columns"][table]
+        marks = ", ".join("%s::jsonb" if n in jsonb else "%s" for n in names)
+        for row in rows[table]:
+            values = tuple(
+                postgres_module._pg_json(v) if n in jsonb else v
+                for n, v in zip(names, row, strict=True)
+            )
+            sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(1,)]
+    store = make()
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert sql("SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [(0,)]
+    check_v1_store_upgraded(store)
+
+
+def test_a_deleted_event_row_is_detected_as_a_gap(make: StoreFactory, sql: Any) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg("a"), msg("b"), msg("c")])
+    sql("DELETE FROM events WHERE session_id = %s AND seq = 3", (sid,))
+    with pytest.raises(CorruptedSessionError, match="event 3 is missing"):
+        store.read_events(sid)
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 3)
+    sql("DELETE FROM events WHERE session_id = %s AND seq >= 3", (sid,))
+    report = store.verify_session(sid)  # the last rows gone: the session row says 4
+    assert (report.ok, report.first_bad_seq) == (False, 3)
+    assert "3 to 4 are missing" in (report.problem or "")
+
+
+def test_a_changed_event_row_fails_verification(make: StoreFactory, sql: Any) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg("pay 100"), msg("b")])
+    sql(
+        "UPDATE events SET data = jsonb_set(data, '{text}', '\"pay 900\"')"
+        " WHERE session_id = %s AND seq = 2",
+        (sid,),
+    )
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert "payload hash mismatch" in (report.problem or "")
+    sql("UPDATE events SET author = 'mallory' WHERE session_id = %s AND seq = 3", (sid,))
+    with pytest.raises(CorruptedSessionError, match="event 3"):
+        store.read_events(sid)  # a full read checks the headers' chain

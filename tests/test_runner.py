@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 
 from agentledger import (
     ConfigurationError,
+    EventTooLargeError,
+    InvalidEventError,
     InvalidTransitionError,
     ModelError,
     NewEvent,
@@ -32,6 +35,7 @@ from agentledger.runner import (
 )
 from agentledger.runner.runner import history_messages
 from agentledger.stores.base import SessionStore
+from agentledger.testing import StoreFactory
 
 
 def new_session(store: SessionStore, user: str = "ada", app: str = "reminders") -> str:
@@ -255,6 +259,33 @@ def test_closed_session_refuses_a_turn_and_writes_nothing(
     with pytest.raises(InvalidTransitionError, match=message):
         list(Runner(build_reminders_agent(), store).run(sid, "remind me to x"))
     assert store.get_session(sid).version == version
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "needle"),
+    [
+        ("remind me to caf\udce9", InvalidEventError, "character 17 is the byte 0xe9"),
+        ("remind me to \ud800", InvalidEventError, "a lone surrogate '\\ud800'"),
+        ("x" * 3000, EventTooLargeError, "the message is 30"),
+    ],
+)
+def test_a_message_the_store_cannot_hold_is_refused_before_any_write(
+    make_store: StoreFactory, message: str, error: type[Exception], needle: str
+) -> None:
+    store = make_store(max_event_bytes=2000)
+    sid = new_session(store)
+    runner = Runner(build_reminders_agent(), store)
+    with pytest.raises(error, match=re.escape(needle)):
+        runner.check_message(message)
+    for run in (lambda: list(runner.run(sid, message)), lambda: asyncio.run(collect(runner, sid, message))):
+        with pytest.raises(error, match=re.escape(needle)):
+            run()
+        assert store.get_session(sid).version == 1
+    runner.check_message("x" * 1900)
+
+
+async def collect(runner: Runner, sid: str, message: str) -> list[Any]:
+    return [event async for event in runner.run_async(sid, message)]
 
 
 def test_unknown_session(store: SessionStore) -> None:

@@ -439,6 +439,7 @@ def session_endpoints(sid: str) -> list[tuple[str, str, Any]]:
         ("POST", f"/v1/sessions/{sid}/resume", None),
         ("POST", f"/v1/sessions/{sid}/turns", {"message": "hi"}),
         ("GET", f"/v1/sessions/{sid}/resume-decision", None),
+        ("GET", f"/v1/sessions/{sid}/verify", None),
         ("POST", f"/v1/sessions/{sid}/finalize", {"outcome": "completed"}),
         ("POST", f"/v1/sessions/{sid}/terminate", None),
         ("DELETE", f"/v1/sessions/{sid}", None),

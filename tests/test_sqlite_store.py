@@ -7,22 +7,30 @@ need to reach into the file, which only a SQLite test can do.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from migration_support import check_reopening_does_not_rerun_migrations
+from migration_support import (
+    check_reopening_does_not_rerun_migrations,
+    check_v1_store_upgraded,
+    v1_rows,
+)
 
 import agentledger.stores.sqlite as sqlite_module
 from agentledger import (
     ConfigurationError,
     CorruptedSessionError,
     NewEvent,
+    ReadOnlyStoreError,
     SchemaVersionError,
     SqliteStore,
     StoreError,
+    StoreNotFoundError,
     open_store,
 )
 from agentledger.stores.sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -249,6 +257,103 @@ def test_processes_opening_a_new_file_at_once(db_path: Path) -> None:
         assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
 
 
+def _write_v1_file(db_path: Path) -> None:
+    """A database of schema version 1 holding the rows the version-1 library wrote."""
+    rows = v1_rows()
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            for statement in MIGRATIONS[1]:
+                assert isinstance(statement, str)
+                conn.execute(statement)
+            for table in ("sessions", "events", "scoped_state"):
+                names = rows["columns"][table]
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)})"
+                    f" VALUES ({', '.join('?' * len(names))})",
+                    rows[table],
+                )
+            conn.execute("PRAGMA user_version = 1")
+    finally:
+        conn.close()
+
+
+def test_a_version_1_file_is_upgraded_with_its_events_chained(
+    make: StoreFactory, db_path: Path
+) -> None:
+    _write_v1_file(db_path)
+    store = make()
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 2
+    assert _execute(db_path, "SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [
+        (0,)
+    ]
+    check_v1_store_upgraded(store)
+
+
+# -- the hash chain: damage in the file is detected -----------------------------------------
+
+
+def _flip_bit(db_path: Path, marker: bytes) -> None:
+    """Flip the lowest bit of the first byte of `marker` where it is in the database file
+    (after a checkpoint, so the whole database is in that file)."""
+    _execute(db_path, "PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db_path.read_bytes())
+    at = data.find(marker)
+    assert at >= 0 and data.find(marker, at + 1) < 0, "the marker must be in the file once"
+    data[at] ^= 0x01
+    db_path.write_bytes(bytes(data))
+
+
+def test_a_bit_flip_in_an_event_row_is_detected(make: StoreFactory, db_path: Path) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg("first"), msg("water the plants at 7"), msg("third")])
+    store.close()
+    _flip_bit(db_path, b"water the plants at 7")
+    store = make()
+    report = store.verify_session(sid)
+    assert not report.ok
+    assert report.first_bad_seq == 3
+    assert "payload hash mismatch" in (report.problem or "")
+    with pytest.raises(CorruptedSessionError, match="event 3"):
+        store.read_events(sid)
+    assert [e.seq for e in store.read_events(sid, types=["session_created"])] == [1]
+
+
+def test_a_changed_timestamp_breaks_the_chain(make: StoreFactory, db_path: Path) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    stored = store.append(sid, [msg("a"), msg("b")])
+    _execute(
+        db_path,
+        "UPDATE events SET timestamp = '2020-01-01T00:00:00.000000Z' WHERE session_id = ? AND seq = 2",
+        (sid,),
+    )
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert "hash mismatch" in (report.problem or "")
+    with pytest.raises(CorruptedSessionError, match="event 2"):
+        store.read_events(sid)
+    assert stored[1].seq == 3
+
+
+def test_deleted_event_rows_are_detected(make: StoreFactory, db_path: Path) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg("a"), msg("b"), msg("c")])
+    _execute(db_path, "DELETE FROM events WHERE session_id = ? AND seq IN (2, 4)", (sid,))
+    with pytest.raises(CorruptedSessionError, match="event 2 is missing"):
+        store.read_events(sid)
+    with pytest.raises(CorruptedSessionError, match="event 2 is missing"):
+        store.read_events(sid, after=1)
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    _execute(db_path, "DELETE FROM events WHERE session_id = ? AND seq = 3", (sid,))
+    report = store.verify_session(sid)  # only seq 1 left: the tail is missing
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert "2 to 4 are missing" in (report.problem or "")
+
+
 # -- options and durability -----------------------------------------------------------------
 
 
@@ -289,9 +394,68 @@ def test_bad_sqlite_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub" / "dir").mkdir(parents=True)
     with open_store("sqlite:///sub/dir/rel.db") as store:
         store.create_session(app_name="demo", user_id="ada")
     assert (tmp_path / "sub" / "dir" / "rel.db").is_file()
+
+
+def test_a_missing_folder_is_an_error_naming_it_and_is_never_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir"
+    for options in ({}, {"create": False}, {"read_only": True}):
+        with pytest.raises(StoreNotFoundError, match=re.escape(str(missing))):
+            open_store(f"sqlite:///{missing}/x.db", **options)
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_read_only_open_leaves_the_file_as_it_was(db_path: Path) -> None:
+    """A read changes no byte of the database, even one in rollback-journal mode, which a
+    writer would switch to WAL."""
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    conn.close()
+    before = db_path.read_bytes()
+    with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+        assert [s.id for s in ro.list_sessions().sessions] == ["s"]
+        assert ro.get_session("s").version == 1
+        with pytest.raises(ReadOnlyStoreError):
+            ro.append("s", [msg()])
+    assert db_path.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_file_can_be_read(db_path: Path) -> None:
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    db_path.chmod(0o444)
+    try:
+        with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+            assert [s.id for s in ro.list_sessions().sessions] == ["s"]
+        db_path.parent.chmod(0o555)  # no -shm can be created beside it: read as immutable
+        with open_store(f"sqlite:///{db_path}", read_only=True) as ro:
+            assert ro.get_session("s").version == 1
+    finally:
+        db_path.parent.chmod(0o755)
+        db_path.chmod(0o644)
+
+
+def test_a_read_only_open_does_not_migrate_an_older_file(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s")
+    newer = [*MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", newer)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(newer) - 1)
+    with pytest.raises(SchemaVersionError, match="does not migrate") as info:
+        open_store(f"sqlite:///{db_path}", read_only=True)
+    assert f"version {SCHEMA_VERSION}" in str(info.value)
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    with open_store(f"sqlite:///{db_path}") as store:  # a write migrates
+        assert store.get_session("s").version == 1
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
 
 
 def test_closed_store_refuses_work(make: StoreFactory) -> None:

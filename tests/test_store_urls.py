@@ -40,3 +40,24 @@ def test_bad_store_urls_are_configuration_errors(url: str, tmp_path: Path) -> No
     with pytest.raises(ConfigurationError) as info:
         open_store(url.format(tmp=tmp_path))
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("sqlite:///{tmp}/x.db?bogus=1", "durability"),
+        ("file://{tmp}/s?bogus=1", "lock_timeout"),
+        ("memory://?bogus=1", "max_event_bytes"),
+        ("postgresql://ada:s3cret@127.0.0.1:1/x?bogus=1", "sslmode"),
+    ],
+)
+def test_an_unknown_option_names_it_and_lists_the_valid_ones(
+    url: str, valid: str, tmp_path: Path
+) -> None:
+    """PostgreSQL passes libpq's own parameters on: only a name that is neither ours nor
+    libpq's is refused (before any connection is tried)."""
+    with pytest.raises(ConfigurationError, match="'bogus'") as info:
+        open_store(url.format(tmp=tmp_path))
+    assert valid in str(info.value) and "read_only" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""The demo: a reminders agent whose memory follows the user across sessions (seed 004).
+"""The demo: a reminders agent whose memory follows the user across sessions.
 
 Its tools keep the reminders and the user's name under `user:` keys, so every session of
 the same user in the demo app sees them. It runs on the offline model: no key, no network.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.core.session import Session
+from agentledger.manager import continue_or_create_session as _continue_or_create
 from agentledger.runner.models import OfflineModel, Rule
 from agentledger.runner.runner import Agent
 from agentledger.runner.tools import ToolContext
@@ -175,20 +176,14 @@ def continue_or_create_session(
     agent_name: str = "reminders",
     title: str | None = "Reminders demo",
 ) -> tuple[Session, bool]:
-    """Return the user's most recent active session of the app, or a new one.
+    """Continue the user's most recent active session of the demo agent, or create one.
 
-    Args:
-        store: Where to look and create.
-        user_id, app_name: Whose session, in which app.
-        agent_name, title: Given to a new session.
+    `agentledger.manager.continue_or_create_session` with the demo's defaults; its
+    docstring gives the rule (race-free: parallel first runs make one session).
 
     Returns:
         `(session, created)`: `created` is true when a new session was made.
     """
-    page = store.list_sessions(app_name=app_name, user_id=user_id, status="active", limit=1)
-    if page.sessions:
-        return page.sessions[0], False
-    session = store.create_session(
-        app_name=app_name, user_id=user_id, agent_name=agent_name, title=title
+    return _continue_or_create(
+        store, app_name=app_name, user_id=user_id, agent_name=agent_name, title=title
     )
-    return session, True

@@ -12,8 +12,10 @@ AgentLedgerError
 │   ├── ConcurrencyError          expected_version mismatch
 │   │   └── StateConflictError    expected_state mismatch: state changed under the writer
 │   ├── CorruptedSessionError     a record that cannot be read back
-│   ├── SchemaVersionError        the store was written by a newer library
+│   ├── SchemaVersionError        written by a newer library, or too old for a read-only open
 │   └── StoreUnavailableError     connection, lock timeout, disk
+│       ├── StoreNotFoundError    no store there, and this open may not create one
+│       └── ReadOnlyStoreError    a write on a store opened read-only
 ├── SessionNotFoundError          (also a KeyError)
 ├── SessionExistsError            create with an id that is taken
 ├── InvalidSessionIdError         (also a ValueError)
@@ -39,11 +41,13 @@ __all__ = [
     "InvalidTransitionError",
     "MissingDependencyError",
     "ModelError",
+    "ReadOnlyStoreError",
     "RunnerError",
     "SchemaVersionError",
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "StoreNotFoundError",
     "StateConflictError",
     "StoreUnavailableError",
     "ToolError",
@@ -120,18 +124,32 @@ class StateConflictError(ConcurrencyError):
 class CorruptedSessionError(StoreError):
     """A stored session or event cannot be read back; other sessions are unaffected."""
 
-    def __init__(self, session_id: str, detail: str) -> None:
+    def __init__(self, session_id: str, detail: str, *, seq: int | None = None) -> None:
         self.session_id = session_id
         self.detail = detail
+        self.seq = seq
+        """The first event found missing or changed, when one is known."""
         super().__init__(f"session {session_id!r} is corrupted: {detail}")
 
 
 class SchemaVersionError(StoreError):
-    """The store's schema is newer than this library understands."""
+    """The store's schema is newer than this library understands, or older than it and the
+    store was opened read-only (a read never migrates); the message names both versions."""
 
 
 class StoreUnavailableError(StoreError):
     """The store cannot be reached: connection refused, lock timeout, disk full or read-only."""
+
+
+class StoreNotFoundError(StoreUnavailableError):
+    """The store does not exist and this open may not create it: it was opened read-only or
+    with `create=False`, or its parent folder is missing (a store creates its own file or
+    folder, never the folders above it). The message names the missing path or schema."""
+
+
+class ReadOnlyStoreError(StoreUnavailableError):
+    """A write (create, append, delete) on a store opened with `read_only=True`; nothing was
+    written."""
 
 
 class SessionNotFoundError(AgentLedgerError, KeyError):
@@ -167,12 +185,16 @@ class EventTooLargeError(InvalidEventError):
     Attributes:
         size: The event's size in bytes (UTF-8 JSON).
         limit: The store's `max_event_bytes`.
+
+    Args:
+        size, limit: As the attributes.
+        what: What is too large, for the message (`"event"`, `"the message"`).
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, what: str = "event") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"event is {size} bytes of JSON, over the limit of {limit} bytes")
+        super().__init__(f"{what} is {size} bytes of JSON, over the limit of {limit} bytes")
 
 
 class InvalidTransitionError(AgentLedgerError):

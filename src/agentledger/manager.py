@@ -1,11 +1,11 @@
-"""The session lifecycle over any store (DESIGN.md §4; seeds 001 and 003).
+"""The session lifecycle over any store: statuses, phases, resume decisions, retention.
 
 `SessionManager` creates, updates, suspends, resumes, terminates, finalizes, lists and
 cleans up sessions. It writes nothing but events (`metadata_updated`, `phase_changed`,
 `status_changed`, `error`, `session_finalized`) and reads everything back through the
 projection; the store checks the lifecycle rules (`core.lifecycle`) inside each append.
 
-The module-level functions mirror seed 003's API one to one, on the default store
+The module-level functions are the same API as plain functions, on the default store
 (`$AGENTLEDGER_STORE`, else `sqlite:///agentledger.db`):
 
     >>> agent_id = create_session("terraform-architect", "approval_workflow", {"task_id": "T001"})
@@ -16,6 +16,8 @@ The module-level functions mirror seed 003's API one to one, on the default stor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import threading
 from collections import Counter
@@ -39,6 +41,7 @@ from agentledger.errors import (
     InvalidEventError,
     InvalidSessionIdError,
     InvalidTransitionError,
+    SessionExistsError,
     SessionNotFoundError,
 )
 from agentledger.stores.base import SessionPage, SessionStore, open_store
@@ -50,8 +53,10 @@ __all__ = [
     "SessionManager",
     "SessionStats",
     "cleanup_old_sessions",
+    "continue_or_create_session",
     "create_session",
     "default_manager",
+    "default_session_id",
     "finalize_session",
     "get_session",
     "list_sessions",
@@ -60,7 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_APP = "agents"
-"""The app sessions belong to when the caller names none (seed 003 has no apps)."""
+"""The app sessions belong to when the caller names none."""
 DEFAULT_USER = "local"
 """The user sessions belong to when the caller names none."""
 
@@ -97,7 +102,7 @@ class CleanupResult:
 
 @dataclass(frozen=True)
 class SessionStats:
-    """Seed 003's metrics over the sessions listed (see `SessionManager.stats`).
+    """Session metrics over the sessions listed (see `SessionManager.stats`).
 
     Attributes:
         total: Sessions counted.
@@ -129,9 +134,13 @@ class SessionManager:
         store: Any `SessionStore`; the manager does not close it.
         policy: The resume policy (`ResumePolicy()`: approval/investigating/planning,
             30 minutes idle, fewer than 3 errors, `resume_ready`).
-        clock: Returns the current time (aware, UTC); used for idle time and cleanup
-            cut-offs, injectable so tests never sleep. Event timestamps come from the
-            store's own clock.
+        clock: Returns the current time (aware, UTC). One clock stamps the events and
+            measures idle times and cleanup cut-offs, so tests never sleep. `None` (the
+            default) uses the store's clock (`open_store(url, clock=...)`; the real time
+            for a store without one), which stamps every event the store writes. A clock
+            given here also stamps every event this manager writes, session creation
+            included (`create_session(created_at=)`); events others append to the same
+            store (a `Runner`'s) keep the store's clock, so give both the same clock.
         app_name, user_id: Where new sessions go when the caller names none.
 
     Every write is one append, so it lands whole or not at all, and the store checks the
@@ -148,13 +157,16 @@ class SessionManager:
         store: SessionStore,
         *,
         policy: ResumePolicy | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
         app_name: str = DEFAULT_APP,
         user_id: str = DEFAULT_USER,
     ) -> None:
         self.store = store
         self.policy = policy or ResumePolicy()
-        self.clock = clock
+        store_clock: Callable[[], datetime] | None = getattr(store, "clock", None)
+        self.clock: Callable[[], datetime] = clock or store_clock or _utcnow
+        # A clock of its own: the manager stamps what it writes, so one clock stamps and decides.
+        self._stamps = clock is not None and clock is not store_clock
         self.app_name = app_name
         self.user_id = user_id
 
@@ -173,8 +185,8 @@ class SessionManager:
         state: Mapping[str, Any] | None = None,
         session_id: str | None = None,
     ) -> Session:
-        """Create a session for an agent (seed 003: `create_session(agent_name, purpose,
-        metadata)`); it starts `active` in the lifecycle's initial phase.
+        """Create a session for an agent; it starts `active` in the lifecycle's initial
+        phase.
 
         Args:
             agent_name: The agent that owns the session; required, non-empty.
@@ -184,7 +196,7 @@ class SessionManager:
             title, phase, state, session_id: As `SessionStore.create_session`.
 
         Returns:
-            The new session; its `id` is what seed 003 calls the agent id.
+            The new session; its `id` is the agent id the hook commands take.
 
         Raises:
             InvalidEventError: Empty agent name, metadata not an object, or a value JSON
@@ -195,7 +207,9 @@ class SessionManager:
         if not isinstance(agent_name, str) or not agent_name.strip():
             raise InvalidEventError(f"agent_name must be a non-empty string, not {agent_name!r}")
         _check_object("metadata", metadata)
+        stamp = {"created_at": self.clock()} if self._stamps else {}
         return self.store.create_session(
+            **stamp,
             app_name=app_name or self.app_name,
             user_id=user_id or self.user_id,
             agent_name=agent_name,
@@ -229,7 +243,7 @@ class SessionManager:
         resume_ready: bool | None = None,
         summary: str | None = None,
     ) -> Session:
-        """Record progress (seed 003's `update_state`) in one append.
+        """Record progress (a phase, metadata, an error) in one append.
 
         Args:
             session_id: The session.
@@ -269,11 +283,9 @@ class SessionManager:
             data.setdefault("metadata", {})
             data["resume_ready"] = resume_ready
         if data:
-            events.append(NewEvent(type=EventType.METADATA_UPDATED, author=Author.SYSTEM, data=data))
+            events.append(self._event(EventType.METADATA_UPDATED, data))
         if error is not None:
-            events.append(
-                NewEvent(type=EventType.ERROR, author=Author.SYSTEM, data={"message": error})
-            )
+            events.append(self._event(EventType.ERROR, {"message": error}))
         if moves:
             assert phase is not None
             events += self._phase_events(phase, summary, resume_ready)
@@ -282,27 +294,29 @@ class SessionManager:
         self.store.append(session_id, events)
         return self.store.get_session(session_id)
 
+    def _event(self, type: EventType, data: dict[str, Any]) -> NewEvent:
+        """A system event; stamped with the manager's clock when it has one of its own."""
+        if self._stamps:
+            return NewEvent(type=type, author=Author.SYSTEM, data=data, timestamp=self.clock())
+        return NewEvent(type=type, author=Author.SYSTEM, data=data)
+
     def _phase_events(
         self, phase: str, summary: str | None, resume_ready: bool | None
     ) -> list[NewEvent]:
         data: dict[str, Any] = {"to": phase}
         if resume_ready is not None:
             data["resume_ready"] = resume_ready
-        events = [NewEvent(type=EventType.PHASE_CHANGED, author=Author.SYSTEM, data=data)]
+        events = [self._event(EventType.PHASE_CHANGED, data)]
         if phase in self.store.lifecycle.final_phases:
             events.append(
-                NewEvent(
-                    type=EventType.SESSION_FINALIZED,
-                    author=Author.SYSTEM,
-                    data={"outcome": phase, "summary": summary},
-                )
+                self._event(EventType.SESSION_FINALIZED, {"outcome": phase, "summary": summary})
             )
         return events
 
     def finalize_session(
         self, session_id: str, outcome: str, summary: str | None = None
     ) -> Session:
-        """End a session with an outcome (seed 003's `finalize_session`).
+        """End a session with an outcome.
 
         Args:
             session_id: The session.
@@ -335,7 +349,7 @@ class SessionManager:
             data["reason"] = reason
         self.store.append(
             session_id,
-            [NewEvent(type=EventType.STATUS_CHANGED, author=Author.SYSTEM, data=data)],
+            [self._event(EventType.STATUS_CHANGED, data)],
             expected_version=expected_version,
         )
         return self.store.get_session(session_id)
@@ -364,7 +378,7 @@ class SessionManager:
         return self._status(session_id, Status.ACTIVE, reason, expected_version)
 
     def terminate(self, session_id: str, reason: str | None = None) -> Session:
-        """End a session without an outcome (seed 001's terminate); it refuses every
+        """End a session without an outcome; it refuses every
         append from then on. Use `finalize_session` to record an outcome.
 
         Raises:
@@ -375,7 +389,7 @@ class SessionManager:
     # -- resume policy ------------------------------------------------------------------
 
     def should_resume(self, session_id: str) -> ResumeDecision:
-        """Decide whether a session may resume (resume policy: seed 003, DESIGN.md §2).
+        """Decide whether a session may resume (the resume policy).
 
         Returns:
             A `ResumeDecision` (truthy when it may resume) with a machine-readable `reason`
@@ -540,7 +554,7 @@ class SessionManager:
     # -- metrics ------------------------------------------------------------------------
 
     def stats(self, **filters: Any) -> SessionStats:
-        """Seed 003's metrics over every session matching `list_sessions` filters.
+        """Session metrics over every session matching `list_sessions` filters.
 
         Reads every matching snapshot once (O(sessions), no events read).
 
@@ -592,7 +606,111 @@ def _check_object(name: str, value: object) -> None:
         raise InvalidEventError(f"{name} must be a JSON object, not {value!r}")
 
 
-# -- seed 003's function API, on the default store ------------------------------------------
+# -- continuing a user's session ------------------------------------------------------------
+
+_SLOT_ATTEMPTS = 3
+"""Reads of one default-session id before moving on, when it vanishes between two reads."""
+
+
+def default_session_id(app_name: str, user_id: str, agent_name: str, number: int) -> str:
+    """The id of a user's `number`-th default session of an agent in an app.
+
+    The same (app, user, agent, number) always gives the same id, so processes that create
+    a user's default session at the same moment all name the same one, and the store
+    creates it once (`SessionExistsError` for the others).
+
+    Args:
+        app_name, user_id, agent_name: Whose session, of which agent, in which app (any
+            strings; they are hashed, so the id is always a valid session id).
+        number: 1 for the first default session, 2 for the one after it, and so on.
+
+    Returns:
+        `default-<24 hex digits>-<number>`, e.g. `default-5c1f0e2a9b7d4c3e8f6a1b2c-1`.
+    """
+    key = json.dumps([app_name, user_id, agent_name]).encode()
+    return f"default-{hashlib.sha256(key).hexdigest()[:24]}-{number}"
+
+
+def continue_or_create_session(
+    store: SessionStore,
+    *,
+    app_name: str,
+    user_id: str,
+    agent_name: str,
+    title: str | None = None,
+) -> tuple[Session, bool]:
+    """Continue the user's most recent active session of an agent, or create one; race-free.
+
+    The rule every caller follows (`agentledger run`, `chat` and `demo`):
+
+    1. If the user has `active` sessions of this agent (`agent_name`) in this app, the
+       one with the most recent activity is continued, whatever its id and however it was
+       made. Sessions of other agents, apps or users are never continued.
+    2. Otherwise a session is created under the first free default-session id of
+       (app, user, agent): `default_session_id(..., n)` for n = 1, 2, ... An id whose
+       session is stored but not active (suspended, terminated, or unreadable), or
+       belongs to another app, user or agent, is skipped; a suspended or terminated
+       session is never continued here (resume it by id). A deleted session frees its id.
+
+    Concurrent callers for a user with no active session try the same ids in the same
+    order and the store creates each id at most once, so they all end on one session: one
+    creates it (`created` true), the others find it active and continue it.
+
+    Args:
+        store: Any `SessionStore`.
+        app_name, user_id: Whose session, in which app.
+        agent_name: The agent whose session is continued or created.
+        title: The title of a new session; a continued one keeps its own.
+
+    Returns:
+        `(session, created)`: `created` is true when this call created the session.
+
+    Raises:
+        InvalidEventError: An empty `app_name`, `user_id` or `agent_name`.
+        StoreError: The store failed.
+
+    Cost: one `list_sessions`, and when nothing is active one read per stored default
+    session of that agent that is no longer active, before the create.
+    """
+    for name, value in (("app_name", app_name), ("user_id", user_id), ("agent_name", agent_name)):
+        if not isinstance(value, str) or not value:
+            raise InvalidEventError(f"{name} must be a non-empty string, not {value!r}")
+    page = store.list_sessions(
+        app_name=app_name, user_id=user_id, agent_name=agent_name, status="active", limit=1
+    )
+    if page.sessions:
+        return page.sessions[0], False
+    number = 0
+    while True:
+        number += 1
+        session_id = default_session_id(app_name, user_id, agent_name, number)
+        for _ in range(_SLOT_ATTEMPTS):
+            try:
+                existing = store.get_session(session_id)
+            except SessionNotFoundError:
+                try:
+                    created = store.create_session(
+                        app_name=app_name,
+                        user_id=user_id,
+                        agent_name=agent_name,
+                        title=title,
+                        session_id=session_id,
+                    )
+                except SessionExistsError:
+                    continue  # another caller created it just now: read it
+                return created, True
+            except CorruptedSessionError:
+                break
+            if (
+                existing.status == Status.ACTIVE
+                and (existing.app_name, existing.user_id, existing.agent_name)
+                == (app_name, user_id, agent_name)
+            ):
+                return existing, False
+            break
+
+
+# -- the same API as plain functions, on the default store -----------------------------------
 
 _default: SessionManager | None = None
 _default_lock = threading.Lock()
@@ -611,7 +729,7 @@ def default_manager() -> SessionManager:
 def create_session(
     agent_name: str, purpose: str | None = None, metadata: Mapping[str, Any] | None = None
 ) -> str:
-    """Create a session; return its id (seed 003). See `SessionManager.create_session`."""
+    """Create a session; return its id. See `SessionManager.create_session`."""
     return default_manager().create_session(agent_name, purpose, metadata).id
 
 
@@ -621,19 +739,19 @@ def update_state(
     metadata: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Record a phase, metadata and/or an error (seed 003); `True` when done. Raises as
+    """Record a phase, metadata and/or an error; `True` when done. Raises as
     `SessionManager.update_state` (an invalid phase raises `InvalidTransitionError`)."""
     default_manager().update_state(agent_id, phase=phase, metadata=metadata, error=error)
     return True
 
 
 def should_resume(agent_id: str) -> ResumeDecision:
-    """The resume decision (seed 003); truthy when the session may resume."""
+    """The resume decision; truthy when the session may resume."""
     return default_manager().should_resume(agent_id)
 
 
 def get_session(agent_id: str) -> dict[str, Any] | None:
-    """The session as a JSON-ready dict (seed 003), or `None` if there is no such session.
+    """The session as a JSON-ready dict, or `None` if there is no such session.
 
     Raises:
         InvalidSessionIdError: The id is not a valid session id.
@@ -646,19 +764,19 @@ def get_session(agent_id: str) -> dict[str, Any] | None:
 
 
 def finalize_session(agent_id: str, outcome: str, summary: str | None = None) -> bool:
-    """Finalize with an outcome (seed 003); `True` when done. Raises as
+    """Finalize with an outcome; `True` when done. Raises as
     `SessionManager.finalize_session`."""
     default_manager().finalize_session(agent_id, outcome, summary)
     return True
 
 
 def cleanup_old_sessions(hours: float) -> int:
-    """Delete sessions idle for more than `hours` hours (seed 003); return how many."""
+    """Delete sessions idle for more than `hours` hours; return how many."""
     return default_manager().cleanup(timedelta(hours=hours)).count
 
 
 def list_sessions(active_only: bool = False, agent_name: str | None = None) -> list[dict[str, Any]]:
-    """Every matching session as a JSON-ready dict, newest activity first (seed 003)."""
+    """Every matching session as a JSON-ready dict, newest activity first."""
     return [
         s.model_dump(mode="json")
         for page in default_manager().iter_sessions(active_only=active_only, agent_name=agent_name)

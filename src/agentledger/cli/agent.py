@@ -8,6 +8,8 @@ another `Agent` (or a function that returns one).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -65,13 +67,26 @@ AgentOpt = Annotated[
     typer.Option(
         "--agent",
         metavar="MODULE:ATTR",
-        help="An Agent (or a function returning one) to run instead of the reminders demo agent.",
+        help=(
+            "An Agent (or a function returning one) to run instead of the reminders demo "
+            "agent; MODULE is looked up in the working directory first, as `python -m` does."
+        ),
     ),
 ]
 
 
 def load_agent(spec: str | None) -> Agent:
     """Return the agent named by `module:attribute`, or the reminders demo agent for `None`.
+
+    The module is looked up in the working directory first, then on the usual import
+    path, as `python -m` does: `mypkg.agents:build_agent` finds `./mypkg/agents.py`
+    without `PYTHONPATH`. A function is called with no arguments to build the agent.
+
+    Args:
+        spec: `module:attribute` (e.g. `mypkg.agents:build_agent`), or `None`.
+
+    Returns:
+        The `Agent`.
 
     Raises:
         ConfigurationError: The module or attribute cannot be found, or is not an `Agent`.
@@ -81,6 +96,9 @@ def load_agent(spec: str | None) -> Agent:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"--agent takes MODULE:ATTRIBUTE, not {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # kept: the agent's module may import its siblings later
     try:
         target: Any = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
@@ -155,6 +173,8 @@ def run(
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     store = store_from(ctx)
     agent = load_agent(agent_spec)
+    runner = Runner(agent, store)
+    runner.check_message(message)  # before a session is made for it
     session, created = _session_for(
         store, session_id, user=user, app_name=app_name, agent=agent
     )
@@ -163,7 +183,7 @@ def run(
         out.print(f"session: {session.id} ({session_note(session, created)})", highlight=False)
     stored = []
     try:
-        for event in Runner(agent, store).run(session.id, message):
+        for event in runner.run(session.id, message):
             stored.append(event)
             if events and not json_output:
                 print_event(event, console=out)

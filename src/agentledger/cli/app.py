@@ -1,12 +1,19 @@
 """The root `agentledger` command: global options, the lazily opened store, error handling.
 
 Importing this module opens nothing: the store named by `--store` is opened by the first
-command that asks for it (`store_from(ctx)`) and closed when the command line exits, so
+command that asks for it (`store_from(ctx, mode)`) and closed when the command line exits, so
 `agentledger --help` works without a store. Every `AgentLedgerError` raised by a command
 becomes one `error: <message>` line on stderr and exit code 1 (`LedgerGroup`); usage errors
 exit with 2 as Typer does; Ctrl-C ends a command with one `error: interrupted` line and exit
 code 130. `--help` pages show placeholders as `--user USER` and `agentledger run MESSAGE`:
 flags show no type, arguments their name.
+
+Read commands never write: each command says how it uses the store (`READ`, `WRITE` or
+`CREATE`, see `StoreMode`). Only `CREATE` commands (those that create sessions) may create
+the store, and only the store itself (the SQLite file, the file store's folder), never a
+missing folder above it. For the others a missing store reads as an empty one: a listing is
+empty and a note on stderr names the store; a command on one session fails with "no
+session", naming the missing store.
 
 Commands added by other modules get all of this by taking a `typer.Context` (and are
 registered by importing their module in `agentledger.cli.__init__`):
@@ -28,6 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -38,6 +46,7 @@ from agentledger.errors import (
     AgentLedgerError,
     ConfigurationError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import (
@@ -52,6 +61,7 @@ __all__ = [
     "NOW_ENV",
     "CliState",
     "LedgerGroup",
+    "StoreMode",
     "app",
     "cli_clock",
     "cli_state",
@@ -89,6 +99,24 @@ def cli_clock() -> Callable[[], datetime] | None:
     return lambda: now
 
 
+class StoreMode(StrEnum):
+    """How a command uses the store; it decides how the store is opened.
+
+    `READ`: read-only (SQLite `mode=ro`): nothing is created, migrated or written; a store
+        whose schema is older than this agentledger is refused with a message saying so.
+    `WRITE`: changes existing sessions; an existing store only (migrated if older).
+    `CREATE`: may create sessions, so it creates the store if missing (the SQLite file or
+        the file store's folder, never a missing folder above it: that is an error naming
+        the folder).
+
+    With `READ` and `WRITE`, a store that does not exist reads as an empty one.
+    """
+
+    READ = "read"
+    WRITE = "write"
+    CREATE = "create"
+
+
 class CliState:
     """What the commands of one command line share, kept in `ctx.obj`.
 
@@ -100,24 +128,55 @@ class CliState:
     def __init__(self, store_url: str) -> None:
         self.store_url = store_url
         self._store: SessionStore | None = None
+        self.missing_store: str | None = None
+        """Set when the store does not exist and was read as an empty one: says so."""
 
-    def open(self) -> SessionStore:
-        """Open the store on first use and return it; later calls return the same store.
+    def open(self, mode: StoreMode = StoreMode.CREATE) -> SessionStore:
+        """Open the store on first use and return it; later calls return the same store
+        (the first call's `mode` holds).
 
-        The store stamps events with `cli_clock()` when `$AGENTLEDGER_NOW` is set.
+        The store stamps events with `cli_clock()` when `$AGENTLEDGER_NOW` is set, and
+        the manager takes its clock from the store.
+
+        Args:
+            mode: How the command uses the store (see `StoreMode`).
+
+        Returns:
+            The store; with `READ` or `WRITE` and no store there, an empty in-memory
+            stand-in (read-only for `READ`; `WRITE` commands only change existing
+            sessions, so theirs fail with `SessionNotFoundError`), and `missing_store`
+            says which store is missing.
 
         Raises:
             ConfigurationError: The URL's scheme is unknown, an option is bad, or
                 `$AGENTLEDGER_NOW` is not a valid time.
+            StoreNotFoundError: `CREATE`, and the store's folder does not exist.
+            SchemaVersionError: `READ`, and the store needs a migration first.
             StoreUnavailableError: The store cannot be reached.
         """
         if self._store is None:
             clock = cli_clock()
+            options: dict[str, Any] = {} if clock is None else {"clock": clock}
+            if mode == StoreMode.READ:
+                options["read_only"] = True
+            elif mode == StoreMode.WRITE:
+                options["create"] = False
             try:
-                if clock is None:
-                    self._store = open_store(self.store_url)
-                else:
-                    self._store = open_store(self.store_url, clock=clock)
+                self._store = open_store(self.store_url, **options)
+            except StoreNotFoundError:
+                if mode == StoreMode.CREATE:
+                    raise
+                from agentledger.stores.memory import MemoryStore
+
+                self.missing_store = (
+                    f"store {display_url(self.store_url)} does not exist (nothing was created)"
+                )
+                # An empty stand-in: reads find nothing, and a WRITE command's change to a
+                # session fails with SessionNotFoundError (they create none).
+                stand_in: dict[str, Any] = {"read_only": mode == StoreMode.READ}
+                if clock is not None:
+                    stand_in["clock"] = clock
+                self._store = MemoryStore(url=self.store_url, **stand_in)
             except StoreError as exc:
                 if type(exc) not in (StoreError, StoreUnavailableError):
                     raise
@@ -154,17 +213,22 @@ def cli_state(ctx: typer.Context) -> CliState:
     return state
 
 
-def store_from(ctx: typer.Context) -> SessionStore:
+def store_from(ctx: typer.Context, mode: StoreMode = StoreMode.CREATE) -> SessionStore:
     """Open (once) and return the store chosen by `--store`; it is closed at exit.
 
     Args:
         ctx: The context of the running command.
+        mode: How the command uses the store: `READ` for commands that only read, `WRITE`
+            for commands that change existing sessions, `CREATE` for those that may
+            create one (see `StoreMode`).
 
     Raises:
         ConfigurationError: The store URL is bad.
+        StoreNotFoundError: `CREATE`, and the store's folder does not exist.
+        SchemaVersionError: `READ`, and the store needs a migration first.
         StoreUnavailableError: The store cannot be reached.
     """
-    return cli_state(ctx).open()
+    return cli_state(ctx).open(mode)
 
 
 class _HelpArgument(TyperArgument):
@@ -210,7 +274,9 @@ class LedgerGroup(TyperGroup):
 
     The error is printed as `error: <message>` and the command line exits with code 1,
     without a traceback; Ctrl-C (`KeyboardInterrupt`) prints `error: interrupted` and
-    exits with 130. Other exceptions are bugs and keep their traceback.
+    exits with 130. Other exceptions are bugs and keep their traceback. When the
+    command read a store that does not exist (as an empty one), the error says so, and a
+    command that succeeded prints a `note:` line on stderr naming the store.
     """
 
     def get_params(self, ctx: Any) -> list[Any]:
@@ -224,13 +290,30 @@ class LedgerGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         """Invoke the command line, reporting agentledger errors as `error: <message>`."""
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except AgentLedgerError as exc:
-            print_error(str(exc))
+            missing = _missing_store(ctx)
+            print_error(str(exc) if missing is None else f"{exc}; {missing}")
             raise typer.Exit(1) from exc
         except KeyboardInterrupt as exc:
             print_error("interrupted")
             raise typer.Exit(130) from exc
+        except typer.Exit:
+            _note_missing_store(ctx)
+            raise
+        _note_missing_store(ctx)
+        return result
+
+
+def _missing_store(ctx: typer.Context) -> str | None:
+    state = ctx.obj
+    return state.missing_store if isinstance(state, CliState) else None
+
+
+def _note_missing_store(ctx: typer.Context) -> None:
+    missing = _missing_store(ctx)
+    if missing is not None:
+        typer.echo(f"note: {missing}, so it holds no sessions", err=True)
 
 
 app = typer.Typer(

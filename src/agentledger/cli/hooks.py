@@ -1,11 +1,11 @@
-"""`agentledger hook …`: seed 003's delegation hooks, JSON on stdin, JSON on stdout.
+"""`agentledger hook …`: delegation hooks for agent runners, JSON on stdin, JSON on stdout.
 
 Both commands read one JSON object on stdin and print one JSON object on stdout, and never
 a traceback: any failure is a JSON error object on stdout,
-`{"error": CODE, "message": TEXT, "type": EXCEPTION}`, with exit code 2 for bad input
-(`invalid_json`: stdin is not JSON; `invalid_input`: a field is missing or has the wrong
-type) and 1 otherwise (`configuration_error`, `store_error`, `agentledger_error`,
-`internal_error`). Both take the global `--store`.
+`{"error": CODE, "message": TEXT, "type": EXCEPTION}` (`type` only for an exception's
+error). CODE is one of the stable set `ERROR_CODES`, with its exit code: 2 for bad input
+(`invalid_json`, `invalid_input`), 1 otherwise (`configuration_error`, `store_error`,
+`agentledger_error`, `internal_error`). Both take the global `--store`.
 
 `pre-delegate`, before an agent is given a task. Input:
 `{"agent_name", "task_id"?, "agent_id"?, "task_description"?, "metadata"?}`.
@@ -33,7 +33,8 @@ type) and 1 otherwise (`configuration_error`, `store_error`, `agentledger_error`
 or a Claude Code `SubagentStop` payload (`session_id`, `transcript_path`,
 `hook_event_name`, `stop_hook_active`, `agent_id`, `agent_type`, `agent_transcript_path`,
 `last_assistant_message`). The session is the first existing one named by `agent_id` at the
-top level, then `metadata.agent_id`, then `tool_input.agent_id` (Claude Code's own
+top level, then `metadata.agent_id`, then `tool_input.agent_id` (each a string when
+present: anything else is `invalid_input`) (Claude Code's own
 `agent_id` is its subagent id: it matches a session only if one was created with that id,
 so a wrapper that knows the agentledger id passes it in `metadata`). It is finalized as
 `completed` when `exit_code` is 0 or absent (Claude Code sends none), `failed` otherwise;
@@ -53,6 +54,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from agentledger.cli.app import StoreMode
 from agentledger.cli.render import print_json
 from agentledger.cli.sessions import manager_from
 from agentledger.core.lifecycle import ResumeReason
@@ -72,6 +74,7 @@ from agentledger.manager import SessionManager
 
 __all__ = [
     "AGENT_MISMATCH",
+    "ERROR_CODES",
     "NO_AGENT_ID",
     "SUMMARY_MAX_CHARS",
     "hook_app",
@@ -86,13 +89,32 @@ AGENT_MISMATCH = "agent_mismatch"
 RESUMED_ELSEWHERE = "resumed_elsewhere"
 """Reason (`pre-delegate`): the session changed between the decision and the resume (another
 delegation resumed it, or an event was appended); a new session is created instead."""
+ERROR_CODES: dict[str, int] = {
+    "invalid_json": 2,
+    "invalid_input": 2,
+    "configuration_error": 1,
+    "store_error": 1,
+    "agentledger_error": 1,
+    "internal_error": 1,
+}
+"""Every `"error"` code a hook prints, with the command's exit code. A stable set:
+    `invalid_json`: stdin is empty, not UTF-8, not JSON, holds NaN/Infinity or a lone
+        surrogate.
+    `invalid_input`: JSON that is not an object, a required field missing, a field of the
+        wrong type, or a value the store refuses (`InvalidEventError`,
+        `InvalidSessionIdError`).
+    `configuration_error`: a bad store URL or option, or a bad `$AGENTLEDGER_NOW`.
+    `store_error`: the store cannot be opened, reached or read (`StoreError`).
+    `agentledger_error`: any other agentledger error (e.g. a lifecycle rule).
+    `internal_error`: an unexpected exception (a bug); the hook still answers in JSON.
+"""
 SUMMARY_MAX_CHARS = 2000
 """`subagent-stop` shortens a summary taken from `last_assistant_message` to this length."""
 
 hook_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Delegation hooks (seed 003): JSON on stdin, JSON on stdout, never a traceback.",
+    help="Delegation hooks: JSON on stdin, JSON on stdout, never a traceback.",
 )
 
 
@@ -100,16 +122,15 @@ class HookError(Exception):
     """A hook failed in a way its output reports as `{"error": code, "message": ...}`.
 
     Args:
-        code: Machine-readable: `invalid_json`, `invalid_input`, ...
+        code: Machine-readable, one of `ERROR_CODES` (`invalid_json`, `invalid_input`).
         message: For people.
-        exit_code: The command's exit code (2 for bad input).
     """
 
-    def __init__(self, code: str, message: str, exit_code: int = 2) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.exit_code = exit_code
+        self.exit_code = ERROR_CODES[code]
 
 
 def _bad_input(message: str) -> NoReturn:
@@ -250,11 +271,21 @@ def pre_delegate(manager: SessionManager, payload: dict[str, Any]) -> dict[str, 
 
 
 def _candidate_ids(payload: Mapping[str, Any]) -> list[str]:
-    """Session ids named by the payload, in the order they are tried (see module docs)."""
+    """Session ids named by the payload, in the order they are tried (see module docs).
+
+    Raises:
+        HookError: `invalid_input`: an `agent_id` that is present but not a string.
+    """
     found: list[str] = []
-    for where in (payload, payload.get("metadata"), payload.get("tool_input")):
+    for path, where in (
+        ("agent_id", payload),
+        ("metadata.agent_id", payload.get("metadata")),
+        ("tool_input.agent_id", payload.get("tool_input")),
+    ):
         if isinstance(where, Mapping):
             value = where.get("agent_id")
+            if value is not None and not isinstance(value, str):
+                _bad_input(f"{path} must be a string, not {json.dumps(value)}")
             if isinstance(value, str) and value.strip() and value not in found:
                 found.append(value)
     return found
@@ -274,7 +305,8 @@ def subagent_stop(manager: SessionManager, payload: dict[str, Any]) -> dict[str,
         is named, none exists, it is already terminated, or it cannot be read back.
 
     Raises:
-        HookError: `invalid_input`: `exit_code` is not an integer, or `summary` not a string.
+        HookError: `invalid_input`: `exit_code` is not an integer, `summary` or an
+            `agent_id` not a string.
         AgentLedgerError: The store failed (reported by the command as a JSON error).
     """
     exit_code = payload.get("exit_code", 0)
@@ -336,13 +368,16 @@ def _already_terminated(session: Session) -> dict[str, Any]:
 
 
 def _error_code(exc: AgentLedgerError) -> tuple[str, int]:
+    """The `ERROR_CODES` entry of an agentledger error: its code and exit code."""
     if isinstance(exc, ConfigurationError):
-        return "configuration_error", 1
-    if isinstance(exc, StoreError):
-        return "store_error", 1
-    if isinstance(exc, InvalidEventError | InvalidSessionIdError):
-        return "invalid_input", 2
-    return "agentledger_error", 1
+        name = "configuration_error"
+    elif isinstance(exc, StoreError):
+        name = "store_error"
+    elif isinstance(exc, InvalidEventError | InvalidSessionIdError):
+        name = "invalid_input"
+    else:
+        name = "agentledger_error"
+    return name, ERROR_CODES[name]
 
 
 def _stdin_bytes() -> bytes:
@@ -354,14 +389,17 @@ def _stdin_bytes() -> bytes:
 
 
 def run_hook(
-    ctx: typer.Context, handler: Callable[[SessionManager, dict[str, Any]], dict[str, Any]]
+    ctx: typer.Context,
+    handler: Callable[[SessionManager, dict[str, Any]], dict[str, Any]],
+    mode: StoreMode = StoreMode.CREATE,
 ) -> None:
-    """Read stdin, run `handler`, print its JSON; on any failure print a JSON error object
-    and exit non-zero (2 for bad input, 1 otherwise). Never lets a traceback out."""
+    """Read stdin, run `handler` on the store opened for `mode`, print its JSON; on any
+    failure print a JSON error object and exit non-zero (2 for bad input, 1 otherwise).
+    Never lets a traceback out."""
     error: dict[str, Any]
     try:
         payload = read_payload(_stdin_bytes())
-        result = handler(manager_from(ctx), payload)
+        result = handler(manager_from(ctx, mode), payload)
         print_json(result)
         return
     except HookError as exc:
@@ -371,7 +409,7 @@ def run_hook(
         error = {"error": name, "message": str(exc), "type": type(exc).__name__}
     except Exception as exc:  # a hook must answer in JSON whatever happens
         error = {"error": "internal_error", "message": str(exc), "type": type(exc).__name__}
-        code = 1
+        code = ERROR_CODES["internal_error"]
     print_json(error)
     raise typer.Exit(code)
 
@@ -405,4 +443,4 @@ def subagent_stop_command(ctx: typer.Context) -> None:
     "not_found" | "terminated" | "corrupted", …}` with exit code 0. Bad JSON gives a JSON
     error object and exit code 2.
     """
-    run_hook(ctx, subagent_stop)
+    run_hook(ctx, subagent_stop, StoreMode.WRITE)

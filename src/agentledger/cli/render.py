@@ -871,7 +871,7 @@ def _counts(counts: Mapping[str, int], *, statuses: bool = False) -> Text:
 
 
 def stats_text(stats: SessionStats) -> Text:
-    """Render seed 003's metrics as aligned lines: sessions and finalized counts, resume and
+    """Render the session metrics as aligned lines: sessions and finalized counts, resume and
     error rates, median and p95 duration, and the counts by status (colour-coded), phase
     and agent.
 
@@ -893,7 +893,7 @@ def stats_text(stats: SessionStats) -> Text:
 
 
 def print_stats(stats: SessionStats, *, console: Console | None = None) -> None:
-    """Print seed 003's metrics (see `stats_text`).
+    """Print the session metrics (see `stats_text`).
 
     Args:
         stats: The metrics.

@@ -1,5 +1,5 @@
 """`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, clean
-up and delete sessions (the lifecycle of DESIGN.md §2 and seed 003).
+up and delete sessions (statuses, phases, resume decisions, retention).
 
 Write commands go through `SessionManager`, so the store checks every lifecycle rule inside
 its append and a refused move writes nothing. `should-resume` exits 0 when the session may
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import sys
 from datetime import datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
@@ -20,8 +21,9 @@ from pydantic import TypeAdapter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agentledger.cli.app import cli_clock, store_from
+from agentledger.cli.app import StoreMode, store_from
 from agentledger.cli.render import (
+    format_time,
     make_console,
     print_cleanup,
     print_decision,
@@ -52,17 +54,16 @@ PROGRESS_MIN_SESSIONS = 50
 """`cleanup` shows a progress bar (on a terminal) when it deletes at least this many."""
 
 
-def manager_from(ctx: typer.Context) -> SessionManager:
-    """A `SessionManager` over the command line's store (`--store`), on the clock fixed by
-    `$AGENTLEDGER_NOW` when it is set.
+def manager_from(ctx: typer.Context, mode: StoreMode = StoreMode.CREATE) -> SessionManager:
+    """A `SessionManager` over the command line's store (`--store`), opened for `mode`
+    (see `StoreMode`). It uses the store's clock: the one fixed by `$AGENTLEDGER_NOW`
+    when it is set, so events are stamped and idle times measured on one clock.
 
     Raises:
         ConfigurationError: A bad store URL or `$AGENTLEDGER_NOW`.
         StoreUnavailableError: The store cannot be reached.
     """
-    store = store_from(ctx)
-    clock = cli_clock()
-    return SessionManager(store) if clock is None else SessionManager(store, clock=clock)
+    return SessionManager(store_from(ctx, mode))
 
 
 def usage_error(message: str) -> NoReturn:
@@ -221,7 +222,7 @@ def list_command(
     prints the next page is shown below the table; with --json, use "next_cursor".
     --active-only with another --status is an error.
     """
-    page = manager_from(ctx).list_sessions(
+    page = manager_from(ctx, StoreMode.READ).list_sessions(
         active_only=active_only,
         app_name=app_name,
         user_id=user_id,
@@ -263,7 +264,7 @@ def show_command(
 
     The session is read from its snapshot, so this is fast however long its ledger is.
     """
-    session = store_from(ctx).get_session(session_id)
+    session = store_from(ctx, StoreMode.READ).get_session(session_id)
     if json_output:
         print_session_json(session)
     else:
@@ -334,7 +335,7 @@ def update_command(
             "or --not-resume-ready"
         )
     data = parse_metadata(metadata)
-    session = manager_from(ctx).update_state(
+    session = manager_from(ctx, StoreMode.WRITE).update_state(
         session_id,
         phase=phase,
         metadata=data,
@@ -366,7 +367,7 @@ def should_resume_command(
     code 1), not an error. The policy: phase approval, investigating or planning; idle at
     most 30 minutes; fewer than 3 errors; marked resume-ready; not terminated.
     """
-    decision = manager_from(ctx).should_resume(session_id)
+    decision = manager_from(ctx, StoreMode.READ).should_resume(session_id)
     if json_output:
         print_json(decision.model_dump(mode="json"))
     else:
@@ -383,7 +384,7 @@ def suspend_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Pause an active session: it keeps everything but refuses new turns until resumed."""
-    _print_changed("Suspended", manager_from(ctx).suspend(session_id, reason), json_output)
+    _print_changed("Suspended", manager_from(ctx, StoreMode.WRITE).suspend(session_id, reason), json_output)
 
 
 @sessions_app.command("resume")
@@ -399,7 +400,7 @@ def resume_command(
     This does not consult the resume policy: ask `should-resume` first. A terminated
     session cannot be resumed.
     """
-    _print_changed("Resumed", manager_from(ctx).resume(session_id, reason), json_output)
+    _print_changed("Resumed", manager_from(ctx, StoreMode.WRITE).resume(session_id, reason), json_output)
 
 
 @sessions_app.command("finalize")
@@ -423,7 +424,7 @@ def finalize_command(
     An outcome that is not a final phase is an error that lists the valid ones; a session
     that is already terminated cannot be finalized again.
     """
-    session = manager_from(ctx).finalize_session(session_id, outcome, summary)
+    session = manager_from(ctx, StoreMode.WRITE).finalize_session(session_id, outcome, summary)
     _print_changed("Finalized", session, json_output)
 
 
@@ -438,7 +439,7 @@ def terminate_command(
 
     Use `finalize` to record an outcome (completed, failed, abandoned) instead.
     """
-    _print_changed("Terminated", manager_from(ctx).terminate(session_id, reason), json_output)
+    _print_changed("Terminated", manager_from(ctx, StoreMode.WRITE).terminate(session_id, reason), json_output)
 
 
 @sessions_app.command("events")
@@ -474,7 +475,7 @@ def events_command(
     """
     if limit is not None and last is not None:
         raise typer.BadParameter("use either --limit or --last, not both", param_hint="'--last'")
-    events = store_from(ctx).read_events(
+    events = store_from(ctx, StoreMode.READ).read_events(
         session_id, after=after, limit=limit, last=last, types=types or None
     )
     if json_output:
@@ -494,7 +495,7 @@ def delete_command(
     The app-wide and user-wide state it shared with other sessions is kept. Asks for
     confirmation unless --yes is given.
     """
-    store = store_from(ctx)
+    store = store_from(ctx, StoreMode.WRITE)
     if not yes:
         try:
             session = store.get_session(session_id)
@@ -527,6 +528,12 @@ def cleanup_command(
         typer.Option("--only-finalized", help="Only terminated (finalized) sessions."),
     ] = False,
     json_output: JsonOpt = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Delete sessions that are not terminated without asking."
+        ),
+    ] = False,
 ) -> None:
     """Delete sessions idle for more than --hours hours (retention), with their ledgers.
 
@@ -535,14 +542,20 @@ def cleanup_command(
     object with "session_ids" and "sessions"); a real run prints how many were deleted.
     Sessions that cannot be read back are left alone and named on stderr. On a terminal, a
     progress bar shows on stderr when many sessions are deleted.
+
+    When the clean-up would delete sessions that are not terminated (active or
+    suspended), it asks first on a terminal; without a terminal it refuses (exit 1)
+    unless --yes is given. --only-finalized and --dry-run never ask.
     """
     if not math.isfinite(hours):
         raise typer.BadParameter(f"must be a finite number, not {hours}", param_hint="--hours")
-    manager = manager_from(ctx)
+    manager = manager_from(ctx, StoreMode.READ if dry_run else StoreMode.WRITE)
     try:
         older_than = timedelta(hours=hours)
     except OverflowError:  # more hours than a timedelta holds: older than any date
         older_than = timedelta.max
+    if not (dry_run or only_finalized or yes):
+        older_than = _confirm_cleanup(manager, older_than)
     if dry_run:
         result = manager.cleanup(older_than, only_finalized=only_finalized, dry_run=True)
         sessions = _existing(manager, result.session_ids)
@@ -563,6 +576,48 @@ def cleanup_command(
         print_json(data)
         return
     print_cleanup(result, sessions)
+
+
+def _stdin_is_terminal() -> bool:
+    """Whether a person can answer a question on stdin (a terminal, not a pipe or file)."""
+    return sys.stdin.isatty()
+
+
+def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelta:
+    """Ask before a clean-up deletes sessions that are not terminated.
+
+    Returns:
+        The age to clean up with: the cut-off the question named, however long the answer
+        took, so a session that became old enough meanwhile is not deleted unasked.
+
+    Raises:
+        typer.Abort: The answer is no ("Aborted!", exit 1, as `sessions delete` does).
+        typer.Exit: (code 1, after one `error:` line) stdin is not a terminal to ask on.
+    """
+    preview = manager.cleanup(older_than, dry_run=True)
+    live = sum(
+        1
+        for page in manager.iter_sessions(updated_before=preview.cutoff)
+        for session in page.sessions
+        if session.status != Status.TERMINATED
+    )
+    if not live:
+        return older_than
+    count = preview.count
+    what = (
+        f"{count} session{'' if count == 1 else 's'} last active before "
+        f"{format_time(preview.cutoff)} UTC, {live} of them not terminated (active or suspended)"
+    )
+    if not _stdin_is_terminal():
+        print_error(
+            f"not deleting {live} session{'' if live == 1 else 's'} that "
+            f"{'is' if live == 1 else 'are'} not terminated (active or suspended) without "
+            "confirmation, and stdin is not a terminal to ask on: pass --yes to delete them, "
+            "--only-finalized to keep them, or --dry-run to list them"
+        )
+        raise typer.Exit(1)
+    typer.confirm(f"Delete {what}?", abort=True)
+    return max(manager.clock() - preview.cutoff, timedelta(0))
 
 
 def _existing(manager: SessionManager, ids: list[str]) -> list[Session]:

@@ -1,4 +1,4 @@
-"""Slash commands inside `agentledger chat` (seed 001): manage sessions without leaving it.
+"""Slash commands inside `agentledger chat`: manage sessions without leaving it.
 
 A line that starts with `/` is a command, not a message for the agent:
 

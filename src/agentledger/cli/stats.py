@@ -1,4 +1,4 @@
-"""`agentledger stats`: seed 003's metrics over the sessions of a store."""
+"""`agentledger stats`: session metrics (counts, resume and error rates, durations) over a store."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import typer
 
-from agentledger.cli.app import app
+from agentledger.cli.app import StoreMode, app
 from agentledger.cli.render import print_json, print_stats
 from agentledger.cli.sessions import (
     AgentFilterOpt,
@@ -37,7 +37,7 @@ def stats_command(
     `p95_duration_seconds` (null when nothing is finalized), `finalized`, `corrupted`.
     Reads every matching session's snapshot once (no ledger is read).
     """
-    stats = manager_from(ctx).stats(agent_name=agent_name, app_name=app_name, user_id=user_id)
+    stats = manager_from(ctx, StoreMode.READ).stats(agent_name=agent_name, app_name=app_name, user_id=user_id)
     if json_output:
         print_json(dataclasses.asdict(stats))
     else:

@@ -1,16 +1,23 @@
-"""Events: the immutable entries of a session's ledger (DESIGN.md §2).
+"""Events: the immutable entries of a session's ledger.
 
 Pure: no I/O and no clock. A `NewEvent` is what a caller asks to append; the store stamps
 it (id, session id, seq, and the timestamp when the caller gave none) and returns an `Event`.
+
+Both are pydantic models, but building one from bad values raises `InvalidEventError` (an
+`AgentLedgerError` and a `ValueError`), with pydantic's `ValidationError` chained as its
+`__cause__` (its `.errors()` list every problem), whether built by calling the class or by
+`model_validate` / `model_validate_json`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentledger.errors import InvalidEventError
 
 __all__ = ["Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
 
@@ -62,7 +69,59 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-class NewEvent(BaseModel):
+def _invalid(model: str, exc: ValidationError) -> InvalidEventError:
+    """One readable line per problem pydantic found, as an `InvalidEventError`; the one
+    `__init__` raised already when pydantic validated through it (`model_validate`)."""
+    errors = exc.errors(include_url=False)
+    if len(errors) == 1 and isinstance(errors[0].get("ctx", {}).get("error"), InvalidEventError):
+        inner: InvalidEventError = errors[0]["ctx"]["error"]
+        return inner
+    problems = []
+    for error in errors:
+        where = ".".join(str(part) for part in error["loc"])
+        text = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {text}" if where else text)
+    return InvalidEventError(f"invalid {model}: {'; '.join(problems)}")
+
+
+class _EventModel(BaseModel):
+    """A model whose invalid values raise `InvalidEventError` (from pydantic's error)."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _invalid(type(self).__name__, exc) from exc
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate `obj` (a dict or a model) into this model.
+
+        Raises:
+            InvalidEventError: A value the model refuses (pydantic's error as `__cause__`).
+        """
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            error = _invalid(cls.__name__, exc)
+            raise error from error.__cause__ or exc
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate JSON text into this model.
+
+        Raises:
+            InvalidEventError: Bad JSON or a value the model refuses (pydantic's error as
+                `__cause__`).
+        """
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            error = _invalid(cls.__name__, exc)
+            raise error from error.__cause__ or exc
+
+
+class NewEvent(_EventModel):
     """An event to append, before the store gives it an id and a `seq`.
 
     Attributes:
@@ -75,8 +134,9 @@ class NewEvent(BaseModel):
         timestamp: When it happened (UTC); `None` lets the store stamp the append time.
 
     Raises:
-        pydantic.ValidationError: (a `ValueError`) on an unknown, un-namespaced type or a
-            naive timestamp.
+        InvalidEventError: (a `ValueError`) on an unknown, un-namespaced type, a naive
+            timestamp, a field of the wrong type or an unknown field; pydantic's
+            `ValidationError` is its `__cause__`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -99,7 +159,7 @@ class NewEvent(BaseModel):
         return None if value is None else _utc(value)
 
 
-class Event(BaseModel):
+class Event(_EventModel):
     """A stored, immutable ledger entry.
 
     Attributes:
@@ -108,6 +168,10 @@ class Event(BaseModel):
         seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
         type, author, data, state_delta, invocation_id: As given in the `NewEvent`.
         timestamp: When it happened, UTC (ISO 8601 in JSON).
+
+    Raises:
+        InvalidEventError: Built from values of the wrong type or with fields missing;
+            pydantic's `ValidationError` is its `__cause__`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,16 +1,16 @@
 """Lifecycle rules: which statuses and phases a session may move between, and whether it may
-resume (DESIGN.md §2, seeds 001 and 003). Pure: no I/O; the clock is an argument.
+resume. Pure: no I/O; the clock is an argument.
 
 Stores call `check_append` inside every append's transaction, so a rule is enforced once,
 atomically, whoever writes (the `SessionManager`, the runner, a CLI command or a raw
 `store.append`). `decide_resume` is the resume policy as a pure function of a session and
 the time now.
 
-Statuses (seed 001): `active` ⇄ `suspended`; either → `terminated`, which is final. A
+Statuses: `active` ⇄ `suspended`; either → `terminated`, which is final. A
 `status_changed` to `active` from `active` is allowed: it records that an agent picked the
 session up again (a resume), which `Session.resume_count` counts.
 
-Phases (seed 003): `Lifecycle` holds the phase set, the final phases and the allowed moves.
+Phases: `Lifecycle` holds the phase set, the final phases and the allowed moves.
 A final phase is reached only together with `session_finalized` (outcome = that phase) in
 the same append, which terminates the session: `SessionManager.finalize_session` and
 `update_state(phase="completed")` write both.
@@ -60,7 +60,7 @@ DEFAULT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     "executing": frozenset({"investigating", "planning", "approval", "validating"}),
     "validating": frozenset({"investigating", "planning", "executing"}),
 }
-"""The default moves between non-final phases (seed 003's workflows: plan → approve →
+"""The default moves between non-final phases (workflows such as: plan → approve →
 execute → validate, investigate across turns, re-plan after a rejected approval). Any
 non-final phase may also move to a final phase (by finalizing)."""
 
@@ -74,7 +74,8 @@ STATUS_TRANSITIONS: Mapping[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class Lifecycle:
-    """The phase configuration a store enforces (defaults: DESIGN.md §2).
+    """The phase configuration a store enforces (defaults: the standard phases and
+    `DEFAULT_TRANSITIONS`).
 
     Args:
         phases: Every valid phase, in display order.
@@ -280,7 +281,7 @@ def _check_shape(event: NewEvent) -> None:
 
 
 class ResumeReason(StrEnum):
-    """Why `should_resume` decided as it did (seed 003); machine-readable."""
+    """Why `should_resume` decided as it did; machine-readable."""
 
     SESSION_RESUMABLE = "session_resumable"
     NOT_FOUND = "not_found"
@@ -294,7 +295,7 @@ class ResumeReason(StrEnum):
 
 @dataclass(frozen=True)
 class ResumePolicy:
-    """When a session may resume (seed 003's criteria, in the order they are checked).
+    """When a session may resume (the criteria, in the order they are checked).
 
     Args:
         resumable_phases: Phases a session may resume in.
@@ -321,8 +322,8 @@ class ResumePolicy:
 class ResumeDecision(BaseModel):
     """The answer of `should_resume`: whether, why, and what a resumed agent needs.
 
-    Truthy exactly when `resume` is true, so `if manager.should_resume(id):` reads as in
-    seed 003. The context fields are `None`/empty when the session is not found or corrupted.
+    Truthy exactly when `resume` is true, so `if manager.should_resume(id):` reads
+    naturally. The context fields are `None`/empty when the session is not found or corrupted.
 
     Attributes:
         session_id: The session asked about.

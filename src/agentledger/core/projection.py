@@ -1,4 +1,4 @@
-"""The projection: a session is a pure fold over its ledger (DESIGN.md §1).
+"""The projection: a session is a pure fold over its ledger.
 
 `project(events, session)` continues from a snapshot; `project(all_events)` rebuilds from
 scratch. Both give the same `Session`, which is what lets a store keep a snapshot beside the
@@ -61,7 +61,11 @@ def _created(event: Event) -> Session:
 
 
 def _apply(session: Session, event: Event) -> Session:
-    changes: dict[str, Any] = {"version": event.seq, "updated_at": event.timestamp}
+    # Last activity never moves backwards, even over a ledger written by a clock that did.
+    changes: dict[str, Any] = {
+        "version": event.seq,
+        "updated_at": max(session.updated_at, event.timestamp),
+    }
     if event.state_delta:
         own = split_delta(event.state_delta).session
         if own:
@@ -98,7 +102,10 @@ def _apply(session: Session, event: Event) -> Session:
         changes["summary"] = _text(data, "summary", optional=True)
         changes["finalized_at"] = event.timestamp
         changes["resume_ready"] = False
-        changes["duration_seconds"] = (event.timestamp - session.created_at).total_seconds()
+        # Never negative, even for a finalize stamped before the session's creation.
+        changes["duration_seconds"] = max(
+            (event.timestamp - session.created_at).total_seconds(), 0.0
+        )
     elif kind == EventType.SESSION_CREATED:
         raise ValueError(f"event {event.seq}: session_created may only be the first event")
     return session.model_copy(update=changes)

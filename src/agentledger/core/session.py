@@ -1,4 +1,4 @@
-"""The session: a projection of its ledger (DESIGN.md §2). Pure: no I/O, no clock."""
+"""The session: a projection of its ledger. Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ __all__ = [
 
 
 class Status(StrEnum):
-    """The coarse lifecycle of a session (seed 001)."""
+    """The coarse lifecycle of a session: active, suspended, terminated."""
 
     ACTIVE = "active"
     SUSPENDED = "suspended"
@@ -32,7 +32,7 @@ class Status(StrEnum):
 
 
 class Phase(StrEnum):
-    """The default workflow phases (seed 003); the phase set is configuration."""
+    """The default workflow phases; the phase set is configuration."""
 
     INITIALIZING = "initializing"
     INVESTIGATING = "investigating"

@@ -1,4 +1,4 @@
-"""State scopes and state deltas (DESIGN.md §2), as pure functions.
+"""State scopes and state deltas, as pure functions.
 
 A key `app:x` is shared by every session of an app, `user:x` by every session of one user
 in one app, `temp:x` lives only for the current turn and is never persisted; any other key

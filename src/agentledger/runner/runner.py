@@ -42,6 +42,7 @@ from agentledger.core.state import apply_delta, is_temp_key
 from agentledger.errors import (
     AgentLedgerError,
     ConfigurationError,
+    EventTooLargeError,
     InvalidEventError,
     InvalidTransitionError,
     ModelError,
@@ -52,6 +53,7 @@ from agentledger.errors import (
 from agentledger.runner.models import Message, Model, ModelResponse, OfflineModel, ToolCall
 from agentledger.runner.tools import State, Tool, ToolContext
 from agentledger.stores.base import SessionStore
+from agentledger.stores.shared import event_size
 
 __all__ = ["Agent", "Runner", "final_output"]
 
@@ -182,6 +184,24 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
     return messages
 
 
+def _user_message(text: str, invocation_id: str) -> NewEvent:
+    return NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": text},
+                    invocation_id=invocation_id)
+
+
+def _not_utf8(text: str, index: int) -> str:
+    code = ord(text[index])
+    if 0xDC80 <= code <= 0xDCFF:  # how Python keeps an undecodable byte (surrogateescape)
+        what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8"
+    else:
+        what = f"a lone surrogate {ascii(text[index])}"
+    return (
+        f"the message is not valid UTF-8 text: character {index + 1} is {what} "
+        "(is the terminal or file in another encoding?); nothing was stored"
+    )
+
+
+
 _CANCELLED = (KeyboardInterrupt, asyncio.CancelledError)
 """What interrupts a turn (Ctrl-C, a cancelled task): recorded as kind `cancelled`, then
 re-raised."""
@@ -220,7 +240,9 @@ class Runner:
         max_state_retries: How many times a tool is run again when the state it read was
             changed by another writer before its result was stored (optimistic
             concurrency: the tool's delta is appended with the values it read as
-            `expected_state`). Tools that act outside the session should be idempotent.
+            `expected_state`). Each conflict means another writer's change landed, so
+            with the default of 7 the turns of 8 concurrent writers all complete. Tools
+            that act outside the session should be idempotent.
 
     Example:
         >>> from agentledger import open_store
@@ -237,12 +259,37 @@ class Runner:
         store: SessionStore,
         *,
         history_limit: int = 200,
-        max_state_retries: int = 3,
+        max_state_retries: int = 7,
     ) -> None:
         self.agent = agent
         self.store = store
         self.history_limit = history_limit
         self.max_state_retries = max_state_retries
+
+    def check_message(self, message: str) -> None:
+        """Check that `message` can be stored as a turn's `user_message`; write nothing.
+
+        `run` checks it before its first write too; call it first to refuse a message
+        before creating a session for it.
+
+        Args:
+            message: The user's words.
+
+        Raises:
+            InvalidEventError: Not a string, or not valid UTF-8 text (such as the lone
+                surrogates Python makes of undecodable bytes in a command line).
+            EventTooLargeError: Its `user_message` event would be over the store's
+                `max_event_bytes`.
+        """
+        if not isinstance(message, str):
+            raise InvalidEventError(f"the message must be a string, not {type(message).__name__}")
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEventError(_not_utf8(message, exc.start)) from exc
+        size = event_size(_user_message(message, new_id()))
+        if size > self.store.max_event_bytes:
+            raise EventTooLargeError(size, self.store.max_event_bytes, "the message")
 
     # -- the turn, written once ---------------------------------------------------------
 
@@ -264,6 +311,7 @@ class Runner:
     def _turn(self, session: Session, history: list[Event], text: str) -> _Turn:
         """The turn; an interruption (`_CANCELLED`) is recorded as a `cancelled` error for
         the invocation, then re-raised as it was."""
+        self.check_message(text)
         invocation_id = new_id()
         try:
             yield from self._steps(session, history, text, invocation_id)
@@ -280,10 +328,7 @@ class Runner:
         self, session: Session, history: list[Event], text: str, invocation_id: str
     ) -> _Turn:
         agent = self.agent
-        yield _Append(
-            [NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": text},
-                      invocation_id=invocation_id)]
-        )
+        yield _Append([_user_message(text, invocation_id)])
         messages = [Message(role="system", content=agent.instructions)] if agent.instructions else []
         messages += history_messages(history)
         messages.append(Message(role="user", content=text))

@@ -51,7 +51,7 @@ from agentledger.server.problems import (
     problem_type,
 )
 from agentledger.server.scoped import scoped_store
-from agentledger.stores.base import SessionPage, SessionStore
+from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENTS_PAGE_MAX", "create_app"]
 
@@ -84,6 +84,11 @@ class CreateSessionBody(_Strict):
     metadata: dict[str, Any] | None = None
     phase: str | None = None
     session_id: str | None = None
+    created_at: str | None = Field(
+        default=None,
+        description="The creation time, ISO 8601 with a timezone; default: the store's clock.",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class AppendBody(_Strict):
@@ -620,6 +625,7 @@ def create_app(
             metadata=body.metadata,
             phase=body.phase,
             session_id=body.session_id,
+            created_at=_moment("created_at", body.created_at),
         )
         response.headers["Location"] = f"/v1/sessions/{session.id}"
         response.headers["ETag"] = f'"{session.version}"'
@@ -741,6 +747,12 @@ def create_app(
         return await run_in_threadpool(
             manager.finalize_session, session_id, body.outcome, body.summary
         )
+
+    @app.get("/v1/sessions/{session_id}/verify", tags=["sessions"],
+             summary="Check the session's stored history against its hash chain.",
+             responses=_problems(*_ON_SESSION))
+    async def verify_session(view: View, session_id: SessionId) -> VerifyReport:
+        return await run_in_threadpool(view.verify_session, session_id)
 
     @app.get("/v1/sessions/{session_id}/resume-decision", tags=["lifecycle"],
              summary="Whether the resume policy lets the session resume, and why.",

@@ -19,7 +19,7 @@ from agentledger.core.events import Event, NewEvent
 from agentledger.core.session import Session
 from agentledger.errors import AgentLedgerError, SessionNotFoundError
 from agentledger.server.auth import Principal
-from agentledger.stores.base import SessionPage, SessionStore
+from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
 
 __all__ = ["AccessDeniedError", "ScopedStore", "scoped_store"]
 
@@ -67,6 +67,7 @@ class ScopedStore:
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
         """As `SessionStore.create_session`, for the caller's own user and apps only.
 
@@ -87,6 +88,7 @@ class ScopedStore:
             metadata=metadata,
             phase=phase,
             session_id=session_id,
+            created_at=created_at,
         )
 
     def append(
@@ -168,6 +170,11 @@ class ScopedStore:
         """As `SessionStore.delete_session`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
         self.inner.delete_session(session_id, expected_version=expected_version)
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        """As `SessionStore.verify_session`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.verify_session(session_id)
 
     def close(self) -> None:
         """Nothing to release: the shared store stays open."""

@@ -8,6 +8,7 @@ from agentledger.stores.base import (
     Capabilities,
     SessionPage,
     SessionStore,
+    VerifyReport,
     default_store_url,
     open_store,
     register_scheme,
@@ -19,6 +20,7 @@ __all__ = [
     "Capabilities",
     "SessionPage",
     "SessionStore",
+    "VerifyReport",
     "default_store_url",
     "open_store",
     "register_scheme",
@@ -26,16 +28,10 @@ __all__ = [
 
 
 def _open_memory(url: str, options: dict[str, Any]) -> SessionStore:
-    from agentledger.errors import ConfigurationError
     from agentledger.stores.memory import MemoryStore
+    from agentledger.stores.shared import store_options
 
-    opts = dict(options)
-    if "max_event_bytes" in opts:
-        try:
-            opts["max_event_bytes"] = int(opts["max_event_bytes"])
-        except ValueError as exc:
-            raise ConfigurationError(f"bad option in {url!r}: {exc}") from exc
-    return MemoryStore(url=url, **opts)
+    return MemoryStore(url=url, **store_options(url, options, {}))
 
 
 def _open_sqlite(url: str, options: dict[str, Any]) -> SessionStore:

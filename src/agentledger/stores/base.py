@@ -1,4 +1,4 @@
-"""The store contract (DESIGN.md §3) and `open_store(url)`.
+"""The store contract and `open_store(url)`.
 
 `SessionStore` is the protocol every backend meets and the conformance suite in
 `agentledger.testing` checks; `open_store` opens a backend by URL through a registry of
@@ -30,6 +30,7 @@ __all__ = [
     "SessionPage",
     "SessionStore",
     "SchemeFactory",
+    "VerifyReport",
     "default_store_url",
     "display_url",
     "open_store",
@@ -72,6 +73,30 @@ class SessionPage(BaseModel):
     corrupted: list[str] = Field(default_factory=list)
 
 
+class VerifyReport(BaseModel):
+    """What `verify_session` found in one session's stored history.
+
+    Attributes:
+        session_id: The session verified.
+        ok: Whether every event is present (seq 1 to the session's version, no gap), every
+            payload and header matches its hash, every hash chains to the one before it,
+            and the session's snapshot matches its ledger.
+        events: How many events the ledger holds.
+        first_bad_seq: The first event found missing or changed (`None` when the ledger
+            is fine but its snapshot is not, or the ledger cannot be read at all).
+        problem: Why verification failed, in words; `None` when `ok`.
+        last_hash: The hash of the last event when `ok` (`""` otherwise): keep it to check
+            later that the history up to it has not changed.
+    """
+
+    session_id: str
+    ok: bool
+    events: int = 0
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    last_hash: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a store can promise beyond the common contract; the conformance suite skips the
@@ -92,7 +117,7 @@ class Capabilities:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """The contract every store meets (DESIGN.md §3)."""
+    """The contract every store meets; `agentledger.testing` checks it."""
 
     url: str
     capabilities: Capabilities
@@ -111,6 +136,7 @@ class SessionStore(Protocol):
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
         """Create a session: its ledger starts with one `session_created` event (seq 1).
 
@@ -119,12 +145,14 @@ class SessionStore(Protocol):
             user_id: The user it belongs to (scopes `user:` state within the app).
             agent_name: The agent that works in it, if any.
             title: A short human label.
-            purpose: What the session is for (seed 003's `purpose`).
+            purpose: What the session is for (e.g. `"approval_workflow"`).
             state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
                 are dropped.
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
+            created_at: The `session_created` event's timestamp (aware); `None` stamps it
+                with the store's clock. `SessionManager` passes its own clock's time here.
 
         Returns:
             The new session (version 1), with its scoped state merged in.
@@ -135,6 +163,7 @@ class SessionStore(Protocol):
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: The initial state and metadata are over `max_event_bytes`.
             InvalidTransitionError: `phase` is unknown or final (`lifecycle`).
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 
@@ -162,6 +191,10 @@ class SessionStore(Protocol):
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
+            Time never runs backwards in a session: an event whose timestamp (its own, or
+            the store's clock when it has none) is earlier than the session's last event
+            is stored with the last event's timestamp instead. Each event is chained to the
+            one before it by its hash (`verify_session`).
 
         Raises:
             SessionNotFoundError: No session has this id.
@@ -176,6 +209,7 @@ class SessionStore(Protocol):
                 (`core.lifecycle.check_append`: appending to a terminated session, a new
                 turn on a suspended one, an unknown or disallowed phase or status);
                 checked inside the transaction; nothing was written.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 
@@ -209,7 +243,10 @@ class SessionStore(Protocol):
 
         Raises:
             SessionNotFoundError: No session has this id.
-            CorruptedSessionError: A stored event cannot be read back.
+            CorruptedSessionError: A stored event cannot be read back; or, unless `types`
+                filters them, the events read have a gap in `seq`, or one of them does not
+                match its chain hash (checked between the events read, and from the start
+                of the chain on a read from seq 1; `verify_session` checks everything).
         """
         ...
 
@@ -252,6 +289,28 @@ class SessionStore(Protocol):
             SessionNotFoundError: No session has this id.
             ConcurrencyError: `expected_version` is not the current version; nothing was
                 deleted.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        """Check a session's whole stored history against its hash chain.
+
+        Reads every event and recomputes every hash (`agentledger.core.chain`): each
+        event's payload hash, each event's hash over its header, its payload hash and the
+        previous event's hash; checks that seqs run from 1 to the session's version with no
+        gap, that the last hash is the one the session's last commit recorded, and that
+        the snapshot equals the projection of the ledger. O(events).
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            A `VerifyReport`: `ok`, or the first bad seq and why. Damage is reported,
+            not raised.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
         """
         ...
 
@@ -301,16 +360,25 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
         url: `memory://`, `sqlite:///relative.db`, `sqlite:////absolute.db`; query options
             such as `?durability=normal&max_event_bytes=65536` are passed to the store.
             `None` uses `default_store_url()`.
-        **options: More options, overriding the URL's query options.
+        **options: More options, overriding the URL's query options. Every built-in store
+            takes `max_event_bytes`, `clock`, `lifecycle`, `read_only` and `create` (see
+            `BaseStore`), plus its own (the README lists them).
+            `read_only=True` opens for reading only: nothing is created, migrated or
+            written. `create=False` opens an existing store only. Neither ever creates
+            the folders above the store.
 
     Returns:
         An open store; use it as a context manager or call `close()`.
 
     Raises:
-        ConfigurationError: A URL that cannot be parsed, an unknown scheme or a bad option.
+        ConfigurationError: A URL that cannot be parsed, an unknown scheme, an option the
+            store does not take (the message lists the valid ones) or a bad option value.
         MissingDependencyError: The scheme needs an extra (`postgresql://`: `postgres`).
+        StoreNotFoundError: The store does not exist and may not be created
+            (`read_only=True`, `create=False`), or its parent folder is missing.
         StoreUnavailableError: The store cannot be reached or opened.
-        SchemaVersionError: The store was written by a newer agentledger.
+        SchemaVersionError: The store was written by a newer agentledger, or it is older
+            and `read_only=True` (a read never migrates).
 
     Example:
         >>> with open_store("memory://") as store:

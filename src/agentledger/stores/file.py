@@ -1,16 +1,19 @@
-"""`file://path/to/sessions` — one folder per session, readable by a human (seeds 001, 003).
+"""`file://path/to/sessions` — one folder per session, readable by a human.
 
 URL → folder:
     Everything after `file://` up to `?` is the folder, percent-decoded, taken literally:
     `file://./sessions` and `file://sessions` are `./sessions` relative to the working
     directory when the store is opened; `file:///srv/sessions` is the absolute
     `/srv/sessions` (so `file://localhost/x` is the relative `localhost/x`, not `/x`). The
-    folder is created if missing. Options: `?max_event_bytes=N&lock_timeout=S`.
+    folder is created if missing when the store is opened for writing (not with
+    `read_only=True` or `create=False`); the folder it goes in must exist. Options:
+    `?max_event_bytes=N&lock_timeout=S`. Read-only, nothing is created, migrated or
+    cleaned up.
 
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 1}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
@@ -24,10 +27,13 @@ suffixed with `~` and a hash. On a case-insensitive file system, ids and names t
 only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
-"invocation_id": …, "data": {…}, "state_delta": {…}, "batch_end": N}`, where `batch_end` is
+"invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
+"batch_end": N}`, where `data` and `state_delta` are canonical JSON (keys sorted), the two
+hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
-folder's name. `session.json` is the `Session` as JSON plus `ledger_bytes`, the length of
-`events.jsonl` it was projected from.
+folder's name. `session.json` is the `Session` as JSON plus the commit it was projected
+from, `ledger_bytes` (the length of `events.jsonl` then) and `last_hash` (the hash of its
+event of seq `version`), and a `checksum` (SHA-256 of all the rest as compact JSON).
 
 Commit point — the ledger is the truth:
     An append takes the session's lock, then writes all its lines with one `write()` and
@@ -41,13 +47,20 @@ Commit point — the ledger is the truth:
     session raises `CorruptedSessionError`, the others are unaffected.
 
     `session.json` is a cache: replaced atomically (temp file in the same folder, fsync,
-    `os.replace`) after the ledger commit. A reader trusts it when `ledger_bytes` equals the
-    ledger's size (O(1), the common case). When the ledger is longer (a writer between its
+    `os.replace`) after the ledger commit. It is used only if its checksum holds and the
+    ledger's line ending at `ledger_bytes` is the event it records (seq `version`, hash
+    `last_hash`), so an edited snapshot is never served and seq always comes from the
+    ledger; otherwise the session is rebuilt from the whole ledger, its chain checked. A
+    reader trusts it when `ledger_bytes` also equals the ledger's size (the common case:
+    one stat and a read of the last line). When the ledger is longer (a writer between its
     commit and the snapshot, or one killed there), the reader projects only the bytes after
     `ledger_bytes` onto the snapshot (O(new events)); when the snapshot is missing or
-    unreadable, or the ledger is shorter than it says, the session is rebuilt from the whole
-    ledger. The next writer stores the repaired snapshot. So every append that returned
-    survives `kill -9`, and no part of an unfinished multi-event append is ever visible.
+    unreadable, the session is rebuilt from the whole ledger. A ledger whose committed
+    batches end before the commit a good snapshot records lost acknowledged events (a torn
+    tail never was acknowledged: the snapshot is written after its commit): that is
+    damage, `CorruptedSessionError`, and no writer truncates or appends over it. The next
+    writer stores the repaired snapshot. So every append that returned survives `kill -9`,
+    and no part of an unfinished multi-event append is ever visible.
     (A reader may see a batch between its `write()` and its fsync, a moment before the
     append returns: like a committed transaction, it survives the writer's crash; only a
     power cut in that moment, or an fsync error, could take it back.)
@@ -106,6 +119,7 @@ from urllib.parse import quote, unquote
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
+from agentledger.core.chain import GENESIS, canonical_json
 from agentledger.core.events import Event
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
@@ -116,6 +130,7 @@ from agentledger.errors import (
     InvalidSessionIdError,
     SchemaVersionError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter
@@ -124,9 +139,9 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
-    convert_options,
     format_timestamp,
     parse_timestamp,
+    store_options,
 )
 
 __all__ = ["FORMAT", "MIGRATIONS", "SCHEMA_VERSION", "FileStore"]
@@ -154,13 +169,12 @@ def _create_layout(root: Path) -> None:
         (root / sub).mkdir(parents=True, exist_ok=True)
 
 
-MIGRATIONS: dict[int, Callable[[Path], None]] = {1: _create_layout}
-"""`MIGRATIONS[n](root)` upgrades a store folder from schema version n - 1 to n."""
-
-SCHEMA_VERSION = max(MIGRATIONS)
+MIGRATIONS: dict[int, Callable[[Path], None]] = {}
+"""`MIGRATIONS[n](root)` upgrades a store folder from schema version n - 1 to n (filled in
+below, once the functions they call are defined)."""
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-_EVENT_KEYS = frozenset(
+_V1_EVENT_KEYS = frozenset(
     (
         "seq",
         "batch_end",
@@ -173,6 +187,7 @@ _EVENT_KEYS = frozenset(
         "state_delta",
     )
 )
+_EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -270,14 +285,19 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'{{"seq":{row.seq},"id":{_dumps(row.id)},"type":{_dumps(row.type)},'
         f'"author":{_dumps(row.author)},"timestamp":{_dumps(row.timestamp)},'
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
-        f'"state_delta":{row.state_delta},"batch_end":{batch_end}}}\n'
+        f'"state_delta":{row.state_delta},"payload_hash":"{row.payload_hash}",'
+        f'"hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
 
-def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> str | None:
+def _check_event(
+    value: Any, expected_seq: int, open_batch_end: int | None, keys: frozenset[str] = _EVENT_KEYS
+) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
-    if type(value) is not dict or value.keys() != _EVENT_KEYS:
+    if type(value) is not dict or value.keys() != keys:
         return "not an event object"
+    if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
+        return "hash and payload_hash must be strings"
     seq, batch_end = value["seq"], value["batch_end"]
     if type(seq) is not int or type(batch_end) is not int:
         return "seq and batch_end must be integers"
@@ -295,7 +315,12 @@ def _check_event(value: Any, expected_seq: int, open_batch_end: int | None) -> s
 
 
 def _parse_ledger(
-    session_id: str, data: bytes, *, first_seq: int = 1, base: int = 0
+    session_id: str,
+    data: bytes,
+    *,
+    first_seq: int = 1,
+    base: int = 0,
+    keys: frozenset[str] = _EVENT_KEYS,
 ) -> tuple[list[dict[str, Any]], int]:
     """Parse ledger bytes strictly.
 
@@ -335,7 +360,7 @@ def _parse_ledger(
                 raise CorruptedSessionError(
                     session_id, f"{LEDGER} byte {base + offset}: not JSON ({exc})"
                 ) from exc
-        problem = _check_event(value, first_seq + i, open_batch_end)
+        problem = _check_event(value, first_seq + i, open_batch_end, keys)
         if problem is not None:
             raise CorruptedSessionError(session_id, f"{LEDGER} byte {base + offset}: {problem}")
         parsed.append(value)
@@ -362,16 +387,36 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["invocation_id"],
         data,
         delta,
+        value["payload_hash"],
+        value["hash"],
     )
 
 
-def _snapshot_fields(session_id: str, value: Any) -> tuple[dict[str, Any], int] | None:
-    """The session dict and `ledger_bytes` of a parsed `session.json`, or `None` if it is
-    not one (the session is then rebuilt from its ledger)."""
-    if type(value) is not dict:
+def _checksum(value: dict[str, Any]) -> str:
+    return hashlib.sha256(_dumps(value).encode()).hexdigest()
+
+
+def _snapshot_text(snapshot: str, ledger_bytes: int, last_hash: str) -> str:
+    """The text of `session.json`: the session's JSON `snapshot` plus the ledger commit it
+    was projected from (`ledger_bytes`, `last_hash`) and a `checksum` over all of it."""
+    value = json.loads(snapshot)
+    value["ledger_bytes"] = ledger_bytes
+    value["last_hash"] = last_hash
+    value["checksum"] = _checksum(value)
+    return _pretty(value)
+
+
+def _snapshot_fields(session_id: str, value: Any) -> tuple[dict[str, Any], int, str] | None:
+    """The session dict, `ledger_bytes` and `last_hash` of a parsed `session.json`, or
+    `None` if it is not one, or was changed after it was written (its checksum does not
+    match): the session is then rebuilt from its ledger."""
+    if type(value) is not dict or value.pop("checksum", None) != _checksum(value):
         return None
     ledger_bytes = value.pop("ledger_bytes", None)
+    last_hash = value.pop("last_hash", None)
     if type(ledger_bytes) is not int or value.get("id") != session_id:
+        return None
+    if type(last_hash) is not str:
         return None
     if type(value.get("version")) is not int or value["version"] < 1:
         return None
@@ -385,10 +430,70 @@ def _snapshot_fields(session_id: str, value: Any) -> tuple[dict[str, Any], int] 
             value[key] = format_timestamp(parse_timestamp(value[key]))
     except (ValueError, TypeError):
         return None
-    return value, ledger_bytes
+    return value, ledger_bytes, last_hash
 
 
-def _row(fields: dict[str, Any], snapshot: str) -> SessionRow:
+def _last_line(ledger: Any, end: int) -> bytes | None:
+    """The last line of the ledger's first `end` bytes (without its newline), or `None`
+    if those bytes do not end a line."""
+    chunk = 4096
+    while True:
+        start = max(end - chunk, 0)
+        ledger.seek(start)
+        data = ledger.read(end - start)
+        if len(data) != end - start or not data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n", 0, len(data) - 1)
+        if cut >= 0:
+            return bytes(data[cut + 1 : -1])
+        if start == 0:
+            return bytes(data[:-1])
+        chunk *= 8
+
+
+def _ends_with(ledger: Any, end: int, seq: int, last_hash: str) -> bool:
+    """Whether the ledger's first `end` bytes end with the last event of a batch, of `seq`
+    and chain hash `last_hash` (what a snapshot records of the commit it was made from)."""
+    line = _last_line(ledger, end)
+    if line is None:
+        return False
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return False
+    return (
+        type(value) is dict
+        and value.get("seq") == seq
+        and value.get("batch_end") == seq
+        and value.get("hash") == last_hash
+    )
+
+
+def _missing(first: int, last: int) -> str:
+    return f"event {first} is missing" if first == last else f"events {first} to {last} are missing"
+
+
+def _check_acknowledged(
+    session_id: str, committed: tuple[int, int], acknowledged: tuple[int, int] | None
+) -> None:
+    """Raise `CorruptedSessionError` if the ledger's committed part, `(events, bytes)`, is
+    shorter than the commit its (checksummed) snapshot records as `acknowledged`, `(version,
+    ledger_bytes)`: a lost tail, not a torn one (a torn tail was never acknowledged, and a
+    snapshot is written only after its commit). A snapshot that records more events than
+    the ledger holds in fewer bytes than the ledger has is another ledger's: not damage."""
+    if acknowledged is None:
+        return
+    (have, have_bytes), (acked, acked_bytes) = committed, acknowledged
+    if acked_bytes > have_bytes and acked > have:
+        raise CorruptedSessionError(
+            session_id,
+            f"{LEDGER} ends at seq {have}, but events up to seq {acked} were "
+            f"acknowledged: {_missing(have + 1, acked)}",
+            seq=have + 1,
+        )
+
+
+def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "") -> SessionRow:
     return SessionRow(
         fields["id"],
         fields["app_name"],
@@ -400,7 +505,137 @@ def _row(fields: dict[str, Any], snapshot: str) -> SessionRow:
         fields["updated_at"],
         fields["version"],
         snapshot,
+        last_hash,
     )
+
+
+def _batch_committed(root: str, pending: dict[str, Any]) -> bool:
+    """Whether the ledger batch a scope file's `pending` record names is complete."""
+    try:
+        session_id = validate_session_id(pending["session_id"])
+        offset, end = int(pending["offset"]), int(pending["end"])
+        start = max(offset - 1, 0)
+        with open(os.path.join(root, session_id, LEDGER), "rb") as ledger:
+            ledger.seek(start)
+            data = ledger.read(end - start)
+        if len(data) != end - start or not data.endswith(b"\n"):
+            return False
+        if offset > 0 and not data.startswith(b"\n"):
+            return False
+        last = json.loads(data[:-1].rsplit(b"\n", 1)[-1])
+        return bool(
+            last["id"] == pending["event_id"]
+            and last["seq"] == last["batch_end"] == pending["seq"]
+        )
+    except (OSError, ValueError, TypeError, KeyError, InvalidSessionIdError):
+        return False
+
+
+def _resolve_scoped(root: str, text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The committed state of a scope file's text, and its `pending` record if any.
+
+    Raises:
+        ValueError: The text is not a scope file.
+    """
+    doc = json.loads(text)
+    if type(doc) is not dict or type(doc.get("state")) is not dict:
+        raise ValueError("not a shared state file")
+    pending = doc.get("pending")
+    if pending is None:
+        return doc["state"], None
+    if type(pending) is not dict or type(pending.get("previous")) is not dict:
+        raise ValueError("bad pending record")
+    state = doc["state"] if _batch_committed(root, pending) else pending["previous"]
+    return state, pending
+
+
+# -- the hash chain migration (schema version 2) ---------------------------------------------
+
+
+def _v1_row(session_id: str, value: dict[str, Any]) -> EventRow:
+    """The row of a version 1 ledger line, its payload canonical (not yet hashed)."""
+    data, delta = canonical_json(value["data"]), canonical_json(value["state_delta"])
+    return EventRow(
+        value["id"],
+        session_id,
+        value["seq"],
+        value["type"],
+        value["author"],
+        value["timestamp"],
+        value["invocation_id"],
+        data,
+        delta,
+    )
+
+
+def _chain_ledgers(root: Path) -> None:
+    """Version 2 (hash chain), for a folder of version 1.
+
+    1. Settles every `pending` record of the shared state files (they name byte ranges of
+       the ledgers, which change).
+    2. Rewrites each session's ledger with every event's `payload_hash` and chain `hash`
+       (`agentledger.core.chain`), `data` and `state_delta` as canonical JSON (equal
+       values, keys sorted), in `seq` order; a torn tail is dropped (it was never
+       acknowledged). A ledger that cannot be read is left as it is (that session
+       stays corrupted).
+    3. Writes each session's snapshot with the commit it records (`ledger_bytes`,
+       `last_hash`) and its checksum.
+
+    Safe to run again: a ledger already chained is kept, its snapshot rewritten.
+    """
+    base = os.fspath(root)
+    for folder, _, names in os.walk(os.path.join(base, _SCOPED)):
+        for name in names:
+            path = os.path.join(folder, name)
+            text = _read_text(path)
+            try:
+                doc = json.loads(text or "")
+                state, pending = _resolve_scoped(base, text or "")
+            except ValueError:
+                continue
+            if pending is not None:
+                doc["state"] = state
+                del doc["pending"]
+                _replace_file(path, _pretty(doc))
+    with os.scandir(base) as entries:
+        folders = [e.name for e in entries if e.is_dir() and not e.name.startswith(("_", "."))]
+    for session_id in folders:
+        ledger_path = os.path.join(base, session_id, LEDGER)
+        try:
+            with open(ledger_path, "rb") as ledger:
+                data = ledger.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+        try:
+            events, committed = _parse_ledger(session_id, data)  # chained already (a rerun)
+            rows = [_event_row(session_id, v) for v in events]
+            size = committed
+        except CorruptedSessionError:
+            try:
+                events, _ = _parse_ledger(session_id, data, keys=_V1_EVENT_KEYS)
+                rows = BaseStore._chained([_v1_row(session_id, v) for v in events], GENESIS, "")
+            except (CorruptedSessionError, ValueError, TypeError) as exc:
+                _log.warning("file store migration: session %s left as it is: %s", session_id, exc)
+                continue
+            ends = [v["batch_end"] for v in events]
+            text = "".join(_event_line(r, end) for r, end in zip(rows, ends, strict=True))
+            _replace_file(ledger_path, text)
+            size = len(text.encode())
+        if not rows:
+            continue
+        try:
+            session = project([BaseStore._decode_event(r) for r in rows])
+        except (ValueError, CorruptedSessionError) as exc:
+            _log.warning("file store migration: session %s has no snapshot: %s", session_id, exc)
+            continue
+        _replace_file(
+            os.path.join(base, session_id, SNAPSHOT),
+            _snapshot_text(session.model_dump_json(), size, rows[-1].hash),
+        )
+
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 @dataclass(slots=True)
@@ -425,17 +660,22 @@ class FileStore(BaseStore):
     """A store in a folder: one sub-folder per session, JSON files a human can read.
 
     Args:
-        path: The root folder; created (with its parents) if missing. A relative path is
-            resolved against the working directory once, here.
+        path: The root folder; created if missing (unless `read_only` or `create=False`),
+            never its parent. A relative path is resolved against the working directory
+            once, here.
         lock_timeout: How long a writer waits for a session's or a scope's lock, in
             seconds, before `StoreUnavailableError`.
         url: The URL it was opened with (for display and for child processes); derived
             from `path` if omitted.
-        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option.
-        SchemaVersionError: The folder was written by a newer agentledger.
+        StoreNotFoundError: The folder is not a store and may not become one, or its
+            parent folder is missing.
+        SchemaVersionError: The folder was written by a newer agentledger, or is older and
+            opened read-only.
         StoreError: The folder holds a `_agentledger.json` that is not ours.
         StoreUnavailableError: The folder cannot be created or read.
 
@@ -470,14 +710,27 @@ class FileStore(BaseStore):
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
         self._locks_pid = os.getpid()
-        with _translated(f"create folder {self.root}"):
-            self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            if self.read_only or not self.create:
+                why = "opened read-only" if self.read_only else "opened with create=False"
+                raise StoreNotFoundError(
+                    f"file store {self.root} does not exist ({why}: nothing was created)"
+                )
+            if not self.root.parent.is_dir():
+                problem = "is not a folder" if self.root.parent.exists() else "does not exist"
+                raise StoreNotFoundError(
+                    f"cannot create file store {self.root}: folder {self.root.parent} "
+                    f"{problem} (agentledger creates the store's folder, never the folders "
+                    "above it; create it first)"
+                )
+            with _translated(f"create folder {self.root}"):
+                self.root.mkdir(exist_ok=True)
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> FileStore:
         """Open `file://dir?max_event_bytes=N&lock_timeout=S` (see the module docstring)."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "lock_timeout": float})
+        opts = store_options(url, options, {"lock_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
 
     # -- schema ---------------------------------------------------------------------------
@@ -504,11 +757,34 @@ class FileStore(BaseStore):
 
     def setup(self) -> None:
         """Create or migrate the folder layout; safe when several processes do it at once.
+        On a read-only store, only check it.
 
         Raises:
-            SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`.
+            SchemaVersionError: The folder's schema is newer than `SCHEMA_VERSION`, or
+                older and the store is read-only.
+            StoreNotFoundError: Read-only or `create=False`, and the folder holds no store.
             StoreError: `_agentledger.json` is not ours.
         """
+        if self.read_only or not self.create:
+            version = self.schema_version()
+            if version == 0:
+                raise StoreNotFoundError(
+                    f"folder {self.root} holds no agentledger file store (no {FORMAT_FILE})"
+                )
+            if self.read_only:
+                if version != SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.root} has file store schema version {version}"
+                        + (
+                            f", but this agentledger knows versions up to {SCHEMA_VERSION}; "
+                            "upgrade agentledger to open it"
+                            if version > SCHEMA_VERSION
+                            else f" and this agentledger reads version {SCHEMA_VERSION}; a "
+                            "read-only open does not migrate it: open it for writing once "
+                            "(any command that writes) to migrate it"
+                        )
+                    )
+                return
         with self._locked(os.path.join(self._root, _LOCKS, "_store.lock")):
             version = self.schema_version()
             if version > SCHEMA_VERSION:
@@ -602,16 +878,20 @@ class FileStore(BaseStore):
     def _load(self, session_id: str, *, lazy: bool = False) -> _Current | None:
         """The session as its committed ledger has it, or `None` if there is none.
 
-        With `lazy`, a fresh snapshot's row has an empty `snapshot` and its fields are in
-        `_Current.fields`, to serialize only if needed (a listing drops most rows).
+        The snapshot is used only if its checksum holds and the ledger's event at the
+        recorded `ledger_bytes` is the one it records (seq and hash); otherwise the session
+        is rebuilt from the ledger, its hash chain checked. With `lazy`, a fresh snapshot's
+        row has an empty `snapshot` and its fields are in `_Current.fields`, to serialize
+        only if needed (a listing drops most rows).
 
         Raises:
-            CorruptedSessionError: The ledger cannot be read back (or is missing while the
-                snapshot exists).
+            CorruptedSessionError: The ledger cannot be read back, breaks its hash chain,
+                lacks events its snapshot recorded as acknowledged, or is missing while the
+                snapshot exists.
         """
         snapshot_path = self._file(session_id, SNAPSHOT)
         snapshot_text = _read_text(snapshot_path)
-        parsed: tuple[dict[str, Any], int] | None = None
+        parsed: tuple[dict[str, Any], int, str] | None = None
         if snapshot_text is not None:
             try:
                 parsed = _snapshot_fields(session_id, json.loads(snapshot_text))
@@ -619,11 +899,6 @@ class FileStore(BaseStore):
                 parsed = None
         ledger_path = self._file(session_id, LEDGER)
         try:
-            if parsed is not None and parsed[1] == os.stat(ledger_path).st_size:
-                fields = parsed[0]  # the common case: the snapshot is current
-                if lazy:
-                    return _Current(_row(fields, ""), parsed[1], parsed[1], True, fields)
-                return _Current(_row(fields, _dumps(fields)), parsed[1], parsed[1], True)
             ledger = open(ledger_path, "rb")
         except FileNotFoundError:
             if snapshot_text is None or not os.path.exists(snapshot_path):
@@ -632,25 +907,43 @@ class FileStore(BaseStore):
         with ledger:
             size = os.fstat(ledger.fileno()).st_size
             if parsed is not None:
-                fields, ledger_bytes = parsed
-                if ledger_bytes == size:
-                    return _Current(_row(fields, _dumps(fields)), size, size, True)
-                try:
-                    return self._load_tail(session_id, ledger, fields, ledger_bytes, size)
-                except _Unreadable:
-                    pass
+                fields, ledger_bytes, last_hash = parsed
+                if ledger_bytes <= size and _ends_with(
+                    ledger, ledger_bytes, fields["version"], last_hash
+                ):
+                    if ledger_bytes == size:  # the common case: the snapshot is current
+                        if lazy:
+                            row = _row(fields, "", last_hash)
+                            return _Current(row, size, size, True, fields)
+                        return _Current(_row(fields, _dumps(fields), last_hash), size, size, True)
+                    try:
+                        return self._load_tail(
+                            session_id, ledger, fields, ledger_bytes, size, last_hash
+                        )
+                    except _Unreadable:
+                        pass
             ledger.seek(0)
             events, committed = _parse_ledger(session_id, ledger.read())
         if not events:
             if snapshot_text is None:
                 return None  # a create killed before its ledger write completed
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
-        session = project(self._events(session_id, events))
-        row = self._session_row(session)
+        rows = [_event_row(session_id, v) for v in events]
+        self._check_read(session_id, rows, 1)
+        if parsed is not None:
+            _check_acknowledged(session_id, (len(rows), committed), (parsed[0]["version"], parsed[1]))
+        session = project(self._decode_events(rows))
+        row = self._session_row(session, last_hash=rows[-1].hash)
         return _Current(row, committed, size, False)
 
     def _load_tail(
-        self, session_id: str, ledger: Any, fields: dict[str, Any], ledger_bytes: int, size: int
+        self,
+        session_id: str,
+        ledger: Any,
+        fields: dict[str, Any],
+        ledger_bytes: int,
+        size: int,
+        last_hash: str,
     ) -> _Current:
         """Project the ledger bytes after `ledger_bytes` onto the snapshot `fields`."""
         if ledger_bytes > size or ledger_bytes < 1:
@@ -666,19 +959,39 @@ class FileStore(BaseStore):
         except CorruptedSessionError as exc:
             raise _Unreadable from exc
         if not events:  # only torn bytes: the snapshot is right
-            return _Current(_row(fields, _dumps(fields)), ledger_bytes, size, True)
+            return _Current(_row(fields, _dumps(fields), last_hash), ledger_bytes, size, True)
+        rows = [_event_row(session_id, v) for v in events]
+        if self._chain_problem(rows, last_hash, payloads=True) is not None:
+            raise _Unreadable  # rebuilt from the whole ledger, which names the bad event
         try:
             snapshot = Session.model_validate(fields)
         except ValidationError as exc:
             raise _Unreadable from exc
-        session = project(self._events(session_id, events), snapshot)
-        return _Current(self._session_row(session), ledger_bytes + committed, size, False)
+        session = project(self._decode_events(rows), snapshot)
+        row = self._session_row(session, last_hash=rows[-1].hash)
+        return _Current(row, ledger_bytes + committed, size, False)
 
     def _events(self, session_id: str, values: list[dict[str, Any]]) -> list[Event]:
         return self._decode_events([_event_row(session_id, v) for v in values])
 
     def _read_ledger(self, session_id: str) -> list[dict[str, Any]] | None:
-        """Every committed event of the ledger, or `None` if there is no ledger."""
+        """Every committed event of the ledger, or `None` if there is no ledger.
+
+        Raises:
+            CorruptedSessionError: A line is not the next event, or the ledger lacks events
+                its snapshot recorded as acknowledged.
+        """
+        # The snapshot first: it is written after its commit, so the ledger read next
+        # holds at least the events it records.
+        text = _read_text(self._file(session_id, SNAPSHOT))
+        acknowledged = None
+        if text is not None:
+            try:
+                parsed = _snapshot_fields(session_id, json.loads(text))
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                acknowledged = (parsed[0]["version"], parsed[1])
         try:
             with open(self._file(session_id, LEDGER), "rb") as ledger:
                 data = ledger.read()
@@ -686,34 +999,18 @@ class FileStore(BaseStore):
             if os.path.exists(self._file(session_id, SNAPSHOT)):
                 raise CorruptedSessionError(session_id, f"{LEDGER} is missing") from None
             return None
-        events, _ = _parse_ledger(session_id, data)
+        events, committed = _parse_ledger(session_id, data)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
+        _check_acknowledged(session_id, (len(events), committed), acknowledged)
         return events
 
     # -- shared state ---------------------------------------------------------------------
 
     def _batch_committed(self, pending: dict[str, Any]) -> bool:
         """Whether the ledger batch a `pending` record names is complete."""
-        try:
-            session_id = validate_session_id(pending["session_id"])
-            offset, end = int(pending["offset"]), int(pending["end"])
-            start = max(offset - 1, 0)
-            with open(self._file(session_id, LEDGER), "rb") as ledger:
-                ledger.seek(start)
-                data = ledger.read(end - start)
-            if len(data) != end - start or not data.endswith(b"\n"):
-                return False
-            if offset > 0 and not data.startswith(b"\n"):
-                return False
-            last = json.loads(data[:-1].rsplit(b"\n", 1)[-1])
-            return bool(
-                last["id"] == pending["event_id"]
-                and last["seq"] == last["batch_end"] == pending["seq"]
-            )
-        except (OSError, ValueError, TypeError, KeyError, InvalidSessionIdError):
-            return False
+        return _batch_committed(self._root, pending)
 
     def _resolve_scoped(self, text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The committed state of a scope file's text, and its `pending` record if any.
@@ -721,16 +1018,7 @@ class FileStore(BaseStore):
         Raises:
             ValueError: The text is not a scope file.
         """
-        doc = json.loads(text)
-        if type(doc) is not dict or type(doc.get("state")) is not dict:
-            raise ValueError("not a shared state file")
-        pending = doc.get("pending")
-        if pending is None:
-            return doc["state"], None
-        if type(pending) is not dict or type(pending.get("previous")) is not dict:
-            raise ValueError("bad pending record")
-        state = doc["state"] if self._batch_committed(pending) else pending["previous"]
-        return state, pending
+        return _resolve_scoped(self._root, text)
 
     def _read_scoped(self, app_name: str, user_id: str | None) -> str | None:
         """A scope's committed state as JSON, `None` if it has none, or `""` (which the
@@ -1106,9 +1394,7 @@ class _FileTransaction(StoreTransaction):
     # -- commit ---------------------------------------------------------------------------
 
     def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
-        snapshot = json.loads(row.snapshot)
-        snapshot["ledger_bytes"] = ledger_bytes
-        _replace_file(path, _pretty(snapshot))
+        _replace_file(path, _snapshot_text(row.snapshot, ledger_bytes, row.last_hash))
 
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row

@@ -33,16 +33,18 @@ from agentledger.errors import (
     EventTooLargeError,
     InvalidEventError,
     MissingDependencyError,
+    ReadOnlyStoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionPage, display_url
+from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
 TOKEN_ENV = "AGENTLEDGER_TOKEN"
 """The environment variable the `http://` store reads its bearer token from by default."""
 
-_OPTIONS = {"token", "timeout", "retries", "max_event_bytes"}
+_OPTIONS = {"token", "timeout", "retries", "max_event_bytes", "read_only", "create"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -62,6 +64,8 @@ class HttpStore:
             without tokens).
         timeout: Seconds to wait for connecting and for each response.
         retries: Extra tries after a network error (reads; writes only if never sent).
+        read_only: Refuse every write here, before sending (`ReadOnlyStoreError`).
+        create: Accepted for every store's sake; a served store always exists.
         max_event_bytes: Refuse events over this many bytes before sending; the server's
             limit when `None` or larger.
 
@@ -79,6 +83,8 @@ class HttpStore:
         timeout: float = 30.0,
         retries: int = 3,
         max_event_bytes: int | None = None,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
         try:
             import httpx
@@ -96,6 +102,7 @@ class HttpStore:
             headers["Authorization"] = f"Bearer {token}"
         self._retries = retries
         self._closed = False
+        self.read_only = read_only  # the server's store always exists: `create` is moot
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout), follow_redirects=False
         )
@@ -144,6 +151,12 @@ class HttpStore:
             )
         opts: dict[str, Any] = dict(options)
         try:
+            for name in ("read_only", "create"):
+                if name in opts and isinstance(opts[name], str):
+                    text = opts[name].lower()
+                    if text not in _TRUE | _FALSE:
+                        raise ValueError(f"{name} must be true or false, not {opts[name]!r}")
+                    opts[name] = text in _TRUE
             if "timeout" in opts:
                 opts["timeout"] = float(opts["timeout"])
             for name in ("retries", "max_event_bytes"):
@@ -167,6 +180,8 @@ class HttpStore:
         if self._closed:
             raise StoreUnavailableError(f"the store {display_url(self.url)} is closed")
         idempotent = method in ("GET", "HEAD")
+        if self.read_only and not idempotent:
+            raise ReadOnlyStoreError(f"the store {display_url(self.url)} is open read-only")
         headers = {"Content-Type": "application/json"} if body is not None else None
         attempt = 0
         while True:
@@ -227,6 +242,7 @@ class HttpStore:
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
         """As `SessionStore.create_session`, on the server."""
         if session_id is not None:
@@ -253,6 +269,7 @@ class HttpStore:
             "metadata": None if metadata is None else dict(metadata),
             "phase": phase,
             "session_id": session_id,
+            "created_at": None if created_at is None else created_at.isoformat(),
         }
         return Session.model_validate(
             self._request("POST", "/v1/sessions", body=_strict_json(payload, "the session"))
@@ -387,6 +404,12 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        """As `SessionStore.verify_session`, run by the server on its store."""
+        return VerifyReport.model_validate(
+            self._request("GET", f"/v1/sessions/{self._sid(session_id)}/verify")
+        )
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         """As `SessionStore.delete_session`, on the server (`DELETE …?purge=true`)."""

@@ -2,7 +2,7 @@
 
 A real store, not a mock: it keeps the same JSON rows SQLite keeps and goes through the same
 write path, so it raises the same errors and passes the whole conformance suite. Data lives
-as long as the store object (seed 000's "no persistence" mode). Thread-safe; one process.
+as long as the store object: nothing is persisted. Thread-safe; one process.
 """
 
 from __future__ import annotations

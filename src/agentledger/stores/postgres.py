@@ -21,8 +21,11 @@ The contract is enforced by the database, not by a lock in this process:
 
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
-`snapshot`), `events` (primary key `(session_id, seq)`, `data` and `state_delta` as JSONB),
-`scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
+`snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
+`(session_id, seq)`, `data` and `state_delta` as JSONB, `payload_hash` and `hash` of the
+hash chain, see `agentledger.core.chain`; JSONB keeps values, not their text, so a read
+checks the chain over the stored payload hashes and `verify_session` recomputes those from
+the values), `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
 `agentledger_schema_version` (one row per applied migration). Text keys use the "C"
 collation, so ordering and cursors are byte-wise, as on every other store.
 
@@ -48,9 +51,11 @@ URL options (query parameters, or keyword arguments to `open_store`):
         connection for its duration.
     `pool_timeout`: Seconds a call waits for a free connection (and for the server) before
         `StoreUnavailableError`; default 30.
-    `max_event_bytes`: See `BaseStore`.
-    Any other query parameter is a libpq connection parameter (`sslmode`, `connect_timeout`
-    (default 10 s here), `application_name`, …) and goes to the server as given.
+    `max_event_bytes`, `read_only`, `create`: See `BaseStore`. Read-only, the schema is
+        checked, never created or migrated.
+    Any other query parameter must be a libpq connection parameter (`sslmode`,
+    `connect_timeout` (default 10 s here), `application_name`, …) and goes to the server as
+    given; a parameter that is neither is a `ConfigurationError` listing the valid ones.
 
 The schema version is kept in `agentledger_schema_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released. Opening a store creates or migrates its schema
@@ -59,10 +64,11 @@ under a transaction-scoped advisory lock, so processes opening one database at o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -70,6 +76,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 try:
     import psycopg
     import psycopg.errors
+    from psycopg import pq
     from psycopg.conninfo import conninfo_to_dict
     from psycopg.rows import TupleRow, args_row
     from psycopg.sql import Identifier
@@ -79,6 +86,7 @@ except ImportError as exc:  # pragma: no cover - only without the postgres extra
 
     raise MissingDependencyError(exc.name or "psycopg", "postgres") from exc
 
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.errors import (
     AgentLedgerError,
     ConcurrencyError,
@@ -87,20 +95,73 @@ from agentledger.errors import (
     SchemaVersionError,
     SessionExistsError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter, display_url
 from agentledger.stores.shared import (
+    COMMON_OPTIONS,
     BaseStore,
     EventRow,
     SessionRow,
     StoreTransaction,
     format_timestamp,
+    parse_flag,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
-MIGRATIONS: list[list[str]] = [
+
+
+def _chain_existing_events(conn: psycopg.Connection[TupleRow], schema: str) -> None:
+    """Version 2 (hash chain), for a schema of version 1: compute every event's payload hash
+    (over its `data` and `state_delta` as canonical JSON) and chain hash in `seq` order, and
+    record each session's last hash. So every event of an upgraded schema is verifiable, as
+    if it had been written by this version. Runs in the migration's transaction."""
+    rows = conn.execute(
+        f"SELECT id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
+        f" data::text, state_delta::text, '', '' FROM {schema}.events ORDER BY session_id, seq"
+    ).fetchall()
+    last: dict[str, str] = {}
+    updates = []
+    for values in rows:
+        row = _event_row(*values)
+        try:
+            data = canonical_json(json.loads(row.data))
+            delta = canonical_json(json.loads(row.state_delta))
+        except (TypeError, ValueError):
+            data, delta = row.data, row.state_delta
+        digest = payload_hash(data, delta)
+        chained = event_hash(
+            last.get(row.session_id, GENESIS),
+            row.session_id,
+            row.seq,
+            row.id,
+            row.type,
+            row.author,
+            row.timestamp,
+            row.invocation_id,
+            digest,
+        )
+        last[row.session_id] = chained
+        updates.append((digest, chained, row.session_id, row.seq))
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"UPDATE {schema}.events SET payload_hash = %s, hash = %s"
+            " WHERE session_id = %s AND seq = %s",
+            updates,
+        )
+        cur.executemany(
+            f"UPDATE {schema}.sessions SET last_hash = %s WHERE id = %s",
+            [(h, sid) for sid, h in last.items()],
+        )
+
+
+Migration = str | Callable[[psycopg.Connection[TupleRow], str], None]
+"""A migration step: SQL (`{schema}` is the quoted schema name), or a function given the
+connection and the quoted schema name (run in the migration's transaction)."""
+
+MIGRATIONS: list[list[Migration]] = [
     [],  # version 0: an empty schema
     [  # version 1
         """CREATE TABLE {schema}.sessions (
@@ -142,6 +203,15 @@ MIGRATIONS: list[list[str]] = [
             state jsonb NOT NULL,
             PRIMARY KEY (app_name, user_id)
         )""",
+    ],
+    [  # version 2
+        # -- the hash chain: every event's payload hash and chain hash, and each session's
+        #    last hash (its last acknowledged commit); see agentledger.core.chain.
+        "ALTER TABLE {schema}.events ADD COLUMN payload_hash text NOT NULL DEFAULT '',"
+        " ADD COLUMN hash text NOT NULL DEFAULT ''",
+        "ALTER TABLE {schema}.sessions ADD COLUMN last_hash text NOT NULL DEFAULT ''",
+        _chain_existing_events,
+        # -- end of the hash chain
     ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
@@ -223,6 +293,8 @@ def _event_row(
     invocation_id: str | None,
     data: str,
     state_delta: str,
+    payload_hash: str,
+    hash: str,
 ) -> EventRow:
     if _ESC in data or _ESC in state_delta or _ESC in type or _ESC in author or (
         invocation_id is not None and _ESC in invocation_id
@@ -234,7 +306,9 @@ def _event_row(
             _py_json(state_delta),
         )
         invocation_id = None if invocation_id is None else _py_text(invocation_id)
-    return EventRow(id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta)
+    return EventRow(
+        id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta, payload_hash, hash
+    )
 
 
 def _optional_json(raw: str | None) -> str | None:
@@ -242,7 +316,7 @@ def _optional_json(raw: str | None) -> str | None:
 
 
 def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
-    (sid, app, user, agent, status, phase, created, updated, version, snapshot, a, u) = values
+    (sid, app, user, agent, status, phase, created, updated, version, snapshot, last, a, u) = values
     row = SessionRow(
         sid,
         _py_text(app),
@@ -254,6 +328,7 @@ def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
         updated,
         version,
         _py_json(snapshot),
+        last,
     )
     return row, _optional_json(a), _optional_json(u)
 
@@ -272,12 +347,12 @@ class _Sql:
         self.version_table = f"{s}.{_VERSION_TABLE}"
         events = (
             f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
-            " data::text, state_delta::text"
+            " data::text, state_delta::text, payload_hash, hash"
         )
         self.event_columns = events
         session = (
             f"s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, {_ts('s.created_at')},"
-            f" {_ts('s.updated_at')}, s.version, s.snapshot::text"
+            f" {_ts('s.updated_at')}, s.version, s.snapshot::text, s.last_hash"
         )
         self.lock_session = f"SELECT {session} FROM {s}.sessions s WHERE s.id = %s FOR UPDATE"
         self.session_with_scopes = (
@@ -297,17 +372,18 @@ class _Sql:
         )
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
-            " invocation_id, data, state_delta)"
-            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb)"
+            " invocation_id, data, state_delta, payload_hash, hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb, %s, %s)"
         )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
-            " created_at, updated_at, version, snapshot) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb)"
+            " created_at, updated_at, version, snapshot, last_hash) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb, %s)"
         )
         self.update_session = (
             f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
-            " updated_at = %s::timestamptz, version = %s, snapshot = %s::jsonb WHERE id = %s"
+            " updated_at = %s::timestamptz, version = %s, snapshot = %s::jsonb, last_hash = %s"
+            " WHERE id = %s"
         )
         self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s RETURNING version"
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
@@ -426,6 +502,8 @@ class _PgTransaction(StoreTransaction):
                 None if r.invocation_id is None else _pg_text(r.invocation_id),
                 _pg_json(r.data),
                 _pg_json(r.state_delta),
+                r.payload_hash,
+                r.hash,
             )
             for r in rows
         ]
@@ -440,10 +518,10 @@ class _PgTransaction(StoreTransaction):
         snapshot = _pg_json(row.snapshot)
         if new:
             names = (row.id, _pg_text(row.app_name), _pg_text(row.user_id), agent, *text)
-            times = (row.created_at, row.updated_at, row.version, snapshot)
+            times = (row.created_at, row.updated_at, row.version, snapshot, row.last_hash)
             self._pending.append((self._sql.insert_session, names + times))
         else:
-            update = (agent, *text, row.updated_at, row.version, snapshot, row.id)
+            update = (agent, *text, row.updated_at, row.version, snapshot, row.last_hash, row.id)
             self._pending.append((self._sql.update_session, update))
 
 
@@ -459,21 +537,35 @@ def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     query = parse_qsl(parts.query, keep_blank_values=True)
     in_url = {key for key, _ in query}
     ours: dict[str, Any] = {}
+    own = sorted((*_OPTIONS, *COMMON_OPTIONS))
     for key, value in options.items():
-        if key in _OPTIONS or key in ("max_event_bytes", "clock", "lifecycle"):
+        if key in own:
             ours[key] = value
         elif key not in in_url:
             raise ConfigurationError(
-                f"unknown option {key!r} for {parts.scheme}:// (known: "
-                f"{', '.join(_OPTIONS)}, max_event_bytes, or a libpq parameter in the URL)"
+                f"unknown option {key!r} for {parts.scheme}://; valid options: "
+                f"{', '.join(own)} (a libpq parameter goes in the URL)"
             )
     kept = [(key, value) for key, value in query if key not in ours]
+    libpq = _libpq_keywords()
+    unknown = [key for key, _ in kept if key not in libpq]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option {unknown[0]!r} in {display_url(url)!r}: neither an agentledger "
+            f"option ({', '.join(own)}) nor a libpq connection parameter "
+            f"({', '.join(sorted(libpq))})"
+        )
     conninfo = urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote)))
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"bad PostgreSQL URL {display_url(url)!r}: {exc}") from exc
     return conninfo, ours
+
+
+def _libpq_keywords() -> set[str]:
+    """The connection parameters the installed libpq knows (`sslmode`, `connect_timeout`…)."""
+    return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
 
 
 def _number(url: str, name: str, value: Any, kind: type[int] | type[float], low: float) -> Any:
@@ -501,11 +593,15 @@ class PostgresStore(BaseStore):
         url: The URL it was opened with (for display and for other processes to reopen);
             if omitted, `conninfo` (plus `?schema=` when it is a URL and `schema` is not
             `public`).
-        **options: `max_event_bytes`, `clock`, `lifecycle`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option, or a database whose encoding is not UTF8.
-        SchemaVersionError: The schema was written by a newer agentledger.
+        StoreNotFoundError: The schema holds no store and may not be given one
+            (`read_only`, `create=False`).
+        SchemaVersionError: The schema was written by a newer agentledger, or is older and
+            the store is read-only.
         StoreUnavailableError: The server cannot be reached or refuses the connection.
 
     Example:
@@ -515,6 +611,7 @@ class PostgresStore(BaseStore):
 
     scheme = "postgresql"
     capabilities = Capabilities(persistent=True, multi_process=True)
+    _payload_is_canonical = False  # JSONB keeps values, not their text
 
     def __init__(
         self,
@@ -576,6 +673,12 @@ class PostgresStore(BaseStore):
         ):
             if name in opts:
                 opts[name] = _number(display, name, opts[name], kind, low)
+        for name in ("read_only", "create"):
+            if name in opts:
+                try:
+                    opts[name] = parse_flag(opts[name])
+                except ValueError as exc:
+                    raise ConfigurationError(f"bad option {name} in {display!r}: {exc}") from exc
         return cls(conninfo, url=url, **opts)
 
     def __repr__(self) -> str:
@@ -671,9 +774,16 @@ class PostgresStore(BaseStore):
                     schema_exists = conn.execute(
                         "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
                     ).fetchone()
+                    found = conn.execute("SELECT to_regclass(%s)", (sql.version_table,)).fetchone()
+                    missing = schema_exists is None or found is None or found[0] is None
+                    if missing and not self.create:
+                        why = "opened read-only" if self.read_only else "opened with create=False"
+                        raise StoreNotFoundError(
+                            f"PostgreSQL schema {self.schema!r} at {self._where} holds no "
+                            f"agentledger store ({why}: nothing was created)"
+                        )
                     if schema_exists is None:
                         conn.execute(f"CREATE SCHEMA {sql.schema}")
-                    found = conn.execute("SELECT to_regclass(%s)", (sql.version_table,)).fetchone()
                     if found is None or found[0] is None:
                         conn.execute(
                             f"CREATE TABLE {sql.version_table} (version integer PRIMARY KEY,"
@@ -686,9 +796,19 @@ class PostgresStore(BaseStore):
                             f"schema version {version}, but this agentledger knows versions up "
                             f"to {SCHEMA_VERSION}; upgrade agentledger to open it"
                         )
+                    if self.read_only and version < SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"PostgreSQL schema {self.schema!r} at {self._where} has agentledger "
+                            f"schema version {version} and this agentledger reads version "
+                            f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it "
+                            "for writing once (any command that writes) to migrate it"
+                        )
                     for target in range(version + 1, SCHEMA_VERSION + 1):
                         for statement in MIGRATIONS[target]:
-                            conn.execute(statement.format(schema=sql.schema))
+                            if isinstance(statement, str):
+                                conn.execute(statement.format(schema=sql.schema))
+                            else:
+                                statement(conn, sql.schema)
                         conn.execute(
                             f"INSERT INTO {sql.version_table} (version) VALUES (%s)", (target,)
                         )

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 from pydantic import ValidationError
 
 from agentledger._ids import new_id
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
@@ -39,6 +40,7 @@ from agentledger.errors import (
     CorruptedSessionError,
     EventTooLargeError,
     InvalidEventError,
+    ReadOnlyStoreError,
     SessionExistsError,
     SessionNotFoundError,
     StateConflictError,
@@ -49,17 +51,22 @@ from agentledger.stores.base import (
     SessionFilter,
     SessionPage,
     SessionStore,
+    VerifyReport,
     display_url,
 )
 
 __all__ = [
+    "COMMON_OPTIONS",
     "BaseStore",
     "EventRow",
     "SessionRow",
     "StoreTransaction",
     "convert_options",
+    "event_size",
     "format_timestamp",
+    "parse_flag",
     "parse_timestamp",
+    "store_options",
 ]
 
 # Fixed-width UTC timestamps sort as strings, so stores can index and compare them as text.
@@ -101,6 +108,66 @@ def convert_options(
     return converted
 
 
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+
+
+def parse_flag(value: Any) -> bool:
+    """A yes/no option: a `bool`, or the URL text `1`/`true`/`yes`/`on` or
+    `0`/`false`/`no`/`off` (any case).
+
+    Raises:
+        ValueError: Anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, not {value!r}")
+
+
+COMMON_OPTIONS: Mapping[str, Callable[[Any], Any] | None] = {
+    "max_event_bytes": int,
+    "read_only": parse_flag,
+    "create": parse_flag,
+    "clock": None,
+    "lifecycle": None,
+}
+"""The options every built-in store takes (see `BaseStore`), each with the converter of its
+URL query value (`None`: passed as given)."""
+
+
+def store_options(
+    url: str, options: Mapping[str, Any], own: Mapping[str, Callable[[Any], Any] | None]
+) -> dict[str, Any]:
+    """Check a store's options by name and convert their URL query values.
+
+    Args:
+        url: The store URL, for the error message (its password hidden).
+        options: Option name -> value, as `open_store` passes them (URL values are strings).
+        own: The store's own options beyond `COMMON_OPTIONS`, each with its converter
+            (`int`, `float`; `None`: passed as given).
+
+    Returns:
+        A new dict with the options converted.
+
+    Raises:
+        ConfigurationError: An option the store does not take (the message names it and
+            lists the valid ones), or a value its converter refuses.
+    """
+    known = {**COMMON_OPTIONS, **own}
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        scheme = url.split(":", 1)[0]
+        names = ", ".join(repr(name) for name in unknown)
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {names} in "
+            f"{display_url(url)!r}; valid options for {scheme}://: {', '.join(sorted(known))}"
+        )
+    kinds = {name: kind for name, kind in known.items() if kind is not None}
+    return convert_options(url, options, kinds)
+
+
 def parse_timestamp(value: str) -> datetime:
     """Parse a timestamp written by `format_timestamp` (or any ISO 8601 with an offset)."""
     return datetime.fromisoformat(value)
@@ -129,8 +196,43 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
 
 
+def _encode_payload(event: NewEvent) -> tuple[str, str, int]:
+    """Return the event's `data` and `state_delta` as canonical JSON text (keys sorted, so
+    the payload hash is the same on every store), and its size (`event_size`)."""
+    try:
+        data = canonical_json(event.data)
+        delta = canonical_json(strip_temp(event.state_delta))
+        # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
+        size = sum(
+            len(text.encode())
+            for text in (data, delta, event.type, event.author, event.invocation_id or "")
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+    return data, delta, size
+
+
+def event_size(event: NewEvent) -> int:
+    """The size of an event as the built-in stores count it against `max_event_bytes`.
+
+    Args:
+        event: The event, before it is appended.
+
+    Returns:
+        Bytes: the UTF-8 length of its `data` and `state_delta` (without `temp:` keys) as
+        compact JSON, plus its type, author and invocation id.
+
+    Raises:
+        InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
+            text that is not valid Unicode (a lone surrogate).
+    """
+    return _encode_payload(event)[2]
+
+
 class EventRow(NamedTuple):
-    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text."""
+    """An event as a store keeps it: scalar columns plus `data` and `state_delta` as JSON text
+    (canonical: keys sorted, compact), and its `payload_hash` and chain `hash`
+    (`agentledger.core.chain`)."""
 
     id: str
     session_id: str
@@ -141,6 +243,8 @@ class EventRow(NamedTuple):
     invocation_id: str | None
     data: str
     state_delta: str
+    payload_hash: str = ""
+    hash: str = ""
 
 
 class SessionRow(NamedTuple):
@@ -156,6 +260,9 @@ class SessionRow(NamedTuple):
     updated_at: str
     version: int
     snapshot: str
+    last_hash: str = ""
+    """The chain hash of the event of seq `version`, recorded with the snapshot: the last
+    acknowledged commit, so a lost tail of the ledger is told from one never written."""
 
 
 class StoreTransaction(ABC):
@@ -220,13 +327,31 @@ class BaseStore(SessionStore, ABC):
     Args:
         max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
             `data` and `state_delta` JSON plus its type, author and invocation id.
-        clock: Returns the current UTC time; stamps events that carry no timestamp.
+        clock: Returns the current UTC time; stamps every event written without a
+            timestamp (public as `clock`; `SessionManager` uses it for idle times and
+            cut-offs, so one clock stamps and decides). A time earlier than the session's
+            last event (a clock that went backwards, or a caller's timestamp) is raised to
+            that event's time.
         lifecycle: The phase rules every append is checked against, inside its
-            transaction (`core.lifecycle.check_append`); default: DESIGN.md §2's phases.
+            transaction (`core.lifecycle.check_append`); default: the standard phases.
+        read_only: Open for reading only: nothing is created or migrated, and
+            `create_session`, `append` and `delete_session` raise `ReadOnlyStoreError`.
+            A store that does not exist raises `StoreNotFoundError`; one whose schema is
+            older than this library's raises `SchemaVersionError` (a read never migrates).
+        create: Whether opening may create the store (a SQLite file, a file store's
+            folder, a PostgreSQL schema) when it does not exist; `False` raises
+            `StoreNotFoundError` instead. Never creates the folders above the store.
+
+    Raises:
+        ConfigurationError: A bad option value.
     """
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    _payload_is_canonical: ClassVar[bool] = True
+    """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
+    text); a store that keeps them in another form (JSONB) sets it to False, and its payload
+    hashes are then recomputed by `verify_session` only."""
 
     def __init__(
         self,
@@ -235,15 +360,35 @@ class BaseStore(SessionStore, ABC):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         clock: Callable[[], datetime] = _utcnow,
         lifecycle: Lifecycle = DEFAULT_LIFECYCLE,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
         if not isinstance(max_event_bytes, int) or max_event_bytes < 256:
             raise ConfigurationError(f"max_event_bytes must be an int >= 256, not {max_event_bytes!r}")
         if not isinstance(lifecycle, Lifecycle):
             raise ConfigurationError(f"lifecycle must be a Lifecycle, not {lifecycle!r}")
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be a function returning a datetime, not {clock!r}")
+        for name, flag in (("read_only", read_only), ("create", create)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{name} must be True or False, not {flag!r}")
         self.url = url
+        self.read_only = read_only
+        self.create = create and not read_only
         self.max_event_bytes = max_event_bytes
         self.lifecycle = lifecycle
         self._clock = clock
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The store's clock (UTC): it stamps every event written without a timestamp."""
+        return self._clock
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"store {display_url(self.url)} is open read-only; nothing was written"
+            )
 
     # -- backend primitives -------------------------------------------------------------
 
@@ -307,16 +452,7 @@ class BaseStore(SessionStore, ABC):
     # -- encoding -----------------------------------------------------------------------
 
     def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
-        try:
-            data = _dumps(event.data)
-            delta = _dumps(strip_temp(event.state_delta))
-            # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
-            size = sum(
-                len(text.encode())
-                for text in (data, delta, event.type, event.author, event.invocation_id or "")
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
+        data, delta, size = _encode_payload(event)
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(
@@ -330,6 +466,98 @@ class BaseStore(SessionStore, ABC):
             data,
             delta,
         )
+
+    @staticmethod
+    def _chained(rows: Sequence[EventRow], previous: str, floor: str) -> list[EventRow]:
+        """Stamp encoded rows with their final timestamps, payload hashes and chain hashes.
+
+        Call it last, inside the write transaction, once each row's `seq`, `data` and
+        `state_delta` are final: the hashes cover them.
+
+        Args:
+            rows: Encoded rows with their `seq` assigned, in order.
+            previous: The hash of the event before the first row (`GENESIS` for seq 1).
+            floor: The session's last event's timestamp (`""` for a new session). A row
+                stamped earlier (a clock that went backwards, or a caller's timestamp) is
+                stamped with the latest time before it instead, so a session's time never
+                runs backwards.
+        """
+        chained = []
+        for row in rows:
+            stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
+            payload = payload_hash(row.data, row.state_delta)
+            digest = event_hash(
+                previous,
+                row.session_id,
+                row.seq,
+                row.id,
+                row.type,
+                row.author,
+                stamp,
+                row.invocation_id,
+                payload,
+            )
+            chained.append(row._replace(timestamp=stamp, payload_hash=payload, hash=digest))
+            previous, floor = digest, stamp
+        return chained
+
+    def _chain_problem(
+        self, rows: Sequence[EventRow | Sequence[Any]], previous: str | None, *, payloads: bool
+    ) -> tuple[int, str] | None:
+        """The first event of a contiguous run of rows that breaks the chain, and why.
+
+        Args:
+            rows: Event rows (`EventRow` or tuples in its order) in `seq` order, without
+                gaps (checked by the caller).
+            previous: The hash the first row chains from; `None` checks only the links
+                between the rows.
+            payloads: Also recompute each payload hash from `data` and `state_delta`.
+        """
+        canonical = self._payload_is_canonical
+        for row in rows:
+            # By position (EventRow order), as SQL rows come as plain tuples.
+            if payloads:
+                data, delta = row[7], row[8]
+                if not canonical:
+                    try:
+                        data, delta = canonical_json(json.loads(data)), canonical_json(json.loads(delta))
+                    except (TypeError, ValueError):
+                        return row[2], "its data or state_delta is not JSON"
+                if payload_hash(data, delta) != row[9]:
+                    return row[2], "its data or state_delta was changed (payload hash mismatch)"
+            if previous is not None:
+                expected = event_hash(
+                    previous, row[1], row[2], row[0], row[3], row[4], row[5], row[6], row[9]
+                )
+                if expected != row[10]:
+                    return row[2], "its header or the chain before it was changed (hash mismatch)"
+            previous = row[10]
+        return None
+
+    def _check_read(self, session_id: str, rows: Sequence[EventRow], first: int | None) -> None:
+        """Check rows read back: no gap in `seq` (starting at `first` when given), and the
+        chain between them (from `GENESIS` when they start at seq 1).
+
+        Raises:
+            CorruptedSessionError: A gap, or an event whose hash does not match.
+        """
+        if not rows:
+            return
+        start = rows[0][2] if first is None else first
+        for i, row in enumerate(rows):
+            if row[2] != start + i:
+                raise CorruptedSessionError(
+                    session_id,
+                    f"event {start + i} is missing (found seq {row[2]} instead)",
+                    seq=start + i,
+                )
+        problem = self._chain_problem(
+            rows, GENESIS if start == 1 else None, payloads=self._payload_is_canonical
+        )
+        if problem is not None:
+            raise CorruptedSessionError(
+                session_id, f"event {problem[0]}: {problem[1]}", seq=problem[0]
+            )
 
     @staticmethod
     def _decode_event(
@@ -376,7 +604,9 @@ class BaseStore(SessionStore, ABC):
         return [decode(row) for row in rows]
 
     @staticmethod
-    def _session_row(session: Session, created_at: str | None = None) -> SessionRow:
+    def _session_row(
+        session: Session, created_at: str | None = None, last_hash: str = ""
+    ) -> SessionRow:
         return SessionRow(
             session.id,
             session.app_name,
@@ -388,6 +618,7 @@ class BaseStore(SessionStore, ABC):
             format_timestamp(session.updated_at),
             session.version,
             session.model_dump_json(),
+            last_hash,
         )
 
     def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
@@ -397,7 +628,9 @@ class BaseStore(SessionStore, ABC):
             pass
         # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
         try:
-            return project(self._decode_events(rebuild()))
+            rows = rebuild()
+            self._check_read(row.id, rows, 1)
+            return project(self._decode_events(rows))
         except CorruptedSessionError:
             raise
         except ValueError as exc:
@@ -469,7 +702,9 @@ class BaseStore(SessionStore, ABC):
                 old = self._decode_scoped(session_id, tx.load_scoped_state(app_name, scope_user))
                 tx.save_scoped_state(app_name, scope_user, _dumps(apply_delta(old, delta)))
         tx.insert_events(rows)
-        tx.save_session(self._session_row(updated, created_at), new=current is None)
+        tx.save_session(
+            self._session_row(updated, created_at, rows[-1].hash), new=current is None
+        )
         return updated, events
 
     def create_session(
@@ -484,7 +719,9 @@ class BaseStore(SessionStore, ABC):
         metadata: Mapping[str, Any] | None = None,
         phase: str | None = None,
         session_id: str | None = None,
+        created_at: datetime | None = None,
     ) -> Session:
+        self._check_writable()
         sid = new_id() if session_id is None else validate_session_id(session_id)
         for name, required in (("app_name", app_name), ("user_id", user_id)):
             if not isinstance(required, str) or not required:
@@ -500,16 +737,15 @@ class BaseStore(SessionStore, ABC):
             if value is not None:
                 data[key] = value
         data["metadata"] = dict(metadata or {})
-        try:
-            event = NewEvent(
-                type=EventType.SESSION_CREATED,
-                author="system",
-                data=data,
-                state_delta=dict(state or {}),
-            )
-        except ValidationError as exc:
-            raise InvalidEventError(str(exc)) from exc
-        row = self._encode(sid, 1, event, self._clock())
+        # Raises InvalidEventError (a naive created_at, a state that is not a dict).
+        event = NewEvent(
+            type=EventType.SESSION_CREATED,
+            author="system",
+            data=data,
+            state_delta=dict(state or {}),
+            timestamp=created_at,
+        )
+        (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
                 raise SessionExistsError(sid)
@@ -524,6 +760,7 @@ class BaseStore(SessionStore, ABC):
         expected_version: int | None = None,
         expected_state: Mapping[str, Any] | None = None,
     ) -> list[Event]:
+        self._check_writable()
         validate_session_id(session_id)
         events = list(events)
         for event in events:
@@ -546,9 +783,25 @@ class BaseStore(SessionStore, ABC):
             check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
-            rows = [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)]
+            previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+            rows = self._chained(
+                [r._replace(seq=current.version + i) for i, r in enumerate(encoded, 1)],
+                previous,
+                format_timestamp(current.updated_at),
+            )
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored
+
+    @staticmethod
+    def _last_hash(tx: StoreTransaction, session_id: str, version: int) -> str:
+        """The chain hash of the session's last event, read from its ledger (when the
+        snapshot row does not record it)."""
+        rows = tx.load_event_rows(session_id)
+        if not rows or rows[-1].seq != version or not rows[-1].hash:
+            raise CorruptedSessionError(
+                session_id, f"the ledger does not end at seq {version} with a chained event"
+            )
+        return rows[-1].hash
 
     # -- reads --------------------------------------------------------------------------
 
@@ -584,7 +837,73 @@ class BaseStore(SessionStore, ABC):
         )
         if not rows and not self._session_exists(session_id):
             raise SessionNotFoundError(session_id)
+        if not types:  # checked where cheap: no gap, and the chain between the rows
+            first = max(after, 0) + 1 if last is None and isinstance(after, int) else None
+            self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        validate_session_id(session_id)
+        if not self._session_exists(session_id):
+            raise SessionNotFoundError(session_id)
+
+        def bad(seq: int | None, problem: str, events: int = 0) -> VerifyReport:
+            return VerifyReport(
+                session_id=session_id, ok=False, events=events, first_bad_seq=seq, problem=problem
+            )
+
+        # The session's row first: a commit landing meanwhile only adds events after it.
+        try:
+            found = self._fetch_session(session_id)
+            snapshot_error = None
+        except CorruptedSessionError as exc:
+            found, snapshot_error = None, exc
+        try:
+            rows = [
+                r if isinstance(r, EventRow) else EventRow(*r)
+                for r in self._fetch_event_rows(
+                    session_id, after=0, limit=None, last=None, types=None
+                )
+            ]
+        except CorruptedSessionError as exc:
+            return bad(exc.seq, exc.detail)
+        for i, row in enumerate(rows, 1):
+            if row.seq != i:
+                return bad(i, f"event {i} is missing (found seq {row.seq} instead)", len(rows))
+        problem = self._chain_problem(rows, GENESIS, payloads=True)
+        if problem is not None:
+            return bad(problem[0], problem[1], len(rows))
+        if snapshot_error is not None:
+            return bad(snapshot_error.seq, snapshot_error.detail, len(rows))
+        if found is None:
+            return bad(None, "the session disappeared while it was verified", len(rows))
+        snapshot = found[0]
+        version = snapshot.version
+        if version > len(rows):
+            return bad(
+                len(rows) + 1,
+                (
+                    f"acknowledged event {version} is missing"
+                    if version == len(rows) + 1
+                    else f"acknowledged events {len(rows) + 1} to {version} are missing"
+                )
+                + f" (the ledger ends at seq {len(rows)})",
+                len(rows),
+            )
+        committed = rows[:version]
+        if committed and snapshot.last_hash not in ("", committed[-1].hash):
+            return bad(
+                version, "the last event is not the one the session's last commit recorded", len(rows)
+            )
+        try:
+            projected = project(self._decode_events(committed))
+            stored = Session.model_validate_json(snapshot.snapshot)
+        except (ValueError, CorruptedSessionError) as exc:
+            return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
+        if stored.model_dump() != projected.model_dump():
+            return bad(None, "the session's snapshot does not match its ledger", len(rows))
+        last_hash = rows[-1].hash if rows else ""
+        return VerifyReport(session_id=session_id, ok=True, events=len(rows), last_hash=last_hash)
 
     def list_sessions(
         self,
@@ -626,6 +945,7 @@ class BaseStore(SessionStore, ABC):
         return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
+        self._check_writable()
         validate_session_id(session_id)
         if expected_version is not None and (
             isinstance(expected_version, bool) or not isinstance(expected_version, int)

@@ -12,28 +12,44 @@ Durability (`durability=` option or `?durability=` in the URL):
     `"normal"`: `PRAGMA synchronous=NORMAL`; an acknowledged append survives a process
         crash (`kill -9`) but the last commits may be lost on power loss. Faster.
 
+Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chain`), and
+each session row the `last_hash` of its last commit, so damage to the file is detected
+(`verify_session`; gaps and the chain on reads too).
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
+
+Read-only (`read_only=True`): the file is opened with SQLite's `mode=ro`, so nothing can
+write it; the schema is checked, never created or migrated, and the journal mode is left as
+it is. A WAL file needs its `-shm` index to be read: SQLite creates it beside the file when
+the folder is writable; when it cannot (a read-only folder) and no `-wal` file holds
+unmerged commits, the file is opened as immutable instead.
+
+Creating: opening for writing creates the database file if it is missing (unless
+`create=False`), never the folder it goes in.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
     SchemaVersionError,
     StoreError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionFilter
@@ -42,13 +58,57 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
-    convert_options,
     format_timestamp,
+    store_options,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 
-MIGRATIONS: list[list[str]] = [
+
+
+def _chain_existing_events(conn: sqlite3.Connection) -> None:
+    """Version 2 (hash chain), for a database of version 1: rewrite every event's `data` and
+    `state_delta` as canonical JSON (equal values, keys sorted), compute its payload hash
+    and chain hash in `seq` order, and record each session's last hash. So every event of
+    an upgraded database is verifiable, as if it had been written by this version."""
+    last: dict[str, str] = {}
+    rows = conn.execute(
+        "SELECT session_id, seq, id, type, author, timestamp, invocation_id, data, state_delta"
+        " FROM events ORDER BY session_id, seq"
+    ).fetchall()
+    for session_id, seq, event_id, kind, author, stamp, invocation_id, data, delta in rows:
+        try:
+            data, delta = canonical_json(json.loads(data)), canonical_json(json.loads(delta))
+        except (TypeError, ValueError):
+            pass  # a damaged row stays as it is, and fails verification
+        digest = payload_hash(data, delta)
+        chained = event_hash(
+            last.get(session_id, GENESIS),
+            session_id,
+            seq,
+            event_id,
+            kind,
+            author,
+            stamp,
+            invocation_id,
+            digest,
+        )
+        last[session_id] = chained
+        conn.execute(
+            "UPDATE events SET data = ?, state_delta = ?, payload_hash = ?, hash = ?"
+            " WHERE session_id = ? AND seq = ?",
+            (data, delta, digest, chained, session_id, seq),
+        )
+    conn.executemany(
+        "UPDATE sessions SET last_hash = ? WHERE id = ?", [(h, sid) for sid, h in last.items()]
+    )
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""A migration step: an SQL statement, or a function run on the connection (in the
+migration's transaction)."""
+
+MIGRATIONS: list[list[Migration]] = [
     [],  # version 0: an empty database
     [  # version 1
         """CREATE TABLE sessions (
@@ -84,6 +144,15 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (app_name, user_id)
         )""",
     ],
+    [  # version 2
+        # -- the hash chain: every event's payload hash and chain hash, and each session's
+        #    last hash (its last acknowledged commit); see agentledger.core.chain.
+        "ALTER TABLE events ADD COLUMN payload_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE sessions ADD COLUMN last_hash TEXT NOT NULL DEFAULT ''",
+        _chain_existing_events,
+        # -- end of the hash chain
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -92,10 +161,13 @@ SCHEMA_VERSION = len(MIGRATIONS) - 1
 _DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 
-_EVENT_COLUMNS = "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta"
+_EVENT_COLUMNS = (
+    "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
+    " payload_hash, hash"
+)
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
-    " s.updated_at, s.version, s.snapshot, a.state, u.state FROM sessions s"
+    " s.updated_at, s.version, s.snapshot, s.last_hash, a.state, u.state FROM sessions s"
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
@@ -124,7 +196,7 @@ class _SqliteTransaction(StoreTransaction):
     def load_session(self, session_id: str) -> SessionRow | None:
         row = self._conn.execute(
             "SELECT id, app_name, user_id, agent_name, status, phase, created_at, updated_at,"
-            " version, snapshot FROM sessions WHERE id = ?",
+            " version, snapshot, last_hash FROM sessions WHERE id = ?",
             (session_id,),
         ).fetchone()
         return None if row is None else SessionRow(*row)
@@ -151,7 +223,8 @@ class _SqliteTransaction(StoreTransaction):
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def delete_session(self, session_id: str) -> bool:
@@ -163,14 +236,24 @@ class _SqliteTransaction(StoreTransaction):
         if new:
             self._conn.execute(
                 "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
-                " created_at, updated_at, version, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, version, snapshot, last_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         else:
             self._conn.execute(
                 "UPDATE sessions SET agent_name = ?, status = ?, phase = ?, updated_at = ?,"
-                " version = ?, snapshot = ? WHERE id = ?",
-                (row.agent_name, row.status, row.phase, row.updated_at, row.version, row.snapshot, row.id),
+                " version = ?, snapshot = ?, last_hash = ? WHERE id = ?",
+                (
+                    row.agent_name,
+                    row.status,
+                    row.phase,
+                    row.updated_at,
+                    row.version,
+                    row.snapshot,
+                    row.last_hash,
+                    row.id,
+                ),
             )
 
 
@@ -225,20 +308,39 @@ def _path_from_url(url: str) -> str:
     return path[1:]
 
 
+def _version_problem(path: str, version: int, *, read_only: bool) -> str:
+    """The message of a `SchemaVersionError` for a file at `version`."""
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path} has schema version {version}, but this agentledger knows versions up to "
+            f"{SCHEMA_VERSION}; upgrade agentledger to open it"
+        )
+    return (
+        f"{path} has schema version {version} and this agentledger reads version "
+        f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it for writing once "
+        "(any command that writes) to migrate it"
+    )
+
+
 class SqliteStore(BaseStore):
     """A store in one SQLite file.
 
     Args:
-        path: The database file; created (with its folder) if missing.
+        path: The database file; created if missing (unless `read_only` or
+            `create=False`); its folder must exist.
         durability: `"full"` (default) or `"normal"`; see the module docstring.
         busy_timeout: How long a writer waits for the write lock, in seconds, before
             `StoreUnavailableError`.
         url: The URL it was opened with (for display); derived from `path` if omitted.
-        **options: `max_event_bytes`, `clock`; see `BaseStore`.
+        **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
+            `BaseStore`.
 
     Raises:
         ConfigurationError: A bad option.
-        SchemaVersionError: The file was written by a newer agentledger.
+        StoreNotFoundError: The file is missing and may not be created, or its folder is
+            missing.
+        SchemaVersionError: The file was written by a newer agentledger, or is older and
+            opened read-only.
         StoreUnavailableError: The file cannot be opened or is locked too long.
 
     Example:
@@ -273,18 +375,32 @@ class SqliteStore(BaseStore):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
-        parent = Path(self.path).parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailableError(f"cannot create folder {parent}: {exc}") from exc
+        self._immutable = False
+        self._check_file()
         self.setup()
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
         """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`."""
-        opts = convert_options(url, options, {"max_event_bytes": int, "busy_timeout": float})
+        opts = store_options(url, options, {"durability": None, "busy_timeout": float})
         return cls(_path_from_url(url), url=url, **opts)
+
+    def _check_file(self) -> None:
+        """Refuse a missing file that may not be created, and a missing folder."""
+        if os.path.exists(self.path):
+            return
+        folder = Path(os.path.abspath(self.path)).parent
+        if self.read_only or not self.create:
+            why = "opened read-only" if self.read_only else "opened with create=False"
+            raise StoreNotFoundError(
+                f"SQLite store {self.path} does not exist ({why}: nothing was created)"
+            )
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
+            raise StoreNotFoundError(
+                f"cannot create SQLite store {self.path}: folder {folder} {problem} "
+                "(agentledger creates the database file, never its folders; create it first)"
+            )
 
     # -- connections --------------------------------------------------------------------
 
@@ -296,18 +412,50 @@ class SqliteStore(BaseStore):
         if conn is not None and self._local.pid == pid:
             return conn
         with _translated():
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._enable_wal(conn)
-            conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                self._enable_wal(conn)
+                conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
         self._local.conn, self._local.pid = conn, pid
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A `mode=ro` connection; immutable when a WAL file's `-shm` cannot be created
+        and no `-wal` holds commits (see the module docstring)."""
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        if not self._immutable:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                    raise
+                wal = f"{self.path}-wal"
+                if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                    raise StoreUnavailableError(
+                        f"cannot read {self.path} read-only: its write-ahead log {wal} holds "
+                        f"commits and its index {self.path}-shm cannot be created: open it "
+                        f"once with write access to merge the log ({exc})"
+                    ) from exc
+                self._immutable = True
+        return sqlite3.connect(
+            uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         # Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY
@@ -337,24 +485,36 @@ class SqliteStore(BaseStore):
                 pass
 
     def setup(self) -> None:
-        """Create or migrate the schema; safe when several processes do it at once.
+        """Create or migrate the schema; safe when several processes do it at once. On a
+        read-only store, only check it.
 
         Raises:
-            SchemaVersionError: The file's schema is newer than `SCHEMA_VERSION`.
+            SchemaVersionError: The file's schema is newer than `SCHEMA_VERSION`, or older
+                and the store is read-only.
+            StoreNotFoundError: Read-only, and the file holds no agentledger schema yet.
         """
         conn = self._conn()
+        if self.read_only:
+            version = self.schema_version()
+            if version == 0:
+                raise StoreNotFoundError(
+                    f"SQLite file {self.path} holds no agentledger store yet (schema version 0)"
+                )
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(_version_problem(self.path, version, read_only=True))
+            return
         with _translated():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
                 if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.path} has schema version {version}, but this agentledger knows "
-                        f"versions up to {SCHEMA_VERSION}; upgrade agentledger to open it"
-                    )
+                    raise SchemaVersionError(_version_problem(self.path, version, read_only=False))
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[target]:
-                        conn.execute(statement)
+                        if isinstance(statement, str):
+                            conn.execute(statement)
+                        else:
+                            statement(conn)
                     conn.execute(f"PRAGMA user_version = {target}")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -374,7 +534,7 @@ class SqliteStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
             row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
-        return None if row is None else (SessionRow(*row[:10]), row[10], row[11])
+        return None if row is None else (SessionRow(*row[:11]), row[11], row[12])
 
     def _fetch_event_rows(
         self,
@@ -442,7 +602,7 @@ class SqliteStore(BaseStore):
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()
-        return [(SessionRow(*r[:10]), r[10], r[11]) for r in rows]
+        return [(SessionRow(*r[:11]), r[11], r[12]) for r in rows]
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._transaction() as tx:

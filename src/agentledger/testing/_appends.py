@@ -47,7 +47,9 @@ class AppendConformance(ConformanceBase):
 
     def test_append_assigns_gapless_seq(self, store: SessionStore) -> None:
         session = store.create_session(app_name="demo", user_id="ada")
-        stamp = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)
+        # Later than any clock running these tests: a caller's time is kept unless it is
+        # earlier than the session's last event.
+        stamp = datetime(2125, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)
         batch = [
             msg("one", invocation_id="inv-1"),
             NewEvent(type="agent_message", author="agent", data={"text": "two"}, timestamp=stamp),

@@ -1,5 +1,5 @@
 """Conformance: the session lifecycle (statuses, phases, resume policy, finalize, retention)
-through `SessionManager`, on the store under test (seeds 001 and 003).
+through `SessionManager`, on the store under test.
 
 Each check opens the store with a `FakeClock`, so event timestamps, idle times and durations
 are exact and nothing sleeps.
@@ -56,10 +56,55 @@ class LifecycleConformance(ConformanceBase):
     def _new(self, manager: SessionManager, **kwargs: Any) -> Session:
         return manager.create_session(kwargs.pop("agent_name", "terraform-architect"), **kwargs)
 
-    # -- seed 003's two examples ------------------------------------------------------------
+    # -- one clock stamps and decides ---------------------------------------------------------
+
+    def _approval_pause(self, manager: SessionManager, clock: FakeClock) -> Session:
+        session = self._new(manager, purpose="approval_workflow")
+        clock.advance(minutes=1)
+        manager.update_state(session.id, phase="planning")
+        clock.advance(minutes=1)
+        return manager.update_state(session.id, phase="approval")
+
+    def _assert_on_clock(
+        self, manager: SessionManager, clock: FakeClock, session: Session, start: datetime
+    ) -> None:
+        """Events stamped by `clock`, and the resume decision measured on it."""
+        stamps = [e.timestamp for e in manager.store.read_events(session.id)]
+        assert stamps == [start, start + timedelta(minutes=1), start + timedelta(minutes=2)]
+        assert (session.created_at, session.updated_at) == (stamps[0], stamps[-1])
+        clock.advance(minutes=10)
+        decision = manager.should_resume(session.id)
+        assert decision.resume, decision.detail
+        assert decision.idle_seconds == 600
+        clock.advance(minutes=21)
+        late = manager.should_resume(session.id)
+        assert late.reason == ResumeReason.TIMEOUT_EXCEEDED
+        assert late.idle_seconds == 31 * 60
+        done = manager.finalize_session(session.id, "completed")
+        assert done.finalized_at == clock.now
+        assert done.duration_seconds == (clock.now - start).total_seconds()
+
+    def test_the_manager_uses_the_stores_clock(self, make_store: StoreFactory) -> None:
+        clock = FakeClock()
+        self.require_injectable_clock(make_store)
+        manager = SessionManager(make_store(clock=clock), app_name=self.unique("app"))
+        start = clock.now
+        self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
+
+    def test_a_clock_given_to_the_manager_stamps_what_it_writes(
+        self, make_store: StoreFactory
+    ) -> None:
+        """The store keeps the real time; the manager's own clock stamps its events
+        (creation included) and decides on the same clock."""
+        clock = FakeClock()
+        manager = SessionManager(make_store(), clock=clock, app_name=self.unique("app"))
+        start = clock.now
+        self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
+
+    # -- two example workflows -------------------------------------------------------------
 
     def test_approval_workflow(self, manager: SessionManager, clock: FakeClock) -> None:
-        """Seed 003, example 1: plan, pause for approval, resume, execute, finalize."""
+        """Example 1: plan, pause for approval, resume, execute, finalize."""
         session = manager.create_session(
             "terraform-architect", "approval_workflow", {"task_id": "T001", "workspace": "prod"}
         )
@@ -101,7 +146,7 @@ class LifecycleConformance(ConformanceBase):
         assert manager.should_resume(session.id).reason == ResumeReason.TERMINATED
 
     def test_multi_turn_investigation(self, manager: SessionManager, clock: FakeClock) -> None:
-        """Seed 003, example 2: findings accumulate across turns, then plan and execute."""
+        """Example 2: findings accumulate across turns, then plan and execute."""
         sid = manager.create_session(
             "gitops-operator", "investigation", {"issue": "pod-crash-loop"}
         ).id

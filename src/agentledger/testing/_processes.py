@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from agentledger.core.events import NewEvent
 from agentledger.errors import ConcurrencyError
+from agentledger.manager import continue_or_create_session, default_session_id
 from agentledger.stores.base import SessionStore, open_store
 from agentledger.testing._base import ConformanceBase
 
@@ -29,6 +30,7 @@ __all__ = [
     "AppendReport",
     "ProcessConformance",
     "append_worker",
+    "continue_worker",
     "create_worker",
     "open_in_child",
     "run_processes",
@@ -128,6 +130,31 @@ def create_worker(
         store.create_session(app_name=app_name, user_id=f"user-{worker}")
     finally:
         store.close()
+
+
+def continue_worker(
+    url: str,
+    imports: tuple[str, ...],
+    barrier: Barrier,
+    app_name: str,
+    worker: int,
+    results: Any = None,
+) -> None:
+    """At the same moment as the others, continue or create the one user's session of an
+    agent (`continue_or_create_session`) and append one message to it, as a first
+    `agentledger run` does; report `(worker, session id, created)` on `results`."""
+    store = open_in_child(url, imports)
+    try:
+        barrier.wait(timeout=60)
+        session, created = continue_or_create_session(
+            store, app_name=app_name, user_id="new", agent_name="helper"
+        )
+        store.append(session.id, [NewEvent(type="user_message", author="user",
+                                           data={"text": f"remind me to task {worker}"})])
+    finally:
+        store.close()
+    if results is not None:
+        results.put((worker, session.id, created))
 
 
 def run_processes(
@@ -244,3 +271,30 @@ class ProcessConformance(ConformanceBase):
         run_processes(ctx, create_worker, args)
         listed = store.list_sessions(app_name=app).sessions
         assert sorted(s.user_id for s in listed) == [f"user-{w}" for w in range(PROCESSES)]
+
+    def test_parallel_first_turns_from_processes_make_one_session(
+        self, store: SessionStore
+    ) -> None:
+        """Processes continuing a new user's session at once: one creates it, all use it;
+        once it is terminated, the next race makes exactly one new session again."""
+        self.require_multi_process(store)
+        ctx = self.mp_context()
+        app = self.unique("app")
+        for number in (1, 2):
+            barrier = ctx.Barrier(PROCESSES)
+            args = [(store.url, self.child_imports, barrier, app, w) for w in range(PROCESSES)]
+            reports = run_processes(ctx, continue_worker, args, ctx.Queue())
+            assert sorted(w for w, _, _ in reports) == list(range(PROCESSES))
+            assert len({sid for _, sid, _ in reports}) == 1, f"duplicate sessions: {reports}"
+            assert sum(created for _, _, created in reports) == 1, reports
+            assert len(store.list_sessions(app_name=app).sessions) == number
+            expected = default_session_id(app, "new", "helper", number)
+            assert reports[0][1] == expected
+            texts = [e.data["text"] for e in store.read_events(expected, types=["user_message"])]
+            assert sorted(texts) == sorted(f"remind me to task {w}" for w in range(PROCESSES))
+            status = NewEvent(type="status_changed", data={"from": "active", "to": "terminated"})
+            store.append(expected, [status])
+        listed = store.list_sessions(app_name=app).sessions
+        assert sorted(s.id for s in listed) == [
+            default_session_id(app, "new", "helper", n) for n in (1, 2)
+        ]

@@ -131,14 +131,16 @@ def _apply(state: dict[str, Any], delta: dict[str, Any], prefix: str) -> None:
                 state[key] = value
 
 
-def _check_stored(new: NewEvent, stored: Event) -> None:
+def _check_stored(new: NewEvent, stored: Event, floor: datetime) -> None:
     assert (stored.type, stored.author, stored.data) == (new.type, new.author, new.data)
     assert stored.invocation_id == new.invocation_id
     assert stored.state_delta == {
         k: v for k, v in new.state_delta.items() if not k.startswith("temp:")
     }
+    # A caller's time is kept, unless earlier than the session's last event (`floor`).
+    assert stored.timestamp >= floor
     if new.timestamp is not None:
-        assert stored.timestamp == new.timestamp
+        assert stored.timestamp == max(new.timestamp, floor)
 
 
 class PropertyConformance(ConformanceBase):
@@ -160,6 +162,7 @@ class PropertyConformance(ConformanceBase):
         _apply(shared, initial, "app:")
         _apply(shared, initial, "user:")
         appended: list[Event] = []
+        floor = session.updated_at
         for batch in batches:
             try:
                 stored = store.append(session.id, batch)
@@ -170,7 +173,8 @@ class PropertyConformance(ConformanceBase):
             first = len(appended) + 2
             assert self.seqs(stored) == list(range(first, first + len(batch)))
             for new, event in zip(batch, stored, strict=True):
-                _check_stored(new, event)
+                _check_stored(new, event, floor)
+                floor = event.timestamp
                 _apply(shared, new.state_delta, "app:")
                 _apply(shared, new.state_delta, "user:")
             appended.extend(stored)

@@ -16,7 +16,9 @@ from agentledger.testing._base import ConformanceBase, msg
 
 __all__ = ["ReadConformance"]
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2124, 1, 1, tzinfo=timezone.utc)
+"""Later than the clock: `_touch` times are kept (a time earlier than a session's last
+event would be raised to it)."""
 TYPES = ["user_message", "agent_message", "tool_call", "tool_result", "agent_message"]
 
 

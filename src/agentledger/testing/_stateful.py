@@ -43,6 +43,7 @@ from agentledger.manager import SessionManager
 from agentledger.stores.base import SessionStore
 from agentledger.stores.memory import MemoryStore
 from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._integrity import chain_of
 from agentledger.testing._lifecycle import FakeClock
 
 __all__ = ["StatefulConformance", "StoreComparison"]
@@ -452,6 +453,19 @@ class StoreComparison(RuleBasedStateMachine):
         if results is not None:
             assert results[1].session_ids == results[0].session_ids
             assert results[1].skipped_corrupted == results[0].skipped_corrupted == []
+
+    @rule(choice=_choices)
+    def verify(self, choice: int) -> None:
+        """Whatever was done, the session's history verifies, with the same chain hash on
+        both stores (the chain is a function of the events, whatever keeps them)."""
+        sid = self._pick(choice)
+        results = self._both(lambda s: s.verify_session(sid), f"verify_session({sid!r})")
+        if results is not None:
+            expected, actual = results
+            assert expected.ok and actual.ok, actual
+            assert actual.events == expected.events
+            ledger = self.store.read_events(sid)
+            assert actual.last_hash == chain_of(ledger), f"verify_session({sid!r}) differs"
 
     @invariant()
     def every_session_agrees(self) -> None:

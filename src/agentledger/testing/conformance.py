@@ -1,4 +1,4 @@
-"""The store conformance suite: every check of the store contract (DESIGN.md §3), for any store.
+"""The store conformance suite: every check of the store contract, for any store.
 
 Each backend shipped with agentledger runs it (`tests/test_conformance.py`), and so can a
 third-party store. Subclass `StoreConformance` in a test module (its name must start with
@@ -41,7 +41,8 @@ is split by topic:
     `_sessions`: create, delete, reopen.
     `_appends`: atomicity, versions, writers in threads.
     `_processes`: 8 processes × 500 appends to one session, with and without
-        `expected_version`: each append lands exactly once or raises `ConcurrencyError`.
+        `expected_version`: each append lands exactly once or raises `ConcurrencyError`;
+        8 processes continuing a new user's session at once make exactly one.
     `_crash`: writers killed with SIGKILL at random points, 50 times per store: every
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
@@ -53,11 +54,21 @@ is split by topic:
     `_stateful`: a hypothesis state machine creates, appends, reads, lists, deletes and cleans
         up (`SessionManager.cleanup`) on the store and on a `MemoryStore`, and checks that
         they agree call for call.
+    `_continuation`: continuing a user's most recent active session of an agent, or
+        creating one, without duplicates when callers race (`continue_or_create_session`);
+        a caller-chosen session id is created once by racing threads.
     `_lifecycle`: statuses, phases, the resume policy, finalize, retention and stats through
-        `SessionManager` (seeds 001 and 003).
+        `SessionManager`.
+    `_opening`: an unknown URL option is a `ConfigurationError` naming it; `read_only=True`
+        reads and refuses every write (`ReadOnlyStoreError`); neither `read_only=True` nor
+        `create=False` creates a missing store (`StoreNotFoundError`).
+    `_integrity`: time never runs backwards in a session (a clock going back, an earlier
+        timestamp from the caller); every session's hash chain verifies after normal use,
+        and `verify_session` reports the same `last_hash` as `chain_of(events)`.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
+A store must accept the `read_only` and `create` options.
 """
 
 from __future__ import annotations
@@ -65,8 +76,11 @@ from __future__ import annotations
 from agentledger.testing._appends import AppendConformance
 from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
+from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
+from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
+from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -79,9 +93,12 @@ __all__ = [
     "AppendConformance",
     "BadInputConformance",
     "ConformanceBase",
+    "ContinuationConformance",
     "CrashConformance",
     "FakeClock",
+    "IntegrityConformance",
     "LifecycleConformance",
+    "OpeningConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -106,5 +123,8 @@ class StoreConformance(
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
+    OpeningConformance,
+    ContinuationConformance,
+    IntegrityConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""

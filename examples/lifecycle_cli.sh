@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Seed 003's two examples through the agentledger CLI, checking the resume decision at each
+# Two agent workflows through the agentledger CLI (an approval workflow paused for approval
+# and resumed, and a multi-turn investigation), checking the resume decision at each
 # step (the exit code of `agentledger sessions should-resume`: 0 may resume, 1 not), plus a
 # session that times out and one with three errors.
 #
-#   examples/seed003_cli.sh [STORE_URL]
+#   examples/lifecycle_cli.sh [STORE_URL]
 #
 # STORE_URL: any store that outlives one command (sqlite:///…, file://…, postgresql://…);
 # default: a SQLite file in a temporary folder, removed at exit. Set $AGENTLEDGER to the
@@ -31,7 +32,7 @@ if [[ $# -ge 1 ]]; then
 else
     TMP=$(mktemp -d)
     trap 'rm -rf "$TMP"' EXIT
-    URL="sqlite:///$TMP/seed003.db"
+    URL="sqlite:///$TMP/lifecycle.db"
 fi
 case $URL in
 memory://*)
@@ -172,4 +173,4 @@ step "all sessions"
 step "metrics"
 "$AL" stats
 
-printf '\nseed 003 through the CLI: all checks passed\n'
+printf '\nthe lifecycle through the CLI: all checks passed\n'
