@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,56 @@ STORE_URLS: dict[str, Callable[[Path], str | AbstractContextManager[str]]] = {
 manager giving one and removing it afterwards."""
 
 
+# -- the http:// store: a real uvicorn server in a subprocess, one per backend it serves ----
+
+_SERVERS: dict[str, object] = {}
+
+
+def _http_root() -> Path:
+    """The folder of the SQLite files the http:// test server serves (removed at the end)."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"agentledger-http-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def _served(backend: str, template: str) -> object:
+    from http_support import ServedStores
+
+    if backend not in _SERVERS:
+        _SERVERS[backend] = ServedStores(template)
+    return _SERVERS[backend]
+
+
+@contextmanager
+def http_store_url(backend: str, tmp: Path) -> Iterator[str]:
+    """An `http://` store URL served (over `backend`: `sqlite` or `postgresql`) by a test
+    server subprocess; the store is closed afterwards. Skips without the server extra."""
+    pytest.importorskip("fastapi", reason="the http:// store tests need the server extra")
+    if backend == "postgresql":
+        with postgres_schema_url() as pg_url:
+            base, _, schema = pg_url.rpartition("schema=")
+            server: Any = _served(backend, base + "schema=test_{name}")
+            url = server.url(schema.removeprefix("test_"))
+            try:
+                yield url
+            finally:
+                server.release(url)
+        return
+    root = _http_root()
+    server = _served(backend, f"sqlite:///{root}/{{name}}.db?durability=normal")
+    url = server.url()
+    try:
+        yield url
+    finally:
+        server.release(url)
+
+
+STORE_URLS["http-sqlite"] = lambda tmp: http_store_url("sqlite", tmp)
+STORE_URLS["http-postgresql"] = lambda tmp: http_store_url("postgresql", tmp)
+
+
 @pytest.fixture(params=list(STORE_URLS))
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a fresh, empty store; one parameter per backend."""
@@ -93,3 +144,14 @@ def make_store(store_url: str) -> Iterator[StoreFactory]:
 def store(make_store: StoreFactory) -> SessionStore:
     """An open, empty store, once per backend."""
     return make_store()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the http:// test servers."""
+    import shutil
+
+    for server in _SERVERS.values():
+        server.stop()  # type: ignore[attr-defined]
+    if "sqlite" in _SERVERS:
+        shutil.rmtree(_http_root(), ignore_errors=True)
+    _SERVERS.clear()

@@ -116,3 +116,12 @@ def test_bench_runner_quick_run_reports_every_store() -> None:
     for result in output["results"].values():
         assert result["model_ms"] > 0 and result["overhead_ms"] > 0
         assert result["turn_ms"] >= result["model_ms"]
+
+
+def test_bench_http_quick() -> None:
+    """`bench_http.py --quick` serves a store, appends over HTTP and streams (smoke run)."""
+    pytest.importorskip("fastapi", reason="bench_http.py needs the server extra")
+    output = run_quick(BENCHMARKS / "bench_http.py")
+    assert output["direct"]["appends_per_s"] > 0
+    assert set(output["http"]) == {"1", "8"}
+    assert all(row["deliveries"] > 0 for row in output["sse"].values())

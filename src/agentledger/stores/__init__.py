@@ -53,12 +53,21 @@ def _open_file(url: str, options: dict[str, Any]) -> SessionStore:
     return FileStore.from_url(url, options)
 
 
+def _open_http(url: str, options: dict[str, Any]) -> SessionStore:
+    # Raises MissingDependencyError (naming the `server` extra) without httpx.
+    from agentledger.stores.http import HttpStore
+
+    return HttpStore.from_url(url, options)
+
+
 _BUILTIN = {
     "memory": _open_memory,
     "sqlite": _open_sqlite,
     "file": _open_file,
     "postgresql": _open_postgres,
     "postgres": _open_postgres,
+    "http": _open_http,
+    "https": _open_http,
 }
 
 

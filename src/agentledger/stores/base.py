@@ -109,10 +109,14 @@ class Capabilities:
     Attributes:
         persistent: Data outlives the process (and survives `kill -9` once acknowledged).
         multi_process: Several processes may write to the same store at once.
+        injectable_clock: `open_store(url, clock=..., lifecycle=...)` takes a clock (event
+            timestamps) and a phase configuration; a store served by another process (the
+            `http://` store) takes both from its server instead.
     """
 
     persistent: bool
     multi_process: bool
+    injectable_clock: bool = True
 
 
 @runtime_checkable

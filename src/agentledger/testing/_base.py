@@ -93,6 +93,16 @@ class ConformanceBase:
         if not store.capabilities.multi_process:
             pytest.skip(f"{store.url} does not declare the 'multi_process' capability")
 
+    @staticmethod
+    def require_injectable_clock(make_store: StoreFactory) -> None:
+        """Skip unless the store takes `clock=` and `lifecycle=` options (probes a store)."""
+        probe = make_store()
+        if not probe.capabilities.injectable_clock:
+            pytest.skip(
+                f"{probe.url} does not declare the 'injectable_clock' capability: its clock "
+                "and phases are its server's"
+            )
+
     def mp_context(self) -> Any:
         """Return the `multiprocessing` context of `start_method` (every context has the same
         API; typeshed only gives `Process` to the concrete ones, hence `Any`)."""

@@ -38,6 +38,7 @@ class ContinuationConformance(ConformanceBase):
 
     def test_continue_or_create_rule(self, make_store: StoreFactory) -> None:
         clock = FakeClock()
+        self.require_injectable_clock(make_store)
         store = make_store(clock=clock)
         app, user = self.unique("app"), "ada"
 

@@ -50,6 +50,7 @@ class LifecycleConformance(ConformanceBase):
 
     @pytest.fixture
     def manager(self, make_store: StoreFactory, clock: FakeClock) -> SessionManager:
+        self.require_injectable_clock(make_store)
         return SessionManager(make_store(clock=clock), clock=clock, app_name=self.unique("app"))
 
     def _new(self, manager: SessionManager, **kwargs: Any) -> Session:
@@ -85,6 +86,7 @@ class LifecycleConformance(ConformanceBase):
 
     def test_the_manager_uses_the_stores_clock(self, make_store: StoreFactory) -> None:
         clock = FakeClock()
+        self.require_injectable_clock(make_store)
         manager = SessionManager(make_store(clock=clock), app_name=self.unique("app"))
         start = clock.now
         self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
@@ -330,6 +332,7 @@ class LifecycleConformance(ConformanceBase):
             initial_phase="draft",
             transitions={"draft": frozenset({"review"}), "review": frozenset({"draft"})},
         )
+        self.require_injectable_clock(make_store)
         manager = SessionManager(make_store(clock=clock, lifecycle=review), clock=clock)
         sid = manager.create_session("editor").id
         assert manager.get_session(sid).phase == "draft"  # the lifecycle's initial phase

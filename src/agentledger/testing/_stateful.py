@@ -519,6 +519,7 @@ class StatefulConformance(ConformanceBase):
     stateful_steps: ClassVar[int] = 30
 
     def test_store_agrees_with_the_memory_model(self, make_store: StoreFactory) -> None:
+        self.require_injectable_clock(make_store)
         clock = FakeClock(T0)
         under_test = make_store(clock=clock)
 

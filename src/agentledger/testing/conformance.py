@@ -67,8 +67,10 @@ is split by topic:
     `_integrity`: time never runs backwards in a session (a clock going back, an earlier
         timestamp from the caller); every session's hash chain verifies after normal use,
         and `verify_session` reports the same `last_hash` as `chain_of(events)`.
-The checks that read the time open the store with `make_store(clock=FakeClock())`, so a
-store must accept the `clock` option, and the `read_only` and `create` options too.
+The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
+with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
+served by another process, such as `http://`, takes its clock and phases from its server).
+A store must accept the `read_only` and `create` options.
 """
 
 from __future__ import annotations

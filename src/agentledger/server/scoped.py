@@ -1,0 +1,199 @@
+"""Per-user isolation: a view of a store limited to one caller's sessions.
+
+`scoped_store(store, principal)` returns the store itself for an admin, else a
+`ScopedStore`: the caller sees, reads, appends to, deletes and lists only the sessions of
+their own user id in the apps they may use. Another user's session is reported as not found
+(`SessionNotFoundError`), exactly like a session that does not exist, so its existence is
+never confirmed. Everything above it (the lifecycle manager, the runner, the hooks) works
+unchanged on the view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from agentledger.core.events import Event, NewEvent
+from agentledger.core.session import Session
+from agentledger.errors import AgentLedgerError, SessionNotFoundError
+from agentledger.server.auth import Principal
+from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
+
+__all__ = ["AccessDeniedError", "ScopedStore", "scoped_store"]
+
+
+class AccessDeniedError(AgentLedgerError):
+    """The caller may not create a session for another user or in an app not theirs (403)."""
+
+
+class ScopedStore:
+    """`store` as one non-admin caller may see it (see the module docstring).
+
+    Args:
+        store: The shared store; closing the view does not close it.
+        principal: The caller.
+    """
+
+    def __init__(self, store: SessionStore, principal: Principal) -> None:
+        self.inner = store
+        self.principal = principal
+        self.url = store.url
+        self.capabilities = store.capabilities
+        self.lifecycle = store.lifecycle
+        self.max_event_bytes = store.max_event_bytes
+
+    def _visible(self, session: Session) -> bool:
+        return session.user_id == self.principal.user_id and self.principal.may_use_app(
+            session.app_name
+        )
+
+    def _own(self, session_id: str) -> Session:
+        session = self.inner.get_session(session_id)
+        if not self._visible(session):
+            raise SessionNotFoundError(session_id)
+        return session
+
+    def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        agent_name: str | None = None,
+        title: str | None = None,
+        purpose: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        phase: str | None = None,
+        session_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Session:
+        """As `SessionStore.create_session`, for the caller's own user and apps only.
+
+        Raises:
+            AccessDeniedError: `user_id` is not the caller's, or `app_name` not one of theirs.
+        """
+        if user_id != self.principal.user_id:
+            raise AccessDeniedError(f"you may only create sessions for user {self.principal.user_id!r}")
+        if not self.principal.may_use_app(app_name):
+            raise AccessDeniedError(f"your token does not allow app {app_name!r}")
+        return self.inner.create_session(
+            app_name=app_name,
+            user_id=user_id,
+            agent_name=agent_name,
+            title=title,
+            purpose=purpose,
+            state=state,
+            metadata=metadata,
+            phase=phase,
+            session_id=session_id,
+            created_at=created_at,
+        )
+
+    def append(
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """As `SessionStore.append`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)  # a session's owner never changes, so checking first is safe
+        return self.inner.append(
+            session_id, events, expected_version=expected_version, expected_state=expected_state
+        )
+
+    def get_session(self, session_id: str) -> Session:
+        """As `SessionStore.get_session`; another user's session is `SessionNotFoundError`."""
+        return self._own(session_id)
+
+    def read_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        last: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.read_events(session_id, after=after, limit=limit, last=last, types=types)
+
+    def list_sessions(
+        self,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        agent_name: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """As `SessionStore.list_sessions`, over the caller's own sessions only: a filter on
+        another user or an app not theirs gives an empty page. When the caller may use
+        several apps and names none, a page may hold fewer than `limit` sessions."""
+        own = self.principal.user_id
+        if (user_id is not None and user_id != own) or (
+            app_name is not None and not self.principal.may_use_app(app_name)
+        ):
+            self.inner.list_sessions(limit=limit, cursor=cursor)  # still checks the arguments
+            return SessionPage(sessions=[])
+        apps = self.principal.apps
+        if app_name is None and apps is not None and len(apps) == 1:
+            app_name = next(iter(apps))
+        page = self.inner.list_sessions(
+            app_name=app_name,
+            user_id=own,
+            agent_name=agent_name,
+            status=status,
+            phase=phase,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        if apps is None or app_name is not None:
+            return page
+        return SessionPage(
+            sessions=[s for s in page.sessions if self._visible(s)],
+            next_cursor=page.next_cursor,
+            corrupted=[],
+        )
+
+    def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
+        """As `SessionStore.delete_session`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        self.inner.delete_session(session_id, expected_version=expected_version)
+
+    def verify_session(self, session_id: str) -> VerifyReport:
+        """As `SessionStore.verify_session`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.verify_session(session_id)
+
+    def close(self) -> None:
+        """Nothing to release: the shared store stays open."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def scoped_store(store: SessionStore, principal: Principal) -> SessionStore:
+    """The store as `principal` may see it: the store itself for an admin, else a
+    `ScopedStore`."""
+    if principal.admin:
+        return store
+    return ScopedStore(store, principal)
