@@ -27,6 +27,7 @@ from agentledger.errors import (
     InvalidTransitionError,
     MissingDependencyError,
     RunnerError,
+    SessionAccessError,
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
@@ -52,6 +53,7 @@ RETRY_AFTER_SECONDS = 1
 # Most specific first: the first class in an error's MRO found here decides its status.
 _STATUS: dict[type[AgentLedgerError], int] = {
     SessionNotFoundError: 404,
+    SessionAccessError: 404,  # another user's session: as if it did not exist
     ConcurrencyError: 409,
     SessionExistsError: 409,
     AccessDeniedError: 403,

@@ -37,6 +37,7 @@ from agentledger.errors import (
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
+from agentledger.stores.shared import MAX_SEQ, check_nesting
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
@@ -247,6 +248,10 @@ class HttpStore:
         """As `SessionStore.create_session`, on the server."""
         if session_id is not None:
             validate_session_id(session_id)
+        for name, value in (("state", state), ("metadata", metadata)):
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidEventError(f"{name} must be a JSON object (a mapping), not {value!r}")
+            check_nesting(value, f"session_created event {name}")
         for name, required in (("app_name", app_name), ("user_id", user_id)):
             if not isinstance(required, str) or not required:
                 raise InvalidEventError(f"{name} must be a non-empty string, not {required!r}")
@@ -282,6 +287,9 @@ class HttpStore:
             raise InvalidEventError("session_created is written by create_session only")
         # Every field as JSON; the free-form values exactly as given, so a value JSON cannot
         # hold is refused here as the server's store would refuse it.
+        check_nesting(event.data, f"{event.type} event data")
+        check_nesting(event.state_delta, f"{event.type} event state_delta")
+        check_nesting(event.state_ops, f"{event.type} event state_ops")
         values = event.model_dump(mode="json", exclude={"data", "state_delta"})
         values["data"], values["state_delta"] = event.data, event.state_delta
         self._check_size(
@@ -348,6 +356,9 @@ class HttpStore:
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise ConfigurationError(f"after must be an int, not {after!r}")
+        after = min(after, MAX_SEQ)  # no seq is larger; the server takes 64-bit numbers
         for name, value in (("limit", limit), ("last", last)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0

@@ -287,8 +287,9 @@ def _stored_event(values: dict[str, Any]) -> Event:
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
 
-_MAX_SEQ = 2**63 - 1
+MAX_SEQ = 2**63 - 1
 """The largest 64-bit signed integer: no `seq` is larger."""
+_MAX_SEQ = MAX_SEQ
 
 MAX_NESTING = 100
 """The deepest nesting of objects and arrays a stored value may have (`{"a": [1]}` is 2)."""
