@@ -177,6 +177,17 @@ def test_long_answers_are_not_wrapped_when_piped(tmp_path: Path) -> None:
     assert answer_lines == [f"agent: Added reminder: {long}. You now have 1 reminder."]
 
 
+def test_run_stores_no_escape_sequence_or_control_character(tmp_path: Path) -> None:
+    result = cli(tmp_path, "run", "remind me to a\x1b[31mred\x07 bell")
+    assert result.returncode == 0, result.stderr
+    shown = cli(tmp_path, "sessions", "list", "--json")
+    sid = json.loads(shown.stdout)["sessions"][0]["id"]
+    state = json.loads(cli(tmp_path, "sessions", "show", sid, "--json").stdout)["state"]
+    assert state["user:reminders"] == ["ared bell"]
+    events = cli(tmp_path, "sessions", "events", sid, "--json").stdout
+    assert "\\u001b" not in events and "\\u0007" not in events
+
+
 def test_concurrent_runs_lose_no_reminder(tmp_path: Path) -> None:
     """Six `agentledger run` processes add reminders to one user's list at once."""
     first = cli(tmp_path, "run", "remind me to start")

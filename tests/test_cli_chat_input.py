@@ -128,6 +128,23 @@ def test_history_is_kept_across_chats_on_the_same_store(
     assert user_messages(other) == ["hi"]
 
 
+def test_the_history_file_is_private_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lines typed are the user's words: 0600, like the store's own files."""
+    monkeypatch.delenv(HISTORY_ENV, raising=False)
+    url = f"sqlite:///{tmp_path}/x.db"
+    old = os.umask(0o022)
+    try:
+        result = chat_with_keys(url, ["remind me to call Bo" + ENTER, CTRL_D], monkeypatch)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    history = tmp_path / "x.db.chat-history"
+    assert "call Bo" in history.read_text()
+    assert history.stat().st_mode & 0o777 == 0o600
+
+
 def test_ctrl_c_at_the_prompt_drops_the_line(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     result = chat_with_keys(url, ["remind me to forget this\x03",
                                   "remind me to keep this" + ENTER, CTRL_D], monkeypatch)

@@ -28,6 +28,8 @@ LISTINGS = [
     ["stats", "--json"],
     ["sessions", "cleanup", "--hours", "1", "--dry-run"],
     ["sessions", "cleanup", "--hours", "0", "--json"],
+    ["verify", "--all"],
+    ["verify", "--all", "--json"],
 ]
 """Commands over every session: on a missing store, an empty answer and a note."""
 
@@ -41,6 +43,7 @@ ONE_SESSION = [
     ["sessions", "finalize", "s1", "completed"],
     ["sessions", "terminate", "s1"],
     ["sessions", "delete", "s1", "--yes"],
+    ["replay", "s1"],
 ]
 """Commands on one session: on a missing store, one error line naming it."""
 

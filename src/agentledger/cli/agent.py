@@ -18,7 +18,7 @@ from rich.text import Text
 
 from agentledger.cli.access import AnyUserOpt, owned_session
 from agentledger.cli.app import app, store_from
-from agentledger.cli.lineinput import LineReader, clean_line, open_line_reader
+from agentledger.cli.lineinput import LineReader, clean_line, clean_text, open_line_reader
 from agentledger.cli.model_options import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
@@ -200,8 +200,11 @@ def run(
     """Run one agent turn with the user's own words and print the answer (as it streams).
 
     Prints the session's id, marked (new) or (continued), then the answer. Ctrl-C during
-    the turn records it as cancelled in the session and exits with code 130.
+    the turn records it as cancelled in the session and exits with code 130. Terminal
+    escape sequences and control characters (but tabs and newlines) are removed from the
+    message before it is stored.
     """
+    message = clean_text(message)
     if not message.strip():
         raise typer.BadParameter("say something: the message is empty", param_hint="MESSAGE")
     agent = with_model(load_agent(agent_spec), model, base_url, api_key_env)
@@ -293,9 +296,9 @@ def _chat_loop(chat: ChatContext, runner: Runner, reader: LineReader) -> None:
                 continue  # Ctrl-C at the prompt drops the line, as a shell does
             out.print()
             break
-        if reader.echo:
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
         message = clean_line(line).strip()
+        if reader.echo:  # what is stored, not the raw escape codes
+            out.print(clean_line(line), markup=False, highlight=False, soft_wrap=True)
         if not message:
             continue
         if message.lower() in _EXIT_WORDS:

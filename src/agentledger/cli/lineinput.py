@@ -42,6 +42,7 @@ __all__ = [
     "PlainLineReader",
     "PromptLineReader",
     "clean_line",
+    "clean_text",
     "history_path",
     "open_line_reader",
     "user_data_dir",
@@ -66,6 +67,23 @@ _ESCAPE = re.compile(
     re.VERBOSE,
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 (but tab), DEL and C1
+
+
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps tab and \n
+
+
+def clean_text(text: str) -> str:
+    """`clean_line` for a message that may span lines (`agentledger run "..."`): escape
+    sequences and control characters removed, tabs and newlines kept.
+
+    Args:
+        text: The message as given.
+
+    Returns:
+        The message without ANSI/VT escape sequences and control characters other than tab
+        and newline (`\r\n` becomes `\n`).
+    """
+    return _CONTROL_BUT_NEWLINE.sub("", _ESCAPE.sub("", text.replace("\r\n", "\n")))
 
 
 def clean_line(line: str) -> str:
@@ -193,7 +211,10 @@ class PromptLineReader:
         history: History = InMemoryHistory()
         if history_file is not None:
             try:
-                history_file.parent.mkdir(parents=True, exist_ok=True)
+                history_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # The lines typed are the user's words: private to the owner, like the
+                # store's own files, whatever the umask (an existing file keeps its mode).
+                os.close(os.open(history_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             except OSError as exc:
                 print_warning(f"the chat history cannot be kept in {history_file}: {exc}")
             else:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentledger.cli.agent import AgentOpt, load_agent
-from agentledger.cli.app import app, store_from
+from agentledger.cli.app import StoreMode, app, store_from
 from agentledger.cli.render import make_console, print_json
 from agentledger.runner.replay import replay_session
 
@@ -38,7 +38,8 @@ def replay(
     (`seq`, `type`, `field`, `recorded`, `replayed`, `tool`) or null.
     """
     agent = load_agent(agent_spec)
-    report = replay_session(store_from(ctx), session_id, agent, until=until)
+    # The replay runs in memory: the store is only read, never created or migrated.
+    report = replay_session(store_from(ctx, StoreMode.READ), session_id, agent, until=until)
     if json_output:
         print_json({**dataclasses.asdict(report), "identical": report.identical})
     else:

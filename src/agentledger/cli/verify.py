@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from agentledger.cli.app import app, store_from
+from agentledger.cli.app import StoreMode, app, store_from
 from agentledger.cli.render import make_console, print_json
 from agentledger.cli.sessions import JsonOpt, usage_error
 from agentledger.errors import SessionNotFoundError
@@ -59,7 +59,7 @@ def verify_command(
     """
     if bool(session_ids) == all_sessions:
         usage_error("give session ids or --all (not both)")
-    store = store_from(ctx)
+    store = store_from(ctx, StoreMode.READ)  # a read: never creates or migrates a store
     ids = list(dict.fromkeys(_all_ids(store))) if all_sessions else list(session_ids or [])
     reports = [_verify(store, sid) for sid in ids]
     ok = all(r.ok for r in reports)
