@@ -280,6 +280,60 @@ class SessionStore(Protocol):
         """
         ...
 
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """Return an app's or a user's shared state, without a session.
+
+        Args:
+            app_name: The application.
+            user_id: `None` for the app's `app:` state; a user id for that user's `user:`
+                state within the app.
+
+        Returns:
+            The state with its keys prefixed as sessions see them (`{"app:theme": "dark"}`
+            or `{"user:lang": "en"}`); `{}` if the scope holds nothing. The state outlives
+            every session: after a user's last session is deleted it is still here, and
+            a new session of theirs sees it.
+
+        Raises:
+            InvalidEventError: `app_name` is not a non-empty string, or `user_id` is
+                neither `None` nor a non-empty string.
+            CorruptedSessionError: The stored state cannot be read back.
+        """
+        ...
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change an app's or a user's shared state atomically, without a session.
+
+        Args:
+            app_name: The application.
+            user_id: The user whose `user:` keys `delta` sets; `None` allows `app:` keys only.
+            delta: `app:`/`user:` keys mapped to their new values (`None` deletes a key);
+                no ledger event is written, sessions see the new values on their next read.
+            expected_state: `app:`/`user:` keys mapped to the values the caller read
+                (`None` for absent), checked under the same lock as the write, as
+                `append`'s `expected_state`.
+
+        Returns:
+            The scope's state afterwards, as `get_scoped_state(app_name, user_id)` returns it.
+
+        Raises:
+            InvalidEventError: A key of `delta` or `expected_state` without an `app:` or
+                `user:` prefix (or a `user:` key with `user_id=None`), a value JSON cannot
+                hold, or a bad `app_name`/`user_id`; nothing was written.
+            EventTooLargeError: `delta`'s JSON is over `max_event_bytes`.
+            StateConflictError: A key of `expected_state` has another value now; nothing
+                was written.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         """Delete a session and its ledger (its `app:`/`user:` state stays).
 

@@ -1231,6 +1231,45 @@ class FileStore(BaseStore):
             selected = selected[:limit]
         return [_event_row(session_id, v) for v in selected]
 
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        self._check_open()
+        with _translated(f"read the shared state of app {app_name!r}"):
+            return self._read_scoped(app_name, user_id)
+
+    def _update_scoped(
+        self,
+        app_name: str,
+        user_id: str | None,
+        change: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        # No ledger batch to commit with: each scope file is replaced atomically, under
+        # the scope locks (app, then user: the order session transactions take them in).
+        self._check_open()
+        scopes: list[str | None] = [None] if user_id is None else [None, user_id]
+        locks: list[FileLock] = []
+        with _translated(f"update the shared state of app {app_name!r}"):
+            try:
+                states: list[dict[str, Any]] = []
+                for scope_user in scopes:
+                    path, lock_path = self._scope_paths(app_name, scope_user)
+                    make_folders(os.path.dirname(lock_path), self._folder_mode)
+                    locks.append(self._lock(lock_path))
+                    states.append(self._decode_scoped("", self._read_scoped(app_name, scope_user)))
+                before = [*states, {}][:2]
+                after = change(before[0], before[1])
+                for scope_user, old, new in zip(scopes, before, after):
+                    if new == old:
+                        continue
+                    path, _ = self._scope_paths(app_name, scope_user)
+                    make_folders(os.path.dirname(path), self._folder_mode)
+                    _replace_file(
+                        path, _pretty(self._scope_doc(app_name, scope_user, new)), self.file_mode
+                    )
+                    _fsync_dir(os.path.dirname(path))
+            finally:
+                for lock in reversed(locks):
+                    lock.release()
+
     def _session_exists(self, session_id: str) -> bool:
         self._check_open()
         with _translated(f"read session {session_id!r}"):

@@ -119,6 +119,11 @@ class MemoryStore(BaseStore):
             return rows[max(len(rows) - last, 0) :] if last else []
         return rows if limit is None else rows[:limit]
 
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        self._check_open()
+        with self._lock:
+            return self._scoped.get((app_name, user_id))
+
     def _session_exists(self, session_id: str) -> bool:
         self._check_open()
         return session_id in self._sessions

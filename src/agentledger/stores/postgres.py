@@ -990,6 +990,12 @@ class PostgresStore(BaseStore):
             rows.reverse()
         return rows
 
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        sql = self._sql.scoped_state
+        params = (_pg_text(app_name), _pg_text(user_id) if user_id else _APP_SCOPE)
+        row = self._read(lambda conn: conn.execute(sql, params).fetchone())
+        return None if row is None else _py_json(row[0])
+
     def _session_exists(self, session_id: str) -> bool:
         sql = self._sql.session_exists
         return self._read(lambda conn: conn.execute(sql, (session_id,)).fetchone() is not None)

@@ -564,6 +564,32 @@ class BaseStore(SessionStore, ABC):
         """Return up to `limit` rows ordered by (updated_at, id) descending, strictly below
         `after_key`, each with the app's and user's shared state JSON."""
 
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`.
+        By default read in a write transaction; a backend overrides it with a plain read."""
+        with self._transaction() as tx:
+            return tx.load_scoped_state(app_name, user_id)
+
+    def _update_scoped(
+        self,
+        app_name: str,
+        user_id: str | None,
+        change: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        """Replace the app's and (with `user_id`) the user's shared state atomically with
+        `change(app_state, user_state)`, read and written under the scopes' write locks.
+        By default one `StoreTransaction` (`load_scoped_state`/`save_scoped_state`)."""
+        with self._transaction() as tx:
+            app = self._decode_scoped("", tx.load_scoped_state(app_name, None))
+            user = (
+                {} if user_id is None else self._decode_scoped("", tx.load_scoped_state(app_name, user_id))
+            )
+            new_app, new_user = change(app, user)
+            if new_app != app:
+                tx.save_scoped_state(app_name, None, _dumps(new_app))
+            if user_id is not None and new_user != user:
+                tx.save_scoped_state(app_name, user_id, _dumps(new_user))
+
     @abstractmethod
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         """Delete the session and its events; whether it existed. With `expected_version`,
@@ -1150,6 +1176,90 @@ class BaseStore(SessionStore, ABC):
             last_row = found[limit - 1][0]
             next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
         return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
+
+    # -- shared state without a session --------------------------------------------------
+
+    @staticmethod
+    def _check_scope(app_name: Any, user_id: Any) -> None:
+        if not isinstance(app_name, str) or not app_name:
+            raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
+        if user_id is not None and (not isinstance(user_id, str) or not user_id):
+            raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
+
+    @staticmethod
+    def _scoped_keys(what: str, values: Any, user_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a mapping of `app:`/`user:` keys into the app part and the user part
+        (prefixes removed); any other key is an `InvalidEventError`."""
+        if not isinstance(values, Mapping):
+            raise InvalidEventError(f"{what} must be a JSON object (a mapping), not {values!r}")
+        allowed = (APP_PREFIX,) if user_id is None else (APP_PREFIX, USER_PREFIX)
+        bad = [k for k in values if not isinstance(k, str) or not k.startswith(allowed)]
+        if bad:
+            scopes = " or ".join(f"{p!r}" for p in allowed)
+            why = "" if user_id is not None else " (user: keys need a user_id)"
+            raise InvalidEventError(
+                f"{what} takes keys starting with {scopes} only{why}, not "
+                f"{', '.join(map(repr, bad))}; nothing was written"
+            )
+        parts = split_delta(values)
+        return parts.app, parts.user
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        self._check_scope(app_name, user_id)
+        raw = self._fetch_scoped(app_name, user_id)
+        prefix = APP_PREFIX if user_id is None else USER_PREFIX
+        state = self._decode_scoped("", raw)
+        return {prefix + k: v for k, v in state.items()}
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self._check_writable()
+        self._check_scope(app_name, user_id)
+        app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
+        wanted_app, wanted_user = (
+            self._scoped_keys("expected_state", expected_state, user_id)
+            if expected_state is not None
+            else ({}, {})
+        )
+        check_nesting(dict(delta), "scoped state delta")
+        try:
+            size = len(canonical_json(dict(delta)).encode())
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventError(f"the scoped state delta is not JSON: {exc}") from exc
+        if size > self.max_event_bytes:
+            raise EventTooLargeError(size, self.max_event_bytes, "the scoped state delta")
+        scope = f"app {app_name!r}" + ("" if user_id is None else f" user {user_id!r}")
+
+        def change(
+            app: dict[str, Any], user: dict[str, Any]
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            changed = [APP_PREFIX + k for k, v in wanted_app.items() if app.get(k) != v]
+            changed += [USER_PREFIX + k for k, v in wanted_user.items() if user.get(k) != v]
+            if changed:
+                raise StateConflictError("", changed, 0, scope=scope)
+            new_app = apply_delta(app, app_delta) if app_delta else app
+            new_user = apply_delta(user, user_delta) if user_delta else user
+            check_nesting(new_app, "app: state")
+            check_nesting(new_user, "user: state")
+            result.clear()
+            result.update(
+                {APP_PREFIX + k: v for k, v in new_app.items()}
+                if user_id is None
+                else {USER_PREFIX + k: v for k, v in new_user.items()}
+            )
+            return new_app, new_user
+
+        result: dict[str, Any] = {}
+        if not (app_delta or user_delta or wanted_app or wanted_user):
+            return self.get_scoped_state(app_name, user_id)
+        self._update_scoped(app_name, user_id, change)
+        return result
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         self._check_writable()

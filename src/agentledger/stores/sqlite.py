@@ -660,6 +660,18 @@ class SqliteStore(BaseStore):
             rows.reverse()
         return rows
 
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        with _translated():
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT state FROM scoped_state WHERE app_name = ? AND user_id = ?",
+                    (app_name, user_id or _APP_SCOPE),
+                )
+                .fetchone()
+            )
+        return None if row is None else str(row[0])
+
     def _session_exists(self, session_id: str) -> bool:
         with _translated():
             return (

@@ -49,6 +49,8 @@ is split by topic:
     `_reads`: events, listing, cursors.
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
     `_scoped`: `app:`, `user:` and `temp:` state.
+    `_scoped_api`: `app:`/`user:` state read and changed without a session
+        (`get_scoped_state`, `update_scoped_state`), outliving a user's last session.
     `_state_conflicts`: `expected_state`.
     `_state_ops`: state operations applied at commit: every scope, all or nothing, no
         lost add from threads or processes, lists longer than one event.
@@ -87,6 +89,7 @@ from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
 from agentledger.testing._scoped import ScopedStateConformance
+from agentledger.testing._scoped_api import ScopedStateApiConformance
 from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
 from agentledger.testing._state_ops import StateOpsConformance
@@ -105,6 +108,7 @@ __all__ = [
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
+    "ScopedStateApiConformance",
     "ScopedStateConformance",
     "SessionConformance",
     "StatefulConformance",
@@ -123,6 +127,7 @@ class StoreConformance(
     ReadConformance,
     BadInputConformance,
     ScopedStateConformance,
+    ScopedStateApiConformance,
     StateConflictConformance,
     StateOpsConformance,
     PropertyConformance,
