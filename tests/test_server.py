@@ -551,3 +551,26 @@ def test_a_failed_turn_is_a_502_and_its_error_event_is_stored(mem: SessionStore)
         assert [e.get("event") for e in got][-2:] == ["error", "problem"]
         assert json.loads(got[-1]["data"])["error"] == "ModelError"
     assert [e.type for e in mem.read_events(sid, types=["error"])] == ["error", "error"]
+
+
+def test_scoped_state_is_yours_only(client: TestClient, mem: SessionStore) -> None:
+    mem.update_scoped_state("agents", "ada", {"user:secret": "ada's"})
+    path = "/v1/scoped-state"
+    got = client.get(path, params={"app": "agents", "user": "ada"}, headers=ADA).json()
+    assert got == {"state": {"user:secret": "ada's"}}
+    put = client.put(path, json={"app_name": "agents", "user_id": "bob", "delta": {"user:n": 1}},
+                     headers=BOB)
+    assert put.json() == {"state": {"user:n": 1}}
+    # bob may neither read nor change ada's user: state, nor use an app not his
+    problem(client.get(path, params={"app": "agents", "user": "ada"}, headers=BOB), 403)
+    for body in ({"app_name": "agents", "user_id": "ada", "delta": {"user:secret": "bob's"}},
+                 {"app_name": "elsewhere", "user_id": "bob", "delta": {"app:x": 1}}):
+        assert problem(client.put(path, json=body, headers=BOB), 403)["error"] == (
+            "AccessDeniedError")
+    assert mem.get_scoped_state("agents", "ada") == {"user:secret": "ada's"}
+    assert mem.get_scoped_state("elsewhere") == {}
+    by_admin = client.get(path, params={"app": "agents", "user": "ada"}, headers=ROOT)
+    assert by_admin.json()["state"] == {"user:secret": "ada's"}
+    bad = client.put(path, json={"app_name": "agents", "user_id": "bob", "delta": {"x": 1}},
+                     headers=BOB)
+    assert problem(bad, 422)["error"] == "InvalidEventError"

@@ -101,6 +101,22 @@ class AppendBody(_Strict):
     expected_state: dict[str, Any] | None = None
 
 
+class ScopedStateBody(_Strict):
+    """`PUT /v1/scoped-state`: `app:`/`user:` keys set (`null` deletes) without a session,
+    with an optional `expected_state` check; `user_id` `null` allows `app:` keys only."""
+
+    app_name: str
+    user_id: str | None = None
+    delta: dict[str, Any]
+    expected_state: dict[str, Any] | None = None
+
+
+class ScopedStateResult(BaseModel):
+    """An app's `app:` or a user's `user:` state, keys prefixed as sessions see them."""
+
+    state: dict[str, Any]
+
+
 class AppendResult(BaseModel):
     """The stored events (with `seq`) and the session's version after them."""
 
@@ -949,6 +965,32 @@ def create_app(
         from agentledger.cli.hooks import subagent_stop
 
         return await _hook(manager, payload, subagent_stop)
+
+    # -- shared state without a session -----------------------------------------------------
+
+    @app.get("/v1/scoped-state", tags=["state"],
+             summary="An app's app: state, or a user's user: state (yours only, unless admin).",
+             responses=_problems(*_COMMON, 403))
+    async def get_scoped_state(
+        view: View,
+        app_name: Annotated[str, Query(alias="app")],
+        user_id: Annotated[str | None, Query(alias="user")] = None,
+    ) -> ScopedStateResult:
+        state = await run_in_threadpool(view.get_scoped_state, app_name, user_id)
+        return ScopedStateResult(state=state)
+
+    @app.put("/v1/scoped-state", tags=["state"],
+             summary="Change app: and user: state atomically, without a session.",
+             responses=_problems(*_COMMON, 403, 409, 413))
+    async def update_scoped_state(view: View, body: ScopedStateBody) -> ScopedStateResult:
+        state = await run_in_threadpool(
+            view.update_scoped_state,
+            body.app_name,
+            body.user_id,
+            body.delta,
+            expected_state=body.expected_state,
+        )
+        return ScopedStateResult(state=state)
 
     @app.get("/v1/stats", tags=["stats"], summary="Session metrics over the matching sessions.",
              responses=_problems(*_COMMON))

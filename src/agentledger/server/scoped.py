@@ -166,6 +166,39 @@ class ScopedStore:
             corrupted=[],
         )
 
+    def _own_scope(self, app_name: str, user_id: str | None) -> None:
+        if user_id is not None and user_id != self.principal.user_id:
+            raise AccessDeniedError(f"you may only use the state of user {self.principal.user_id!r}")
+        if not self.principal.may_use_app(app_name):
+            raise AccessDeniedError(f"your token does not allow app {app_name!r}")
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """As `SessionStore.get_scoped_state`, for the caller's own user and apps only.
+
+        Raises:
+            AccessDeniedError: `user_id` is not the caller's, or `app_name` not one of theirs.
+        """
+        self._own_scope(app_name, user_id)
+        return self.inner.get_scoped_state(app_name, user_id)
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """As `SessionStore.update_scoped_state`, for the caller's own user and apps only.
+
+        Raises:
+            AccessDeniedError: `user_id` is not the caller's, or `app_name` not one of theirs.
+        """
+        self._own_scope(app_name, user_id)
+        return self.inner.update_scoped_state(
+            app_name, user_id, delta, expected_state=expected_state
+        )
+
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         """As `SessionStore.delete_session`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)

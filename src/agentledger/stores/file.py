@@ -1257,7 +1257,7 @@ class FileStore(BaseStore):
                     states.append(self._decode_scoped("", self._read_scoped(app_name, scope_user)))
                 before = [*states, {}][:2]
                 after = change(before[0], before[1])
-                for scope_user, old, new in zip(scopes, before, after):
+                for scope_user, old, new in zip(scopes, before, after, strict=False):
                     if new == old:
                         continue
                     path, _ = self._scope_paths(app_name, scope_user)

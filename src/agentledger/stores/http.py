@@ -37,7 +37,7 @@ from agentledger.errors import (
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
-from agentledger.stores.shared import MAX_SEQ, check_nesting
+from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
@@ -415,6 +415,37 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a
+        caller that is not an admin may read only their own user's state."""
+        check_scope(app_name, user_id)
+        params = {"app": app_name} if user_id is None else {"app": app_name, "user": user_id}
+        found = self._request("GET", "/v1/scoped-state", params=params)
+        return dict(found["state"])
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """As `SessionStore.update_scoped_state`, on the server (`PUT /v1/scoped-state`); a
+        caller that is not an admin may change only their own user's state."""
+        check_scope(app_name, user_id)
+        for what, value in (("delta", delta), ("expected_state", expected_state)):
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidEventError(f"{what} must be a JSON object (a mapping), not {value!r}")
+        payload: dict[str, Any] = {"app_name": app_name, "user_id": user_id, "delta": dict(delta)}
+        if expected_state is not None:
+            payload["expected_state"] = dict(expected_state)
+        check_nesting(payload["delta"], "scoped state delta")
+        found = self._request(
+            "PUT", "/v1/scoped-state", body=_strict_json(payload, "the scoped state update")
+        )
+        return dict(found["state"])
 
     def verify_session(self, session_id: str) -> VerifyReport:
         """As `SessionStore.verify_session`, run by the server on its store."""

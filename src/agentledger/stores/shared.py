@@ -65,6 +65,7 @@ __all__ = [
     "EventRow",
     "SessionRow",
     "StoreTransaction",
+    "check_scope",
     "DEFAULT_FILE_MODE",
     "convert_options",
     "event_size",
@@ -456,6 +457,19 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         return format_timestamp(moment), session_id
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid cursor {cursor!r}") from exc
+
+
+def check_scope(app_name: Any, user_id: Any) -> None:
+    """Check the scope of `get_scoped_state`/`update_scoped_state`.
+
+    Raises:
+        InvalidEventError: `app_name` is not a non-empty string, or `user_id` is neither
+            `None` nor a non-empty string.
+    """
+    if not isinstance(app_name, str) or not app_name:
+        raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
+    if user_id is not None and (not isinstance(user_id, str) or not user_id):
+        raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
 
 
 def _utcnow() -> datetime:
@@ -1180,13 +1194,6 @@ class BaseStore(SessionStore, ABC):
     # -- shared state without a session --------------------------------------------------
 
     @staticmethod
-    def _check_scope(app_name: Any, user_id: Any) -> None:
-        if not isinstance(app_name, str) or not app_name:
-            raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
-        if user_id is not None and (not isinstance(user_id, str) or not user_id):
-            raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
-
-    @staticmethod
     def _scoped_keys(what: str, values: Any, user_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Split a mapping of `app:`/`user:` keys into the app part and the user part
         (prefixes removed); any other key is an `InvalidEventError`."""
@@ -1205,7 +1212,7 @@ class BaseStore(SessionStore, ABC):
         return parts.app, parts.user
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
-        self._check_scope(app_name, user_id)
+        check_scope(app_name, user_id)
         raw = self._fetch_scoped(app_name, user_id)
         prefix = APP_PREFIX if user_id is None else USER_PREFIX
         state = self._decode_scoped("", raw)
@@ -1220,7 +1227,7 @@ class BaseStore(SessionStore, ABC):
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         self._check_writable()
-        self._check_scope(app_name, user_id)
+        check_scope(app_name, user_id)
         app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
         wanted_app, wanted_user = (
             self._scoped_keys("expected_state", expected_state, user_id)
