@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
@@ -608,9 +609,14 @@ def create_app(
         updated_before: _Moment = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: str | None = None,
+        order: Annotated[
+            str,
+            Query(description="updated_desc (default), updated_asc, created_desc or created_asc."),
+        ] = "updated_desc",
     ) -> SessionPage:
         return await run_in_threadpool(
             manager.list_sessions,
+            order=order,
             active_only=active_only,
             agent_name=agent_name,
             app_name=app_name,
@@ -811,18 +817,33 @@ def create_app(
         limit: Annotated[int | None, Query(ge=0)] = None,
         last: Annotated[int | None, Query(ge=0)] = None,
         event_type: Annotated[list[str] | None, Query(alias="type")] = None,
+        after_timestamp: _Moment = None,
+        before_timestamp: _Moment = None,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
             if value is not None and value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        read = partial(
+            view.read_events,
+            after_timestamp=_moment("after_timestamp", after_timestamp),
+            before_timestamp=_moment("before_timestamp", before_timestamp),
+        )
         if last is not None:
             events = await run_in_threadpool(
-                view.read_events, session_id, after=after, last=last, types=event_type
+                read,
+                session_id,
+                after=after,
+                last=last,
+                types=event_type,
             )
             return EventPage(events=events)
         page = EVENTS_PAGE_MAX if limit is None else min(limit, EVENTS_PAGE_MAX)
         events = await run_in_threadpool(
-            view.read_events, session_id, after=after, limit=page, types=event_type
+            read,
+            session_id,
+            after=after,
+            limit=page,
+            types=event_type,
         )
         more = len(events) == page and page > 0 and (limit is None or limit > page)
         return EventPage(events=events, next_after=events[-1].seq if more else None)

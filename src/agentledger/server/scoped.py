@@ -117,10 +117,20 @@ class ScopedStore:
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
-        return self.inner.read_events(session_id, after=after, limit=limit, last=last, types=types)
+        return self.inner.read_events(
+            session_id,
+            after=after,
+            limit=limit,
+            last=last,
+            types=types,
+            after_timestamp=after_timestamp,
+            before_timestamp=before_timestamp,
+        )
 
     def list_sessions(
         self,
@@ -134,6 +144,7 @@ class ScopedStore:
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
         """As `SessionStore.list_sessions`, over the caller's own sessions only: a filter on
         another user or an app not theirs gives an empty page. When the caller may use
@@ -142,7 +153,8 @@ class ScopedStore:
         if (user_id is not None and user_id != own) or (
             app_name is not None and not self.principal.may_use_app(app_name)
         ):
-            self.inner.list_sessions(limit=limit, cursor=cursor)  # still checks the arguments
+            # still checks the arguments
+            self.inner.list_sessions(limit=limit, cursor=cursor, order=order)
             return SessionPage(sessions=[])
         apps = self.principal.apps
         if app_name is None and apps is not None and len(apps) == 1:
@@ -157,6 +169,7 @@ class ScopedStore:
             updated_before=updated_before,
             limit=limit,
             cursor=cursor,
+            order=order,
         )
         if apps is None or app_name is not None:
             return page

@@ -27,6 +27,7 @@ from agentledger.errors import AgentLedgerError, ConfigurationError
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_STORE_URL",
+    "SESSION_ORDERS",
     "Capabilities",
     "SessionFilter",
     "SessionPage",
@@ -48,9 +49,16 @@ DEFAULT_STORE_URL = "sqlite:///agentledger.db"
 """The embedded default: a SQLite file in the working directory."""
 
 
+SESSION_ORDERS = ("updated_desc", "updated_asc", "created_desc", "created_asc")
+"""The orders `list_sessions` takes: by last activity (`updated_at`) or by creation
+(`created_at`), newest (`desc`) or oldest (`asc`) first; ties broken by session id in the
+same direction. The default is `"updated_desc"`."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionFilter:
-    """Filters for `list_sessions`; `None` means "any". Timestamps compare `updated_at`."""
+    """Filters for `list_sessions`; `None` means "any". Timestamps compare `updated_at`.
+    `order` is one of `SESSION_ORDERS`."""
 
     app_name: str | None = None
     user_id: str | None = None
@@ -59,13 +67,15 @@ class SessionFilter:
     phase: str | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    order: str = "updated_desc"
 
 
 class SessionPage(BaseModel):
-    """One page of `list_sessions`: newest activity first.
+    """One page of `list_sessions`, in the order asked for (newest activity first by default).
 
     Attributes:
-        sessions: Up to `limit` sessions, ordered by `updated_at` then `id`, descending.
+        sessions: Up to `limit` sessions, ordered by the order's column (`updated_at` or
+            `created_at`) then `id`, both descending or both ascending.
         next_cursor: Pass it as `cursor=` to get the next page; `None` on the last page.
         corrupted: Ids of sessions on this page whose snapshot and ledger cannot be read
             back; they are left out of `sessions` so the others still list, and
@@ -234,6 +244,8 @@ class SessionStore(Protocol):
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         """Return a session's events in `seq` order.
 
@@ -244,8 +256,14 @@ class SessionStore(Protocol):
             last: Only the last N matching events (still in `seq` order); with `limit`,
                 `last` wins.
             types: Only events of these types.
+            after_timestamp: Only events stored strictly after this time (aware datetime;
+                compared with the event's `timestamp`, the store's clock).
+            before_timestamp: Only events stored strictly before this time (aware).
+                `limit` and `last` count the events within the time window.
 
         Raises:
+            ConfigurationError: A bound that is not an aware datetime, or a bad
+                `after`/`limit`/`last`.
             SessionNotFoundError: No session has this id.
             CorruptedSessionError: A stored event cannot be read back; or, unless `types`
                 filters them, the events read have a gap in `seq`, or one of them does not
@@ -266,17 +284,23 @@ class SessionStore(Protocol):
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
-        """List sessions, newest activity first, one page at a time.
+        """List sessions, newest activity first unless `order` says otherwise, one page
+        at a time.
 
         Args:
             app_name, user_id, agent_name, status, phase: Exact-match filters.
             updated_after, updated_before: Last activity strictly after / before (UTC).
             limit: Page size, 1 to 1,000.
-            cursor: `next_cursor` of the previous page.
+            cursor: `next_cursor` of the previous page (of the same `order`).
+            order: `"updated_desc"` (newest activity first), `"updated_asc"`,
+                `"created_desc"` (newest session first) or `"created_asc"`
+                (`SESSION_ORDERS`).
 
         Raises:
-            ConfigurationError: `limit` is out of range or `cursor` is not one we made.
+            ConfigurationError: `limit` is out of range, `order` is unknown, or `cursor`
+                is not one we made for this order.
         """
         ...
 

@@ -47,6 +47,8 @@ is split by topic:
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
     `_reads`: events, listing, cursors.
+    `_ordering`: events within a time window (`after_timestamp`, `before_timestamp`);
+        sessions listed in every `order`, each page once, by cursor and `iter_sessions`.
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
     `_scoped`: `app:`, `user:` and `temp:` state.
     `_scoped_api`: `app:`/`user:` state read and changed without a session
@@ -85,6 +87,7 @@ from agentledger.testing._crash import CrashConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
+from agentledger.testing._ordering import OrderingConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -105,6 +108,7 @@ __all__ = [
     "IntegrityConformance",
     "LifecycleConformance",
     "OpeningConformance",
+    "OrderingConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -125,6 +129,7 @@ class StoreConformance(
     ProcessConformance,
     CrashConformance,
     ReadConformance,
+    OrderingConformance,
     BadInputConformance,
     ScopedStateConformance,
     ScopedStateApiConformance,
