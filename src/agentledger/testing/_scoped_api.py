@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from agentledger.errors import InvalidEventError, StateConflictError
@@ -125,3 +127,34 @@ class ScopedStateApiConformance(ConformanceBase):
         with pytest.raises(StateConflictError):
             store.append(session.id, [msg(state_delta={"user:n": 3})], expected_state={"user:n": 1})
         assert store.get_session(session.id).state == {"user:n": 2}
+
+    def test_threads_with_expected_state_lose_no_update(self, store: SessionStore) -> None:
+        app = self.unique("app")
+        session = store.create_session(app_name=app, user_id="ada")
+
+        def add(times: int, through_session: bool) -> None:
+            for _ in range(times):
+                while True:
+                    seen = store.get_scoped_state(app, "ada").get("user:n")
+                    new = {"user:n": (seen or 0) + 1}
+                    try:
+                        if through_session:
+                            store.append(
+                                session.id, [msg(state_delta=new)], expected_state={"user:n": seen}
+                            )
+                        else:
+                            store.update_scoped_state(
+                                app, "ada", new, expected_state={"user:n": seen}
+                            )
+                        break
+                    except StateConflictError:
+                        continue
+
+        threads = [
+            threading.Thread(target=add, args=(10, i % 2 == 0)) for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.get_scoped_state(app, "ada") == {"user:n": 40}
