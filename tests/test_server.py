@@ -574,3 +574,27 @@ def test_scoped_state_is_yours_only(client: TestClient, mem: SessionStore) -> No
     bad = client.put(path, json={"app_name": "agents", "user_id": "bob", "delta": {"x": 1}},
                      headers=BOB)
     assert problem(bad, 422)["error"] == "InvalidEventError"
+
+
+def test_list_order_and_event_time_window_over_http(client: TestClient) -> None:
+    first = new_session(client, ADA)["id"]
+    second = new_session(client, ADA)["id"]
+    listed = client.get("/v1/sessions", params={"order": "created_asc", "limit": 1}, headers=ADA)
+    page = listed.json()
+    assert [s["id"] for s in page["sessions"]] == [first]
+    more = client.get("/v1/sessions", headers=ADA,
+                      params={"order": "created_asc", "cursor": page["next_cursor"]}).json()
+    assert [s["id"] for s in more["sessions"]] == [second]
+    bad = client.get("/v1/sessions", params={"order": "newest"}, headers=ADA)
+    assert problem(bad, 422)["error"] == "ConfigurationError"
+    foreign = client.get("/v1/sessions", headers=ADA,
+                         params={"order": "updated_asc", "cursor": page["next_cursor"]})
+    assert problem(foreign, 422)["error"] == "ConfigurationError"
+    created = client.get(f"/v1/sessions/{first}/events", headers=ADA).json()["events"][0]
+    path = f"/v1/sessions/{first}/events"
+    window = {"after_timestamp": created["timestamp"]}
+    assert client.get(path, params=window, headers=ADA).json()["events"] == []
+    window = {"before_timestamp": "2999-01-01T00:00:00+00:00"}
+    assert len(client.get(path, params=window, headers=ADA).json()["events"]) == 1
+    naive = client.get(path, params={"after_timestamp": "2026-01-01T00:00:00"}, headers=ADA)
+    assert problem(naive, 422)["error"] == "ConfigurationError"
