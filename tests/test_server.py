@@ -551,3 +551,50 @@ def test_a_failed_turn_is_a_502_and_its_error_event_is_stored(mem: SessionStore)
         assert [e.get("event") for e in got][-2:] == ["error", "problem"]
         assert json.loads(got[-1]["data"])["error"] == "ModelError"
     assert [e.type for e in mem.read_events(sid, types=["error"])] == ["error", "error"]
+
+
+def test_scoped_state_is_yours_only(client: TestClient, mem: SessionStore) -> None:
+    mem.update_scoped_state("agents", "ada", {"user:secret": "ada's"})
+    path = "/v1/scoped-state"
+    got = client.get(path, params={"app": "agents", "user": "ada"}, headers=ADA).json()
+    assert got == {"state": {"user:secret": "ada's"}}
+    put = client.put(path, json={"app_name": "agents", "user_id": "bob", "delta": {"user:n": 1}},
+                     headers=BOB)
+    assert put.json() == {"state": {"user:n": 1}}
+    # bob may neither read nor change ada's user: state, nor use an app not his
+    problem(client.get(path, params={"app": "agents", "user": "ada"}, headers=BOB), 403)
+    for body in ({"app_name": "agents", "user_id": "ada", "delta": {"user:secret": "bob's"}},
+                 {"app_name": "elsewhere", "user_id": "bob", "delta": {"app:x": 1}}):
+        assert problem(client.put(path, json=body, headers=BOB), 403)["error"] == (
+            "AccessDeniedError")
+    assert mem.get_scoped_state("agents", "ada") == {"user:secret": "ada's"}
+    assert mem.get_scoped_state("elsewhere") == {}
+    by_admin = client.get(path, params={"app": "agents", "user": "ada"}, headers=ROOT)
+    assert by_admin.json()["state"] == {"user:secret": "ada's"}
+    bad = client.put(path, json={"app_name": "agents", "user_id": "bob", "delta": {"x": 1}},
+                     headers=BOB)
+    assert problem(bad, 422)["error"] == "InvalidEventError"
+
+
+def test_list_order_and_event_time_window_over_http(client: TestClient) -> None:
+    first = new_session(client, ADA)["id"]
+    second = new_session(client, ADA)["id"]
+    listed = client.get("/v1/sessions", params={"order": "created_asc", "limit": 1}, headers=ADA)
+    page = listed.json()
+    assert [s["id"] for s in page["sessions"]] == [first]
+    more = client.get("/v1/sessions", headers=ADA,
+                      params={"order": "created_asc", "cursor": page["next_cursor"]}).json()
+    assert [s["id"] for s in more["sessions"]] == [second]
+    bad = client.get("/v1/sessions", params={"order": "newest"}, headers=ADA)
+    assert problem(bad, 422)["error"] == "ConfigurationError"
+    foreign = client.get("/v1/sessions", headers=ADA,
+                         params={"order": "updated_asc", "cursor": page["next_cursor"]})
+    assert problem(foreign, 422)["error"] == "ConfigurationError"
+    created = client.get(f"/v1/sessions/{first}/events", headers=ADA).json()["events"][0]
+    path = f"/v1/sessions/{first}/events"
+    window = {"after_timestamp": created["timestamp"]}
+    assert client.get(path, params=window, headers=ADA).json()["events"] == []
+    window = {"before_timestamp": "2999-01-01T00:00:00+00:00"}
+    assert len(client.get(path, params=window, headers=ADA).json()["events"]) == 1
+    naive = client.get(path, params={"after_timestamp": "2026-01-01T00:00:00"}, headers=ADA)
+    assert problem(naive, 422)["error"] == "ConfigurationError"

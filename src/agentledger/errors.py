@@ -113,16 +113,22 @@ class StateConflictError(ConcurrencyError):
         keys: The state keys (with their `app:`/`user:` prefixes) whose values changed.
         actual_version: The session's version when the append was refused.
         expected_version: Always `None` (the check was on state, not on the version).
+
+    Raised by `update_scoped_state` too, with `session_id` `""`, `actual_version` 0 and
+    `scope` naming the app or user whose state changed (for the message).
     """
 
-    def __init__(self, session_id: str, keys: list[str], actual_version: int) -> None:
+    def __init__(
+        self, session_id: str, keys: list[str], actual_version: int, *, scope: str | None = None
+    ) -> None:
         self.session_id = session_id
         self.keys = keys
         self.expected_version = None
         self.actual_version = actual_version
+        where = scope if scope is not None else f"session {session_id!r}"
         StoreError.__init__(
             self,
-            f"state keys {', '.join(map(repr, keys))} of session {session_id!r} changed since "
+            f"state keys {', '.join(map(repr, keys))} of {where} changed since "
             "they were read; nothing was written",
         )
 

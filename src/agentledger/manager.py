@@ -443,9 +443,10 @@ class SessionManager:
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
-        """List sessions, newest activity first, across every agent unless filtered
-        (team-wide listing).
+        """List sessions, newest activity first unless `order` says otherwise, across
+        every agent unless filtered (team-wide listing).
 
         Args:
             active_only: Only `active` sessions (not suspended, not terminated).
@@ -453,9 +454,12 @@ class SessionManager:
             updated_after, updated_before: Last activity bounds (aware datetimes).
             limit: 1-1000 sessions per page.
             cursor: `next_cursor` of the previous page.
+            order: `"updated_desc"` (default), `"updated_asc"`, `"created_desc"` or
+                `"created_asc"`, as `SessionStore.list_sessions`.
 
         Raises:
-            ConfigurationError: `active_only` with another `status`, or a bad limit.
+            ConfigurationError: `active_only` with another `status`, a bad limit or an
+                unknown `order`.
         """
         if active_only:
             if status not in (None, Status.ACTIVE.value):
@@ -471,6 +475,7 @@ class SessionManager:
             updated_before=updated_before,
             limit=limit,
             cursor=cursor,
+            order=order,
         )
 
     def iter_sessions(self, *, page_size: int = 200, **filters: Any) -> Iterator[SessionPage]:
@@ -478,10 +483,11 @@ class SessionManager:
 
         Args:
             page_size: Sessions per page, 1-1000.
-            **filters: As `list_sessions` (without `limit`/`cursor`).
+            **filters: As `list_sessions` (without `limit`/`cursor`), `order` included.
 
         Yields:
-            `SessionPage`s, newest activity first; the last has `next_cursor=None`.
+            `SessionPage`s in `order` (newest activity first by default); the last has
+            `next_cursor=None`.
 
         Raises:
             ConfigurationError: A bad page size or contradictory filters.

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
@@ -99,6 +100,22 @@ class AppendBody(_Strict):
     events: list[NewEvent]
     expected_version: int | None = None
     expected_state: dict[str, Any] | None = None
+
+
+class ScopedStateBody(_Strict):
+    """`PUT /v1/scoped-state`: `app:`/`user:` keys set (`null` deletes) without a session,
+    with an optional `expected_state` check; `user_id` `null` allows `app:` keys only."""
+
+    app_name: str
+    user_id: str | None = None
+    delta: dict[str, Any]
+    expected_state: dict[str, Any] | None = None
+
+
+class ScopedStateResult(BaseModel):
+    """An app's `app:` or a user's `user:` state, keys prefixed as sessions see them."""
+
+    state: dict[str, Any]
 
 
 class AppendResult(BaseModel):
@@ -592,9 +609,14 @@ def create_app(
         updated_before: _Moment = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: str | None = None,
+        order: Annotated[
+            str,
+            Query(description="updated_desc (default), updated_asc, created_desc or created_asc."),
+        ] = "updated_desc",
     ) -> SessionPage:
         return await run_in_threadpool(
             manager.list_sessions,
+            order=order,
             active_only=active_only,
             agent_name=agent_name,
             app_name=app_name,
@@ -795,18 +817,33 @@ def create_app(
         limit: Annotated[int | None, Query(ge=0)] = None,
         last: Annotated[int | None, Query(ge=0)] = None,
         event_type: Annotated[list[str] | None, Query(alias="type")] = None,
+        after_timestamp: _Moment = None,
+        before_timestamp: _Moment = None,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
             if value is not None and value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        read = partial(
+            view.read_events,
+            after_timestamp=_moment("after_timestamp", after_timestamp),
+            before_timestamp=_moment("before_timestamp", before_timestamp),
+        )
         if last is not None:
             events = await run_in_threadpool(
-                view.read_events, session_id, after=after, last=last, types=event_type
+                read,
+                session_id,
+                after=after,
+                last=last,
+                types=event_type,
             )
             return EventPage(events=events)
         page = EVENTS_PAGE_MAX if limit is None else min(limit, EVENTS_PAGE_MAX)
         events = await run_in_threadpool(
-            view.read_events, session_id, after=after, limit=page, types=event_type
+            read,
+            session_id,
+            after=after,
+            limit=page,
+            types=event_type,
         )
         more = len(events) == page and page > 0 and (limit is None or limit > page)
         return EventPage(events=events, next_after=events[-1].seq if more else None)
@@ -949,6 +986,32 @@ def create_app(
         from agentledger.cli.hooks import subagent_stop
 
         return await _hook(manager, payload, subagent_stop)
+
+    # -- shared state without a session -----------------------------------------------------
+
+    @app.get("/v1/scoped-state", tags=["state"],
+             summary="An app's app: state, or a user's user: state (yours only, unless admin).",
+             responses=_problems(*_COMMON, 403))
+    async def get_scoped_state(
+        view: View,
+        app_name: Annotated[str, Query(alias="app")],
+        user_id: Annotated[str | None, Query(alias="user")] = None,
+    ) -> ScopedStateResult:
+        state = await run_in_threadpool(view.get_scoped_state, app_name, user_id)
+        return ScopedStateResult(state=state)
+
+    @app.put("/v1/scoped-state", tags=["state"],
+             summary="Change app: and user: state atomically, without a session.",
+             responses=_problems(*_COMMON, 403, 409, 413))
+    async def update_scoped_state(view: View, body: ScopedStateBody) -> ScopedStateResult:
+        state = await run_in_threadpool(
+            view.update_scoped_state,
+            body.app_name,
+            body.user_id,
+            body.delta,
+            expected_state=body.expected_state,
+        )
+        return ScopedStateResult(state=state)
 
     @app.get("/v1/stats", tags=["stats"], summary="Session metrics over the matching sessions.",
              responses=_problems(*_COMMON))

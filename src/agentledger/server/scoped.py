@@ -117,10 +117,20 @@ class ScopedStore:
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
-        return self.inner.read_events(session_id, after=after, limit=limit, last=last, types=types)
+        return self.inner.read_events(
+            session_id,
+            after=after,
+            limit=limit,
+            last=last,
+            types=types,
+            after_timestamp=after_timestamp,
+            before_timestamp=before_timestamp,
+        )
 
     def list_sessions(
         self,
@@ -134,6 +144,7 @@ class ScopedStore:
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
         """As `SessionStore.list_sessions`, over the caller's own sessions only: a filter on
         another user or an app not theirs gives an empty page. When the caller may use
@@ -142,7 +153,8 @@ class ScopedStore:
         if (user_id is not None and user_id != own) or (
             app_name is not None and not self.principal.may_use_app(app_name)
         ):
-            self.inner.list_sessions(limit=limit, cursor=cursor)  # still checks the arguments
+            # still checks the arguments
+            self.inner.list_sessions(limit=limit, cursor=cursor, order=order)
             return SessionPage(sessions=[])
         apps = self.principal.apps
         if app_name is None and apps is not None and len(apps) == 1:
@@ -157,6 +169,7 @@ class ScopedStore:
             updated_before=updated_before,
             limit=limit,
             cursor=cursor,
+            order=order,
         )
         if apps is None or app_name is not None:
             return page
@@ -164,6 +177,39 @@ class ScopedStore:
             sessions=[s for s in page.sessions if self._visible(s)],
             next_cursor=page.next_cursor,
             corrupted=[],
+        )
+
+    def _own_scope(self, app_name: str, user_id: str | None) -> None:
+        if user_id is not None and user_id != self.principal.user_id:
+            raise AccessDeniedError(f"you may only use the state of user {self.principal.user_id!r}")
+        if not self.principal.may_use_app(app_name):
+            raise AccessDeniedError(f"your token does not allow app {app_name!r}")
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """As `SessionStore.get_scoped_state`, for the caller's own user and apps only.
+
+        Raises:
+            AccessDeniedError: `user_id` is not the caller's, or `app_name` not one of theirs.
+        """
+        self._own_scope(app_name, user_id)
+        return self.inner.get_scoped_state(app_name, user_id)
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """As `SessionStore.update_scoped_state`, for the caller's own user and apps only.
+
+        Raises:
+            AccessDeniedError: `user_id` is not the caller's, or `app_name` not one of theirs.
+        """
+        self._own_scope(app_name, user_id)
+        return self.inner.update_scoped_state(
+            app_name, user_id, delta, expected_state=expected_state
         )
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:

@@ -27,6 +27,7 @@ from agentledger.errors import AgentLedgerError, ConfigurationError
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_STORE_URL",
+    "SESSION_ORDERS",
     "Capabilities",
     "SessionFilter",
     "SessionPage",
@@ -48,9 +49,16 @@ DEFAULT_STORE_URL = "sqlite:///agentledger.db"
 """The embedded default: a SQLite file in the working directory."""
 
 
+SESSION_ORDERS = ("updated_desc", "updated_asc", "created_desc", "created_asc")
+"""The orders `list_sessions` takes: by last activity (`updated_at`) or by creation
+(`created_at`), newest (`desc`) or oldest (`asc`) first; ties broken by session id in the
+same direction. The default is `"updated_desc"`."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionFilter:
-    """Filters for `list_sessions`; `None` means "any". Timestamps compare `updated_at`."""
+    """Filters for `list_sessions`; `None` means "any". Timestamps compare `updated_at`.
+    `order` is one of `SESSION_ORDERS`."""
 
     app_name: str | None = None
     user_id: str | None = None
@@ -59,13 +67,15 @@ class SessionFilter:
     phase: str | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    order: str = "updated_desc"
 
 
 class SessionPage(BaseModel):
-    """One page of `list_sessions`: newest activity first.
+    """One page of `list_sessions`, in the order asked for (newest activity first by default).
 
     Attributes:
-        sessions: Up to `limit` sessions, ordered by `updated_at` then `id`, descending.
+        sessions: Up to `limit` sessions, ordered by the order's column (`updated_at` or
+            `created_at`) then `id`, both descending or both ascending.
         next_cursor: Pass it as `cursor=` to get the next page; `None` on the last page.
         corrupted: Ids of sessions on this page whose snapshot and ledger cannot be read
             back; they are left out of `sessions` so the others still list, and
@@ -234,6 +244,8 @@ class SessionStore(Protocol):
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         """Return a session's events in `seq` order.
 
@@ -244,8 +256,14 @@ class SessionStore(Protocol):
             last: Only the last N matching events (still in `seq` order); with `limit`,
                 `last` wins.
             types: Only events of these types.
+            after_timestamp: Only events stored strictly after this time (aware datetime;
+                compared with the event's `timestamp`, the store's clock).
+            before_timestamp: Only events stored strictly before this time (aware).
+                `limit` and `last` count the events within the time window.
 
         Raises:
+            ConfigurationError: A bound that is not an aware datetime, or a bad
+                `after`/`limit`/`last`.
             SessionNotFoundError: No session has this id.
             CorruptedSessionError: A stored event cannot be read back; or, unless `types`
                 filters them, the events read have a gap in `seq`, or one of them does not
@@ -266,17 +284,77 @@ class SessionStore(Protocol):
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
-        """List sessions, newest activity first, one page at a time.
+        """List sessions, newest activity first unless `order` says otherwise, one page
+        at a time.
 
         Args:
             app_name, user_id, agent_name, status, phase: Exact-match filters.
             updated_after, updated_before: Last activity strictly after / before (UTC).
             limit: Page size, 1 to 1,000.
-            cursor: `next_cursor` of the previous page.
+            cursor: `next_cursor` of the previous page (of the same `order`).
+            order: `"updated_desc"` (newest activity first), `"updated_asc"`,
+                `"created_desc"` (newest session first) or `"created_asc"`
+                (`SESSION_ORDERS`).
 
         Raises:
-            ConfigurationError: `limit` is out of range or `cursor` is not one we made.
+            ConfigurationError: `limit` is out of range, `order` is unknown, or `cursor`
+                is not one we made for this order.
+        """
+        ...
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """Return an app's or a user's shared state, without a session.
+
+        Args:
+            app_name: The application.
+            user_id: `None` for the app's `app:` state; a user id for that user's `user:`
+                state within the app.
+
+        Returns:
+            The state with its keys prefixed as sessions see them (`{"app:theme": "dark"}`
+            or `{"user:lang": "en"}`); `{}` if the scope holds nothing. The state outlives
+            every session: after a user's last session is deleted it is still here, and
+            a new session of theirs sees it.
+
+        Raises:
+            InvalidEventError: `app_name` is not a non-empty string, or `user_id` is
+                neither `None` nor a non-empty string.
+            CorruptedSessionError: The stored state cannot be read back.
+        """
+        ...
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change an app's or a user's shared state atomically, without a session.
+
+        Args:
+            app_name: The application.
+            user_id: The user whose `user:` keys `delta` sets; `None` allows `app:` keys only.
+            delta: `app:`/`user:` keys mapped to their new values (`None` deletes a key);
+                no ledger event is written, sessions see the new values on their next read.
+            expected_state: `app:`/`user:` keys mapped to the values the caller read
+                (`None` for absent), checked under the same lock as the write, as
+                `append`'s `expected_state`.
+
+        Returns:
+            The scope's state afterwards, as `get_scoped_state(app_name, user_id)` returns it.
+
+        Raises:
+            InvalidEventError: A key of `delta` or `expected_state` without an `app:` or
+                `user:` prefix (or a `user:` key with `user_id=None`), a value JSON cannot
+                hold, or a bad `app_name`/`user_id`; nothing was written.
+            EventTooLargeError: `delta`'s JSON is over `max_event_bytes`.
+            StateConflictError: A key of `expected_state` has another value now; nothing
+                was written.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
         """
         ...
 

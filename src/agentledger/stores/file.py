@@ -152,6 +152,7 @@ from agentledger.stores.shared import (
     make_folders,
     parse_file_mode,
     parse_timestamp,
+    session_order,
     store_options,
 )
 
@@ -1217,6 +1218,8 @@ class FileStore(BaseStore):
         limit: int | None,
         last: int | None,
         types: Sequence[str] | None,
+        after_ts: str | None = None,
+        before_ts: str | None = None,
     ) -> list[EventRow]:
         self._check_open()
         with _translated(f"read the events of session {session_id!r}"):
@@ -1225,11 +1228,57 @@ class FileStore(BaseStore):
         if types:
             wanted = set(types)
             selected = [v for v in selected if v["type"] in wanted]
+        if after_ts is not None or before_ts is not None:
+            selected = [
+                v
+                for v in selected
+                if (after_ts is None or v["timestamp"] > after_ts)
+                and (before_ts is None or v["timestamp"] < before_ts)
+            ]
         if last is not None:
             selected = selected[max(len(selected) - last, 0) :] if last else []
         elif limit is not None:
             selected = selected[:limit]
         return [_event_row(session_id, v) for v in selected]
+
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        self._check_open()
+        with _translated(f"read the shared state of app {app_name!r}"):
+            return self._read_scoped(app_name, user_id)
+
+    def _update_scoped(
+        self,
+        app_name: str,
+        user_id: str | None,
+        change: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        # No ledger batch to commit with: each scope file is replaced atomically, under
+        # the scope locks (app, then user: the order session transactions take them in).
+        self._check_open()
+        scopes: list[str | None] = [None] if user_id is None else [None, user_id]
+        locks: list[FileLock] = []
+        with _translated(f"update the shared state of app {app_name!r}"):
+            try:
+                states: list[dict[str, Any]] = []
+                for scope_user in scopes:
+                    path, lock_path = self._scope_paths(app_name, scope_user)
+                    make_folders(os.path.dirname(lock_path), self._folder_mode)
+                    locks.append(self._lock(lock_path))
+                    states.append(self._decode_scoped("", self._read_scoped(app_name, scope_user)))
+                before = [*states, {}][:2]
+                after = change(before[0], before[1])
+                for scope_user, old, new in zip(scopes, before, after, strict=False):
+                    if new == old:
+                        continue
+                    path, _ = self._scope_paths(app_name, scope_user)
+                    make_folders(os.path.dirname(path), self._folder_mode)
+                    _replace_file(
+                        path, _pretty(self._scope_doc(app_name, scope_user, new)), self.file_mode
+                    )
+                    _fsync_dir(os.path.dirname(path))
+            finally:
+                for lock in reversed(locks):
+                    lock.release()
 
     def _session_exists(self, session_id: str) -> bool:
         self._check_open()
@@ -1306,6 +1355,11 @@ class FileStore(BaseStore):
         before = format_timestamp(where.updated_before) if where.updated_before else None
         rows: list[SessionRow] = []
         lazy: dict[str, dict[str, Any]] = {}
+        column, descending = session_order(where.order)
+
+        def key(r: SessionRow) -> tuple[str, str]:
+            return (r.created_at if column == "created_at" else r.updated_at, r.id)
+
         with _translated(f"list {self.root}"):
             for session_id in self._session_ids():
                 found = self._list_row(session_id)
@@ -1324,12 +1378,14 @@ class FileStore(BaseStore):
                     before is not None and row.updated_at >= before
                 ):
                     continue
-                if after_key is not None and (row.updated_at, row.id) >= after_key:
+                if after_key is not None and (
+                    key(row) >= after_key if descending else key(row) <= after_key
+                ):
                     continue
                 rows.append(row)
                 if fields is not None:
                     lazy[session_id] = fields
-            rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+            rows.sort(key=key, reverse=descending)
             scoped: dict[tuple[str, str | None], str | None] = {}
 
             def read(app: str, user: str | None) -> str | None:

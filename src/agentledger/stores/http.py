@@ -37,7 +37,7 @@ from agentledger.errors import (
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
-from agentledger.stores.shared import MAX_SEQ, check_nesting
+from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
@@ -353,9 +353,21 @@ class HttpStore:
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
+        window: list[tuple[str, Any]] = []
+        for name, moment in (
+            ("after_timestamp", after_timestamp),
+            ("before_timestamp", before_timestamp),
+        ):
+            if moment is None:
+                continue
+            if not isinstance(moment, datetime) or moment.utcoffset() is None:
+                raise ConfigurationError(f"{name} must be an aware datetime, not {moment!r}")
+            window.append((name, moment.isoformat()))
         if isinstance(after, bool) or not isinstance(after, int):
             raise ConfigurationError(f"after must be an int, not {after!r}")
         after = min(after, MAX_SEQ)  # no seq is larger; the server takes 64-bit numbers
@@ -366,7 +378,7 @@ class HttpStore:
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
         if isinstance(types, str):
             types = [types]
-        base: list[tuple[str, Any]] = [("type", t) for t in types or ()]
+        base: list[tuple[str, Any]] = [("type", t) for t in types or ()] + window
         if last is not None:
             page = self._request(
                 "GET", f"/v1/sessions/{sid}/events", params=[*base, ("after", after), ("last", last)]
@@ -396,11 +408,15 @@ class HttpStore:
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
         """As `SessionStore.list_sessions`, on the server."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ConfigurationError(f"limit must be an int from 1 to 1000, not {limit!r}")
+        session_order(order)  # refused here, before a request
         params: dict[str, Any] = {"limit": limit}
+        if order != "updated_desc":
+            params["order"] = order
         for key, value in (
             ("app", app_name),
             ("user", user_id),
@@ -415,6 +431,37 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a
+        caller that is not an admin may read only their own user's state."""
+        check_scope(app_name, user_id)
+        params = {"app": app_name} if user_id is None else {"app": app_name, "user": user_id}
+        found = self._request("GET", "/v1/scoped-state", params=params)
+        return dict(found["state"])
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """As `SessionStore.update_scoped_state`, on the server (`PUT /v1/scoped-state`); a
+        caller that is not an admin may change only their own user's state."""
+        check_scope(app_name, user_id)
+        for what, value in (("delta", delta), ("expected_state", expected_state)):
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidEventError(f"{what} must be a JSON object (a mapping), not {value!r}")
+        payload: dict[str, Any] = {"app_name": app_name, "user_id": user_id, "delta": dict(delta)}
+        if expected_state is not None:
+            payload["expected_state"] = dict(expected_state)
+        check_nesting(payload["delta"], "scoped state delta")
+        found = self._request(
+            "PUT", "/v1/scoped-state", body=_strict_json(payload, "the scoped state update")
+        )
+        return dict(found["state"])
 
     def verify_session(self, session_id: str) -> VerifyReport:
         """As `SessionStore.verify_session`, run by the server on its store."""

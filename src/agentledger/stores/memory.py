@@ -20,6 +20,7 @@ from agentledger.stores.shared import (
     SessionRow,
     StoreTransaction,
     format_timestamp,
+    session_order,
 )
 
 __all__ = ["MemoryStore"]
@@ -108,6 +109,8 @@ class MemoryStore(BaseStore):
         limit: int | None,
         last: int | None,
         types: Sequence[str] | None,
+        after_ts: str | None = None,
+        before_ts: str | None = None,
     ) -> list[EventRow]:
         self._check_open()
         with self._lock:
@@ -115,9 +118,21 @@ class MemoryStore(BaseStore):
         if types:
             wanted = set(types)
             rows = [r for r in rows if r.type in wanted]
+        if after_ts is not None or before_ts is not None:
+            rows = [
+                r
+                for r in rows
+                if (after_ts is None or r.timestamp > after_ts)
+                and (before_ts is None or r.timestamp < before_ts)
+            ]
         if last is not None:
             return rows[max(len(rows) - last, 0) :] if last else []
         return rows if limit is None else rows[:limit]
+
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        self._check_open()
+        with self._lock:
+            return self._scoped.get((app_name, user_id))
 
     def _session_exists(self, session_id: str) -> bool:
         self._check_open()
@@ -140,9 +155,17 @@ class MemoryStore(BaseStore):
                 and (where.phase is None or r.phase == where.phase)
                 and (after is None or r.updated_at > after)
                 and (before is None or r.updated_at < before)
-                and (after_key is None or (r.updated_at, r.id) < after_key)
             ]
-            rows.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+            column, descending = session_order(where.order)
+
+            def key(r: SessionRow) -> tuple[str, str]:
+                return (r.created_at if column == "created_at" else r.updated_at, r.id)
+
+            if after_key is not None:
+                rows = [
+                    r for r in rows if (key(r) < after_key if descending else key(r) > after_key)
+                ]
+            rows.sort(key=key, reverse=descending)
             return [self._with_scoped_rows(r) for r in rows[:limit]]
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:

@@ -122,6 +122,7 @@ from agentledger.stores.shared import (
     StoreTransaction,
     format_timestamp,
     parse_flag,
+    session_order,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
@@ -967,12 +968,21 @@ class PostgresStore(BaseStore):
         limit: int | None,
         last: int | None,
         types: Sequence[str] | None,
+        after_ts: str | None = None,
+        before_ts: str | None = None,
     ) -> list[EventRow]:
         sql = self._sql.events
         params: list[Any] = [session_id, after]
         if types:
             sql += " AND type = ANY(%s)"
             params.append([_pg_text(t) for t in types])
+        # Within the session's rows (primary key (session_id, seq)).
+        if after_ts is not None:
+            sql += " AND timestamp > %s::timestamptz"
+            params.append(after_ts)
+        if before_ts is not None:
+            sql += " AND timestamp < %s::timestamptz"
+            params.append(before_ts)
         if last is not None:
             sql += " ORDER BY seq DESC LIMIT %s"
             params.append(last)
@@ -989,6 +999,12 @@ class PostgresStore(BaseStore):
         if last is not None:
             rows.reverse()
         return rows
+
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        sql = self._sql.scoped_state
+        params = (_pg_text(app_name), _pg_text(user_id) if user_id else _APP_SCOPE)
+        row = self._read(lambda conn: conn.execute(sql, params).fetchone())
+        return None if row is None else _py_json(row[0])
 
     def _session_exists(self, session_id: str) -> bool:
         sql = self._sql.session_exists
@@ -1015,13 +1031,19 @@ class PostgresStore(BaseStore):
         if where.updated_before is not None:
             clauses.append("s.updated_at < %s::timestamptz")
             params.append(format_timestamp(where.updated_before))
+        # By last activity, the sessions_by_* indexes serve either direction; by creation
+        # there is no index (adding one needs a schema migration): PostgreSQL sorts.
+        column, descending = session_order(where.order)
         if after_key is not None:
-            clauses.append("(s.updated_at, s.id) < (%s::timestamptz, %s)")
+            clauses.append(
+                f"(s.{column}, s.id) {'<' if descending else '>'} (%s::timestamptz, %s)"
+            )
             params.extend(after_key)
         sql = self._sql.session_with_scopes
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY s.updated_at DESC, s.id DESC LIMIT %s"
+        direction = "DESC" if descending else "ASC"
+        sql += f" ORDER BY s.{column} {direction}, s.id {direction} LIMIT %s"
         params.append(limit)
         def query(
             conn: psycopg.Connection[TupleRow],

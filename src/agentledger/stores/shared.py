@@ -51,6 +51,7 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
+    SESSION_ORDERS,
     Capabilities,
     SessionFilter,
     SessionPage,
@@ -65,6 +66,8 @@ __all__ = [
     "EventRow",
     "SessionRow",
     "StoreTransaction",
+    "check_scope",
+    "session_order",
     "DEFAULT_FILE_MODE",
     "convert_options",
     "event_size",
@@ -438,24 +441,62 @@ class StoreTransaction(ABC):
         """Insert (`new=True`) or replace the session's snapshot row."""
 
 
-def _encode_cursor(row_key: tuple[str, str]) -> str:
-    raw = _dumps(list(row_key)).encode()
+def session_order(order: str) -> tuple[str, bool]:
+    """The sort column (`"updated_at"` or `"created_at"`) of a `list_sessions` order and
+    whether it runs descending.
+
+    Raises:
+        ConfigurationError: `order` is not one of `SESSION_ORDERS`.
+    """
+    if not isinstance(order, str) or order not in SESSION_ORDERS:
+        raise ConfigurationError(
+            f"order must be one of {', '.join(SESSION_ORDERS)}, not {order!r}"
+        )
+    column, _, direction = order.partition("_")
+    return f"{column}_at", direction == "desc"
+
+
+def _encode_cursor(row_key: tuple[str, str], order: str = "updated_desc") -> str:
+    # The default order's cursors keep their original form: [timestamp, id].
+    key = list(row_key) if order == "updated_desc" else [*row_key, order]
+    raw = _dumps(key).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def _decode_cursor(cursor: str, order: str = "updated_desc") -> tuple[str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        updated_at, session_id = json.loads(raw)
-        if not isinstance(updated_at, str) or not isinstance(session_id, str):
+        key = json.loads(raw)
+        if not isinstance(key, list) or len(key) not in (2, 3):
+            raise ValueError(cursor)
+        stamp, session_id = key[0], key[1]
+        made_for = key[2] if len(key) == 3 else "updated_desc"
+        if not isinstance(stamp, str) or not isinstance(session_id, str):
             raise ValueError(cursor)
         # Checked and normalized here, so every store reads the same cursor the same way.
-        moment = parse_timestamp(updated_at)
+        moment = parse_timestamp(stamp)
         if moment.tzinfo is None:
-            raise ValueError(f"{updated_at!r} has no UTC offset")
-        return format_timestamp(moment), session_id
+            raise ValueError(f"{stamp!r} has no UTC offset")
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid cursor {cursor!r}") from exc
+    if made_for != order:
+        raise ConfigurationError(
+            f"cursor {cursor!r} was made for order {made_for!r}, not {order!r}"
+        )
+    return format_timestamp(moment), session_id
+
+
+def check_scope(app_name: Any, user_id: Any) -> None:
+    """Check the scope of `get_scoped_state`/`update_scoped_state`.
+
+    Raises:
+        InvalidEventError: `app_name` is not a non-empty string, or `user_id` is neither
+            `None` nor a non-empty string.
+    """
+    if not isinstance(app_name, str) or not app_name:
+        raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
+    if user_id is not None and (not isinstance(user_id, str) or not user_id):
+        raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
 
 
 def _utcnow() -> datetime:
@@ -550,8 +591,12 @@ class BaseStore(SessionStore, ABC):
         limit: int | None,
         last: int | None,
         types: Sequence[str] | None,
+        after_ts: str | None = None,
+        before_ts: str | None = None,
     ) -> list[EventRow]:
-        """Return matching event rows in `seq` order (see `read_events`)."""
+        """Return matching event rows in `seq` order (see `read_events`); `after_ts` and
+        `before_ts` (formatted by `format_timestamp`) bound `timestamp` strictly, and
+        `limit`/`last` count the rows within them."""
 
     @abstractmethod
     def _session_exists(self, session_id: str) -> bool:
@@ -561,8 +606,35 @@ class BaseStore(SessionStore, ABC):
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int
     ) -> list[tuple[SessionRow, str | None, str | None]]:
-        """Return up to `limit` rows ordered by (updated_at, id) descending, strictly below
-        `after_key`, each with the app's and user's shared state JSON."""
+        """Return up to `limit` rows ordered by (column, id) of `where.order` (see
+        `session_order`), strictly past `after_key` in that order, each with the app's
+        and user's shared state JSON."""
+
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`.
+        By default read in a write transaction; a backend overrides it with a plain read."""
+        with self._transaction() as tx:
+            return tx.load_scoped_state(app_name, user_id)
+
+    def _update_scoped(
+        self,
+        app_name: str,
+        user_id: str | None,
+        change: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        """Replace the app's and (with `user_id`) the user's shared state atomically with
+        `change(app_state, user_state)`, read and written under the scopes' write locks.
+        By default one `StoreTransaction` (`load_scoped_state`/`save_scoped_state`)."""
+        with self._transaction() as tx:
+            app = self._decode_scoped("", tx.load_scoped_state(app_name, None))
+            user = (
+                {} if user_id is None else self._decode_scoped("", tx.load_scoped_state(app_name, user_id))
+            )
+            new_app, new_user = change(app, user)
+            if new_app != app:
+                tx.save_scoped_state(app_name, None, _dumps(new_app))
+            if user_id is not None and new_user != user:
+                tx.save_scoped_state(app_name, user_id, _dumps(new_user))
 
     @abstractmethod
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
@@ -1023,8 +1095,20 @@ class BaseStore(SessionStore, ABC):
         limit: int | None = None,
         last: int | None = None,
         types: Sequence[str] | None = None,
+        after_timestamp: datetime | None = None,
+        before_timestamp: datetime | None = None,
     ) -> list[Event]:
         validate_session_id(session_id)
+        bounds: list[str | None] = []
+        for name, moment in (
+            ("after_timestamp", after_timestamp),
+            ("before_timestamp", before_timestamp),
+        ):
+            if moment is not None and (
+                not isinstance(moment, datetime) or moment.utcoffset() is None
+            ):
+                raise ConfigurationError(f"{name} must be an aware datetime, not {moment!r}")
+            bounds.append(None if moment is None else format_timestamp(moment))
         if isinstance(after, bool) or not isinstance(after, int):
             raise ConfigurationError(f"after must be an int, not {after!r}")
         for name, value in (("limit", limit), ("last", last)):
@@ -1039,13 +1123,21 @@ class BaseStore(SessionStore, ABC):
         last = None if last is None else min(last, _MAX_SEQ)
         if isinstance(types, str):
             types = [types]
+        windowed = bounds != [None, None]
         rows = self._fetch_event_rows(
-            session_id, after=after, limit=limit, last=last, types=list(types) if types else None
+            session_id,
+            after=after,
+            limit=limit,
+            last=last,
+            types=list(types) if types else None,
+            **({"after_ts": bounds[0], "before_ts": bounds[1]} if windowed else {}),
         )
         if not rows and not self._session_exists(session_id):
             raise SessionNotFoundError(session_id)
         if not types:  # checked where cheap: no gap, and the chain between the rows
-            first = max(after, 0) + 1 if last is None and isinstance(after, int) else None
+            # (a time window starts anywhere: time never runs backwards, so it is contiguous)
+            unbounded = last is None and not windowed and isinstance(after, int)
+            first = max(after, 0) + 1 if unbounded else None
             self._check_read(session_id, rows, first)
         return self._decode_events(rows)
 
@@ -1124,13 +1216,15 @@ class BaseStore(SessionStore, ABC):
         updated_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        order: str = "updated_desc",
     ) -> SessionPage:
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ConfigurationError(f"limit must be an int from 1 to 1000, not {limit!r}")
+        column, _ = session_order(order)
         where = SessionFilter(
-            app_name, user_id, agent_name, status, phase, updated_after, updated_before
+            app_name, user_id, agent_name, status, phase, updated_after, updated_before, order
         )
-        after_key = _decode_cursor(cursor) if cursor else None
+        after_key = _decode_cursor(cursor, order) if cursor else None
         found = self._fetch_session_page(where, after_key, limit + 1)
         sessions: list[Session] = []
         corrupted: list[str] = []
@@ -1148,8 +1242,86 @@ class BaseStore(SessionStore, ABC):
         next_cursor = None
         if len(found) > limit:
             last_row = found[limit - 1][0]
-            next_cursor = _encode_cursor((last_row.updated_at, last_row.id))
+            stamp = last_row.created_at if column == "created_at" else last_row.updated_at
+            next_cursor = _encode_cursor((stamp, last_row.id), order)
         return SessionPage(sessions=sessions, next_cursor=next_cursor, corrupted=corrupted)
+
+    # -- shared state without a session --------------------------------------------------
+
+    @staticmethod
+    def _scoped_keys(what: str, values: Any, user_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a mapping of `app:`/`user:` keys into the app part and the user part
+        (prefixes removed); any other key is an `InvalidEventError`."""
+        if not isinstance(values, Mapping):
+            raise InvalidEventError(f"{what} must be a JSON object (a mapping), not {values!r}")
+        allowed = (APP_PREFIX,) if user_id is None else (APP_PREFIX, USER_PREFIX)
+        bad = [k for k in values if not isinstance(k, str) or not k.startswith(allowed)]
+        if bad:
+            scopes = " or ".join(f"{p!r}" for p in allowed)
+            why = "" if user_id is not None else " (user: keys need a user_id)"
+            raise InvalidEventError(
+                f"{what} takes keys starting with {scopes} only{why}, not "
+                f"{', '.join(map(repr, bad))}; nothing was written"
+            )
+        parts = split_delta(values)
+        return parts.app, parts.user
+
+    def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
+        check_scope(app_name, user_id)
+        raw = self._fetch_scoped(app_name, user_id)
+        prefix = APP_PREFIX if user_id is None else USER_PREFIX
+        state = self._decode_scoped("", raw)
+        return {prefix + k: v for k, v in state.items()}
+
+    def update_scoped_state(
+        self,
+        app_name: str,
+        user_id: str | None,
+        delta: Mapping[str, Any],
+        *,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self._check_writable()
+        check_scope(app_name, user_id)
+        app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
+        wanted_app, wanted_user = (
+            self._scoped_keys("expected_state", expected_state, user_id)
+            if expected_state is not None
+            else ({}, {})
+        )
+        check_nesting(dict(delta), "scoped state delta")
+        try:
+            size = len(canonical_json(dict(delta)).encode())
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventError(f"the scoped state delta is not JSON: {exc}") from exc
+        if size > self.max_event_bytes:
+            raise EventTooLargeError(size, self.max_event_bytes, "the scoped state delta")
+        scope = f"app {app_name!r}" + ("" if user_id is None else f" user {user_id!r}")
+
+        def change(
+            app: dict[str, Any], user: dict[str, Any]
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            changed = [APP_PREFIX + k for k, v in wanted_app.items() if app.get(k) != v]
+            changed += [USER_PREFIX + k for k, v in wanted_user.items() if user.get(k) != v]
+            if changed:
+                raise StateConflictError("", changed, 0, scope=scope)
+            new_app = apply_delta(app, app_delta) if app_delta else app
+            new_user = apply_delta(user, user_delta) if user_delta else user
+            check_nesting(new_app, "app: state")
+            check_nesting(new_user, "user: state")
+            result.clear()
+            result.update(
+                {APP_PREFIX + k: v for k, v in new_app.items()}
+                if user_id is None
+                else {USER_PREFIX + k: v for k, v in new_user.items()}
+            )
+            return new_app, new_user
+
+        result: dict[str, Any] = {}
+        if not (app_delta or user_delta or wanted_app or wanted_user):
+            return self.get_scoped_state(app_name, user_id)
+        self._update_scoped(app_name, user_id, change)
+        return result
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:
         self._check_writable()

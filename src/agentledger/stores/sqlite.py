@@ -67,6 +67,7 @@ from agentledger.stores.shared import (
     format_timestamp,
     fsync_folder,
     parse_file_mode,
+    session_order,
     store_options,
 )
 
@@ -640,12 +641,22 @@ class SqliteStore(BaseStore):
         limit: int | None,
         last: int | None,
         types: Sequence[str] | None,
+        after_ts: str | None = None,
+        before_ts: str | None = None,
     ) -> list[EventRow]:
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"
         params: list[Any] = [session_id, after]
         if types:
             sql += f" AND type IN ({', '.join('?' * len(types))})"
             params.extend(types)
+        # Within the session's rows (primary key (session_id, seq)); timestamps are
+        # fixed-width UTC text, so they compare as text.
+        if after_ts is not None:
+            sql += " AND timestamp > ?"
+            params.append(after_ts)
+        if before_ts is not None:
+            sql += " AND timestamp < ?"
+            params.append(before_ts)
         if last is not None:
             sql += " ORDER BY seq DESC LIMIT ?"
             params.append(last)
@@ -659,6 +670,18 @@ class SqliteStore(BaseStore):
         if last is not None:
             rows.reverse()
         return rows
+
+    def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
+        with _translated():
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT state FROM scoped_state WHERE app_name = ? AND user_id = ?",
+                    (app_name, user_id or _APP_SCOPE),
+                )
+                .fetchone()
+            )
+        return None if row is None else str(row[0])
 
     def _session_exists(self, session_id: str) -> bool:
         with _translated():
@@ -688,13 +711,17 @@ class SqliteStore(BaseStore):
         if where.updated_before is not None:
             clauses.append("s.updated_at < ?")
             params.append(format_timestamp(where.updated_before))
+        # By last activity, the sessions_by_updated index serves either direction; by
+        # creation there is no index (adding one needs a schema migration): SQLite sorts.
+        column, descending = session_order(where.order)
         if after_key is not None:
-            clauses.append("(s.updated_at, s.id) < (?, ?)")
+            clauses.append(f"(s.{column}, s.id) {'<' if descending else '>'} (?, ?)")
             params.extend(after_key)
         sql = _SESSION_SELECT
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+        direction = "DESC" if descending else "ASC"
+        sql += f" ORDER BY s.{column} {direction}, s.id {direction} LIMIT ?"
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()

@@ -66,17 +66,22 @@ class OpeningConformance(ConformanceBase):
             return
         app = self.unique("app")
         session = writer.create_session(app_name=app, user_id="ada", state={"k": 1})
-        writer.append(session.id, [msg("hello")])
+        writer.append(session.id, [msg("hello", state_delta={"user:u": 1, "app:a": 2})])
         before = self.record(writer, session.id)
         in_url = open_store(_with_query(make_store.url, "read_only=true"))
         for ro in (make_store(read_only=True), in_url):
             try:
                 assert self.record(ro, session.id) == before
                 assert [s.id for s in ro.list_sessions(app_name=app).sessions] == [session.id]
+                assert ro.get_scoped_state(app, "ada") == {"user:u": 1}
+                assert ro.get_scoped_state(app) == {"app:a": 2}
                 self._assert_refuses_writes(ro, session.id)
+                with pytest.raises(ReadOnlyStoreError):
+                    ro.update_scoped_state(app, "ada", {"user:u": 9})
             finally:
                 ro.close()
         assert self.record(writer, session.id) == before
+        assert writer.get_scoped_state(app, "ada") == {"user:u": 1}
         assert [s.id for s in writer.list_sessions(app_name=app).sessions] == [session.id]
 
     def _assert_refuses_writes(self, ro: SessionStore, session_id: str | None) -> None:

@@ -47,8 +47,12 @@ is split by topic:
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
     `_reads`: events, listing, cursors.
+    `_ordering`: events within a time window (`after_timestamp`, `before_timestamp`);
+        sessions listed in every `order`, each page once, by cursor and `iter_sessions`.
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
     `_scoped`: `app:`, `user:` and `temp:` state.
+    `_scoped_api`: `app:`/`user:` state read and changed without a session
+        (`get_scoped_state`, `update_scoped_state`), outliving a user's last session.
     `_state_conflicts`: `expected_state`.
     `_state_ops`: state operations applied at commit: every scope, all or nothing, no
         lost add from threads or processes, lists longer than one event.
@@ -83,10 +87,12 @@ from agentledger.testing._crash import CrashConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
+from agentledger.testing._ordering import OrderingConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
 from agentledger.testing._scoped import ScopedStateConformance
+from agentledger.testing._scoped_api import ScopedStateApiConformance
 from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
 from agentledger.testing._state_ops import StateOpsConformance
@@ -102,9 +108,11 @@ __all__ = [
     "IntegrityConformance",
     "LifecycleConformance",
     "OpeningConformance",
+    "OrderingConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
+    "ScopedStateApiConformance",
     "ScopedStateConformance",
     "SessionConformance",
     "StatefulConformance",
@@ -121,8 +129,10 @@ class StoreConformance(
     ProcessConformance,
     CrashConformance,
     ReadConformance,
+    OrderingConformance,
     BadInputConformance,
     ScopedStateConformance,
+    ScopedStateApiConformance,
     StateConflictConformance,
     StateOpsConformance,
     PropertyConformance,
