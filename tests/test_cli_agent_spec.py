@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,12 @@ from agentledger.errors import ConfigurationError
 
 
 @pytest.fixture
-def agent_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def agent_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A working directory on the import path; its modules are forgotten afterwards."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
-    yield tmp_path  # type: ignore[misc]
+    yield tmp_path
     for name in set(sys.modules) - before:
         sys.modules.pop(name, None)
 
@@ -69,14 +70,14 @@ def test_a_function_that_needs_arguments_is_a_configuration_error() -> None:
 
 
 def test_a_non_agent_is_named_by_its_type(agent_dir: Path) -> None:
-    spec = f"{_module(agent_dir, 'x = 5\n')}:x"
+    spec = _module(agent_dir, "x = 5\n") + ":x"
     with pytest.raises(ConfigurationError) as raised:
         load_agent(spec)
     assert str(raised.value) == f"{spec!r} is an object of type int, not an Agent"
 
 
 def test_the_cli_prints_one_error_line_not_a_traceback(agent_dir: Path) -> None:
-    spec = f"{_module(agent_dir, 'raise RuntimeError(\"boom\")\n')}:agent"
+    spec = _module(agent_dir, "raise RuntimeError('boom')\n") + ":agent"
     result = CliRunner().invoke(
         app, ["--store", f"sqlite:///{agent_dir}/s.db", "run", "hi", "--agent", spec]
     )
