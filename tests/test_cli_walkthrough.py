@@ -1,0 +1,21 @@
+"""Small CLI rules: option ranges, flag names in errors, help text, plurals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentledger.cli import app
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--port", "70000"], "--port"), (["--port", "-1"], "--port"), (["--workers", "0"], "--workers")],
+)
+def test_serve_rejects_out_of_range_numbers(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, ["--store", f"sqlite:///{tmp_path}/s.db", "serve", *args])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert needle in result.stderr
+    assert not (tmp_path / "s.db").exists()
