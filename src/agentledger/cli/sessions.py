@@ -226,8 +226,10 @@ def list_command(
     The table shows each session's status (green active, yellow suspended, red terminated),
     phase, number of events and last activity. When more sessions match, the command that
     prints the next page is shown below the table; with --json, use "next_cursor".
-    --active-only with another --status is an error.
+    --active-only with another --status is a usage error (exit 2).
     """
+    if active_only and status is not None and status != Status.ACTIVE:
+        usage_error(f"--active-only contradicts --status {status.value}")
     page = manager_from(ctx, StoreMode.READ).list_sessions(
         active_only=active_only,
         app_name=app_name,
