@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from cli_support import console_script
 from typer.testing import CliRunner
 
 from agentledger import open_store
@@ -32,3 +35,15 @@ def test_replay_of_one_turn_says_turn(tmp_path: Path) -> None:
     replayed = runner.invoke(app, ["--store", url, "replay", session.id])
     assert replayed.exit_code == 0, (replayed.stdout, replayed.stderr)
     assert f"replayed 1 turn of session {session.id}: identical" in replayed.stdout
+
+
+def test_a_bad_dotenv_line_is_reported_once(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AGENTLEDGER_TEST_UNUSED=1\nthis is not a variable\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AGENTLEDGER_STORE")}
+    done = subprocess.run(
+        [console_script(), "--store", "memory://", "run", "hi", "--model", "openai/gpt-4o-mini"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("could not parse statement starting at line 2") == 1, done.stderr
+    assert "needs an API key" in done.stderr

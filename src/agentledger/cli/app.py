@@ -386,5 +386,17 @@ def main() -> None:
     """
     from dotenv import load_dotenv
 
+    global _DOTENV_LOADED
     load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    _DOTENV_LOADED = True  # read once: model resolution must not parse (and warn) again
     app(prog_name="agentledger")
+
+
+_DOTENV_LOADED = False
+"""Whether `main` has already read `./.env` into the environment."""
+
+
+def dotenv_loaded() -> bool:
+    """Whether the console script has read `./.env` into `os.environ` already (then its
+    variables are in the environment and the file need not be parsed again)."""
+    return _DOTENV_LOADED
