@@ -47,3 +47,11 @@ def test_a_bad_dotenv_line_is_reported_once(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.count("could not parse statement starting at line 2") == 1, done.stderr
     assert "needs an API key" in done.stderr
+
+
+def test_store_help_lists_every_scheme() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for scheme in ("sqlite:///", "file://", "postgresql://", "memory://", "http://"):
+        assert scheme in text, scheme

@@ -353,7 +353,8 @@ def root(
             show_default=DEFAULT_STORE_URL,
             help=(
                 "The store to use: sqlite:///relative.db, sqlite:////absolute.db, "
-                "file://./folder, postgresql://user@host/db?schema=s, memory://. "
+                "file://./folder, postgresql://user@host/db?schema=s, memory://, "
+                "http://host:8420 (a server run by agentledger serve). "
                 "Opened only by commands that need it."
             ),
         ),
