@@ -390,7 +390,10 @@ def main() -> None:
     global _DOTENV_LOADED
     load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
     _DOTENV_LOADED = True  # read once: model resolution must not parse (and warn) again
-    app(prog_name="agentledger")
+    try:
+        app(prog_name="agentledger")
+    finally:
+        _DOTENV_LOADED = False  # an in-process caller's next `app(...)` reads it itself
 
 
 _DOTENV_LOADED = False
