@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 
 from agentledger import Event, NewEvent, SessionStore, open_store
 from agentledger.cli import app, main
+from agentledger.cli import sessions as sessions_cli
 from agentledger.cli.render import format_age, short_id, summarize_event
 
 WIDE = {"COLUMNS": "200"}  # so no table column is left out
@@ -353,7 +354,10 @@ def test_delete_with_yes(store: SessionStore, url: str) -> None:
     assert "s-a" not in {s.id for s in store.list_sessions().sessions}
 
 
-def test_delete_asks_first(store: SessionStore, url: str) -> None:
+def test_delete_asks_first(
+    store: SessionStore, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions_cli, "_stdin_is_terminal", lambda: True)
     declined = run(url, "sessions", "delete", "s-a", input="n\n")
     assert declined.exit_code == 1
     assert "Delete session s-a (1 event)?" in declined.stdout
@@ -361,6 +365,19 @@ def test_delete_asks_first(store: SessionStore, url: str) -> None:
 
     ok(run(url, "sessions", "delete", "s-a", input="y\n"))
     assert "s-a" not in {s.id for s in store.list_sessions().sessions}
+
+
+@pytest.mark.parametrize("answer", ["y\n", ""])
+def test_delete_without_yes_or_a_terminal_refuses(
+    store: SessionStore, url: str, answer: str
+) -> None:
+    # A "y" piped in is not a person's answer: without --yes nothing is deleted.
+    result = run(url, "sessions", "delete", "s-a", input=answer)
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: not deleting session s-a"), lines
+    assert "stdin is not a terminal" in lines[0] and "pass --yes" in lines[0]
+    assert store.get_session("s-a").id == "s-a"
 
 
 # -- errors and configuration -------------------------------------------------------------

@@ -371,6 +371,20 @@ def test_invalid_session_ids(bad: Any) -> None:
         validate_session_id(bad)
 
 
+def test_a_huge_bad_session_id_is_cut_in_the_error() -> None:
+    huge = "bad id " + "x" * 5000
+    with pytest.raises(InvalidSessionIdError) as raised:
+        validate_session_id(huge)
+    message = str(raised.value)
+    assert repr(huge[:80]) + "… (5007 characters)" in message
+    assert len(message) < 300
+    with pytest.raises(InvalidSessionIdError, match=r"^invalid session id '\.\./x': "):
+        validate_session_id("../x")  # a short one is shown whole
+    with pytest.raises(InvalidSessionIdError) as raised:
+        validate_session_id(["y" * 5000])
+    assert len(str(raised.value)) < 300
+
+
 # -- events ---------------------------------------------------------------------------------
 
 

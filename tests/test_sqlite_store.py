@@ -415,12 +415,16 @@ def test_default_durability_is_full(db_path: Path) -> None:
         "sqlite:///x.db?max_event_bytes=lots",
         "sqlite:///x.db?max_event_bytes=10",
         "sqlite:///x.db?busy_timeout=soon",
+        "sqlite:///x.db?busy_timeout=-5",
+        "sqlite:///x.db?busy_timeout=nan",
+        "sqlite:///x.db?busy_timeout=inf",
     ],
 )
 def test_bad_sqlite_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigurationError):
         open_store(url)
+    assert not (tmp_path / "x.db").exists()  # refused before anything is created
 
 
 def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -458,9 +458,18 @@ class SessionManager:
                 `"created_asc"`, as `SessionStore.list_sessions`.
 
         Raises:
-            ConfigurationError: `active_only` with another `status`, a bad limit or an
-                unknown `order`.
+            ConfigurationError: `status` is not a session status (`active`, `suspended`,
+                `terminated`), `phase` is not one of the store lifecycle's phases,
+                `active_only` with another `status`, a bad limit or an unknown `order`.
         """
+        statuses = [s.value for s in Status]
+        if status is not None and status not in statuses:
+            raise ConfigurationError(
+                f"status must be one of {', '.join(statuses)}, not {status!r}"
+            )
+        phases = self.store.lifecycle.phases
+        if phase is not None and phase not in phases:
+            raise ConfigurationError(f"phase must be one of {', '.join(phases)}, not {phase!r}")
         if active_only:
             if status not in (None, Status.ACTIVE.value):
                 raise ConfigurationError(f"active_only contradicts status={status!r}")

@@ -97,7 +97,10 @@ def load_agent(spec: str | None) -> Agent:
         The `Agent`.
 
     Raises:
-        ConfigurationError: The module or attribute cannot be found, or is not an `Agent`.
+        ConfigurationError: The spec is not `module:attribute` with a dotted module name
+            (not a relative name or a file path), importing the module fails (not found,
+            or its code raises, e.g. a SyntaxError), the attribute is missing, calling the
+            factory fails (e.g. it needs arguments), or the result is not an `Agent`.
     """
     if spec is None:
         return build_reminders_agent()
@@ -107,15 +110,43 @@ def load_agent(spec: str | None) -> Agent:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)  # kept: the agent's module may import its siblings later
+    if module_name.startswith(".") or "/" in module_name or module_name.endswith(".py"):
+        raise ConfigurationError(
+            f"cannot load agent {spec!r}: {module_name!r} is not an importable module name; "
+            "give a dotted module name (e.g. mypkg.agents:build_agent, not a relative name "
+            "or a file path) and run from the directory that holds it"
+        )
     try:
-        target: Any = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot load agent {spec!r}: {exc}") from exc
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot load agent {spec!r}: {_one_line(exc)}") from exc
+    except Exception as exc:  # the module's own code failed: a SyntaxError, a raise, ...
+        raise ConfigurationError(
+            f"cannot load agent {spec!r}: importing {module_name!r} raised "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+    try:
+        target: Any = getattr(module, attribute)
+    except AttributeError as exc:
+        raise ConfigurationError(f"cannot load agent {spec!r}: {_one_line(exc)}") from exc
     if callable(target) and not isinstance(target, Agent):
-        target = target()
+        try:
+            target = target()
+        except Exception as exc:  # not a no-argument factory, or the factory failed
+            raise ConfigurationError(
+                f"cannot build agent {spec!r}: calling {attribute}() raised "
+                f"{type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
     if not isinstance(target, Agent):
-        raise ConfigurationError(f"{spec!r} is a {type(target).__name__}, not an Agent")
+        raise ConfigurationError(
+            f"{spec!r} is an object of type {type(target).__name__}, not an Agent"
+        )
     return target
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (whitespace runs collapsed), for `error:`."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _session_for(

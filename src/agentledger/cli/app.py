@@ -353,7 +353,8 @@ def root(
             show_default=DEFAULT_STORE_URL,
             help=(
                 "The store to use: sqlite:///relative.db, sqlite:////absolute.db, "
-                "file://./folder, postgresql://user@host/db?schema=s, memory://. "
+                "file://./folder, postgresql://user@host/db?schema=s, memory://, "
+                "http://host:8420 (a server run by agentledger serve). "
                 "Opened only by commands that need it."
             ),
         ),
@@ -386,5 +387,20 @@ def main() -> None:
     """
     from dotenv import load_dotenv
 
+    global _DOTENV_LOADED
     load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
-    app(prog_name="agentledger")
+    _DOTENV_LOADED = True  # read once: model resolution must not parse (and warn) again
+    try:
+        app(prog_name="agentledger")
+    finally:
+        _DOTENV_LOADED = False  # an in-process caller's next `app(...)` reads it itself
+
+
+_DOTENV_LOADED = False
+"""Whether `main` has already read `./.env` into the environment."""
+
+
+def dotenv_loaded() -> bool:
+    """Whether the console script has read `./.env` into `os.environ` already (then its
+    variables are in the environment and the file need not be parsed again)."""
+    return _DOTENV_LOADED

@@ -11,11 +11,13 @@ choice writes nothing.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from agentledger.cli.app import dotenv_loaded
 from agentledger.cli.render import print_answer
 from agentledger.core.events import Event
 from agentledger.errors import ConfigurationError
@@ -75,7 +77,10 @@ def with_model(
             raise ConfigurationError("--base-url and --api-key-env need --model, e.g. openai/MODEL")
         return agent
     own = agent.model if isinstance(agent.model, OfflineModel) else None
-    model = resolve_model(spec, base_url=base_url, api_key_env=api_key_env, offline=own)
+    dotenv_path = None if dotenv_loaded() else Path(".env")  # parsed once per command
+    model = resolve_model(
+        spec, base_url=base_url, api_key_env=api_key_env, offline=own, dotenv_path=dotenv_path
+    )
     return dataclasses.replace(agent, model=model)
 
 

@@ -45,10 +45,12 @@ def replay(
     else:
         out = make_console()
         scope = f" up to event {until}" if until is not None else ""
-        summary = f"replayed {report.turns} turns of session {session_id}{scope}"
+        turns = f"{report.turns} turn{'' if report.turns == 1 else 's'}"
+        summary = f"replayed {turns} of session {session_id}{scope}"
         if report.divergence is None:
+            compared = report.events_compared
             out.print(
-                f"{summary}: identical ({report.events_compared} events compared)",
+                f"{summary}: identical ({compared} event{'' if compared == 1 else 's'} compared)",
                 highlight=False, soft_wrap=True,
             )
         else:

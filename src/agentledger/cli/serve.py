@@ -47,7 +47,10 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", metavar="HOST", help="The address to listen on.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="The TCP port.")] = 8420,
+    port: Annotated[
+        int,
+        typer.Option("--port", metavar="PORT", min=0, max=65535, help="The TCP port (0-65535).")
+    ] = 8420,
     agent_spec: Annotated[
         str | None,
         typer.Option(

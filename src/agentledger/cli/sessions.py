@@ -226,8 +226,10 @@ def list_command(
     The table shows each session's status (green active, yellow suspended, red terminated),
     phase, number of events and last activity. When more sessions match, the command that
     prints the next page is shown below the table; with --json, use "next_cursor".
-    --active-only with another --status is an error.
+    --active-only with another --status is a usage error (exit 2).
     """
+    if active_only and status is not None and status != Status.ACTIVE:
+        usage_error(f"--active-only contradicts --status {status.value}")
     page = manager_from(ctx, StoreMode.READ).list_sessions(
         active_only=active_only,
         app_name=app_name,
@@ -498,8 +500,9 @@ def delete_command(
 ) -> None:
     """Delete a session and its whole ledger. This cannot be undone.
 
-    The app-wide and user-wide state it shared with other sessions is kept. Asks for
-    confirmation unless --yes is given.
+    The app-wide and user-wide state it shared with other sessions is kept. Without
+    --yes it asks for confirmation on a terminal; when stdin is not a terminal (a pipe
+    or a file) it refuses with one error line (exit 1) and deletes nothing.
     """
     store = store_from(ctx, StoreMode.WRITE)
     if not yes:
@@ -509,7 +512,11 @@ def delete_command(
             what = f"session {session.id} ({count} event{'' if count == 1 else 's'})"
         except CorruptedSessionError:
             what = f"corrupted session {session_id}"
-        typer.confirm(f"Delete {what}?", abort=True)
+        confirm_or_refuse(
+            f"Delete {what}?",
+            f"not deleting {what} without confirmation, and stdin is not a terminal to ask "
+            "on: pass --yes to delete it",
+        )
     store.delete_session(session_id)
     make_console().print(f"Deleted session {session_id}.", markup=False, highlight=False)
 
@@ -589,6 +596,27 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def confirm_or_refuse(question: str, refusal: str) -> None:
+    """Ask a yes/no question before a destructive step, on a terminal only.
+
+    The rule every deleting command follows when --yes is not given: a person at a
+    terminal is asked; a pipe or file on stdin is never read as the answer.
+
+    Args:
+        question: The question shown on the terminal ("Delete ...?").
+        refusal: The `error:` line printed when stdin is not a terminal; it should tell
+            the user to pass --yes.
+
+    Raises:
+        typer.Abort: The answer is no ("Aborted!", exit 1).
+        typer.Exit: (code 1, after the one `error:` line) stdin is not a terminal.
+    """
+    if not _stdin_is_terminal():
+        print_error(refusal)
+        raise typer.Exit(1)
+    typer.confirm(question, abort=True)
+
+
 def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelta:
     """Ask before a clean-up deletes sessions that are not terminated.
 
@@ -614,15 +642,13 @@ def _confirm_cleanup(manager: SessionManager, older_than: timedelta) -> timedelt
         f"{count} session{'' if count == 1 else 's'} last active before "
         f"{format_time(preview.cutoff)} UTC, {live} of them not terminated (active or suspended)"
     )
-    if not _stdin_is_terminal():
-        print_error(
-            f"not deleting {live} session{'' if live == 1 else 's'} that "
-            f"{'is' if live == 1 else 'are'} not terminated (active or suspended) without "
-            "confirmation, and stdin is not a terminal to ask on: pass --yes to delete them, "
-            "--only-finalized to keep them, or --dry-run to list them"
-        )
-        raise typer.Exit(1)
-    typer.confirm(f"Delete {what}?", abort=True)
+    confirm_or_refuse(
+        f"Delete {what}?",
+        f"not deleting {live} session{'' if live == 1 else 's'} that "
+        f"{'is' if live == 1 else 'are'} not terminated (active or suspended) without "
+        "confirmation, and stdin is not a terminal to ask on: pass --yes to delete them, "
+        "--only-finalized to keep them, or --dry-run to list them",
+    )
     return max(manager.clock() - preview.cutoff, timedelta(0))
 
 

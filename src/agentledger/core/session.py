@@ -119,9 +119,24 @@ def validate_session_id(session_id: object) -> str:
     """
     if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
         raise InvalidSessionIdError(
-            f"invalid session id {session_id!r}: use 1-128 characters from [A-Za-z0-9._:@-], "
-            "starting with a letter or digit"
+            f"invalid session id {_shown_id(session_id)}: use 1-128 characters from "
+            "[A-Za-z0-9._:@-], starting with a letter or digit"
         )
     if ".." in session_id:
-        raise InvalidSessionIdError(f"invalid session id {session_id!r}: '..' is not allowed")
+        raise InvalidSessionIdError(
+            f"invalid session id {_shown_id(session_id)}: '..' is not allowed"
+        )
     return session_id
+
+
+_SHOWN_ID_CHARS = 80
+"""A bad session id longer than this is cut in error messages (it may be megabytes)."""
+
+
+def _shown_id(session_id: object) -> str:
+    """`session_id` as an error message shows it: its repr, cut after 80 characters with
+    `…` and the full length, so a huge id never floods a terminal or a log."""
+    if isinstance(session_id, str) and len(session_id) > _SHOWN_ID_CHARS:
+        return f"{session_id[:_SHOWN_ID_CHARS]!r}… ({len(session_id)} characters)"
+    text = repr(session_id)
+    return text if len(text) <= _SHOWN_ID_CHARS + 2 else text[:_SHOWN_ID_CHARS] + "…"

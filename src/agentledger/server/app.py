@@ -119,10 +119,11 @@ class ScopedStateResult(BaseModel):
 
 
 class AppendResult(BaseModel):
-    """The stored events (with `seq`) and the session's version after them."""
+    """The stored events (with `seq`) and the session's version after them (with no
+    events, the session's current version)."""
 
     events: list[Event]
-    version: int | None
+    version: int
 
 
 class EventPage(BaseModel):
@@ -804,8 +805,11 @@ def create_app(
         )
         if stored:
             notifier.notify(session_id)
-            response.headers["ETag"] = f'"{stored[-1].seq}"'
-        return AppendResult(events=stored, version=stored[-1].seq if stored else None)
+            version = stored[-1].seq
+        else:  # as the store API: nothing appended (the checks still ran); the version now
+            version = (await run_in_threadpool(view.get_session, session_id)).version
+        response.headers["ETag"] = f'"{version}"'
+        return AppendResult(events=stored, version=version)
 
     @app.get("/v1/sessions/{session_id}/events", tags=["events"],
              summary="Read events in seq order, a page at a time.",

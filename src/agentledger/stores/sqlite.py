@@ -407,7 +407,8 @@ class SqliteStore(BaseStore):
             `BaseStore`.
 
     Raises:
-        ConfigurationError: A bad option.
+        ConfigurationError: A bad option (e.g. a `busy_timeout` that is negative or not
+            finite).
         StoreNotFoundError: The file is missing and may not be created, or its folder is
             missing.
         SchemaVersionError: The file was written by a newer agentledger, or is older and
@@ -443,6 +444,14 @@ class SqliteStore(BaseStore):
             # Each thread's connection would get its own, empty database.
             raise ConfigurationError("SQLite :memory: is not supported; use memory:// instead")
         self.durability = durability
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, (int, float))
+            or not 0 <= busy_timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"busy_timeout must be a finite number >= 0, not {busy_timeout!r}"
+            )
         self._busy_timeout = float(busy_timeout)
         self._space = _DiskSpace()
         self._local = threading.local()
