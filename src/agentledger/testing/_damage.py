@@ -110,13 +110,13 @@ def damage_event(store: SessionStore, session_id: str, seq: int, how: Damage = "
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(store._conninfo, **store._connect_kwargs) as conn:
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(store.schema)))
-            ((data,),) = conn.execute(
+        with psycopg.connect(store._conninfo, **store._connect_kwargs) as pg:
+            pg.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(store.schema)))
+            ((data,),) = pg.execute(
                 "SELECT data::text FROM events WHERE session_id = %s AND seq = %s",
                 (session_id, seq),
             ).fetchall()
-            conn.execute(
+            pg.execute(
                 "UPDATE events SET data = %s::jsonb WHERE session_id = %s AND seq = %s",
                 (_damaged(canonical_json(json.loads(data)), how), session_id, seq),
             )
