@@ -422,11 +422,15 @@ def _parse_ledger(
                 value = json.loads(line)
             except (ValueError, RecursionError) as exc:
                 raise CorruptedSessionError(
-                    session_id, f"{LEDGER} byte {base + offset}: not JSON ({exc})"
+                    session_id,
+                    f"{LEDGER} byte {base + offset}: not JSON ({exc})",
+                    seq=first_seq + i,
                 ) from exc
         problem = _check_event(value, first_seq + i, open_batch_end, keys)
         if problem is not None:
-            raise CorruptedSessionError(session_id, f"{LEDGER} byte {base + offset}: {problem}")
+            raise CorruptedSessionError(
+                session_id, f"{LEDGER} byte {base + offset}: {problem}", seq=first_seq + i
+            )
         parsed.append(value)
         offset += len(line) + 1
         if value["seq"] == value["batch_end"]:

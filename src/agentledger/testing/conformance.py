@@ -71,6 +71,11 @@ is split by topic:
     `_integrity`: time never runs backwards in a session (a clock going back, an earlier
         timestamp from the caller); every session's hash chain verifies after normal use,
         and `verify_session` reports the same `last_hash` as `chain_of(events)`.
+    `_damage`: one session's event changed behind the store's back (`damage_event`): that
+        session's ledger reads raise `CorruptedSessionError` and `verify_session` finds
+        it; listing, stats, clean-up, the other sessions and deleting the damaged one
+        keep working. Skipped for a store `damage_event` cannot reach (override
+        `DamageConformance.damage_event`).
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -84,6 +89,7 @@ from agentledger.testing._bad_input import BadInputConformance
 from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
+from agentledger.testing._damage import DamageConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
@@ -104,6 +110,7 @@ __all__ = [
     "ConformanceBase",
     "ContinuationConformance",
     "CrashConformance",
+    "DamageConformance",
     "FakeClock",
     "IntegrityConformance",
     "LifecycleConformance",
@@ -141,5 +148,6 @@ class StoreConformance(
     OpeningConformance,
     ContinuationConformance,
     IntegrityConformance,
+    DamageConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
