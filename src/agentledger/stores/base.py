@@ -299,8 +299,10 @@ class SessionStore(Protocol):
                 (`SESSION_ORDERS`).
 
         Raises:
-            ConfigurationError: `limit` is out of range, `order` is unknown, or `cursor`
-                is not one we made for this order.
+            ConfigurationError: `limit` is out of range, `order` is unknown, `cursor`
+                is not one we made for this order, `status` is not a session status
+                (`active`, `suspended`, `terminated`), or `phase` is not one of the store
+                lifecycle's phases.
         """
         ...
 

@@ -26,7 +26,7 @@ from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
-from agentledger.core.session import Session, validate_session_id
+from agentledger.core.session import Session, Status, validate_session_id
 from agentledger.core.state import (
     APP_PREFIX,
     TEMP_PREFIX,
@@ -1220,6 +1220,12 @@ class BaseStore(SessionStore, ABC):
     ) -> SessionPage:
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ConfigurationError(f"limit must be an int from 1 to 1000, not {limit!r}")
+        statuses = [s.value for s in Status]
+        if status is not None and status not in statuses:
+            raise ConfigurationError(f"status must be one of {', '.join(statuses)}, not {status!r}")
+        phases = self.lifecycle.phases
+        if phase is not None and phase not in phases:
+            raise ConfigurationError(f"phase must be one of {', '.join(phases)}, not {phase!r}")
         column, _ = session_order(order)
         where = SessionFilter(
             app_name, user_id, agent_name, status, phase, updated_after, updated_before, order

@@ -296,6 +296,18 @@ class BadInputConformance(ConformanceBase):
         with pytest.raises(SessionNotFoundError):
             store.read_events("missing", after=2**70)
 
+    @pytest.mark.parametrize(
+        ("field", "value"), [("status", "weird"), ("status", "ACTIVE"), ("phase", "weird")]
+    )
+    def test_list_sessions_refuses_an_unknown_status_or_phase(
+        self, store: SessionStore, field: str, value: str
+    ) -> None:
+        """A filter no session can match is a mistake, not an empty page."""
+        self._session_with_history(store)
+        filters: dict[str, Any] = {field: value}
+        with pytest.raises(ConfigurationError, match=field):
+            store.list_sessions(**filters)
+
     @pytest.mark.parametrize("after", ["x", 1.5, None, True, [1]])
     def test_read_events_after_must_be_an_int(self, store: SessionStore, after: Any) -> None:
         sid = self._session_with_history(store)
