@@ -1,6 +1,6 @@
 """What the stores' schema tests share: a check that reopening a store at the current schema
 version runs no migration again, and the data of a store of schema version 1 with the check
-that an upgraded one reads back as it was."""
+that an upgraded one reads back as it was, and the same for a store of schema version 2."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from agentledger.testing import StoreFactory, msg
 
 __all__ = [
     "V1_DATA",
+    "V2_DATA",
     "V1_EVENT_COLUMNS",
     "SpyMigrations",
     "check_reopening_does_not_rerun_migrations",
     "check_v1_store_upgraded",
+    "check_v2_store_upgraded",
     "check_version_1_data_after_upgrade",
     "v1_rows",
+    "v2_rows",
     "version_1_rows",
 ]
 
@@ -135,3 +138,59 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
     store.append("s-one", [NewEvent(type="user_message", author="user", data={"text": "more"})])
     assert store.verify_session("s-one").ok
     assert store.read_events("s-one")[-1].seq == 5
+
+
+# -- stores of schema version 2, as the version-2 library wrote them -------------------------
+
+V2_DATA = Path(__file__).parent / "data" / "schema_v2"
+"""Stores written by agentledger at schema version 2 (see `generate.py` there)."""
+
+
+def v2_rows() -> dict[str, Any]:
+    """The tables of a version-2 SQL store: `sessions`, `events`, `scoped_state` (lists of
+    rows) and `columns` (each table's column names)."""
+    rows: dict[str, Any] = json.loads((V2_DATA / "sql_rows.json").read_text())
+    return rows
+
+
+def check_v2_store_upgraded(store: SessionStore) -> None:
+    """A store opened on the version-2 data (upgraded to the current version if that is
+    newer): every session reads back as it was, its events too (their ids aside: the file
+    store's are other ids), every chain verifies, the `None` that deleted a key in version 2
+    still deleted it, and appending continues the chain."""
+    rows = v2_rows()
+    names = rows["columns"]["events"]
+    for snapshot in (r[9] for r in rows["sessions"]):
+        before = Session.model_validate_json(snapshot)
+        after = store.get_session(before.id)
+        own = after.model_copy(update={"state": {k: v for k, v in after.state.items() if ":" not in k}})
+        assert own == before
+        report = store.verify_session(before.id)
+        assert report.ok, report
+        assert report.events == before.version
+        events = store.read_events(before.id)
+        old = [dict(zip(names, r, strict=True)) for r in rows["events"] if r[0] == before.id]
+        assert [
+            (e.seq, e.type, e.author, e.invocation_id, e.timestamp, e.data, e.state_delta, e.state_ops)
+            for e in events
+        ] == [
+            (
+                r["seq"],
+                r["type"],
+                r["author"],
+                r["invocation_id"],
+                parse_timestamp(r["timestamp"]),
+                json.loads(r["data"]),
+                json.loads(r["state_delta"]),
+                json.loads(r["state_ops"]),
+            )
+            for r in old
+        ]
+        assert project(events) == before
+    one = store.get_session("s-one")
+    assert "gone" not in one.state  # a None in a version-2 state delta deleted the key
+    assert one.state["user:tier"] == "gold" and one.state["user:list"] == ["x"]
+    assert one.state["app:motd"] == "hi"
+    store.append("s-one", [NewEvent(type="user_message", author="user", data={"text": "more"})])
+    assert store.verify_session("s-one").ok
+    assert store.read_events("s-one")[-1].seq == 6

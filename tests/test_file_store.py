@@ -1027,3 +1027,22 @@ def test_the_version_2_migration_can_run_again(tmp_path: Path) -> None:
         check_v1_store_upgraded(factory())
     finally:
         factory.close_all()
+
+
+# -- a folder of schema version 2, as the version-2 library wrote it --------------------------
+
+
+def test_a_version_2_folder_opens_and_reads_back_as_it_was(tmp_path: Path) -> None:
+    from migration_support import V2_DATA, check_v2_store_upgraded
+
+    root = tmp_path / "v2"
+    shutil.copytree(V2_DATA / "file_store", root)
+    for sub in ("_locks", "_trash"):  # empty folders, which git does not keep
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    factory = StoreFactory(f"file://{root}")
+    try:
+        store = factory()
+        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION
+        check_v2_store_upgraded(store)
+    finally:
+        factory.close_all()

@@ -626,3 +626,32 @@ def test_a_changed_event_row_fails_verification(make: StoreFactory, sql: Any) ->
     sql("UPDATE events SET author = 'mallory' WHERE session_id = %s AND seq = 3", (sid,))
     with pytest.raises(CorruptedSessionError, match="event 3"):
         store.read_events(sid)  # a full read checks the headers' chain
+
+
+# -- a schema of version 2, as the version-2 library wrote it ---------------------------------
+
+
+def test_a_version_2_schema_opens_and_reads_back_as_it_was(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migration_support import check_v2_store_upgraded, v2_rows
+
+    with monkeypatch.context() as patch:  # a schema of version 2, as that library made it
+        patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr(postgres_module, "SCHEMA_VERSION", 2)
+        make().close()
+    rows = v2_rows()
+    jsonb = {"snapshot", "data", "state_delta", "state_ops", "state"}
+    for table in ("sessions", "events", "scoped_state"):
+        names = rows["columns"][table]
+        marks = ", ".join("%s::jsonb" if n in jsonb else "%s" for n in names)
+        for row in rows[table]:
+            values = tuple(
+                postgres_module._pg_json(v) if n in jsonb else v
+                for n, v in zip(names, row, strict=True)
+            )
+            sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(2,)]
+    store = make()
+    assert store.schema_version() == SCHEMA_VERSION
+    check_v2_store_upgraded(store)

@@ -521,3 +521,32 @@ def test_a_row_nested_too_deep_corrupts_only_its_session(make: StoreFactory, db_
         store.read_events(a)
     page = store.list_sessions()
     assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
+
+
+# -- a store of schema version 2, as the version-2 library wrote it ---------------------------
+
+
+def test_a_version_2_file_opens_and_reads_back_as_it_was(make: StoreFactory, db_path: Path) -> None:
+    from migration_support import check_v2_store_upgraded, v2_rows
+
+    rows = v2_rows()
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            for version in (1, 2):
+                for step in MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+            for table in ("sessions", "events", "scoped_state"):
+                names = rows["columns"][table]
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)})"
+                    f" VALUES ({', '.join('?' * len(names))})",
+                    rows[table],
+                )
+            conn.execute("PRAGMA user_version = 2")
+    finally:
+        conn.close()
+    store = make()
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
+    check_v2_store_upgraded(store)
