@@ -261,6 +261,7 @@ async function sessionsPage() {
     if (form.elements.active_only.checked) query.set("active_only", "true");
     if (cursor) query.set("cursor", cursor);
     more.disabled = true;
+    table.setAttribute("aria-busy", "true");
     try {
       const page = await api(`/v1/sessions?${query}`);
       if (mine !== generation) return;
@@ -284,6 +285,7 @@ async function sessionsPage() {
       note.textContent = `Could not list sessions: ${error.message}`;
     } finally {
       more.disabled = false;
+      if (mine === generation) table.setAttribute("aria-busy", "false");
     }
   }
 
@@ -316,6 +318,7 @@ async function sessionsPage() {
       applySearch();
       typing = setTimeout(() => { const q = form.elements.q.value.trim(); if (q && !shown.has(q)) findById(q, generation); }, 300);
     } else if (event.target.type === "text" || event.target.type === "search") {
+      table.setAttribute("aria-busy", "true");
       typing = setTimeout(() => load(true), 300);
     } else {
       load(true);
@@ -471,6 +474,7 @@ async function sessionPage(id) {
   const callOf = new Map(); // `${invocation}|${call_id}` -> tool_call seq
   const resultOf = new Map(); // tool_call seq -> tool_result seq
   let lastSeq = 0;
+  let first = 0; // the timeline shows events[first..drawn): a window, drawn a chunk at a time
   let drawn = 0;
   let lastTurn = null; // {id, body, count} of the turn the last drawn event belongs to
   let selected = null;
@@ -495,7 +499,8 @@ async function sessionPage(id) {
     el("p", { class: "crumbs" }, el("a", { href: "/" }, "← Sessions")),
     head, phases,
     el("div", { class: "split" },
-      el("div", { class: "timeline-col" }, el("div", { class: "timeline-bar" }, el("h2", {}, "Timeline"), live), timeline, sentinel, loading, chat),
+      el("div", { class: "timeline-col" }, el("div", { class: "timeline-bar" }, el("h2", {}, "Timeline"), live,
+        el("button", { type: "button", class: "link", id: "to-latest", onclick: () => { if (events.length) select(lastSeq, { scroll: true }); } }, "latest ↓")), timeline, sentinel, loading, chat),
       el("div", { class: "side" }, inspector, el("section", { class: "card" }, el("h2", {}, "Current state"), currentBox))));
 
   // -- header ----------------------------------------------------------------------------
@@ -711,16 +716,40 @@ async function sessionPage(id) {
     drawn += 1;
   }
 
+  function describe() {
+    if (first === 0 && drawn === events.length) { loading.textContent = ""; return; }
+    loading.textContent = `Showing #${events[first].seq}–#${events[drawn - 1].seq} of ${events.length} events${drawn < events.length ? "; scroll for more" : ""}.`;
+  }
+
   function drawMore(count = CHUNK) {
     const stop = Math.min(events.length, drawn + count);
     while (drawn < stop) draw(events[drawn]);
-    loading.textContent = drawn < events.length ? `Showing ${drawn} of ${events.length} events; scroll for more.` : "";
+    describe();
+  }
+
+  // Start the window again at `index` (a far jump: nothing before it is drawn).
+  function drawFrom(index) {
+    timeline.replaceChildren();
+    lastTurn = null;
+    first = drawn = index;
+    if (first > 0) {
+      timeline.append(el("button", { type: "button", class: "secondary earlier", id: "earlier",
+        onclick: () => {
+          const at = first;
+          drawFrom(Math.max(0, first - CHUNK));
+          if (drawn <= at) drawMore(at + 20 - drawn);
+          document.getElementById(`seq-${events[at].seq}`).scrollIntoView({ block: "start" });
+        } },
+      `Show earlier events (${first})`));
+    }
+    drawMore();
   }
 
   function ensureDrawn(seq) {
     const index = indexOf.get(seq);
     if (index === undefined) return false;
-    if (index >= drawn) drawMore(index + 1 - drawn + 20);
+    if (index < first || index >= drawn + 2 * CHUNK) drawFrom(Math.max(0, index - 50));
+    else if (index >= drawn) drawMore(index + 1 - drawn + 20);
     return true;
   }
 
@@ -746,9 +775,9 @@ async function sessionPage(id) {
       if (had && has && same(before[key], after[key])) continue;
       const kind = !had ? "added" : !has ? "removed" : "changed";
       rows.push(el("li", { class: `diff-${kind}` }, el("span", { class: "mono key" }, key), ` ${kind}: `,
-        had ? el("del", { class: "mono" }, short(before[key], 200)) : null,
+        had ? el("del", { class: "mono" }, short(JSON.stringify(before[key]), 200)) : null,
         had && has ? " → " : null,
-        has ? el("ins", { class: "mono" }, short(after[key], 200)) : null));
+        has ? el("ins", { class: "mono" }, short(JSON.stringify(after[key]), 200)) : null));
     }
     return rows;
   }
@@ -810,7 +839,7 @@ async function sessionPage(id) {
     chatNote.textContent = "The agent is answering…";
     try {
       const turn = await api(`${sessionPath(id)}/turns`, { method: "POST", body: { message } });
-      for (const stored of turn.events) if (ingest(stored) && drawn === events.length - 1) draw(stored);
+      for (const stored of turn.events) onNew(stored, { refresh: false });
       chatInput.value = "";
       chatNote.textContent = turn.answer ? "" : "The turn ended without an answer.";
       refreshSoon();
@@ -824,7 +853,7 @@ async function sessionPage(id) {
 
   // -- loading and the live stream ------------------------------------------------------
 
-  function onNew(event) {
+  function onNew(event, { refresh = true } = {}) {
     const atEnd = drawn === events.length;
     if (!ingest(event)) return;
     if (atEnd) {
@@ -832,10 +861,10 @@ async function sessionPage(id) {
       draw(event);
       if (follow) document.getElementById(`seq-${event.seq}`).scrollIntoView({ block: "end" });
     } else {
-      loading.textContent = `Showing ${drawn} of ${events.length} events; scroll for more.`;
+      describe();
     }
     if (wantSeq !== null && wantSeq <= lastSeq) { const seq = wantSeq; wantSeq = null; select(seq, { scroll: true }); }
-    refreshSoon();
+    if (refresh) refreshSoon();
   }
 
   function setLive(text, kind) {
@@ -877,7 +906,7 @@ async function sessionPage(id) {
       if (ended) { setLive("ended", "muted"); refreshSoon(); return; }
       setLive("reconnecting…", "bad");
       await sleep(ok ? 200 : delay);
-      if (!ok) delay = Math.min(delay * 2, 5000);
+      if (!ok) delay = Math.min(delay * 2, 2000);
     }
   }
 
@@ -904,7 +933,7 @@ async function sessionPage(id) {
       if (page.events.length < limit) break;
       limit = PAGE;
     }
-    loading.textContent = drawn < events.length ? `Showing ${drawn} of ${events.length} events; scroll for more.` : "";
+    describe();
     document.body.dataset.loaded = "true";
     performance.mark("agentledger:all-events");
   } catch (error) {
