@@ -6,11 +6,11 @@ const TOKEN_KEY = "agentledger.token";
 const FIRST_PAGE = 200; // events fetched (and drawn) before anything else: first paint
 const PAGE = 1000; // events per later read (the server's page limit)
 const CHUNK = 200; // events drawn at a time as the timeline scrolls
+const FIRST_DRAW = 40; // events drawn first: more than a screen, quick to draw
 const REFRESH_MS = 5000; // the session header is read again this often (and on new events)
 
 const app = {
   token: sessionStorage.getItem(TOKEN_KEY),
-  open: true, // false when the server requires a token
   controller: new AbortController(), // aborted when the page is left or the token rejected
   lifecycle: null,
 };
@@ -54,13 +54,19 @@ function ago(iso) {
   return `${Math.round(seconds / 31536000)} y ago`;
 }
 
+// One formatter each (building one per call is slow with thousands of events).
+const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const TIME = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+const localTime = (iso) => DATE_TIME.format(new Date(iso));
+const clock = (iso) => TIME.format(new Date(iso));
+
 function utc(iso) {
   return new Date(iso).toISOString().replace(".000Z", "Z") + " (UTC)";
 }
 
 function timeEl(iso, { relative = false } = {}) {
   if (!iso) return el("span", { class: "muted", text: "—" });
-  const text = relative ? ago(iso) : new Date(iso).toLocaleString();
+  const text = relative ? ago(iso) : localTime(iso);
   return el("time", { datetime: iso, title: utc(iso), dataset: relative ? { ago: iso } : {} }, text);
 }
 
@@ -122,6 +128,7 @@ async function api(path, { method = "GET", body, signal = app.controller.signal 
     try { problem = await response.json(); } catch { problem = { detail: response.statusText }; }
     throw new ApiError(response.status, problem);
   }
+  if (!app.token) $("#who").textContent = "local (no token needed)";
   return response.status === 204 ? null : response.json();
 }
 
@@ -167,8 +174,7 @@ async function signIn(event) {
 function signedIn() {
   $("#login").hidden = true;
   $("#main").hidden = false;
-  $("#logout").hidden = app.open;
-  $("#who").textContent = app.open ? "local (no token needed)" : "";
+  $("#logout").hidden = !app.token;
 }
 
 function show() {
@@ -451,6 +457,9 @@ async function sessionPage(id) {
   const main = $("#main");
   const signal = app.controller.signal;
   let session;
+  // The first events are read at once, beside the session: the timeline's first paint.
+  const firstPage = api(`${sessionPath(id)}/events?after=0&limit=${FIRST_PAGE}`);
+  firstPage.catch(() => {});
   try {
     session = await api(sessionPath(id));
   } catch (error) {
@@ -574,9 +583,9 @@ async function sessionPage(id) {
     phases.replaceChildren(...steps.map((step, i) => {
       const next = steps[i + 1];
       const until = next ? next.at : null;
-      const span = until ? ` until ${new Date(until).toLocaleTimeString()}` : " (now)";
+      const span = until ? ` until ${clock(until)}` : " (now)";
       return el("li", { class: `phase-step phase-${cssType(step.phase)}${next ? "" : " current"}`, title: `${step.phase} from ${utc(step.at)}${span}` },
-        el("strong", {}, step.phase), el("span", { class: "muted" }, new Date(step.at).toLocaleTimeString()));
+        el("strong", {}, step.phase), el("span", { class: "muted" }, clock(step.at)));
     }));
   }
 
@@ -677,6 +686,7 @@ async function sessionPage(id) {
 
   function eventNode(event) {
     const type = cssType(event.type);
+    const summary = summaryOf(event);
     const error = event.type === "error" || (event.type === "tool_result" && event.data && event.data.error);
     const node = el("article", {
       class: `event type-${type}${error ? " is-error" : ""}`, id: `seq-${event.seq}`, tabindex: "0", role: "listitem",
@@ -687,8 +697,8 @@ async function sessionPage(id) {
       el("span", { class: "type" }, event.type),
       el("span", { class: "author muted" }, event.author),
       timeEl(event.timestamp)),
-    summaryOf(event),
-    Object.keys(event.data || {}).length ? jsonBlock(event.data, "data", { open: !summaryOf(event) }) : null,
+    summary,
+    Object.keys(event.data || {}).length ? jsonBlock(event.data, "data", { open: !summary }) : null,
     Object.keys(event.state_delta || {}).length ? jsonBlock(event.state_delta, "state_delta", { open: true }) : null,
     (event.state_ops || []).length ? jsonBlock(event.state_ops, "state_ops", { open: true }) : null);
     if (event.type === "tool_call") fillPair(node, event.seq);
@@ -799,7 +809,7 @@ async function sessionPage(id) {
     const notes = [...misfits, ...own];
     fill(inspector,
       el("h2", {}, `State as of #${seq}`),
-      el("p", { class: "muted" }, `${event.type} · ${new Date(event.timestamp).toLocaleString()}`),
+      el("p", { class: "muted" }, `${event.type} · ${localTime(event.timestamp)}`),
       el("div", { id: "state-at" }, jsonBlock(after, "state", { open: true })),
       el("h3", {}, `Change made by #${seq}`),
       changes.length ? el("ul", { class: "diff", id: "state-diff" }, changes) : el("p", { class: "muted", id: "state-diff" }, "No state change."),
@@ -819,7 +829,7 @@ async function sessionPage(id) {
     if (node && event.key === "Enter") select(Number(node.dataset.seq));
   });
   document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, textarea, select, dialog") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ((event.target instanceof Element && event.target.closest("input, textarea, select, dialog")) || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key !== "j" && event.key !== "k") return;
     if (!events.length) return;
     event.preventDefault();
@@ -923,11 +933,12 @@ async function sessionPage(id) {
   try {
     let limit = FIRST_PAGE;
     for (;;) {
-      const page = await api(`${sessionPath(id)}/events?after=${lastSeq}&limit=${limit}`);
+      const page = await (lastSeq === 0 ? firstPage : api(`${sessionPath(id)}/events?after=${lastSeq}&limit=${limit}`));
       for (const event of page.events) ingest(event);
       if (drawn === 0) {
-        drawMore();
+        drawMore(FIRST_DRAW);
         performance.mark("agentledger:first-events");
+        requestAnimationFrame(() => setTimeout(() => performance.mark("agentledger:first-paint")));
       }
       if (wantSeq !== null && wantSeq <= lastSeq) { const seq = wantSeq; wantSeq = null; select(seq, { scroll: true }); }
       if (page.events.length < limit) break;
@@ -970,18 +981,8 @@ async function boot() {
   setInterval(() => {
     for (const node of document.querySelectorAll("time[data-ago]")) node.textContent = ago(node.dataset.ago);
   }, 30000);
-  if (!app.token) {
-    const probe = await fetch("/v1/store", { headers: { Accept: "application/json" } }).catch(() => null);
-    if (probe && probe.ok) {
-      app.open = true;
-      show();
-      return;
-    }
-    app.open = false;
-    askForToken();
-    return;
-  }
-  app.open = false;
+  // Without a token, try anyway: a server without tokens answers (the local user); one
+  // with tokens answers 401, and api() asks for a token.
   show();
 }
 
