@@ -104,6 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     store.append(errands.id, [NewEvent(type="state_updated", author="user",
                                        state_delta={"mood": "busy", "temp:scratch": 1})])
     turn(store, errands.id, "list my reminders")
+    ada.update_state(errands.id, phase="executing")
     ids["bob"] = store.create_session(
         app_name="reminders", user_id="bob", title="bob's secret plan"
     ).id
@@ -495,6 +496,8 @@ def test_phone_width_dark_mode_and_screenshots(
         page.wait_for_timeout(100)
         shots[f"web-sessions-{scheme}"] = tmp_path / f"web-sessions-{scheme}.png"
         page.screenshot(path=shots[f"web-sessions-{scheme}"])
+        if scheme == "light":  # tall enough for the header, a paired tool call and the state
+            page.set_viewport_size({"width": size[0], "height": 1280})
         page.goto(world.server.base + f"/sessions/{world.ids['errands']}#seq-4")
         expect(page.locator("#seq-4")).to_have_class(re.compile("selected"))
         page.evaluate("window.scrollTo(0, 0)")
