@@ -234,13 +234,13 @@ async function sessionsPage() {
   function rowFor(s, { byId = false } = {}) {
     const link = el("a", { href: `/sessions/${encodeURIComponent(s.id)}`, class: "title" }, s.title || "(untitled)");
     return el("tr", { dataset: { id: s.id, title: (s.title || "").toLowerCase() }, class: byId ? "by-id" : "" },
-      el("td", {}, link, el("div", { class: "id mono" }, s.id), byId ? el("span", { class: "muted" }, " found by id") : null),
-      el("td", {}, el("span", { class: `badge status-${cssType(s.status)}` }, s.status)),
-      el("td", {}, el("span", { class: "phase" }, s.phase)),
-      el("td", { class: s.error_count ? "errors has-errors" : "errors" }, String(s.error_count)),
-      el("td", {}, s.agent_name || "—"),
-      el("td", {}, el("span", {}, s.app_name), " / ", el("span", {}, s.user_id)),
-      el("td", {}, timeEl(s.updated_at, { relative: true })));
+      el("td", { class: "session-cell" }, link, el("div", { class: "id mono" }, s.id), byId ? el("span", { class: "muted" }, " found by id") : null),
+      el("td", { "data-label": "Status" }, el("span", { class: `badge status-${cssType(s.status)}` }, s.status)),
+      el("td", { "data-label": "Phase" }, el("span", { class: "phase" }, s.phase)),
+      el("td", { class: s.error_count ? "errors has-errors" : "errors", "data-label": "Errors" }, String(s.error_count)),
+      el("td", { "data-label": "Agent" }, s.agent_name || "—"),
+      el("td", { "data-label": "App / user" }, el("span", {}, s.app_name), " / ", el("span", {}, s.user_id)),
+      el("td", { "data-label": "Last activity" }, timeEl(s.updated_at, { relative: true })));
   }
 
   function applySearch() {
@@ -928,7 +928,8 @@ async function sessionPage(id) {
 
   drawHead(null);
   refreshHead();
-  setInterval(() => { if (!signal.aborted && !ended) refreshHead(); }, REFRESH_MS);
+  const every = setInterval(() => { if (!ended) refreshHead(); }, REFRESH_MS);
+  signal.addEventListener("abort", () => clearInterval(every));
   wantSeq = wantFromHash();
   try {
     let limit = FIRST_PAGE;
