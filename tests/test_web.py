@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,7 @@ from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from agentledger import NewEvent, SessionStore, open_store  # noqa: E402
 from agentledger.cli.agent import load_agent  # noqa: E402
+from agentledger.core.projection import project  # noqa: E402
 from agentledger.manager import SessionManager  # noqa: E402
 from agentledger.runner import Runner  # noqa: E402
 from agentledger.testing import msg  # noqa: E402
@@ -367,6 +369,62 @@ def test_lifecycle_actions_ask_for_confirmation(page: Page, world: World) -> Non
     assert (session.status, session.outcome, session.summary) == (
         "terminated", "completed", "all done"
     )
+
+
+def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
+    page: Page, world: World
+) -> None:
+    """Every state operation, null deletes, escaped keys and all three scopes: the page's
+    state as of each event equals `project()` of the events up to it (session keys), and
+    at the end the session's state as the store reads it (with its app: and user: keys,
+    which only this session writes here)."""
+    store = world.store
+    sid = store.create_session(
+        app_name="projection", user_id="ada", title="every operation",
+        state={"a": 1, "list": [1, 2], "obj": {"x": {"y": 1}}, "k/slash": 1,
+               "app:tier": "gold", "user:lang": "en", "temp:t": 1},
+    ).id
+
+    def ops(*items: dict[str, Any]) -> NewEvent:
+        return NewEvent(type="state_updated", author="agent", state_ops=list(items))
+
+    store.append(sid, [
+        NewEvent(type="state_updated", state_delta={"a": None, "missing": None,
+                                                    "c": {"n": 1}, "temp:x": 5}),
+        ops({"op": "add", "path": "/list/-", "value": 3},
+            {"op": "add", "path": "/list/0", "value": 0},
+            {"op": "remove", "path": "/list/1"},
+            {"op": "replace", "path": "/obj/x/y", "value": 2}),
+        ops({"op": "move", "from": "/obj/x", "path": "/obj/z"},
+            {"op": "copy", "from": "/list", "path": "/copied"},
+            {"op": "test", "path": "/c/n", "value": 1}),
+        ops({"op": "increment", "path": "/counter", "value": 2},
+            {"op": "increment", "path": "/counter", "value": 0.5},
+            {"op": "setdefault", "path": "/list", "value": []},
+            {"op": "setdefault", "path": "/new", "value": {"k": 1}},
+            {"op": "replace", "path": "/k~1slash", "value": 5}),
+        ops({"op": "setdefault", "path": "/user:items", "value": []},
+            {"op": "add", "path": "/user:items/-", "value": "x"},
+            {"op": "increment", "path": "/app:count", "value": 1},
+            {"op": "add", "path": "/temp:gone", "value": 1}),
+        NewEvent(type="state_updated", state_delta={"list": None, "user:lang": None},
+                 state_ops=[{"op": "add", "path": "/list", "value": ["again"]}]),
+    ])
+    events = store.read_events(sid)
+    sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
+    expect(page.locator(".event")).to_have_count(len(events))
+    shown = page.evaluate(
+        """(events) => { const state = {}; const after = [];
+        for (const e of events) { applyEvent(state, e); after.push(structuredClone(state)); }
+        return after; }""",
+        [json.loads(e.model_dump_json()) for e in events],
+    )
+    for k in range(1, len(events) + 1):
+        own = {key: v for key, v in shown[k - 1].items() if not key.startswith(("app:", "user:"))}
+        assert own == project(events[:k]).state, f"as of #{k}"
+    assert shown[-1] == store.get_session(sid).state
+    page.click(f"#seq-{len(events)}")
+    assert json.loads(page.locator("#state-at pre").inner_text()) == shown[-1]
 
 
 # -- isolation and bad states ----------------------------------------------------------------

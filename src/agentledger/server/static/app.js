@@ -72,11 +72,12 @@ function timeEl(iso, { relative = false } = {}) {
 
 const pretty = (value) => JSON.stringify(value, null, 2);
 
-function jsonBlock(value, label = "data", { open = false } = {}) {
+// Formatted JSON; collapsed behind an expander unless `open` (and short, or `always`).
+function jsonBlock(value, label = "data", { open = false, always = false } = {}) {
   const text = pretty(value);
   const lines = text.split("\n").length;
   const pre = el("pre", { class: "json" }, text);
-  if (!open || text.length > 600 || lines > 12) {
+  if (!always && (!open || text.length > 600 || lines > 12)) {
     const size = lines > 1 ? `${lines} lines` : `${text.length} characters`;
     return el("details", { class: "json-box" }, el("summary", {}, `${label} (${size})`), pre);
   }
@@ -574,7 +575,7 @@ async function sessionPage(id) {
       actions);
     chat.hidden = s.status === "terminated";
     drawPhases();
-    currentBox.replaceChildren(jsonBlock(s.state, "state", { open: true }));
+    currentBox.replaceChildren(jsonBlock(s.state, "state", { always: true }));
   }
 
   function drawPhases() {
@@ -810,7 +811,7 @@ async function sessionPage(id) {
     fill(inspector,
       el("h2", {}, `State as of #${seq}`),
       el("p", { class: "muted" }, `${event.type} · ${localTime(event.timestamp)}`),
-      el("div", { id: "state-at" }, jsonBlock(after, "state", { open: true })),
+      el("div", { id: "state-at" }, jsonBlock(after, "state", { always: true })),
       el("h3", {}, `Change made by #${seq}`),
       changes.length ? el("ul", { class: "diff", id: "state-diff" }, changes) : el("p", { class: "muted", id: "state-diff" }, "No state change."),
       Object.keys(after).some(isShared) || notes.length
