@@ -84,6 +84,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tokens_file = folder / "tokens.json"
     write_tokens(tokens_file, list(TOKENS))
     store = open_store(db)
+    server = Server(db, tokens_file, wait=False)  # it starts while the data is written
     ids: dict[str, str] = {}
     for n in range(60):  # older: the "load more" pages
         store.create_session(app_name="bulk", user_id="ada", title=f"bulk {n:02d}")
@@ -114,8 +115,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ids["damaged"] = store.create_session(app_name="reminders", user_id="ada",
                                           title="damaged").id
     store.append(ids["damaged"], [msg("one"), msg("two")])
-    server = Server(db, tokens_file)
     try:
+        server.wait_ready()
         yield World(db, db_path, tokens_file, server, store, ids)
     finally:
         server.stop()

@@ -83,22 +83,32 @@ class Server:
         tokens: A tokens file, or `None` for the tokenless local mode.
     """
 
-    def __init__(self, store_url: str, tokens: Path | None = None) -> None:
+    def __init__(self, store_url: str, tokens: Path | None = None, *, wait: bool = True) -> None:
         self.store_url = store_url
         self.tokens = tokens
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.start()
+        self.start(wait=wait)
 
-    def start(self) -> None:
-        """Start the server and wait until `/healthz` answers (60 s at most)."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start the server; with `wait`, until `/healthz` answers (see `wait_ready`)."""
         args = [agentledger_command(), "--store", self.store_url, "serve", "--port", str(self.port)]
         if self.tokens is not None:
             args += ["--tokens", str(self.tokens)]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until `/healthz` answers (60 s at most).
+
+        Raises:
+            RuntimeError: The server exited or did not answer in time.
+        """
+        assert self.process is not None
         deadline = time.monotonic() + 60
         while True:
             try:
