@@ -125,3 +125,17 @@ def test_bench_http_quick() -> None:
     assert output["direct"]["appends_per_s"] > 0
     assert set(output["http"]) == {"1", "8"}
     assert all(row["deliveries"] > 0 for row in output["sse"].values())
+
+
+def test_bench_web_quick() -> None:
+    """`bench_web.py --quick` opens sessions in Chromium and reports first paint (smoke run)."""
+    pytest.importorskip("fastapi", reason="bench_web.py needs the server extra")
+    from web_support import browser_or_skip
+
+    browser_or_skip()
+    output = run_quick(BENCHMARKS / "bench_web.py")
+    assert set(output["results"]) == {"100", "1000"}
+    for row in output["results"].values():
+        assert row["first_paint_ms"] > 0 and row["all_loaded_ms"] > 0
+        assert row["api_all_ms"] > 0 and row["jump_ms"] > 0
+    assert output["results"]["1000"]["nodes"] < 1000  # a window, not every event

@@ -82,7 +82,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the store over HTTP: sessions, events, live event streams (SSE), lifecycle,
-    agent turns, hooks and stats under /v1; the API docs at /docs.
+    agent turns, hooks and stats under /v1; the API docs at /docs; the web view (sessions,
+    live timelines, state at any event, chat) at /.
 
     Without --tokens the server serves one local user and listens on loopback only. With
     --tokens, every request needs `Authorization: Bearer <token>`, and a user sees only

@@ -8,7 +8,8 @@ Resources (JSON; errors are RFC 9457 problem documents, see `agentledger.server.
 - `POST /v1/sessions/{id}/suspend|resume|terminate|finalize`,
   `GET /v1/sessions/{id}/resume-decision`, `POST /v1/sessions/{id}/turns`;
 - `POST /v1/hooks/pre-delegate`, `POST /v1/hooks/subagent-stop`, `GET /v1/stats`,
-  `GET /v1/store`; `GET /healthz`, `GET /readyz`.
+  `GET /v1/store`; `GET /healthz`, `GET /readyz`;
+- the web view (`agentledger.server.web`): `GET /`, `GET /sessions/{id}`, `GET /web/{file}`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from agentledger.server.problems import (
     problem_type,
 )
 from agentledger.server.scoped import scoped_store
+from agentledger.server.web import add_web_view
 from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENTS_PAGE_MAX", "create_app"]
@@ -1030,6 +1032,7 @@ def create_app(
         )
         return dataclasses.asdict(found)
 
+    add_web_view(app)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
     app.add_middleware(_RequestLog)
     return app
