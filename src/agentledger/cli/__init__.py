@@ -18,6 +18,7 @@ from agentledger.cli import agent as _agent_commands  # noqa: F401  (registers d
 from agentledger.cli import replay as _replay_command  # noqa: F401  (registers replay)
 from agentledger.cli import serve as _serve_command  # noqa: F401  (registers serve)
 from agentledger.cli import stats as _stats_command  # noqa: F401  (registers stats)
+from agentledger.cli import transfer as _transfer_commands  # noqa: F401  (export/import/copy)
 from agentledger.cli import verify as _verify_command  # noqa: F401  (registers verify)
 from agentledger.cli.app import app, main
 from agentledger.cli.hooks import hook_app

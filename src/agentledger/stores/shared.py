@@ -391,6 +391,53 @@ class EventRow(NamedTuple):
     state_ops: str = "[]"
 
 
+def encode_stored_event(event: Event) -> EventRow:
+    """Encode a stored event (of any store) as a row, keeping its id and timestamp; its
+    `payload_hash` and `hash` are left empty for `BaseStore._chained` to stamp.
+
+    Raises:
+        InvalidEventError: A value JSON cannot hold, or a timestamp out of range.
+    """
+    try:
+        data = canonical_json(event.data)
+        delta = canonical_json(event.state_delta)
+        ops = canonical_json(event.state_ops)
+        timestamp = format_timestamp(event.timestamp)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidEventError(f"event {event.seq} cannot be stored: {exc}") from exc
+    return EventRow(
+        event.id,
+        event.session_id,
+        event.seq,
+        event.type,
+        event.author,
+        timestamp,
+        event.invocation_id,
+        data,
+        delta,
+        state_ops=ops,
+    )
+
+
+def chain_digest(events: Sequence[Event], previous: str = GENESIS) -> str:
+    """The chain hash of the last of `events` (consecutive events of one session), as the
+    store that holds them recorded it: `VerifyReport.last_hash` of an intact session equals
+    `chain_digest` of all its events.
+
+    Args:
+        events: Consecutive events of one session, in `seq` order.
+        previous: The chain hash of the event before the first one (`GENESIS` for seq 1).
+
+    Returns:
+        A 64-character hex SHA-256 digest; `previous` when `events` is empty.
+
+    Raises:
+        InvalidEventError: An event that cannot be encoded.
+    """
+    rows = BaseStore._chained([encode_stored_event(e) for e in events], previous, "")
+    return rows[-1].hash if rows else previous
+
+
 class SessionRow(NamedTuple):
     """A session snapshot as a store keeps it: indexed columns plus the projection as JSON."""
 
@@ -1061,6 +1108,80 @@ class BaseStore(SessionStore, ABC):
             )
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored
+
+    def import_events(self, session_id: str, events: Sequence[Event]) -> Session:
+        """Write events exactly as another store holds them: their ids, `seq`s, timestamps
+        and payloads are kept, and their chain hashes come out the same as there.
+
+        For moving sessions between stores (`agentledger export`/`import`/`copy`). The
+        events either start the session (the first is its `session_created`, `seq` 1; the
+        session must not exist) or continue it (the first `seq` is the session's version
+        plus one), so a copy that was cut short continues where it stopped. Shared
+        (`app:`/`user:`) state is not changed: the ledger's deltas were applied to it where
+        the events were first written; copy it with `update_scoped_state`.
+
+        Args:
+            session_id: The session the events belong to.
+            events: Consecutive events of that session, in `seq` order.
+
+        Returns:
+            The session after the events (its own state, without shared state).
+
+        Raises:
+            SessionExistsError: The events start a session that already exists.
+            SessionNotFoundError: The events continue a session that does not exist.
+            ConcurrencyError: They continue a session whose version is not the one
+                before their first `seq`.
+            InvalidEventError: They are not consecutive, belong to another session, do not
+                start with `session_created` at `seq` 1 (for a new session), run backwards
+                in time, or do not project to a valid session.
+            ReadOnlyStoreError: The store was opened read-only.
+        """
+        self._check_writable()
+        validate_session_id(session_id)
+        events = list(events)
+        if not events:
+            raise InvalidEventError("import_events takes at least one event")
+        first = events[0].seq
+        for offset, event in enumerate(events):
+            if not isinstance(event, Event):
+                raise InvalidEventError(f"import_events takes Event objects, not {type(event).__name__}")
+            if event.session_id != session_id:
+                raise InvalidEventError(
+                    f"event {event.seq} belongs to session {event.session_id!r}, not {session_id!r}"
+                )
+            if event.seq != first + offset:
+                raise InvalidEventError(f"events must be consecutive: seq {event.seq} follows {first + offset - 1}")
+            if (event.type == EventType.SESSION_CREATED) != (event.seq == 1):
+                raise InvalidEventError("session_created is the event of seq 1, and only it")
+        encoded = [encode_stored_event(event) for event in events]
+        for before, after in zip(encoded, encoded[1:], strict=False):
+            if after.timestamp < before.timestamp:
+                raise InvalidEventError(f"event {after.seq} is earlier than event {before.seq}")
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if first == 1:
+                if row is not None:
+                    raise SessionExistsError(session_id)
+                current, previous, floor, created_at = None, GENESIS, "", None
+            else:
+                if row is None:
+                    raise SessionNotFoundError(session_id)
+                if row.version != first - 1:
+                    raise ConcurrencyError(session_id, first - 1, row.version)
+                current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+                previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+                floor, created_at = format_timestamp(current.updated_at), row.created_at
+            if encoded[0].timestamp < floor:
+                raise InvalidEventError(f"event {first} is earlier than the session's last event")
+            rows = self._chained(encoded, previous, floor)
+            try:
+                updated = project(self._decode_events(rows), current)
+            except CorruptedSessionError as exc:
+                raise InvalidEventError(f"the events do not make a valid session: {exc.detail}") from exc
+            tx.insert_events(rows)
+            tx.save_session(self._session_row(updated, created_at, rows[-1].hash), new=current is None)
+        return updated
 
     @staticmethod
     def _last_hash(tx: StoreTransaction, session_id: str, version: int) -> str:

@@ -53,6 +53,8 @@ is split by topic:
     `_scoped`: `app:`, `user:` and `temp:` state.
     `_scoped_api`: `app:`/`user:` state read and changed without a session
         (`get_scoped_state`, `update_scoped_state`), outliving a user's last session.
+    `_transfer`: export, import and copy between stores, exact to the hash; writing
+        stored events exactly (`import_events`).
     `_state_conflicts`: `expected_state`.
     `_state_ops`: state operations applied at commit: every scope, all or nothing, no
         lost add from threads or processes, lists longer than one event.
@@ -103,6 +105,7 @@ from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
 from agentledger.testing._state_ops import StateOpsConformance
 from agentledger.testing._stateful import StatefulConformance
+from agentledger.testing._transfer import TransferConformance
 
 __all__ = [
     "AppendConformance",
@@ -127,6 +130,7 @@ __all__ = [
     "StateOpsConformance",
     "StoreConformance",
     "StoreFactory",
+    "TransferConformance",
 ]
 
 
@@ -149,5 +153,6 @@ class StoreConformance(
     ContinuationConformance,
     IntegrityConformance,
     DamageConformance,
+    TransferConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
