@@ -52,7 +52,8 @@ from agentledger.server.problems import (
     problem_type,
 )
 from agentledger.server.scoped import scoped_store
-from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
+from agentledger.stores.base import FeedEvent, SessionPage, SessionStore, VerifyReport
+from agentledger.stores.shared import MAX_SEQ
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENTS_PAGE_MAX", "create_app"]
 
@@ -110,6 +111,14 @@ class ScopedStateBody(_Strict):
     user_id: str | None = None
     delta: dict[str, Any]
     expected_state: dict[str, Any] | None = None
+
+
+class FeedPage(BaseModel):
+    """A page of the store-wide feed: `events` (each `position` and `event`) by increasing
+    position, and `feed_position`, the last position of the feed (for a reader's lag)."""
+
+    events: list[FeedEvent]
+    feed_position: int
 
 
 class ScopedStateResult(BaseModel):
@@ -1016,6 +1025,18 @@ def create_app(
             expected_state=body.expected_state,
         )
         return ScopedStateResult(state=state)
+
+    @app.get("/v1/feed", tags=["events"],
+             summary="The store-wide event feed: events of every session you may see, in commit order.",
+             responses=_problems(*_COMMON))
+    async def read_feed(
+        view: View,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Positions after this one.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> FeedPage:
+        events = await run_in_threadpool(view.read_feed, after, limit)
+        head = await run_in_threadpool(view.feed_position)
+        return FeedPage(events=events, feed_position=head)
 
     @app.get("/v1/stats", tags=["stats"], summary="Session metrics over the matching sessions.",
              responses=_problems(*_COMMON))

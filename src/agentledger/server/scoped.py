@@ -19,7 +19,7 @@ from agentledger.core.events import Event, NewEvent
 from agentledger.core.session import Session
 from agentledger.errors import AgentLedgerError, SessionNotFoundError
 from agentledger.server.auth import Principal
-from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
+from agentledger.stores.base import FeedEvent, SessionPage, SessionStore, VerifyReport
 
 __all__ = ["AccessDeniedError", "ScopedStore", "scoped_store"]
 
@@ -216,6 +216,32 @@ class ScopedStore:
         """As `SessionStore.delete_session`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
         self.inner.delete_session(session_id, expected_version=expected_version)
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """The store's feed with only the events of the caller's sessions (positions keep
+        their store-wide values, so they have gaps)."""
+        found: list[FeedEvent] = []
+        visible: dict[str, bool] = {}
+        while len(found) < limit:
+            page = self.inner.read_feed(after, limit)
+            if not page:
+                break
+            for item in page:
+                sid = item.event.session_id
+                if sid not in visible:
+                    try:
+                        visible[sid] = self._visible(self.inner.get_session(sid))
+                    except SessionNotFoundError:
+                        visible[sid] = False
+                if visible[sid]:
+                    found.append(item)
+                    if len(found) == limit:
+                        break
+            after = page[-1].position
+        return found
+
+    def feed_position(self) -> int:
+        return self.inner.feed_position()
 
     def verify_session(self, session_id: str) -> VerifyReport:
         """As `SessionStore.verify_session`; another user's session is `SessionNotFoundError`."""

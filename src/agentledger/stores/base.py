@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentledger.core.events import Event, NewEvent
 from agentledger.core.lifecycle import Lifecycle
@@ -33,6 +33,7 @@ __all__ = [
     "SessionPage",
     "SessionStore",
     "SchemeFactory",
+    "FeedEvent",
     "VerifyReport",
     "default_store_url",
     "display_url",
@@ -85,6 +86,22 @@ class SessionPage(BaseModel):
     sessions: list[Session]
     next_cursor: str | None = None
     corrupted: list[str] = Field(default_factory=list)
+
+
+class FeedEvent(BaseModel):
+    """An event as the store-wide feed (`read_feed`) delivers it.
+
+    Attributes:
+        position: Its place in the feed: positive, increasing in commit order across all
+            sessions of the store (not necessarily consecutive: a rolled-back or
+            deleted write leaves a gap that never fills).
+        event: The stored event.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    event: Event
 
 
 class VerifyReport(BaseModel):
@@ -396,6 +413,35 @@ class SessionStore(Protocol):
         Raises:
             SessionNotFoundError: No session has this id.
         """
+        ...
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """Read the store-wide event feed: the events of every session in commit order.
+
+        A reader that calls it again with the last `position` it got (`after=`) never
+        skips an event and never sees one twice, whatever the writers do: events are
+        delivered in the order their writes committed (also when concurrent transactions
+        on PostgreSQL commit in another order than they started), and an event of a write
+        that rolled back is never seen. Events of deleted sessions, and events removed by
+        truncation, are not delivered once gone. Imported events (`import_events`) enter
+        the feed when they are imported.
+
+        Args:
+            after: Return events with a position strictly greater (0: from the start).
+            limit: At most this many events (1 to 10,000).
+
+        Returns:
+            Up to `limit` `FeedEvent`s (`position`, `event`), by increasing position;
+            `[]` when the reader is at the end.
+
+        Raises:
+            ConfigurationError: `after` is not a non-negative int, or `limit` is out of range.
+        """
+        ...
+
+    def feed_position(self) -> int:
+        """The position of the last event in the feed (0 when it is empty): a reader at
+        that position is up to date, and `feed_position() - position` is its lag."""
         ...
 
     def close(self) -> None:

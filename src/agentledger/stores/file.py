@@ -17,11 +17,14 @@ mode it has, so a `chmod` survives appends.
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
     _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
+    _feed.jsonl                        the store-wide event feed: one line per event,
+                                       `{"position", "session_id", "seq", "id"}`, in
+                                       commit order (see `read_feed`)
     _locks/...                         empty lock files (never deleted)
     _trash/                            folders of deleted sessions, removed right away
 
@@ -171,6 +174,8 @@ SNAPSHOT = "session.json"
 _SCOPED = "_scoped"
 _LOCKS = "_locks"
 _TRASH = "_trash"
+FEED = "_feed.jsonl"
+_FEED_TAIL = 16384  # bytes read from the end of the feed to find its last entry
 _LOCK_POLL = 0.001  # seconds between attempts while another writer holds a lock
 _LOCK_CACHE_SIZE = 1024  # lock objects kept per store and process
 
@@ -705,7 +710,42 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+# -- the event feed (schema version 3) ----------------------------------------------------
+
+
+def _feed_line(position: int, session_id: str, seq: int, event_id: str) -> str:
+    return (
+        f'{{"position":{position},"session_id":{_dumps(session_id)},"seq":{seq},'
+        f'"id":{_dumps(event_id)}}}\n'
+    )
+
+
+def _create_feed(root: Path) -> None:
+    """Version 3 (event feed), for a folder of version 2: writes `_feed.jsonl` with an
+    entry for every committed event of every session, in the order they were written
+    (timestamp, then id). A ledger that cannot be read contributes nothing. Safe to run
+    again: the feed is rewritten whole."""
+    base = os.fspath(root)
+    entries: list[tuple[str, str, str, int]] = []
+    with os.scandir(base) as found:
+        folders = [e.name for e in found if e.is_dir() and not e.name.startswith(("_", "."))]
+    for session_id in folders:
+        try:
+            with open(os.path.join(base, session_id, LEDGER), "rb") as ledger:
+                events, _ = _parse_ledger(session_id, ledger.read())
+        except (OSError, CorruptedSessionError) as exc:
+            _log.warning("file store migration: session %s has no feed entries: %s", session_id, exc)
+            continue
+        entries += [(v["timestamp"], v["id"], session_id, v["seq"]) for v in events]
+    entries.sort()
+    text = "".join(
+        _feed_line(position, sid, seq, eid)
+        for position, (_, eid, sid, seq) in enumerate(entries, 1)
+    )
+    _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
+
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _create_feed})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -788,6 +828,7 @@ class FileStore(BaseStore):
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
         self._locks_pid = os.getpid()
+        self._feed_offsets: dict[int, int] = {}  # feed position -> offset of the next entry
         if not self.root.is_dir():
             if self.read_only or not self.create:
                 why = "opened read-only" if self.read_only else "opened with create=False"
@@ -941,6 +982,99 @@ class FileStore(BaseStore):
             yield
         finally:
             lock.release()
+
+    # -- the event feed: `_feed.jsonl`, one entry per committed event, in commit order ------
+
+    def _feed_lock_path(self) -> str:
+        return os.path.join(self._root, _LOCKS, "_feed.lock")
+
+    def _append_feed(self, session_id: str, rows: Sequence[EventRow]) -> None:
+        """Add the feed entries of a batch about to be committed (under the feed lock,
+        which the writer holds until its ledger commit). Entries whose batch then never
+        commits (a writer killed in between) are skipped by readers: their event is not
+        in the ledger, or another event (another id) is at that seq."""
+        path = os.path.join(self._root, FEED)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, self.file_mode)
+        try:
+            size = os.fstat(fd).st_size
+            start = max(size - _FEED_TAIL, 0)
+            tail = os.pread(fd, size - start, start)
+            cut = tail.rfind(b"\n") + 1
+            if cut < len(tail):  # a torn entry: its writer was killed while writing it
+                os.ftruncate(fd, start + cut)
+            last_line = tail[: cut - 1].rsplit(b"\n", 1)[-1] if cut else b""
+            last = json.loads(last_line)["position"] if last_line else 0
+            text = "".join(
+                _feed_line(last + i, session_id, r.seq, r.id) for i, r in enumerate(rows, 1)
+            )
+            os.lseek(fd, start + cut, os.SEEK_SET)
+            _write_all(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _feed_entries(self, after: int) -> list[tuple[int, str, int, str]]:
+        """The complete feed entries past `after` (read under the feed lock, so no entry
+        of a commit still in progress is among them)."""
+        path = os.path.join(self._root, FEED)
+        with self._locked(self._feed_lock_path()):
+            offset = 0
+            cached = self._feed_offsets.get(after)
+            if cached is not None:
+                offset = cached
+            try:
+                with _open_file(path) as feed:
+                    feed.seek(offset)
+                    data = feed.read()
+            except FileNotFoundError:
+                return []
+        entries = []
+        end = offset
+        for line in data.split(b"\n")[:-1]:  # the last piece is "" or a torn entry
+            end += len(line) + 1
+            value = json.loads(line)
+            position = value["position"]
+            if position > after:
+                entries.append((position, value["session_id"], value["seq"], value["id"]))
+            if len(self._feed_offsets) > 64:
+                self._feed_offsets.clear()
+            self._feed_offsets[position] = end
+        return entries
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        self._check_open()
+        found: list[tuple[int, EventRow]] = []
+        ledgers: dict[str, dict[int, dict[str, Any]]] = {}
+        with _translated("read the event feed"):
+            for position, session_id, seq, event_id in self._feed_entries(after):
+                ledger = ledgers.get(session_id)
+                if ledger is None:
+                    try:
+                        values = self._read_ledger(session_id) or []
+                    except InvalidSessionIdError:
+                        values = []
+                    ledger = ledgers[session_id] = {v["seq"]: v for v in values}
+                value = ledger.get(seq)
+                if value is not None and value["id"] == event_id:
+                    found.append((position, _event_row(session_id, value)))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def _feed_position(self) -> int:
+        self._check_open()
+        path = os.path.join(self._root, FEED)
+        with _translated("read the event feed"):
+            try:
+                with _open_file(path) as feed:
+                    size = feed.seek(0, os.SEEK_END)
+                    start = max(size - _FEED_TAIL, 0)
+                    feed.seek(start)
+                    tail = feed.read()
+            except FileNotFoundError:
+                return 0
+        lines = tail.split(b"\n")[:-1]
+        return int(json.loads(lines[-1])["position"]) if lines and lines[-1] else 0
 
     def _session_lock_path(self, session_id: str) -> str:
         return os.path.join(self._root, _LOCKS, "sessions", f"{session_id}.lock")
@@ -1608,7 +1742,28 @@ class _FileTransaction(StoreTransaction):
                 store.file_mode,
             )
             _fsync_dir(os.path.dirname(path))  # durable before the commit
-        # 2. The ledger: one write, one fsync. The commit point.
+        # 2. The feed entries, then the ledger: one write, one fsync, the commit point. The
+        #    feed lock is held from the entries to the commit, so readers of the feed see
+        #    entries only of batches that committed (or never will).
+        feed_lock = store._lock(store._feed_lock_path())
+        try:
+            store._append_feed(session_id, self._rows)
+            self._commit_ledger(folder, ledger, batch, offset)
+        finally:
+            feed_lock.release()
+        # 3. Caches: the snapshot, and the scope files without `pending`. The append is
+        #    committed already; a failure here is repaired by the next reader or writer.
+        try:
+            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
+            for path, doc in scope_files:
+                _replace_file(path, _pretty(doc), store.file_mode)
+        except OSError as exc:
+            _log.warning(
+                "file store: session %s committed, caches not updated: %s", session_id, exc
+            )
+
+    def _commit_ledger(self, folder: str, ledger: str, batch: bytes, offset: int) -> None:
+        store = self._store
         if self._new:
             try:
                 os.mkdir(folder, store._folder_mode)
@@ -1634,13 +1789,3 @@ class _FileTransaction(StoreTransaction):
             os.close(fd)
         if self._new:
             _fsync_dir(folder)
-        # 3. Caches: the snapshot, and the scope files without `pending`. The append is
-        #    committed already; a failure here is repaired by the next reader or writer.
-        try:
-            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
-            for path, doc in scope_files:
-                _replace_file(path, _pretty(doc), store.file_mode)
-        except OSError as exc:
-            _log.warning(
-                "file store: session %s committed, caches not updated: %s", session_id, exc
-            )

@@ -36,7 +36,7 @@ from agentledger.errors import (
     ReadOnlyStoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
+from agentledger.stores.base import Capabilities, FeedEvent, SessionPage, VerifyReport, display_url
 from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -431,6 +431,21 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """As `SessionStore.read_feed`, on the server (`GET /v1/feed`): the events of every
+        session the caller may see (all of them for an admin), in commit order."""
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigurationError(f"after must be a non-negative int, not {after!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be an int from 1 to 10000, not {limit!r}")
+        page = self._request("GET", "/v1/feed", params={"after": min(after, MAX_SEQ), "limit": limit})
+        return [FeedEvent.model_validate(e) for e in page["events"]]
+
+    def feed_position(self) -> int:
+        """As `SessionStore.feed_position`, on the server."""
+        page = self._request("GET", "/v1/feed", params={"after": MAX_SEQ, "limit": 1})
+        return int(page["feed_position"])
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a

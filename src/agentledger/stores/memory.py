@@ -58,6 +58,8 @@ class _MemoryTransaction(StoreTransaction):
         store = self._store
         for row in self.events:
             store._events.setdefault(row.session_id, []).append(row)
+            store._feed.append((row.session_id, row.seq))
+            store._positions[(row.session_id, row.seq)] = len(store._feed)
         store._sessions.update(self.sessions)
         store._scoped.update(self.scoped)
 
@@ -74,6 +76,8 @@ class MemoryStore(BaseStore):
         self._sessions: dict[str, SessionRow] = {}
         self._events: dict[str, list[EventRow]] = {}
         self._scoped: dict[_Scope, str] = {}
+        self._feed: list[tuple[str, int]] = []  # position p is _feed[p - 1]
+        self._positions: dict[tuple[str, int], int] = {}  # (session, seq) -> position
         self._closed = False
 
     def _check_open(self) -> None:
@@ -129,6 +133,27 @@ class MemoryStore(BaseStore):
             return rows[max(len(rows) - last, 0) :] if last else []
         return rows if limit is None else rows[:limit]
 
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        self._check_open()
+        found: list[tuple[int, EventRow]] = []
+        with self._lock:
+            for position in range(after + 1, len(self._feed) + 1):
+                session_id, seq = self._feed[position - 1]
+                # Positions of events since gone (a deleted session) are skipped.
+                if self._positions.get((session_id, seq)) != position:
+                    continue
+                rows = self._events[session_id]
+                match = rows[seq - rows[0].seq]  # a ledger's seqs are consecutive
+                if match is not None:
+                    found.append((position, match))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def _feed_position(self) -> int:
+        self._check_open()
+        return len(self._feed)
+
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()
         with self._lock:
@@ -176,7 +201,8 @@ class MemoryStore(BaseStore):
                 return False
             if expected_version is not None and row.version != expected_version:
                 raise ConcurrencyError(session_id, expected_version, row.version)
-            self._events.pop(session_id, None)
+            for gone in self._events.pop(session_id, []):
+                self._positions.pop((session_id, gone.seq), None)
             del self._sessions[session_id]
             return True
 
@@ -186,3 +212,4 @@ class MemoryStore(BaseStore):
         with self._lock:
             self._closed = True
             self._sessions, self._events, self._scoped = {}, {}, {}
+            self._feed, self._positions = [], {}

@@ -232,6 +232,22 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- event feed: every event's position in the store-wide feed (read_feed). A
+        #    writer takes its positions from a sequence under a transaction-scoped advisory
+        #    lock held until its commit, so positions follow commit order even when
+        #    transactions commit in another order than they started; events already stored
+        #    get positions in the order they were written.
+        "CREATE SEQUENCE {schema}.feed_position",
+        "ALTER TABLE {schema}.events ADD COLUMN position bigint",
+        "UPDATE {schema}.events e SET position = r.position FROM (SELECT session_id, seq,"
+        " row_number() OVER (ORDER BY timestamp, id) AS position FROM {schema}.events) r"
+        " WHERE e.session_id = r.session_id AND e.seq = r.seq",
+        "SELECT setval('{schema}.feed_position', (SELECT count(*) FROM {schema}.events) + 1,"
+        " false)",
+        "CREATE UNIQUE INDEX events_by_position ON {schema}.events (position)",
+        # -- end of event feed
+    ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
 `SCHEMA_VERSION`."""
@@ -394,9 +410,19 @@ class _Sql:
         )
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
-            " invocation_id, data, state_delta, payload_hash, hash, state_ops)"
+            " invocation_id, data, state_delta, payload_hash, hash, state_ops, position)"
             " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb, %s, %s,"
-            " %s::jsonb)"
+            f" %s::jsonb, nextval('{s}.feed_position'))"
+        )
+        self.feed = (
+            f"SELECT position, {events} FROM {s}.events WHERE position > %s"
+            " ORDER BY position LIMIT %s"
+        )
+        # The last position handed out; a write holding the feed lock may not have
+        # committed it yet, so readers may briefly be "behind" by it, never ahead.
+        self.feed_position = (
+            f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END"
+            f" FROM {s}.feed_position"
         )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
@@ -559,9 +585,15 @@ class _PgTransaction(StoreTransaction):
             )
             for r in rows
         ]
+        if not params:
+            return
+        # The feed lock, held until commit: positions (nextval in insert_event) are handed
+        # out in commit order. Taken last (after the session and scope locks) and only for
+        # the commit's round trip, so it is held briefly and never in a cycle.
+        self._pending.append((_LOCK, (_lock_key("agentledger.feed", self._schema),)))
         if len(params) == 1:
             self._pending.append((self._sql.insert_event, params[0]))
-        elif params:
+        else:
             self._pending.append((self._sql.insert_event, params))
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
@@ -957,6 +989,24 @@ class PostgresStore(BaseStore):
         ) -> tuple[SessionRow, str | None, str | None] | None:
             cur = conn.cursor(row_factory=args_row(_session_row))
             return cur.execute(sql, (session_id,)).fetchone()
+
+        return self._read(query)
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        sql = self._sql.feed
+
+        def query(conn: psycopg.Connection[TupleRow]) -> list[tuple[int, EventRow]]:
+            rows = conn.execute(sql, (after, limit)).fetchall()
+            return [(int(r[0]), _event_row(*r[1:])) for r in rows]
+
+        return self._read(query)
+
+    def _feed_position(self) -> int:
+        sql = self._sql.feed_position
+
+        def query(conn: psycopg.Connection[TupleRow]) -> int:
+            row = conn.execute(sql).fetchone()
+            return 0 if row is None else int(row[0])
 
         return self._read(query)
 

@@ -53,6 +53,7 @@ from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
     SESSION_ORDERS,
     Capabilities,
+    FeedEvent,
     SessionFilter,
     SessionPage,
     SessionStore,
@@ -481,7 +482,8 @@ class StoreTransaction(ABC):
 
     @abstractmethod
     def insert_events(self, rows: Sequence[EventRow]) -> None:
-        """Add event rows to the ledger."""
+        """Add event rows to the ledger, and to the store-wide feed (`read_feed`) with
+        positions that increase in commit order."""
 
     @abstractmethod
     def save_session(self, row: SessionRow, *, new: bool) -> None:
@@ -644,6 +646,15 @@ class BaseStore(SessionStore, ABC):
         """Return matching event rows in `seq` order (see `read_events`); `after_ts` and
         `before_ts` (formatted by `format_timestamp`) bound `timestamp` strictly, and
         `limit`/`last` count the rows within them."""
+
+    @abstractmethod
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        """Return up to `limit` (position, row) pairs of the feed past `after`, by position,
+        skipping entries whose event is gone (a deleted session, a truncated prefix)."""
+
+    @abstractmethod
+    def _feed_position(self) -> int:
+        """The last position of the feed (0 if empty)."""
 
     @abstractmethod
     def _session_exists(self, session_id: str) -> bool:
@@ -1261,6 +1272,18 @@ class BaseStore(SessionStore, ABC):
             first = max(after, 0) + 1 if unbounded else None
             self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigurationError(f"after must be a non-negative int, not {after!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be an int from 1 to 10000, not {limit!r}")
+        pairs = self._fetch_feed(min(after, _MAX_SEQ), limit)
+        events = self._decode_events([row for _, row in pairs])
+        return [FeedEvent(position=p, event=e) for (p, _), e in zip(pairs, events, strict=True)]
+
+    def feed_position(self) -> int:
+        return self._feed_position()
 
     def verify_session(self, session_id: str) -> VerifyReport:
         validate_session_id(session_id)

@@ -165,6 +165,19 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- event feed: every event's position in the store-wide feed (read_feed), from a
+        #    one-row counter taken under the write lock, so positions follow commit order;
+        #    events already stored get positions in the order they were written.
+        "CREATE TABLE feed_counter (position INTEGER NOT NULL)",
+        "ALTER TABLE events ADD COLUMN position INTEGER",
+        "UPDATE events SET position = ranked.position FROM (SELECT session_id, seq,"
+        " row_number() OVER (ORDER BY timestamp, id) AS position FROM events) AS ranked"
+        " WHERE events.session_id = ranked.session_id AND events.seq = ranked.seq",
+        "INSERT INTO feed_counter (position) SELECT count(*) FROM events",
+        "CREATE UNIQUE INDEX events_by_position ON events (position)",
+        # -- end of event feed
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -247,9 +260,16 @@ class _SqliteTransaction(StoreTransaction):
         )
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
+        # Feed positions: the counter is read and moved under the write lock, so they
+        # follow commit order.
+        (end,) = self._conn.execute(
+            "UPDATE feed_counter SET position = position + ? RETURNING position", (len(rows),)
+        ).fetchone()
+        start = end - len(rows)
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, start + i) for i, row in enumerate(rows, 1)],
         )
 
     def delete_session(self, session_id: str) -> bool:
@@ -679,6 +699,24 @@ class SqliteStore(BaseStore):
         if last is not None:
             rows.reverse()
         return rows
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        with _translated():
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT position, {_EVENT_COLUMNS} FROM events WHERE position > ?"
+                    " ORDER BY position LIMIT ?",
+                    (after, limit),
+                )
+                .fetchall()
+            )
+        return [(r[0], EventRow(*r[1:])) for r in rows]
+
+    def _feed_position(self) -> int:
+        with _translated():
+            row = self._conn().execute("SELECT position FROM feed_counter").fetchone()
+        return 0 if row is None else int(row[0])
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         with _translated():

@@ -55,6 +55,8 @@ is split by topic:
         (`get_scoped_state`, `update_scoped_state`), outliving a user's last session.
     `_transfer`: export, import and copy between stores, exact to the hash; writing
         stored events exactly (`import_events`).
+    `_feed`: the store-wide event feed: commit order, no failed or deleted events, a
+        follower reading beside concurrent writers never skips one.
     `_state_conflicts`: `expected_state`.
     `_state_ops`: state operations applied at commit: every scope, all or nothing, no
         lost add from threads or processes, lists longer than one event.
@@ -92,6 +94,7 @@ from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
+from agentledger.testing._feed import FeedConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
@@ -115,6 +118,7 @@ __all__ = [
     "CrashConformance",
     "DamageConformance",
     "FakeClock",
+    "FeedConformance",
     "IntegrityConformance",
     "LifecycleConformance",
     "OpeningConformance",
@@ -154,5 +158,6 @@ class StoreConformance(
     IntegrityConformance,
     DamageConformance,
     TransferConformance,
+    FeedConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
