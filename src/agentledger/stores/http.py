@@ -25,6 +25,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.keys import check_data_match
 from agentledger.core.lifecycle import Lifecycle
 from agentledger.core.session import Session, validate_session_id
 from agentledger.core.state import strip_temp
@@ -372,8 +373,7 @@ class HttpStore:
         if key_prefix is not None:
             window.append(("key_prefix", key_prefix))
         if data_match is not None:
-            if not isinstance(data_match, Mapping):
-                raise ConfigurationError(f"data_match must be a mapping, not {data_match!r}")
+            check_data_match(data_match)  # refused here as the server's store would
             window.append(("data_match", _strict_json(dict(data_match), "data_match").decode()))
         for name, moment in (
             ("after_timestamp", after_timestamp),
