@@ -832,14 +832,37 @@ def create_app(
         event_type: Annotated[list[str] | None, Query(alias="type")] = None,
         after_timestamp: _Moment = None,
         before_timestamp: _Moment = None,
+        key: Annotated[
+            list[str] | None,
+            Query(description="Only the events with these idempotency keys (repeatable)."),
+        ] = None,
+        key_prefix: Annotated[
+            str | None, Query(description="Only the events whose key starts with this.")
+        ] = None,
+        data_match: Annotated[
+            str | None,
+            Query(
+                description='A JSON object of dotted paths to values the event data must '
+                'hold, e.g. {"metadata.source": "input"}.'
+            ),
+        ] = None,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
             if value is not None and value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        match: Any = None
+        if data_match is not None:
+            try:
+                match = json.loads(data_match)
+            except ValueError as exc:
+                raise ConfigurationError(f"data_match must be a JSON object: {exc}") from exc
         read = partial(
             view.read_events,
             after_timestamp=_moment("after_timestamp", after_timestamp),
             before_timestamp=_moment("before_timestamp", before_timestamp),
+            keys=key,
+            key_prefix=key_prefix,
+            data_match=match,
         )
         if last is not None:
             events = await run_in_threadpool(

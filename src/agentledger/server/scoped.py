@@ -119,6 +119,9 @@ class ScopedStore:
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
@@ -130,7 +133,15 @@ class ScopedStore:
             types=types,
             after_timestamp=after_timestamp,
             before_timestamp=before_timestamp,
+            keys=keys,
+            key_prefix=key_prefix,
+            data_match=data_match,
         )
+
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """As `SessionStore.get_event`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.get_event(session_id, key)
 
     def list_sessions(
         self,

@@ -222,6 +222,12 @@ class SessionStore(Protocol):
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
+            Idempotent with keys: when every event has a key (`NewEvent.key`) and every
+            key is stored already with the same content (type, author, data,
+            state_delta, state_ops, invocation_id; not the timestamp), nothing is written
+            and the stored events are returned, in the batch's order; this is decided
+            before `expected_version`, `expected_state` and the lifecycle are checked, so
+            a retry of an acknowledged append succeeds even after the session moved on.
             Time never runs backwards in a session: an event whose timestamp (its own, or
             the store's clock when it has none) is earlier than the session's last event
             is stored with the last event's timestamp instead. Each event is chained to the
@@ -234,6 +240,9 @@ class SessionStore(Protocol):
             StateConflictError: A key of `expected_state` has another value now (a
                 `ConcurrencyError`); nothing was written.
             InvalidEventError: A value JSON cannot hold; nothing was written.
+            DuplicateEventKeyError: An event key is stored already with other content, the
+                batch mixes stored keys with new keys or unkeyed events, or a key appears
+                twice in the batch; nothing was written.
             EventTooLargeError: An event's JSON is over `max_event_bytes`; nothing was
                 written.
             InvalidTransitionError: The events break a lifecycle rule of `lifecycle`
@@ -263,6 +272,9 @@ class SessionStore(Protocol):
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """Return a session's events in `seq` order.
 
@@ -277,15 +289,46 @@ class SessionStore(Protocol):
                 compared with the event's `timestamp`, the store's clock).
             before_timestamp: Only events stored strictly before this time (aware).
                 `limit` and `last` count the events within the time window.
+            keys: Only the events with these keys (at most 1,000; an empty list finds
+                none); keys that are not stored are skipped. Found through the store's
+                key index, whatever the ledger's length.
+            key_prefix: Only the events whose key starts with this prefix (a range of the
+                key index); with `last=1`, the latest event of a namespace
+                (`key_prefix="ckpt:", last=1`).
+            data_match: Only the events whose `data` holds these values: dotted paths
+                (`{"metadata.source": "input"}`) mapped to JSON scalars; a path walks
+                object keys only (no array indexing), a missing key never matches, `None`
+                matches a stored `null`, numbers compare as numbers and booleans only
+                equal booleans (`agentledger.core.keys`). All filters combine (AND);
+                `limit` and `last` count the events that pass them all.
 
         Raises:
-            ConfigurationError: A bound that is not an aware datetime, or a bad
-                `after`/`limit`/`last`.
+            ConfigurationError: A bound that is not an aware datetime, a bad
+                `after`/`limit`/`last`, a bad key or key prefix (see `NewEvent.key`), more
+                than 1,000 keys, or a bad `data_match` (a path with an empty part, a value
+                that is a list or an object).
             SessionNotFoundError: No session has this id.
             CorruptedSessionError: A stored event cannot be read back; or, unless `types`
                 filters them, the events read have a gap in `seq`, or one of them does not
                 match its chain hash (checked between the events read, and from the start
                 of the chain on a read from seq 1; `verify_session` checks everything).
+        """
+        ...
+
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """Return the session's event with this idempotency key, through the key index.
+
+        Args:
+            session_id: The session.
+            key: The event's key (`NewEvent.key`).
+
+        Returns:
+            The event, or `None` when no event of the session has this key.
+
+        Raises:
+            ConfigurationError: `key` is not a valid key.
+            SessionNotFoundError: No session has this id.
+            CorruptedSessionError: The stored event cannot be read back.
         """
         ...
 

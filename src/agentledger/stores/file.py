@@ -35,7 +35,8 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
-"batch_end": N}` (an event with state operations also has `"state_ops": […]`), where `data`,
+"batch_end": N}` (an event with state operations also has `"state_ops": […]`, one with an
+idempotency key `"key": "…"`), where `data`,
 `state_delta` and `state_ops` are canonical JSON (keys sorted), the two
 hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
@@ -94,6 +95,15 @@ snapshot (fsynced, then renamed) and the final scope rewrite are caches: if a po
 loses their rename, readers recover from the ledger and the `pending` record. So an
 acknowledged append survives a process crash and, where fsync is honoured, power loss.
 
+Keyed reads (`get_event`, `read_events(keys=..., key_prefix=...)`, and the key check of an
+append) go through a key index the store keeps in memory per session: each key's seq, the
+keys sorted, and each line's byte offset in `events.jsonl`, so a keyed event is one `pread`
+of its line. The ledger stays the only truth: the index is built from it on first use and
+checked on every use against the file (same inode, not shorter than what was indexed; only
+the lines appended since are parsed), and every line read by offset must be the event of
+the expected seq and key, or the index is rebuilt. Nothing of it is written to disk, so a
+crash can leave it neither stale nor torn. It holds up to 256 sessions per store object.
+
 Costs: `get_session` reads the snapshot and up to two shared state files and stats the
 ledger; `append` takes one lock, fsyncs the ledger and rewrites the snapshot (O(size of
 the session's state and metadata), a second fsync), plus two more writes per shared scope
@@ -116,8 +126,9 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -131,6 +142,7 @@ from pydantic import ValidationError
 
 from agentledger.core.chain import GENESIS, canonical_json
 from agentledger.core.events import Event
+from agentledger.core.keys import data_matches
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
 from agentledger.errors import (
@@ -148,6 +160,7 @@ from agentledger.stores.shared import (
     DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
+    KeyIndex,
     SessionRow,
     StoreTransaction,
     folder_mode,
@@ -155,6 +168,8 @@ from agentledger.stores.shared import (
     make_folders,
     parse_file_mode,
     parse_timestamp,
+    row_filter,
+    select_keyed_rows,
     session_order,
     store_options,
 )
@@ -206,6 +221,9 @@ _V1_EVENT_KEYS = frozenset(
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
 _EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
+_EVENT_KEY_SETS = frozenset(
+    (_EVENT_KEYS, _EVENT_KEYS_WITH_OPS, _EVENT_KEYS | {"key"}, _EVENT_KEYS_WITH_OPS | {"key"})
+)
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -350,6 +368,7 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
         f'"state_delta":{row.state_delta},'
         + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        + (f'"key":{_dumps(row.key)},' if row.key is not None else "")
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
@@ -359,7 +378,7 @@ def _check_event(
 ) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
     if type(value) is not dict or not (
-        value.keys() == keys or (keys is _EVENT_KEYS and value.keys() == _EVENT_KEYS_WITH_OPS)
+        value.keys() == keys or (keys is _EVENT_KEYS and frozenset(value) in _EVENT_KEY_SETS)
     ):
         return "not an event object"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
@@ -380,6 +399,8 @@ def _check_event(
     ops = value.get("state_ops", [])
     if type(ops) is not list or any(type(op) is not dict for op in ops):
         return "state_ops must be a JSON array of objects"
+    if "key" in value and type(value["key"]) is not str:
+        return "key must be a string"
     return None
 
 
@@ -464,6 +485,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["payload_hash"],
         value["hash"],
         ops,
+        value.get("key"),
     )
 
 
@@ -749,6 +771,26 @@ MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _create_feed})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+class _StaleIndex(Exception):
+    """A session's key index no longer matches its ledger file: rebuild it."""
+
+
+@dataclass(slots=True)
+class _LedgerIndex:
+    """The key index of one session's ledger file (see the module docstring)."""
+
+    inode: int
+    offsets: list[int]  # offsets[i]: where the line of seq i + 1 starts; last: the end
+    keys: KeyIndex
+
+    @property
+    def version(self) -> int:
+        return len(self.offsets) - 1
+
+
+_INDEX_CACHE_SIZE = 256
+
+
 @dataclass(slots=True)
 class _Current:
     """A session as its committed ledger has it."""
@@ -827,6 +869,8 @@ class FileStore(BaseStore):
         self.lock_timeout = float(lock_timeout)
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
+        self._indexes: dict[str, _LedgerIndex] = {}  # key indexes, most recent last
+        self._index_lock = threading.Lock()
         self._locks_pid = os.getpid()
         self._feed_offsets: dict[int, int] = {}  # feed position -> offset of the next entry
         if not self.root.is_dir():
@@ -1358,11 +1402,37 @@ class FileStore(BaseStore):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
         self._check_open()
+        if keys is not None or key_prefix is not None:
+            accept = row_filter(
+                types=types, after_ts=after_ts, before_ts=before_ts, data_match=data_match
+            )
+            with _translated(f"read the events of session {session_id!r}"):
+                return self._with_index(
+                    session_id,
+                    lambda index, row_at: select_keyed_rows(
+                        index.keys,
+                        row_at,
+                        index.version,
+                        after=max(after, 0),
+                        limit=limit,
+                        last=last,
+                        keys=keys,
+                        key_prefix=key_prefix,
+                        accept=accept or (lambda row: True),
+                    ),
+                )
         with _translated(f"read the events of session {session_id!r}"):
             values = self._read_ledger(session_id) or []
         selected = values[max(after, 0) :]
+        if data_match:
+            selected = [
+                v for v in selected if data_matches(v["data"], data_match)
+            ]
         if types:
             wanted = set(types)
             selected = [v for v in selected if v["type"] in wanted]
@@ -1378,6 +1448,78 @@ class FileStore(BaseStore):
         elif limit is not None:
             selected = selected[:limit]
         return [_event_row(session_id, v) for v in selected]
+
+    # -- the key index ------------------------------------------------------------------------
+
+    def _with_index(
+        self,
+        session_id: str,
+        read: Callable[[_LedgerIndex, Callable[[int], EventRow]], list[EventRow]],
+    ) -> list[EventRow]:
+        """Run `read` with the session's key index and a reader of one event by seq (one
+        `pread` of its line); rebuild the index once if it turns out stale."""
+        path = self._file(session_id, LEDGER)
+        for attempt in (0, 1):
+            try:
+                ledger = _open_file(path)
+            except FileNotFoundError:
+                return []
+            with ledger:
+                with self._index_lock:
+                    index = self._ledger_index(session_id, ledger, rebuild=attempt == 1)
+                fd = ledger.fileno()
+
+                def row_at(seq: int, index: _LedgerIndex = index, fd: int = fd) -> EventRow:
+                    start, end = index.offsets[seq - 1], index.offsets[seq]
+                    line = os.pread(fd, end - start, start)
+                    try:
+                        value = json.loads(line)
+                    except (ValueError, RecursionError) as exc:
+                        raise _StaleIndex from exc
+                    if type(value) is not dict or value.get("seq") != seq:
+                        raise _StaleIndex  # not the line indexed: the file changed
+                    if _check_event(value, seq, None) is not None:
+                        raise CorruptedSessionError(session_id, f"event {seq} cannot be read")
+                    return _event_row(session_id, value)
+
+                try:
+                    rows = read(index, row_at)
+                except _StaleIndex:
+                    continue
+                stale = any(
+                    r.key is not None and index.keys.seqs.get(r.key) != r.seq for r in rows
+                )
+                if not stale:
+                    return rows
+        raise CorruptedSessionError(session_id, f"{LEDGER} changed while its keys were read")
+
+    def _ledger_index(self, session_id: str, ledger: BinaryIO, *, rebuild: bool) -> _LedgerIndex:
+        """The session's key index, brought up to date with the ledger file: the lines
+        appended since it was built are parsed; a replaced or shorter file is read again."""
+        st = os.fstat(ledger.fileno())
+        cache = self._indexes
+        index = None if rebuild else cache.get(session_id)
+        if index is None or index.inode != st.st_ino or index.offsets[-1] > st.st_size:
+            index = _LedgerIndex(st.st_ino, [0], KeyIndex())
+        end = index.offsets[-1]
+        if st.st_size > end:
+            ledger.seek(end)
+            data = ledger.read(st.st_size - end)
+            values, committed = _parse_ledger(
+                session_id, data, first_seq=index.version + 1, base=end
+            )
+            position = end
+            for line, value in zip(data[:committed].split(b"\n"), values, strict=False):
+                position += len(line) + 1
+                index.offsets.append(position)
+                key = value.get("key")
+                if key is not None:
+                    index.keys.add(key, value["seq"])
+        cache.pop(session_id, None)
+        cache[session_id] = index
+        while len(cache) > _INDEX_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        return index
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()
@@ -1657,6 +1799,15 @@ class _FileTransaction(StoreTransaction):
         with _translated(f"read the events of session {session_id!r}"):
             values = self._store._read_ledger(session_id) or []
         return [_event_row(session_id, v) for v in values]
+
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        with _translated(f"read the events of session {session_id!r}"):
+            return self._store._with_index(
+                session_id,
+                lambda index, row_at: [
+                    row_at(index.keys.seqs[k]) for k in keys if k in index.keys.seqs
+                ],
+            )
 
     def _lock_scope(self, app_name: str, user_id: str | None) -> None:
         store = self._store

@@ -25,6 +25,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.keys import check_data_match
 from agentledger.core.lifecycle import Lifecycle
 from agentledger.core.session import Session, validate_session_id
 from agentledger.core.state import strip_temp
@@ -355,10 +356,25 @@ class HttpStore:
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
         window: list[tuple[str, Any]] = []
+        if keys is not None:
+            if isinstance(keys, str) or not isinstance(keys, Sequence):
+                raise ConfigurationError(f"keys must be a list of strings, not {keys!r}")
+            if not keys:  # none asked for: none found (the session must still exist)
+                self.get_session(session_id)
+                return []
+            window += [("key", k) for k in keys]
+        if key_prefix is not None:
+            window.append(("key_prefix", key_prefix))
+        if data_match is not None:
+            check_data_match(data_match)  # refused here as the server's store would
+            window.append(("data_match", _strict_json(dict(data_match), "data_match").decode()))
         for name, moment in (
             ("after_timestamp", after_timestamp),
             ("before_timestamp", before_timestamp),
@@ -395,6 +411,13 @@ class HttpStore:
             if page.get("next_after") is None or (limit is not None and len(found) >= limit):
                 return found
             cursor = int(page["next_after"])
+
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """As `SessionStore.get_event`, on the server."""
+        if not isinstance(key, str):
+            raise ConfigurationError(f"key must be a string, not {key!r}")
+        found = self.read_events(session_id, keys=[key])
+        return found[0] if found else None
 
     def list_sessions(
         self,

@@ -47,6 +47,10 @@ is split by topic:
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
     `_reads`: events, listing, cursors.
+    `_keys`: idempotency keys: a retried batch writes nothing and returns the stored
+        events (even after the session moved on), a clashing key writes nothing
+        (`DuplicateEventKeyError`); `get_event`, reads by keys, by key prefix (the latest of
+        a namespace with `last`) and by `data_match`.
     `_ordering`: events within a time window (`after_timestamp`, `before_timestamp`);
         sessions listed in every `order`, each page once, by cursor and `iter_sessions`.
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
@@ -96,6 +100,7 @@ from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
 from agentledger.testing._feed import FeedConformance
 from agentledger.testing._integrity import IntegrityConformance
+from agentledger.testing._keys import KeyConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
@@ -120,6 +125,7 @@ __all__ = [
     "FakeClock",
     "FeedConformance",
     "IntegrityConformance",
+    "KeyConformance",
     "LifecycleConformance",
     "OpeningConformance",
     "OrderingConformance",
@@ -144,6 +150,7 @@ class StoreConformance(
     ProcessConformance,
     CrashConformance,
     ReadConformance,
+    KeyConformance,
     OrderingConformance,
     BadInputConformance,
     ScopedStateConformance,
