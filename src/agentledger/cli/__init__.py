@@ -21,6 +21,7 @@ from agentledger.cli import stats as _stats_command  # noqa: F401  (registers st
 from agentledger.cli import transfer as _transfer_commands  # noqa: F401  (export/import/copy)
 from agentledger.cli import verify as _verify_command  # noqa: F401  (registers verify)
 from agentledger.cli.app import app, main
+from agentledger.cli.handlers import handlers_app
 from agentledger.cli.hooks import hook_app
 from agentledger.cli.sessions import sessions_app
 
@@ -28,3 +29,4 @@ __all__ = ["app", "main"]
 
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(hook_app, name="hook")
+app.add_typer(handlers_app, name="handlers")
