@@ -560,6 +560,7 @@ def test_new_folder_gets_the_current_schema(make: StoreFactory, root: Path) -> N
     assert store.schema_version() == SCHEMA_VERSION == max(MIGRATIONS)
     assert sorted(p.name for p in root.iterdir()) == [
         "_agentledger.json",
+        "_feed.jsonl",
         "_locks",
         "_scoped",
         "_trash",
@@ -1005,7 +1006,7 @@ def test_a_version_1_folder_is_upgraded_with_its_events_chained(tmp_path: Path) 
     factory = StoreFactory(f"file://{root}")
     try:
         store = factory()
-        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 2
+        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 3
         for line in _lines(root / "s-one" / LEDGER):
             assert len(line["hash"]) == len(line["payload_hash"]) == 64
         check_v1_store_upgraded(store)
@@ -1044,5 +1045,51 @@ def test_a_version_2_folder_opens_and_reads_back_as_it_was(tmp_path: Path) -> No
         store = factory()
         assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION
         check_v2_store_upgraded(store)
+    finally:
+        factory.close_all()
+
+
+def test_a_version_2_folder_gets_a_feed_in_write_order(tmp_path: Path) -> None:
+    from migration_support import V2_DATA
+
+    root = tmp_path / "v2"
+    shutil.copytree(V2_DATA / "file_store", root)
+    for sub in ("_locks", "_trash"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    factory = StoreFactory(f"file://{root}")
+    try:
+        store = factory()
+        feed = store.read_feed()
+        stored = sorted(
+            (line["timestamp"], line["id"])
+            for sid in ("s-one", "s-two")
+            for line in _lines(root / sid / LEDGER)
+        )
+        assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
+        assert [f.position for f in feed] == list(range(1, len(stored) + 1))
+        assert store.feed_position() == len(stored)
+        session = store.create_session(app_name="demo", user_id="cy")
+        assert store.read_feed(len(stored))[0].event.session_id == session.id
+    finally:
+        factory.close_all()
+
+
+def test_a_torn_feed_entry_is_dropped_by_the_next_writer(tmp_path: Path) -> None:
+    factory = StoreFactory(f"file://{tmp_path}/s")
+    try:
+        store = factory()
+        session = store.create_session(app_name="demo", user_id="ada")
+        feed_file = tmp_path / "s" / "_feed.jsonl"
+        with feed_file.open("ab") as feed:  # a writer killed while writing its entry
+            feed.write(b'{"position":2,"session_id":"x","se')
+        assert [f.event.seq for f in store.read_feed()] == [1]
+        store.append(session.id, [msg()])
+        assert [(f.position, f.event.seq) for f in store.read_feed()] == [(1, 1), (2, 2)]
+        # An entry whose batch never committed (killed between the entry and the ledger).
+        with feed_file.open("ab") as feed:
+            feed.write(b'{"position":3,"session_id":"%s","seq":3,"id":"never"}\n' % session.id.encode())
+        assert [f.position for f in store.read_feed()] == [1, 2]
+        store.append(session.id, [msg()])
+        assert [(f.position, f.event.seq) for f in store.read_feed()] == [(1, 1), (2, 2), (4, 3)]
     finally:
         factory.close_all()

@@ -591,7 +591,7 @@ def test_a_version_1_schema_is_upgraded_with_its_events_chained(
             sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
     assert sql("SELECT max(version) FROM agentledger_schema_version") == [(1,)]
     store = make()
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert sql("SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [(0,)]
     check_v1_store_upgraded(store)
 
@@ -655,3 +655,82 @@ def test_a_version_2_schema_opens_and_reads_back_as_it_was(
     store = make()
     assert store.schema_version() == SCHEMA_VERSION
     check_v2_store_upgraded(store)
+
+
+# -- the event feed: commit order when transactions commit out of order ---------------------
+
+
+def test_the_feed_follows_commit_order_when_transactions_commit_out_of_order(
+    make: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A inserts its event first and commits last; writer B (another session)
+    inserts and commits in between. A reader following the feed meanwhile must see A's
+    event before B's, never B's alone and then A's at a lower position (which a reader
+    past B's position would skip)."""
+    store = make()
+    a = store.create_session(app_name="demo", user_id="ada")
+    b = store.create_session(app_name="demo", user_id="bob")
+    start = store.feed_position()
+    inserted, release = threading.Event(), threading.Event()
+    commit = postgres_module._PgTransaction.commit
+
+    def slow_commit(tx: Any) -> None:
+        if threading.current_thread().name == "writer-a":
+            tx._send([])  # the event's INSERT (with its position) runs; no COMMIT yet
+            inserted.set()
+            assert release.wait(30)
+        commit(tx)
+
+    monkeypatch.setattr(postgres_module._PgTransaction, "commit", slow_commit)
+    errors: list[BaseException] = []
+
+    def write(session_id: str) -> None:
+        try:
+            store.append(session_id, [msg(threading.current_thread().name)])
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    writer_a = threading.Thread(target=write, args=(a.id,), name="writer-a")
+    writer_b = threading.Thread(target=write, args=(b.id,), name="writer-b")
+    writer_a.start()
+    assert inserted.wait(30)
+    writer_b.start()
+    writer_b.join(1.0)  # B's commit waits for A's: positions are handed out in commit order
+    assert store.read_feed(start) == []  # nothing committed yet; nothing half-visible
+    release.set()
+    writer_a.join(30)
+    writer_b.join(30)
+    assert not errors, errors
+    feed = store.read_feed(start)
+    assert [f.event.data["text"] for f in feed] == ["writer-a", "writer-b"]
+    assert feed[0].position < feed[1].position
+
+
+def test_a_version_2_schema_gets_feed_positions_in_write_order(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migration_support import v2_rows
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr(postgres_module, "SCHEMA_VERSION", 2)
+        make().close()
+    rows = v2_rows()
+    jsonb = {"snapshot", "data", "state_delta", "state_ops", "state"}
+    for table in ("sessions", "events", "scoped_state"):
+        names = rows["columns"][table]
+        marks = ", ".join("%s::jsonb" if n in jsonb else "%s" for n in names)
+        for row in rows[table]:
+            values = tuple(
+                postgres_module._pg_json(v) if n in jsonb else v
+                for n, v in zip(names, row, strict=True)
+            )
+            sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+    store = make()
+    feed = store.read_feed()
+    stored = sorted((r[5], r[2]) for r in rows["events"])  # (timestamp, id): write order
+    assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
+    assert [f.position for f in feed] == list(range(1, len(stored) + 1))
+    assert store.feed_position() == len(stored)
+    session = store.create_session(app_name="demo", user_id="cy")
+    assert store.read_feed(len(stored))[0].event.session_id == session.id

@@ -314,7 +314,7 @@ def test_a_version_1_file_is_upgraded_with_its_events_chained(
 ) -> None:
     _write_v1_file(db_path)
     store = make()
-    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 2
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 3
     assert _execute(db_path, "SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [
         (0,)
     ]
@@ -550,3 +550,34 @@ def test_a_version_2_file_opens_and_reads_back_as_it_was(make: StoreFactory, db_
     store = make()
     assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
     check_v2_store_upgraded(store)
+
+
+def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory, db_path: Path) -> None:
+    from migration_support import v2_rows
+
+    rows = v2_rows()
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            for version in (1, 2):
+                for step in MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+            for table in ("sessions", "events", "scoped_state"):
+                names = rows["columns"][table]
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)})"
+                    f" VALUES ({', '.join('?' * len(names))})",
+                    rows[table],
+                )
+            conn.execute("PRAGMA user_version = 2")
+    finally:
+        conn.close()
+    store = make()
+    feed = store.read_feed()
+    stored = sorted((r[5], r[2]) for r in rows["events"])  # (timestamp, id): write order
+    assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
+    assert [f.position for f in feed] == list(range(1, len(stored) + 1))
+    assert store.feed_position() == len(stored)
+    session = store.create_session(app_name="demo", user_id="cy")
+    assert store.read_feed(len(stored))[0].event.session_id == session.id

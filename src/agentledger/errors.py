@@ -22,7 +22,8 @@ AgentLedgerError
 ├── InvalidSessionIdError         (also a ValueError)
 ├── InvalidEventError             a value JSON cannot hold, a bad event field (also a ValueError)
 │   ├── EventTooLargeError        an event's JSON is over `max_event_bytes`
-│   └── StateOperationError       a state operation does not fit the state at commit
+│   ├── StateOperationError       a state operation does not fit the state at commit
+│   └── DuplicateEventKeyError    an event key already stored with other content (or twice in a batch)
 ├── InvalidTransitionError        a phase/status rule broken (raised in core)
 └── RunnerError
     ├── ModelError
@@ -39,6 +40,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptedSessionError",
+    "DuplicateEventKeyError",
     "EventTooLargeError",
     "InvalidEventError",
     "InvalidSessionIdError",
@@ -248,6 +250,41 @@ class StateOperationError(InvalidEventError):
         self.index = index
         self.detail = detail
         super().__init__(f"state operation {op!r} cannot be applied: {detail}; nothing was written")
+
+
+class DuplicateEventKeyError(InvalidEventError):
+    """An append's event keys clash with the session's stored keys; nothing was written.
+
+    Raised when a key is already stored with other content (type, author, data,
+    state_delta, state_ops or invocation_id differ), when a batch mixes keys already stored
+    with new keys or events without a key (a retry must resend exactly the batch it
+    retries), or when two events of one batch carry the same key.
+
+    Attributes:
+        session_id: The session appended to.
+        keys: The clashing keys, in the batch's order.
+        reason: `"different_content"`, `"partial_retry"` or `"repeated_in_batch"`.
+    """
+
+    _DETAILS = {
+        "different_content": "stored already with other content",
+        "partial_retry": (
+            "stored already while other events of the batch are new or have no key (a retry "
+            "must resend exactly the batch it retries)"
+        ),
+        "repeated_in_batch": "given to more than one event of the batch",
+    }
+
+    def __init__(self, session_id: str, keys: list[str], reason: str) -> None:
+        self.session_id = session_id
+        self.keys = keys
+        self.reason = reason
+        many = len(keys) != 1
+        super().__init__(
+            f"session {session_id!r}: event key{'s' if many else ''} "
+            f"{', '.join(map(repr, keys))} {'are' if many else 'is'} "
+            f"{self._DETAILS.get(reason, reason)}; nothing was written"
+        )
 
 
 class InvalidTransitionError(AgentLedgerError):

@@ -18,8 +18,10 @@ from agentledger.cli import agent as _agent_commands  # noqa: F401  (registers d
 from agentledger.cli import replay as _replay_command  # noqa: F401  (registers replay)
 from agentledger.cli import serve as _serve_command  # noqa: F401  (registers serve)
 from agentledger.cli import stats as _stats_command  # noqa: F401  (registers stats)
+from agentledger.cli import transfer as _transfer_commands  # noqa: F401  (export/import/copy)
 from agentledger.cli import verify as _verify_command  # noqa: F401  (registers verify)
 from agentledger.cli.app import app, main
+from agentledger.cli.handlers import handlers_app
 from agentledger.cli.hooks import hook_app
 from agentledger.cli.sessions import sessions_app
 
@@ -27,3 +29,4 @@ __all__ = ["app", "main"]
 
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(hook_app, name="hook")
+app.add_typer(handlers_app, name="handlers")

@@ -104,43 +104,59 @@ def load_agent(spec: str | None) -> Agent:
     """
     if spec is None:
         return build_reminders_agent()
+    target = import_target(spec, "agent", "--agent", Agent)
+    if not isinstance(target, Agent):
+        raise ConfigurationError(
+            f"{spec!r} is an object of type {type(target).__name__}, not an Agent"
+        )
+    return target
+
+
+def import_target(spec: str, what: str, option: str, kind: type | None = None) -> Any:
+    """Import `module:attribute` and return the attribute; a callable that is not an
+    instance of `kind` is called with no arguments (a factory) and its result returned.
+
+    The module is looked up in the working directory first, then on the usual import
+    path, as `python -m` does.
+
+    Raises:
+        ConfigurationError: The spec is not `module:attribute` with a dotted module name,
+            importing the module fails, the attribute is missing, or calling it fails;
+            the message names `what` (e.g. "agent") and `option` (e.g. "--agent").
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ConfigurationError(f"--agent takes MODULE:ATTRIBUTE, not {spec!r}")
+        raise ConfigurationError(f"{option} takes MODULE:ATTRIBUTE, not {spec!r}")
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)  # kept: the agent's module may import its siblings later
+        sys.path.insert(0, cwd)  # kept: the module may import its siblings later
     if module_name.startswith(".") or "/" in module_name or module_name.endswith(".py"):
         raise ConfigurationError(
-            f"cannot load agent {spec!r}: {module_name!r} is not an importable module name; "
+            f"cannot load {what} {spec!r}: {module_name!r} is not an importable module name; "
             "give a dotted module name (e.g. mypkg.agents:build_agent, not a relative name "
             "or a file path) and run from the directory that holds it"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot load agent {spec!r}: {_one_line(exc)}") from exc
+        raise ConfigurationError(f"cannot load {what} {spec!r}: {_one_line(exc)}") from exc
     except Exception as exc:  # the module's own code failed: a SyntaxError, a raise, ...
         raise ConfigurationError(
-            f"cannot load agent {spec!r}: importing {module_name!r} raised "
+            f"cannot load {what} {spec!r}: importing {module_name!r} raised "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     try:
         target: Any = getattr(module, attribute)
     except AttributeError as exc:
-        raise ConfigurationError(f"cannot load agent {spec!r}: {_one_line(exc)}") from exc
-    if callable(target) and not isinstance(target, Agent):
+        raise ConfigurationError(f"cannot load {what} {spec!r}: {_one_line(exc)}") from exc
+    if callable(target) and not (kind is not None and isinstance(target, kind)):
         try:
             target = target()
         except Exception as exc:  # not a no-argument factory, or the factory failed
             raise ConfigurationError(
-                f"cannot build agent {spec!r}: calling {attribute}() raised "
+                f"cannot build {what} {spec!r}: calling {attribute}() raised "
                 f"{type(exc).__name__}: {_one_line(exc)}"
             ) from exc
-    if not isinstance(target, Agent):
-        raise ConfigurationError(
-            f"{spec!r} is an object of type {type(target).__name__}, not an Agent"
-        )
     return target
 
 

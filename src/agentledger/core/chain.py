@@ -5,7 +5,10 @@ Every event stores two SHA-256 hex digests:
 - `payload_hash`: over its payload, `data` and `state_delta` as canonical JSON (keys
   sorted, no spaces, non-ASCII kept, UTF-8), joined by a newline (which compact JSON
   never holds): `sha256(data + "\\n" + state_delta)`; an event with state operations
-  appends them too: `sha256(data + "\\n" + state_delta + "\\n" + state_ops)`.
+  appends them too: `sha256(data + "\\n" + state_delta + "\\n" + state_ops)`; an event
+  with a key appends its operations (`[]` when none) and the key as a JSON string:
+  `sha256(data + "\\n" + state_delta + "\\n" + state_ops + "\\n" + key)`. (Events without
+  operations or key hash as they always did.)
 - `hash`: over the previous event's `hash`, the event's header and its `payload_hash`,
   as the compact JSON array `[previous, session_id, seq, id, type, author, timestamp,
   invocation_id, payload_hash]` (`timestamp` in the fixed-width UTC form the stores keep,
@@ -70,16 +73,24 @@ def canonical_json(value: Any) -> str:
     return text
 
 
-def payload_hash(data: str, state_delta: str, state_ops: str = "[]") -> str:
+def payload_hash(
+    data: str, state_delta: str, state_ops: str = "[]", key: str | None = None
+) -> str:
     """Return the SHA-256 hex digest of an event's payload.
 
     Args:
         data: The event's `data`, as canonical JSON text.
         state_delta: The event's `state_delta`, as canonical JSON text.
         state_ops: The event's state operations, as canonical JSON text; `"[]"` (none)
-            leaves them out of the digest.
+            leaves them out of the digest, unless the event has a key.
+        key: The event's idempotency key; `None` (none) leaves it out of the digest.
     """
-    text = f"{data}\n{state_delta}" if state_ops == "[]" else f"{data}\n{state_delta}\n{state_ops}"
+    if key is not None:
+        text = f"{data}\n{state_delta}\n{state_ops}\n{_string(key)}"
+    elif state_ops == "[]":
+        text = f"{data}\n{state_delta}"
+    else:
+        text = f"{data}\n{state_delta}\n{state_ops}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentledger.core.keys import check_key
 from agentledger.core.state_ops import check_ops
 from agentledger.errors import InvalidEventError
 
@@ -142,11 +143,16 @@ class NewEvent(_EventModel):
             not their result.
         invocation_id: Groups the events of one agent turn; `None` outside a turn.
         timestamp: When it happened (UTC); `None` lets the store stamp the append time.
+        key: An idempotency key, unique within the session (`None`: no key): 1 to 512
+            characters, no control characters (`agentledger.core.keys`). Appending a batch
+            whose keys are all stored already, with the same content, writes nothing and
+            returns the stored events, so a retried request is harmless; the key also reads
+            the event back (`get_event`, `read_events(keys=..., key_prefix=...)`).
 
     Raises:
         InvalidEventError: (a `ValueError`) on an unknown, un-namespaced type, a naive
-            timestamp, a malformed state operation, a field of the wrong type or an unknown
-            field; pydantic's `ValidationError` is its `__cause__`.
+            timestamp, a malformed state operation, a bad key, a field of the wrong type or
+            an unknown field; pydantic's `ValidationError` is its `__cause__`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -158,6 +164,12 @@ class NewEvent(_EventModel):
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None
     timestamp: datetime | None = None
+    key: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        return None if value is None else check_key(value)
 
     @field_validator("state_ops")
     @classmethod
@@ -182,7 +194,7 @@ class Event(_EventModel):
         id: Unique and time-sortable (a 26-character ULID).
         session_id: The session whose ledger holds it.
         seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
-        type, author, data, state_delta, state_ops, invocation_id: As given in the
+        type, author, data, state_delta, state_ops, invocation_id, key: As given in the
             `NewEvent`.
         timestamp: When it happened, UTC (ISO 8601 in JSON).
 
@@ -203,3 +215,4 @@ class Event(_EventModel):
     state_delta: dict[str, Any] = Field(default_factory=dict)
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None
+    key: str | None = None

@@ -54,7 +54,8 @@ from agentledger.server.problems import (
 )
 from agentledger.server.scoped import scoped_store
 from agentledger.server.web import add_web_view
-from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
+from agentledger.stores.base import FeedEvent, SessionPage, SessionStore, VerifyReport
+from agentledger.stores.shared import MAX_SEQ
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENTS_PAGE_MAX", "create_app"]
 
@@ -112,6 +113,14 @@ class ScopedStateBody(_Strict):
     user_id: str | None = None
     delta: dict[str, Any]
     expected_state: dict[str, Any] | None = None
+
+
+class FeedPage(BaseModel):
+    """A page of the store-wide feed: `events` (each `position` and `event`) by increasing
+    position, and `feed_position`, the last position of the feed (for a reader's lag)."""
+
+    events: list[FeedEvent]
+    feed_position: int
 
 
 class ScopedStateResult(BaseModel):
@@ -825,14 +834,37 @@ def create_app(
         event_type: Annotated[list[str] | None, Query(alias="type")] = None,
         after_timestamp: _Moment = None,
         before_timestamp: _Moment = None,
+        key: Annotated[
+            list[str] | None,
+            Query(description="Only the events with these idempotency keys (repeatable)."),
+        ] = None,
+        key_prefix: Annotated[
+            str | None, Query(description="Only the events whose key starts with this.")
+        ] = None,
+        data_match: Annotated[
+            str | None,
+            Query(
+                description='A JSON object of dotted paths to values the event data must '
+                'hold, e.g. {"metadata.source": "input"}.'
+            ),
+        ] = None,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
             if value is not None and value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative int, not {value!r}")
+        match: Any = None
+        if data_match is not None:
+            try:
+                match = json.loads(data_match)
+            except ValueError as exc:
+                raise ConfigurationError(f"data_match must be a JSON object: {exc}") from exc
         read = partial(
             view.read_events,
             after_timestamp=_moment("after_timestamp", after_timestamp),
             before_timestamp=_moment("before_timestamp", before_timestamp),
+            keys=key,
+            key_prefix=key_prefix,
+            data_match=match,
         )
         if last is not None:
             events = await run_in_threadpool(
@@ -1018,6 +1050,18 @@ def create_app(
             expected_state=body.expected_state,
         )
         return ScopedStateResult(state=state)
+
+    @app.get("/v1/feed", tags=["events"],
+             summary="The store-wide event feed: events of every session you may see, in commit order.",
+             responses=_problems(*_COMMON))
+    async def read_feed(
+        view: View,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Positions after this one.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> FeedPage:
+        events = await run_in_threadpool(view.read_feed, after, limit)
+        head = await run_in_threadpool(view.feed_position)
+        return FeedPage(events=events, feed_position=head)
 
     @app.get("/v1/stats", tags=["stats"], summary="Session metrics over the matching sessions.",
              responses=_problems(*_COMMON))

@@ -19,7 +19,7 @@ from agentledger.core.events import Event, NewEvent
 from agentledger.core.session import Session
 from agentledger.errors import AgentLedgerError, SessionNotFoundError
 from agentledger.server.auth import Principal
-from agentledger.stores.base import SessionPage, SessionStore, VerifyReport
+from agentledger.stores.base import FeedEvent, SessionPage, SessionStore, VerifyReport
 
 __all__ = ["AccessDeniedError", "ScopedStore", "scoped_store"]
 
@@ -119,6 +119,9 @@ class ScopedStore:
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
@@ -130,7 +133,15 @@ class ScopedStore:
             types=types,
             after_timestamp=after_timestamp,
             before_timestamp=before_timestamp,
+            keys=keys,
+            key_prefix=key_prefix,
+            data_match=data_match,
         )
+
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """As `SessionStore.get_event`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.get_event(session_id, key)
 
     def list_sessions(
         self,
@@ -216,6 +227,32 @@ class ScopedStore:
         """As `SessionStore.delete_session`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
         self.inner.delete_session(session_id, expected_version=expected_version)
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """The store's feed with only the events of the caller's sessions (positions keep
+        their store-wide values, so they have gaps)."""
+        found: list[FeedEvent] = []
+        visible: dict[str, bool] = {}
+        while len(found) < limit:
+            page = self.inner.read_feed(after, limit)
+            if not page:
+                break
+            for item in page:
+                sid = item.event.session_id
+                if sid not in visible:
+                    try:
+                        visible[sid] = self._visible(self.inner.get_session(sid))
+                    except SessionNotFoundError:
+                        visible[sid] = False
+                if visible[sid]:
+                    found.append(item)
+                    if len(found) == limit:
+                        break
+            after = page[-1].position
+        return found
+
+    def feed_position(self) -> int:
+        return self.inner.feed_position()
 
     def verify_session(self, session_id: str) -> VerifyReport:
         """As `SessionStore.verify_session`; another user's session is `SessionNotFoundError`."""

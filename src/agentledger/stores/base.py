@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentledger.core.events import Event, NewEvent
 from agentledger.core.lifecycle import Lifecycle
@@ -33,6 +33,7 @@ __all__ = [
     "SessionPage",
     "SessionStore",
     "SchemeFactory",
+    "FeedEvent",
     "VerifyReport",
     "default_store_url",
     "display_url",
@@ -85,6 +86,22 @@ class SessionPage(BaseModel):
     sessions: list[Session]
     next_cursor: str | None = None
     corrupted: list[str] = Field(default_factory=list)
+
+
+class FeedEvent(BaseModel):
+    """An event as the store-wide feed (`read_feed`) delivers it.
+
+    Attributes:
+        position: Its place in the feed: positive, increasing in commit order across all
+            sessions of the store (not necessarily consecutive: a rolled-back or
+            deleted write leaves a gap that never fills).
+        event: The stored event.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    event: Event
 
 
 class VerifyReport(BaseModel):
@@ -205,6 +222,12 @@ class SessionStore(Protocol):
 
         Returns:
             The stored events, with `seq` assigned (gapless, starting at version + 1).
+            Idempotent with keys: when every event has a key (`NewEvent.key`) and every
+            key is stored already with the same content (type, author, data,
+            state_delta, state_ops, invocation_id; not the timestamp), nothing is written
+            and the stored events are returned, in the batch's order; this is decided
+            before `expected_version`, `expected_state` and the lifecycle are checked, so
+            a retry of an acknowledged append succeeds even after the session moved on.
             Time never runs backwards in a session: an event whose timestamp (its own, or
             the store's clock when it has none) is earlier than the session's last event
             is stored with the last event's timestamp instead. Each event is chained to the
@@ -217,6 +240,9 @@ class SessionStore(Protocol):
             StateConflictError: A key of `expected_state` has another value now (a
                 `ConcurrencyError`); nothing was written.
             InvalidEventError: A value JSON cannot hold; nothing was written.
+            DuplicateEventKeyError: An event key is stored already with other content, the
+                batch mixes stored keys with new keys or unkeyed events, or a key appears
+                twice in the batch; nothing was written.
             EventTooLargeError: An event's JSON is over `max_event_bytes`; nothing was
                 written.
             InvalidTransitionError: The events break a lifecycle rule of `lifecycle`
@@ -246,6 +272,9 @@ class SessionStore(Protocol):
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """Return a session's events in `seq` order.
 
@@ -260,15 +289,46 @@ class SessionStore(Protocol):
                 compared with the event's `timestamp`, the store's clock).
             before_timestamp: Only events stored strictly before this time (aware).
                 `limit` and `last` count the events within the time window.
+            keys: Only the events with these keys (at most 1,000; an empty list finds
+                none); keys that are not stored are skipped. Found through the store's
+                key index, whatever the ledger's length.
+            key_prefix: Only the events whose key starts with this prefix (a range of the
+                key index); with `last=1`, the latest event of a namespace
+                (`key_prefix="ckpt:", last=1`).
+            data_match: Only the events whose `data` holds these values: dotted paths
+                (`{"metadata.source": "input"}`) mapped to JSON scalars; a path walks
+                object keys only (no array indexing), a missing key never matches, `None`
+                matches a stored `null`, numbers compare as numbers and booleans only
+                equal booleans (`agentledger.core.keys`). All filters combine (AND);
+                `limit` and `last` count the events that pass them all.
 
         Raises:
-            ConfigurationError: A bound that is not an aware datetime, or a bad
-                `after`/`limit`/`last`.
+            ConfigurationError: A bound that is not an aware datetime, a bad
+                `after`/`limit`/`last`, a bad key or key prefix (see `NewEvent.key`), more
+                than 1,000 keys, or a bad `data_match` (a path with an empty part, a value
+                that is a list or an object).
             SessionNotFoundError: No session has this id.
             CorruptedSessionError: A stored event cannot be read back; or, unless `types`
                 filters them, the events read have a gap in `seq`, or one of them does not
                 match its chain hash (checked between the events read, and from the start
                 of the chain on a read from seq 1; `verify_session` checks everything).
+        """
+        ...
+
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """Return the session's event with this idempotency key, through the key index.
+
+        Args:
+            session_id: The session.
+            key: The event's key (`NewEvent.key`).
+
+        Returns:
+            The event, or `None` when no event of the session has this key.
+
+        Raises:
+            ConfigurationError: `key` is not a valid key.
+            SessionNotFoundError: No session has this id.
+            CorruptedSessionError: The stored event cannot be read back.
         """
         ...
 
@@ -396,6 +456,35 @@ class SessionStore(Protocol):
         Raises:
             SessionNotFoundError: No session has this id.
         """
+        ...
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """Read the store-wide event feed: the events of every session in commit order.
+
+        A reader that calls it again with the last `position` it got (`after=`) never
+        skips an event and never sees one twice, whatever the writers do: events are
+        delivered in the order their writes committed (also when concurrent transactions
+        on PostgreSQL commit in another order than they started), and an event of a write
+        that rolled back is never seen. Events of deleted sessions, and events removed by
+        truncation, are not delivered once gone. Imported events (`import_events`) enter
+        the feed when they are imported.
+
+        Args:
+            after: Return events with a position strictly greater (0: from the start).
+            limit: At most this many events (1 to 10,000).
+
+        Returns:
+            Up to `limit` `FeedEvent`s (`position`, `event`), by increasing position;
+            `[]` when the reader is at the end.
+
+        Raises:
+            ConfigurationError: `after` is not a non-negative int, or `limit` is out of range.
+        """
+        ...
+
+    def feed_position(self) -> int:
+        """The position of the last event in the feed (0 when it is empty): a reader at
+        that position is up to date, and `feed_position() - position` is its lag."""
         ...
 
     def close(self) -> None:

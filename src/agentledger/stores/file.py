@@ -17,11 +17,14 @@ mode it has, so a `chmod` survives appends.
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
     _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
+    _feed.jsonl                        the store-wide event feed: one line per event,
+                                       `{"position", "session_id", "seq", "id"}`, in
+                                       commit order (see `read_feed`)
     _locks/...                         empty lock files (never deleted)
     _trash/                            folders of deleted sessions, removed right away
 
@@ -32,7 +35,8 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
-"batch_end": N}` (an event with state operations also has `"state_ops": […]`), where `data`,
+"batch_end": N}` (an event with state operations also has `"state_ops": […]`, one with an
+idempotency key `"key": "…"`), where `data`,
 `state_delta` and `state_ops` are canonical JSON (keys sorted), the two
 hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
@@ -91,6 +95,15 @@ snapshot (fsynced, then renamed) and the final scope rewrite are caches: if a po
 loses their rename, readers recover from the ledger and the `pending` record. So an
 acknowledged append survives a process crash and, where fsync is honoured, power loss.
 
+Keyed reads (`get_event`, `read_events(keys=..., key_prefix=...)`, and the key check of an
+append) go through a key index the store keeps in memory per session: each key's seq, the
+keys sorted, and each line's byte offset in `events.jsonl`, so a keyed event is one `pread`
+of its line. The ledger stays the only truth: the index is built from it on first use and
+checked on every use against the file (same inode, not shorter than what was indexed; only
+the lines appended since are parsed), and every line read by offset must be the event of
+the expected seq and key, or the index is rebuilt. Nothing of it is written to disk, so a
+crash can leave it neither stale nor torn. It holds up to 256 sessions per store object.
+
 Costs: `get_session` reads the snapshot and up to two shared state files and stats the
 ledger; `append` takes one lock, fsyncs the ledger and rewrites the snapshot (O(size of
 the session's state and metadata), a second fsync), plus two more writes per shared scope
@@ -113,8 +126,9 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -128,6 +142,7 @@ from pydantic import ValidationError
 
 from agentledger.core.chain import GENESIS, canonical_json
 from agentledger.core.events import Event
+from agentledger.core.keys import data_matches
 from agentledger.core.projection import project
 from agentledger.core.session import Session, validate_session_id
 from agentledger.errors import (
@@ -145,6 +160,7 @@ from agentledger.stores.shared import (
     DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
+    KeyIndex,
     SessionRow,
     StoreTransaction,
     folder_mode,
@@ -152,6 +168,8 @@ from agentledger.stores.shared import (
     make_folders,
     parse_file_mode,
     parse_timestamp,
+    row_filter,
+    select_keyed_rows,
     session_order,
     store_options,
 )
@@ -171,6 +189,8 @@ SNAPSHOT = "session.json"
 _SCOPED = "_scoped"
 _LOCKS = "_locks"
 _TRASH = "_trash"
+FEED = "_feed.jsonl"
+_FEED_TAIL = 16384  # bytes read from the end of the feed to find its last entry
 _LOCK_POLL = 0.001  # seconds between attempts while another writer holds a lock
 _LOCK_CACHE_SIZE = 1024  # lock objects kept per store and process
 
@@ -201,6 +221,9 @@ _V1_EVENT_KEYS = frozenset(
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
 _EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
+_EVENT_KEY_SETS = frozenset(
+    (_EVENT_KEYS, _EVENT_KEYS_WITH_OPS, _EVENT_KEYS | {"key"}, _EVENT_KEYS_WITH_OPS | {"key"})
+)
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -345,6 +368,7 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
         f'"state_delta":{row.state_delta},'
         + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        + (f'"key":{_dumps(row.key)},' if row.key is not None else "")
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
@@ -354,7 +378,7 @@ def _check_event(
 ) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
     if type(value) is not dict or not (
-        value.keys() == keys or (keys is _EVENT_KEYS and value.keys() == _EVENT_KEYS_WITH_OPS)
+        value.keys() == keys or (keys is _EVENT_KEYS and frozenset(value) in _EVENT_KEY_SETS)
     ):
         return "not an event object"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
@@ -375,6 +399,8 @@ def _check_event(
     ops = value.get("state_ops", [])
     if type(ops) is not list or any(type(op) is not dict for op in ops):
         return "state_ops must be a JSON array of objects"
+    if "key" in value and type(value["key"]) is not str:
+        return "key must be a string"
     return None
 
 
@@ -459,6 +485,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["payload_hash"],
         value["hash"],
         ops,
+        value.get("key"),
     )
 
 
@@ -705,8 +732,63 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+# -- the event feed (schema version 3) ----------------------------------------------------
+
+
+def _feed_line(position: int, session_id: str, seq: int, event_id: str) -> str:
+    return (
+        f'{{"position":{position},"session_id":{_dumps(session_id)},"seq":{seq},'
+        f'"id":{_dumps(event_id)}}}\n'
+    )
+
+
+def _create_feed(root: Path) -> None:
+    """Version 3 (event feed), for a folder of version 2: writes `_feed.jsonl` with an
+    entry for every committed event of every session, in the order they were written
+    (timestamp, then id). A ledger that cannot be read contributes nothing. Safe to run
+    again: the feed is rewritten whole."""
+    base = os.fspath(root)
+    entries: list[tuple[str, str, str, int]] = []
+    with os.scandir(base) as found:
+        folders = [e.name for e in found if e.is_dir() and not e.name.startswith(("_", "."))]
+    for session_id in folders:
+        try:
+            with open(os.path.join(base, session_id, LEDGER), "rb") as ledger:
+                events, _ = _parse_ledger(session_id, ledger.read())
+        except (OSError, CorruptedSessionError) as exc:
+            _log.warning("file store migration: session %s has no feed entries: %s", session_id, exc)
+            continue
+        entries += [(v["timestamp"], v["id"], session_id, v["seq"]) for v in events]
+    entries.sort()
+    text = "".join(
+        _feed_line(position, sid, seq, eid)
+        for position, (_, eid, sid, seq) in enumerate(entries, 1)
+    )
+    _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
+
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _create_feed})
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+class _StaleIndex(Exception):
+    """A session's key index no longer matches its ledger file: rebuild it."""
+
+
+@dataclass(slots=True)
+class _LedgerIndex:
+    """The key index of one session's ledger file (see the module docstring)."""
+
+    inode: int
+    offsets: list[int]  # offsets[i]: where the line of seq i + 1 starts; last: the end
+    keys: KeyIndex
+
+    @property
+    def version(self) -> int:
+        return len(self.offsets) - 1
+
+
+_INDEX_CACHE_SIZE = 256
 
 
 @dataclass(slots=True)
@@ -787,7 +869,10 @@ class FileStore(BaseStore):
         self.lock_timeout = float(lock_timeout)
         self._closed = False
         self._lock_cache: dict[str, FileLock] = {}
+        self._indexes: dict[str, _LedgerIndex] = {}  # key indexes, most recent last
+        self._index_lock = threading.Lock()
         self._locks_pid = os.getpid()
+        self._feed_offsets: dict[int, int] = {}  # feed position -> offset of the next entry
         if not self.root.is_dir():
             if self.read_only or not self.create:
                 why = "opened read-only" if self.read_only else "opened with create=False"
@@ -941,6 +1026,99 @@ class FileStore(BaseStore):
             yield
         finally:
             lock.release()
+
+    # -- the event feed: `_feed.jsonl`, one entry per committed event, in commit order ------
+
+    def _feed_lock_path(self) -> str:
+        return os.path.join(self._root, _LOCKS, "_feed.lock")
+
+    def _append_feed(self, session_id: str, rows: Sequence[EventRow]) -> None:
+        """Add the feed entries of a batch about to be committed (under the feed lock,
+        which the writer holds until its ledger commit). Entries whose batch then never
+        commits (a writer killed in between) are skipped by readers: their event is not
+        in the ledger, or another event (another id) is at that seq."""
+        path = os.path.join(self._root, FEED)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, self.file_mode)
+        try:
+            size = os.fstat(fd).st_size
+            start = max(size - _FEED_TAIL, 0)
+            tail = os.pread(fd, size - start, start)
+            cut = tail.rfind(b"\n") + 1
+            if cut < len(tail):  # a torn entry: its writer was killed while writing it
+                os.ftruncate(fd, start + cut)
+            last_line = tail[: cut - 1].rsplit(b"\n", 1)[-1] if cut else b""
+            last = json.loads(last_line)["position"] if last_line else 0
+            text = "".join(
+                _feed_line(last + i, session_id, r.seq, r.id) for i, r in enumerate(rows, 1)
+            )
+            os.lseek(fd, start + cut, os.SEEK_SET)
+            _write_all(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _feed_entries(self, after: int) -> list[tuple[int, str, int, str]]:
+        """The complete feed entries past `after` (read under the feed lock, so no entry
+        of a commit still in progress is among them)."""
+        path = os.path.join(self._root, FEED)
+        with self._locked(self._feed_lock_path()):
+            offset = 0
+            cached = self._feed_offsets.get(after)
+            if cached is not None:
+                offset = cached
+            try:
+                with _open_file(path) as feed:
+                    feed.seek(offset)
+                    data = feed.read()
+            except FileNotFoundError:
+                return []
+        entries = []
+        end = offset
+        for line in data.split(b"\n")[:-1]:  # the last piece is "" or a torn entry
+            end += len(line) + 1
+            value = json.loads(line)
+            position = value["position"]
+            if position > after:
+                entries.append((position, value["session_id"], value["seq"], value["id"]))
+            if len(self._feed_offsets) > 64:
+                self._feed_offsets.clear()
+            self._feed_offsets[position] = end
+        return entries
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        self._check_open()
+        found: list[tuple[int, EventRow]] = []
+        ledgers: dict[str, dict[int, dict[str, Any]]] = {}
+        with _translated("read the event feed"):
+            for position, session_id, seq, event_id in self._feed_entries(after):
+                ledger = ledgers.get(session_id)
+                if ledger is None:
+                    try:
+                        values = self._read_ledger(session_id) or []
+                    except InvalidSessionIdError:
+                        values = []
+                    ledger = ledgers[session_id] = {v["seq"]: v for v in values}
+                value = ledger.get(seq)
+                if value is not None and value["id"] == event_id:
+                    found.append((position, _event_row(session_id, value)))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def _feed_position(self) -> int:
+        self._check_open()
+        path = os.path.join(self._root, FEED)
+        with _translated("read the event feed"):
+            try:
+                with _open_file(path) as feed:
+                    size = feed.seek(0, os.SEEK_END)
+                    start = max(size - _FEED_TAIL, 0)
+                    feed.seek(start)
+                    tail = feed.read()
+            except FileNotFoundError:
+                return 0
+        lines = tail.split(b"\n")[:-1]
+        return int(json.loads(lines[-1])["position"]) if lines and lines[-1] else 0
 
     def _session_lock_path(self, session_id: str) -> str:
         return os.path.join(self._root, _LOCKS, "sessions", f"{session_id}.lock")
@@ -1224,11 +1402,37 @@ class FileStore(BaseStore):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
         self._check_open()
+        if keys is not None or key_prefix is not None:
+            accept = row_filter(
+                types=types, after_ts=after_ts, before_ts=before_ts, data_match=data_match
+            )
+            with _translated(f"read the events of session {session_id!r}"):
+                return self._with_index(
+                    session_id,
+                    lambda index, row_at: select_keyed_rows(
+                        index.keys,
+                        row_at,
+                        index.version,
+                        after=max(after, 0),
+                        limit=limit,
+                        last=last,
+                        keys=keys,
+                        key_prefix=key_prefix,
+                        accept=accept or (lambda row: True),
+                    ),
+                )
         with _translated(f"read the events of session {session_id!r}"):
             values = self._read_ledger(session_id) or []
         selected = values[max(after, 0) :]
+        if data_match:
+            selected = [
+                v for v in selected if data_matches(v["data"], data_match)
+            ]
         if types:
             wanted = set(types)
             selected = [v for v in selected if v["type"] in wanted]
@@ -1244,6 +1448,78 @@ class FileStore(BaseStore):
         elif limit is not None:
             selected = selected[:limit]
         return [_event_row(session_id, v) for v in selected]
+
+    # -- the key index ------------------------------------------------------------------------
+
+    def _with_index(
+        self,
+        session_id: str,
+        read: Callable[[_LedgerIndex, Callable[[int], EventRow]], list[EventRow]],
+    ) -> list[EventRow]:
+        """Run `read` with the session's key index and a reader of one event by seq (one
+        `pread` of its line); rebuild the index once if it turns out stale."""
+        path = self._file(session_id, LEDGER)
+        for attempt in (0, 1):
+            try:
+                ledger = _open_file(path)
+            except FileNotFoundError:
+                return []
+            with ledger:
+                with self._index_lock:
+                    index = self._ledger_index(session_id, ledger, rebuild=attempt == 1)
+                fd = ledger.fileno()
+
+                def row_at(seq: int, index: _LedgerIndex = index, fd: int = fd) -> EventRow:
+                    start, end = index.offsets[seq - 1], index.offsets[seq]
+                    line = os.pread(fd, end - start, start)
+                    try:
+                        value = json.loads(line)
+                    except (ValueError, RecursionError) as exc:
+                        raise _StaleIndex from exc
+                    if type(value) is not dict or value.get("seq") != seq:
+                        raise _StaleIndex  # not the line indexed: the file changed
+                    if _check_event(value, seq, None) is not None:
+                        raise CorruptedSessionError(session_id, f"event {seq} cannot be read")
+                    return _event_row(session_id, value)
+
+                try:
+                    rows = read(index, row_at)
+                except _StaleIndex:
+                    continue
+                stale = any(
+                    r.key is not None and index.keys.seqs.get(r.key) != r.seq for r in rows
+                )
+                if not stale:
+                    return rows
+        raise CorruptedSessionError(session_id, f"{LEDGER} changed while its keys were read")
+
+    def _ledger_index(self, session_id: str, ledger: BinaryIO, *, rebuild: bool) -> _LedgerIndex:
+        """The session's key index, brought up to date with the ledger file: the lines
+        appended since it was built are parsed; a replaced or shorter file is read again."""
+        st = os.fstat(ledger.fileno())
+        cache = self._indexes
+        index = None if rebuild else cache.get(session_id)
+        if index is None or index.inode != st.st_ino or index.offsets[-1] > st.st_size:
+            index = _LedgerIndex(st.st_ino, [0], KeyIndex())
+        end = index.offsets[-1]
+        if st.st_size > end:
+            ledger.seek(end)
+            data = ledger.read(st.st_size - end)
+            values, committed = _parse_ledger(
+                session_id, data, first_seq=index.version + 1, base=end
+            )
+            position = end
+            for line, value in zip(data[:committed].split(b"\n"), values, strict=False):
+                position += len(line) + 1
+                index.offsets.append(position)
+                key = value.get("key")
+                if key is not None:
+                    index.keys.add(key, value["seq"])
+        cache.pop(session_id, None)
+        cache[session_id] = index
+        while len(cache) > _INDEX_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        return index
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()
@@ -1524,6 +1800,15 @@ class _FileTransaction(StoreTransaction):
             values = self._store._read_ledger(session_id) or []
         return [_event_row(session_id, v) for v in values]
 
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        with _translated(f"read the events of session {session_id!r}"):
+            return self._store._with_index(
+                session_id,
+                lambda index, row_at: [
+                    row_at(index.keys.seqs[k]) for k in keys if k in index.keys.seqs
+                ],
+            )
+
     def _lock_scope(self, app_name: str, user_id: str | None) -> None:
         store = self._store
         if self._session_id is None:  # the lock order is session, app, user
@@ -1608,7 +1893,28 @@ class _FileTransaction(StoreTransaction):
                 store.file_mode,
             )
             _fsync_dir(os.path.dirname(path))  # durable before the commit
-        # 2. The ledger: one write, one fsync. The commit point.
+        # 2. The feed entries, then the ledger: one write, one fsync, the commit point. The
+        #    feed lock is held from the entries to the commit, so readers of the feed see
+        #    entries only of batches that committed (or never will).
+        feed_lock = store._lock(store._feed_lock_path())
+        try:
+            store._append_feed(session_id, self._rows)
+            self._commit_ledger(folder, ledger, batch, offset)
+        finally:
+            feed_lock.release()
+        # 3. Caches: the snapshot, and the scope files without `pending`. The append is
+        #    committed already; a failure here is repaired by the next reader or writer.
+        try:
+            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
+            for path, doc in scope_files:
+                _replace_file(path, _pretty(doc), store.file_mode)
+        except OSError as exc:
+            _log.warning(
+                "file store: session %s committed, caches not updated: %s", session_id, exc
+            )
+
+    def _commit_ledger(self, folder: str, ledger: str, batch: bytes, offset: int) -> None:
+        store = self._store
         if self._new:
             try:
                 os.mkdir(folder, store._folder_mode)
@@ -1634,13 +1940,3 @@ class _FileTransaction(StoreTransaction):
             os.close(fd)
         if self._new:
             _fsync_dir(folder)
-        # 3. Caches: the snapshot, and the scope files without `pending`. The append is
-        #    committed already; a failure here is repaired by the next reader or writer.
-        try:
-            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, end)
-            for path, doc in scope_files:
-                _replace_file(path, _pretty(doc), store.file_mode)
-        except OSError as exc:
-            _log.warning(
-                "file store: session %s committed, caches not updated: %s", session_id, exc
-            )

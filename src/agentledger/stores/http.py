@@ -25,6 +25,7 @@ from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.keys import check_data_match
 from agentledger.core.lifecycle import Lifecycle
 from agentledger.core.session import Session, validate_session_id
 from agentledger.core.state import strip_temp
@@ -36,7 +37,7 @@ from agentledger.errors import (
     ReadOnlyStoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
+from agentledger.stores.base import Capabilities, FeedEvent, SessionPage, VerifyReport, display_url
 from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -355,10 +356,25 @@ class HttpStore:
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
         window: list[tuple[str, Any]] = []
+        if keys is not None:
+            if isinstance(keys, str) or not isinstance(keys, Sequence):
+                raise ConfigurationError(f"keys must be a list of strings, not {keys!r}")
+            if not keys:  # none asked for: none found (the session must still exist)
+                self.get_session(session_id)
+                return []
+            window += [("key", k) for k in keys]
+        if key_prefix is not None:
+            window.append(("key_prefix", key_prefix))
+        if data_match is not None:
+            check_data_match(data_match)  # refused here as the server's store would
+            window.append(("data_match", _strict_json(dict(data_match), "data_match").decode()))
         for name, moment in (
             ("after_timestamp", after_timestamp),
             ("before_timestamp", before_timestamp),
@@ -396,6 +412,13 @@ class HttpStore:
                 return found
             cursor = int(page["next_after"])
 
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        """As `SessionStore.get_event`, on the server."""
+        if not isinstance(key, str):
+            raise ConfigurationError(f"key must be a string, not {key!r}")
+        found = self.read_events(session_id, keys=[key])
+        return found[0] if found else None
+
     def list_sessions(
         self,
         *,
@@ -431,6 +454,21 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        """As `SessionStore.read_feed`, on the server (`GET /v1/feed`): the events of every
+        session the caller may see (all of them for an admin), in commit order."""
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigurationError(f"after must be a non-negative int, not {after!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be an int from 1 to 10000, not {limit!r}")
+        page = self._request("GET", "/v1/feed", params={"after": min(after, MAX_SEQ), "limit": limit})
+        return [FeedEvent.model_validate(e) for e in page["events"]]
+
+    def feed_position(self) -> int:
+        """As `SessionStore.feed_position`, on the server."""
+        page = self._request("GET", "/v1/feed", params={"after": MAX_SEQ, "limit": 1})
+        return int(page["feed_position"])
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a

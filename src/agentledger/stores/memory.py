@@ -8,7 +8,7 @@ as long as the store object: nothing is persisted. Thread-safe; one process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +17,12 @@ from agentledger.stores.base import Capabilities, SessionFilter
 from agentledger.stores.shared import (
     BaseStore,
     EventRow,
+    KeyIndex,
     SessionRow,
     StoreTransaction,
     format_timestamp,
+    row_filter,
+    select_keyed_rows,
     session_order,
 )
 
@@ -51,6 +54,13 @@ class _MemoryTransaction(StoreTransaction):
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self.events.extend(rows)
 
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        index = self._store._keys.get(session_id)
+        if index is None:
+            return []
+        rows = self._store._events[session_id]
+        return [rows[index.seqs[k] - 1] for k in keys if k in index.seqs]
+
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         self.sessions[row.id] = row
 
@@ -58,6 +68,10 @@ class _MemoryTransaction(StoreTransaction):
         store = self._store
         for row in self.events:
             store._events.setdefault(row.session_id, []).append(row)
+            store._feed.append((row.session_id, row.seq))
+            store._positions[(row.session_id, row.seq)] = len(store._feed)
+            if row.key is not None:
+                store._keys.setdefault(row.session_id, KeyIndex()).add(row.key, row.seq)
         store._sessions.update(self.sessions)
         store._scoped.update(self.scoped)
 
@@ -73,7 +87,10 @@ class MemoryStore(BaseStore):
         self._lock = threading.RLock()
         self._sessions: dict[str, SessionRow] = {}
         self._events: dict[str, list[EventRow]] = {}
+        self._keys: dict[str, KeyIndex] = {}  # each session's key index
         self._scoped: dict[_Scope, str] = {}
+        self._feed: list[tuple[str, int]] = []  # position p is _feed[p - 1]
+        self._positions: dict[tuple[str, int], int] = {}  # (session, seq) -> position
         self._closed = False
 
     def _check_open(self) -> None:
@@ -111,10 +128,36 @@ class MemoryStore(BaseStore):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
         self._check_open()
+        accept = row_filter(
+            types=types, after_ts=after_ts, before_ts=before_ts, data_match=data_match
+        )
+        if keys is not None or key_prefix is not None:
+            with self._lock:
+                ledger = self._events.get(session_id, [])
+                index = self._keys.get(session_id)
+                if index is None:
+                    return []
+                return select_keyed_rows(
+                    index,
+                    lambda seq: ledger[seq - 1],
+                    len(ledger),
+                    after=max(after, 0),
+                    limit=limit,
+                    last=last,
+                    keys=keys,
+                    key_prefix=key_prefix,
+                    accept=accept or (lambda row: True),
+                )
         with self._lock:
             rows = self._events.get(session_id, [])[max(after, 0) :]
+        if data_match:
+            assert accept is not None
+            rows = [r for r in rows if accept(r)]
         if types:
             wanted = set(types)
             rows = [r for r in rows if r.type in wanted]
@@ -128,6 +171,27 @@ class MemoryStore(BaseStore):
         if last is not None:
             return rows[max(len(rows) - last, 0) :] if last else []
         return rows if limit is None else rows[:limit]
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        self._check_open()
+        found: list[tuple[int, EventRow]] = []
+        with self._lock:
+            for position in range(after + 1, len(self._feed) + 1):
+                session_id, seq = self._feed[position - 1]
+                # Positions of events since gone (a deleted session) are skipped.
+                if self._positions.get((session_id, seq)) != position:
+                    continue
+                rows = self._events[session_id]
+                match = rows[seq - rows[0].seq]  # a ledger's seqs are consecutive
+                if match is not None:
+                    found.append((position, match))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def _feed_position(self) -> int:
+        self._check_open()
+        return len(self._feed)
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()
@@ -176,7 +240,9 @@ class MemoryStore(BaseStore):
                 return False
             if expected_version is not None and row.version != expected_version:
                 raise ConcurrencyError(session_id, expected_version, row.version)
-            self._events.pop(session_id, None)
+            for gone in self._events.pop(session_id, []):
+                self._positions.pop((session_id, gone.seq), None)
+            self._keys.pop(session_id, None)
             del self._sessions[session_id]
             return True
 
@@ -185,4 +251,5 @@ class MemoryStore(BaseStore):
         Closing twice is fine."""
         with self._lock:
             self._closed = True
-            self._sessions, self._events, self._scoped = {}, {}, {}
+            self._sessions, self._events, self._scoped, self._keys = {}, {}, {}, {}
+            self._feed, self._positions = [], {}

@@ -77,7 +77,7 @@ import os
 import re
 import select
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -96,6 +96,7 @@ except ImportError as exc:  # pragma: no cover - only without the postgres extra
     raise MissingDependencyError(exc.name or "psycopg", "postgres") from exc
 
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger.core.keys import prefix_range
 from agentledger.errors import (
     AgentLedgerError,
     ConcurrencyError,
@@ -232,6 +233,34 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- event feed: every event's position in the store-wide feed (read_feed). A
+        #    writer takes its positions from a sequence under a transaction-scoped advisory
+        #    lock held until its commit, so positions follow commit order even when
+        #    transactions commit in another order than they started; events already stored
+        #    get positions in the order they were written.
+        "CREATE SEQUENCE {schema}.feed_position",
+        "ALTER TABLE {schema}.events ADD COLUMN position bigint",
+        "UPDATE {schema}.events e SET position = r.position FROM (SELECT session_id, seq,"
+        " row_number() OVER (ORDER BY timestamp, id) AS position FROM {schema}.events) r"
+        " WHERE e.session_id = r.session_id AND e.seq = r.seq",
+        "SELECT setval('{schema}.feed_position', (SELECT count(*) FROM {schema}.events) + 1,"
+        " false)",
+        "CREATE UNIQUE INDEX events_by_position ON {schema}.events (position)",
+        # -- end of event feed
+        # -- event keys: an optional idempotency key per event, unique per session; "C"
+        #    collation so keys sort by code point and a key prefix is a range of the
+        #    (partial: keyed events only) unique index.
+        'ALTER TABLE {schema}.events ADD COLUMN key text COLLATE "C"',
+        "CREATE UNIQUE INDEX events_by_key ON {schema}.events (session_id, key)"
+        " WHERE key IS NOT NULL",
+        # -- end of event keys
+        # -- ordering indexes: list_sessions(order="created_desc"/"created_asc"), and
+        #    read_events(after_timestamp=, before_timestamp=) on a long ledger.
+        "CREATE INDEX sessions_by_created ON {schema}.sessions (created_at, id)",
+        "CREATE INDEX events_by_timestamp ON {schema}.events (session_id, timestamp)",
+        # -- end of ordering indexes
+    ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
 `SCHEMA_VERSION`."""
@@ -239,6 +268,7 @@ MIGRATIONS: list[list[Migration]] = [
 SCHEMA_VERSION = len(MIGRATIONS) - 1
 
 _VERSION_TABLE = "agentledger_schema_version"
+_WALK_BACK = 4096  # events read back from a ledger's end for the latest keys of a prefix
 _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never empty)
 _OPTIONS = ("schema", "pool_min_size", "pool_max_size", "pool_timeout")
 _DEFAULT_CONNECT_TIMEOUT = 10
@@ -315,6 +345,7 @@ def _event_row(
     payload_hash: str,
     hash: str,
     state_ops: str = "[]",
+    key: str | None = None,
 ) -> EventRow:
     if any(_ESC in text for text in (data, state_delta, state_ops, type, author)) or (
         invocation_id is not None and _ESC in invocation_id
@@ -327,9 +358,11 @@ def _event_row(
             _py_json(state_ops),
         )
         invocation_id = None if invocation_id is None else _py_text(invocation_id)
+    if key is not None and _ESC in key:
+        key = _py_text(key)
     return EventRow(
         id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,
-        payload_hash, hash, state_ops,
+        payload_hash, hash, state_ops, key,
     )
 
 
@@ -369,7 +402,7 @@ class _Sql:
         self.version_table = f"{s}.{_VERSION_TABLE}"
         events = (
             f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
-            " data::text, state_delta::text, payload_hash, hash, state_ops::text"
+            " data::text, state_delta::text, payload_hash, hash, state_ops::text, key"
         )
         self.event_columns = events
         session = (
@@ -394,9 +427,22 @@ class _Sql:
         )
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
-            " invocation_id, data, state_delta, payload_hash, hash, state_ops)"
+            " invocation_id, data, state_delta, payload_hash, hash, state_ops, key, position)"
             " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb, %s, %s,"
-            " %s::jsonb)"
+            f" %s::jsonb, %s, nextval('{s}.feed_position'))"
+        )
+        self.feed = (
+            f"SELECT position, {events} FROM {s}.events WHERE position > %s"
+            " ORDER BY position LIMIT %s"
+        )
+        # The last position handed out; a write holding the feed lock may not have
+        # committed it yet, so readers may briefly be "behind" by it, never ahead.
+        self.feed_position = (
+            f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END"
+            f" FROM {s}.feed_position"
+        )
+        self.keyed_events = (
+            f"SELECT {events} FROM {s}.events WHERE session_id = %s AND key = ANY(%s)"
         )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
@@ -556,13 +602,25 @@ class _PgTransaction(StoreTransaction):
                 r.payload_hash,
                 r.hash,
                 _pg_json(r.state_ops),
+                None if r.key is None else _pg_text(r.key),
             )
             for r in rows
         ]
+        if not params:
+            return
+        # The feed lock, held until commit: positions (nextval in insert_event) are handed
+        # out in commit order. Taken last (after the session and scope locks) and only for
+        # the commit's round trip, so it is held briefly and never in a cycle.
+        self._pending.append((_LOCK, (_lock_key("agentledger.feed", self._schema),)))
         if len(params) == 1:
             self._pending.append((self._sql.insert_event, params[0]))
-        elif params:
+        else:
             self._pending.append((self._sql.insert_event, params))
+
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        wanted = [_pg_text(k) for k in keys]
+        rows = self._send([(self._sql.keyed_events, (session_id, wanted))]).fetchall()
+        return [_event_row(*row) for row in rows]
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         text = (_pg_text(row.status), _pg_text(row.phase))
@@ -960,6 +1018,24 @@ class PostgresStore(BaseStore):
 
         return self._read(query)
 
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        sql = self._sql.feed
+
+        def query(conn: psycopg.Connection[TupleRow]) -> list[tuple[int, EventRow]]:
+            rows = conn.execute(sql, (after, limit)).fetchall()
+            return [(int(r[0]), _event_row(*r[1:])) for r in rows]
+
+        return self._read(query)
+
+    def _feed_position(self) -> int:
+        sql = self._sql.feed_position
+
+        def query(conn: psycopg.Connection[TupleRow]) -> int:
+            row = conn.execute(sql).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return self._read(query)
+
     def _fetch_event_rows(
         self,
         session_id: str,
@@ -970,9 +1046,36 @@ class PostgresStore(BaseStore):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
         sql = self._sql.events
         params: list[Any] = [session_id, after]
+        # Keyed reads: the events_by_key index ("C" collation: a key prefix is a range).
+        if keys is not None:
+            sql += " AND key = ANY(%s)"
+            params.append([_pg_text(k) for k in keys])
+        cut = (len(sql), len(params))
+        if key_prefix is not None:
+            low, high = prefix_range(_pg_text(key_prefix))
+            sql += " AND key >= %s" + ("" if high is None else " AND key < %s")
+            params += [low] if high is None else [low, high]
+        resume = (len(sql), len(params))
+        if data_match:
+            # Containment (`@>`, which a GIN index on data could serve) narrows, and
+            # the value at the path decides exactly (jsonb equality: 1 = 1.0, and a
+            # boolean equals only a boolean).
+            for parts, value in data_match.items():
+                nested: Any = value
+                for part in reversed(parts):
+                    nested = {part: nested}
+                sql += " AND data @> %s::jsonb AND data #> %s = %s::jsonb"
+                params += [
+                    _pg_json(canonical_json(nested)),
+                    [_pg_text(p) for p in parts],
+                    _pg_json(canonical_json(value)),
+                ]
         if types:
             sql += " AND type = ANY(%s)"
             params.append([_pg_text(t) for t in types])
@@ -983,17 +1086,41 @@ class PostgresStore(BaseStore):
         if before_ts is not None:
             sql += " AND timestamp < %s::timestamptz"
             params.append(before_ts)
+        walk_back = last is not None and keys is None and key_prefix is not None
+        top_sql = f"SELECT coalesce(max(seq), 0) FROM {self._sql.schema}.events WHERE session_id = %s"
         if last is not None:
-            sql += " ORDER BY seq DESC LIMIT %s"
             params.append(last)
+            tail = " ORDER BY seq DESC LIMIT %s"
         else:
-            sql += " ORDER BY seq"
+            tail = " ORDER BY seq"
             if limit is not None:
-                sql += " LIMIT %s"
+                tail += " LIMIT %s"
                 params.append(limit)
+
         def query(conn: psycopg.Connection[TupleRow]) -> list[EventRow]:
             cur = conn.cursor(row_factory=args_row(_event_row))
-            return cur.execute(sql, params).fetchall()
+            if walk_back:
+                # The latest events of a key namespace: looked for in the newest events
+                # first (a short walk back the primary key), then in the namespace's
+                # whole range of the key index; so a namespace written recently costs
+                # the same whatever the ledger's length.
+                row = conn.execute(top_sql, (session_id,)).fetchone()
+                top = int(row[0]) if row else 0
+                # (The prefix as `left(key, n) = prefix` keeps the planner on the primary
+                # key, and the seq bound keeps the walk short.)
+                prefix = _pg_text(key_prefix or "")
+                for window in (64, _WALK_BACK):
+                    recent = cur.execute(
+                        sql[: cut[0]] + " AND left(key, %s) = %s" + sql[resume[0] :]
+                        + " AND seq > %s" + tail,
+                        [
+                            *params[: cut[1]], len(prefix), prefix, *params[resume[1] : -1],
+                            max(top - window, after), last,
+                        ],
+                    ).fetchall()
+                    if len(recent) == last or top - window <= after:
+                        return recent
+            return cur.execute(sql + tail, params).fetchall()
 
         rows = self._read(query)
         if last is not None:
@@ -1031,8 +1158,8 @@ class PostgresStore(BaseStore):
         if where.updated_before is not None:
             clauses.append("s.updated_at < %s::timestamptz")
             params.append(format_timestamp(where.updated_before))
-        # By last activity, the sessions_by_* indexes serve either direction; by creation
-        # there is no index (adding one needs a schema migration): PostgreSQL sorts.
+        # By last activity the sessions_by_* indexes serve either direction, by creation
+        # sessions_by_created (schema version 3).
         column, descending = session_order(where.order)
         if after_key is not None:
             clauses.append(

@@ -9,9 +9,11 @@ JSON text: the memory store keeps exactly what SQLite keeps.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import os
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
@@ -24,6 +26,7 @@ from pydantic import ValidationError
 from agentledger._ids import new_id
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.keys import check_data_match, check_key, data_matches, prefix_range
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
 from agentledger.core.session import Session, Status, validate_session_id
@@ -41,6 +44,7 @@ from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
     CorruptedSessionError,
+    DuplicateEventKeyError,
     EventTooLargeError,
     InvalidEventError,
     ReadOnlyStoreError,
@@ -53,6 +57,7 @@ from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
     SESSION_ORDERS,
     Capabilities,
+    FeedEvent,
     SessionFilter,
     SessionPage,
     SessionStore,
@@ -64,6 +69,7 @@ __all__ = [
     "COMMON_OPTIONS",
     "BaseStore",
     "EventRow",
+    "KeyIndex",
     "SessionRow",
     "StoreTransaction",
     "check_scope",
@@ -78,6 +84,8 @@ __all__ = [
     "parse_file_mode",
     "parse_flag",
     "parse_timestamp",
+    "row_filter",
+    "select_keyed_rows",
     "store_options",
 ]
 
@@ -347,7 +355,7 @@ def _encode_payload(event: NewEvent) -> tuple[str, str, str, int]:
         size = sum(
             len(text.encode())
             for text in (data, delta, event.type, event.author, event.invocation_id or "")
-        ) + (len(ops.encode()) if ops != "[]" else 0)
+        ) + (len(ops.encode()) if ops != "[]" else 0) + len((event.key or "").encode())
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
     return data, delta, ops, size
@@ -361,8 +369,8 @@ def event_size(event: NewEvent) -> int:
 
     Returns:
         Bytes: the UTF-8 length of its `data`, `state_delta` and `state_ops` (without
-        `temp:` keys; no operations count 0) as compact JSON, plus its type, author and
-        invocation id.
+        `temp:` keys; no operations count 0) as compact JSON, plus its type, author,
+        invocation id and key.
 
     Raises:
         InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
@@ -374,8 +382,8 @@ def event_size(event: NewEvent) -> int:
 class EventRow(NamedTuple):
     """An event as a store keeps it: scalar columns plus `data`, `state_delta` and
     `state_ops` as JSON text (canonical: keys sorted, compact; `state_ops` is `"[]"` for an
-    event without operations), and its `payload_hash` and chain `hash`
-    (`agentledger.core.chain`)."""
+    event without operations), its `payload_hash` and chain `hash`
+    (`agentledger.core.chain`), and its idempotency `key` (`None`: none)."""
 
     id: str
     session_id: str
@@ -389,6 +397,198 @@ class EventRow(NamedTuple):
     payload_hash: str = ""
     hash: str = ""
     state_ops: str = "[]"
+    key: str | None = None
+
+
+class KeyIndex:
+    """The key index of one session's ledger, for stores that keep it in memory (the
+    memory store, and the file store's cache over its ledger file): key -> seq, and the
+    keys in code point order, so a key prefix is a range found by bisection."""
+
+    __slots__ = ("seqs", "_sorted", "_unsorted")
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self._sorted: list[str] = []
+        self._unsorted: list[str] = []
+
+    def add(self, key: str, seq: int) -> None:
+        """Index `key` as the key of event `seq`."""
+        self.seqs[key] = seq
+        self._unsorted.append(key)
+
+    def _keys(self) -> list[str]:
+        if self._unsorted:  # sorted lazily: appends stay O(1), a read sorts once
+            if len(self._unsorted) < 64:
+                for key in self._unsorted:
+                    bisect.insort(self._sorted, key)
+            else:
+                self._sorted = sorted(self._sorted + self._unsorted)
+            self._unsorted = []
+        return self._sorted
+
+    def prefix_bounds(self, prefix: str) -> tuple[int, int]:
+        """The positions `[lo, hi)` of the keys starting with `prefix` in key order."""
+        keys = self._keys()
+        low, high = prefix_range(prefix)
+        lo = bisect.bisect_left(keys, low)
+        hi = len(keys) if high is None else bisect.bisect_left(keys, high, lo)
+        return lo, hi
+
+    def prefix_seqs(self, prefix: str) -> list[int]:
+        """The seqs of the events whose key starts with `prefix`, ascending."""
+        lo, hi = self.prefix_bounds(prefix)
+        seqs = self.seqs
+        return sorted(seqs[k] for k in self._sorted[lo:hi])
+
+
+def select_keyed_rows(
+    index: KeyIndex,
+    row_at: Callable[[int], EventRow],
+    version: int,
+    *,
+    after: int,
+    limit: int | None,
+    last: int | None,
+    keys: Sequence[str] | None,
+    key_prefix: str | None,
+    accept: Callable[[EventRow], bool],
+) -> list[EventRow]:
+    """The rows a keyed read selects, in `seq` order, through a `KeyIndex`.
+
+    Args:
+        index: The session's key index.
+        row_at: Returns the row of a seq (1 to `version`).
+        version: The session's last seq.
+        after, limit, last: As `read_events`.
+        keys, key_prefix: As `read_events` (at least one given).
+        accept: The other filters (types, time window, data), on one row.
+
+    With `key_prefix` and `last`, the ledger is walked back from its end for at most as
+    many events as the prefix's range holds, then the range is read instead: the latest
+    events of a namespace cost O(min(distance from the end, size of the namespace)).
+    """
+    if keys is not None:
+        wanted = [k for k in keys if key_prefix is None or k.startswith(key_prefix)]
+        seqs = sorted({index.seqs[k] for k in wanted if k in index.seqs})
+    else:
+        assert key_prefix is not None
+        if last is not None:
+            lo, hi = index.prefix_bounds(key_prefix)
+            total, seen, steps, seq = hi - lo, 0, 0, version
+            found: list[EventRow] = []
+            while last and seq > after and seen < total and steps < max(total, 32):
+                row = row_at(seq)
+                steps += 1
+                if row.key is not None and row.key.startswith(key_prefix):
+                    seen += 1
+                    if accept(row):
+                        found.append(row)
+                        if len(found) == last:
+                            break
+                seq -= 1
+            if not last or len(found) == last or seq <= after or seen == total:
+                found.reverse()
+                return found
+        seqs = index.prefix_seqs(key_prefix)
+    seqs = seqs[bisect.bisect_right(seqs, after):]
+    if last is not None:
+        picked: list[EventRow] = []
+        for seq in reversed(seqs):
+            if len(picked) >= last:
+                break
+            row = row_at(seq)
+            if accept(row):
+                picked.append(row)
+        picked.reverse()
+        return picked
+    rows: list[EventRow] = []
+    for seq in seqs:
+        if limit is not None and len(rows) >= limit:
+            break
+        row = row_at(seq)
+        if accept(row):
+            rows.append(row)
+    return rows
+
+
+def row_filter(
+    *,
+    types: Sequence[str] | None,
+    after_ts: str | None,
+    before_ts: str | None,
+    data_match: Mapping[tuple[str, ...], Any] | None,
+) -> Callable[[EventRow], bool] | None:
+    """One predicate for the filters of `read_events` a store applies row by row (types,
+    the time window, `data_match`); `None` when there are none."""
+    wanted = set(types) if types else None
+    if wanted is None and after_ts is None and before_ts is None and not data_match:
+        return None
+
+    def accept(row: EventRow) -> bool:
+        if wanted is not None and row.type not in wanted:
+            return False
+        if after_ts is not None and not row.timestamp > after_ts:
+            return False
+        if before_ts is not None and not row.timestamp < before_ts:
+            return False
+        if data_match:
+            try:
+                data = json.loads(row.data)
+            except (ValueError, RecursionError):
+                return True  # kept: reading it back reports the damage
+            return type(data) is dict and data_matches(data, data_match)
+        return True
+
+    return accept
+
+
+def encode_stored_event(event: Event) -> EventRow:
+    """Encode a stored event (of any store) as a row, keeping its id and timestamp; its
+    `payload_hash` and `hash` are left empty for `BaseStore._chained` to stamp.
+
+    Raises:
+        InvalidEventError: A value JSON cannot hold, or a timestamp out of range.
+    """
+    try:
+        data = canonical_json(event.data)
+        delta = canonical_json(event.state_delta)
+        ops = canonical_json(event.state_ops)
+        timestamp = format_timestamp(event.timestamp)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidEventError(f"event {event.seq} cannot be stored: {exc}") from exc
+    return EventRow(
+        event.id,
+        event.session_id,
+        event.seq,
+        event.type,
+        event.author,
+        timestamp,
+        event.invocation_id,
+        data,
+        delta,
+        state_ops=ops,
+        key=event.key,
+    )
+
+
+def chain_digest(events: Sequence[Event], previous: str = GENESIS) -> str:
+    """The chain hash of the last of `events` (consecutive events of one session), as the
+    store that holds them recorded it: `VerifyReport.last_hash` of an intact session equals
+    `chain_digest` of all its events.
+
+    Args:
+        events: Consecutive events of one session, in `seq` order.
+        previous: The chain hash of the event before the first one (`GENESIS` for seq 1).
+
+    Returns:
+        A 64-character hex SHA-256 digest; `previous` when `events` is empty.
+
+    Raises:
+        InvalidEventError: An event that cannot be encoded.
+    """
+    rows = BaseStore._chained([encode_stored_event(e) for e in events], previous, "")
+    return rows[-1].hash if rows else previous
 
 
 class SessionRow(NamedTuple):
@@ -434,7 +634,13 @@ class StoreTransaction(ABC):
 
     @abstractmethod
     def insert_events(self, rows: Sequence[EventRow]) -> None:
-        """Add event rows to the ledger."""
+        """Add event rows to the ledger, and to the store-wide feed (`read_feed`) with
+        positions that increase in commit order."""
+
+    @abstractmethod
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        """Return the session's event rows whose `key` is one of `keys` (any order), found
+        through the store's key index, never by reading the whole ledger."""
 
     @abstractmethod
     def save_session(self, row: SessionRow, *, new: bool) -> None:
@@ -497,6 +703,22 @@ def check_scope(app_name: Any, user_id: Any) -> None:
         raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
     if user_id is not None and (not isinstance(user_id, str) or not user_id):
         raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
+
+
+MAX_READ_KEYS = 1000
+"""The most keys one `read_events(keys=...)` may ask for."""
+
+
+def _read_key(value: Any, what: str) -> str:
+    """A key (or key prefix) given to a read, checked as `NewEvent.key` is.
+
+    Raises:
+        ConfigurationError: Not a key (`core.keys.check_key`).
+    """
+    try:
+        return check_key(value, what)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
 
 def _utcnow() -> datetime:
@@ -593,10 +815,24 @@ class BaseStore(SessionStore, ABC):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
         """Return matching event rows in `seq` order (see `read_events`); `after_ts` and
-        `before_ts` (formatted by `format_timestamp`) bound `timestamp` strictly, and
-        `limit`/`last` count the rows within them."""
+        `before_ts` (formatted by `format_timestamp`) bound `timestamp` strictly; `keys`
+        (non-empty) and `key_prefix` select keyed events through the key index;
+        `data_match` (checked by `core.keys.check_data_match`) filters on `data` as
+        `core.keys.data_matches` does; `limit`/`last` count the rows within all filters."""
+
+    @abstractmethod
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        """Return up to `limit` (position, row) pairs of the feed past `after`, by position,
+        skipping entries whose event is gone (a deleted session, a truncated prefix)."""
+
+    @abstractmethod
+    def _feed_position(self) -> int:
+        """The last position of the feed (0 if empty)."""
 
     @abstractmethod
     def _session_exists(self, session_id: str) -> bool:
@@ -688,6 +924,7 @@ class BaseStore(SessionStore, ABC):
             data,
             delta,
             state_ops=ops,
+            key=event.key,
         )
 
     @staticmethod
@@ -708,7 +945,7 @@ class BaseStore(SessionStore, ABC):
         chained = []
         for row in rows:
             stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
-            payload = payload_hash(row.data, row.state_delta, row.state_ops)
+            payload = payload_hash(row.data, row.state_delta, row.state_ops, row.key)
             digest = event_hash(
                 previous,
                 row.session_id,
@@ -743,6 +980,7 @@ class BaseStore(SessionStore, ABC):
             if payloads:
                 data, delta = row[7], row[8]
                 ops = row[11] if len(row) > 11 else "[]"
+                key = row[12] if len(row) > 12 else None
                 if not canonical:
                     try:
                         data, delta, ops = (
@@ -752,7 +990,7 @@ class BaseStore(SessionStore, ABC):
                         )
                     except (TypeError, ValueError):
                         return row[2], "its data, state_delta or state_ops is not JSON"
-                if payload_hash(data, delta, ops) != row[9]:
+                if payload_hash(data, delta, ops, key) != row[9]:
                     return row[2], (
                         "its data, state_delta or state_ops was changed (payload hash mismatch)"
                     )
@@ -821,6 +1059,7 @@ class BaseStore(SessionStore, ABC):
                     "state_delta": state_delta,
                     "state_ops": state_ops,
                     "invocation_id": row[6],
+                    "key": row[12] if len(row) > 12 else None,
                 }
             )
         except (TypeError, ValueError, IndexError, RecursionError) as exc:
@@ -1041,10 +1280,18 @@ class BaseStore(SessionStore, ABC):
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
+        keys = [r.key for r in encoded if r.key is not None]
+        if len(set(keys)) != len(keys):
+            repeated = [k for k, n in Counter(keys).items() if n > 1]
+            raise DuplicateEventKeyError(session_id, repeated, "repeated_in_batch")
         with self._transaction() as tx:
             row = tx.load_session(session_id)
             if row is None:
                 raise SessionNotFoundError(session_id)
+            if keys:  # a retry of a stored batch is answered before any other check
+                replayed = self._replayed(tx, session_id, encoded, keys)
+                if replayed is not None:
+                    return replayed
             if expected_version is not None and expected_version != row.version:
                 raise ConcurrencyError(session_id, expected_version, row.version)
             if not encoded:
@@ -1061,6 +1308,118 @@ class BaseStore(SessionStore, ABC):
             )
             _, stored = self._write(tx, current, session_id, rows, row.created_at)
         return stored
+
+    def import_events(self, session_id: str, events: Sequence[Event]) -> Session:
+        """Write events exactly as another store holds them: their ids, `seq`s, timestamps
+        and payloads are kept, and their chain hashes come out the same as there.
+
+        For moving sessions between stores (`agentledger export`/`import`/`copy`). The
+        events either start the session (the first is its `session_created`, `seq` 1; the
+        session must not exist) or continue it (the first `seq` is the session's version
+        plus one), so a copy that was cut short continues where it stopped. Shared
+        (`app:`/`user:`) state is not changed: the ledger's deltas were applied to it where
+        the events were first written; copy it with `update_scoped_state`.
+
+        Args:
+            session_id: The session the events belong to.
+            events: Consecutive events of that session, in `seq` order.
+
+        Returns:
+            The session after the events (its own state, without shared state).
+
+        Raises:
+            SessionExistsError: The events start a session that already exists.
+            SessionNotFoundError: The events continue a session that does not exist.
+            ConcurrencyError: They continue a session whose version is not the one
+                before their first `seq`.
+            InvalidEventError: They are not consecutive, belong to another session, do not
+                start with `session_created` at `seq` 1 (for a new session), run backwards
+                in time, or do not project to a valid session.
+            ReadOnlyStoreError: The store was opened read-only.
+        """
+        self._check_writable()
+        validate_session_id(session_id)
+        events = list(events)
+        if not events:
+            raise InvalidEventError("import_events takes at least one event")
+        first = events[0].seq
+        for offset, event in enumerate(events):
+            if not isinstance(event, Event):
+                raise InvalidEventError(f"import_events takes Event objects, not {type(event).__name__}")
+            if event.session_id != session_id:
+                raise InvalidEventError(
+                    f"event {event.seq} belongs to session {event.session_id!r}, not {session_id!r}"
+                )
+            if event.seq != first + offset:
+                raise InvalidEventError(f"events must be consecutive: seq {event.seq} follows {first + offset - 1}")
+            if (event.type == EventType.SESSION_CREATED) != (event.seq == 1):
+                raise InvalidEventError("session_created is the event of seq 1, and only it")
+        encoded = [encode_stored_event(event) for event in events]
+        for before, after in zip(encoded, encoded[1:], strict=False):
+            if after.timestamp < before.timestamp:
+                raise InvalidEventError(f"event {after.seq} is earlier than event {before.seq}")
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if first == 1:
+                if row is not None:
+                    raise SessionExistsError(session_id)
+                current, previous, floor, created_at = None, GENESIS, "", None
+            else:
+                if row is None:
+                    raise SessionNotFoundError(session_id)
+                if row.version != first - 1:
+                    raise ConcurrencyError(session_id, first - 1, row.version)
+                current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+                previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+                floor, created_at = format_timestamp(current.updated_at), row.created_at
+            if encoded[0].timestamp < floor:
+                raise InvalidEventError(f"event {first} is earlier than the session's last event")
+            rows = self._chained(encoded, previous, floor)
+            try:
+                updated = project(self._decode_events(rows), current)
+            except CorruptedSessionError as exc:
+                raise InvalidEventError(f"the events do not make a valid session: {exc.detail}") from exc
+            tx.insert_events(rows)
+            tx.save_session(self._session_row(updated, created_at, rows[-1].hash), new=current is None)
+        return updated
+    def _replayed(
+        self, tx: StoreTransaction, session_id: str, encoded: list[EventRow], keys: list[str]
+    ) -> list[Event] | None:
+        """The stored events of a batch whose keys are all stored already with the same
+        content (a retry), or `None` when none of its keys is stored.
+
+        Raises:
+            DuplicateEventKeyError: Some keys are stored and others are new (or some events
+                have no key), or a stored key has other content.
+        """
+        found = {r.key: r for r in tx.load_keyed_rows(session_id, keys)}
+        if not found:
+            return None
+        if len(found) != len(keys) or len(keys) != len(encoded):
+            raise DuplicateEventKeyError(
+                session_id, [k for k in keys if k in found], "partial_retry"
+            )
+        different = [
+            r.key
+            for r in encoded
+            if r.key is not None and not self._same_content(r, found[r.key])
+        ]
+        if different:
+            raise DuplicateEventKeyError(session_id, different, "different_content")
+        return self._decode_events([found[k] for k in keys])
+
+    @staticmethod
+    def _same_content(new: EventRow, stored: EventRow) -> bool:
+        """Whether an encoded event is the stored one again: the same type, author,
+        invocation id and payload (`data`, `state_delta`, `state_ops`, compared by payload
+        hash, which also covers the key); the timestamp is not compared."""
+        return (
+            new.type == stored.type
+            and new.author == stored.author
+            and new.invocation_id == stored.invocation_id
+            and payload_hash(new.data, new.state_delta, new.state_ops, new.key)
+            == stored.payload_hash
+        )
 
     @staticmethod
     def _last_hash(tx: StoreTransaction, session_id: str, version: int) -> str:
@@ -1097,8 +1456,24 @@ class BaseStore(SessionStore, ABC):
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         validate_session_id(session_id)
+        selection: dict[str, Any] = {}
+        if keys is not None:
+            if isinstance(keys, str) or not isinstance(keys, Sequence):
+                raise ConfigurationError(f"keys must be a list of strings, not {keys!r}")
+            if len(keys) > MAX_READ_KEYS:
+                raise ConfigurationError(
+                    f"keys holds {len(keys)} keys; the limit is {MAX_READ_KEYS} per read"
+                )
+            selection["keys"] = list(dict.fromkeys(_read_key(k, "a key of keys") for k in keys))
+        if key_prefix is not None:
+            selection["key_prefix"] = _read_key(key_prefix, "key_prefix")
+        if data_match is not None:
+            selection["data_match"] = check_data_match(data_match)
         bounds: list[str | None] = []
         for name, moment in (
             ("after_timestamp", after_timestamp),
@@ -1124,22 +1499,43 @@ class BaseStore(SessionStore, ABC):
         if isinstance(types, str):
             types = [types]
         windowed = bounds != [None, None]
+        if selection.get("keys") == []:  # none asked for: none found
+            if not self._session_exists(session_id):
+                raise SessionNotFoundError(session_id)
+            return []
         rows = self._fetch_event_rows(
             session_id,
             after=after,
             limit=limit,
             last=last,
             types=list(types) if types else None,
-            **({"after_ts": bounds[0], "before_ts": bounds[1]} if windowed else {}),
+            **({"after_ts": bounds[0], "before_ts": bounds[1]} if windowed else {}),  # type: ignore[arg-type]
+            **selection,
         )
         if not rows and not self._session_exists(session_id):
             raise SessionNotFoundError(session_id)
-        if not types:  # checked where cheap: no gap, and the chain between the rows
+        if not types and not selection:  # checked where cheap: no gap, and the chain between the rows
             # (a time window starts anywhere: time never runs backwards, so it is contiguous)
             unbounded = last is None and not windowed and isinstance(after, int)
             first = max(after, 0) + 1 if unbounded else None
             self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def read_feed(self, after: int = 0, limit: int = 1000) -> list[FeedEvent]:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigurationError(f"after must be a non-negative int, not {after!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigurationError(f"limit must be an int from 1 to 10000, not {limit!r}")
+        pairs = self._fetch_feed(min(after, _MAX_SEQ), limit)
+        events = self._decode_events([row for _, row in pairs])
+        return [FeedEvent(position=p, event=e) for (p, _), e in zip(pairs, events, strict=True)]
+
+    def feed_position(self) -> int:
+        return self._feed_position()
+    def get_event(self, session_id: str, key: str) -> Event | None:
+        validate_session_id(session_id)
+        found = self.read_events(session_id, keys=[_read_key(key, "key")])
+        return found[0] if found else None
 
     def verify_session(self, session_id: str) -> VerifyReport:
         validate_session_id(session_id)

@@ -41,7 +41,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger.core.keys import prefix_range
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -165,6 +166,30 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- event feed: every event's position in the store-wide feed (read_feed), from a
+        #    one-row counter taken under the write lock, so positions follow commit order;
+        #    events already stored get positions in the order they were written.
+        "CREATE TABLE feed_counter (position INTEGER NOT NULL)",
+        "ALTER TABLE events ADD COLUMN position INTEGER",
+        "UPDATE events SET position = ranked.position FROM (SELECT session_id, seq,"
+        " row_number() OVER (ORDER BY timestamp, id) AS position FROM events) AS ranked"
+        " WHERE events.session_id = ranked.session_id AND events.seq = ranked.seq",
+        "INSERT INTO feed_counter (position) SELECT count(*) FROM events",
+        "CREATE UNIQUE INDEX events_by_position ON events (position)",
+        # -- end of event feed
+        # -- event keys: an optional idempotency key per event, unique per session; a
+        #    partial unique index (only keyed events), which also serves key prefix reads
+        #    as a range.
+        "ALTER TABLE events ADD COLUMN key TEXT",
+        "CREATE UNIQUE INDEX events_by_key ON events (session_id, key) WHERE key IS NOT NULL",
+        # -- end of event keys
+        # -- ordering indexes: list_sessions(order="created_desc"/"created_asc"), and
+        #    read_events(after_timestamp=, before_timestamp=) on a long ledger.
+        "CREATE INDEX sessions_by_created ON sessions (created_at, id)",
+        "CREATE INDEX events_by_timestamp ON events (session_id, timestamp)",
+        # -- end of ordering indexes
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -176,7 +201,7 @@ _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never e
 
 _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
-    " payload_hash, hash, state_ops"
+    " payload_hash, hash, state_ops, key"
 )
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
@@ -184,6 +209,20 @@ _SESSION_SELECT = (
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
+
+
+def _json_match(parts: tuple[str, ...], value: Any) -> tuple[str, list[Any]]:
+    """The SQL condition (and its parameters) that the value at a `data_match` path equals
+    `value`, as `core.keys.data_matches` decides: by JSON type and value."""
+    path = "$" + "".join(f'."{part}"' for part in parts)
+    kind = "json_type(data, ?)"
+    if value is None:
+        return f" AND {kind} = 'null'", [path]
+    if isinstance(value, bool):
+        return f" AND {kind} = ?", [path, "true" if value else "false"]
+    if isinstance(value, str):
+        return f" AND {kind} = 'text' AND json_extract(data, ?) = ?", [path, path, value]
+    return f" AND {kind} IN ('integer', 'real') AND json_extract(data, ?) = ?", [path, path, value]
 
 
 def _disk_full(exc: BaseException | None) -> bool:
@@ -247,10 +286,29 @@ class _SqliteTransaction(StoreTransaction):
         )
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
+        # Feed positions: the counter is read and moved under the write lock, so they
+        # follow commit order.
+        (end,) = self._conn.execute(
+            "UPDATE feed_counter SET position = position + ? RETURNING position", (len(rows),)
+        ).fetchone()
+        start = end - len(rows)
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, start + i) for i, row in enumerate(rows, 1)],
         )
+
+    def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
+        found: list[EventRow] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            cur = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_by_key"
+                f" WHERE session_id = ? AND key IN ({', '.join('?' * len(chunk))})",
+                (session_id, *chunk),
+            )
+            found += [EventRow(*r) for r in cur]
+        return found
 
     def delete_session(self, session_id: str) -> bool:
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
@@ -652,33 +710,121 @@ class SqliteStore(BaseStore):
         types: Sequence[str] | None,
         after_ts: str | None = None,
         before_ts: str | None = None,
+        keys: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        data_match: Mapping[tuple[str, ...], Any] | None = None,
     ) -> list[EventRow]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"
+        # Which index serves the read: the key index for keys and key prefixes, the
+        # timestamp index for a time window, otherwise the primary key (session_id, seq).
+        if keys is not None or key_prefix is not None:
+            index = "events_by_key"
+        elif after_ts is not None or before_ts is not None:
+            index = "events_by_timestamp"
+        else:
+            index = None
+        where = "session_id = ? AND seq > ?"
         params: list[Any] = [session_id, after]
+        # Keys compare as UTF-8 bytes (code point order): a key prefix is a range.
+        if keys is not None:
+            where += f" AND key IN ({', '.join('?' * len(keys))})"
+            params.extend(keys)
+        if key_prefix is not None:
+            low, high = prefix_range(key_prefix)
+            where += " AND key >= ?" + ("" if high is None else " AND key < ?")
+            params += [low] if high is None else [low, high]
+        if data_match:
+            for parts, value in data_match.items():
+                clause, values = _json_match(parts, value)
+                where += clause
+                params.extend(values)
         if types:
-            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            where += f" AND type IN ({', '.join('?' * len(types))})"
             params.extend(types)
-        # Within the session's rows (primary key (session_id, seq)); timestamps are
-        # fixed-width UTC text, so they compare as text.
+        # Timestamps are fixed-width UTC text, so they compare as text.
         if after_ts is not None:
-            sql += " AND timestamp > ?"
+            where += " AND timestamp > ?"
             params.append(after_ts)
         if before_ts is not None:
-            sql += " AND timestamp < ?"
+            where += " AND timestamp < ?"
             params.append(before_ts)
-        if last is not None:
-            sql += " ORDER BY seq DESC LIMIT ?"
-            params.append(last)
-        else:
-            sql += " ORDER BY seq"
-            if limit is not None:
-                sql += " LIMIT ?"
-                params.append(limit)
+        conn = self._conn()
         with _translated():
-            rows = self._conn().execute(sql, params).fetchall()
+            if last is not None and keys is None and key_prefix is not None:
+                rows = self._latest_in_prefix(conn, where, params, session_id, key_prefix, last)
+            else:
+                sql = f"SELECT {_EVENT_COLUMNS} FROM events"
+                sql += f" INDEXED BY {index}" if index else ""
+                sql += f" WHERE {where}"
+                if last is not None:
+                    sql += " ORDER BY seq DESC LIMIT ?"
+                    params.append(last)
+                else:
+                    sql += " ORDER BY seq"
+                    if limit is not None:
+                        sql += " LIMIT ?"
+                        params.append(limit)
+                rows = conn.execute(sql, params).fetchall()
         if last is not None:
             rows.reverse()
         return rows
+
+    def _fetch_feed(self, after: int, limit: int) -> list[tuple[int, EventRow]]:
+        with _translated():
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT position, {_EVENT_COLUMNS} FROM events WHERE position > ?"
+                    " ORDER BY position LIMIT ?",
+                    (after, limit),
+                )
+                .fetchall()
+            )
+        return [(r[0], EventRow(*r[1:])) for r in rows]
+
+    def _feed_position(self) -> int:
+        with _translated():
+            row = self._conn().execute("SELECT position FROM feed_counter").fetchone()
+        return 0 if row is None else int(row[0])
+    _SMALL_RANGE = 256
+    _WALK_BACK = 4096
+
+    def _latest_in_prefix(
+        self,
+        conn: sqlite3.Connection,
+        where: str,
+        params: list[Any],
+        session_id: str,
+        key_prefix: str,
+        last: int,
+    ) -> list[Any]:
+        """The last `last` rows matching `where` (a key prefix among its terms), newest
+        first, at a cost that does not grow with the ledger: a namespace of up to 256 keys
+        is read as its range of the key index; a larger one is looked for in the newest
+        4,096 events first (the primary key walked back), then as its whole range."""
+        low, high = prefix_range(key_prefix)
+        bound = "key >= ?" + ("" if high is None else " AND key < ?")
+        (small,) = conn.execute(
+            "SELECT count(*) < ? FROM (SELECT 1 FROM events INDEXED BY events_by_key"
+            f" WHERE session_id = ? AND {bound} LIMIT ?)",
+            [self._SMALL_RANGE, session_id, low, *([] if high is None else [high]),
+             self._SMALL_RANGE],
+        ).fetchone()
+        select = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if not small:
+            (top,) = conn.execute(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            rows = conn.execute(
+                f"{select} NOT INDEXED WHERE {where} AND seq > ?"
+                " ORDER BY seq DESC LIMIT ?",
+                [*params, top - self._WALK_BACK, last],
+            ).fetchall()
+            if len(rows) == last or top <= self._WALK_BACK:
+                return rows
+        return conn.execute(
+            f"{select} INDEXED BY events_by_key WHERE {where} ORDER BY seq DESC LIMIT ?",
+            [*params, last],
+        ).fetchall()
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         with _translated():
@@ -720,8 +866,8 @@ class SqliteStore(BaseStore):
         if where.updated_before is not None:
             clauses.append("s.updated_at < ?")
             params.append(format_timestamp(where.updated_before))
-        # By last activity, the sessions_by_updated index serves either direction; by
-        # creation there is no index (adding one needs a schema migration): SQLite sorts.
+        # By last activity the sessions_by_updated index serves either direction, by
+        # creation sessions_by_created (schema version 3).
         column, descending = session_order(where.order)
         if after_key is not None:
             clauses.append(f"(s.{column}, s.id) {'<' if descending else '>'} (?, ?)")

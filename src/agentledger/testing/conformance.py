@@ -47,12 +47,20 @@ is split by topic:
         acknowledged write survives, no append lands in part (`benchmarks/crash_soak.py` runs
         the same rounds for longer).
     `_reads`: events, listing, cursors.
+    `_keys`: idempotency keys: a retried batch writes nothing and returns the stored
+        events (even after the session moved on), a clashing key writes nothing
+        (`DuplicateEventKeyError`); `get_event`, reads by keys, by key prefix (the latest of
+        a namespace with `last`) and by `data_match`.
     `_ordering`: events within a time window (`after_timestamp`, `before_timestamp`);
         sessions listed in every `order`, each page once, by cursor and `iter_sessions`.
     `_bad_input`: values JSON cannot hold, oversized events; typed errors, nothing written.
     `_scoped`: `app:`, `user:` and `temp:` state.
     `_scoped_api`: `app:`/`user:` state read and changed without a session
         (`get_scoped_state`, `update_scoped_state`), outliving a user's last session.
+    `_transfer`: export, import and copy between stores, exact to the hash; writing
+        stored events exactly (`import_events`).
+    `_feed`: the store-wide event feed: commit order, no failed or deleted events, a
+        follower reading beside concurrent writers never skips one.
     `_state_conflicts`: `expected_state`.
     `_state_ops`: state operations applied at commit: every scope, all or nothing, no
         lost add from threads or processes, lists longer than one event.
@@ -90,7 +98,9 @@ from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
+from agentledger.testing._feed import FeedConformance
 from agentledger.testing._integrity import IntegrityConformance
+from agentledger.testing._keys import KeyConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
@@ -103,6 +113,7 @@ from agentledger.testing._sessions import SessionConformance
 from agentledger.testing._state_conflicts import StateConflictConformance
 from agentledger.testing._state_ops import StateOpsConformance
 from agentledger.testing._stateful import StatefulConformance
+from agentledger.testing._transfer import TransferConformance
 
 __all__ = [
     "AppendConformance",
@@ -112,7 +123,9 @@ __all__ = [
     "CrashConformance",
     "DamageConformance",
     "FakeClock",
+    "FeedConformance",
     "IntegrityConformance",
+    "KeyConformance",
     "LifecycleConformance",
     "OpeningConformance",
     "OrderingConformance",
@@ -127,6 +140,7 @@ __all__ = [
     "StateOpsConformance",
     "StoreConformance",
     "StoreFactory",
+    "TransferConformance",
 ]
 
 
@@ -136,6 +150,7 @@ class StoreConformance(
     ProcessConformance,
     CrashConformance,
     ReadConformance,
+    KeyConformance,
     OrderingConformance,
     BadInputConformance,
     ScopedStateConformance,
@@ -149,5 +164,7 @@ class StoreConformance(
     ContinuationConformance,
     IntegrityConformance,
     DamageConformance,
+    TransferConformance,
+    FeedConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""

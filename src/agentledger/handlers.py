@@ -1,0 +1,372 @@
+"""Durable event handlers: code that reacts to stored events, exactly once per derived event.
+
+An `EventHandler` declares the event types it handles (`handled_event_types`) and
+`handle_event(event, session)`, which may return derived events (a `NewEvent`, a list of
+them, or `None`; it may be `async`). A `HandlerRunner` follows the store-wide feed
+(`SessionStore.read_feed`) from each handler's **stored position**, calls the handler for
+each matching event, appends what it returns to that event's session, then stores the
+handler's new position. So:
+
+- every event of the feed is handled, also those written by other processes or while the
+  handler was not running (`agentledger handlers run` catches up);
+- each derived event exists exactly once, even if the process dies between its append and
+  the position update: derived events carry idempotency keys
+  (`handler:<name>:<position>:<n>`), so handling the same event again appends nothing;
+- derived events have `author` = the handler's name and `data["caused_by"]` = the `seq`
+  and feed `position` of the event that caused them (the handler's own events are not
+  handed back to it);
+- a handler that raises stops at that event: its position stays, the failure count and the
+  error are stored (`status`), and the runner retries it with exponential backoff; other
+  handlers and appends go on.
+
+Positions live in the store as the shared state of the reserved app `agentledger.handlers`
+(one `app:<handler name>` key each), changed with compare-and-set, so two runners of one
+handler never both move it. Side effects outside the ledger (calling an API) happen at
+least once: a runner killed after `handle_event` and before storing the position calls it
+again for that event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from agentledger.core.events import Event, NewEvent
+from agentledger.core.session import Session
+from agentledger.errors import (
+    ConfigurationError,
+    DuplicateEventKeyError,
+    SessionNotFoundError,
+    StateConflictError,
+)
+from agentledger.stores.base import SessionStore
+
+__all__ = [
+    "HANDLERS_APP",
+    "EventHandler",
+    "HandlerRunner",
+    "HandlerStatus",
+]
+
+_log = logging.getLogger(__name__)
+
+HANDLERS_APP = "agentledger.handlers"
+"""The app whose shared `app:` state holds each handler's position (`app:<name>`)."""
+
+HandlerResult = NewEvent | Sequence[NewEvent] | None
+
+
+class EventHandler(ABC):
+    """A durable reaction to stored events (see the module docstring).
+
+    Subclass it and set `handler_name` (unique in the store; it names the stored position,
+    so renaming a handler starts it from the beginning of the feed) and
+    `handled_event_types` (an empty list handles every type), and implement
+    `handle_event`.
+    """
+
+    @property
+    @abstractmethod
+    def handler_name(self) -> str:
+        """The handler's name: 1 to 100 characters; the `author` of its derived events."""
+
+    @property
+    @abstractmethod
+    def handled_event_types(self) -> list[str]:
+        """The event types it handles; `[]` for every type."""
+
+    @abstractmethod
+    def handle_event(
+        self, event: Event, session: Session
+    ) -> HandlerResult | Awaitable[HandlerResult]:
+        """Handle one stored event.
+
+        Args:
+            event: The event, as stored.
+            session: Its session as it is now (it may have moved past the event).
+
+        Returns:
+            Derived events to append to the event's session (a `NewEvent`, a list, or
+            `None`); may be a coroutine. Their `author` becomes the handler's name.
+
+        Raises:
+            Exception: Anything: the handler stops at this event and is retried later.
+        """
+
+
+@dataclass(frozen=True)
+class HandlerStatus:
+    """Where a handler is.
+
+    Attributes:
+        name: The handler's name.
+        position: The feed position it has handled up to (0: nothing yet).
+        feed_position: The feed's last position when asked.
+        lag: `feed_position - position`: events of the feed not yet looked at.
+        failures: Consecutive failures at the next event (0 when healthy).
+        last_error: The last failure, as `Type: message`; `None` once it succeeds again.
+        updated_at: When its stored state last changed (UTC ISO 8601), or `None`.
+    """
+
+    name: str
+    position: int
+    feed_position: int
+    lag: int
+    failures: int
+    last_error: str | None
+    updated_at: str | None
+
+    @property
+    def failing(self) -> bool:
+        """Whether the handler is stopped at a failing event."""
+        return self.failures > 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _check_handler(handler: Any) -> EventHandler:
+    name = getattr(handler, "handler_name", None)
+    if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.strip():
+        raise ConfigurationError(f"an event handler needs a handler_name of 1-100 characters, not {name!r}")
+    types = getattr(handler, "handled_event_types", None)
+    if not isinstance(types, (list, tuple, set, frozenset)) or not all(isinstance(t, str) for t in types):
+        raise ConfigurationError(f"handler {name!r}: handled_event_types must be a list of strings")
+    if not callable(getattr(handler, "handle_event", None)):
+        raise ConfigurationError(f"handler {name!r} has no handle_event method")
+    return handler  # type: ignore[no-any-return]
+
+
+def _resolve(value: Any) -> HandlerResult:
+    """The result of `handle_event`, awaited if it is a coroutine (in a fresh event loop,
+    on a worker thread when this thread already runs one)."""
+    if not inspect.isawaitable(value):
+        return value  # type: ignore[no-any-return]
+
+    async def wait() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())  # type: ignore[no-any-return]
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, wait()).result()  # type: ignore[no-any-return]
+
+
+class HandlerRunner:
+    """Runs durable event handlers over a store's feed.
+
+    Args:
+        store: The store whose feed the handlers follow and whose sessions get the derived
+            events.
+        handlers: `EventHandler`s (or objects with the same three members); names unique.
+        batch: Feed events read per page (1 to 10,000).
+        max_backoff: The longest wait between retries of a failing handler, in seconds;
+            retries start at 1 s and double.
+
+    Raises:
+        ConfigurationError: A handler without a valid name, types or `handle_event`, two
+            handlers of one name, or a bad `batch`/`max_backoff`.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        handlers: Iterable[EventHandler],
+        *,
+        batch: int = 500,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.handlers = [_check_handler(h) for h in handlers]
+        names = [h.handler_name for h in self.handlers]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"handler names must be unique: {names}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+            raise ConfigurationError(f"batch must be an int from 1 to 10000, not {batch!r}")
+        if not isinstance(max_backoff, (int, float)) or not 0 < max_backoff < float("inf"):
+            raise ConfigurationError(f"max_backoff must be a positive number, not {max_backoff!r}")
+        self.batch = batch
+        self.max_backoff = float(max_backoff)
+        self._locks = {name: threading.Lock() for name in names}
+        self._retry_at: dict[str, float] = {}
+
+    # -- stored state ---------------------------------------------------------------------
+
+    def _state(self, name: str) -> dict[str, Any]:
+        stored = self.store.get_scoped_state(HANDLERS_APP).get(f"app:{name}")
+        return dict(stored) if isinstance(stored, dict) else {}
+
+    def _save(self, name: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+        """Compare-and-set the handler's state; False when another runner moved it."""
+        key = f"app:{name}"
+        try:
+            self.store.update_scoped_state(
+                HANDLERS_APP, None, {key: after}, expected_state={key: before or None}
+            )
+        except StateConflictError:
+            return False
+        return True
+
+    def status(self) -> list[HandlerStatus]:
+        """Every handler's position, lag and failures, as stored."""
+        head = self.store.feed_position()
+        stored = self.store.get_scoped_state(HANDLERS_APP)
+        found = []
+        for handler in self.handlers:
+            state = stored.get(f"app:{handler.handler_name}") or {}
+            position = int(state.get("position", 0))
+            found.append(
+                HandlerStatus(
+                    name=handler.handler_name,
+                    position=position,
+                    feed_position=head,
+                    lag=max(head - position, 0),
+                    failures=int(state.get("failures", 0)),
+                    last_error=state.get("last_error"),
+                    updated_at=state.get("updated_at"),
+                )
+            )
+        return found
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Catch every handler up with the feed, now (a failing handler whose retry is not
+        due yet is skipped). Returns how many events the handlers handled (called
+        `handle_event` for). Never raises for a handler's failure: it is stored."""
+        handled = 0
+        for handler in self.handlers:
+            if self._retry_at.get(handler.handler_name, 0.0) > time.monotonic():
+                continue
+            handled += self._catch_up(handler)
+        return handled
+
+    def follow(
+        self, stop: threading.Event | None = None, poll_interval: float = 0.5
+    ) -> None:
+        """Keep handlers caught up until `stop` is set (or forever): `run_once`, then wait
+        `poll_interval` seconds when there was nothing to do."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            if self.run_once() == 0:
+                stop.wait(poll_interval)
+
+    def _catch_up(self, handler: EventHandler) -> int:
+        name = handler.handler_name
+        lock = self._locks[name]
+        if not lock.acquire(blocking=False):
+            return 0  # another thread of this runner is at it
+        try:
+            return self._run(handler)
+        finally:
+            lock.release()
+
+    def _run(self, handler: EventHandler) -> int:
+        name = handler.handler_name
+        wanted = frozenset(handler.handled_event_types)
+        state = self._state(name)
+        position = int(state.get("position", 0))
+        handled = 0
+        while True:
+            page = self.store.read_feed(position, self.batch)
+            if not page:
+                return handled
+            for item in page:
+                event = item.event
+                if (wanted and event.type not in wanted) or event.author == name:
+                    position = item.position
+                    continue
+                try:
+                    self._handle(handler, item.position, event)
+                except Exception as exc:  # noqa: BLE001 (a handler's failure is stored)
+                    failures = int(state.get("failures", 0)) + 1
+                    failed = {
+                        **state,
+                        "position": position,
+                        "failures": failures,
+                        "last_error": f"{type(exc).__name__}: {exc}"[:2000],
+                        "failed_at_position": item.position,
+                        "updated_at": _now(),
+                    }
+                    self._save(name, state, failed)
+                    delay = min(2.0 ** (failures - 1), self.max_backoff)
+                    self._retry_at[name] = time.monotonic() + delay
+                    _log.warning(
+                        "event handler %s failed at feed position %d (retry in %.0f s): %s",
+                        name, item.position, delay, exc,
+                    )
+                    return handled
+                handled += 1
+                position = item.position
+                after = {"position": position, "failures": 0, "last_error": None, "updated_at": _now()}
+                if not self._save(name, state, after):
+                    return handled  # another runner moved it: it goes on from there
+                state = after
+                self._retry_at.pop(name, None)
+            # Events skipped (other types): one position update per page.
+            if position != int(state.get("position", 0)):
+                after = {**state, "position": position, "updated_at": _now()}
+                if not self._save(name, state, after):
+                    return handled
+                state = after
+
+    def _handle(self, handler: EventHandler, position: int, event: Event) -> None:
+        try:
+            session = self.store.get_session(event.session_id)
+        except SessionNotFoundError:
+            return  # deleted since: nothing to add to
+        result = _resolve(handler.handle_event(event, session))
+        if result is None:
+            return
+        derived = [result] if isinstance(result, NewEvent) else list(result)
+        if not derived:
+            return
+        name = handler.handler_name
+        events = []
+        for n, new in enumerate(derived):
+            if not isinstance(new, NewEvent):
+                raise TypeError(f"handle_event returned {type(new).__name__}, not NewEvent")
+            events.append(
+                new.model_copy(
+                    update={
+                        "author": name,
+                        "key": f"handler:{name}:{position}:{n}",
+                        "data": {**new.data, "caused_by": {"seq": event.seq, "position": position}},
+                        "invocation_id": new.invocation_id or event.invocation_id,
+                    }
+                )
+            )
+        events = [NewEvent.model_validate(e.model_dump()) for e in events]  # checked again
+        try:
+            self.store.append(event.session_id, events)
+        except DuplicateEventKeyError:
+            pass  # appended before a crash (with other content if the handler varies)
+        except SessionNotFoundError:
+            pass
+
+
+def call_inline(runner: HandlerRunner | None) -> Callable[[], None]:
+    """A callback that runs `runner.run_once()` and logs (never raises) a store error, for
+    running handlers right after an append in the writing process."""
+
+    def run() -> None:
+        if runner is None:
+            return
+        try:
+            runner.run_once()
+        except Exception as exc:  # noqa: BLE001 (never fails the append that triggered it)
+            _log.warning("event handlers: %s", exc)
+
+    return run

@@ -1,0 +1,172 @@
+"""Conformance: moving sessions between stores (`agentledger.transfer`: export, import, copy)
+and writing stored events exactly (`BaseStore.import_events`)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from agentledger.core.events import NewEvent
+from agentledger.errors import (
+    ConcurrencyError,
+    InvalidEventError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
+from agentledger.stores.base import SessionStore
+from agentledger.stores.memory import MemoryStore
+from agentledger.stores.shared import BaseStore
+from agentledger.testing._base import ConformanceBase, msg
+from agentledger.transfer import (
+    ExportFormatError,
+    SessionConflictError,
+    copy_sessions,
+    export_sessions,
+    import_sessions,
+)
+
+__all__ = ["TransferConformance"]
+
+
+def _local(store: SessionStore) -> BaseStore:
+    if not isinstance(store, BaseStore):
+        pytest.skip("imports write through a local store; an http:// store is written by its server")
+    return store
+
+
+class TransferConformance(ConformanceBase):
+    """Sessions exported from one store and imported into another read back exactly."""
+
+    def _populate(self, store: SessionStore) -> tuple[str, list[str]]:
+        app = self.unique("app")
+        one = store.create_session(
+            app_name=app, user_id="ada", agent_name="helper", state={"z": 1, "user:tier": "gold"},
+            metadata={"ticket": "T-1"},
+        )
+        store.append(
+            one.id,
+            [
+                NewEvent(type="user_message", author="user", data={"text": "héllo ☃ \u2028"}, invocation_id="i-1"),
+                NewEvent(
+                    type="agent_message", author="agent", data={"big": 1e23, "neg": -0.0, "n": [1, {"a": None}]},
+                    state_delta={"app:motd": "hi", "k": {"deep": [1, 2]}}, invocation_id="i-1",
+                ),
+            ],
+        )
+        store.append(one.id, [msg(state_ops=[{"op": "add", "path": "/user:list", "value": ["x"]}])])
+        two = store.create_session(app_name=app, user_id="bob")
+        store.append(two.id, [msg()])
+        store.update_scoped_state(app, "bob", {"user:lang": "fr"})
+        return app, [one.id, two.id]
+
+    @staticmethod
+    def _same(a: SessionStore, b: SessionStore, ids: list[str]) -> None:
+        for session_id in ids:
+            assert b.read_events(session_id) == a.read_events(session_id)
+            assert b.get_session(session_id) == a.get_session(session_id)
+            there, here = a.verify_session(session_id), b.verify_session(session_id)
+            assert here.ok and here.last_hash == there.last_hash and here.events == there.events
+
+    def test_export_then_import_elsewhere_is_exact(self, store: SessionStore) -> None:
+        app, ids = self._populate(store)
+        out = io.StringIO()
+        report = export_sessions(store, out, app_name=app)
+        assert (report.sessions, report.events) == (2, 6)
+        other = MemoryStore()
+        got = import_sessions(other, io.StringIO(out.getvalue()))
+        assert (got.sessions, got.events) == (2, 6)
+        self._same(store, other, ids)
+        assert other.get_scoped_state(app, "bob") == {"user:lang": "fr"}
+        again = import_sessions(other, io.StringIO(out.getvalue()))
+        assert (again.sessions, again.unchanged) == (0, 2)
+
+    def test_import_into_this_store_is_exact(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        app, ids = self._populate(source)
+        out = io.StringIO()
+        export_sessions(source, out, ids)
+        report = import_sessions(local, io.StringIO(out.getvalue()))
+        assert (report.sessions, report.events, report.scoped_states) == (2, 6, 3)
+        self._same(source, local, ids)
+        assert local.get_session(ids[0]).state["user:list"] == ["x"]
+        # The imported session goes on like any other.
+        local.append(ids[0], [msg()])
+        assert local.verify_session(ids[0]).ok
+
+    def test_a_conflicting_session_refuses_the_whole_import(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        app, ids = self._populate(source)
+        out = io.StringIO()
+        export_sessions(source, out, ids)
+        # The second session exists here with another history.
+        local.create_session(app_name=app, user_id="bob", session_id=ids[1])
+        with pytest.raises(SessionConflictError):
+            import_sessions(local, io.StringIO(out.getvalue()))
+        with pytest.raises(SessionNotFoundError):  # nothing was written
+            local.get_session(ids[0])
+        report = import_sessions(local, io.StringIO(out.getvalue()), skip_existing=True)
+        assert report.skipped == [ids[1]] and report.sessions == 1
+        assert local.get_session(ids[1]).version == 1
+
+    def test_a_changed_export_is_refused(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        _, ids = self._populate(source)
+        out = io.StringIO()
+        export_sessions(source, out, ids)
+        text = out.getvalue().replace("héllo", "hallo")
+        with pytest.raises(ExportFormatError, match="digest"):
+            import_sessions(local, io.StringIO(text))
+        cut = "".join(out.getvalue().splitlines(keepends=True)[:-4])
+        with pytest.raises(ExportFormatError):
+            import_sessions(local, io.StringIO(cut))
+        with pytest.raises(SessionNotFoundError):
+            local.get_session(ids[0])
+
+    def test_copy_is_resumable_and_continues_grown_sessions(self, store: SessionStore) -> None:
+        app, ids = self._populate(store)
+        dest = MemoryStore()
+        first = copy_sessions(store, dest, app_name=app)
+        assert (first.sessions, first.events) == (2, 6)
+        store.append(ids[0], [msg(), msg()])
+        second = copy_sessions(store, dest, app_name=app)
+        assert (second.sessions, second.continued, second.events, second.unchanged) == (1, 1, 2, 1)
+        self._same(store, dest, ids)
+
+    def test_import_events_continues_or_refuses(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        session = source.create_session(app_name=self.unique("app"), user_id="ada")
+        source.append(session.id, [msg(), msg(), msg()])
+        events = source.read_events(session.id)
+        with pytest.raises(SessionNotFoundError):
+            local.import_events(session.id, events[2:])
+        local.import_events(session.id, events[:2])
+        with pytest.raises(ConcurrencyError):
+            local.import_events(session.id, events[3:])
+        with pytest.raises(SessionExistsError):
+            local.import_events(session.id, events[:1])
+        with pytest.raises(InvalidEventError):
+            local.import_events(session.id, [events[2], events[3], events[3]])
+        with pytest.raises(InvalidEventError):
+            local.import_events("other-" + session.id[:20], events[:1])
+        assert local.get_session(session.id).version == 2
+        local.import_events(session.id, events[2:])
+        assert local.read_events(session.id) == events
+        assert local.verify_session(session.id).last_hash == source.verify_session(session.id).last_hash
+
+    def test_import_events_refuses_time_running_backwards(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        session = source.create_session(app_name=self.unique("app"), user_id="ada")
+        source.append(session.id, [msg()])
+        first, second = source.read_events(session.id)
+        earlier: dict[str, Any] = {"timestamp": first.timestamp.replace(year=first.timestamp.year - 1)}
+        with pytest.raises(InvalidEventError):
+            local.import_events(session.id, [first, second.model_copy(update=earlier)])
+        with pytest.raises(SessionNotFoundError):
+            local.get_session(session.id)
