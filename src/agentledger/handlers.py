@@ -171,6 +171,7 @@ class HandlerRunner:
         store: The store whose feed the handlers follow and whose sessions get the derived
             events.
         handlers: `EventHandler`s (or objects with the same three members); names unique.
+            A handler with a `bind(store)` method is given the store first.
         batch: Feed events read per page (1 to 10,000).
         max_backoff: The longest wait between retries of a failing handler, in seconds;
             retries start at 1 s and double.
@@ -190,6 +191,10 @@ class HandlerRunner:
     ) -> None:
         self.store = store
         self.handlers = [_check_handler(h) for h in handlers]
+        for handler in self.handlers:  # a handler that reads the store is given it
+            bind = getattr(handler, "bind", None)
+            if callable(bind):
+                bind(store)
         names = [h.handler_name for h in self.handlers]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"handler names must be unique: {names}")
