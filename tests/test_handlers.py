@@ -52,7 +52,7 @@ def test_a_crash_between_append_and_position_adds_nothing_twice(
 ) -> None:
     session = store.create_session(app_name="demo", user_id="ada")
     store.append(session.id, [msg("a"), msg("b")])
-    runner = HandlerRunner(store, [Echo()])
+    runner = HandlerRunner(store, [Echo()], batch=2)  # a page: session_created and "a"
     original = HandlerRunner._save
 
     def crash(self: HandlerRunner, name: str, before: Any, after: Any) -> bool:
@@ -63,7 +63,8 @@ def test_a_crash_between_append_and_position_adds_nothing_twice(
         runner.run_once()
     assert [e.data["echo"] for e in _echoes(store, session.id)] == ["a"]
     monkeypatch.setattr(HandlerRunner, "_save", original)
-    assert HandlerRunner(store, [Echo()]).run_once() == 2  # "a" again: its echo exists
+    # One page with "a" again (its echo exists: not stored twice) and "b".
+    assert HandlerRunner(store, [Echo()]).run_once() == 2
     assert [e.data["echo"] for e in _echoes(store, session.id)] == ["a", "b"]
 
 

@@ -171,6 +171,7 @@ class HandlerRunner:
         store: The store whose feed the handlers follow and whose sessions get the derived
             events.
         handlers: `EventHandler`s (or objects with the same three members); names unique.
+            A handler with a `bind(store)` method is given the store first.
         batch: Feed events read per page (1 to 10,000).
         max_backoff: The longest wait between retries of a failing handler, in seconds;
             retries start at 1 s and double.
@@ -190,6 +191,10 @@ class HandlerRunner:
     ) -> None:
         self.store = store
         self.handlers = [_check_handler(h) for h in handlers]
+        for handler in self.handlers:  # a handler that reads the store is given it
+            bind = getattr(handler, "bind", None)
+            if callable(bind):
+                bind(store)
         names = [h.handler_name for h in self.handlers]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"handler names must be unique: {names}")
@@ -274,6 +279,10 @@ class HandlerRunner:
             lock.release()
 
     def _run(self, handler: EventHandler) -> int:
+        """Handle the feed past the handler's stored position, a page at a time: derived
+        events are appended per session once per page (one transaction each), then the
+        position is stored once per page. A crash in between repeats the page: its derived
+        events are found by their keys and not stored again."""
         name = handler.handler_name
         wanted = frozenset(handler.handled_event_types)
         state = self._state(name)
@@ -283,64 +292,85 @@ class HandlerRunner:
             page = self.store.read_feed(position, self.batch)
             if not page:
                 return handled
+            pending: dict[str, list[list[NewEvent]]] = {}
+            failure: tuple[int, Exception] | None = None
             for item in page:
                 event = item.event
                 if (wanted and event.type not in wanted) or event.author == name:
                     position = item.position
                     continue
                 try:
-                    self._handle(handler, item.position, event)
+                    derived = self._handle(handler, item.position, event)
                 except Exception as exc:  # noqa: BLE001 (a handler's failure is stored)
-                    failures = int(state.get("failures", 0)) + 1
-                    failed = {
-                        **state,
-                        "position": position,
-                        "failures": failures,
-                        "last_error": f"{type(exc).__name__}: {exc}"[:2000],
-                        "failed_at_position": item.position,
-                        "updated_at": _now(),
-                    }
-                    self._save(name, state, failed)
-                    delay = min(2.0 ** (failures - 1), self.max_backoff)
-                    self._retry_at[name] = time.monotonic() + delay
-                    _log.warning(
-                        "event handler %s failed at feed position %d (retry in %.0f s): %s",
-                        name, item.position, delay, exc,
-                    )
-                    return handled
+                    failure = (item.position, exc)
+                    break
+                if derived:
+                    pending.setdefault(event.session_id, []).append(derived)
                 handled += 1
                 position = item.position
-                after = {"position": position, "failures": 0, "last_error": None, "updated_at": _now()}
-                if not self._save(name, state, after):
-                    return handled  # another runner moved it: it goes on from there
-                state = after
-                self._retry_at.pop(name, None)
-            # Events skipped (other types): one position update per page.
-            if position != int(state.get("position", 0)):
-                after = {**state, "position": position, "updated_at": _now()}
-                if not self._save(name, state, after):
-                    return handled
-                state = after
+            self._flush(pending)
+            if failure is not None:
+                at, error = failure
+                failures = int(state.get("failures", 0)) + 1
+                failed = {
+                    "position": position,
+                    "failures": failures,
+                    "last_error": f"{type(error).__name__}: {error}"[:2000],
+                    "failed_at_position": at,
+                    "updated_at": _now(),
+                }
+                self._save(name, state, failed)
+                delay = min(2.0 ** (failures - 1), self.max_backoff)
+                self._retry_at[name] = time.monotonic() + delay
+                _log.warning(
+                    "event handler %s failed at feed position %d (retry in %.0f s): %s",
+                    name, at, delay, error,
+                )
+                return handled
+            after = {"position": position, "failures": 0, "last_error": None, "updated_at": _now()}
+            if not self._save(name, state, after):
+                return handled  # another runner moved it: it goes on from there
+            state = after
+            self._retry_at.pop(name, None)
 
-    def _handle(self, handler: EventHandler, position: int, event: Event) -> None:
+    def _flush(self, pending: dict[str, list[list[NewEvent]]]) -> None:
+        """Append each session's derived events of a page in one transaction; when some of
+        them were stored before (a repeated page), event by event instead, each batch of
+        one source event all or nothing."""
+        for session_id, groups in pending.items():
+            try:
+                self.store.append(session_id, [e for group in groups for e in group])
+                continue
+            except DuplicateEventKeyError:
+                pass  # some were stored by an earlier run of this page
+            except SessionNotFoundError:
+                continue  # deleted since
+            for group in groups:
+                try:
+                    self.store.append(session_id, group)
+                except (DuplicateEventKeyError, SessionNotFoundError):
+                    pass  # stored before (with other content if the handler varies)
+
+    def _handle(self, handler: EventHandler, position: int, event: Event) -> list[NewEvent]:
+        """Call the handler; return its derived events, ready to append (keys, author,
+        `caused_by`)."""
         try:
             session = self.store.get_session(event.session_id)
         except SessionNotFoundError:
-            return  # deleted since: nothing to add to
+            return []  # deleted since: nothing to add to
         result = _resolve(handler.handle_event(event, session))
         if result is None:
-            return
+            return []
         derived = [result] if isinstance(result, NewEvent) else list(result)
-        if not derived:
-            return
         name = handler.handler_name
         events = []
         for n, new in enumerate(derived):
             if not isinstance(new, NewEvent):
                 raise TypeError(f"handle_event returned {type(new).__name__}, not NewEvent")
             events.append(
-                new.model_copy(
-                    update={
+                NewEvent.model_validate(
+                    {
+                        **new.model_dump(),
                         "author": name,
                         "key": f"handler:{name}:{position}:{n}",
                         "data": {**new.data, "caused_by": {"seq": event.seq, "position": position}},
@@ -348,13 +378,7 @@ class HandlerRunner:
                     }
                 )
             )
-        events = [NewEvent.model_validate(e.model_dump()) for e in events]  # checked again
-        try:
-            self.store.append(event.session_id, events)
-        except DuplicateEventKeyError:
-            pass  # appended before a crash (with other content if the handler varies)
-        except SessionNotFoundError:
-            pass
+        return events
 
 
 def call_inline(runner: HandlerRunner | None) -> Callable[[], None]:
