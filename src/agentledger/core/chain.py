@@ -5,11 +5,19 @@ Every event stores two SHA-256 hex digests:
 - `payload_hash`: over its payload, `data` and `state_delta` as canonical JSON (keys
   sorted, no spaces, non-ASCII kept, UTF-8), joined by a newline (which compact JSON
   never holds): `sha256(data + "\\n" + state_delta)`; an event with state operations
-  appends them too: `sha256(data + "\\n" + state_delta + "\\n" + state_ops)`.
+  appends them too: `sha256(data + "\\n" + state_delta + "\\n" + state_ops)`; an event
+  with a removal list (`state_remove`) appends both: `sha256(data + "\\n" + state_delta +
+  "\\n" + state_ops + "\\n" + state_remove)` (the number of lines tells the forms apart).
 - `hash`: over the previous event's `hash`, the event's header and its `payload_hash`,
   as the compact JSON array `[previous, session_id, seq, id, type, author, timestamp,
   invocation_id, payload_hash]` (`timestamp` in the fixed-width UTC form the stores keep,
-  `2026-01-08T18:05:30.000000Z`). The event of seq 1 chains from `GENESIS`.
+  `2026-01-08T18:05:30.000000Z`); an event whose format is not 1 (see
+  `agentledger.core.events.EVENT_FORMAT`) appends its format number to the array, so the
+  format, which says how its payload reads, is part of the header. The event of seq 1
+  chains from `GENESIS`.
+
+Parts added after the first release enter the hashes only when they differ from their
+default, so the hashes of events written before stay valid.
 
 The header and the payload are hashed apart so that a payload can later be erased (its
 bytes really gone) while the event keeps its `payload_hash` and the chain still verifies;
@@ -70,16 +78,25 @@ def canonical_json(value: Any) -> str:
     return text
 
 
-def payload_hash(data: str, state_delta: str, state_ops: str = "[]") -> str:
+def payload_hash(
+    data: str, state_delta: str, state_ops: str = "[]", state_remove: str = "[]"
+) -> str:
     """Return the SHA-256 hex digest of an event's payload.
 
     Args:
         data: The event's `data`, as canonical JSON text.
         state_delta: The event's `state_delta`, as canonical JSON text.
         state_ops: The event's state operations, as canonical JSON text; `"[]"` (none)
-            leaves them out of the digest.
+            leaves them out of the digest (unless `state_remove` is given).
+        state_remove: The event's removal list, as canonical JSON text; `"[]"` (none)
+            leaves it out of the digest.
     """
-    text = f"{data}\n{state_delta}" if state_ops == "[]" else f"{data}\n{state_delta}\n{state_ops}"
+    if state_remove != "[]":
+        text = f"{data}\n{state_delta}\n{state_ops}\n{state_remove}"
+    elif state_ops != "[]":
+        text = f"{data}\n{state_delta}\n{state_ops}"
+    else:
+        text = f"{data}\n{state_delta}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -93,6 +110,7 @@ def event_hash(
     timestamp: str,
     invocation_id: str | None,
     payload: str,
+    format: int = 1,
 ) -> str:
     """Return the SHA-256 hex digest chaining one event to the one before it.
 
@@ -101,12 +119,14 @@ def event_hash(
         session_id, seq, event_id, type, author, invocation_id: The event's header.
         timestamp: The event's time as the stores keep it (`2026-01-08T18:05:30.000000Z`).
         payload: The event's `payload_hash`.
+        format: The event's format number; 1 leaves it out of the digest.
     """
     # The compact JSON array, written out by hand: the same text as `json.dumps([...],
     # ensure_ascii=False, separators=(",", ":"))`, at a third of its cost.
     q = _string
     header = (
         f"[{q(previous)},{q(session_id)},{int(seq)},{q(event_id)},{q(type)},{q(author)},"
-        f"{q(timestamp)},{'null' if invocation_id is None else q(invocation_id)},{q(payload)}]"
+        f"{q(timestamp)},{'null' if invocation_id is None else q(invocation_id)},{q(payload)}"
+        + ("]" if format == 1 else f",{int(format)}]")
     )
     return hashlib.sha256(header.encode()).hexdigest()

@@ -333,6 +333,7 @@ class SessionStore(Protocol):
         user_id: str | None,
         delta: Mapping[str, Any],
         *,
+        remove: Sequence[str] = (),
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Change an app's or a user's shared state atomically, without a session.
@@ -340,18 +341,22 @@ class SessionStore(Protocol):
         Args:
             app_name: The application.
             user_id: The user whose `user:` keys `delta` sets; `None` allows `app:` keys only.
-            delta: `app:`/`user:` keys mapped to their new values (`None` deletes a key);
-                no ledger event is written, sessions see the new values on their next read.
+            delta: `app:`/`user:` keys mapped to their new values (`None` is stored as
+                null); no ledger event is written, sessions see the new values on their
+                next read.
+            remove: `app:`/`user:` keys to delete, after `delta` is applied; a key that is
+                not there is skipped. A key may not be both in `delta` and in `remove`.
             expected_state: `app:`/`user:` keys mapped to the values the caller read
-                (`None` for absent), checked under the same lock as the write, as
+                (`None` for absent or null), checked under the same lock as the write, as
                 `append`'s `expected_state`.
 
         Returns:
             The scope's state afterwards, as `get_scoped_state(app_name, user_id)` returns it.
 
         Raises:
-            InvalidEventError: A key of `delta` or `expected_state` without an `app:` or
-                `user:` prefix (or a `user:` key with `user_id=None`), a value JSON cannot
+            InvalidEventError: A key of `delta`, `remove` or `expected_state` without an
+                `app:` or `user:` prefix (or a `user:` key with `user_id=None`), `remove`
+                not a list of strings, a key both set and removed, a value JSON cannot
                 hold, or a bad `app_name`/`user_id`; nothing was written.
             EventTooLargeError: `delta`'s JSON is over `max_event_bytes`.
             StateConflictError: A key of `expected_state` has another value now; nothing

@@ -17,7 +17,7 @@ mode it has, so a `chmod` survives appends.
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
@@ -32,8 +32,10 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
-"batch_end": N}` (an event with state operations also has `"state_ops": […]`), where `data`,
-`state_delta` and `state_ops` are canonical JSON (keys sorted), the two
+"batch_end": N}` (an event with state operations also has `"state_ops": […]`, one that
+removes state keys `"state_remove": […]`, and one of event format 2 or later `"format": N`;
+a line without `"format"` is format 1), where `data`, `state_delta`, `state_ops` and
+`state_remove` are canonical JSON (keys sorted), the two
 hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
 folder's name. `session.json` is the `Session` as JSON plus the commit it was projected
@@ -200,7 +202,9 @@ _V1_EVENT_KEYS = frozenset(
     )
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
-_EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
+_OPTIONAL_EVENT_KEYS = frozenset(("state_ops", "state_remove", "format"))
+"""Keys a line has only when they differ from their default: `state_ops` and
+`state_remove` (`[]`), and `format` (1: lines written before schema version 3)."""
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -345,6 +349,10 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
         f'"state_delta":{row.state_delta},'
         + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        # -- event format
+        + (f'"state_remove":{row.state_remove},' if row.state_remove != "[]" else "")
+        + (f'"format":{int(row.format)},' if row.format != 1 else "")
+        # -- end of event format
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
@@ -354,7 +362,8 @@ def _check_event(
 ) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
     if type(value) is not dict or not (
-        value.keys() == keys or (keys is _EVENT_KEYS and value.keys() == _EVENT_KEYS_WITH_OPS)
+        value.keys() == keys
+        or (keys is _EVENT_KEYS and value.keys() - _OPTIONAL_EVENT_KEYS == keys)
     ):
         return "not an event object"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
@@ -375,6 +384,12 @@ def _check_event(
     ops = value.get("state_ops", [])
     if type(ops) is not list or any(type(op) is not dict for op in ops):
         return "state_ops must be a JSON array of objects"
+    remove = value.get("state_remove", [])
+    if type(remove) is not list or any(type(key) is not str for key in remove):
+        return "state_remove must be a JSON array of strings"
+    format = value.get("format", 1)
+    if type(format) is not int or format < 1:
+        return "format must be a positive integer"
     return None
 
 
@@ -444,6 +459,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
         ops = _dumps(value["state_ops"]) if "state_ops" in value else "[]"
+        remove = _dumps(value["state_remove"]) if "state_remove" in value else "[]"
     except (ValueError, RecursionError) as exc:  # NaN or infinity written by hand
         raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
     return EventRow(
@@ -459,6 +475,8 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["payload_hash"],
         value["hash"],
         ops,
+        remove,
+        value.get("format", 1),
     )
 
 
@@ -705,7 +723,21 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+# -- event format (schema version 3) ----------------------------------------------------------
+
+
+def _event_formats(root: Path) -> None:
+    """Version 3 (event formats), for a folder of version 2: nothing to rewrite. A ledger
+    line without `"format"` is an event of format 1 (a null in its `state_delta` deletes
+    the key), which every line written before version 3 is; new lines carry `"format": 2`
+    (and `"state_remove"` when they remove keys). The version number changes so that an
+    older agentledger, which would read format 2 nulls as deletions, refuses the folder."""
+    del root
+
+
+# -- end of event format
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _event_formats})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -165,6 +165,14 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- event format: each event's format number (agentledger.core.events.EVENT_FORMAT;
+        #    events written before version 3 are format 1, where a null in state_delta
+        #    deletes the key) and its removal list (state_remove, a JSON array of keys).
+        "ALTER TABLE events ADD COLUMN state_remove TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE events ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+        # -- end of event format
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -176,7 +184,7 @@ _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never e
 
 _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
-    " payload_hash, hash, state_ops"
+    " payload_hash, hash, state_ops, state_remove, format"
 )
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
@@ -248,7 +256,7 @@ class _SqliteTransaction(StoreTransaction):
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
