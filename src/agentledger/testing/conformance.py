@@ -92,6 +92,7 @@ from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
+from agentledger.testing._nulls import NullStateConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
 from agentledger.testing._processes import ProcessConformance
@@ -114,6 +115,7 @@ __all__ = [
     "FakeClock",
     "IntegrityConformance",
     "LifecycleConformance",
+    "NullStateConformance",
     "OpeningConformance",
     "OrderingConformance",
     "ProcessConformance",
@@ -142,6 +144,7 @@ class StoreConformance(
     ScopedStateApiConformance,
     StateConflictConformance,
     StateOpsConformance,
+    NullStateConformance,
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
