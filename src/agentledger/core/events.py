@@ -226,8 +226,9 @@ class Event(_EventModel):
             needs to interpret `state_delta`. In format 1 (events written by agentledger
             before null became a value) a `None` value in `state_delta` deletes the key and
             `state_remove` is empty; in format 2 a `None` value is stored as null and only
-            `state_remove` deletes. `agentledger.core.state.delta_removals` applies the
-            rule for any format.
+            `state_remove` deletes. `agentledger.core.state.state_change` applies the
+            rule for any format. Stores set it on every event they return; an `Event`
+            built without it gets the current `EVENT_FORMAT`.
 
     Raises:
         InvalidEventError: Built from values of the wrong type or with fields missing;
