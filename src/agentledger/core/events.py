@@ -248,4 +248,4 @@ class Event(_EventModel):
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
     state_remove: list[str] = Field(default_factory=list)
     invocation_id: str | None = None
-    format: int = EVENT_FORMAT
+    format: int = Field(default=EVENT_FORMAT, ge=1)
