@@ -837,9 +837,14 @@ class BaseStore(SessionStore, ABC):
                 raise ValueError(f"timestamp {row[5]!r} has no UTC offset")
             if type(data) is not dict or type(state_delta) is not dict:
                 raise ValueError("data and state_delta must be JSON objects")
-            if type(state_ops) is not list or any(type(op) is not dict for op in state_ops):
+            # (the `and` first: most events have no operations and no removals)
+            if type(state_ops) is not list or (
+                state_ops and any(type(op) is not dict for op in state_ops)
+            ):
                 raise ValueError("state_ops must be a JSON array of objects")
-            if type(state_remove) is not list or any(type(k) is not str for k in state_remove):
+            if type(state_remove) is not list or (
+                state_remove and any(type(k) is not str for k in state_remove)
+            ):
                 raise ValueError("state_remove must be a JSON array of strings")
             format = row[13] if len(row) > 13 else 1
             if type(format) is not int or format < 1:
@@ -888,7 +893,8 @@ class BaseStore(SessionStore, ABC):
                 values = None
             if values is not None and len(values) == 4 * len(rows):
                 return [
-                    decode(row, *values[4 * i : 4 * i + 4]) for i, row in enumerate(rows)
+                    decode(row, values[j], values[j + 1], values[j + 2], values[j + 3])
+                    for j, row in zip(range(0, len(values), 4), rows, strict=True)
                 ]
         return [decode(row) for row in rows]
 
