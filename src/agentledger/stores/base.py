@@ -160,8 +160,8 @@ class SessionStore(Protocol):
             agent_name: The agent that works in it, if any.
             title: A short human label.
             purpose: What the session is for (e.g. `"approval_workflow"`).
-            state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
-                are dropped.
+            state: Initial state (`None` values are stored as null); `app:`/`user:` keys
+                update the shared scopes, `temp:` keys are dropped.
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
@@ -198,7 +198,7 @@ class SessionStore(Protocol):
                 `None` appends whatever the version is.
             expected_state: State keys (session keys, or prefixed `app:`/`user:`) mapped to
                 the values the caller read and based its events on; `None` for a key it
-                read as absent. Checked in the append's transaction against the current
+                read as absent (it also matches a key whose value is null). Checked in the append's transaction against the current
                 state, so a read-modify-write of state never loses a concurrent update,
                 even one made from another session of the same app or user. `temp:` keys
                 are ignored. Without it, state deltas are last-writer-wins per key.
