@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentledger import NewEvent, Session, SessionStore, project
+from agentledger.core.events import EVENT_FORMAT
 from agentledger.stores.shared import parse_timestamp
 from agentledger.testing import StoreFactory, msg
 
@@ -134,10 +135,12 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
             (r[1], r[3], parse_timestamp(r[5]), json.loads(r[7]), json.loads(r[8])) for r in old
         ]
         assert project(events) == before
+        assert {e.format for e in events} == {1}  # written before event formats
     assert store.get_session("s-one").state["user:tier"] == "gold"
     store.append("s-one", [NewEvent(type="user_message", author="user", data={"text": "more"})])
     assert store.verify_session("s-one").ok
     assert store.read_events("s-one")[-1].seq == 5
+    assert store.read_events("s-one")[-1].format == EVENT_FORMAT
 
 
 # -- stores of schema version 2, as the version-2 library wrote them -------------------------
@@ -187,10 +190,26 @@ def check_v2_store_upgraded(store: SessionStore) -> None:
             for r in old
         ]
         assert project(events) == before
+        assert {e.format for e in events} == {1}  # written before event formats
     one = store.get_session("s-one")
     assert "gone" not in one.state  # a None in a version-2 state delta deleted the key
+    assert store.read_events("s-one", after=3, limit=1)[0].state_delta == {"gone": None}
     assert one.state["user:tier"] == "gold" and one.state["user:list"] == ["x"]
     assert one.state["app:motd"] == "hi"
     store.append("s-one", [NewEvent(type="user_message", author="user", data={"text": "more"})])
     assert store.verify_session("s-one").ok
     assert store.read_events("s-one")[-1].seq == 6
+    # New events are of the current format: a None is now a value, removal is explicit.
+    store.append(
+        "s-one",
+        [NewEvent(type="state_updated", state_delta={"gone": None, "user:tier": None},
+                  state_remove=["z", "app:motd"])],
+    )
+    events = store.read_events("s-one")
+    assert [e.format for e in events] == [1] * 5 + [EVENT_FORMAT] * 2
+    assert EVENT_FORMAT == 2
+    state = store.get_session("s-one").state
+    assert state["gone"] is None and state["user:tier"] is None
+    assert "z" not in state and "app:motd" not in state
+    assert project(events).state == {k: v for k, v in state.items() if ":" not in k}
+    assert store.verify_session("s-one").ok

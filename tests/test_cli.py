@@ -442,8 +442,14 @@ def test_default_store_is_in_the_working_directory(
 # -- render helpers -----------------------------------------------------------------------
 
 
-def make_event(type: str, data: dict[str, Any], state_delta: dict[str, Any] | None = None) -> Event:
+def make_event(
+    type: str,
+    data: dict[str, Any],
+    state_delta: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Event:
     return Event(
+        **fields,
         id="01JH8Z4K5WQ4X7QZABCDEF0123",
         session_id="s",
         seq=2,
@@ -465,7 +471,7 @@ def make_event(type: str, data: dict[str, Any], state_delta: dict[str, Any] | No
         ("tool_result", {"name": "add", "error": "bad args"}, None, "add ✗ bad args"),
         ("phase_changed", {"from": "planning", "to": "approval"}, None, "planning → approval"),
         ("session_finalized", {"outcome": "completed", "summary": "done"}, None, "completed: done"),
-        ("state_updated", {}, {"k": None}, "Δ k=∅"),
+        ("state_updated", {}, {"k": None, "j": [None]}, "Δ k=null, j=[null]"),
         ("myplugin.tick", {"n": 1}, None, '{"n":1}'),
     ],
 )
@@ -473,6 +479,13 @@ def test_summarize_event(
     type: str, data: dict[str, Any], delta: dict[str, Any] | None, expected: str
 ) -> None:
     assert summarize_event(make_event(type, data, delta)) == expected
+
+
+def test_summarize_event_shows_removals_by_event_format() -> None:
+    removal = make_event("state_updated", {}, {"k": None}, state_remove=["user:x"])
+    assert summarize_event(removal) == "Δ k=null, del user:x"
+    old = make_event("state_updated", {}, {"k": None, "n": 1}, format=1)  # None deleted then
+    assert summarize_event(old) == "Δ n=1, del k"
 
 
 def test_summarize_event_is_one_short_line() -> None:
@@ -592,3 +605,16 @@ def test_summarize_event_shows_state_operations() -> None:
     assert summarize_event(event) == (
         "add_reminder → ok Δ add /user:reminders/-=x, remove /user:reminders/0"
     )
+
+
+def test_events_show_nulls_and_removals(store: SessionStore, url: str) -> None:
+    sid = store.create_session(app_name="demo", user_id="ada", state={"k": 1, "old": 2}).id
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"k": None},
+                                state_remove=["old"])])
+    shown = ok(run(url, "sessions", "events", sid)).stdout
+    assert "Δ k=null, del old" in shown
+    (event,) = json.loads(ok(run(url, "sessions", "events", sid, "--json", "--last", "1")).stdout)
+    assert event["state_delta"] == {"k": None} and event["state_remove"] == ["old"]
+    assert event["format"] == 2
+    state = json.loads(ok(run(url, "sessions", "show", sid, "--json")).stdout)["state"]
+    assert state == {"k": None}

@@ -82,7 +82,7 @@ def test_verify_names_the_session_and_the_first_bad_seq(
     _flip_bit(tmp_path / "x.db", b"water the plants")
     result = run(url, "verify", "--all")
     assert result.exit_code == 1, result.output
-    assert f"FAIL {bad}  seq 3: its data, state_delta or state_ops was changed" in result.stdout
+    assert f"FAIL {bad}  seq 3: its data, state_delta, state_ops or state_remove was changed" in result.stdout
     assert f"ok   {good}" in result.stdout
     assert "2 sessions verified: 1 damaged" in result.stdout
     data = json.loads(run(url, "verify", bad, good, "--json").stdout)

@@ -31,6 +31,8 @@ def ev(
     *,
     minutes: float = 0,
     session_id: str = "s1",
+    remove: list[str] | None = None,
+    format: int = 2,
 ) -> Event:
     return Event(
         id=f"id-{seq}",
@@ -41,12 +43,14 @@ def ev(
         timestamp=T0 + timedelta(minutes=minutes if minutes else seq),
         data=data or {},
         state_delta=delta or {},
+        state_remove=remove or [],
+        format=format,
     )
 
 
-def created(**data: Any) -> Event:
+def created(format: int = 2, **data: Any) -> Event:
     values = {"app_name": "demo", "user_id": "ada", **data}
-    return ev(1, "session_created", values, values.pop("state", None), minutes=0.5)
+    return ev(1, "session_created", values, values.pop("state", None), minutes=0.5, format=format)
 
 
 # -- projection of each event type ----------------------------------------------------------
@@ -83,7 +87,9 @@ def test_session_created_defaults() -> None:
 
 
 def test_session_created_state_is_a_delta() -> None:
-    assert project([created(state={"gone": None, "k": 0})]).state == {"k": 0}
+    assert project([created(state={"null": None, "k": 0})]).state == {"null": None, "k": 0}
+    # Format 1 (written before null was a value): a None deleted the key, and still does.
+    assert project([created(state={"gone": None, "k": 0}, format=1)]).state == {"k": 0}
 
 
 def test_every_event_bumps_version_and_updated_at() -> None:
@@ -158,12 +164,26 @@ def test_session_finalized() -> None:
 def test_state_deltas_fold() -> None:
     session = project(
         [
-            created(state={"a": 1, "b": 2}),
+            created(state={"a": 1, "b": 2, "d": 4}),
             ev(2, "tool_result", delta={"b": None, "c": 3, "app:x": 1, "temp:t": 1}),
-            ev(3, "state_updated", delta={"a": {"deep": [1]}, "user:y": 2, "missing": None}),
+            ev(3, "state_updated", delta={"a": {"deep": [1]}, "user:y": 2, "n": None},
+               remove=["d", "missing", "user:y", "temp:t"]),
         ]
     )
-    assert session.state == {"a": {"deep": [1]}, "c": 3}
+    assert session.state == {"a": {"deep": [1]}, "b": None, "c": 3, "n": None}
+
+
+def test_format_1_events_delete_on_none() -> None:
+    """Events written before null was a value keep their meaning; newer ones store null."""
+    session = project(
+        [
+            created(state={"a": 1, "b": 2, "c": 3}, format=1),
+            ev(2, "tool_result", delta={"b": None, "x": 1, "missing": None}, format=1),
+            ev(3, "state_updated", delta={"c": None, "y": None}),
+            ev(4, "state_updated", remove=["a"]),
+        ]
+    )
+    assert session.state == {"x": 1, "c": None, "y": None}
 
 
 SPECIAL_TYPES = {
@@ -195,14 +215,15 @@ def _history() -> list[Event]:
         ev(4, "metadata_updated", {"metadata": {"m": {"b": 2}}}),
         ev(5, "error", {"message": "oops"}),
         ev(6, "status_changed", {"to": "suspended"}),
-        ev(7, "state_updated", delta={"k": None, "j": [1, 2]}),
-        ev(8, "phase_changed", {"to": "completed"}),
-        ev(9, "session_finalized", {"outcome": "success"}),
-        ev(10, "agent_message", {"text": "late"}),
+        ev(7, "state_updated", delta={"k": None, "j": [1, 2]}, format=1),
+        ev(8, "state_updated", delta={"n": None}, remove=["j"]),
+        ev(9, "phase_changed", {"to": "completed"}),
+        ev(10, "session_finalized", {"outcome": "success"}),
+        ev(11, "agent_message", {"text": "late"}),
     ]
 
 
-@pytest.mark.parametrize("split", range(1, 11))
+@pytest.mark.parametrize("split", range(1, 12))
 def test_projecting_from_a_snapshot_equals_from_scratch(split: int) -> None:
     events = _history()
     snapshot = project(events[:split])
@@ -213,7 +234,7 @@ def test_snapshot_survives_json_round_trip() -> None:
     full = project(_history())
     restored = Session.model_validate_json(full.model_dump_json())
     assert restored == full
-    assert project([ev(11, "user_message")], restored) == project([*_history(), ev(11)])
+    assert project([ev(12, "user_message")], restored) == project([*_history(), ev(12)])
 
 
 def test_project_does_not_modify_the_snapshot() -> None:
@@ -223,7 +244,7 @@ def test_project_does_not_modify_the_snapshot() -> None:
     assert snapshot == copy
 
 
-@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=5, unique=True))
+@given(st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=5, unique=True))
 @settings(max_examples=30, deadline=None)
 def test_splitting_anywhere_gives_the_same_session(cuts: list[int]) -> None:
     events = _history()
@@ -308,10 +329,29 @@ def test_strip_temp() -> None:
 
 
 def test_apply_delta() -> None:
-    state = {"a": 1, "b": 2}
-    assert apply_delta(state, {"a": None, "c": 3, "missing": None, "b": [2]}) == {"b": [2], "c": 3}
-    assert state == {"a": 1, "b": 2}  # not modified
+    state = {"a": 1, "b": 2, "d": 4}
+    assert apply_delta(state, {"a": None, "c": 3, "b": [2]}, ["d", "missing"]) == {
+        "a": None, "b": [2], "c": 3,
+    }
+    assert state == {"a": 1, "b": 2, "d": 4}  # not modified
     assert apply_delta({}, {}) == {}
+
+
+def test_state_change_reads_an_event_by_its_format() -> None:
+    from agentledger.core.state import state_change
+
+    delta = {"a": None, "b": 1}
+    assert state_change(delta, ["c"], 2) == ({"a": None, "b": 1}, ["c"])
+    assert state_change(delta, [], 1) == ({"b": 1}, ["a"])
+    assert state_change({"b": 1}, [], 1) == ({"b": 1}, [])
+
+
+def test_new_event_refuses_a_key_both_set_and_removed() -> None:
+    with pytest.raises(InvalidEventError, match="both set"):
+        NewEvent(type="state_updated", state_delta={"k": 1}, state_remove=["k"])
+    for bad in ([""], [1], "k"):
+        with pytest.raises(InvalidEventError):
+            NewEvent(type="state_updated", state_remove=bad)
 
 
 def test_merge_scoped_state() -> None:
@@ -538,7 +578,9 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
         "data": {"result": [1, {"a": None}]},
         "state_delta": {"k": "v"},
         "state_ops": [{"op": "add", "path": "/user:r/-", "value": 1}],
+        "state_remove": ["user:gone"],
         "invocation_id": None,
+        "format": 1,
     }
     fast = _stored_event(dict(values))
     validated = Event.model_validate(values)
@@ -568,6 +610,13 @@ def test_chain_hashes_are_the_documented_functions() -> None:
     )
     assert canonical_json({"x": -0.05, "y": 1e23}) == '{"x":-0.05,"y":1e+23}'
     assert payload_hash('{"a":1}', "{}") == sha('{"a":1}\n{}')
+    assert payload_hash('{"a":1}', "{}", '[{"op":"x"}]') == sha('{"a":1}\n{}\n[{"op":"x"}]')
+    assert payload_hash('{"a":1}', "{}", "[]", '["k"]') == sha('{"a":1}\n{}\n[]\n["k"]')
+    header2 = [GENESIS, "s", 1, "id", "user_message", "user", "T", None, "p", 2]
+    assert event_hash(*header2) == sha(  # type: ignore[arg-type]
+        json.dumps(header2, ensure_ascii=False, separators=(",", ":"))
+    )
+    assert event_hash(*header2[:-1], 1) == event_hash(*header2[:-1])  # type: ignore[arg-type]
     for invocation in (None, 'in"v☃\\'):
         header = [GENESIS, "s\x01", 1, "id", "user_message", "user", "T", invocation, "p"]
         expected = sha(json.dumps(header, ensure_ascii=False, separators=(",", ":")))

@@ -1093,3 +1093,18 @@ def test_a_torn_feed_entry_is_dropped_by_the_next_writer(tmp_path: Path) -> None
         assert [(f.position, f.event.seq) for f in store.read_feed()] == [(1, 1), (2, 2), (4, 3)]
     finally:
         factory.close_all()
+def test_ledger_lines_carry_the_event_format_and_removals(make: StoreFactory, root: Path) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada", state={"k": 1, "j": 2}).id
+    store.append(sid, [msg(state_delta={"k": None}, state_remove=["j"]), msg("plain")])
+    ledger = root / sid / LEDGER
+    lines = _lines(ledger)
+    assert [line["format"] for line in lines] == [2, 2, 2]
+    assert lines[1]["state_remove"] == ["j"] and "state_remove" not in lines[2]
+    assert store.get_session(sid).state == {"k": None}
+    # A line without "format" is of format 1: taking it away changes the event's meaning,
+    # which the chain catches.
+    text = ledger.read_bytes()
+    ledger.write_bytes(text.replace(b'"format":2,', b"", 1))
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 1

@@ -628,6 +628,28 @@ def test_a_changed_event_row_fails_verification(make: StoreFactory, sql: Any) ->
         store.read_events(sid)  # a full read checks the headers' chain
 
 
+def test_the_event_format_and_removals_are_columns_the_chain_covers(
+    make: StoreFactory, sql: Any
+) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada", state={"k": 1, "j": 2}).id
+    store.append(sid, [msg(state_delta={"k": None}, state_remove=["j\x00"])])
+    rows = sql("SELECT seq, format, state_remove::text FROM events WHERE session_id = %s"
+               " ORDER BY seq", (sid,))
+    assert [tuple(r) for r in rows] == [(1, 2, "[]"), (2, 2, '["j\ue0000"]')]  # NUL escaped
+    assert store.read_events(sid)[-1].state_remove == ["j\x00"]
+    assert store.get_session(sid).state == {"k": None, "j": 2}
+    assert store.verify_session(sid).ok
+    sql("UPDATE events SET format = 1 WHERE session_id = %s AND seq = 2", (sid,))
+    with pytest.raises(CorruptedSessionError, match="event 2"):
+        store.read_events(sid)  # the format is part of the chained header
+    sql("UPDATE events SET format = 2, state_remove = '[\"k\"]' WHERE session_id = %s"
+        " AND seq = 2", (sid,))
+    report = store.verify_session(sid)
+    assert (report.ok, report.first_bad_seq) == (False, 2)
+    assert "payload hash mismatch" in (report.problem or "")
+
+
 # -- a schema of version 2, as the version-2 library wrote it ---------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from replay_agents import changed_reminders_agent
@@ -116,3 +117,22 @@ def test_replay_command(tmp_path: Path) -> None:
     assert report["identical"] is False and report["divergence"]["tool"] == "add_reminder"
     missing = runner.invoke(app, ["--store", url, "replay", "nope"])
     assert missing.exit_code == 1 and missing.output.startswith("error: ")
+
+
+def test_tool_state_changes_compare_by_meaning_across_event_formats() -> None:
+    from datetime import datetime, timezone
+
+    from agentledger import Event
+    from agentledger.runner.replay import _compare
+
+    def result(format: int, **fields: Any) -> Event:
+        return Event(id="e", session_id="s", seq=3, type="tool_result", author="tool",
+                     timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                     data={"name": "tidy", "result": "ok"}, format=format, **fields)
+
+    old = result(1, state_delta={"k": None, "n": 1})  # written when None deleted
+    assert _compare(old, result(2, state_delta={"n": 1}, state_remove=["k"])) is None
+    found = _compare(old, result(2, state_delta={"n": 1, "k": None}))
+    assert found is not None and found.field == "state_delta"
+    found = _compare(result(2, state_remove=["a"]), result(2, state_remove=["b"]))
+    assert found is not None and found.field == "state_remove"

@@ -734,3 +734,58 @@ def test_a_user_with_a_megabyte_of_reminders_can_add_and_list_them(
     assert "show reminders from 51" in listed
     tail = final_output(list(runner.run(sid, "Show my reminders from 4000")))
     assert tail is not None and "4000 to 4001" in tail and "4001. call the dentist" in tail
+
+
+def test_a_tool_stores_null_and_deletes_keys_explicitly(store: SessionStore) -> None:
+    def look(tool_context: ToolContext) -> Any:
+        """Read what the first tool left."""
+        state = tool_context.state
+        return [state.get("flag", "absent"), "old" in state, "temp:scratch" in state]
+
+    sid = store.create_session(
+        app_name="demo", user_id="ada",
+        state={"flag": True, "old": 1, "user:gone": 2, "app:gone": 3, "user:pref": "dark"},
+    ).id
+
+    def tidy_ok(tool_context: ToolContext) -> Any:
+        """Set keys to null and delete others."""
+        state = tool_context.state
+        state["flag"] = None
+        state["user:pref"] = None
+        del state["old"]
+        del state["user:gone"]
+        state.pop("app:gone")
+        state["temp:scratch"] = None
+        return ["flag" in state, state.get("flag", "absent"), "old" in state]
+
+    model = ScriptedModel([call("tidy_ok"), call("look", call_id="c2"), ModelResponse(text="ok")])
+    agent = Agent(name="a", model=model, tools=[tidy_ok, look])
+    events = list(Runner(agent, store).run(sid, "go"))
+    results = [e for e in events if e.type == "tool_result" and "is_error" not in e.data]
+    assert results[0].data["result"] == [True, None, False]
+    assert results[0].state_delta == {"flag": None, "user:pref": None}
+    assert results[0].state_remove == ["old", "user:gone", "app:gone"]
+    assert results[1].data["result"] == [None, False, True]  # temp:scratch lasts the turn
+    assert store.get_session(sid).state == {"flag": None, "user:pref": None}
+    other = store.create_session(app_name="demo", user_id="ada")
+    assert other.state == {"user:pref": None}
+
+
+def test_tool_state_null_and_delete() -> None:
+    from agentledger.runner.tools import State
+
+    state = State({"a": 1, "b": None})
+    assert "b" in state and state["b"] is None and state.peek("b", "x") is None
+    state["c"] = None
+    del state["a"]
+    assert "c" in state and "a" not in state and sorted(state) == ["b", "c"]
+    assert state.delta == {"c": None} and state.removed == ["a"]
+    state["a"] = 2  # set again: no longer removed
+    assert state.delta == {"c": None, "a": 2} and state.removed == []
+    del state["c"]
+    assert state.removed == ["c"] and state.to_dict() == {"a": 2, "b": None}
+    with pytest.raises(KeyError):
+        del state["c"]
+    state.append("l", 1)
+    del state["l"]  # settles the operations, then removes
+    assert state.ops == [] and "l" in state.removed

@@ -598,3 +598,31 @@ def test_list_order_and_event_time_window_over_http(client: TestClient) -> None:
     assert len(client.get(path, params=window, headers=ADA).json()["events"]) == 1
     naive = client.get(path, params={"after_timestamp": "2026-01-01T00:00:00"}, headers=ADA)
     assert problem(naive, 422)["error"] == "ConfigurationError"
+
+
+def test_json_null_is_a_value_and_removal_is_explicit_over_http(
+    client: TestClient, mem: SessionStore
+) -> None:
+    sid = new_session(client, ADA, state={"flag": True, "old": 1, "user:pref": "dark"})["id"]
+    events = [{"type": "state_updated", "state_delta": {"flag": None, "user:pref": None},
+               "state_remove": ["old", "missing"]}]
+    response = client.post(f"/v1/sessions/{sid}/events", json={"events": events}, headers=ADA)
+    assert response.status_code == 201, response.text
+    (stored,) = response.json()["events"]
+    assert stored["state_delta"] == {"flag": None, "user:pref": None}
+    assert stored["state_remove"] == ["old", "missing"] and stored["format"] == 2
+    state = client.get(f"/v1/sessions/{sid}", headers=ADA).json()["state"]
+    assert state == {"flag": None, "user:pref": None}
+    both = [{"type": "state_updated", "state_delta": {"k": 1}, "state_remove": ["k"]}]
+    bad = client.post(f"/v1/sessions/{sid}/events", json={"events": both}, headers=ADA)
+    assert problem(bad, 422)
+    path = "/v1/scoped-state"
+    put = client.put(path, json={"app_name": "agents", "user_id": "ada",
+                                 "delta": {"user:n": None}, "remove": ["user:pref"]},
+                     headers=ADA)
+    assert put.status_code == 200, put.text
+    assert put.json() == {"state": {"user:n": None}}
+    assert mem.get_scoped_state("agents", "ada") == {"user:n": None}
+    wrong = client.put(path, json={"app_name": "agents", "user_id": "ada", "delta": {},
+                                   "remove": ["plain"]}, headers=ADA)
+    assert problem(wrong, 422)["error"] == "InvalidEventError"

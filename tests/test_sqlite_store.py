@@ -581,3 +581,23 @@ def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory,
     assert store.feed_position() == len(stored)
     session = store.create_session(app_name="demo", user_id="cy")
     assert store.read_feed(len(stored))[0].event.session_id == session.id
+def test_the_event_format_and_removals_are_columns_the_chain_covers(
+    make: StoreFactory, db_path: Path
+) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada", state={"k": 1, "j": 2}).id
+    store.append(sid, [msg(state_delta={"k": None}, state_remove=["j"])])
+    rows = _execute(db_path, "SELECT seq, format, state_remove FROM events WHERE session_id = ?"
+                    " ORDER BY seq", (sid,))
+    assert rows == [(1, 2, "[]"), (2, 2, '["j"]')]
+    assert store.verify_session(sid).ok
+    # A format changed behind the store's back (2 -> 1 would turn the null into a delete)
+    # breaks the chain; so does a changed removal list.
+    _corrupt_event(db_path, sid, 2, "format", "1")
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 2
+    _corrupt_event(db_path, sid, 2, "format", "2")
+    assert store.verify_session(sid).ok
+    _corrupt_event(db_path, sid, 2, "state_remove", '["k"]')
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 2 and "payload hash" in str(report.problem)

@@ -29,6 +29,7 @@ from rich.text import Text
 from agentledger.core.events import Event
 from agentledger.core.lifecycle import format_duration
 from agentledger.core.session import Session, Status
+from agentledger.core.state import state_change
 from agentledger.stores.base import mask_secrets
 
 if TYPE_CHECKING:
@@ -369,8 +370,9 @@ def summarize_event(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> str:
 
     Messages show their text, tool calls `name(arg=value)`, tool results `name → result`,
     phase and status changes `from → to`; other events their data as compact JSON. A
-    non-empty state delta is appended as `Δ key=value`, state operations as
-    `Δ op /path=value`.
+    non-empty state delta is appended as `Δ key=value` (`key=null`: set to null), removed
+    keys as `del key` (read by the event's format: in format 1 a `None` removed the key),
+    state operations as `Δ op /path=value`.
 
     Args:
         event: The event.
@@ -380,10 +382,11 @@ def summarize_event(event: Event, *, width: int | None = _SUMMARY_WIDTH) -> str:
         One line of text (possibly empty).
     """
     parts = [_data_summary(event)]
-    if event.state_delta:
+    if event.state_delta or event.state_remove:
+        change = state_change(event.state_delta, event.state_remove, event.format)
         delta = ", ".join(
-            f"{key}={'∅' if value is None else one_line(value, width=None)}"
-            for key, value in event.state_delta.items()
+            [f"{key}={one_line(value, width=None)}" for key, value in change.set.items()]
+            + [f"del {key}" for key in change.remove]
         )
         parts.append(f"Δ {delta}")
     if event.state_ops:

@@ -6,13 +6,22 @@ Every event stores two SHA-256 hex digests:
   sorted, no spaces, non-ASCII kept, UTF-8), joined by a newline (which compact JSON
   never holds): `sha256(data + "\\n" + state_delta)`; an event with state operations
   appends them too: `sha256(data + "\\n" + state_delta + "\\n" + state_ops)`; an event
-  with a key appends its operations (`[]` when none) and the key as a JSON string:
-  `sha256(data + "\\n" + state_delta + "\\n" + state_ops + "\\n" + key)`. (Events without
-  operations or key hash as they always did.)
+  with a removal list (`state_remove`) appends its operations and the list: `sha256(data +
+  "\\n" + state_delta + "\\n" + state_ops + "\\n" + state_remove)`; an event with an
+  idempotency key appends operations, removals (`[]` when none) and the key as a JSON
+  string: `sha256(data + "\\n" + state_delta + "\\n" + state_ops + "\\n" + state_remove +
+  "\\n" + key)` (the number of lines tells the forms apart; events without operations,
+  removals or key hash as they always did).
 - `hash`: over the previous event's `hash`, the event's header and its `payload_hash`,
   as the compact JSON array `[previous, session_id, seq, id, type, author, timestamp,
   invocation_id, payload_hash]` (`timestamp` in the fixed-width UTC form the stores keep,
-  `2026-01-08T18:05:30.000000Z`). The event of seq 1 chains from `GENESIS`.
+  `2026-01-08T18:05:30.000000Z`); an event whose format is not 1 (see
+  `agentledger.core.events.EVENT_FORMAT`) appends its format number to the array, so the
+  format, which says how its payload reads, is part of the header. The event of seq 1
+  chains from `GENESIS`.
+
+Parts added after the first release enter the hashes only when they differ from their
+default, so the hashes of events written before stay valid.
 
 The header and the payload are hashed apart so that a payload can later be erased (its
 bytes really gone) while the event keeps its `payload_hash` and the chain still verifies;
@@ -74,7 +83,11 @@ def canonical_json(value: Any) -> str:
 
 
 def payload_hash(
-    data: str, state_delta: str, state_ops: str = "[]", key: str | None = None
+    data: str,
+    state_delta: str,
+    state_ops: str = "[]",
+    state_remove: str = "[]",
+    key: str | None = None,
 ) -> str:
     """Return the SHA-256 hex digest of an event's payload.
 
@@ -82,15 +95,19 @@ def payload_hash(
         data: The event's `data`, as canonical JSON text.
         state_delta: The event's `state_delta`, as canonical JSON text.
         state_ops: The event's state operations, as canonical JSON text; `"[]"` (none)
-            leaves them out of the digest, unless the event has a key.
+            leaves them out of the digest (unless a removal list or a key follows).
+        state_remove: The event's removal list, as canonical JSON text; `"[]"` (none)
+            leaves it out of the digest (unless a key follows).
         key: The event's idempotency key; `None` (none) leaves it out of the digest.
     """
     if key is not None:
-        text = f"{data}\n{state_delta}\n{state_ops}\n{_string(key)}"
-    elif state_ops == "[]":
-        text = f"{data}\n{state_delta}"
-    else:
+        text = f"{data}\n{state_delta}\n{state_ops}\n{state_remove}\n{_string(key)}"
+    elif state_remove != "[]":
+        text = f"{data}\n{state_delta}\n{state_ops}\n{state_remove}"
+    elif state_ops != "[]":
         text = f"{data}\n{state_delta}\n{state_ops}"
+    else:
+        text = f"{data}\n{state_delta}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -104,6 +121,7 @@ def event_hash(
     timestamp: str,
     invocation_id: str | None,
     payload: str,
+    format: int = 1,
 ) -> str:
     """Return the SHA-256 hex digest chaining one event to the one before it.
 
@@ -112,12 +130,14 @@ def event_hash(
         session_id, seq, event_id, type, author, invocation_id: The event's header.
         timestamp: The event's time as the stores keep it (`2026-01-08T18:05:30.000000Z`).
         payload: The event's `payload_hash`.
+        format: The event's format number; 1 leaves it out of the digest.
     """
     # The compact JSON array, written out by hand: the same text as `json.dumps([...],
     # ensure_ascii=False, separators=(",", ":"))`, at a third of its cost.
     q = _string
     header = (
         f"[{q(previous)},{q(session_id)},{int(seq)},{q(event_id)},{q(type)},{q(author)},"
-        f"{q(timestamp)},{'null' if invocation_id is None else q(invocation_id)},{q(payload)}]"
+        f"{q(timestamp)},{'null' if invocation_id is None else q(invocation_id)},{q(payload)}"
+        + ("]" if format == 1 else f",{int(format)}]")
     )
     return hashlib.sha256(header.encode()).hexdigest()

@@ -15,13 +15,21 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentledger.core.keys import check_key
 from agentledger.core.state_ops import check_ops
 from agentledger.errors import InvalidEventError
 
-__all__ = ["Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
+__all__ = ["EVENT_FORMAT", "Author", "Event", "EventType", "NewEvent", "STANDARD_EVENT_TYPES"]
+
+EVENT_FORMAT = 2
+"""The format every store writes new events in; `Event.format` says which one an event has.
+
+- 1: events written before null was a value: a `None` in `state_delta` deletes the key.
+- 2: `None` in `state_delta` is stored as a value (JSON null); a key is deleted only by
+  naming it in `state_remove`.
+"""
 
 
 class EventType(StrEnum):
@@ -133,8 +141,12 @@ class NewEvent(_EventModel):
         type: A standard `EventType` or a namespaced plugin type (`"plugin.name"`).
         author: `user`, `agent`, `tool`, `system`, or a plugin's name.
         data: The event's payload; a JSON object.
-        state_delta: State keys to set; a value of `None` deletes the key. Keys prefixed
-            `app:` / `user:` change app-wide / user-wide state, `temp:` keys are dropped.
+        state_delta: State keys to set. A value of `None` is stored as a value (JSON
+            null); it does not delete the key (use `state_remove`). Keys prefixed `app:` /
+            `user:` change app-wide / user-wide state, `temp:` keys are dropped.
+        state_remove: State keys to delete (same prefixes), applied after `state_delta`
+            and before `state_ops`; a key that is not there is no error (nothing to do).
+            A key may not be both set in `state_delta` and removed.
         state_ops: State operations in the JSON Patch shape, applied in order after
             `state_delta` by the store at commit, to the state as it is then (see
             `agentledger.core.state_ops`): e.g. `[{"op": "add", "path":
@@ -151,8 +163,14 @@ class NewEvent(_EventModel):
 
     Raises:
         InvalidEventError: (a `ValueError`) on an unknown, un-namespaced type, a naive
-            timestamp, a malformed state operation, a bad key, a field of the wrong type or
-            an unknown field; pydantic's `ValidationError` is its `__cause__`.
+            timestamp, a malformed state operation, a bad key, a `state_remove` entry that
+            is not a non-empty string or that `state_delta` also sets, a field of the wrong
+            type or an unknown field; pydantic's `ValidationError` is its `__cause__`.
+
+    Example:
+        >>> NewEvent(type="state_updated", state_delta={"draft": None},
+        ...          state_remove=["user:cart"]).state_remove
+        ['user:cart']
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -162,6 +180,7 @@ class NewEvent(_EventModel):
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
+    state_remove: list[str] = Field(default_factory=list)
     invocation_id: str | None = None
     timestamp: datetime | None = None
     key: str | None = None
@@ -170,6 +189,24 @@ class NewEvent(_EventModel):
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
         return None if value is None else check_key(value)
+
+    @field_validator("state_remove")
+    @classmethod
+    def _check_state_remove(cls, value: list[str]) -> list[str]:
+        bad = [key for key in value if not key]
+        if bad:
+            raise ValueError("state_remove takes non-empty state keys")
+        return value
+
+    @model_validator(mode="after")
+    def _check_remove_not_set(self) -> Self:
+        both = sorted(set(self.state_remove) & set(self.state_delta))
+        if both:
+            raise ValueError(
+                f"state keys {both} are both set in state_delta and removed in state_remove; "
+                "set a key or remove it"
+            )
+        return self
 
     @field_validator("state_ops")
     @classmethod
@@ -194,9 +231,16 @@ class Event(_EventModel):
         id: Unique and time-sortable (a 26-character ULID).
         session_id: The session whose ledger holds it.
         seq: Its position in that ledger: 1, 2, 3… gapless; the session's version after it.
-        type, author, data, state_delta, state_ops, invocation_id, key: As given in the
-            `NewEvent`.
+        type, author, data, state_delta, state_ops, state_remove, invocation_id, key: As
+            given in the `NewEvent` (without `temp:` keys).
         timestamp: When it happened, UTC (ISO 8601 in JSON).
+        format: The event format it was written in (see `EVENT_FORMAT`); what a reader
+            needs to interpret `state_delta`. In format 1 (events written by agentledger
+            before null became a value) a `None` value in `state_delta` deletes the key and
+            `state_remove` is empty; in format 2 a `None` value is stored as null and only
+            `state_remove` deletes. `agentledger.core.state.state_change` applies the
+            rule for any format. Stores set it on every event they return; an `Event`
+            built without it gets the current `EVENT_FORMAT`.
 
     Raises:
         InvalidEventError: Built from values of the wrong type or with fields missing;
@@ -214,5 +258,7 @@ class Event(_EventModel):
     data: dict[str, Any] = Field(default_factory=dict)
     state_delta: dict[str, Any] = Field(default_factory=dict)
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
+    state_remove: list[str] = Field(default_factory=list)
     invocation_id: str | None = None
+    format: int = Field(default=EVENT_FORMAT, ge=1)
     key: str | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from agentledger.core.events import Event, EventType
 from agentledger.core.session import PhaseTransition, Session, Status
-from agentledger.core.state import apply_delta, split_delta
+from agentledger.core.state import apply_delta, split_delta, split_keys, state_change
 from agentledger.core.state_ops import apply_ops, split_ops
 from agentledger.errors import CorruptedSessionError
 
@@ -54,14 +54,19 @@ def _created(event: Event) -> Session:
         purpose=data.get("purpose"),
         phase=data.get("phase", "initializing"),
         metadata=dict(data.get("metadata") or {}),
-        state=apply_ops(
-            apply_delta({}, split_delta(event.state_delta).session),
-            split_ops(event.state_ops).session,
-        ),
+        state=apply_ops(_own_state({}, event), split_ops(event.state_ops).session),
         created_at=event.timestamp,
         updated_at=event.timestamp,
         version=event.seq,
     )
+
+
+def _own_state(state: dict[str, Any], event: Event) -> dict[str, Any]:
+    """The session's own keys after the event's delta and removals (by its format)."""
+    change = state_change(event.state_delta, event.state_remove, event.format)
+    sets = split_delta(change.set).session
+    removes = split_keys(change.remove).session
+    return apply_delta(state, sets, removes) if sets or removes else state
 
 
 def _apply(session: Session, event: Event) -> Session:
@@ -70,10 +75,10 @@ def _apply(session: Session, event: Event) -> Session:
         "version": event.seq,
         "updated_at": max(session.updated_at, event.timestamp),
     }
-    if event.state_delta:
-        own = split_delta(event.state_delta).session
-        if own:
-            changes["state"] = apply_delta(session.state, own)
+    if event.state_delta or event.state_remove:
+        own = _own_state(session.state, event)
+        if own is not session.state:
+            changes["state"] = own
     if event.state_ops:
         own_ops = split_ops(event.state_ops).session
         if own_ops:

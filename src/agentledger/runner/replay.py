@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.state import state_change
 from agentledger.errors import ConfigurationError, ModelError, RunnerError
 from agentledger.runner.context import ContextPolicy
 from agentledger.runner.models import Message, ModelResponse, ToolCall
@@ -144,7 +145,7 @@ class Divergence:
         seq: The recorded event that differs (for an event only the replay produced: the
             `seq` it would have had).
         type: That event's type (the replayed one's when the ledger has none).
-        field: What differs: `type`, `name`, `arguments`, `result`, `state_delta`,
+        field: What differs: `type`, `name`, `arguments`, `result`, `state_delta`, `state_remove`,
             `text`, `kind`, `missing` (the replay stopped short) or `extra` (it went on).
         recorded, replayed: The two values.
         tool: The tool's name, for tool events.
@@ -210,10 +211,14 @@ def _compare(recorded: Event, replayed: Event) -> Divergence | None:
             "arguments", r.get("arguments"), p.get("arguments")
         )
     if recorded.type == EventType.TOOL_RESULT:
+        # State changes compared by meaning: an event of format 1 deleted a key with None.
+        was = state_change(recorded.state_delta, recorded.state_remove, recorded.format)
+        now = state_change(replayed.state_delta, replayed.state_remove, replayed.format)
         return (
             diff("name", r.get("name"), p.get("name"))
             or diff("result", r.get("result"), p.get("result"))
-            or diff("state_delta", dict(recorded.state_delta), dict(replayed.state_delta))
+            or diff("state_delta", was.set, now.set)
+            or diff("state_remove", was.remove, now.remove)
         )
     if recorded.type in (EventType.AGENT_MESSAGE, EventType.FINAL_OUTPUT, EventType.USER_MESSAGE):
         return diff("text", r.get("text"), p.get("text"))
@@ -253,7 +258,7 @@ def replay_session(
             app_name=str(created.data.get("app_name", "replay")),
             user_id=str(created.data.get("user_id", "replay")),
             agent_name=_text(created.data.get("agent_name")),
-            state=dict(created.state_delta),
+            state=state_change(created.state_delta, (), created.format).set,
         )
         turns = 0
         compared = 0
@@ -261,10 +266,12 @@ def replay_session(
         while i < len(events):
             event = events[i]
             if event.type != EventType.USER_MESSAGE or event.invocation_id is None:
-                if event.state_delta and event.type not in _TURN_TYPES:
-                    scratch.append(
-                        copy.id, [NewEvent(type=EventType.STATE_UPDATED, state_delta=event.state_delta)]
-                    )
+                if (event.state_delta or event.state_remove) and event.type not in _TURN_TYPES:
+                    change = state_change(event.state_delta, event.state_remove, event.format)
+                    scratch.append(copy.id, [NewEvent(
+                        type=EventType.STATE_UPDATED, state_delta=change.set,
+                        state_remove=change.remove,
+                    )])
                 i += 1
                 continue
             turn = [event]

@@ -558,7 +558,9 @@ class Runner:
                 json.dumps(result, allow_nan=False)
                 # What the tool read matters only if it wrote: a read-only result cannot
                 # lose anyone's update, so it is stored whatever changed meanwhile.
-                writes = any(not is_temp_key(k) for k in live.delta) or live.ops
+                writes = (
+                    any(not is_temp_key(k) for k in [*live.delta, *live.removed]) or live.ops
+                )
                 expected = {
                     k: v for k, v in live.reads.items() if writes and not is_temp_key(k)
                 }
@@ -567,7 +569,8 @@ class Runner:
                     [NewEvent(type=EventType.TOOL_RESULT, author=Author.TOOL,
                               invocation_id=invocation_id,
                               data={"call_id": call.id, "name": call.name, "result": result},
-                              state_delta=live.delta, state_ops=live.ops)],
+                              state_delta=live.delta, state_remove=live.removed,
+                              state_ops=live.ops)],
                     expected_state=expected or None,
                 )
                 break
@@ -614,12 +617,15 @@ class Runner:
         messages.append(Message(role="tool", content=json.dumps(result, ensure_ascii=False),
                                 tool_call_id=call.id, name=call.name))
         temp = {k: v for k, v in live.delta.items() if is_temp_key(k)}
+        temp_removed = [k for k in live.removed if is_temp_key(k)]
         if stored[0].state_ops:
             # Applied at commit to the state as it was then: read back what they made.
             fresh = yield _LoadState()
             return apply_delta({**fresh, **{k: v for k, v in state.items() if is_temp_key(k)}},
-                               temp)
-        return apply_delta(state, {**stored[0].state_delta, **temp})
+                               temp, temp_removed)
+        return apply_delta(
+            state, {**stored[0].state_delta, **temp}, [*stored[0].state_remove, *temp_removed]
+        )
 
     # -- drivers --------------------------------------------------------------------------
 

@@ -29,13 +29,15 @@ _ABSENT: Any = object()
 
 
 class State(MutableMapping[str, Any]):
-    """The state a tool sees during a turn, recording every write as a state delta or as
-    state operations applied at commit.
+    """The state a tool sees during a turn, recording every write as a state delta, a key
+    removal or state operations applied at commit.
 
     Reads see the session's state (own, `app:` and `user:` keys), the turn's `temp:` keys,
     and this tool's own writes. Values read are copies: change a list, then assign it back
-    (`state["user:reminders"] = reminders`) to record the change. Deleting a key records
-    `None` in the delta. A key read this way is checked at commit: if a concurrent writer
+    (`state["user:reminders"] = reminders`) to record the change. `None` is a value like
+    any other: `state["k"] = None` stores null (`"k" in state` stays true). Deleting a key
+    (`del state["k"]`, `pop`) records it in `removed`, stored as the event's
+    `state_remove`. A key read this way is checked at commit: if a concurrent writer
     changed it, the runner runs the tool again on the fresh state.
 
     Changes that commute with other writers' (adding to a list, removing an item,
@@ -47,7 +49,7 @@ class State(MutableMapping[str, Any]):
 
     def __init__(self, base: Mapping[str, Any]) -> None:
         self._base = base
-        self.delta: dict[str, Any] = {}
+        self._writes: dict[str, Any] = {}  # key -> value assigned, or _ABSENT: deleted
         self.ops: list[dict[str, Any]] = []
         """State operations recorded by `append`, `remove_item`, `increment` and `patch`
         (never on `temp:` keys, which are changed in `delta`); the runner stores them as
@@ -55,8 +57,19 @@ class State(MutableMapping[str, Any]):
         self._view: dict[str, Any] = {}  # keys changed by `ops`, as this tool sees them
         self.reads: dict[str, Any] = {}
         """Each key read from the base state (not from this tool's own writes), with the
-        value seen then (`None`: absent); the runner appends with these as
+        value seen then (`None`: absent or null); the runner appends with these as
         `expected_state`, so a concurrent change to them is a conflict, not a lost update."""
+
+    @property
+    def delta(self) -> dict[str, Any]:
+        """The keys this tool assigned, with their values (`None` included): the
+        `tool_result`'s `state_delta`. A new dict on every read."""
+        return {k: v for k, v in self._writes.items() if v is not _ABSENT}
+
+    @property
+    def removed(self) -> list[str]:
+        """The keys this tool deleted, in order: the `tool_result`'s `state_remove`."""
+        return [k for k, v in self._writes.items() if v is _ABSENT]
 
     def _read(self, key: str) -> Any:
         if key not in self.reads:
@@ -64,10 +77,10 @@ class State(MutableMapping[str, Any]):
         return self._base[key]
 
     def __getitem__(self, key: str) -> Any:
-        value = self.delta.get(key, _MISSING)
+        value = self._writes.get(key, _MISSING)
         if value is _MISSING:
             value = self._view[key] if key in self._view else self._read(key)
-        if value is None or value is _ABSENT:
+        if value is _ABSENT:
             raise KeyError(key)
         return copy.deepcopy(value)
 
@@ -75,17 +88,17 @@ class State(MutableMapping[str, Any]):
         if not isinstance(key, str):
             raise TypeError(f"state keys are strings, not {type(key).__name__}")
         self._settle_ops()
-        self.delta[key] = copy.deepcopy(value)
+        self._writes[key] = copy.deepcopy(value)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
         self._settle_ops()
-        self.delta[key] = None
+        self._writes[key] = _ABSENT
 
     def __contains__(self, key: object) -> bool:
-        if key in self.delta:
-            return self.delta[key] is not None
+        if key in self._writes:
+            return self._writes[key] is not _ABSENT
         if key in self._view:
             return self._view[key] is not _ABSENT
         if isinstance(key, str) and key not in self.reads:
@@ -94,22 +107,22 @@ class State(MutableMapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         yield from (
-            k for k in self._base if k not in self.delta and self._view.get(k) is not _ABSENT
+            k for k in self._base if k not in self._writes and self._view.get(k) is not _ABSENT
         )
         yield from (
             k for k, v in self._view.items() if k not in self._base and v is not _ABSENT
         )
-        yield from (k for k, v in self.delta.items() if v is not None)
+        yield from (k for k, v in self._writes.items() if v is not _ABSENT)
 
     # -- state operations -----------------------------------------------------------------
 
     def peek(self, key: str, default: Any = None) -> Any:
-        """Return a copy of the value of `key` (or `default`) without making it a read
-        that is checked at commit: for display only (a count, a greeting), as a concurrent
-        writer may change it before the tool's result is stored."""
-        if key in self.delta:
-            value = self.delta[key]
-            return default if value is None else copy.deepcopy(value)
+        """Return a copy of the value of `key` (or `default` when absent) without making
+        it a read that is checked at commit: for display only (a count, a greeting), as a
+        concurrent writer may change it before the tool's result is stored."""
+        if key in self._writes:
+            value = self._writes[key]
+            return default if value is _ABSENT else copy.deepcopy(value)
         if key in self._view:
             value = self._view[key]
             return default if value is _ABSENT else copy.deepcopy(value)
@@ -133,19 +146,19 @@ class State(MutableMapping[str, Any]):
         except ValueError as exc:
             raise InvalidEventError(str(exc)) from exc
         keys = op_keys(checked)
-        if any(k in self.delta or is_temp_key(k) for k in keys):
+        if any(k in self._writes or is_temp_key(k) for k in keys):
             # Keys this tool already assigned (or temp keys) change in its delta: every
             # key of these operations is assigned from now on, the operations applied here.
             if self.ops and op_keys(self.ops) & keys:
                 self._settle_ops()
-            for key in keys - set(self.delta):
+            for key in keys - set(self._writes):
                 if not is_temp_key(key):
                     self.reads.setdefault(key, self._base.get(key))
-                self.delta[key] = self._base.get(key)
-            current = {k: self.delta[k] for k in keys if self.delta[k] is not None}
+                self._writes[key] = self._base.get(key, _ABSENT)
+            current = {k: self._writes[k] for k in keys if self._writes[k] is not _ABSENT}
             changed = apply_ops(current, checked)
             for key in keys:
-                self.delta[key] = changed.get(key)
+                self._writes[key] = changed.get(key, _ABSENT)
             return
         current = {k: self._view[k] for k in keys if k in self._view}
         current.update({k: self._base[k] for k in keys - set(self._view) if k in self._base})
@@ -205,8 +218,7 @@ class State(MutableMapping[str, Any]):
             return
         for key in op_keys(self.ops):
             self.reads.setdefault(key, self._base.get(key))
-            value = self._view.get(key, _ABSENT)
-            self.delta[key] = None if value is _ABSENT else value
+            self._writes[key] = self._view.get(key, _ABSENT)
         self.ops.clear()
         self._view.clear()
 
@@ -226,7 +238,8 @@ class ToolContext:
         session: The session as it was when the turn started (read-only snapshot).
         invocation_id: The id shared by every event of this turn.
         state: The live state (see `State`); writes become the `state_delta` of the tool's
-            `tool_result` event, and `state.append(...)`, `state.remove_item(...)`,
+            `tool_result` event (`None` included, stored as null), deletions its
+            `state_remove`, and `state.append(...)`, `state.remove_item(...)`,
             `state.increment(...)` and `state.patch(...)` its `state_ops`, applied at
             commit. `temp:` keys last for the turn and are never stored.
         tool_call_id: The id of the call being answered.

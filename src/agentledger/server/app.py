@@ -106,12 +106,14 @@ class AppendBody(_Strict):
 
 
 class ScopedStateBody(_Strict):
-    """`PUT /v1/scoped-state`: `app:`/`user:` keys set (`null` deletes) without a session,
-    with an optional `expected_state` check; `user_id` `null` allows `app:` keys only."""
+    """`PUT /v1/scoped-state`: `app:`/`user:` keys set (`null` is stored as a value) and
+    keys removed (`remove`, a list of keys) without a session, with an optional
+    `expected_state` check; `user_id` `null` allows `app:` keys only."""
 
     app_name: str
     user_id: str | None = None
     delta: dict[str, Any]
+    remove: list[str] = []
     expected_state: dict[str, Any] | None = None
 
 
@@ -1047,6 +1049,7 @@ def create_app(
             body.app_name,
             body.user_id,
             body.delta,
+            remove=body.remove,
             expected_state=body.expected_state,
         )
         return ScopedStateResult(state=state)

@@ -211,6 +211,7 @@ class ScopedStore:
         user_id: str | None,
         delta: Mapping[str, Any],
         *,
+        remove: Sequence[str] = (),
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """As `SessionStore.update_scoped_state`, for the caller's own user and apps only.
@@ -220,7 +221,7 @@ class ScopedStore:
         """
         self._own_scope(app_name, user_id)
         return self.inner.update_scoped_state(
-            app_name, user_id, delta, expected_state=expected_state
+            app_name, user_id, delta, remove=remove, expected_state=expected_state
         )
 
     def delete_session(self, session_id: str, *, expected_version: int | None = None) -> None:

@@ -177,8 +177,8 @@ class SessionStore(Protocol):
             agent_name: The agent that works in it, if any.
             title: A short human label.
             purpose: What the session is for (e.g. `"approval_workflow"`).
-            state: Initial state; `app:`/`user:` keys update the shared scopes, `temp:` keys
-                are dropped.
+            state: Initial state (`None` values are stored as null); `app:`/`user:` keys
+                update the shared scopes, `temp:` keys are dropped.
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
@@ -215,7 +215,7 @@ class SessionStore(Protocol):
                 `None` appends whatever the version is.
             expected_state: State keys (session keys, or prefixed `app:`/`user:`) mapped to
                 the values the caller read and based its events on; `None` for a key it
-                read as absent. Checked in the append's transaction against the current
+                read as absent (it also matches a key whose value is null). Checked in the append's transaction against the current
                 state, so a read-modify-write of state never loses a concurrent update,
                 even one made from another session of the same app or user. `temp:` keys
                 are ignored. Without it, state deltas are last-writer-wins per key.
@@ -393,6 +393,7 @@ class SessionStore(Protocol):
         user_id: str | None,
         delta: Mapping[str, Any],
         *,
+        remove: Sequence[str] = (),
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Change an app's or a user's shared state atomically, without a session.
@@ -400,18 +401,22 @@ class SessionStore(Protocol):
         Args:
             app_name: The application.
             user_id: The user whose `user:` keys `delta` sets; `None` allows `app:` keys only.
-            delta: `app:`/`user:` keys mapped to their new values (`None` deletes a key);
-                no ledger event is written, sessions see the new values on their next read.
+            delta: `app:`/`user:` keys mapped to their new values (`None` is stored as
+                null); no ledger event is written, sessions see the new values on their
+                next read.
+            remove: `app:`/`user:` keys to delete, after `delta` is applied; a key that is
+                not there is skipped. A key may not be both in `delta` and in `remove`.
             expected_state: `app:`/`user:` keys mapped to the values the caller read
-                (`None` for absent), checked under the same lock as the write, as
+                (`None` for absent or null), checked under the same lock as the write, as
                 `append`'s `expected_state`.
 
         Returns:
             The scope's state afterwards, as `get_scoped_state(app_name, user_id)` returns it.
 
         Raises:
-            InvalidEventError: A key of `delta` or `expected_state` without an `app:` or
-                `user:` prefix (or a `user:` key with `user_id=None`), a value JSON cannot
+            InvalidEventError: A key of `delta`, `remove` or `expected_state` without an
+                `app:` or `user:` prefix (or a `user:` key with `user_id=None`), `remove`
+                not a list of strings, a key both set and removed, a value JSON cannot
                 hold, or a bad `app_name`/`user_id`; nothing was written.
             EventTooLargeError: `delta`'s JSON is over `max_event_bytes`.
             StateConflictError: A key of `expected_state` has another value now; nothing

@@ -35,9 +35,11 @@ only by case share a folder or file: use case-sensitive storage.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
-"batch_end": N}` (an event with state operations also has `"state_ops": […]`, one with an
-idempotency key `"key": "…"`), where `data`,
-`state_delta` and `state_ops` are canonical JSON (keys sorted), the two
+"batch_end": N}` (an event with state operations also has `"state_ops": […]`, one that
+removes state keys `"state_remove": […]`, one of event format 2 or later `"format": N`
+(a line without `"format"` is format 1), and one with an idempotency key `"key": "…"`),
+where `data`, `state_delta`, `state_ops` and `state_remove` are canonical JSON (keys
+sorted), the two
 hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
 folder's name. `session.json` is the `Session` as JSON plus the commit it was projected
@@ -220,10 +222,10 @@ _V1_EVENT_KEYS = frozenset(
     )
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
-_EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
-_EVENT_KEY_SETS = frozenset(
-    (_EVENT_KEYS, _EVENT_KEYS_WITH_OPS, _EVENT_KEYS | {"key"}, _EVENT_KEYS_WITH_OPS | {"key"})
-)
+_OPTIONAL_EVENT_KEYS = frozenset(("state_ops", "state_remove", "format", "key"))
+"""Keys a line has only when they differ from their default: `state_ops` and
+`state_remove` (`[]`), `format` (1: lines written before schema version 3) and `key`
+(none)."""
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -368,6 +370,10 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
         f'"state_delta":{row.state_delta},'
         + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        # -- event format
+        + (f'"state_remove":{row.state_remove},' if row.state_remove != "[]" else "")
+        + (f'"format":{int(row.format)},' if row.format != 1 else "")
+        # -- end of event format
         + (f'"key":{_dumps(row.key)},' if row.key is not None else "")
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
@@ -378,7 +384,8 @@ def _check_event(
 ) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
     if type(value) is not dict or not (
-        value.keys() == keys or (keys is _EVENT_KEYS and frozenset(value) in _EVENT_KEY_SETS)
+        value.keys() == keys
+        or (keys is _EVENT_KEYS and value.keys() - _OPTIONAL_EVENT_KEYS == keys)
     ):
         return "not an event object"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
@@ -399,6 +406,12 @@ def _check_event(
     ops = value.get("state_ops", [])
     if type(ops) is not list or any(type(op) is not dict for op in ops):
         return "state_ops must be a JSON array of objects"
+    remove = value.get("state_remove", [])
+    if type(remove) is not list or any(type(key) is not str for key in remove):
+        return "state_remove must be a JSON array of strings"
+    format = value.get("format", 1)
+    if type(format) is not int or format < 1:
+        return "format must be a positive integer"
     if "key" in value and type(value["key"]) is not str:
         return "key must be a string"
     return None
@@ -470,6 +483,7 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
         ops = _dumps(value["state_ops"]) if "state_ops" in value else "[]"
+        remove = _dumps(value["state_remove"]) if "state_remove" in value else "[]"
     except (ValueError, RecursionError) as exc:  # NaN or infinity written by hand
         raise CorruptedSessionError(session_id, f"event {value['seq']}: {exc}") from exc
     return EventRow(
@@ -485,6 +499,8 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["payload_hash"],
         value["hash"],
         ops,
+        remove,
+        value.get("format", 1),
         value.get("key"),
     )
 
@@ -732,7 +748,16 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-# -- the event feed (schema version 3) ----------------------------------------------------
+# -- event format and the event feed (schema version 3) ----------------------------------
+
+
+def _event_formats(root: Path) -> None:
+    """Version 3 (event formats), for a folder of version 2: nothing to rewrite. A ledger
+    line without `"format"` is an event of format 1 (a null in its `state_delta` deletes
+    the key), which every line written before version 3 is; new lines carry `"format": 2`
+    (and `"state_remove"` when they remove keys). The version number changes so that an
+    older agentledger, which would read format 2 nulls as deletions, refuses the folder."""
+    del root
 
 
 def _feed_line(position: int, session_id: str, seq: int, event_id: str) -> str:
@@ -767,7 +792,16 @@ def _create_feed(root: Path) -> None:
     _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _create_feed})
+def _version_3(root: Path) -> None:
+    """Version 3, for a folder of version 2: event formats (nothing to rewrite) and the
+    event feed (`_create_feed`)."""
+    _event_formats(root)
+    _create_feed(root)
+
+
+# -- end of event format and the event feed
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _version_3})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

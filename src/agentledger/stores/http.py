@@ -484,6 +484,7 @@ class HttpStore:
         user_id: str | None,
         delta: Mapping[str, Any],
         *,
+        remove: Sequence[str] = (),
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """As `SessionStore.update_scoped_state`, on the server (`PUT /v1/scoped-state`); a
@@ -492,7 +493,11 @@ class HttpStore:
         for what, value in (("delta", delta), ("expected_state", expected_state)):
             if value is not None and not isinstance(value, Mapping):
                 raise InvalidEventError(f"{what} must be a JSON object (a mapping), not {value!r}")
+        if isinstance(remove, str) or not isinstance(remove, Sequence):
+            raise InvalidEventError(f"remove must be a list of state keys, not {remove!r}")
         payload: dict[str, Any] = {"app_name": app_name, "user_id": user_id, "delta": dict(delta)}
+        if remove:
+            payload["remove"] = list(remove)
         if expected_state is not None:
             payload["expected_state"] = dict(expected_state)
         check_nesting(payload["delta"], "scoped state delta")

@@ -30,7 +30,8 @@ wait for it up to `pool_timeout`, then fail with `StoreUnavailableError`.
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
 `snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
-`(session_id, seq)`, `data`, `state_delta` and `state_ops` as JSONB, `payload_hash` and
+`(session_id, seq)`, `data`, `state_delta`, `state_ops` and `state_remove` as JSONB, the
+event `format`, `payload_hash` and
 `hash` of the hash chain, see `agentledger.core.chain`; JSONB keeps values, not their text,
 so a read checks the chain over the stored payload hashes and `verify_session` recomputes
 those from the values), `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
@@ -260,6 +261,12 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX sessions_by_created ON {schema}.sessions (created_at, id)",
         "CREATE INDEX events_by_timestamp ON {schema}.events (session_id, timestamp)",
         # -- end of ordering indexes
+        # -- event format: each event's format number (agentledger.core.events.EVENT_FORMAT;
+        #    events written before version 3 are format 1, where a null in state_delta
+        #    deletes the key) and its removal list (state_remove, a JSON array of keys).
+        "ALTER TABLE {schema}.events ADD COLUMN state_remove jsonb NOT NULL"
+        " DEFAULT '[]'::jsonb, ADD COLUMN format integer NOT NULL DEFAULT 1",
+        # -- end of event format
     ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
@@ -345,24 +352,27 @@ def _event_row(
     payload_hash: str,
     hash: str,
     state_ops: str = "[]",
+    state_remove: str = "[]",
+    format: int = 1,
     key: str | None = None,
 ) -> EventRow:
-    if any(_ESC in text for text in (data, state_delta, state_ops, type, author)) or (
+    if any(_ESC in text for text in (data, state_delta, state_ops, state_remove, type, author)) or (
         invocation_id is not None and _ESC in invocation_id
     ):
-        type, author, data, state_delta, state_ops = (
+        type, author, data, state_delta, state_ops, state_remove = (
             _py_text(type),
             _py_text(author),
             _py_json(data),
             _py_json(state_delta),
             _py_json(state_ops),
+            _py_json(state_remove),
         )
         invocation_id = None if invocation_id is None else _py_text(invocation_id)
     if key is not None and _ESC in key:
         key = _py_text(key)
     return EventRow(
         id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,
-        payload_hash, hash, state_ops, key,
+        payload_hash, hash, state_ops, state_remove, format, key,
     )
 
 
@@ -402,7 +412,8 @@ class _Sql:
         self.version_table = f"{s}.{_VERSION_TABLE}"
         events = (
             f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
-            " data::text, state_delta::text, payload_hash, hash, state_ops::text, key"
+            " data::text, state_delta::text, payload_hash, hash, state_ops::text,"
+            " state_remove::text, format, key"
         )
         self.event_columns = events
         session = (
@@ -427,9 +438,9 @@ class _Sql:
         )
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
-            " invocation_id, data, state_delta, payload_hash, hash, state_ops, key, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb, %s::jsonb, %s, %s,"
-            f" %s::jsonb, %s, nextval('{s}.feed_position'))"
+            " invocation_id, data, state_delta, payload_hash, hash, state_ops, state_remove,"
+            " format, key, position) VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb,"
+            f" %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s, %s, nextval('{s}.feed_position'))"
         )
         self.feed = (
             f"SELECT position, {events} FROM {s}.events WHERE position > %s"
@@ -602,6 +613,8 @@ class _PgTransaction(StoreTransaction):
                 r.payload_hash,
                 r.hash,
                 _pg_json(r.state_ops),
+                _pg_json(r.state_remove),
+                r.format,
                 None if r.key is None else _pg_text(r.key),
             )
             for r in rows

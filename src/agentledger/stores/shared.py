@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from agentledger._ids import new_id
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
-from agentledger.core.events import Event, EventType, NewEvent
+from agentledger.core.events import EVENT_FORMAT, Event, EventType, NewEvent
 from agentledger.core.keys import check_data_match, check_key, data_matches, prefix_range
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import project
@@ -37,6 +37,8 @@ from agentledger.core.state import (
     apply_delta,
     merge_scoped_state,
     split_delta,
+    split_keys,
+    state_change,
     strip_temp,
 )
 from agentledger.core.state_ops import apply_ops, split_ops
@@ -343,22 +345,28 @@ def _is_temp_op(op: Mapping[str, Any]) -> bool:
     return isinstance(path, str) and path[1:].startswith(TEMP_PREFIX)
 
 
-def _encode_payload(event: NewEvent) -> tuple[str, str, str, int]:
-    """Return the event's `data`, `state_delta` and `state_ops` (without `temp:` keys) as
-    canonical JSON text (keys sorted, so the payload hash is the same on every store), and
-    its size (`event_size`)."""
+def _encode_payload(event: NewEvent) -> tuple[str, str, str, str, int]:
+    """Return the event's `data`, `state_delta`, `state_ops` and `state_remove` (without
+    `temp:` keys) as canonical JSON text (keys sorted, so the payload hash is the same on
+    every store), and its size (`event_size`)."""
     try:
         data = canonical_json(event.data)
         delta = canonical_json(strip_temp(event.state_delta))
         ops = canonical_json([op for op in event.state_ops if not _is_temp_op(op)])
+        remove = canonical_json([k for k in event.state_remove if not k.startswith(TEMP_PREFIX)])
         # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
-        size = sum(
-            len(text.encode())
-            for text in (data, delta, event.type, event.author, event.invocation_id or "")
-        ) + (len(ops.encode()) if ops != "[]" else 0) + len((event.key or "").encode())
+        size = (
+            sum(
+                len(text.encode())
+                for text in (data, delta, event.type, event.author, event.invocation_id or "")
+            )
+            + (len(ops.encode()) if ops != "[]" else 0)
+            + (len(remove.encode()) if remove != "[]" else 0)
+            + len((event.key or "").encode())
+        )
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{event.type} event holds a value JSON cannot hold: {exc}") from exc
-    return data, delta, ops, size
+    return data, delta, ops, remove, size
 
 
 def event_size(event: NewEvent) -> int:
@@ -368,22 +376,24 @@ def event_size(event: NewEvent) -> int:
         event: The event, before it is appended.
 
     Returns:
-        Bytes: the UTF-8 length of its `data`, `state_delta` and `state_ops` (without
-        `temp:` keys; no operations count 0) as compact JSON, plus its type, author,
-        invocation id and key.
+        Bytes: the UTF-8 length of its `data`, `state_delta`, `state_ops` and
+        `state_remove` (without `temp:` keys; no operations or removals count 0) as compact
+        JSON, plus its type, author, invocation id and key.
 
     Raises:
         InvalidEventError: A value JSON cannot hold (NaN, an object that is not JSON) or
             text that is not valid Unicode (a lone surrogate).
     """
-    return _encode_payload(event)[3]
+    return _encode_payload(event)[4]
 
 
 class EventRow(NamedTuple):
-    """An event as a store keeps it: scalar columns plus `data`, `state_delta` and
-    `state_ops` as JSON text (canonical: keys sorted, compact; `state_ops` is `"[]"` for an
-    event without operations), its `payload_hash` and chain `hash`
-    (`agentledger.core.chain`), and its idempotency `key` (`None`: none)."""
+    """An event as a store keeps it: scalar columns plus `data`, `state_delta`,
+    `state_ops` and `state_remove` as JSON text (canonical: keys sorted, compact;
+    `state_ops` and `state_remove` are `"[]"` for an event without them), its
+    `payload_hash` and chain `hash` (`agentledger.core.chain`), its event `format`
+    (`agentledger.core.events.EVENT_FORMAT`; 1 for rows written before formats were
+    recorded), and its idempotency `key` (`None`: none)."""
 
     id: str
     session_id: str
@@ -397,6 +407,10 @@ class EventRow(NamedTuple):
     payload_hash: str = ""
     hash: str = ""
     state_ops: str = "[]"
+    # -- event format
+    state_remove: str = "[]"
+    format: int = 1
+    # -- end of event format
     key: str | None = None
 
 
@@ -554,6 +568,7 @@ def encode_stored_event(event: Event) -> EventRow:
         data = canonical_json(event.data)
         delta = canonical_json(event.state_delta)
         ops = canonical_json(event.state_ops)
+        remove = canonical_json(event.state_remove)
         timestamp = format_timestamp(event.timestamp)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidEventError(f"event {event.seq} cannot be stored: {exc}") from exc
@@ -568,6 +583,8 @@ def encode_stored_event(event: Event) -> EventRow:
         data,
         delta,
         state_ops=ops,
+        state_remove=remove,
+        format=event.format,
         key=event.key,
     )
 
@@ -904,7 +921,7 @@ class BaseStore(SessionStore, ABC):
         check_nesting(event.data, f"{event.type} event data")
         check_nesting(event.state_delta, f"{event.type} event state_delta")
         check_nesting(event.state_ops, f"{event.type} event state_ops")
-        data, delta, ops, size = _encode_payload(event)
+        data, delta, ops, remove, size = _encode_payload(event)
         try:
             timestamp = format_timestamp(event.timestamp or now)
         except OverflowError as exc:
@@ -924,6 +941,8 @@ class BaseStore(SessionStore, ABC):
             data,
             delta,
             state_ops=ops,
+            state_remove=remove,
+            format=EVENT_FORMAT,
             key=event.key,
         )
 
@@ -945,7 +964,9 @@ class BaseStore(SessionStore, ABC):
         chained = []
         for row in rows:
             stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
-            payload = payload_hash(row.data, row.state_delta, row.state_ops, row.key)
+            payload = payload_hash(
+                row.data, row.state_delta, row.state_ops, row.state_remove, row.key
+            )
             digest = event_hash(
                 previous,
                 row.session_id,
@@ -956,6 +977,7 @@ class BaseStore(SessionStore, ABC):
                 stamp,
                 row.invocation_id,
                 payload,
+                row.format,
             )
             chained.append(row._replace(timestamp=stamp, payload_hash=payload, hash=digest))
             previous, floor = digest, stamp
@@ -971,8 +993,8 @@ class BaseStore(SessionStore, ABC):
                 gaps (checked by the caller).
             previous: The hash the first row chains from; `None` checks only the links
                 between the rows.
-            payloads: Also recompute each payload hash from `data`, `state_delta` and
-                `state_ops`.
+            payloads: Also recompute each payload hash from `data`, `state_delta`,
+                `state_ops` and `state_remove`.
         """
         canonical = self._payload_is_canonical
         for row in rows:
@@ -980,23 +1002,35 @@ class BaseStore(SessionStore, ABC):
             if payloads:
                 data, delta = row[7], row[8]
                 ops = row[11] if len(row) > 11 else "[]"
-                key = row[12] if len(row) > 12 else None
+                remove = row[12] if len(row) > 12 else "[]"
+                key = row[14] if len(row) > 14 else None
                 if not canonical:
                     try:
-                        data, delta, ops = (
+                        data, delta, ops, remove = (
                             canonical_json(json.loads(data)),
                             canonical_json(json.loads(delta)),
                             canonical_json(json.loads(ops)),
+                            canonical_json(json.loads(remove)),
                         )
                     except (TypeError, ValueError):
-                        return row[2], "its data, state_delta or state_ops is not JSON"
-                if payload_hash(data, delta, ops, key) != row[9]:
+                        return row[2], "its data, state_delta, state_ops or state_remove is not JSON"
+                if payload_hash(data, delta, ops, remove, key) != row[9]:
                     return row[2], (
-                        "its data, state_delta or state_ops was changed (payload hash mismatch)"
+                        "its data, state_delta, state_ops or state_remove was changed "
+                        "(payload hash mismatch)"
                     )
             if previous is not None:
                 expected = event_hash(
-                    previous, row[1], row[2], row[0], row[3], row[4], row[5], row[6], row[9]
+                    previous,
+                    row[1],
+                    row[2],
+                    row[0],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[9],
+                    row[13] if len(row) > 13 else 1,
                 )
                 if expected != row[10]:
                     return row[2], "its header or the chain before it was changed (hash mismatch)"
@@ -1034,6 +1068,7 @@ class BaseStore(SessionStore, ABC):
         data: Any = _UNPARSED,
         state_delta: Any = _UNPARSED,
         state_ops: Any = _UNPARSED,
+        state_remove: Any = _UNPARSED,
     ) -> Event:
         try:
             timestamp = parse_timestamp(row[5])
@@ -1041,12 +1076,23 @@ class BaseStore(SessionStore, ABC):
                 data = json.loads(row[7])
                 state_delta = json.loads(row[8])
                 state_ops = json.loads(row[11]) if len(row) > 11 else []
+                state_remove = json.loads(row[12]) if len(row) > 12 else []
             if timestamp.tzinfo is None:
                 raise ValueError(f"timestamp {row[5]!r} has no UTC offset")
             if type(data) is not dict or type(state_delta) is not dict:
                 raise ValueError("data and state_delta must be JSON objects")
-            if type(state_ops) is not list or any(type(op) is not dict for op in state_ops):
+            # (the `and` first: most events have no operations and no removals)
+            if type(state_ops) is not list or (
+                state_ops and any(type(op) is not dict for op in state_ops)
+            ):
                 raise ValueError("state_ops must be a JSON array of objects")
+            if type(state_remove) is not list or (
+                state_remove and any(type(k) is not str for k in state_remove)
+            ):
+                raise ValueError("state_remove must be a JSON array of strings")
+            format = row[13] if len(row) > 13 else 1
+            if type(format) is not int or format < 1:
+                raise ValueError(f"event format {format!r} is not a positive integer")
             return _stored_event(
                 {
                     "id": row[0],
@@ -1058,8 +1104,10 @@ class BaseStore(SessionStore, ABC):
                     "data": data,
                     "state_delta": state_delta,
                     "state_ops": state_ops,
+                    "state_remove": state_remove,
                     "invocation_id": row[6],
-                    "key": row[12] if len(row) > 12 else None,
+                    "format": format,
+                    "key": row[14] if len(row) > 14 else None,
                 }
             )
         except (TypeError, ValueError, IndexError, RecursionError) as exc:
@@ -1075,17 +1123,23 @@ class BaseStore(SessionStore, ABC):
                     "["
                     + ",".join(
                         chain.from_iterable(
-                            (r[7], r[8], r[11] if len(r) > 11 else "[]") for r in rows
+                            (
+                                r[7],
+                                r[8],
+                                r[11] if len(r) > 11 else "[]",
+                                r[12] if len(r) > 12 else "[]",
+                            )
+                            for r in rows
                         )
                     )
                     + "]"
                 )
             except (TypeError, ValueError, RecursionError):
                 values = None
-            if values is not None and len(values) == 3 * len(rows):
+            if values is not None and len(values) == 4 * len(rows):
                 return [
-                    decode(row, values[3 * i], values[3 * i + 1], values[3 * i + 2])
-                    for i, row in enumerate(rows)
+                    decode(row, values[j], values[j + 1], values[j + 2], values[j + 3])
+                    for j, row in zip(range(0, len(values), 4), rows, strict=True)
                 ]
         return [decode(row) for row in rows]
 
@@ -1182,22 +1236,24 @@ class BaseStore(SessionStore, ABC):
         # to the scope's state as it is inside this transaction (under the write lock).
         scoped_state: dict[str | None, dict[str, Any]] = {}
         for event in events:
-            if not event.state_delta and not event.state_ops:
+            if not event.state_delta and not event.state_ops and not event.state_remove:
                 continue
-            deltas = split_delta(event.state_delta)
+            change = state_change(event.state_delta, event.state_remove, event.format)
+            deltas = split_delta(change.set)
+            removes = split_keys(change.remove)
             ops = split_ops(event.state_ops)
-            for prefix, scope_user, delta, scope_ops in (
-                (APP_PREFIX, None, deltas.app, ops.app),
-                (USER_PREFIX, user_id, deltas.user, ops.user),
+            for prefix, scope_user, delta, remove, scope_ops in (
+                (APP_PREFIX, None, deltas.app, removes.app, ops.app),
+                (USER_PREFIX, user_id, deltas.user, removes.user, ops.user),
             ):
-                if not delta and not scope_ops:
+                if not delta and not remove and not scope_ops:
                     continue
                 state = scoped_state.get(scope_user)
                 if state is None:
                     state = self._decode_scoped(
                         session_id, tx.load_scoped_state(app_name, scope_user)
                     )
-                state = apply_delta(state, delta)
+                state = apply_delta(state, delta, remove)
                 if scope_ops:
                     state = apply_ops(state, scope_ops, prefix=prefix)
                     check_nesting(state, f"{prefix} state after the state operations")
@@ -1417,7 +1473,8 @@ class BaseStore(SessionStore, ABC):
             new.type == stored.type
             and new.author == stored.author
             and new.invocation_id == stored.invocation_id
-            and payload_hash(new.data, new.state_delta, new.state_ops, new.key)
+            and new.format == stored.format
+            and payload_hash(new.data, new.state_delta, new.state_ops, new.state_remove, new.key)
             == stored.payload_hash
         )
 
@@ -1681,11 +1738,20 @@ class BaseStore(SessionStore, ABC):
         user_id: str | None,
         delta: Mapping[str, Any],
         *,
+        remove: Sequence[str] = (),
         expected_state: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         self._check_writable()
         check_scope(app_name, user_id)
         app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
+        if isinstance(remove, str) or not isinstance(remove, Sequence):
+            raise InvalidEventError(f"remove must be a list of state keys, not {remove!r}")
+        app_remove, user_remove = self._scoped_keys("remove", dict.fromkeys(remove), user_id)
+        both = sorted(set(remove) & set(delta))
+        if both:
+            raise InvalidEventError(
+                f"state keys {both} are both set in delta and removed; nothing was written"
+            )
         wanted_app, wanted_user = (
             self._scoped_keys("expected_state", expected_state, user_id)
             if expected_state is not None
@@ -1707,8 +1773,10 @@ class BaseStore(SessionStore, ABC):
             changed += [USER_PREFIX + k for k, v in wanted_user.items() if user.get(k) != v]
             if changed:
                 raise StateConflictError("", changed, 0, scope=scope)
-            new_app = apply_delta(app, app_delta) if app_delta else app
-            new_user = apply_delta(user, user_delta) if user_delta else user
+            new_app = apply_delta(app, app_delta, app_remove) if app_delta or app_remove else app
+            new_user = (
+                apply_delta(user, user_delta, user_remove) if user_delta or user_remove else user
+            )
             check_nesting(new_app, "app: state")
             check_nesting(new_user, "user: state")
             result.clear()
@@ -1720,7 +1788,7 @@ class BaseStore(SessionStore, ABC):
             return new_app, new_user
 
         result: dict[str, Any] = {}
-        if not (app_delta or user_delta or wanted_app or wanted_user):
+        if not (app_delta or user_delta or app_remove or user_remove or wanted_app or wanted_user):
             return self.get_scoped_state(app_name, user_id)
         self._update_scoped(app_name, user_id, change)
         return result

@@ -189,6 +189,12 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX sessions_by_created ON sessions (created_at, id)",
         "CREATE INDEX events_by_timestamp ON events (session_id, timestamp)",
         # -- end of ordering indexes
+        # -- event format: each event's format number (agentledger.core.events.EVENT_FORMAT;
+        #    events written before version 3 are format 1, where a null in state_delta
+        #    deletes the key) and its removal list (state_remove, a JSON array of keys).
+        "ALTER TABLE events ADD COLUMN state_remove TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE events ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+        # -- end of event format
     ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
@@ -201,7 +207,7 @@ _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never e
 
 _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
-    " payload_hash, hash, state_ops, key"
+    " payload_hash, hash, state_ops, state_remove, format, key"
 )
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
@@ -294,7 +300,7 @@ class _SqliteTransaction(StoreTransaction):
         start = end - len(rows)
         self._conn.executemany(
             f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(*row, start + i) for i, row in enumerate(rows, 1)],
         )
 

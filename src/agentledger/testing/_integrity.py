@@ -23,7 +23,13 @@ def chain_of(events: list[Event]) -> str:
     back: what `verify_session` reports as `last_hash` on every store."""
     previous = GENESIS
     for event in events:
-        digest = payload_hash(canonical_json(event.data), canonical_json(event.state_delta))
+        digest = payload_hash(
+            canonical_json(event.data),
+            canonical_json(event.state_delta),
+            canonical_json(event.state_ops),
+            canonical_json(event.state_remove),
+            event.key,
+        )
         previous = event_hash(
             previous,
             event.session_id,
@@ -34,6 +40,7 @@ def chain_of(events: list[Event]) -> str:
             format_timestamp(event.timestamp),
             event.invocation_id,
             digest,
+            event.format,
         )
     return previous
 

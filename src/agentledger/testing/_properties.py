@@ -20,7 +20,14 @@ from agentledger.errors import InvalidTransitionError
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase
 
-__all__ = ["PropertyConformance", "event_batches", "json_values", "new_events", "state_deltas"]
+__all__ = [
+    "PropertyConformance",
+    "event_batches",
+    "json_values",
+    "new_events",
+    "state_deltas",
+    "state_removals",
+]
 
 _LEAVES = (
     st.none()
@@ -43,7 +50,10 @@ _STATE_KEYS = st.sampled_from(
     ["a", "b", "c", "app:a", "app:b", "user:a", "user:b", "temp:a", "temp:b", "appx", "user"]
 )
 state_deltas = st.dictionaries(_STATE_KEYS, json_values, max_size=5)
-"""State deltas over a few keys of every scope, so later deltas overwrite and delete."""
+"""State deltas over a few keys of every scope, so later deltas overwrite (`None`, a value,
+among them)."""
+state_removals = st.lists(_STATE_KEYS, max_size=3)
+"""Keys to remove (`state_remove`), of every scope, present or not."""
 
 _METADATA = st.recursive(
     json_values,
@@ -95,11 +105,13 @@ def new_events(draw: st.DrawFn) -> NewEvent:
     elif kind == "session_finalized":
         data["outcome"] = draw(st.sampled_from([*sorted(FINAL_PHASES), "success"]))
         data["summary"] = draw(st.none() | st.text(max_size=20))
+    delta = draw(state_deltas)
     return NewEvent(
         type=kind,
         author=draw(st.sampled_from(["user", "agent", "tool", "system", "myplugin"])),
         data=data,
-        state_delta=draw(state_deltas),
+        state_delta=delta,
+        state_remove=[k for k in draw(state_removals) if k not in delta],
         invocation_id=draw(st.none() | st.text(min_size=1, max_size=10)),
         timestamp=draw(timestamps),
     )
@@ -122,13 +134,15 @@ event_batches = st.lists(
 (a disallowed phase move, appending after termination…) and must be refused whole."""
 
 
-def _apply(state: dict[str, Any], delta: dict[str, Any], prefix: str) -> None:
+def _apply(
+    state: dict[str, Any], delta: dict[str, Any], prefix: str, remove: list[str] | None = None
+) -> None:
     for key, value in delta.items():
         if key.startswith(prefix):
-            if value is None:
-                state.pop(key, None)
-            else:
-                state[key] = value
+            state[key] = value  # None too: null is a value
+    for key in remove or []:
+        if key.startswith(prefix):
+            state.pop(key, None)
 
 
 def _check_stored(new: NewEvent, stored: Event, floor: datetime) -> None:
@@ -137,6 +151,7 @@ def _check_stored(new: NewEvent, stored: Event, floor: datetime) -> None:
     assert stored.state_delta == {
         k: v for k, v in new.state_delta.items() if not k.startswith("temp:")
     }
+    assert stored.state_remove == [k for k in new.state_remove if not k.startswith("temp:")]
     # A caller's time is kept, unless earlier than the session's last event (`floor`).
     assert stored.timestamp >= floor
     if new.timestamp is not None:
@@ -175,8 +190,8 @@ class PropertyConformance(ConformanceBase):
             for new, event in zip(batch, stored, strict=True):
                 _check_stored(new, event, floor)
                 floor = event.timestamp
-                _apply(shared, new.state_delta, "app:")
-                _apply(shared, new.state_delta, "user:")
+                _apply(shared, new.state_delta, "app:", new.state_remove)
+                _apply(shared, new.state_delta, "user:", new.state_remove)
             appended.extend(stored)
 
         events = store.read_events(session.id)

@@ -51,7 +51,7 @@ class ReadConformance(ConformanceBase):
         store.append(
             session.id,
             [
-                msg(state_delta={"b": 2, "a": None}),
+                msg(state_delta={"b": 2, "n": None}, state_remove=["a"]),
                 NewEvent(type="phase_changed", data={"to": "planning"}),
                 NewEvent(type="error", data={"message": "boom"}),
                 NewEvent(type="metadata_updated", data={"metadata": {"k": {"x": 1}}}),
@@ -59,7 +59,7 @@ class ReadConformance(ConformanceBase):
         )
         got = store.get_session(session.id)
         assert got.version == 5
-        assert got.state == {"b": 2}
+        assert got.state == {"b": 2, "n": None}
         assert got.phase == "planning"
         assert [(t.from_phase, t.to_phase) for t in got.phase_history] == [
             ("initializing", "planning")

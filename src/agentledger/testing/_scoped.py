@@ -81,7 +81,7 @@ class ScopedStateConformance(ConformanceBase):
         assert events[0].state_delta == {"app:a": 1}
         assert events[1].state_delta == stored.state_delta == {"user:u": 2, "own": 3}
 
-    def test_deleting_keys_with_none(self, store: SessionStore) -> None:
+    def test_deleting_keys_with_state_remove(self, store: SessionStore) -> None:
         app = self.unique("app")
         s1 = store.create_session(
             app_name=app,
@@ -89,23 +89,24 @@ class ScopedStateConformance(ConformanceBase):
             state={"app:a": 1, "app:b": 2, "user:u": 1, "user:v": 2, "own": 1, "own2": 2},
         )
         s2 = store.create_session(app_name=app, user_id="ada")
-        store.append(s2.id, [msg(state_delta={"app:a": None, "user:u": None})])
-        store.append(s1.id, [msg(state_delta={"own": None, "never-set": None, "app:zz": None})])
+        store.append(s2.id, [msg(state_remove=["app:a", "user:u"])])
+        store.append(s1.id, [msg(state_remove=["own", "never-set", "app:zz"])])
         expected_shared = {"app:b": 2, "user:v": 2}
         assert store.get_session(s1.id).state == expected_shared | {"own2": 2}
         assert store.get_session(s2.id).state == expected_shared
-        store.append(s1.id, [msg(state_delta={"app:b": None, "user:v": None})])
+        store.append(s1.id, [msg(state_remove=["app:b", "user:v"])])
         assert store.get_session(s2.id).state == {}
         assert store.get_session(s1.id).state == {"own2": 2}
 
-    def test_none_in_initial_state_sets_nothing(self, store: SessionStore) -> None:
+    def test_none_in_initial_state_is_a_value(self, store: SessionStore) -> None:
         app = self.unique("app")
         store.create_session(app_name=app, user_id="ada", state={"app:a": 1, "user:u": 1})
         session = store.create_session(
             app_name=app, user_id="ada", state={"own": None, "app:a": None, "user:u": None, "k": 0}
         )
-        assert session.state == {"k": 0}
-        assert store.get_session(session.id).state == {"k": 0}
+        expected = {"own": None, "app:a": None, "user:u": None, "k": 0}
+        assert session.state == expected
+        assert store.get_session(session.id).state == expected
 
     def test_later_keys_in_one_append_win(self, store: SessionStore) -> None:
         app = self.unique("app")
@@ -113,9 +114,9 @@ class ScopedStateConformance(ConformanceBase):
         store.append(
             session.id,
             [
-                msg(state_delta={"app:a": 1, "user:u": 1, "k": 1}),
-                msg(state_delta={"app:a": 2, "user:u": None, "k": None}),
+                msg(state_delta={"app:a": 1, "user:u": 1, "k": 1, "n": 1}),
+                msg(state_delta={"app:a": 2, "n": None}, state_remove=["user:u", "k"]),
                 msg(state_delta={"app:a": 3, "k": 3}),
             ],
         )
-        assert store.get_session(session.id).state == {"app:a": 3, "k": 3}
+        assert store.get_session(session.id).state == {"app:a": 3, "k": 3, "n": None}

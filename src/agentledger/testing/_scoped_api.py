@@ -36,7 +36,7 @@ class ScopedStateApiConformance(ConformanceBase):
         assert ada.state == {"app:theme": "dark", "app:size": 2, "user:lang": "en"}
         assert bob.state == {"app:theme": "dark", "app:size": 2}
         # A change made afterwards shows on the sessions' next read, without a ledger event.
-        store.update_scoped_state(app, "ada", {"user:lang": "fr", "app:theme": None})
+        store.update_scoped_state(app, "ada", {"user:lang": "fr"}, remove=["app:theme"])
         assert store.get_session(ada.id).state == {"app:size": 2, "user:lang": "fr"}
         assert store.get_session(ada.id).version == 1
         assert store.get_session(bob.id).state == {"app:size": 2}
@@ -57,11 +57,12 @@ class ScopedStateApiConformance(ConformanceBase):
         again = store.create_session(app_name=app, user_id="ada")
         assert again.state == {"user:name": "Ada", "user:plan": "pro"}
 
-    def test_none_deletes_and_an_empty_delta_changes_nothing(self, store: SessionStore) -> None:
+    def test_remove_deletes_and_an_empty_delta_changes_nothing(self, store: SessionStore) -> None:
         app = self.unique("app")
         store.update_scoped_state(app, "ada", {"user:a": 1, "user:b": 2})
-        assert store.update_scoped_state(app, "ada", {"user:a": None}) == {"user:b": 2}
+        assert store.update_scoped_state(app, "ada", {}, remove=["user:a"]) == {"user:b": 2}
         assert store.update_scoped_state(app, "ada", {}) == {"user:b": 2}
+        assert store.update_scoped_state(app, "ada", {}, remove=[]) == {"user:b": 2}
         assert store.update_scoped_state(app, None, {}) == {}
 
     @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ class StateConflictConformance(ConformanceBase):
             ({"own": 2}, {"own": 1}),
             ({"app:flag": "off"}, {"app:flag": "on"}),
             ({"user:items": ["a", "x"]}, {"user:items": ["a"]}),
-            ({"own": None}, {"own": 1}),  # deleted since it was read
+            ({"own": None}, {"own": 1}),  # set to null since it was read
             ({"fresh": 1}, {"fresh": None}),  # created since it was read as absent
         ],
     )

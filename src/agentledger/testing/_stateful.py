@@ -3,10 +3,13 @@
 A `RuleBasedStateMachine` drives the store under test and a fresh `MemoryStore` (the model)
 with the same calls: create sessions (caller-chosen ids from a pool of three, so ids collide
 and deleted ids come back), append batches of every standard event type with state deltas
-in every scope (`app:`, `user:`, `temp:`, own keys), right and wrong `expected_version` and
-`expected_state`, lifecycle moves allowed and refused; read events (`after`, `limit`,
-`last`, `types`), list sessions (every filter, a bad cursor, walking the cursor page by
-page), delete, and `SessionManager.cleanup`. Each call must return the same on both, or
+in every scope (`app:`, `user:`, `temp:`, own keys; `None` among the values, a value like
+any other) and key removals (`state_remove`, present keys or not), right and wrong
+`expected_version` and `expected_state`, lifecycle moves allowed and refused; change shared
+state without a session (`update_scoped_state`, with nulls and removals); set a key to null
+and remove it again, checked directly on the store under test; read events (`after`,
+`limit`, `last`, `types`), list sessions (every filter, a bad cursor, walking the cursor page
+by page), delete, and `SessionManager.cleanup`. Each call must return the same on both, or
 raise the same exception type (`ConcurrencyError`s with the same versions). After every
 step, `get_session` of every id and a one-per-page walk of all sessions must agree too.
 
@@ -82,6 +85,8 @@ AGES = (timedelta(0), timedelta(minutes=10), timedelta(hours=3), timedelta(days=
 _values = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["x", "y", ""])
 _keys = st.sampled_from(["a", "b", "app:x", "app:y", "user:x", "user:z", "temp:t"])
 _deltas = st.dictionaries(_keys, _values, max_size=3)
+_removals = st.lists(_keys, max_size=2)
+"""Keys an event removes (`state_remove`); those its delta sets are left out."""
 _data = st.dictionaries(st.sampled_from(["text", "n", "k"]), _values, max_size=2)
 _timestamps = st.none() | st.sampled_from(
     [
@@ -115,10 +120,11 @@ def _event(
     delta: dict[str, Any],
     when: datetime | None,
     ops: list[dict[str, Any]] | None = None,
+    remove: list[str] | None = None,
 ) -> NewEvent:
     return NewEvent(
         type=kind, author="agent", data=data, state_delta=delta, state_ops=ops or [],
-        timestamp=when,
+        state_remove=[k for k in remove or [] if k not in delta], timestamp=when,
     )
 
 
@@ -139,7 +145,10 @@ def _one_step(draw: st.DrawFn) -> list[NewEvent]:
     when = draw(_timestamps)
     kind = draw(st.sampled_from(_KINDS))
     if kind == "plain":
-        return [_event(draw(st.sampled_from(TYPES)), draw(_data), delta, when, draw(_ops))]
+        return [
+            _event(draw(st.sampled_from(TYPES)), draw(_data), delta, when, draw(_ops),
+                   draw(_removals))
+        ]
     if kind == "phase":
         data: dict[str, Any] = {"to": draw(st.sampled_from(PHASES))}
         if draw(st.booleans()):
@@ -479,6 +488,51 @@ class StoreComparison(RuleBasedStateMachine):
             assert results[1].session_ids == results[0].session_ids
             assert results[1].skipped_corrupted == results[0].skipped_corrupted == []
 
+    @rule(
+        app=st.sampled_from(APPS),
+        user=st.none() | st.sampled_from(USERS),
+        delta=st.dictionaries(st.sampled_from(["app:x", "app:y", "user:x", "user:z"]), _values,
+                              max_size=2),
+        remove=st.lists(st.sampled_from(["app:x", "app:y", "user:x", "user:z", "a"]),
+                        max_size=2),
+    )
+    def scoped_update(
+        self, app: str, user: str | None, delta: dict[str, Any], remove: list[str]
+    ) -> None:
+        """Shared state changed without a session: nulls stored, keys removed (or refused:
+        a `user:` key without a user, a key both set and removed, a key of no scope)."""
+        app_name = self._app(app)
+        assert app_name is not None
+        what = f"update_scoped_state({app!r}, {user!r}, {delta}, remove={remove})"
+        results = self._both(
+            lambda s: s.update_scoped_state(app_name, user, delta, remove=remove), what
+        )
+        if results is not None:
+            assert results[1] == results[0], f"{what} differs"
+            for key, value in delta.items():
+                if key.startswith("app:" if user is None else "user:"):
+                    assert key in results[1] and results[1][key] == value, f"{what}: {key} lost"
+            assert not set(remove) & set(results[1]), f"{what}: a removed key is still there"
+
+    @rule(choice=_choices, key=st.sampled_from(["a", "b", "app:x", "user:z"]), step=_steps)
+    def null_then_remove(self, choice: int, key: str, step: timedelta) -> None:
+        """A key set to `None` is there with the value `None`; removed, it is gone."""
+        self._tick(step)
+        sid = self._pick(choice)
+        for event, present in (
+            (_event("state_updated", {}, {key: None}, None), True),
+            (_event("state_updated", {}, {}, None, remove=[key]), False),
+        ):
+            results = self._both(
+                lambda s, e=event: s.append(sid, [e]),  # type: ignore[misc]
+                f"append({sid!r}, {event})",
+            )
+            if results is None:
+                return
+            state = self.store.get_session(sid).state
+            assert (key in state) is present, f"{key!r} after {event}: {state}"
+            assert state.get(key) is None
+
     @rule(choice=_choices)
     def verify(self, choice: int) -> None:
         """Whatever was done, the session's history verifies, with the same chain hash on
@@ -498,6 +552,13 @@ class StoreComparison(RuleBasedStateMachine):
         for sid in SESSION_IDS:
             self._compare_session(sid)
         self._compare_pages({}, 1, None)
+        for app in APPS:
+            app_name = self._app(app)
+            assert app_name is not None
+            for user in (None, *USERS):
+                scope = f"get_scoped_state({app!r}, {user!r})"
+                results = self._both(lambda s: s.get_scoped_state(app_name, user), scope)  # noqa: B023
+                assert results is not None and results[1] == results[0], f"{scope} differs"
 
     def _compare_session(self, sid: str) -> None:
         results = self._both(lambda s: s.get_session(sid), f"get_session({sid!r})")

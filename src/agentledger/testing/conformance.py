@@ -102,6 +102,7 @@ from agentledger.testing._feed import FeedConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._keys import KeyConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
+from agentledger.testing._nulls import NullStateConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
 from agentledger.testing._processes import ProcessConformance
@@ -127,6 +128,7 @@ __all__ = [
     "IntegrityConformance",
     "KeyConformance",
     "LifecycleConformance",
+    "NullStateConformance",
     "OpeningConformance",
     "OrderingConformance",
     "ProcessConformance",
@@ -157,6 +159,7 @@ class StoreConformance(
     ScopedStateApiConformance,
     StateConflictConformance,
     StateOpsConformance,
+    NullStateConformance,
     PropertyConformance,
     StatefulConformance,
     LifecycleConformance,
