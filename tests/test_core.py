@@ -581,6 +581,7 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
         "state_remove": ["user:gone"],
         "invocation_id": None,
         "format": 1,
+        "key": "ns:1",
     }
     fast = _stored_event(dict(values))
     validated = Event.model_validate(values)

@@ -56,6 +56,8 @@ class TransferConformance(ConformanceBase):
             ],
         )
         store.append(one.id, [msg(state_ops=[{"op": "add", "path": "/user:list", "value": ["x"]}])])
+        # A keyed event, a null stored as a value, a removal: all travel exactly.
+        store.append(one.id, [msg(key="ns:1", state_delta={"nothing": None}, state_remove=["z"])])
         two = store.create_session(app_name=app, user_id="bob")
         store.append(two.id, [msg()])
         store.update_scoped_state(app, "bob", {"user:lang": "fr"})
@@ -73,10 +75,10 @@ class TransferConformance(ConformanceBase):
         app, ids = self._populate(store)
         out = io.StringIO()
         report = export_sessions(store, out, app_name=app)
-        assert (report.sessions, report.events) == (2, 6)
+        assert (report.sessions, report.events) == (2, 7)
         other = MemoryStore()
         got = import_sessions(other, io.StringIO(out.getvalue()))
-        assert (got.sessions, got.events) == (2, 6)
+        assert (got.sessions, got.events) == (2, 7)
         self._same(store, other, ids)
         assert other.get_scoped_state(app, "bob") == {"user:lang": "fr"}
         again = import_sessions(other, io.StringIO(out.getvalue()))
@@ -89,9 +91,12 @@ class TransferConformance(ConformanceBase):
         out = io.StringIO()
         export_sessions(source, out, ids)
         report = import_sessions(local, io.StringIO(out.getvalue()))
-        assert (report.sessions, report.events, report.scoped_states) == (2, 6, 3)
+        assert (report.sessions, report.events, report.scoped_states) == (2, 7, 3)
         self._same(source, local, ids)
         assert local.get_session(ids[0]).state["user:list"] == ["x"]
+        assert local.get_session(ids[0]).state["nothing"] is None
+        assert "z" not in local.get_session(ids[0]).state
+        assert local.get_event(ids[0], "ns:1") == source.get_event(ids[0], "ns:1")
         # The imported session goes on like any other.
         local.append(ids[0], [msg()])
         assert local.verify_session(ids[0]).ok
@@ -131,7 +136,7 @@ class TransferConformance(ConformanceBase):
         app, ids = self._populate(store)
         dest = MemoryStore()
         first = copy_sessions(store, dest, app_name=app)
-        assert (first.sessions, first.events) == (2, 6)
+        assert (first.sessions, first.events) == (2, 7)
         store.append(ids[0], [msg(), msg()])
         second = copy_sessions(store, dest, app_name=app)
         assert (second.sessions, second.continued, second.events, second.unchanged) == (1, 1, 2, 1)
