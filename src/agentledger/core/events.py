@@ -38,6 +38,7 @@ class EventType(StrEnum):
     PHASE_CHANGED = "phase_changed"
     STATUS_CHANGED = "status_changed"
     SESSION_FINALIZED = "session_finalized"
+    EVENTS_ERASED = "events_erased"
 
 
 STANDARD_EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
@@ -185,6 +186,10 @@ class Event(_EventModel):
         type, author, data, state_delta, state_ops, invocation_id: As given in the
             `NewEvent`.
         timestamp: When it happened, UTC (ISO 8601 in JSON).
+        erased: Whether its payload was erased for good (`erase_events`): `data` and
+            `state_delta` are then `{}` and `state_ops` `[]`; its seq, type, author,
+            timestamp and invocation id are kept, and an `events_erased` event later in the
+            ledger records the erasure.
 
     Raises:
         InvalidEventError: Built from values of the wrong type or with fields missing;
@@ -203,3 +208,4 @@ class Event(_EventModel):
     state_delta: dict[str, Any] = Field(default_factory=dict)
     state_ops: list[dict[str, Any]] = Field(default_factory=list)
     invocation_id: str | None = None
+    erased: bool = False

@@ -145,6 +145,7 @@ from agentledger.stores.shared import (
     DEFAULT_FILE_MODE,
     BaseStore,
     EventRow,
+    LedgerBase,
     SessionRow,
     StoreTransaction,
     folder_mode,
@@ -200,7 +201,12 @@ _V1_EVENT_KEYS = frozenset(
     )
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
-_EVENT_KEYS_WITH_OPS = _EVENT_KEYS | {"state_ops"}
+_EVENT_KEYS_OPTIONAL = _EVENT_KEYS | {"state_ops", "erased"}
+"""Every key a ledger line may have: `state_ops` only when the event has operations,
+`erased` (always `true`) only when its payload was erased."""
+BASE = "base.json"
+"""A session's `LedgerBase` (see `agentledger.stores.shared`), when it was erased or
+truncated: durable, written before its ledger is rewritten."""
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -345,6 +351,7 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         f'"invocation_id":{_dumps(row.invocation_id)},"data":{row.data},'
         f'"state_delta":{row.state_delta},'
         + (f'"state_ops":{row.state_ops},' if row.state_ops != "[]" else "")
+        + ('"erased":true,' if row.erased else "")
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
@@ -354,9 +361,12 @@ def _check_event(
 ) -> str | None:
     """Why a parsed ledger line is not the event expected next, or `None` if it is."""
     if type(value) is not dict or not (
-        value.keys() == keys or (keys is _EVENT_KEYS and value.keys() == _EVENT_KEYS_WITH_OPS)
+        value.keys() == keys
+        or (keys is _EVENT_KEYS and _EVENT_KEYS <= value.keys() <= _EVENT_KEYS_OPTIONAL)
     ):
         return "not an event object"
+    if value.get("erased", True) is not True:
+        return "erased must be true when present"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
         return "hash and payload_hash must be strings"
     seq, batch_end = value["seq"], value["batch_end"]
@@ -459,7 +469,28 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         value["payload_hash"],
         value["hash"],
         ops,
+        "erased" in value,
     )
+
+
+def _ledger_events(
+    session_id: str, data: bytes, base: LedgerBase
+) -> tuple[list[dict[str, Any]], int]:
+    """Parse a whole ledger (`_parse_ledger`) that starts where its base says
+    (`base.chain_seq + 1`), or earlier: a truncation killed after it recorded its new base
+    and before it replaced the ledger leaves lines that are dropped already; they are
+    skipped here (and go at the session's next rewrite)."""
+    first = base.chain_seq + 1
+    if first > 1:
+        try:
+            head = json.loads(data[: data.index(b"\n")])
+            found = head["seq"] if type(head) is dict else None
+        except (ValueError, KeyError, RecursionError):
+            found = None
+        if type(found) is int and 1 <= found < first:
+            events, committed = _parse_ledger(session_id, data, first_seq=found)
+            return [v for v in events if v["seq"] >= first], committed
+    return _parse_ledger(session_id, data, first_seq=first)
 
 
 def _checksum(value: dict[str, Any]) -> str:
@@ -563,7 +594,7 @@ def _check_acknowledged(
         )
 
 
-def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "") -> SessionRow:
+def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "", base: str = "") -> SessionRow:
     return SessionRow(
         fields["id"],
         fields["app_name"],
@@ -576,6 +607,7 @@ def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "") -> SessionR
         fields["version"],
         snapshot,
         last_hash,
+        base,
     )
 
 
@@ -705,7 +737,18 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+# -- erase and truncate (schema version 3) -------------------------------------------------
+
+
+def _erase_and_truncate(root: Path) -> None:
+    """Version 3 (erase and truncate): ledger lines may hold `"erased": true`, and a
+    session folder a `base.json`; nothing written before needs a change."""
+
+
+# -- end of erase and truncate
+
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _erase_and_truncate})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -981,11 +1024,23 @@ class FileStore(BaseStore):
                 FIFO in a file's place, no permission): that session alone is damaged.
         """
         try:
-            return self._load_files(session_id, lazy)
+            base_text = self._read_base(session_id)
+            current = self._load_files(session_id, lazy, LedgerBase.parse(session_id, base_text))
         except _UNREADABLE as exc:
             raise CorruptedSessionError(session_id, f"its files cannot be read: {exc}") from exc
+        if current is not None and base_text:
+            current.row = current.row._replace(base=base_text)
+        return current
 
-    def _load_files(self, session_id: str, lazy: bool) -> _Current | None:
+    def _read_base(self, session_id: str) -> str:
+        """The text of the session's `base.json` (`""` when it has none).
+
+        Raises:
+            OSError: It cannot be read (`_UNREADABLE`: damaged).
+        """
+        return (_read_text(self._file(session_id, BASE)) or "").strip()
+
+    def _load_files(self, session_id: str, lazy: bool, base: LedgerBase) -> _Current | None:
         snapshot_path = self._file(session_id, SNAPSHOT)
         snapshot_text = _read_text(snapshot_path)
         parsed: tuple[dict[str, Any], int, str] | None = None
@@ -1020,16 +1075,18 @@ class FileStore(BaseStore):
                     except _Unreadable:
                         pass
             ledger.seek(0)
-            events, committed = _parse_ledger(session_id, ledger.read())
+            events, committed = _ledger_events(session_id, ledger.read(), base)
         if not events:
             if snapshot_text is None:
                 return None  # a create killed before its ledger write completed
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
         rows = [_event_row(session_id, v) for v in events]
-        self._check_read(session_id, rows, 1)
+        self._check_read(session_id, rows, base.chain_seq + 1, base)
         if parsed is not None:
-            _check_acknowledged(session_id, (len(rows), committed), (parsed[0]["version"], parsed[1]))
-        session = project(self._decode_events(rows))
+            _check_acknowledged(
+                session_id, (rows[-1].seq, committed), (parsed[0]["version"], parsed[1])
+            )
+        session = self._project_from(rows, base)
         row = self._session_row(session, last_hash=rows[-1].hash)
         return _Current(row, committed, size, False)
 
@@ -1082,6 +1139,7 @@ class FileStore(BaseStore):
         # The snapshot first: it is written after its commit, so the ledger read next
         # holds at least the events it records.
         # An unreadable snapshot is read as missing here: the ledger is the truth.
+        base = LedgerBase.parse(session_id, _read_text_or_none(self._file(session_id, BASE)))
         text = _read_text_or_none(self._file(session_id, SNAPSHOT))
         acknowledged = None
         if text is not None:
@@ -1100,11 +1158,11 @@ class FileStore(BaseStore):
             return None
         except _UNREADABLE as exc:
             raise CorruptedSessionError(session_id, f"{LEDGER} cannot be read: {exc}") from exc
-        events, committed = _parse_ledger(session_id, data)
+        events, committed = _ledger_events(session_id, data, base)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
-        _check_acknowledged(session_id, (len(events), committed), acknowledged)
+        _check_acknowledged(session_id, (events[-1]["seq"] if events else 0, committed), acknowledged)
         return events
 
     # -- shared state ---------------------------------------------------------------------
@@ -1228,7 +1286,8 @@ class FileStore(BaseStore):
         self._check_open()
         with _translated(f"read the events of session {session_id!r}"):
             values = self._read_ledger(session_id) or []
-        selected = values[max(after, 0) :]
+        first = values[0]["seq"] if values else 1  # a truncated ledger starts later
+        selected = values[max(after - first + 1, 0) :]
         if types:
             wanted = set(types)
             selected = [v for v in selected if v["type"] in wanted]
@@ -1405,6 +1464,33 @@ class FileStore(BaseStore):
                 (row, read(row.app_name, None), read(row.app_name, row.user_id)) for row in page
             ]
 
+    def compact(self) -> None:
+        """Remove what deletes and rewrites left behind: folders of deleted sessions in
+        `_trash` and temporary files of killed writes. An erase or a truncation already
+        replaced the ledger with one that holds none of the old bytes (the old file is
+        deleted), so nothing else is needed.
+
+        Raises:
+            StoreUnavailableError: The folder cannot be read.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        self._check_writable()
+        self._check_open()
+        trash = os.path.join(self._root, _TRASH)
+        with _translated(f"compact {self.root}"):
+            for name in os.listdir(trash) if os.path.isdir(trash) else ():
+                shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+            for session_id in self._session_ids():
+                with self._locked(self._session_lock_path(session_id)):
+                    folder = os.path.join(self._root, session_id)
+                    try:
+                        names = os.listdir(folder)
+                    except FileNotFoundError:
+                        continue
+                    for name in names:
+                        if name.startswith(".") and name.endswith(".tmp"):
+                            os.unlink(os.path.join(folder, name))
+
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         self._check_open()
         folder = os.path.join(self._root, session_id)
@@ -1463,6 +1549,9 @@ class _FileTransaction(StoreTransaction):
         self._rows: list[EventRow] = []
         self._session_row: SessionRow | None = None
         self._new = False
+        self._erase: set[int] = set()
+        self._drop_before = 0
+        self._base: str | None = None
 
     def __enter__(self) -> _FileTransaction:
         return self
@@ -1570,6 +1659,15 @@ class _FileTransaction(StoreTransaction):
         self._session_row = row
         self._new = new
 
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        self._erase.update(seqs)
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self._drop_before = max(self._drop_before, before)
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self._base = base
+
     # -- commit ---------------------------------------------------------------------------
 
     def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
@@ -1577,8 +1675,56 @@ class _FileTransaction(StoreTransaction):
             path, _snapshot_text(row.snapshot, ledger_bytes, row.last_hash), self._store.file_mode
         )
 
+    def _rewrite(self, session_id: str, current: _Current) -> None:
+        """Commit an erase or a truncation: the ledger is rewritten whole, atomically.
+
+        1. Any `pending` record this session left in its scope files is settled (it names
+           byte ranges of the ledger, which move).
+        2. The new base is written (`base.json`, replaced atomically and fsynced): it is
+           consistent with the old ledger as well as the new one (an erase re-bases the
+           projection on the session as it is; lines a truncation drops are skipped by
+           readers), so a crash at any point leaves a readable session.
+        3. The new ledger (erased payloads emptied, dropped lines gone, the new events
+           appended) replaces the old one: temp file, fsync, rename, folder fsync; the old
+           file's bytes leave the folder with it. That is the commit point.
+        4. The snapshot is rewritten (a cache, as after an append).
+        """
+        store = self._store
+        folder = os.path.join(store._root, session_id)
+        store._settle_scopes(session_id, current.row.app_name, current.row.user_id)
+        values = store._read_ledger(session_id) or []  # read under the old base
+        lines = []
+        for value in values:
+            if value["seq"] < self._drop_before:
+                continue
+            if value["seq"] in self._erase:
+                value = {**value, "data": {}, "state_delta": {}, "erased": True}
+                value.pop("state_ops", None)
+            lines.append(_event_line(_event_row(session_id, value), value["batch_end"]))
+        if self._rows:
+            end = self._rows[-1].seq
+            lines += [_event_line(r, end) for r in self._rows]
+        text = "".join(lines)
+        if self._base is not None:
+            _replace_file(os.path.join(folder, BASE), self._base + "\n", store.file_mode)
+            _fsync_dir(folder)
+        _replace_file(os.path.join(folder, LEDGER), text, store.file_mode)
+        _fsync_dir(folder)
+        row = self._session_row or current.row
+        try:
+            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, len(text.encode()))
+        except OSError as exc:
+            _log.warning(
+                "file store: session %s rewritten, its snapshot not updated: %s", session_id, exc
+            )
+
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row
+        if session_id is not None and self._current is not None and (
+            self._erase or self._drop_before or self._base is not None
+        ):
+            self._rewrite(session_id, self._current)
+            return
         if session_id is None or row is None or not self._rows:
             return
         folder = os.path.join(store._root, session_id)

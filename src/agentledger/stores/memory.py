@@ -34,6 +34,9 @@ class _MemoryTransaction(StoreTransaction):
         self.sessions: dict[str, SessionRow] = {}
         self.events: list[EventRow] = []
         self.scoped: dict[_Scope, str] = {}
+        self.erased: dict[str, set[int]] = {}
+        self.drop_before: dict[str, int] = {}
+        self.bases: dict[str, str] = {}
 
     def load_session(self, session_id: str) -> SessionRow | None:
         return self.sessions.get(session_id) or self._store._sessions.get(session_id)
@@ -52,13 +55,36 @@ class _MemoryTransaction(StoreTransaction):
         self.events.extend(rows)
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
-        self.sessions[row.id] = row
+        existing = None if new else self.load_session(row.id)
+        self.sessions[row.id] = row if existing is None else row._replace(base=existing.base)
+
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        self.erased.setdefault(session_id, set()).update(seqs)
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self.drop_before[session_id] = before
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self.bases[session_id] = base
 
     def commit(self) -> None:
         store = self._store
+        for session_id, seqs in self.erased.items():
+            store._events[session_id] = [
+                r._replace(data="{}", state_delta="{}", state_ops="[]", erased=True)
+                if r.seq in seqs
+                else r
+                for r in store._events.get(session_id, [])
+            ]
+        for session_id, before in self.drop_before.items():
+            store._events[session_id] = [
+                r for r in store._events.get(session_id, []) if r.seq >= before
+            ]
         for row in self.events:
             store._events.setdefault(row.session_id, []).append(row)
         store._sessions.update(self.sessions)
+        for session_id, base in self.bases.items():
+            store._sessions[session_id] = store._sessions[session_id]._replace(base=base)
         store._scoped.update(self.scoped)
 
 
@@ -114,7 +140,9 @@ class MemoryStore(BaseStore):
     ) -> list[EventRow]:
         self._check_open()
         with self._lock:
-            rows = self._events.get(session_id, [])[max(after, 0) :]
+            rows = self._events.get(session_id, [])
+            if rows and after > 0:  # a truncated ledger starts past seq 1
+                rows = rows[max(after - rows[0].seq + 1, 0) :]
         if types:
             wanted = set(types)
             rows = [r for r in rows if r.type in wanted]

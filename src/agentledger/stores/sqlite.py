@@ -165,6 +165,14 @@ MIGRATIONS: list[list[Migration]] = [
         _chain_existing_events,
         # -- end of the hash chain
     ],
+    [  # version 3
+        # -- erase and truncate: an event whose payload was erased (`erase_events`) keeps
+        #    its row and hashes with `erased` = 1; a session erased or truncated keeps its
+        #    `LedgerBase` (JSON: where its ledger and its projection start) in `base`.
+        "ALTER TABLE events ADD COLUMN erased INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN base TEXT NOT NULL DEFAULT ''",
+        # -- end of erase and truncate
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -176,11 +184,11 @@ _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never e
 
 _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
-    " payload_hash, hash, state_ops"
+    " payload_hash, hash, state_ops, erased"
 )
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
-    " s.updated_at, s.version, s.snapshot, s.last_hash, a.state, u.state FROM sessions s"
+    " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, a.state, u.state FROM sessions s"
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
@@ -221,7 +229,7 @@ class _SqliteTransaction(StoreTransaction):
     def load_session(self, session_id: str) -> SessionRow | None:
         row = self._conn.execute(
             "SELECT id, app_name, user_id, agent_name, status, phase, created_at, updated_at,"
-            " version, snapshot, last_hash FROM sessions WHERE id = ?",
+            " version, snapshot, last_hash, base FROM sessions WHERE id = ?",
             (session_id,),
         ).fetchone()
         return None if row is None else SessionRow(*row)
@@ -248,7 +256,7 @@ class _SqliteTransaction(StoreTransaction):
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -261,8 +269,8 @@ class _SqliteTransaction(StoreTransaction):
         if new:
             self._conn.execute(
                 "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
-                " created_at, updated_at, version, snapshot, last_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, version, snapshot, last_hash, base)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         else:
@@ -280,6 +288,22 @@ class _SqliteTransaction(StoreTransaction):
                     row.id,
                 ),
             )
+
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        # With `secure_delete` on (every connection), the old payload's cells are zeroed.
+        self._conn.executemany(
+            "UPDATE events SET data = '{}', state_delta = '{}', state_ops = '[]', erased = 1"
+            " WHERE session_id = ? AND seq = ?",
+            [(session_id, seq) for seq in seqs],
+        )
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self._conn.execute(
+            "DELETE FROM events WHERE session_id = ? AND seq < ?", (session_id, before)
+        )
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self._conn.execute("UPDATE sessions SET base = ? WHERE id = ?", (base, session_id))
 
 
 class _WriteTransaction:
@@ -529,6 +553,9 @@ class SqliteStore(BaseStore):
                 )
                 self._enable_wal(conn)
                 conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+                # Freed content (an erased payload, dropped events, deleted sessions) is
+                # overwritten with zeros, so `compact()` leaves none of it in the file.
+                conn.execute("PRAGMA secure_delete=ON")
         self._local.conn, self._local.pid = conn, pid
         with self._connections_lock:
             self._connections.append(conn)
@@ -640,7 +667,7 @@ class SqliteStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
             row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
-        return None if row is None else (SessionRow(*row[:11]), row[11], row[12])
+        return None if row is None else (SessionRow(*row[:12]), row[12], row[13])
 
     def _fetch_event_rows(
         self,
@@ -734,7 +761,28 @@ class SqliteStore(BaseStore):
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()
-        return [(SessionRow(*r[:11]), r[11], r[12]) for r in rows]
+        return [(SessionRow(*r[:12]), r[12], r[13]) for r in rows]
+
+    def compact(self) -> None:
+        """Checkpoint the whole write-ahead log into the database file and truncate the
+        log to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`): the log's copies of erased
+        payloads and dropped events are gone, and the database file holds only zeros where
+        they were (`secure_delete`). Cheap: it copies the pages changed since the last
+        checkpoint.
+
+        Raises:
+            StoreUnavailableError: A reader or writer kept the log in use (busy); nothing
+                is lost, try again.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        self._check_writable()
+        with _translated():
+            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreUnavailableError(
+                f"SQLite {self.path}: the write-ahead log is in use by another connection; "
+                "it was not truncated, try compact() again"
+            )
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._transaction() as tx:
