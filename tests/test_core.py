@@ -407,7 +407,7 @@ def test_event_types_refused(kind: str) -> None:
 
 def test_event_type_enum_matches_the_standard_set() -> None:
     assert {t.value for t in EventType} == STANDARD_EVENT_TYPES
-    assert len(STANDARD_EVENT_TYPES) == 12
+    assert len(STANDARD_EVENT_TYPES) == 13
 
 
 def test_new_event_timestamps() -> None:

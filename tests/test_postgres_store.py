@@ -591,7 +591,7 @@ def test_a_version_1_schema_is_upgraded_with_its_events_chained(
             sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
     assert sql("SELECT max(version) FROM agentledger_schema_version") == [(1,)]
     store = make()
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert sql("SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [(0,)]
     check_v1_store_upgraded(store)
 

@@ -314,7 +314,7 @@ def test_a_version_1_file_is_upgraded_with_its_events_chained(
 ) -> None:
     _write_v1_file(db_path)
     store = make()
-    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 2
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 3
     assert _execute(db_path, "SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [
         (0,)
     ]

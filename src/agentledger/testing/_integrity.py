@@ -19,11 +19,15 @@ __all__ = ["IntegrityConformance", "chain_of"]
 
 
 def chain_of(events: list[Event]) -> str:
-    """The chain hash of a whole ledger (seq 1 onwards), computed from its events as read
-    back: what `verify_session` reports as `last_hash` on every store."""
+    """The chain hash of a whole ledger (seq 1 onwards, none erased), computed from its
+    events as read back: what `verify_session` reports as `last_hash` on every store."""
     previous = GENESIS
     for event in events:
-        digest = payload_hash(canonical_json(event.data), canonical_json(event.state_delta))
+        digest = payload_hash(
+            canonical_json(event.data),
+            canonical_json(event.state_delta),
+            canonical_json(event.state_ops),
+        )
         previous = event_hash(
             previous,
             event.session_id,
