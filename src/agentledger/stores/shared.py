@@ -931,8 +931,8 @@ class BaseStore(SessionStore, ABC):
             if base is None:
                 found = self._fetch_session(session_id)
                 base = NO_BASE if found is None else LedgerBase.parse(session_id, found[0].base)
-            if base.chain_seq >= first and rows[0][2] == base.chain_seq + 1:
-                start, previous = rows[0][2], base.chain_hash
+            if base.chain_seq >= first:  # the ledger starts after the events dropped
+                start, previous = base.chain_seq + 1, base.chain_hash
         for i, row in enumerate(rows):
             if row[2] != start + i:
                 raise CorruptedSessionError(
