@@ -46,7 +46,8 @@ def erase_command(
         typer.Option("--seq", metavar="N", help="An event to erase (repeat for more)."),
     ],
     reason: Annotated[
-        str, typer.Option("--reason", help="Why, recorded in the events_erased event.")
+        str,
+        typer.Option("--reason", metavar="TEXT", help="Why, recorded in the events_erased event."),
     ],
     yes: YesOpt = False,
     compact: CompactOpt = False,
