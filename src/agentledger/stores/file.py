@@ -17,9 +17,11 @@ mode it has, so a `chmod` survives appends.
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
+    <session_id>/base.json             where the ledger and its projection start, once it
+                                       was erased or truncated (see below)
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
     _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
     _locks/...                         empty lock files (never deleted)
@@ -97,6 +99,16 @@ the session's state and metadata), a second fsync), plus two more writes per sha
 it changes; `read_events` reads and parses the whole ledger (O(events)); `list_sessions`
 reads every session's snapshot on every page (O(sessions) per page, fine for thousands of
 sessions; use SQLite or PostgreSQL for more).
+
+Erase and truncate (`erase_events`, `truncate_before`) rewrite the session's ledger whole,
+under its lock: first any `pending` record it left in its scope files is settled (byte
+ranges move), then `base.json` (the session's `LedgerBase`: the hash of the last dropped
+event, the snapshot the projection continues from) is replaced atomically and fsynced,
+then the new ledger replaces the old one (temp file, fsync, rename: the commit point; the
+old file, with the old bytes, is deleted), then the snapshot is rewritten. An erased line
+keeps its header and hashes, with `"data":{}`, `"state_delta":{}` and `"erased":true`. The
+base written first is right for the old ledger too, and readers skip lines before the
+ledger's recorded start, so a rewrite killed midway leaves a readable session.
 
 The schema version is in `_agentledger.json`; `MIGRATIONS[n]` upgrades version n - 1 to n
 (version 0 is an empty folder), is never edited once released, and must be safe to run

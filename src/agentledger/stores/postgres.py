@@ -31,7 +31,8 @@ Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
 `snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
 `(session_id, seq)`, `data`, `state_delta` and `state_ops` as JSONB, `payload_hash` and
-`hash` of the hash chain, see `agentledger.core.chain`; JSONB keeps values, not their text,
+`hash` of the hash chain, see `agentledger.core.chain`, and `erased` once its payload was
+erased; a session erased or truncated keeps its `LedgerBase` as JSON text in `sessions.base`; JSONB keeps values, not their text,
 so a read checks the chain over the stored payload hashes and `verify_session` recomputes
 those from the values), `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
 `agentledger_schema_version` (one row per applied migration). Text keys use the "C"

@@ -21,6 +21,11 @@ created with `file_mode` (default 0600: only its owner can read it), whatever th
 SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
 file get the matching folder mode (0700). An existing file keeps its mode.
 
+Erase and truncate: every write connection runs with `PRAGMA secure_delete=ON`, so content
+freed by an erased payload, dropped events or a deleted session is overwritten with zeros
+in the database file; `compact()` checkpoints the write-ahead log into the file and
+truncates the log (`wal_checkpoint(TRUNCATE)`), so no old copy of those pages stays in it.
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 
