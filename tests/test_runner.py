@@ -734,3 +734,26 @@ def test_a_user_with_a_megabyte_of_reminders_can_add_and_list_them(
     assert "show reminders from 51" in listed
     tail = final_output(list(runner.run(sid, "Show my reminders from 4000")))
     assert tail is not None and "4000 to 4001" in tail and "4001. call the dentist" in tail
+
+
+def test_history_leaves_out_erased_events(store: SessionStore) -> None:
+    def lookup(card: str) -> str:
+        """Look a card up."""
+        return "valid"
+
+    sid = new_session(store)
+    model = ScriptedModel([call("lookup", card="4111"), ModelResponse(text="it is valid")])
+    runner = Runner(Agent(name="a", model=model, tools=[lookup]), store)
+    list(runner.run(sid, "check my card 4111"))
+    list(Runner(Agent(name="a", model=ScriptedModel([ModelResponse(text="hi")])), store).run(
+        sid, "hello"
+    ))
+    events = store.read_events(sid)
+    kinds = {e.type: e.seq for e in events if e.type in ("user_message", "tool_call")}
+    store.erase_events(sid, [events[1].seq, kinds["tool_call"]], "privacy")
+    messages = history_messages(store.read_events(sid))
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "hello"),
+        ("assistant", "hi"),
+    ]
+    assert "4111" not in str([m.model_dump() for m in messages])
