@@ -42,10 +42,13 @@ def _fill(store: SessionStore, erased_text: str, dropped_text: str) -> str:
     return sid
 
 
-def _erase_and_truncate(store: SessionStore, sid: str) -> None:
+def _erase_and_truncate(store: SessionStore, sid: str, *, full: bool | None = None) -> None:
     store.erase_events(sid, [2], "privacy request")
     assert store.truncate_before(sid, 5) == 4
-    store.compact()
+    if full is None:
+        store.compact()
+    else:
+        store.compact(full=full)  # type: ignore[call-arg]
     report = store.verify_session(sid)
     assert report.ok and report.first_seq == 5, report
     assert store.get_session(sid).state == {}
@@ -64,16 +67,18 @@ def _texts() -> tuple[str, str]:
     return f"erase-me-{uuid.uuid4().hex}", f"drop-me-{uuid.uuid4().hex}"
 
 
-@pytest.mark.parametrize("durability", ["full", "normal"])
-def test_sqlite_file_and_wal_hold_no_erased_bytes(tmp_path: Path, durability: str) -> None:
+@pytest.mark.parametrize(("durability", "full"), [("full", True), ("normal", True), ("full", False)])
+def test_sqlite_file_and_wal_hold_no_erased_bytes(
+    tmp_path: Path, durability: str, full: bool
+) -> None:
     erased, dropped = _texts()
     url = f"sqlite:///{tmp_path}/x.db?durability={durability}"
     with open_store(url) as store:
         sid = _fill(store, erased, dropped)
         assert _files_holding(tmp_path, erased) == ["x.db-wal"]
-        store.compact()  # into the database file, as after any checkpoint
+        store.compact(full=False)  # type: ignore[call-arg]  # into the file, as any checkpoint
         assert _files_holding(tmp_path, erased) == _files_holding(tmp_path, dropped) == ["x.db"]
-        _erase_and_truncate(store, sid)
+        _erase_and_truncate(store, sid, full=full)
         assert os.path.getsize(tmp_path / "x.db-wal") == 0
         assert _files_holding(tmp_path, erased) == []
         assert _files_holding(tmp_path, dropped) == []
@@ -86,11 +91,28 @@ def test_sqlite_deleted_content_is_zeroed(tmp_path: Path) -> None:
     erased, dropped = _texts()
     with open_store(f"sqlite:///{tmp_path}/x.db") as store:
         sid = _fill(store, erased, dropped)
-        store.compact()
+        store.compact(full=False)  # type: ignore[call-arg]
         store._conn().execute("PRAGMA secure_delete=OFF")  # type: ignore[attr-defined]
         store.truncate_before(sid, 5)
-        store.compact()
+        store.compact(full=False)  # type: ignore[call-arg]
         assert _files_holding(tmp_path, dropped) == ["x.db"]  # what secure_delete prevents
+        store.compact()  # a VACUUM rebuilds the file from the live rows only
+        assert _files_holding(tmp_path, dropped) == []
+
+
+def test_sqlite_compact_shrinks_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    with open_store(f"sqlite:///{db}?durability=normal") as store:
+        sid = store.create_session(app_name="bytes", user_id="ada").id
+        for i in range(100):
+            store.append(sid, [NewEvent(type="agent_message", data={"n": i, "pad": "x" * 2000})])
+        store.compact(full=False)  # type: ignore[call-arg]
+        before = db.stat().st_size
+        store.truncate_before(sid, 100)
+        store.compact(full=False)  # type: ignore[call-arg]
+        assert db.stat().st_size == before  # freed pages are kept for reuse
+        store.compact()
+        assert db.stat().st_size < before / 10
 
 
 def test_file_store_folder_holds_no_erased_bytes(tmp_path: Path) -> None:

@@ -123,8 +123,9 @@ def truncate_command(
 def compact_command(ctx: typer.Context) -> None:
     """Reclaim the space of erased payloads, dropped events and deleted sessions.
 
-    Afterwards their bytes are no longer in the store's files: SQLite merges its
-    write-ahead log into the database and empties it (freed content is zeroed);
+    Afterwards their bytes are no longer in the store's files: SQLite rebuilds its file
+    (VACUUM: it shrinks to what it holds), merges its write-ahead log into it and empties
+    the log (freed content is zeroed);
     PostgreSQL runs VACUUM FULL on the store's tables (they are locked while it runs);
     the file store removes leftovers of deleted sessions.
     """

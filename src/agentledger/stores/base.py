@@ -489,9 +489,9 @@ class SessionStore(Protocol):
         their bytes are no longer in the store's files.
 
         What it does depends on the store (the README's "Erase and compaction" lists it):
-        SQLite checkpoints its write-ahead log into the database and truncates it (the
-        database overwrites freed content with zeros: `secure_delete`); PostgreSQL runs
-        `VACUUM FULL` on its tables; the file store rewrites a ledger whenever it erases
+        SQLite rebuilds its file (`VACUUM`), then checkpoints its write-ahead log into it
+        and truncates the log (the database overwrites freed content with zeros:
+        `secure_delete`); PostgreSQL runs `VACUUM FULL` on its tables; the file store rewrites a ledger whenever it erases
         or truncates, so it only removes leftovers; memory does nothing.
 
         Raises:

@@ -768,12 +768,21 @@ class SqliteStore(BaseStore):
             rows = self._conn().execute(sql, params).fetchall()
         return [(SessionRow(*r[:12]), r[12], r[13]) for r in rows]
 
-    def compact(self) -> None:
-        """Checkpoint the whole write-ahead log into the database file and truncate the
-        log to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`): the log's copies of erased
-        payloads and dropped events are gone, and the database file holds only zeros where
-        they were (`secure_delete`). Cheap: it copies the pages changed since the last
-        checkpoint.
+    def compact(self, *, full: bool = True) -> None:
+        """Reclaim the space of erased payloads, dropped events and deleted sessions.
+
+        Freed content is already zeros in the database (`secure_delete`), but the
+        write-ahead log may still hold older copies of its pages, and the file keeps its
+        freed pages for reuse.
+
+        Args:
+            full: Rebuild the database file first (`VACUUM`), so it shrinks to what it
+                holds (default): it needs free disk space for a copy of the live data and
+                makes other writers wait while it runs (readers go on). `False` only does
+                the second step, which is enough for the old bytes to be gone.
+
+        Then, in both cases, the whole write-ahead log is checkpointed into the database
+        file and truncated to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`).
 
         Raises:
             StoreUnavailableError: A reader or writer kept the log in use (busy); nothing
@@ -782,7 +791,10 @@ class SqliteStore(BaseStore):
         """
         self._check_writable()
         with _translated():
-            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn = self._conn()
+            if full:
+                conn.execute("VACUUM")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreUnavailableError(
                 f"SQLite {self.path}: the write-ahead log is in use by another connection; "
