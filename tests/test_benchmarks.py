@@ -125,3 +125,12 @@ def test_bench_http_quick() -> None:
     assert output["direct"]["appends_per_s"] > 0
     assert set(output["http"]) == {"1", "8"}
     assert all(row["deliveries"] > 0 for row in output["sse"].values())
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_erase_quick_run_shrinks_and_verifies(store: str) -> None:
+    output = run_quick(BENCHMARKS / "bench_erase.py", *store_args(store))
+    assert output["skipped"] == {}
+    (row,) = output["rows"]
+    assert row["store"] == store and row["verify_ok"]
+    assert row["bytes_after"] < row["bytes_before"]
