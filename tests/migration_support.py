@@ -24,6 +24,7 @@ __all__ = [
     "check_reopening_does_not_rerun_migrations",
     "check_v1_store_upgraded",
     "check_v2_store_upgraded",
+    "check_erase_after_upgrade",
     "check_version_1_data_after_upgrade",
     "v1_rows",
     "v2_rows",
@@ -141,6 +142,7 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
     assert store.verify_session("s-one").ok
     assert store.read_events("s-one")[-1].seq == 5
     assert store.read_events("s-one")[-1].format == EVENT_FORMAT
+    check_erase_after_upgrade(store, "s-one")
 
 
 # -- stores of schema version 2, as the version-2 library wrote them -------------------------
@@ -213,3 +215,24 @@ def check_v2_store_upgraded(store: SessionStore) -> None:
     assert "z" not in state and "app:motd" not in state
     assert project(events).state == {k: v for k, v in state.items() if ":" not in k}
     assert store.verify_session("s-one").ok
+    check_erase_after_upgrade(store, "s-one")
+
+
+def check_erase_after_upgrade(store: SessionStore, session_id: str) -> None:
+    """An upgraded store erases and truncates the events an older version wrote: the
+    session reads back as it was, and its history still verifies."""
+    before = store.get_session(session_id)
+    version = before.version
+    recorded = store.erase_events(session_id, [2], "erased after the upgrade")
+    assert recorded.seq == version + 1
+    events = store.read_events(session_id)
+    assert events[1].erased and events[1].data == {} and not events[2].erased
+    report = store.verify_session(session_id)
+    assert report.ok and report.erased == 1, report
+    assert store.truncate_before(session_id, version) == version - 1
+    assert [e.seq for e in store.read_events(session_id)] == [version, version + 1]
+    after = store.get_session(session_id)
+    assert after.state == before.state and after.version == version + 1
+    store.compact()
+    report = store.verify_session(session_id)
+    assert report.ok and report.first_seq == version, report

@@ -139,3 +139,12 @@ def test_bench_web_quick() -> None:
         assert row["first_paint_ms"] > 0 and row["all_loaded_ms"] > 0
         assert row["api_all_ms"] > 0 and row["jump_ms"] > 0
     assert output["results"]["1000"]["nodes"] < 1000  # a window, not every event
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_erase_quick_run_shrinks_and_verifies(store: str) -> None:
+    output = run_quick(BENCHMARKS / "bench_erase.py", *store_args(store))
+    assert output["skipped"] == {}
+    (row,) = output["rows"]
+    assert row["store"] == store and row["verify_ok"]
+    assert row["bytes_after"] < row["bytes_before"]

@@ -447,7 +447,7 @@ def test_event_types_refused(kind: str) -> None:
 
 def test_event_type_enum_matches_the_standard_set() -> None:
     assert {t.value for t in EventType} == STANDARD_EVENT_TYPES
-    assert len(STANDARD_EVENT_TYPES) == 12
+    assert len(STANDARD_EVENT_TYPES) == 13
 
 
 def test_new_event_timestamps() -> None:
@@ -582,6 +582,7 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
         "invocation_id": None,
         "format": 1,
         "key": "ns:1",
+        "erased": False,
     }
     fast = _stored_event(dict(values))
     validated = Event.model_validate(values)
@@ -622,3 +623,23 @@ def test_chain_hashes_are_the_documented_functions() -> None:
         header = [GENESIS, "s\x01", 1, "id", "user_message", "user", "T", invocation, "p"]
         expected = sha(json.dumps(header, ensure_ascii=False, separators=(",", ":")))
         assert event_hash(*header) == expected  # type: ignore[arg-type]
+
+
+def test_an_erased_event_is_never_replayed() -> None:
+    from datetime import datetime, timezone
+
+    from agentledger.core.events import Event
+    from agentledger.errors import CorruptedSessionError
+
+    when = datetime(2026, 1, 8, tzinfo=timezone.utc)
+    created = Event(
+        id="e1", session_id="s", seq=1, type="session_created", author="system", timestamp=when,
+        data={"app_name": "a", "user_id": "u"}, state_delta={"k": 1},
+    )  # fmt: skip
+    erased = Event(
+        id="e2", session_id="s", seq=2, type="user_message", author="user", timestamp=when,
+        erased=True,
+    )  # fmt: skip
+    session = project([created])
+    with pytest.raises(CorruptedSessionError, match="event 2: its payload was erased"):
+        project([erased], session)

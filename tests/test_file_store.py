@@ -1093,6 +1093,8 @@ def test_a_torn_feed_entry_is_dropped_by_the_next_writer(tmp_path: Path) -> None
         assert [(f.position, f.event.seq) for f in store.read_feed()] == [(1, 1), (2, 2), (4, 3)]
     finally:
         factory.close_all()
+
+
 def test_ledger_lines_carry_the_event_format_and_removals(make: StoreFactory, root: Path) -> None:
     store = make()
     sid = store.create_session(app_name="demo", user_id="ada", state={"k": 1, "j": 2}).id
@@ -1108,3 +1110,63 @@ def test_ledger_lines_carry_the_event_format_and_removals(make: StoreFactory, ro
     ledger.write_bytes(text.replace(b'"format":2,', b"", 1))
     report = store.verify_session(sid)
     assert not report.ok and report.first_bad_seq == 1
+# -- erase and truncate: a rewrite killed midway leaves a readable session -------------------
+
+
+def _fail_on_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next ledger replacement fail, as a process killed after writing the new
+    base and before replacing the ledger would leave the folder."""
+    real = file_module._replace_file
+
+    def replace(path: str, text: str, mode: int) -> None:
+        if path.endswith(file_module.LEDGER):
+            raise OSError("killed")
+        real(path, text, mode)
+
+    monkeypatch.setattr(file_module, "_replace_file", replace)
+
+
+@pytest.mark.parametrize("operation", ["erase", "truncate"])
+def test_a_rewrite_killed_before_the_ledger_is_replaced(
+    make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada", state={"k": 0}).id
+    store.append(sid, [msg(str(i), state_delta={"k": i}) for i in range(1, 6)])
+    before = store.get_session(sid)
+    with monkeypatch.context() as patch:
+        _fail_on_ledger(patch)
+        with pytest.raises(StoreUnavailableError):
+            if operation == "erase":
+                store.erase_events(sid, [2], "privacy")
+            else:
+                store.truncate_before(sid, 4)
+    assert (root / sid / file_module.BASE).exists()  # the base was written first
+    (root / sid / file_module.SNAPSHOT).unlink()  # rebuilt from the ledger and its base
+    reopened = make()
+    assert reopened.get_session(sid) == before
+    assert reopened.verify_session(sid).ok
+    expected = [1, 2, 3, 4, 5, 6] if operation == "erase" else [4, 5, 6]
+    assert [e.seq for e in reopened.read_events(sid)] == expected
+    assert not any(e.erased for e in reopened.read_events(sid))
+    # The next rewrite finishes the job.
+    reopened.truncate_before(sid, 5)
+    assert [e.seq for e in reopened.read_events(sid)] == [5, 6]
+    assert reopened.verify_session(sid).ok
+    (root / sid / file_module.SNAPSHOT).unlink()
+    assert make().get_session(sid) == before
+
+
+def test_a_damaged_base_is_a_corrupted_session(make: StoreFactory, root: Path) -> None:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    other = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg("a"), msg("b")])
+    store.truncate_before(sid, 2)
+    (root / sid / file_module.BASE).write_text("{not json")
+    (root / sid / file_module.SNAPSHOT).unlink()
+    with pytest.raises(CorruptedSessionError):
+        store.get_session(sid)
+    assert not store.verify_session(sid).ok
+    assert store.get_session(other).version == 1
+    assert store.list_sessions().corrupted == [sid]

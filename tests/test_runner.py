@@ -789,3 +789,26 @@ def test_tool_state_null_and_delete() -> None:
     state.append("l", 1)
     del state["l"]  # settles the operations, then removes
     assert state.ops == [] and "l" in state.removed
+
+
+def test_history_leaves_out_erased_events(store: SessionStore) -> None:
+    def lookup(card: str) -> str:
+        """Look a card up."""
+        return "valid"
+
+    sid = new_session(store)
+    model = ScriptedModel([call("lookup", card="4111"), ModelResponse(text="it is valid")])
+    runner = Runner(Agent(name="a", model=model, tools=[lookup]), store)
+    list(runner.run(sid, "check my card 4111"))
+    list(Runner(Agent(name="a", model=ScriptedModel([ModelResponse(text="hi")])), store).run(
+        sid, "hello"
+    ))
+    events = store.read_events(sid)
+    kinds = {e.type: e.seq for e in events if e.type in ("user_message", "tool_call")}
+    store.erase_events(sid, [events[1].seq, kinds["tool_call"]], "privacy")
+    messages = history_messages(store.read_events(sid))
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "hello"),
+        ("assistant", "hi"),
+    ]
+    assert "4111" not in str([m.model_dump() for m in messages])

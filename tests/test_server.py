@@ -440,6 +440,8 @@ def session_endpoints(sid: str) -> list[tuple[str, str, Any]]:
         ("POST", f"/v1/sessions/{sid}/turns", {"message": "hi"}),
         ("GET", f"/v1/sessions/{sid}/resume-decision", None),
         ("GET", f"/v1/sessions/{sid}/verify", None),
+        ("POST", f"/v1/sessions/{sid}/erase", {"seqs": [1], "reason": "x"}),
+        ("POST", f"/v1/sessions/{sid}/truncate", {"before": 2}),
         ("POST", f"/v1/sessions/{sid}/finalize", {"outcome": "completed"}),
         ("POST", f"/v1/sessions/{sid}/terminate", None),
         ("DELETE", f"/v1/sessions/{sid}", None),
@@ -626,3 +628,33 @@ def test_json_null_is_a_value_and_removal_is_explicit_over_http(
     wrong = client.put(path, json={"app_name": "agents", "user_id": "ada", "delta": {},
                                    "remove": ["plain"]}, headers=ADA)
     assert problem(wrong, 422)["error"] == "InvalidEventError"
+
+
+def test_erase_truncate_and_compact_over_http(client: TestClient, mem: SessionStore) -> None:
+    sid = new_session(client, ADA)["id"]
+    appended = client.post(
+        f"/v1/sessions/{sid}/events",
+        json={"events": [{"type": "user_message", "data": {"text": "secret"}}] * 3},
+        headers=ADA,
+    )
+    assert appended.status_code == 201, appended.text
+    erased = client.post(
+        f"/v1/sessions/{sid}/erase", json={"seqs": [2], "reason": "privacy"}, headers=ADA
+    )
+    assert erased.status_code == 200, erased.text
+    assert (erased.json()["type"], erased.json()["seq"]) == ("events_erased", 5)
+    assert mem.read_events(sid)[1].erased
+    stale = client.post(
+        f"/v1/sessions/{sid}/truncate", json={"before": 3}, headers={**ADA, "If-Match": '"4"'}
+    )
+    assert problem(stale, 409)["error"] == "ConcurrencyError"
+    bad = client.post(f"/v1/sessions/{sid}/erase", json={"seqs": [9], "reason": "x"}, headers=ADA)
+    assert problem(bad, bad.status_code)["error"] == "ConfigurationError"
+    dropped = client.post(f"/v1/sessions/{sid}/truncate", json={"before": 3}, headers=ADA)
+    assert dropped.json() == {"dropped": 2}
+    assert [e.seq for e in mem.read_events(sid)] == [3, 4, 5]
+    assert problem(client.post("/v1/store/compact", headers=ADA), 403)["error"] == (
+        "AccessDeniedError"
+    )
+    assert client.post("/v1/store/compact", headers=ROOT).status_code == 204
+    assert mem.verify_session(sid).ok

@@ -6,6 +6,7 @@ need to reach into the file, which only a SQLite test can do.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -581,6 +582,8 @@ def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory,
     assert store.feed_position() == len(stored)
     session = store.create_session(app_name="demo", user_id="cy")
     assert store.read_feed(len(stored))[0].event.session_id == session.id
+
+
 def test_the_event_format_and_removals_are_columns_the_chain_covers(
     make: StoreFactory, db_path: Path
 ) -> None:
@@ -601,3 +604,52 @@ def test_the_event_format_and_removals_are_columns_the_chain_covers(
     _corrupt_event(db_path, sid, 2, "state_remove", '["k"]')
     report = store.verify_session(sid)
     assert not report.ok and report.first_bad_seq == 2 and "payload hash" in str(report.problem)
+# -- erase and truncate: damage around them is still detected ---------------------------------
+
+
+def _erased_and_truncated(make: StoreFactory) -> tuple[Any, str]:
+    store = make()
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    store.append(sid, [msg(str(i)) for i in range(6)])  # seqs 2..7
+    store.erase_events(sid, [5], "privacy")  # seq 8
+    assert store.truncate_before(sid, 3) == 2
+    assert store.verify_session(sid).ok
+    return store, sid
+
+
+def test_an_erased_mark_without_its_record_is_detected(make: StoreFactory, db_path: Path) -> None:
+    store, sid = _erased_and_truncated(make)
+    # A payload emptied by hand and marked erased: no events_erased event records it.
+    _execute(
+        db_path,
+        "UPDATE events SET data = '{}', erased = 1 WHERE session_id = ? AND seq = 6",
+        (sid,),
+    )
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 6
+    assert "no events_erased event records" in (report.problem or "")
+
+
+def test_a_lost_first_event_of_a_truncated_ledger_is_detected(
+    make: StoreFactory, db_path: Path
+) -> None:
+    store, sid = _erased_and_truncated(make)
+    _execute(db_path, "DELETE FROM events WHERE session_id = ? AND seq = 3", (sid,))
+    with pytest.raises(CorruptedSessionError, match="event 3 is missing"):
+        store.read_events(sid)
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 3
+
+
+def test_a_changed_base_is_detected(make: StoreFactory, db_path: Path) -> None:
+    store, sid = _erased_and_truncated(make)
+    (base,) = _execute(db_path, "SELECT base FROM sessions WHERE id = ?", (sid,))[0]
+    changed = json.loads(base)
+    changed["session"]["state"] = {"injected": True}
+    _execute(db_path, "UPDATE sessions SET base = ? WHERE id = ?", (json.dumps(changed), sid))
+    report = store.verify_session(sid)
+    assert not report.ok and report.problem == "the session's snapshot does not match its ledger"
+    changed["chain_hash"] = "0" * 64
+    _execute(db_path, "UPDATE sessions SET base = ? WHERE id = ?", (json.dumps(changed), sid))
+    report = store.verify_session(sid)
+    assert not report.ok and report.first_bad_seq == 3

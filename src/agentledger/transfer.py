@@ -142,6 +142,16 @@ def _dump(value: Mapping[str, Any]) -> str:
     return canonical_json(value)
 
 
+def _exportable(session_id: str, events: list[Event]) -> None:
+    if not events:
+        raise SessionNotFoundError(session_id)
+    if events[0].seq != 1 or any(e.erased for e in events):
+        raise ConfigurationError(
+            f"session {session_id!r} has erased or truncated history (erase_events, "
+            "truncate_before); moving such a session to another store is not supported yet"
+        )
+
+
 def export_sessions(
     store: SessionStore,
     out: IO[str],
@@ -167,7 +177,8 @@ def export_sessions(
     Raises:
         SessionNotFoundError: A listed id does not exist.
         CorruptedSessionError: A session's stored history is damaged (`verify` tells more).
-        ConfigurationError: An unknown filter.
+        ConfigurationError: An unknown filter, or a session with erased or truncated
+            history (not supported yet).
     """
     if session_ids is not None and filters:
         raise ConfigurationError("export takes session ids or filters, not both")
@@ -186,8 +197,7 @@ def export_sessions(
     exported: list[Session] = []
     for session_id in ids:
         events = store.read_events(session_id)
-        if not events:
-            raise SessionNotFoundError(session_id)
+        _exportable(session_id, events)
         session = project(events)
         out.write(
             _dump(
@@ -481,8 +491,7 @@ def copy_sessions(
     copied: list[tuple[Session, int, str]] = []
     for session_id in ids:
         events = source.read_events(session_id)
-        if not events:
-            raise SessionNotFoundError(session_id)
+        _exportable(session_id, events)
         session, digest = project(events), chain_digest(events)
         skipped = len(report.skipped)
         _write_session(writer, session, events, digest, skip_existing=skip_existing, report=report)

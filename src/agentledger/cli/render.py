@@ -331,6 +331,11 @@ def _call(data: Mapping[str, Any]) -> str:
 def _data_summary(event: Event) -> str:
     data = event.data
     kind = event.type
+    if event.erased:
+        return "(payload erased)"
+    if kind == "events_erased" and isinstance(data.get("seqs"), list):
+        seqs = ", ".join(str(s) for s in data["seqs"])
+        return f"erased {seqs}: {one_line(data.get('reason'), width=None)}"
     if kind == "session_created":
         who = f"{data.get('app_name', '?')}/{data.get('user_id', '?')}"
         extra = [f"agent={data['agent_name']}"] if data.get("agent_name") else []

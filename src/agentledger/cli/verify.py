@@ -55,7 +55,8 @@ def verify_command(
     tail) and why, and a snapshot that does not match its ledger. Exit code 0 when every
     session verifies, 1 when one does not (or does not exist), 2 on bad usage. With
     --json: `ok`, and `sessions`, one object per session with `session_id`, `ok`,
-    `events`, `first_bad_seq`, `problem` and `last_hash`.
+    `events`, `first_bad_seq`, `problem`, `last_hash`, `first_seq` (where a truncated
+    ledger starts) and `erased` (how many events have their payload erased).
     """
     if bool(session_ids) == all_sessions:
         usage_error("give session ids or --all (not both)")

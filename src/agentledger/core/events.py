@@ -47,6 +47,7 @@ class EventType(StrEnum):
     PHASE_CHANGED = "phase_changed"
     STATUS_CHANGED = "status_changed"
     SESSION_FINALIZED = "session_finalized"
+    EVENTS_ERASED = "events_erased"
 
 
 STANDARD_EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
@@ -241,6 +242,10 @@ class Event(_EventModel):
             `state_remove` deletes. `agentledger.core.state.state_change` applies the
             rule for any format. Stores set it on every event they return; an `Event`
             built without it gets the current `EVENT_FORMAT`.
+        erased: Whether its payload was erased for good (`erase_events`): `data` and
+            `state_delta` are then `{}` and `state_ops` `[]`; its seq, type, author,
+            timestamp and invocation id are kept, and an `events_erased` event later in the
+            ledger records the erasure.
 
     Raises:
         InvalidEventError: Built from values of the wrong type or with fields missing;
@@ -262,3 +267,4 @@ class Event(_EventModel):
     invocation_id: str | None = None
     format: int = Field(default=EVENT_FORMAT, ge=1)
     key: str | None = None
+    erased: bool = False

@@ -146,11 +146,20 @@ def project(events: Iterable[Event], session: Session | None = None) -> Session:
     Raises:
         CorruptedSessionError: The events do not continue the session (a gap in `seq`, a
             missing or repeated `session_created`, a malformed standard event, or a state
-            operation that does not fit the state; the `StateOperationError` is chained).
+            operation that does not fit the state; the `StateOperationError` is chained);
+            or an event's payload was erased (`Event.erased`): its change cannot be
+            replayed, so a ledger with erased events is projected from its store's base
+            (the session as it was at the erase), which `get_session` returns.
     """
     current = session
     for event in events:
         expected = 1 if current is None else current.version + 1
+        if event.erased:
+            raise CorruptedSessionError(
+                event.session_id,
+                f"event {event.seq}: its payload was erased, so its change cannot be replayed;"
+                " a session with erased events is projected from its base (get_session)",
+            )
         if event.seq != expected:
             raise CorruptedSessionError(
                 event.session_id, f"expected seq {expected}, found seq {event.seq}"

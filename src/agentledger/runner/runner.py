@@ -201,7 +201,8 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
     `tool_call` with no `tool_result` (a turn that failed mid-call) is left out, so the
     history is always a valid chat transcript. `error` events are not part of the
     conversation; a turn that was cancelled or failed keeps its user message, any text the
-    agent said and every answered tool call.
+    agent said and every answered tool call. Events whose payload was erased
+    (`Event.erased`) are left out, and so is the result of an erased tool call.
 
     Args:
         events: Ledger events of one session, in `seq` order (other types are ignored).
@@ -209,6 +210,18 @@ def history_messages(events: Sequence[Event]) -> list[Message]:
     Returns:
         `user`, `assistant` and `tool` messages in the OpenAI-compatible chat shape.
     """
+    if any(e.erased for e in events):
+        events = [e for e in events if not e.erased]
+        calls = {
+            (e.invocation_id, e.data.get("call_id"))
+            for e in events
+            if e.type == EventType.TOOL_CALL
+        }
+        events = [
+            e
+            for e in events
+            if e.type != EventType.TOOL_RESULT or (e.invocation_id, e.data.get("call_id")) in calls
+        ]
     answered = {
         (e.invocation_id, e.data.get("call_id")) for e in events if e.type == EventType.TOOL_RESULT
     }

@@ -5,6 +5,8 @@ Resources (JSON; errors are RFC 9457 problem documents, see `agentledger.server.
 - `GET /v1/sessions`, `POST /v1/sessions`, `GET /v1/sessions/current`,
   `GET|POST|PATCH|DELETE /v1/sessions/{id}`;
 - `POST|GET /v1/sessions/{id}/events`, `GET /v1/sessions/{id}/events/stream` (SSE);
+- `POST /v1/sessions/{id}/erase`, `POST /v1/sessions/{id}/truncate`,
+  `POST /v1/store/compact`;
 - `POST /v1/sessions/{id}/suspend|resume|terminate|finalize`,
   `GET /v1/sessions/{id}/resume-decision`, `POST /v1/sessions/{id}/turns`;
 - `POST /v1/hooks/pre-delegate`, `POST /v1/hooks/subagent-stop`, `GET /v1/stats`,
@@ -144,6 +146,29 @@ class EventPage(BaseModel):
 
     events: list[Event]
     next_after: int | None = None
+
+
+class EraseBody(_Strict):
+    """`POST /v1/sessions/{id}/erase`: erase the payload of these events for good, recorded
+    by an `events_erased` event (`SessionStore.erase_events`)."""
+
+    seqs: list[int]
+    reason: str
+    expected_version: int | None = None
+
+
+class TruncateBody(_Strict):
+    """`POST /v1/sessions/{id}/truncate`: drop the events before seq `before` for good
+    (`SessionStore.truncate_before`)."""
+
+    before: int
+    expected_version: int | None = None
+
+
+class TruncateResult(BaseModel):
+    """How many events a truncation dropped."""
+
+    dropped: int
 
 
 class UpdateBody(_Strict):
@@ -789,6 +814,44 @@ def create_app(
              responses=_problems(*_ON_SESSION))
     async def verify_session(view: View, session_id: SessionId) -> VerifyReport:
         return await run_in_threadpool(view.verify_session, session_id)
+
+    @app.post("/v1/sessions/{session_id}/erase", tags=["sessions"],
+              summary="Erase the payload of some events for good (an events_erased event).",
+              responses=_problems(*_ON_SESSION, 409))
+    async def erase_events(
+        view: View,
+        session_id: SessionId,
+        body: EraseBody,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> Event:
+        expected = _expected_version(body.expected_version, if_match)
+        erased = await run_in_threadpool(
+            view.erase_events, session_id, body.seqs, body.reason, expected_version=expected
+        )
+        notifier.notify(session_id)
+        return erased
+
+    @app.post("/v1/sessions/{session_id}/truncate", tags=["sessions"],
+              summary="Drop the events before a seq for good; the session is unchanged.",
+              responses=_problems(*_ON_SESSION, 409))
+    async def truncate_before(
+        view: View,
+        session_id: SessionId,
+        body: TruncateBody,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> TruncateResult:
+        expected = _expected_version(body.expected_version, if_match)
+        dropped = await run_in_threadpool(
+            view.truncate_before, session_id, body.before, expected_version=expected
+        )
+        return TruncateResult(dropped=dropped)
+
+    @app.post("/v1/store/compact", tags=["store"], status_code=204,
+              summary="Reclaim the space of erased and dropped data (admins only).",
+              responses={**_problems(*_COMMON, 403), 204: {"description": "Compacted."}})
+    async def compact_store(view: View) -> Response:
+        await run_in_threadpool(view.compact)
+        return Response(status_code=204)
 
     @app.get("/v1/sessions/{session_id}/resume-decision", tags=["lifecycle"],
              summary="Whether the resume policy lets the session resume, and why.",

@@ -260,6 +260,36 @@ class ScopedStore:
         self._own(session_id)
         return self.inner.verify_session(session_id)
 
+    def erase_events(
+        self,
+        session_id: str,
+        seqs: Sequence[int],
+        reason: str,
+        *,
+        expected_version: int | None = None,
+    ) -> Event:
+        """As `SessionStore.erase_events`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.erase_events(
+            session_id, seqs, reason, expected_version=expected_version
+        )
+
+    def truncate_before(
+        self, session_id: str, seq: int, *, expected_version: int | None = None
+    ) -> int:
+        """As `SessionStore.truncate_before`; another user's session is
+        `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.truncate_before(session_id, seq, expected_version=expected_version)
+
+    def compact(self) -> None:
+        """Refused: compaction works on the whole store, which only an admin may do.
+
+        Raises:
+            AccessDeniedError: Always.
+        """
+        raise AccessDeniedError("only an admin may compact the store")
+
     def close(self) -> None:
         """Nothing to release: the shared store stays open."""
 

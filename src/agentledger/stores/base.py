@@ -118,6 +118,12 @@ class VerifyReport(BaseModel):
         problem: Why verification failed, in words; `None` when `ok`.
         last_hash: The hash of the last event when `ok` (`""` otherwise): keep it to check
             later that the history up to it has not changed.
+        first_seq: The first event the ledger holds when `ok`: 1, or the seq a
+            `truncate_before` kept the ledger from (it chains from the recorded hash of the
+            last dropped event).
+        erased: How many of the events held have their payload erased (`erase_events`),
+            each recorded by an `events_erased` event; their payload hashes are kept, so the
+            chain still verifies.
     """
 
     session_id: str
@@ -126,6 +132,8 @@ class VerifyReport(BaseModel):
     first_bad_seq: int | None = None
     problem: str | None = None
     last_hash: str = ""
+    first_seq: int = 1
+    erased: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +498,101 @@ class SessionStore(Protocol):
     def feed_position(self) -> int:
         """The position of the last event in the feed (0 when it is empty): a reader at
         that position is up to date, and `feed_position() - position` is its lag."""
+        ...
+
+    def erase_events(
+        self,
+        session_id: str,
+        seqs: Sequence[int],
+        reason: str,
+        *,
+        expected_version: int | None = None,
+    ) -> Event:
+        """Erase the payload of some of a session's events for good (privacy).
+
+        In one transaction: each event's `data`, `state_delta` and `state_ops` are removed
+        (it reads back with `erased=True` and an empty payload, its seq, type, author,
+        timestamp and invocation id kept), and an `events_erased` event recording `seqs` and
+        `reason` is appended. The session's projection does not change: the snapshot
+        already holds the folded state. To remove a value from the state too, append an
+        event that removes it first, then erase the events that carried it.
+
+        Projection and verification: the ledger can no longer reproduce an erased event's
+        state change, so the erase re-bases the projection on the session as it is at the
+        erase (the store keeps that snapshot as the session's base); the invariant is "the
+        projection of the events after the base, continuing the base, equals the
+        snapshot". Each erased event keeps its `payload_hash`, so the hash chain still
+        verifies; `verify_session` skips the payload check of an erased event only when an
+        `events_erased` event records it. The bytes of the old payloads leave the store's
+        files once `compact()` has run.
+
+        Args:
+            session_id: The session.
+            seqs: The seqs to erase (any order, repeats ignored); each must be held by the
+                ledger and not be an `events_erased` event. An event erased already may be
+                named again.
+            reason: Why (kept in the `events_erased` event: never put the erased data here).
+            expected_version: Erase only if the session's version is still this one.
+
+        Returns:
+            The `events_erased` event (its `data` is `{"seqs": [...], "reason": ...}`).
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            ConfigurationError: `seqs` is empty, holds something other than ints >= 1, or
+                a seq the ledger does not hold (or an `events_erased` event); `reason` is
+                empty; nothing was erased.
+            ConcurrencyError: `expected_version` is not the current version; nothing was
+                erased.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
+    def truncate_before(
+        self, session_id: str, seq: int, *, expected_version: int | None = None
+    ) -> int:
+        """Drop the events before `seq` from a session's ledger, for good (compaction).
+
+        The session (its snapshot, version and state) does not change. The store keeps
+        the hash of the last dropped event, so the ledger left still verifies, and the
+        session's projection at the cut as its base: the invariant becomes "the projection
+        from the base equals the snapshot". Reads return the events from `seq` on; the
+        bytes of the dropped events leave the store's files once `compact()` has run.
+
+        Args:
+            session_id: The session.
+            seq: The first event to keep, at most the session's version (the last event
+                always stays); a `seq` at or before the ledger's first event drops nothing.
+            expected_version: Truncate only if the session's version is still this one.
+
+        Returns:
+            How many events were dropped.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            ConfigurationError: `seq` is not an int >= 1, or is past the last event; nothing
+                was dropped.
+            ConcurrencyError: `expected_version` is not the current version.
+            CorruptedSessionError: The events to fold into the base cannot be read back.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
+    def compact(self) -> None:
+        """Reclaim the space of erased payloads, dropped events and deleted sessions, so
+        their bytes are no longer in the store's files.
+
+        What it does depends on the store (the README's "Erase and compaction" lists it):
+        SQLite rebuilds its file (`VACUUM`), then checkpoints its write-ahead log into it
+        and truncates the log (the database overwrites freed content with zeros:
+        `secure_delete`); PostgreSQL runs `VACUUM FULL` on its tables; the file store rewrites a ledger whenever it erases
+        or truncates, so it only removes leftovers; memory does nothing.
+
+        Raises:
+            StoreUnavailableError: The store is busy (SQLite: a reader holds the old log);
+                try again.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
         ...
 
     def close(self) -> None:

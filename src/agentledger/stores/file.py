@@ -20,6 +20,8 @@ start with a letter or digit, so they never clash):
     _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
+    <session_id>/base.json             where the ledger and its projection start, once it
+                                       was erased or truncated (see below)
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
     _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
     _feed.jsonl                        the store-wide event feed: one line per event,
@@ -113,6 +115,16 @@ it changes; `read_events` reads and parses the whole ledger (O(events)); `list_s
 reads every session's snapshot on every page (O(sessions) per page, fine for thousands of
 sessions; use SQLite or PostgreSQL for more).
 
+Erase and truncate (`erase_events`, `truncate_before`) rewrite the session's ledger whole,
+under its lock: first any `pending` record it left in its scope files is settled (byte
+ranges move), then `base.json` (the session's `LedgerBase`: the hash of the last dropped
+event, the snapshot the projection continues from) is replaced atomically and fsynced,
+then the new ledger replaces the old one (temp file, fsync, rename: the commit point; the
+old file, with the old bytes, is deleted), then the snapshot is rewritten. An erased line
+keeps its header and hashes, with `"data":{}`, `"state_delta":{}` and `"erased":true`. The
+base written first is right for the old ledger too, and readers skip lines before the
+ledger's recorded start, so a rewrite killed midway leaves a readable session.
+
 The schema version is in `_agentledger.json`; `MIGRATIONS[n]` upgrades version n - 1 to n
 (version 0 is an empty folder), is never edited once released, and must be safe to run
 again (a migration killed midway is rerun: the version is recorded after it). A folder with a newer
@@ -163,6 +175,7 @@ from agentledger.stores.shared import (
     BaseStore,
     EventRow,
     KeyIndex,
+    LedgerBase,
     SessionRow,
     StoreTransaction,
     folder_mode,
@@ -222,10 +235,13 @@ _V1_EVENT_KEYS = frozenset(
     )
 )
 _EVENT_KEYS = _V1_EVENT_KEYS | {"payload_hash", "hash"}
-_OPTIONAL_EVENT_KEYS = frozenset(("state_ops", "state_remove", "format", "key"))
+_OPTIONAL_EVENT_KEYS = frozenset(("state_ops", "state_remove", "format", "key", "erased"))
 """Keys a line has only when they differ from their default: `state_ops` and
-`state_remove` (`[]`), `format` (1: lines written before schema version 3) and `key`
-(none)."""
+`state_remove` (`[]`), `format` (1: lines written before schema version 3), `key`
+(none) and `erased` (always `true` when present: its payload was erased)."""
+BASE = "base.json"
+"""A session's `LedgerBase` (see `agentledger.stores.shared`), when it was erased or
+truncated: durable, written before its ledger is rewritten."""
 
 
 # -- small file helpers -------------------------------------------------------------------
@@ -375,6 +391,7 @@ def _event_line(row: EventRow, batch_end: int) -> str:
         + (f'"format":{int(row.format)},' if row.format != 1 else "")
         # -- end of event format
         + (f'"key":{_dumps(row.key)},' if row.key is not None else "")
+        + ('"erased":true,' if row.erased else "")
         + f'"payload_hash":"{row.payload_hash}","hash":"{row.hash}","batch_end":{batch_end}}}\n'
     )
 
@@ -388,6 +405,8 @@ def _check_event(
         or (keys is _EVENT_KEYS and value.keys() - _OPTIONAL_EVENT_KEYS == keys)
     ):
         return "not an event object"
+    if value.get("erased", True) is not True:
+        return "erased must be true when present"
     if keys is _EVENT_KEYS and not (type(value["hash"]) is type(value["payload_hash"]) is str):
         return "hash and payload_hash must be strings"
     seq, batch_end = value["seq"], value["batch_end"]
@@ -502,7 +521,28 @@ def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
         remove,
         value.get("format", 1),
         value.get("key"),
+        "erased" in value,
     )
+
+
+def _ledger_events(
+    session_id: str, data: bytes, base: LedgerBase
+) -> tuple[list[dict[str, Any]], int]:
+    """Parse a whole ledger (`_parse_ledger`) that starts where its base says
+    (`base.chain_seq + 1`), or earlier: a truncation killed after it recorded its new base
+    and before it replaced the ledger leaves lines that are dropped already; they are
+    skipped here (and go at the session's next rewrite)."""
+    first = base.chain_seq + 1
+    if first > 1:
+        try:
+            head = json.loads(data[: data.index(b"\n")])
+            found = head["seq"] if type(head) is dict else None
+        except (ValueError, KeyError, RecursionError):
+            found = None
+        if type(found) is int and 1 <= found < first:
+            events, committed = _parse_ledger(session_id, data, first_seq=found)
+            return [v for v in events if v["seq"] >= first], committed
+    return _parse_ledger(session_id, data, first_seq=first)
 
 
 def _checksum(value: dict[str, Any]) -> str:
@@ -606,7 +646,7 @@ def _check_acknowledged(
         )
 
 
-def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "") -> SessionRow:
+def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "", base: str = "") -> SessionRow:
     return SessionRow(
         fields["id"],
         fields["app_name"],
@@ -619,6 +659,7 @@ def _row(fields: dict[str, Any], snapshot: str, last_hash: str = "") -> SessionR
         fields["version"],
         snapshot,
         last_hash,
+        base,
     )
 
 
@@ -792,10 +833,17 @@ def _create_feed(root: Path) -> None:
     _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
 
 
+def _erase_and_truncate(root: Path) -> None:
+    """Version 3 (erase and truncate): ledger lines may hold `"erased": true`, and a
+    session folder a `base.json`; nothing written before needs a change."""
+    del root
+
+
 def _version_3(root: Path) -> None:
-    """Version 3, for a folder of version 2: event formats (nothing to rewrite) and the
-    event feed (`_create_feed`)."""
+    """Version 3, for a folder of version 2: event formats and erasures (nothing to
+    rewrite) and the event feed (`_create_feed`)."""
     _event_formats(root)
+    _erase_and_truncate(root)
     _create_feed(root)
 
 
@@ -814,12 +862,13 @@ class _LedgerIndex:
     """The key index of one session's ledger file (see the module docstring)."""
 
     inode: int
-    offsets: list[int]  # offsets[i]: where the line of seq i + 1 starts; last: the end
+    offsets: list[int]  # offsets[i]: where the line of seq first + i starts; last: the end
     keys: KeyIndex
+    first: int = 1  # the seq of the ledger's first line (later than 1 once truncated)
 
     @property
     def version(self) -> int:
-        return len(self.offsets) - 1
+        return self.first - 1 + len(self.offsets) - 1
 
 
 _INDEX_CACHE_SIZE = 256
@@ -1193,11 +1242,23 @@ class FileStore(BaseStore):
                 FIFO in a file's place, no permission): that session alone is damaged.
         """
         try:
-            return self._load_files(session_id, lazy)
+            base_text = self._read_base(session_id)
+            current = self._load_files(session_id, lazy, LedgerBase.parse(session_id, base_text))
         except _UNREADABLE as exc:
             raise CorruptedSessionError(session_id, f"its files cannot be read: {exc}") from exc
+        if current is not None and base_text:
+            current.row = current.row._replace(base=base_text)
+        return current
 
-    def _load_files(self, session_id: str, lazy: bool) -> _Current | None:
+    def _read_base(self, session_id: str) -> str:
+        """The text of the session's `base.json` (`""` when it has none).
+
+        Raises:
+            OSError: It cannot be read (`_UNREADABLE`: damaged).
+        """
+        return (_read_text(self._file(session_id, BASE)) or "").strip()
+
+    def _load_files(self, session_id: str, lazy: bool, base: LedgerBase) -> _Current | None:
         snapshot_path = self._file(session_id, SNAPSHOT)
         snapshot_text = _read_text(snapshot_path)
         parsed: tuple[dict[str, Any], int, str] | None = None
@@ -1232,16 +1293,18 @@ class FileStore(BaseStore):
                     except _Unreadable:
                         pass
             ledger.seek(0)
-            events, committed = _parse_ledger(session_id, ledger.read())
+            events, committed = _ledger_events(session_id, ledger.read(), base)
         if not events:
             if snapshot_text is None:
                 return None  # a create killed before its ledger write completed
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
         rows = [_event_row(session_id, v) for v in events]
-        self._check_read(session_id, rows, 1)
+        self._check_read(session_id, rows, base.chain_seq + 1, base)
         if parsed is not None:
-            _check_acknowledged(session_id, (len(rows), committed), (parsed[0]["version"], parsed[1]))
-        session = project(self._decode_events(rows))
+            _check_acknowledged(
+                session_id, (rows[-1].seq, committed), (parsed[0]["version"], parsed[1])
+            )
+        session = self._project_from(rows, base)
         row = self._session_row(session, last_hash=rows[-1].hash)
         return _Current(row, committed, size, False)
 
@@ -1294,6 +1357,7 @@ class FileStore(BaseStore):
         # The snapshot first: it is written after its commit, so the ledger read next
         # holds at least the events it records.
         # An unreadable snapshot is read as missing here: the ledger is the truth.
+        base = LedgerBase.parse(session_id, _read_text_or_none(self._file(session_id, BASE)))
         text = _read_text_or_none(self._file(session_id, SNAPSHOT))
         acknowledged = None
         if text is not None:
@@ -1312,11 +1376,11 @@ class FileStore(BaseStore):
             return None
         except _UNREADABLE as exc:
             raise CorruptedSessionError(session_id, f"{LEDGER} cannot be read: {exc}") from exc
-        events, committed = _parse_ledger(session_id, data)
+        events, committed = _ledger_events(session_id, data, base)
         if not events and os.path.exists(self._file(session_id, SNAPSHOT)):
             # as `_load`: a snapshot without a single committed event is corruption
             raise CorruptedSessionError(session_id, f"{LEDGER} holds no complete event")
-        _check_acknowledged(session_id, (len(events), committed), acknowledged)
+        _check_acknowledged(session_id, (events[-1]["seq"] if events else 0, committed), acknowledged)
         return events
 
     # -- shared state ---------------------------------------------------------------------
@@ -1462,7 +1526,8 @@ class FileStore(BaseStore):
                 )
         with _translated(f"read the events of session {session_id!r}"):
             values = self._read_ledger(session_id) or []
-        selected = values[max(after, 0) :]
+        first = values[0]["seq"] if values else 1  # a truncated ledger starts later
+        selected = values[max(after - first + 1, 0) :]
         if data_match:
             selected = [
                 v for v in selected if data_matches(v["data"], data_match)
@@ -1504,7 +1569,10 @@ class FileStore(BaseStore):
                 fd = ledger.fileno()
 
                 def row_at(seq: int, index: _LedgerIndex = index, fd: int = fd) -> EventRow:
-                    start, end = index.offsets[seq - 1], index.offsets[seq]
+                    at = seq - index.first
+                    if not 0 <= at < len(index.offsets) - 1:
+                        raise _StaleIndex
+                    start, end = index.offsets[at], index.offsets[at + 1]
                     line = os.pread(fd, end - start, start)
                     try:
                         value = json.loads(line)
@@ -1534,7 +1602,13 @@ class FileStore(BaseStore):
         cache = self._indexes
         index = None if rebuild else cache.get(session_id)
         if index is None or index.inode != st.st_ino or index.offsets[-1] > st.st_size:
-            index = _LedgerIndex(st.st_ino, [0], KeyIndex())
+            ledger.seek(0)
+            head = ledger.readline()
+            try:
+                first = int(json.loads(head)["seq"]) if head.endswith(b"\n") else 1
+            except (ValueError, KeyError, TypeError, RecursionError):
+                first = 1  # parsing below reports the damage
+            index = _LedgerIndex(st.st_ino, [0], KeyIndex(), first)
         end = index.offsets[-1]
         if st.st_size > end:
             ledger.seek(end)
@@ -1715,6 +1789,33 @@ class FileStore(BaseStore):
                 (row, read(row.app_name, None), read(row.app_name, row.user_id)) for row in page
             ]
 
+    def compact(self) -> None:
+        """Remove what deletes and rewrites left behind: folders of deleted sessions in
+        `_trash` and temporary files of killed writes. An erase or a truncation already
+        replaced the ledger with one that holds none of the old bytes (the old file is
+        deleted), so nothing else is needed.
+
+        Raises:
+            StoreUnavailableError: The folder cannot be read.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        self._check_writable()
+        self._check_open()
+        trash = os.path.join(self._root, _TRASH)
+        with _translated(f"compact {self.root}"):
+            for name in os.listdir(trash) if os.path.isdir(trash) else ():
+                shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+            for session_id in self._session_ids():
+                with self._locked(self._session_lock_path(session_id)):
+                    folder = os.path.join(self._root, session_id)
+                    try:
+                        names = os.listdir(folder)
+                    except FileNotFoundError:
+                        continue
+                    for name in names:
+                        if name.startswith(".") and name.endswith(".tmp"):
+                            os.unlink(os.path.join(folder, name))
+
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         self._check_open()
         folder = os.path.join(self._root, session_id)
@@ -1773,6 +1874,9 @@ class _FileTransaction(StoreTransaction):
         self._rows: list[EventRow] = []
         self._session_row: SessionRow | None = None
         self._new = False
+        self._erase: set[int] = set()
+        self._drop_before = 0
+        self._base: str | None = None
 
     def __enter__(self) -> _FileTransaction:
         return self
@@ -1889,6 +1993,15 @@ class _FileTransaction(StoreTransaction):
         self._session_row = row
         self._new = new
 
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        self._erase.update(seqs)
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self._drop_before = max(self._drop_before, before)
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self._base = base
+
     # -- commit ---------------------------------------------------------------------------
 
     def _write_snapshot(self, path: str, row: SessionRow, ledger_bytes: int) -> None:
@@ -1896,8 +2009,56 @@ class _FileTransaction(StoreTransaction):
             path, _snapshot_text(row.snapshot, ledger_bytes, row.last_hash), self._store.file_mode
         )
 
+    def _rewrite(self, session_id: str, current: _Current) -> None:
+        """Commit an erase or a truncation: the ledger is rewritten whole, atomically.
+
+        1. Any `pending` record this session left in its scope files is settled (it names
+           byte ranges of the ledger, which move).
+        2. The new base is written (`base.json`, replaced atomically and fsynced): it is
+           consistent with the old ledger as well as the new one (an erase re-bases the
+           projection on the session as it is; lines a truncation drops are skipped by
+           readers), so a crash at any point leaves a readable session.
+        3. The new ledger (erased payloads emptied, dropped lines gone, the new events
+           appended) replaces the old one: temp file, fsync, rename, folder fsync; the old
+           file's bytes leave the folder with it. That is the commit point.
+        4. The snapshot is rewritten (a cache, as after an append).
+        """
+        store = self._store
+        folder = os.path.join(store._root, session_id)
+        store._settle_scopes(session_id, current.row.app_name, current.row.user_id)
+        values = store._read_ledger(session_id) or []  # read under the old base
+        lines = []
+        for value in values:
+            if value["seq"] < self._drop_before:
+                continue
+            if value["seq"] in self._erase:
+                value = {**value, "data": {}, "state_delta": {}, "erased": True}
+                value.pop("state_ops", None)
+            lines.append(_event_line(_event_row(session_id, value), value["batch_end"]))
+        if self._rows:
+            end = self._rows[-1].seq
+            lines += [_event_line(r, end) for r in self._rows]
+        text = "".join(lines)
+        if self._base is not None:
+            _replace_file(os.path.join(folder, BASE), self._base + "\n", store.file_mode)
+            _fsync_dir(folder)
+        _replace_file(os.path.join(folder, LEDGER), text, store.file_mode)
+        _fsync_dir(folder)
+        row = self._session_row or current.row
+        try:
+            self._write_snapshot(os.path.join(folder, SNAPSHOT), row, len(text.encode()))
+        except OSError as exc:
+            _log.warning(
+                "file store: session %s rewritten, its snapshot not updated: %s", session_id, exc
+            )
+
     def _commit(self) -> None:
         store, session_id, row = self._store, self._session_id, self._session_row
+        if session_id is not None and self._current is not None and (
+            self._erase or self._drop_before or self._base is not None
+        ):
+            self._rewrite(session_id, self._current)
+            return
         if session_id is None or row is None or not self._rows:
             return
         folder = os.path.join(store._root, session_id)

@@ -38,7 +38,13 @@ from agentledger.errors import (
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, FeedEvent, SessionPage, VerifyReport, display_url
-from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
+from agentledger.stores.shared import (
+    MAX_SEQ,
+    check_erase_args,
+    check_nesting,
+    check_scope,
+    session_order,
+)
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
@@ -286,6 +292,8 @@ class HttpStore:
             raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
         if event.type == EventType.SESSION_CREATED:
             raise InvalidEventError("session_created is written by create_session only")
+        if event.type == EventType.EVENTS_ERASED:
+            raise InvalidEventError("events_erased is written by erase_events only")
         # Every field as JSON; the free-form values exactly as given, so a value JSON cannot
         # hold is refused here as the server's store would refuse it.
         check_nesting(event.data, f"{event.type} event data")
@@ -523,6 +531,50 @@ class HttpStore:
         if expected_version is not None:
             params["expected_version"] = expected_version
         self._request("DELETE", f"/v1/sessions/{sid}", params=params)
+
+    @staticmethod
+    def _check_version(expected_version: Any) -> None:
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
+
+    def erase_events(
+        self,
+        session_id: str,
+        seqs: Sequence[int],
+        reason: str,
+        *,
+        expected_version: int | None = None,
+    ) -> Event:
+        """As `SessionStore.erase_events`, on the server (`POST /v1/sessions/{id}/erase`)."""
+        sid = self._sid(session_id)
+        wanted = check_erase_args(seqs, reason)
+        self._check_version(expected_version)
+        payload = {"seqs": wanted, "reason": reason, "expected_version": expected_version}
+        found = self._request(
+            "POST", f"/v1/sessions/{sid}/erase", body=_strict_json(payload, "the erase")
+        )
+        return Event.model_validate(found)
+
+    def truncate_before(
+        self, session_id: str, seq: int, *, expected_version: int | None = None
+    ) -> int:
+        """As `SessionStore.truncate_before`, on the server (`POST /v1/sessions/{id}/truncate`)."""
+        sid = self._sid(session_id)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise ConfigurationError(f"seq must be an int >= 1, not {seq!r}")
+        self._check_version(expected_version)
+        payload = {"before": min(seq, MAX_SEQ), "expected_version": expected_version}
+        found = self._request(
+            "POST", f"/v1/sessions/{sid}/truncate", body=_strict_json(payload, "the truncation")
+        )
+        return int(found["dropped"])
+
+    def compact(self) -> None:
+        """As `SessionStore.compact`, run by the server on its store (`POST /v1/store/compact`,
+        admins only)."""
+        self._request("POST", "/v1/store/compact")
 
     def close(self) -> None:
         """Close the connections; every call afterwards raises `StoreUnavailableError`."""

@@ -37,6 +37,9 @@ class _MemoryTransaction(StoreTransaction):
         self.sessions: dict[str, SessionRow] = {}
         self.events: list[EventRow] = []
         self.scoped: dict[_Scope, str] = {}
+        self.erased: dict[str, set[int]] = {}
+        self.drop_before: dict[str, int] = {}
+        self.bases: dict[str, str] = {}
 
     def load_session(self, session_id: str) -> SessionRow | None:
         return self.sessions.get(session_id) or self._store._sessions.get(session_id)
@@ -62,10 +65,33 @@ class _MemoryTransaction(StoreTransaction):
         return [rows[index.seqs[k] - 1] for k in keys if k in index.seqs]
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
-        self.sessions[row.id] = row
+        existing = None if new else self.load_session(row.id)
+        self.sessions[row.id] = row if existing is None else row._replace(base=existing.base)
+
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        self.erased.setdefault(session_id, set()).update(seqs)
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self.drop_before[session_id] = before
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self.bases[session_id] = base
 
     def commit(self) -> None:
         store = self._store
+        for session_id, seqs in self.erased.items():
+            store._events[session_id] = [
+                r._replace(
+                    data="{}", state_delta="{}", state_ops="[]", state_remove="[]", erased=True
+                )
+                if r.seq in seqs
+                else r
+                for r in store._events.get(session_id, [])
+            ]
+        for session_id, before in self.drop_before.items():
+            store._events[session_id] = [
+                r for r in store._events.get(session_id, []) if r.seq >= before
+            ]
         for row in self.events:
             store._events.setdefault(row.session_id, []).append(row)
             store._feed.append((row.session_id, row.seq))
@@ -73,6 +99,8 @@ class _MemoryTransaction(StoreTransaction):
             if row.key is not None:
                 store._keys.setdefault(row.session_id, KeyIndex()).add(row.key, row.seq)
         store._sessions.update(self.sessions)
+        for session_id, base in self.bases.items():
+            store._sessions[session_id] = store._sessions[session_id]._replace(base=base)
         store._scoped.update(self.scoped)
 
 
@@ -142,11 +170,12 @@ class MemoryStore(BaseStore):
                 index = self._keys.get(session_id)
                 if index is None:
                     return []
+                first = ledger[0].seq if ledger else 1  # a truncated ledger starts later
                 return select_keyed_rows(
                     index,
-                    lambda seq: ledger[seq - 1],
-                    len(ledger),
-                    after=max(after, 0),
+                    lambda seq: ledger[seq - first],
+                    first - 1 + len(ledger),
+                    after=max(after, first - 1),
                     limit=limit,
                     last=last,
                     keys=keys,
@@ -154,7 +183,9 @@ class MemoryStore(BaseStore):
                     accept=accept or (lambda row: True),
                 )
         with self._lock:
-            rows = self._events.get(session_id, [])[max(after, 0) :]
+            rows = self._events.get(session_id, [])
+            if rows and after > 0:  # a truncated ledger starts past seq 1
+                rows = rows[max(after - rows[0].seq + 1, 0) :]
         if data_match:
             assert accept is not None
             rows = [r for r in rows if accept(r)]

@@ -31,8 +31,9 @@ Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (
 columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
 `snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
 `(session_id, seq)`, `data`, `state_delta`, `state_ops` and `state_remove` as JSONB, the
-event `format`, `payload_hash` and
-`hash` of the hash chain, see `agentledger.core.chain`; JSONB keeps values, not their text,
+event `format`, `payload_hash` and `hash` of the hash chain, see `agentledger.core.chain`,
+and `erased` once its payload was erased; a session erased or truncated keeps its
+`LedgerBase` as JSON text in `sessions.base`; JSONB keeps values, not their text,
 so a read checks the chain over the stored payload hashes and `verify_session` recomputes
 those from the values), `scoped_state` (`app:`/`user:` state as JSONB; `user_id = ''` holds the app's) and
 `agentledger_schema_version` (one row per applied migration). Text keys use the "C"
@@ -267,6 +268,12 @@ MIGRATIONS: list[list[Migration]] = [
         "ALTER TABLE {schema}.events ADD COLUMN state_remove jsonb NOT NULL"
         " DEFAULT '[]'::jsonb, ADD COLUMN format integer NOT NULL DEFAULT 1",
         # -- end of event format
+        # -- erase and truncate: an event whose payload was erased (`erase_events`) keeps
+        #    its row and hashes with `erased` true; a session erased or truncated keeps its
+        #    `LedgerBase` (JSON text: where its ledger and its projection start) in `base`.
+        "ALTER TABLE {schema}.events ADD COLUMN erased boolean NOT NULL DEFAULT false",
+        "ALTER TABLE {schema}.sessions ADD COLUMN base text NOT NULL DEFAULT ''",
+        # -- end of erase and truncate
     ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
@@ -355,6 +362,7 @@ def _event_row(
     state_remove: str = "[]",
     format: int = 1,
     key: str | None = None,
+    erased: bool = False,
 ) -> EventRow:
     if any(_ESC in text for text in (data, state_delta, state_ops, state_remove, type, author)) or (
         invocation_id is not None and _ESC in invocation_id
@@ -372,7 +380,7 @@ def _event_row(
         key = _py_text(key)
     return EventRow(
         id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,
-        payload_hash, hash, state_ops, state_remove, format, key,
+        payload_hash, hash, state_ops, state_remove, format, key, erased,
     )
 
 
@@ -381,7 +389,9 @@ def _optional_json(raw: str | None) -> str | None:
 
 
 def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
-    (sid, app, user, agent, status, phase, created, updated, version, snapshot, last, a, u) = values
+    (sid, app, user, agent, status, phase, created, updated, version, snapshot, last, base, a, u) = (
+        values
+    )
     row = SessionRow(
         sid,
         _py_text(app),
@@ -394,6 +404,7 @@ def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
         version,
         _py_json(snapshot),
         last,
+        base,
     )
     return row, _optional_json(a), _optional_json(u)
 
@@ -413,12 +424,12 @@ class _Sql:
         events = (
             f"id, session_id, seq, type, author, {_ts('timestamp')}, invocation_id,"
             " data::text, state_delta::text, payload_hash, hash, state_ops::text,"
-            " state_remove::text, format, key"
+            " state_remove::text, format, key, erased"
         )
         self.event_columns = events
         session = (
             f"s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, {_ts('s.created_at')},"
-            f" {_ts('s.updated_at')}, s.version, s.snapshot::text, s.last_hash"
+            f" {_ts('s.updated_at')}, s.version, s.snapshot::text, s.last_hash, s.base"
         )
         self.lock_session = f"SELECT {session} FROM {s}.sessions s WHERE s.id = %s FOR UPDATE"
         self.session_with_scopes = (
@@ -457,8 +468,8 @@ class _Sql:
         )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
-            " created_at, updated_at, version, snapshot, last_hash) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb, %s)"
+            " created_at, updated_at, version, snapshot, last_hash, base) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb, %s, %s)"
         )
         self.update_session = (
             f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
@@ -467,6 +478,12 @@ class _Sql:
         )
         self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s RETURNING version"
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
+        self.erase_event = (
+            f"UPDATE {s}.events SET data = '{{}}'::jsonb, state_delta = '{{}}'::jsonb,"
+            " state_ops = '[]'::jsonb, erased = true WHERE session_id = %s AND seq = %s"
+        )
+        self.drop_events = f"DELETE FROM {s}.events WHERE session_id = %s AND seq < %s"
+        self.save_base = f"UPDATE {s}.sessions SET base = %s WHERE id = %s"
 
 
 def _lock_key(*parts: str) -> str:
@@ -641,11 +658,20 @@ class _PgTransaction(StoreTransaction):
         snapshot = _pg_json(row.snapshot)
         if new:
             names = (row.id, _pg_text(row.app_name), _pg_text(row.user_id), agent, *text)
-            times = (row.created_at, row.updated_at, row.version, snapshot, row.last_hash)
+            times = (row.created_at, row.updated_at, row.version, snapshot, row.last_hash, row.base)
             self._pending.append((self._sql.insert_session, names + times))
         else:
             update = (agent, *text, row.updated_at, row.version, snapshot, row.last_hash, row.id)
             self._pending.append((self._sql.update_session, update))
+
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        self._pending.append((self._sql.erase_event, [(session_id, seq) for seq in seqs]))
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self._pending.append((self._sql.drop_events, (session_id, before)))
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self._pending.append((self._sql.save_base, (base, session_id)))
 
 
 def _split_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -1192,6 +1218,33 @@ class PostgresStore(BaseStore):
             return cur.execute(sql, params).fetchall()
 
         return self._read(query)
+
+    def compact(self, *, full: bool = True) -> None:
+        """Reclaim the space of erased payloads, dropped events and deleted sessions.
+
+        PostgreSQL keeps an updated or deleted row's old version in the table until a
+        vacuum removes it (no query sees it, `pg_dump` does not dump it).
+
+        Args:
+            full: `VACUUM FULL` the store's tables (default): they are rewritten into new
+                files and the old ones deleted, so no old row version's bytes stay in the
+                table files. It locks each table while it runs (reads and writes of the
+                store wait), for a time proportional to the table's size. `False` runs a
+                plain `VACUUM`: no lock, the space is marked free for reuse, but old
+                bytes may stay in the files until overwritten. PostgreSQL's write-ahead
+                log, archives and backups keep their copies until they age out.
+
+        Raises:
+            StoreUnavailableError: The server cannot be reached.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        self._check_writable()
+        command = "VACUUM (FULL)" if full else "VACUUM"
+        tables = ", ".join(
+            f"{self._sql.schema}.{name}" for name in ("events", "sessions", "scoped_state")
+        )
+        with self._connection() as conn:  # autocommit: VACUUM runs outside a transaction
+            conn.execute(f"{command} {tables}")
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._connection() as conn, conn.transaction():

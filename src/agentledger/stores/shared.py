@@ -74,6 +74,9 @@ __all__ = [
     "KeyIndex",
     "SessionRow",
     "StoreTransaction",
+    "LedgerBase",
+    "NO_BASE",
+    "check_erase_args",
     "check_scope",
     "session_order",
     "DEFAULT_FILE_MODE",
@@ -412,6 +415,10 @@ class EventRow(NamedTuple):
     format: int = 1
     # -- end of event format
     key: str | None = None
+    erased: bool = False
+    """Whether the payload was erased (`erase_events`): `data` and `state_delta` are then
+    `"{}"` and `state_ops` and `state_remove` `"[]"`, while `payload_hash` keeps the digest
+    of what was there."""
 
 
 class KeyIndex:
@@ -624,6 +631,85 @@ class SessionRow(NamedTuple):
     last_hash: str = ""
     """The chain hash of the event of seq `version`, recorded with the snapshot: the last
     acknowledged commit, so a lost tail of the ledger is told from one never written."""
+    base: str = ""
+    """The session's `LedgerBase` as JSON (`""`: none; see `LedgerBase`). `save_session`
+    writes it for a new row only; `StoreTransaction.save_base` changes it."""
+
+
+# -- erase and truncate --------------------------------------------------------------------
+
+
+class LedgerBase(NamedTuple):
+    """Where a session's stored ledger and its projection start, once events were erased
+    (`erase_events`) or a prefix of the ledger dropped (`truncate_before`).
+
+    Attributes:
+        chain_seq: The last dropped seq (0: nothing dropped): the stored ledger starts at
+            `chain_seq + 1`.
+        chain_hash: The chain hash of event `chain_seq` (`GENESIS` when nothing was
+            dropped): the first stored event chains from it.
+        seq: The projection base (0: none, the projection starts from the first event):
+            the snapshot equals the projection of the events after `seq` continuing
+            `session`. An erase moves it to the session's version at the erase, so no
+            erased event is ever folded again; a truncation to at least `chain_seq`.
+        hash: The chain hash of event `seq` (`""` when `seq` is 0).
+        session: The `Session` (its own state, as snapshots keep it) at `seq`, as JSON
+            (`""` when `seq` is 0).
+    """
+
+    chain_seq: int = 0
+    chain_hash: str = GENESIS
+    seq: int = 0
+    hash: str = ""
+    session: str = ""
+
+    def to_json(self) -> str:
+        """The base as stored (`SessionRow.base`): compact JSON, `""` for no base."""
+        if self == NO_BASE:
+            return ""
+        return _dumps(
+            {
+                "chain_seq": self.chain_seq,
+                "chain_hash": self.chain_hash,
+                "seq": self.seq,
+                "hash": self.hash,
+                "session": json.loads(self.session) if self.session else None,
+            }
+        )
+
+    @classmethod
+    def parse(cls, session_id: str, text: str | None) -> LedgerBase:
+        """Read a stored base (`""` or `None`: `NO_BASE`).
+
+        Raises:
+            CorruptedSessionError: The text is not a base.
+        """
+        if not text:
+            return NO_BASE
+        try:
+            value = json.loads(text)
+            session = value["session"]
+            base = cls(
+                int(value["chain_seq"]),
+                str(value["chain_hash"]),
+                int(value["seq"]),
+                str(value["hash"]),
+                "" if session is None else _dumps(session),
+            )
+            if base.chain_seq < 0 or (base.seq and base.seq < base.chain_seq):
+                raise ValueError("the projection base is before the first stored event")
+            if bool(base.seq) != bool(base.session):
+                raise ValueError("a projection base needs its session")
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise CorruptedSessionError(
+                session_id, f"the session's ledger base cannot be read: {exc}"
+            ) from exc
+        return base
+
+
+NO_BASE = LedgerBase()
+"""A session whose ledger was never erased nor truncated: it starts at seq 1 (from
+`GENESIS`) and projects from its first event."""
 
 
 class StoreTransaction(ABC):
@@ -661,7 +747,23 @@ class StoreTransaction(ABC):
 
     @abstractmethod
     def save_session(self, row: SessionRow, *, new: bool) -> None:
-        """Insert (`new=True`) or replace the session's snapshot row."""
+        """Insert (`new=True`, with `row.base`) or replace the session's snapshot row
+        (keeping its stored base)."""
+
+    @abstractmethod
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        """Erase the payload of the session's events of these seqs for good: `data` and
+        `state_delta` become `"{}"`, `state_ops` `"[]"`, `erased` true; every other column
+        (the hashes too) is kept. The old payload bytes must not survive the store's
+        `compact()`."""
+
+    @abstractmethod
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        """Delete the session's events of seq lower than `before`, for good."""
+
+    @abstractmethod
+    def save_base(self, session_id: str, base: str) -> None:
+        """Replace the session's stored `LedgerBase` (JSON, see `LedgerBase.to_json`)."""
 
 
 def session_order(order: str) -> tuple[str, bool]:
@@ -707,6 +809,25 @@ def _decode_cursor(cursor: str, order: str = "updated_desc") -> tuple[str, str]:
             f"cursor {cursor!r} was made for order {made_for!r}, not {order!r}"
         )
     return format_timestamp(moment), session_id
+
+
+def check_erase_args(seqs: Any, reason: Any) -> list[int]:
+    """Check the arguments of `erase_events`.
+
+    Returns:
+        The seqs, sorted, each once.
+
+    Raises:
+        ConfigurationError: `seqs` is not a non-empty list of ints >= 1, or `reason` is not
+            a non-empty string.
+    """
+    if isinstance(seqs, (str, bytes)) or not isinstance(seqs, Sequence | set | frozenset):
+        raise ConfigurationError(f"seqs must be a list of ints, not {seqs!r}")
+    if not seqs or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in seqs):
+        raise ConfigurationError(f"seqs must be a non-empty list of ints >= 1, not {seqs!r}")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ConfigurationError(f"reason must be a non-empty string, not {reason!r}")
+    return sorted(set(seqs))
 
 
 def check_scope(app_name: Any, user_id: Any) -> None:
@@ -984,7 +1105,12 @@ class BaseStore(SessionStore, ABC):
         return chained
 
     def _chain_problem(
-        self, rows: Sequence[EventRow | Sequence[Any]], previous: str | None, *, payloads: bool
+        self,
+        rows: Sequence[EventRow | Sequence[Any]],
+        previous: str | None,
+        *,
+        payloads: bool,
+        erasures: set[int] | None = None,
     ) -> tuple[int, str] | None:
         """The first event of a contiguous run of rows that breaks the chain, and why.
 
@@ -994,12 +1120,23 @@ class BaseStore(SessionStore, ABC):
             previous: The hash the first row chains from; `None` checks only the links
                 between the rows.
             payloads: Also recompute each payload hash from `data`, `state_delta`,
-                `state_ops` and `state_remove`.
+                `state_ops` and `state_remove`; an erased event's payload is gone, so its
+                stored `payload_hash` is taken as it is.
+            erasures: The seqs the ledger's `events_erased` events record; when given, an
+                erased event must be one of them and hold an empty payload.
         """
         canonical = self._payload_is_canonical
         for row in rows:
             # By position (EventRow order), as SQL rows come as plain tuples.
-            if payloads:
+            if len(row) > 15 and row[15]:
+                if erasures is not None:
+                    if row[2] not in erasures:
+                        return row[2], (
+                            "it is marked erased, but no events_erased event records its erasure"
+                        )
+                    if (row[7], row[8], row[11], row[12]) != ("{}", "{}", "[]", "[]"):
+                        return row[2], "it is marked erased, but it still holds a payload"
+            elif payloads:
                 data, delta = row[7], row[8]
                 ops = row[11] if len(row) > 11 else "[]"
                 remove = row[12] if len(row) > 12 else "[]"
@@ -1037,9 +1174,24 @@ class BaseStore(SessionStore, ABC):
             previous = row[10]
         return None
 
-    def _check_read(self, session_id: str, rows: Sequence[EventRow], first: int | None) -> None:
+    def _check_read(
+        self,
+        session_id: str,
+        rows: Sequence[EventRow],
+        first: int | None,
+        base: LedgerBase | None = None,
+    ) -> None:
         """Check rows read back: no gap in `seq` (starting at `first` when given), and the
-        chain between them (from `GENESIS` when they start at seq 1).
+        chain between them (from `GENESIS` when they start at seq 1, from the base's hash
+        when they start where a truncated ledger starts).
+
+        Args:
+            session_id: The session.
+            rows: The rows read, in `seq` order.
+            first: The seq the rows must start at; `None`: wherever they start. A read
+                that starts past `first` is checked against the session's `LedgerBase`
+                (`base`, fetched when not given): the ledger may start later.
+            base: The session's base, when the caller has it.
 
         Raises:
             CorruptedSessionError: A gap, or an event whose hash does not match.
@@ -1047,6 +1199,13 @@ class BaseStore(SessionStore, ABC):
         if not rows:
             return
         start = rows[0][2] if first is None else first
+        previous: str | None = GENESIS if start == 1 else None
+        if first is not None and rows[0][2] > first:
+            if base is None:
+                found = self._fetch_session(session_id)
+                base = NO_BASE if found is None else LedgerBase.parse(session_id, found[0].base)
+            if base.chain_seq >= first:  # the ledger starts after the events dropped
+                start, previous = base.chain_seq + 1, base.chain_hash
         for i, row in enumerate(rows):
             if row[2] != start + i:
                 raise CorruptedSessionError(
@@ -1054,9 +1213,7 @@ class BaseStore(SessionStore, ABC):
                     f"event {start + i} is missing (found seq {row[2]} instead)",
                     seq=start + i,
                 )
-        problem = self._chain_problem(
-            rows, GENESIS if start == 1 else None, payloads=self._payload_is_canonical
-        )
+        problem = self._chain_problem(rows, previous, payloads=self._payload_is_canonical)
         if problem is not None:
             raise CorruptedSessionError(
                 session_id, f"event {problem[0]}: {problem[1]}", seq=problem[0]
@@ -1108,6 +1265,7 @@ class BaseStore(SessionStore, ABC):
                     "invocation_id": row[6],
                     "format": format,
                     "key": row[14] if len(row) > 14 else None,
+                    "erased": bool(row[15]) if len(row) > 15 else False,
                 }
             )
         except (TypeError, ValueError, IndexError, RecursionError) as exc:
@@ -1166,15 +1324,30 @@ class BaseStore(SessionStore, ABC):
             return Session.model_validate_json(row.snapshot)
         except ValidationError:
             pass
-        # A snapshot that cannot be read is rebuilt from the ledger, the source of truth.
+        # A snapshot that cannot be read is rebuilt from the ledger, the source of truth,
+        # from its base when it has one.
         try:
-            rows = rebuild()
-            self._check_read(row.id, rows, 1)
-            return project(self._decode_events(rows))
+            base = LedgerBase.parse(row.id, row.base)
+            rows = [r for r in rebuild() if r[2] > base.chain_seq]
+            self._check_read(row.id, rows, base.chain_seq + 1, base)
+            return self._project_from(rows, base)
         except CorruptedSessionError:
             raise
         except ValueError as exc:
             raise CorruptedSessionError(row.id, f"snapshot and ledger unreadable: {exc}") from exc
+
+    def _project_from(self, rows: Sequence[EventRow | Sequence[Any]], base: LedgerBase) -> Session:
+        """The projection of a session's stored rows from its base: the events after
+        `base.seq` continuing the base's session, or all of them from the first.
+
+        Raises:
+            CorruptedSessionError: The events do not continue the base.
+            ValueError: No base and no rows.
+        """
+        if not base.seq:
+            return project(self._decode_events(rows))
+        start = Session.model_validate_json(base.session)
+        return project(self._decode_events([r for r in rows if r[2] > base.seq]), start)
 
     @staticmethod
     def _decode_scoped(session_id: str, raw: str | None) -> dict[str, Any]:
@@ -1333,6 +1506,8 @@ class BaseStore(SessionStore, ABC):
                 raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
             if event.type == EventType.SESSION_CREATED:
                 raise InvalidEventError("session_created is written by create_session only")
+            if event.type == EventType.EVENTS_ERASED:
+                raise InvalidEventError("events_erased is written by erase_events only")
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
@@ -1611,6 +1786,10 @@ class BaseStore(SessionStore, ABC):
         except CorruptedSessionError as exc:
             found, snapshot_error = None, exc
         try:
+            base = NO_BASE if found is None else LedgerBase.parse(session_id, found[0].base)
+        except CorruptedSessionError as exc:
+            return bad(None, exc.detail)
+        try:
             rows = [
                 r if isinstance(r, EventRow) else EventRow(*r)
                 for r in self._fetch_event_rows(
@@ -1619,10 +1798,17 @@ class BaseStore(SessionStore, ABC):
             ]
         except CorruptedSessionError as exc:
             return bad(exc.seq, exc.detail)
-        for i, row in enumerate(rows, 1):
+        for i, row in enumerate(rows, base.chain_seq + 1):
             if row.seq != i:
                 return bad(i, f"event {i} is missing (found seq {row.seq} instead)", len(rows))
-        problem = self._chain_problem(rows, GENESIS, payloads=True)
+        erasures: set[int] = set()
+        for row in rows:
+            if row.type == EventType.EVENTS_ERASED and not row.erased:
+                try:
+                    erasures.update(s for s in json.loads(row.data)["seqs"] if s < row.seq)
+                except (ValueError, TypeError, KeyError):
+                    pass  # its payload hash does not match, or it cannot be read: below
+        problem = self._chain_problem(rows, base.chain_hash, payloads=True, erasures=erasures)
         if problem is not None:
             return bad(problem[0], problem[1], len(rows))
         if snapshot_error is not None:
@@ -1631,31 +1817,52 @@ class BaseStore(SessionStore, ABC):
             return bad(None, "the session disappeared while it was verified", len(rows))
         snapshot = found[0]
         version = snapshot.version
-        if version > len(rows):
+        end = base.chain_seq + len(rows)
+        if version > end:
             return bad(
-                len(rows) + 1,
+                end + 1,
                 (
                     f"acknowledged event {version} is missing"
-                    if version == len(rows) + 1
-                    else f"acknowledged events {len(rows) + 1} to {version} are missing"
+                    if version == end + 1
+                    else f"acknowledged events {end + 1} to {version} are missing"
                 )
-                + f" (the ledger ends at seq {len(rows)})",
+                + f" (the ledger ends at seq {end})",
                 len(rows),
             )
-        committed = rows[:version]
+        committed = rows[: version - base.chain_seq]
         if committed and snapshot.last_hash not in ("", committed[-1].hash):
             return bad(
                 version, "the last event is not the one the session's last commit recorded", len(rows)
             )
+        if base.seq:
+            anchor = (
+                base.chain_hash
+                if base.seq == base.chain_seq
+                else committed[base.seq - base.chain_seq - 1].hash
+                if base.seq <= version
+                else None
+            )
+            if anchor != base.hash:
+                return bad(base.seq, "the projection base is not the event the ledger holds", len(rows))
+        late = [r.seq for r in committed if r.erased and r.seq > base.seq]
+        if late:
+            return bad(late[0], "an erased event comes after the projection base", len(rows))
         try:
-            projected = project(self._decode_events(committed))
+            projected = self._project_from(committed, base)
             stored = Session.model_validate_json(snapshot.snapshot)
         except (ValueError, CorruptedSessionError) as exc:
             return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
         if stored.model_dump() != projected.model_dump():
             return bad(None, "the session's snapshot does not match its ledger", len(rows))
         last_hash = rows[-1].hash if rows else ""
-        return VerifyReport(session_id=session_id, ok=True, events=len(rows), last_hash=last_hash)
+        return VerifyReport(
+            session_id=session_id,
+            ok=True,
+            events=len(rows),
+            last_hash=last_hash,
+            first_seq=base.chain_seq + 1,
+            erased=sum(1 for r in rows if r.erased),
+        )
 
     def list_sessions(
         self,
@@ -1802,3 +2009,110 @@ class BaseStore(SessionStore, ABC):
             raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
         if not self._delete_session(session_id, expected_version):
             raise SessionNotFoundError(session_id)
+
+    # -- erase and truncate --------------------------------------------------------------
+
+    def _erase_transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """The write transaction of `erase_events` and `truncate_before`; a backend that
+        must prepare its connection for them (SQLite's `secure_delete`) overrides it."""
+        return self._transaction()
+
+    @staticmethod
+    def _check_version_arg(expected_version: Any) -> None:
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
+
+    def erase_events(
+        self,
+        session_id: str,
+        seqs: Sequence[int],
+        reason: str,
+        *,
+        expected_version: int | None = None,
+    ) -> Event:
+        self._check_writable()
+        validate_session_id(session_id)
+        wanted = check_erase_args(seqs, reason)
+        self._check_version_arg(expected_version)
+        event = NewEvent(
+            type=EventType.EVENTS_ERASED, author="system", data={"seqs": wanted, "reason": reason}
+        )
+        encoded = self._encode(session_id, 0, event, self._clock())
+        with self._erase_transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            base = LedgerBase.parse(session_id, row.base)
+            outside = [s for s in wanted if not base.chain_seq < s <= current.version]
+            if outside:
+                raise ConfigurationError(
+                    f"cannot erase event{'s' if len(outside) > 1 else ''} "
+                    f"{', '.join(map(str, outside))} of session {session_id!r}: its ledger holds "
+                    f"seqs {base.chain_seq + 1} to {current.version}; nothing was erased"
+                )
+            kinds = {r[2]: r[3] for r in tx.load_event_rows(session_id) if r[2] in set(wanted)}
+            records = [s for s in wanted if kinds.get(s) == EventType.EVENTS_ERASED]
+            if records:
+                raise ConfigurationError(
+                    f"event {records[0]} of session {session_id!r} is an events_erased event: "
+                    "it records erasures and cannot be erased itself (truncate the ledger "
+                    "before it instead); nothing was erased"
+                )
+            previous = row.last_hash or self._last_hash(tx, session_id, current.version)
+            # The projection is re-based on the session as it is now, so no erased event is
+            # ever folded again and the snapshot still equals the projection from the base.
+            new_base = base._replace(
+                seq=current.version, hash=previous, session=current.model_dump_json()
+            )
+            tx.erase_event_rows(session_id, wanted)
+            tx.save_base(session_id, new_base.to_json())
+            rows = self._chained(
+                [encoded._replace(seq=current.version + 1)],
+                previous,
+                format_timestamp(current.updated_at),
+            )
+            _, stored = self._write(tx, current, session_id, rows, row.created_at)
+        return stored[0]
+
+    def truncate_before(
+        self, session_id: str, seq: int, *, expected_version: int | None = None
+    ) -> int:
+        self._check_writable()
+        validate_session_id(session_id)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise ConfigurationError(f"seq must be an int >= 1, not {seq!r}")
+        self._check_version_arg(expected_version)
+        with self._erase_transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            if seq > row.version:
+                raise ConfigurationError(
+                    f"cannot truncate session {session_id!r} before seq {seq}: its last event "
+                    f"is seq {row.version}, and the last event always stays; nothing was dropped"
+                )
+            base = LedgerBase.parse(session_id, row.base)
+            if seq <= base.chain_seq + 1:
+                return 0  # nothing stored before it
+            rows = [r for r in tx.load_event_rows(session_id) if r[2] > base.chain_seq]
+            self._check_read(session_id, rows, base.chain_seq + 1, base)
+            cut = seq - 1  # the last dropped event
+            if base.seq >= cut:
+                new_base = base._replace(chain_seq=cut, chain_hash=rows[cut - base.chain_seq - 1][10])
+            else:
+                at_cut = self._project_from(rows[: cut - base.chain_seq], base)
+                last = rows[cut - base.chain_seq - 1][10]
+                new_base = LedgerBase(cut, last, cut, last, at_cut.model_dump_json())
+            tx.save_base(session_id, new_base.to_json())
+            tx.drop_event_rows(session_id, seq)
+        return cut - base.chain_seq
+
+    def compact(self) -> None:
+        self._check_writable()

@@ -21,6 +21,11 @@ created with `file_mode` (default 0600: only its owner can read it), whatever th
 SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
 file get the matching folder mode (0700). An existing file keeps its mode.
 
+Erase and truncate: every write connection runs with `PRAGMA secure_delete=ON`, so content
+freed by an erased payload, dropped events or a deleted session is overwritten with zeros
+in the database file; `compact()` checkpoints the write-ahead log into the file and
+truncates the log (`wal_checkpoint(TRUNCATE)`), so no old copy of those pages stays in it.
+
 The schema version is kept in `PRAGMA user_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released.
 
@@ -195,6 +200,12 @@ MIGRATIONS: list[list[Migration]] = [
         "ALTER TABLE events ADD COLUMN state_remove TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE events ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
         # -- end of event format
+        # -- erase and truncate: an event whose payload was erased (`erase_events`) keeps
+        #    its row and hashes with `erased` = 1; a session erased or truncated keeps its
+        #    `LedgerBase` (JSON: where its ledger and its projection start) in `base`.
+        "ALTER TABLE events ADD COLUMN erased INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN base TEXT NOT NULL DEFAULT ''",
+        # -- end of erase and truncate
     ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
@@ -207,11 +218,11 @@ _APP_SCOPE = ""  # scoped_state.user_id for app-wide state (user ids are never e
 
 _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
-    " payload_hash, hash, state_ops, state_remove, format, key"
+    " payload_hash, hash, state_ops, state_remove, format, key, erased"
 )
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
-    " s.updated_at, s.version, s.snapshot, s.last_hash, a.state, u.state FROM sessions s"
+    " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, a.state, u.state FROM sessions s"
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
@@ -266,7 +277,7 @@ class _SqliteTransaction(StoreTransaction):
     def load_session(self, session_id: str) -> SessionRow | None:
         row = self._conn.execute(
             "SELECT id, app_name, user_id, agent_name, status, phase, created_at, updated_at,"
-            " version, snapshot, last_hash FROM sessions WHERE id = ?",
+            " version, snapshot, last_hash, base FROM sessions WHERE id = ?",
             (session_id,),
         ).fetchone()
         return None if row is None else SessionRow(*row)
@@ -300,7 +311,7 @@ class _SqliteTransaction(StoreTransaction):
         start = end - len(rows)
         self._conn.executemany(
             f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(*row, start + i) for i, row in enumerate(rows, 1)],
         )
 
@@ -325,8 +336,8 @@ class _SqliteTransaction(StoreTransaction):
         if new:
             self._conn.execute(
                 "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
-                " created_at, updated_at, version, snapshot, last_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, version, snapshot, last_hash, base)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         else:
@@ -344,6 +355,23 @@ class _SqliteTransaction(StoreTransaction):
                     row.id,
                 ),
             )
+
+    def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
+        # With `secure_delete` on (every connection), the old payload's cells are zeroed.
+        self._conn.executemany(
+            "UPDATE events SET data = '{}', state_delta = '{}', state_ops = '[]',"
+            " state_remove = '[]', erased = 1"
+            " WHERE session_id = ? AND seq = ?",
+            [(session_id, seq) for seq in seqs],
+        )
+
+    def drop_event_rows(self, session_id: str, before: int) -> None:
+        self._conn.execute(
+            "DELETE FROM events WHERE session_id = ? AND seq < ?", (session_id, before)
+        )
+
+    def save_base(self, session_id: str, base: str) -> None:
+        self._conn.execute("UPDATE sessions SET base = ? WHERE id = ?", (base, session_id))
 
 
 class _WriteTransaction:
@@ -593,6 +621,9 @@ class SqliteStore(BaseStore):
                 )
                 self._enable_wal(conn)
                 conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+                # Freed content (an erased payload, dropped events, deleted sessions) is
+                # overwritten with zeros, so `compact()` leaves none of it in the file.
+                conn.execute("PRAGMA secure_delete=ON")
         self._local.conn, self._local.pid = conn, pid
         with self._connections_lock:
             self._connections.append(conn)
@@ -704,7 +735,7 @@ class SqliteStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
             row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
-        return None if row is None else (SessionRow(*row[:11]), row[11], row[12])
+        return None if row is None else (SessionRow(*row[:12]), row[12], row[13])
 
     def _fetch_event_rows(
         self,
@@ -886,7 +917,40 @@ class SqliteStore(BaseStore):
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()
-        return [(SessionRow(*r[:11]), r[11], r[12]) for r in rows]
+        return [(SessionRow(*r[:12]), r[12], r[13]) for r in rows]
+
+    def compact(self, *, full: bool = True) -> None:
+        """Reclaim the space of erased payloads, dropped events and deleted sessions.
+
+        Freed content is already zeros in the database (`secure_delete`), but the
+        write-ahead log may still hold older copies of its pages, and the file keeps its
+        freed pages for reuse.
+
+        Args:
+            full: Rebuild the database file first (`VACUUM`), so it shrinks to what it
+                holds (default): it needs free disk space for a copy of the live data and
+                makes other writers wait while it runs (readers go on). `False` only does
+                the second step, which is enough for the old bytes to be gone.
+
+        Then, in both cases, the whole write-ahead log is checkpointed into the database
+        file and truncated to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`).
+
+        Raises:
+            StoreUnavailableError: A reader or writer kept the log in use (busy); nothing
+                is lost, try again.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        self._check_writable()
+        with _translated():
+            conn = self._conn()
+            if full:
+                conn.execute("VACUUM")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreUnavailableError(
+                f"SQLite {self.path}: the write-ahead log is in use by another connection; "
+                "it was not truncated, try compact() again"
+            )
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         with self._transaction() as tx:

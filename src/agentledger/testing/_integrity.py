@@ -19,8 +19,8 @@ __all__ = ["IntegrityConformance", "chain_of"]
 
 
 def chain_of(events: list[Event]) -> str:
-    """The chain hash of a whole ledger (seq 1 onwards), computed from its events as read
-    back: what `verify_session` reports as `last_hash` on every store."""
+    """The chain hash of a whole ledger (seq 1 onwards, none erased), computed from its
+    events as read back: what `verify_session` reports as `last_hash` on every store."""
     previous = GENESIS
     for event in events:
         digest = payload_hash(

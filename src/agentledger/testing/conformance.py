@@ -84,6 +84,10 @@ is split by topic:
         it; listing, stats, clean-up, the other sessions and deleting the damaged one
         keep working. Skipped for a store `damage_event` cannot reach (override
         `DamageConformance.damage_event`).
+    `_erase`: `erase_events` empties payloads and keeps headers, records an `events_erased`
+        event, leaves the projection as it was; `truncate_before` drops a prefix and keeps
+        the session; both verify afterwards, go on after a reopen, refuse bad calls
+        changing nothing; `compact()` keeps everything readable.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -98,6 +102,7 @@ from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
+from agentledger.testing._erase import EraseConformance
 from agentledger.testing._feed import FeedConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._keys import KeyConformance
@@ -123,6 +128,7 @@ __all__ = [
     "ContinuationConformance",
     "CrashConformance",
     "DamageConformance",
+    "EraseConformance",
     "FakeClock",
     "FeedConformance",
     "IntegrityConformance",
@@ -169,5 +175,6 @@ class StoreConformance(
     DamageConformance,
     TransferConformance,
     FeedConformance,
+    EraseConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
