@@ -33,7 +33,7 @@ def _fill(store: SessionStore, erased_text: str, dropped_text: str) -> str:
                 state_delta={"scratch": erased_text},
                 state_ops=[{"op": "add", "path": "/notes", "value": erased_text}],
             ),
-            NewEvent(type="state_updated", state_delta={"scratch": None, "notes": None}),
+            NewEvent(type="state_updated", state_remove=["scratch", "notes"]),
         ],
     )
     store.append(sid, [NewEvent(type="user_message", author="user", data={"t": dropped_text})])
@@ -112,7 +112,8 @@ def test_sqlite_compact_shrinks_the_file(tmp_path: Path) -> None:
         store.compact(full=False)  # type: ignore[call-arg]
         assert db.stat().st_size == before  # freed pages are kept for reuse
         store.compact()
-        assert db.stat().st_size < before / 10
+        # What stays: the schema's pages (tables and indexes) and one event.
+        assert db.stat().st_size < before / 5
 
 
 def test_file_store_folder_holds_no_erased_bytes(tmp_path: Path) -> None:
