@@ -539,6 +539,7 @@ def test_events_read_back_from_a_store_are_real_events() -> None:
         "state_delta": {"k": "v"},
         "state_ops": [{"op": "add", "path": "/user:r/-", "value": 1}],
         "invocation_id": None,
+        "key": "ckpt:1",
     }
     fast = _stored_event(dict(values))
     validated = Event.model_validate(values)

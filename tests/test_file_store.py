@@ -1005,7 +1005,7 @@ def test_a_version_1_folder_is_upgraded_with_its_events_chained(tmp_path: Path) 
     factory = StoreFactory(f"file://{root}")
     try:
         store = factory()
-        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 2
+        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 3
         for line in _lines(root / "s-one" / LEDGER):
             assert len(line["hash"]) == len(line["payload_hash"]) == 64
         check_v1_store_upgraded(store)

@@ -314,7 +314,7 @@ def test_a_version_1_file_is_upgraded_with_its_events_chained(
 ) -> None:
     _write_v1_file(db_path)
     store = make()
-    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 2
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 3
     assert _execute(db_path, "SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [
         (0,)
     ]
@@ -550,3 +550,46 @@ def test_a_version_2_file_opens_and_reads_back_as_it_was(make: StoreFactory, db_
     store = make()
     assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
     check_v2_store_upgraded(store)
+
+
+def test_keyed_and_ordered_reads_are_index_backed(make: StoreFactory) -> None:
+    """Every query behind keyed reads, time windows and creation order searches an index
+    (EXPLAIN QUERY PLAN of the statements the store runs): none scans a table."""
+    store = make()
+    assert isinstance(store, SqliteStore)
+    session = store.create_session(app_name="demo", user_id="ada")
+    store.append(session.id, [msg(str(i), key=f"ckpt:{i:04d}") for i in range(300)])
+    conn = store._conn()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        store.get_event(session.id, "ckpt:0007")
+        store.read_events(session.id, keys=["ckpt:0001", "ckpt:0002"])
+        store.read_events(session.id, key_prefix="ckpt:01")
+        store.read_events(session.id, key_prefix="ckpt:", last=1)
+        store.read_events(session.id, key_prefix="ckpt:", last=1, after=0, data_match={"text": "1"})
+        store.read_events(session.id, after_timestamp=session.created_at, limit=5)
+        store.list_sessions(order="created_desc")
+        store.list_sessions(order="created_asc")
+        store.append(session.id, [msg("0", key="ckpt:0000")])  # a retry: the key check
+    finally:
+        conn.set_trace_callback(None)
+    plans: dict[str, str] = {}
+    for statement in seen:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            continue
+        rows = conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
+        plans[statement] = " | ".join(str(r[3]) for r in rows)
+    assert plans
+    for statement, plan in plans.items():
+        assert not re.search(r"SCAN (events|s)\b(?! USING (COVERING )?INDEX)", plan), (
+            statement,
+            plan,
+        )
+        if "FROM events" in statement and ("key IN" in statement or "key >=" in statement):
+            assert "events_by_key" in plan or "PRIMARY KEY" in plan, (statement, plan)
+        if "timestamp >" in statement:
+            assert "events_by_timestamp" in plan, (statement, plan)
+        if "ORDER BY s.created_at" in statement:
+            assert "sessions_by_created" in plan, (statement, plan)
+    assert any("events_by_key" in p for p in plans.values())

@@ -17,7 +17,7 @@ mode it has, so a `chmod` survives appends.
 Layout under the root folder (names starting with `_` belong to the store; session ids
 start with a letter or digit, so they never clash):
 
-    _agentledger.json                  {"format": "agentledger-file", "schema_version": 2}
+    _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
     <session_id>/events.jsonl          the ledger: one event per line, as JSON
     <session_id>/session.json          the projection snapshot, indented JSON
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
@@ -727,7 +727,25 @@ def _chain_ledgers(root: Path) -> None:
         )
 
 
-MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers})
+# -- event keys
+
+
+def _event_keys(root: Path) -> None:
+    """Version 3, event keys: a ledger line may carry `"key"`. Nothing to rewrite (no
+    line of an older ledger has a key, and the key index is built from the ledger in
+    memory); the version number makes an older agentledger refuse the folder rather than
+    report its keyed lines as damage."""
+
+
+# -- end of event keys
+
+
+def _version_3(root: Path) -> None:
+    """Version 3: each feature's step, in order."""
+    _event_keys(root)
+
+
+MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _version_3})
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
