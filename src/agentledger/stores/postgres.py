@@ -1056,21 +1056,17 @@ class PostgresStore(BaseStore):
                 # first (a short walk back the primary key), then in the namespace's
                 # whole range of the key index; so a namespace written recently costs
                 # the same whatever the ledger's length.
-                row = conn.execute(top_sql, (session_id,)).fetchone()
-                top = int(row[0]) if row else 0
-                # (The prefix as `left(key, n) = prefix` keeps the planner on the primary
-                # key, and the seq bound keeps the walk short.)
                 prefix = _pg_text(key_prefix or "")
                 for window in (64, _WALK_BACK):
                     recent = cur.execute(
                         sql[: cut[0]] + " AND left(key, %s) = %s" + sql[resume[0] :]
-                        + " AND seq > %s" + tail,
+                        + f" AND seq > ({top_sql}) - %s" + tail,
                         [
                             *params[: cut[1]], len(prefix), prefix, *params[resume[1] : -1],
-                            max(top - window, after), last,
+                            session_id, window, last,
                         ],
                     ).fetchall()
-                    if len(recent) == last or top - window <= after:
+                    if len(recent) == last:
                         return recent
             return cur.execute(sql + tail, params).fetchall()
 
