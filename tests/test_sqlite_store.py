@@ -593,3 +593,17 @@ def test_keyed_and_ordered_reads_are_index_backed(make: StoreFactory) -> None:
         if "ORDER BY s.created_at" in statement:
             assert "sessions_by_created" in plan, (statement, plan)
     assert any("events_by_key" in p for p in plans.values())
+
+
+def test_a_key_changed_in_the_file_breaks_the_chain(make: StoreFactory, db_path: Path) -> None:
+    """The key is covered by the event's payload hash: editing it is caught by reads of
+    the ledger and by `verify_session`."""
+    store = make()
+    session = store.create_session(app_name="demo", user_id="ada")
+    store.append(session.id, [msg("a", key="ckpt:1"), msg("b")])
+    assert store.verify_session(session.id).ok
+    _execute(db_path, "UPDATE events SET key = 'ckpt:9' WHERE key = 'ckpt:1'")
+    report = store.verify_session(session.id)
+    assert not report.ok and report.first_bad_seq == 2
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(session.id)
