@@ -760,6 +760,7 @@ class _LedgerIndex:
     inode: int
     offsets: list[int]  # offsets[i]: where the line of seq i + 1 starts; last: the end
     keys: KeyIndex
+    last_hash: str = ""  # the chain hash of the last event indexed
 
     @property
     def version(self) -> int:
@@ -1370,9 +1371,9 @@ class FileStore(BaseStore):
                     rows = read(index, row_at)
                 except _StaleIndex:
                     continue
-                stale = any(
-                    r.key is not None and index.keys.seqs.get(r.key) != r.seq for r in rows
-                )
+                # Every row found through the index must be the keyed event it indexed
+                # (a batch seen, then rolled back by a failed fsync and replaced, is not).
+                stale = any(r.key is None or index.keys.seqs.get(r.key) != r.seq for r in rows)
                 if not stale:
                     return rows
         raise CorruptedSessionError(session_id, f"{LEDGER} changed while its keys were read")
@@ -1383,7 +1384,12 @@ class FileStore(BaseStore):
         st = os.fstat(ledger.fileno())
         cache = self._indexes
         index = None if rebuild else cache.get(session_id)
-        if index is None or index.inode != st.st_ino or index.offsets[-1] > st.st_size:
+        if (
+            index is None
+            or index.inode != st.st_ino
+            or index.offsets[-1] > st.st_size
+            or not self._still_ends(ledger, index)
+        ):
             index = _LedgerIndex(st.st_ino, [0], KeyIndex())
         end = index.offsets[-1]
         if st.st_size > end:
@@ -1399,11 +1405,29 @@ class FileStore(BaseStore):
                 key = value.get("key")
                 if key is not None:
                     index.keys.add(key, value["seq"])
+                index.last_hash = value["hash"]
         cache.pop(session_id, None)
         cache[session_id] = index
         while len(cache) > _INDEX_CACHE_SIZE:
             cache.pop(next(iter(cache)))
         return index
+
+    @staticmethod
+    def _still_ends(ledger: BinaryIO, index: _LedgerIndex) -> bool:
+        """Whether the line the index ends with is still the event it indexed (same seq
+        and hash): one `pread`; false for a ledger replaced under a reused inode number."""
+        if index.version == 0:
+            return True
+        start, end = index.offsets[-2], index.offsets[-1]
+        try:
+            value = json.loads(os.pread(ledger.fileno(), end - start, start))
+        except (ValueError, RecursionError):
+            return False
+        return (
+            type(value) is dict
+            and value.get("seq") == index.version
+            and value.get("hash") == index.last_hash
+        )
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()
