@@ -65,6 +65,12 @@ URL options (query parameters, or keyword arguments to `open_store`):
     `connect_timeout` (default 10 s here), `application_name`, …) and goes to the server as
     given; a parameter that is neither is a `ConfigurationError` listing the valid ones.
 
+Event keys (schema version 3) are a `key text COLLATE "C"` column with a partial unique
+index on `(session_id, key)`: key lookups and key prefix ranges (code point order) read it;
+the latest events of a prefix are looked for among the session's newest 64, then 4,096
+events first. `data_match` is JSONB containment (`@>`) plus equality at the path (`#>`),
+within the session's events; no GIN index on `data` (see `benchmarks/README.md`).
+
 The schema version is kept in `agentledger_schema_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released. Opening a store creates or migrates its schema
 under a transaction-scoped advisory lock, so processes opening one database at once are safe.

@@ -16,6 +16,13 @@ Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chai
 each session row the `last_hash` of its last commit, so damage to the file is detected
 (`verify_session`; gaps and the chain on reads too).
 
+Event keys (schema version 3) are a `key` column with a partial unique index on
+`(session_id, key)`: a retry's key check, `get_event` and `read_events(keys=...)` are
+lookups in it, a key prefix a range of it (SQLite compares text as UTF-8 bytes: code point
+order); the latest events of a prefix are looked for among the newest events first (see
+`_latest_in_prefix`). Creation order and time windows read `(created_at, id)` and
+`(session_id, timestamp)` indexes.
+
 Permissions (`file_mode=` option or `?file_mode=` in the URL): a new database file is
 created with `file_mode` (default 0600: only its owner can read it), whatever the umask;
 SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
