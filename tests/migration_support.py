@@ -22,6 +22,7 @@ __all__ = [
     "V1_EVENT_COLUMNS",
     "SpyMigrations",
     "check_reopening_does_not_rerun_migrations",
+    "check_keys_after_upgrade",
     "check_v1_store_upgraded",
     "check_v2_store_upgraded",
     "check_erase_after_upgrade",
@@ -142,7 +143,22 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
     assert store.verify_session("s-one").ok
     assert store.read_events("s-one")[-1].seq == 5
     assert store.read_events("s-one")[-1].format == EVENT_FORMAT
+    check_keys_after_upgrade(store, "s-one")
     check_erase_after_upgrade(store, "s-one")
+
+
+
+def check_keys_after_upgrade(store: SessionStore, session_id: str) -> None:
+    """An upgraded store's old events have no key, and keyed appends work on it: a retry
+    writes nothing, keyed reads find the event, the chain verifies."""
+    assert all(e.key is None for e in store.read_events(session_id))
+    assert store.read_events(session_id, key_prefix="a") == []
+    keyed = NewEvent(type="user_message", author="user", data={"text": "k"}, key="after:1")
+    (first,) = store.append(session_id, [keyed])
+    assert store.append(session_id, [keyed]) == [first]
+    assert store.get_event(session_id, "after:1") == first
+    assert store.read_events(session_id, key_prefix="after:", last=1) == [first]
+    assert store.verify_session(session_id).ok
 
 
 # -- stores of schema version 2, as the version-2 library wrote them -------------------------
@@ -215,6 +231,7 @@ def check_v2_store_upgraded(store: SessionStore) -> None:
     assert "z" not in state and "app:motd" not in state
     assert project(events).state == {k: v for k, v in state.items() if ":" not in k}
     assert store.verify_session("s-one").ok
+    check_keys_after_upgrade(store, "s-one")
     check_erase_after_upgrade(store, "s-one")
 
 

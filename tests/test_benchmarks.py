@@ -148,3 +148,18 @@ def test_bench_erase_quick_run_shrinks_and_verifies(store: str) -> None:
     (row,) = output["rows"]
     assert row["store"] == store and row["verify_ok"]
     assert row["bytes_after"] < row["bytes_before"]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_keys_quick_run_reports_each_length(store: str) -> None:
+    args = store_args(store)
+    before = bench_schemas(args[-1]) if store == "postgresql" else set()
+    output = run_quick(BENCHMARKS / "bench_keys.py", *args)
+    assert output["skipped"] == {}
+    rows = output["results"][store]
+    assert [row["events"] for row in rows] == [100, 300]
+    for row in rows:
+        assert row["by_seq_ms"] > 0 and row["latest_in_prefix_ms"] > 0 and row["get_event_ms"] > 0
+    if store == "postgresql":
+        assert output["gin"]["with_gin"] > 0 and output["gin"]["without_gin"] > 0
+        assert bench_schemas(args[-1]) <= before

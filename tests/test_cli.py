@@ -345,6 +345,21 @@ def test_events_table(store: SessionStore, url: str) -> None:
     assert "No events." in ok(run(url, "sessions", "events", "s-plan", "--after", "8")).stdout
 
 
+def test_events_with_keys(store: SessionStore, url: str) -> None:
+    store.append("s-plan", [
+        NewEvent(type="graph.checkpoint", data={"text": "a"}, key="ckpt:0001"),
+        NewEvent(type="graph.checkpoint", data={"text": "b"}, key="ckpt:0002"),
+        NewEvent(type="graph.checkpoint", data={"text": "c"}, key="w:0001"),
+    ])
+    out = ok(run(url, "sessions", "events", "s-plan")).stdout
+    assert "key" in out and "ckpt:0002" in out and "w:0001" in out
+    assert [e["key"] for e in events_json(url, "--key-prefix", "ckpt:")] == [
+        "ckpt:0001", "ckpt:0002"
+    ]
+    assert [e["seq"] for e in events_json(url, "--key-prefix", "ckpt:", "--last", "1")] == [10]
+    assert [e["key"] for e in events_json(url, "--key", "w:0001", "-k", "nope")] == ["w:0001"]
+
+
 # -- sessions delete ----------------------------------------------------------------------
 
 

@@ -1170,3 +1170,26 @@ def test_a_damaged_base_is_a_corrupted_session(make: StoreFactory, root: Path) -
     assert not store.verify_session(sid).ok
     assert store.get_session(other).version == 1
     assert store.list_sessions().corrupted == [sid]
+
+
+def test_the_key_index_follows_the_ledger_file(make: StoreFactory, root: Path) -> None:
+    """The in-memory key index is checked against the ledger on every use: appends by
+    another store object are picked up, and a ledger replaced under the same session id
+    (deleted and created again) is indexed again, never answered from the old index."""
+    from agentledger import NewEvent
+
+    reader, writer = make(), make()
+    writer.create_session(app_name="demo", user_id="ada", session_id="s")
+    writer.append("s", [NewEvent(type="user_message", data={"v": 1}, key="ckpt:1")])
+    found = reader.get_event("s", "ckpt:1")
+    assert found is not None and found.data == {"v": 1}
+    writer.append("s", [NewEvent(type="user_message", data={"v": 2}, key="ckpt:2")])
+    assert [e.key for e in reader.read_events("s", key_prefix="ckpt:", last=1)] == ["ckpt:2"]
+    writer.delete_session("s")
+    writer.create_session(app_name="demo", user_id="ada", session_id="s")
+    writer.append("s", [NewEvent(type="user_message", data={"v": 3}), NewEvent(
+        type="user_message", data={"v": 4}, key="ckpt:1")])
+    again = reader.get_event("s", "ckpt:1")
+    assert again is not None and again.data == {"v": 4} and again.seq == 3
+    assert reader.get_event("s", "ckpt:2") is None
+    assert (root / "s" / "events.jsonl").read_text().count('"key":"ckpt:1"') == 1

@@ -22,6 +22,9 @@ EXAMPLES: dict[type[AgentLedgerError], AgentLedgerError] = {
     errors.EventTooLargeError: errors.EventTooLargeError(2000, 1024),
     errors.MissingDependencyError: errors.MissingDependencyError("httpx", "server"),
     errors.SessionAccessError: errors.SessionAccessError("s1", ("app", "alice"), ("app", "bo")),
+    errors.DuplicateEventKeyError: errors.DuplicateEventKeyError(
+        "s1", ["ckpt:1"], "different_content"
+    ),
     errors.StateOperationError: errors.StateOperationError(
         {"op": "remove", "path": "/user:items/9"}, 0, "no item 9"
     ),
@@ -34,6 +37,7 @@ STATUS = {
     "ConcurrencyError": 409,
     "StateConflictError": 409,
     "InvalidTransitionError": 409,
+    "DuplicateEventKeyError": 409,
     "EventTooLargeError": 413,
     "InvalidEventError": 422,
     "InvalidSessionIdError": 422,

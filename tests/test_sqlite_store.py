@@ -653,3 +653,60 @@ def test_a_changed_base_is_detected(make: StoreFactory, db_path: Path) -> None:
     _execute(db_path, "UPDATE sessions SET base = ? WHERE id = ?", (json.dumps(changed), sid))
     report = store.verify_session(sid)
     assert not report.ok and report.first_bad_seq == 3
+
+
+def test_keyed_and_ordered_reads_are_index_backed(make: StoreFactory) -> None:
+    """Every query behind keyed reads, time windows and creation order searches an index
+    (EXPLAIN QUERY PLAN of the statements the store runs): none scans a table."""
+    store = make()
+    assert isinstance(store, SqliteStore)
+    session = store.create_session(app_name="demo", user_id="ada")
+    store.append(session.id, [msg(str(i), key=f"ckpt:{i:04d}") for i in range(300)])
+    conn = store._conn()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        store.get_event(session.id, "ckpt:0007")
+        store.read_events(session.id, keys=["ckpt:0001", "ckpt:0002"])
+        store.read_events(session.id, key_prefix="ckpt:01")
+        store.read_events(session.id, key_prefix="ckpt:", last=1)
+        store.read_events(session.id, key_prefix="ckpt:", last=1, after=0, data_match={"text": "1"})
+        store.read_events(session.id, after_timestamp=session.created_at, limit=5)
+        store.list_sessions(order="created_desc")
+        store.list_sessions(order="created_asc")
+        store.append(session.id, [msg("0", key="ckpt:0000")])  # a retry: the key check
+    finally:
+        conn.set_trace_callback(None)
+    plans: dict[str, str] = {}
+    for statement in seen:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            continue
+        rows = conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
+        plans[statement] = " | ".join(str(r[3]) for r in rows)
+    assert plans
+    for statement, plan in plans.items():
+        assert not re.search(r"SCAN (events|s)\b(?! USING (COVERING )?INDEX)", plan), (
+            statement,
+            plan,
+        )
+        if "FROM events" in statement and ("key IN" in statement or "key >=" in statement):
+            assert "events_by_key" in plan or "PRIMARY KEY" in plan, (statement, plan)
+        if "timestamp >" in statement:
+            assert "events_by_timestamp" in plan, (statement, plan)
+        if "ORDER BY s.created_at" in statement:
+            assert "sessions_by_created" in plan, (statement, plan)
+    assert any("events_by_key" in p for p in plans.values())
+
+
+def test_a_key_changed_in_the_file_breaks_the_chain(make: StoreFactory, db_path: Path) -> None:
+    """The key is covered by the event's payload hash: editing it is caught by reads of
+    the ledger and by `verify_session`."""
+    store = make()
+    session = store.create_session(app_name="demo", user_id="ada")
+    store.append(session.id, [msg("a", key="ckpt:1"), msg("b")])
+    assert store.verify_session(session.id).ok
+    _execute(db_path, "UPDATE events SET key = 'ckpt:9' WHERE key = 'ckpt:1'")
+    report = store.verify_session(session.id)
+    assert not report.ok and report.first_bad_seq == 2
+    with pytest.raises(CorruptedSessionError):
+        store.read_events(session.id)

@@ -435,11 +435,13 @@ def print_event(event: Event, *, console: Console | None = None) -> None:
 def events_table(
     events: Sequence[Event], *, title: str | None = None, width: int | None = None
 ) -> Table:
-    """Build a table of events: seq, time, type, author, summary, invocation.
+    """Build a table of events: seq, time, type, key (when an event has one), author,
+    summary, invocation.
 
     Times show the date only when the events span more than one day (UTC). The table fits
-    `width`: the summary is shortened with an ellipsis, and on a narrow terminal the
-    invocation, time and author columns are left out, in that order.
+    `width`: the summary is shortened with an ellipsis, keys to 24 characters, and on a
+    narrow terminal the key, invocation, time and author columns are left out, in that
+    order.
 
     Args:
         events: Events in `seq` order.
@@ -456,7 +458,17 @@ def events_table(
         _Column("summary", [Text(summarize_event(e, width=None)) for e in events], 1, flex=True),
         _Column("invocation", [Text(short_id(e.invocation_id), style="dim") for e in events], 4),
     ]
+    if any(e.key is not None for e in events):  # idempotency keys, shortened to 24 characters
+        keys = [Text(_shorten(e.key or "", _KEY_WIDTH), style="cyan") for e in events]
+        columns.insert(3, _Column("key", keys, drop=5))
     return _fit_table(columns, width or 80, title=title)
+
+
+_KEY_WIDTH = 24
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_events_table(

@@ -474,17 +474,31 @@ def events_command(
             "--type", "-t", metavar="TYPE", help="Only events of this type; repeat for several."
         ),
     ] = None,
+    keys: Annotated[
+        list[str] | None,
+        typer.Option("--key", "-k", metavar="KEY", help="Only the event with this key; repeat for several."),
+    ] = None,
+    key_prefix: Annotated[
+        str | None,
+        typer.Option("--key-prefix", metavar="PREFIX", help="Only events whose key starts with PREFIX."),
+    ] = None,
 ) -> None:
     """Print a session's ledger: its events in order, one line each.
 
-    Each line shows the event's seq, time, type, author, a one-line summary of its data
-    and state changes, and its (shortened) invocation id. With --json, the events are
-    printed as a JSON array, in full.
+    Each line shows the event's seq, time, type, idempotency key (when events have one),
+    author, a one-line summary of its data and state changes, and its (shortened)
+    invocation id. With --json, the events are printed as a JSON array, in full.
     """
     if limit is not None and last is not None:
         raise typer.BadParameter("use either --limit or --last, not both", param_hint="'--last'")
     events = store_from(ctx, StoreMode.READ).read_events(
-        session_id, after=after, limit=limit, last=last, types=types or None
+        session_id,
+        after=after,
+        limit=limit,
+        last=last,
+        types=types or None,
+        keys=keys or None,
+        key_prefix=key_prefix,
     )
     if json_output:
         print_events_json(events)

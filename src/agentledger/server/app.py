@@ -135,7 +135,10 @@ class ScopedStateResult(BaseModel):
 
 class AppendResult(BaseModel):
     """The stored events (with `seq`) and the session's version after them (with no
-    events, the session's current version)."""
+    events, the session's current version). A retry answered from stored events (every
+    event's key stored already, same content) returns those events and the version right
+    after the last of them, never a later one, so an `If-Match` with it never skips an
+    event the caller has not seen."""
 
     events: list[Event]
     version: int

@@ -839,11 +839,20 @@ def _erase_and_truncate(root: Path) -> None:
     del root
 
 
+def _event_keys(root: Path) -> None:
+    """Version 3, event keys: a ledger line may carry `"key"`. Nothing to rewrite (no
+    line of an older ledger has a key, and the key index is built from the ledger in
+    memory); the version number makes an older agentledger refuse the folder rather than
+    report its keyed lines as damage."""
+    del root
+
+
 def _version_3(root: Path) -> None:
-    """Version 3, for a folder of version 2: event formats and erasures (nothing to
-    rewrite) and the event feed (`_create_feed`)."""
+    """Version 3, for a folder of version 2: event formats, erasures and keys (nothing
+    to rewrite), then the event feed (`_create_feed`)."""
     _event_formats(root)
     _erase_and_truncate(root)
+    _event_keys(root)
     _create_feed(root)
 
 
@@ -865,6 +874,7 @@ class _LedgerIndex:
     offsets: list[int]  # offsets[i]: where the line of seq first + i starts; last: the end
     keys: KeyIndex
     first: int = 1  # the seq of the ledger's first line (later than 1 once truncated)
+    last_hash: str = ""  # the chain hash of the last event indexed
 
     @property
     def version(self) -> int:
@@ -1588,9 +1598,9 @@ class FileStore(BaseStore):
                     rows = read(index, row_at)
                 except _StaleIndex:
                     continue
-                stale = any(
-                    r.key is not None and index.keys.seqs.get(r.key) != r.seq for r in rows
-                )
+                # Every row found through the index must be the keyed event it indexed
+                # (a batch seen, then rolled back by a failed fsync and replaced, is not).
+                stale = any(r.key is None or index.keys.seqs.get(r.key) != r.seq for r in rows)
                 if not stale:
                     return rows
         raise CorruptedSessionError(session_id, f"{LEDGER} changed while its keys were read")
@@ -1601,7 +1611,12 @@ class FileStore(BaseStore):
         st = os.fstat(ledger.fileno())
         cache = self._indexes
         index = None if rebuild else cache.get(session_id)
-        if index is None or index.inode != st.st_ino or index.offsets[-1] > st.st_size:
+        if (
+            index is None
+            or index.inode != st.st_ino
+            or index.offsets[-1] > st.st_size
+            or not self._still_ends(ledger, index)
+        ):
             ledger.seek(0)
             head = ledger.readline()
             try:
@@ -1623,11 +1638,29 @@ class FileStore(BaseStore):
                 key = value.get("key")
                 if key is not None:
                     index.keys.add(key, value["seq"])
+                index.last_hash = value["hash"]
         cache.pop(session_id, None)
         cache[session_id] = index
         while len(cache) > _INDEX_CACHE_SIZE:
             cache.pop(next(iter(cache)))
         return index
+
+    @staticmethod
+    def _still_ends(ledger: BinaryIO, index: _LedgerIndex) -> bool:
+        """Whether the line the index ends with is still the event it indexed (same seq
+        and hash): one `pread`; false for a ledger replaced under a reused inode number."""
+        if len(index.offsets) < 2:
+            return True
+        start, end = index.offsets[-2], index.offsets[-1]
+        try:
+            value = json.loads(os.pread(ledger.fileno(), end - start, start))
+        except (ValueError, RecursionError):
+            return False
+        return (
+            type(value) is dict
+            and value.get("seq") == index.version
+            and value.get("hash") == index.last_hash
+        )
 
     def _fetch_scoped(self, app_name: str, user_id: str | None) -> str | None:
         self._check_open()

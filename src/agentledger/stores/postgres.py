@@ -67,6 +67,12 @@ URL options (query parameters, or keyword arguments to `open_store`):
     `connect_timeout` (default 10 s here), `application_name`, …) and goes to the server as
     given; a parameter that is neither is a `ConfigurationError` listing the valid ones.
 
+Event keys (schema version 3) are a `key text COLLATE "C"` column with a partial unique
+index on `(session_id, key)`: key lookups and key prefix ranges (code point order) read it;
+the latest events of a prefix are looked for among the session's newest 64, then 4,096
+events first. `data_match` is JSONB containment (`@>`) plus equality at the path (`#>`),
+within the session's events; no GIN index on `data` (see `benchmarks/README.md`).
+
 The schema version is kept in `agentledger_schema_version`; `MIGRATIONS[n]` upgrades version
 n - 1 to n and is never edited once released. Opening a store creates or migrates its schema
 under a transaction-scoped advisory lock, so processes opening one database at once are safe.
@@ -1143,21 +1149,17 @@ class PostgresStore(BaseStore):
                 # first (a short walk back the primary key), then in the namespace's
                 # whole range of the key index; so a namespace written recently costs
                 # the same whatever the ledger's length.
-                row = conn.execute(top_sql, (session_id,)).fetchone()
-                top = int(row[0]) if row else 0
-                # (The prefix as `left(key, n) = prefix` keeps the planner on the primary
-                # key, and the seq bound keeps the walk short.)
                 prefix = _pg_text(key_prefix or "")
                 for window in (64, _WALK_BACK):
                     recent = cur.execute(
                         sql[: cut[0]] + " AND left(key, %s) = %s" + sql[resume[0] :]
-                        + " AND seq > %s" + tail,
+                        + f" AND seq > ({top_sql}) - %s" + tail,
                         [
                             *params[: cut[1]], len(prefix), prefix, *params[resume[1] : -1],
-                            max(top - window, after), last,
+                            session_id, window, last,
                         ],
                     ).fetchall()
-                    if len(recent) == last or top - window <= after:
+                    if len(recent) == last:
                         return recent
             return cur.execute(sql + tail, params).fetchall()
 

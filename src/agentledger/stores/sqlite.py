@@ -16,6 +16,13 @@ Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chai
 each session row the `last_hash` of its last commit, so damage to the file is detected
 (`verify_session`; gaps and the chain on reads too).
 
+Event keys (schema version 3) are a `key` column with a partial unique index on
+`(session_id, key)`: a retry's key check, `get_event` and `read_events(keys=...)` are
+lookups in it, a key prefix a range of it (SQLite compares text as UTF-8 bytes: code point
+order); the latest events of a prefix are looked for among the newest events first (see
+`_latest_in_prefix`). Creation order and time windows read `(created_at, id)` and
+`(session_id, timestamp)` indexes.
+
 Permissions (`file_mode=` option or `?file_mode=` in the URL): a new database file is
 created with `file_mode` (default 0600: only its owner can read it), whatever the umask;
 SQLite gives its `-wal` and `-shm` files the database's mode. Folders it creates for the
@@ -822,8 +829,8 @@ class SqliteStore(BaseStore):
         with _translated():
             row = self._conn().execute("SELECT position FROM feed_counter").fetchone()
         return 0 if row is None else int(row[0])
-    _SMALL_RANGE = 256
-    _WALK_BACK = 4096
+
+    _WINDOWS = (64, 4096)
 
     def _latest_in_prefix(
         self,
@@ -835,28 +842,18 @@ class SqliteStore(BaseStore):
         last: int,
     ) -> list[Any]:
         """The last `last` rows matching `where` (a key prefix among its terms), newest
-        first, at a cost that does not grow with the ledger: a namespace of up to 256 keys
-        is read as its range of the key index; a larger one is looked for in the newest
-        4,096 events first (the primary key walked back), then as its whole range."""
-        low, high = prefix_range(key_prefix)
-        bound = "key >= ?" + ("" if high is None else " AND key < ?")
-        (small,) = conn.execute(
-            "SELECT count(*) < ? FROM (SELECT 1 FROM events INDEXED BY events_by_key"
-            f" WHERE session_id = ? AND {bound} LIMIT ?)",
-            [self._SMALL_RANGE, session_id, low, *([] if high is None else [high]),
-             self._SMALL_RANGE],
-        ).fetchone()
+        first. Looked for in the newest 64, then 4,096 events (the primary key walked back
+        from the session's last seq, one query each), then in the prefix's whole range of
+        the key index: the latest events of a namespace written recently cost the same
+        whatever the ledger's length, and an old namespace costs its range."""
         select = f"SELECT {_EVENT_COLUMNS} FROM events"
-        if not small:
-            (top,) = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE session_id = ?", (session_id,)
-            ).fetchone()
+        for window in self._WINDOWS:
             rows = conn.execute(
-                f"{select} NOT INDEXED WHERE {where} AND seq > ?"
-                " ORDER BY seq DESC LIMIT ?",
-                [*params, top - self._WALK_BACK, last],
+                f"{select} NOT INDEXED WHERE {where} AND seq > (SELECT coalesce(max(seq), 0)"
+                " FROM events WHERE session_id = ?) - ? ORDER BY seq DESC LIMIT ?",
+                [*params, session_id, window, last],
             ).fetchall()
-            if len(rows) == last or top <= self._WALK_BACK:
+            if len(rows) == last:
                 return rows
         return conn.execute(
             f"{select} INDEXED BY events_by_key WHERE {where} ORDER BY seq DESC LIMIT ?",

@@ -8,11 +8,14 @@ any other) and key removals (`state_remove`, present keys or not), right and wro
 `expected_version` and `expected_state`, lifecycle moves allowed and refused; change shared
 state without a session (`update_scoped_state`, with nulls and removals); set a key to null
 and remove it again, checked directly on the store under test; read events (`after`,
-`limit`, `last`, `types`), list sessions (every filter, a bad cursor, walking the cursor page
-by page), delete, `SessionManager.cleanup`, erase event payloads (`erase_events`: seqs held
-or not, the `events_erased` records, an empty reason) and drop ledger prefixes
-(`truncate_before`: before the ledger's start, within it, past its end). Each call must
-return the same on both, or
+`limit`, `last`, `types`); append events with idempotency keys (new, retried with a stale
+version, clashing, partial retries, repeated in a batch; the outcome decided from the
+model's ledger) and read them back (`keys`, `key_prefix`, `data_match`, `get_event`); list
+sessions (every filter, a bad cursor, walking the cursor page by page), delete,
+`SessionManager.cleanup`, erase event payloads (`erase_events`: seqs held or not, the
+`events_erased` records, an empty reason) and drop ledger prefixes (`truncate_before`:
+before the ledger's start, within it, past its end). Each call must return the same on
+both, or
 raise the same exception type (`ConcurrencyError`s with the same versions). After every
 step, `get_session` of every id and a one-per-page walk of all sessions must agree too.
 
@@ -44,7 +47,12 @@ from hypothesis.stateful import (
 
 from agentledger.core.events import Event, NewEvent
 from agentledger.core.session import DEFAULT_PHASES, FINAL_PHASES
-from agentledger.errors import AgentLedgerError, ConcurrencyError, SessionNotFoundError
+from agentledger.errors import (
+    AgentLedgerError,
+    ConcurrencyError,
+    DuplicateEventKeyError,
+    SessionNotFoundError,
+)
 from agentledger.manager import SessionManager
 from agentledger.stores.base import SessionStore
 from agentledger.stores.memory import MemoryStore
@@ -82,6 +90,8 @@ STEPS = (
 )
 """How far `tick` moves the clock; 0 makes equal timestamps (ties in list order) likely."""
 _steps = st.sampled_from(STEPS)
+EVENT_KEYS = ("k:0", "k:1", "k:2", "w:0", "w:1", "k")
+"""The idempotency keys `keyed_append` draws from: few, so they are often stored already."""
 AGES = (timedelta(0), timedelta(minutes=10), timedelta(hours=3), timedelta(days=1))
 """`cleanup` cut-offs: sessions idle longer than this go."""
 
@@ -256,6 +266,12 @@ class StoreComparison(RuleBasedStateMachine):
             assert type(actual.error) is type(expected.error), (
                 f"{what}: the model {expected!r}, the store {actual!r}"
             )
+            if isinstance(expected.error, DuplicateEventKeyError):
+                assert isinstance(actual.error, DuplicateEventKeyError)
+                assert (actual.error.keys, actual.error.reason) == (
+                    expected.error.keys,
+                    expected.error.reason,
+                ), f"{what}: the model {expected!r}, the store {actual!r}"
             if isinstance(expected.error, ConcurrencyError):
                 assert isinstance(actual.error, ConcurrencyError)
                 versions = (expected.error.expected_version, expected.error.actual_version)
@@ -414,6 +430,117 @@ class StoreComparison(RuleBasedStateMachine):
         )
         if results is not None:
             assert _events(results[1]) == _events(results[0]), f"{what} differs"
+
+    @rule(
+        step=_steps,
+        choice=_choices,
+        batch=st.lists(
+            st.tuples(st.sampled_from(EVENT_KEYS), st.sampled_from(["x", "y"])),
+            min_size=1,
+            max_size=3,
+        ),
+        unkeyed=st.sampled_from([False] * 4 + [True]),
+        version=st.sampled_from(["none", "none", "right", "stale"]),
+    )
+    def keyed_append(
+        self,
+        step: timedelta,
+        choice: int,
+        batch: list[tuple[str, str]],
+        unkeyed: bool,
+        version: str,
+    ) -> None:
+        """Append events with idempotency keys from a small pool, with two possible
+        contents each: new keys, exact retries (also with a stale `expected_version`),
+        clashing content, partial retries and keys repeated in a batch all come up. The
+        outcome is decided from the model's whole ledger (not its key index) and both
+        stores must give it."""
+        self._tick(step)
+        sid = self._pick(choice)
+        events = [
+            NewEvent(type="user_message", author="user", data={"text": text}, key=key)
+            for key, text in batch
+        ]
+        if unkeyed:
+            events.append(NewEvent(type="user_message", author="user", data={"text": "plain"}))
+        current = self._version(sid)
+        expected_version = {"none": None, "right": current, "stale": current - 1}[version]
+        ledger = _call(lambda: self.model.read_events(sid))
+        what = f"append({sid!r}, keys={[k for k, _ in batch]}, expected_version={expected_version})"
+        results = self._both(
+            lambda s: s.append(sid, events, expected_version=expected_version), what
+        )
+        if isinstance(ledger, _Raised):
+            assert results is None, f"{what} appended to a session that does not exist"
+            return
+        stored = {e.key: e for e in ledger if e.key is not None}
+        keys = [k for k, _ in batch]
+        if len(set(keys)) != len(keys):
+            expected = "refused: a key repeated in the batch"
+        elif any(k in stored for k in keys):
+            same = not unkeyed and all(
+                k in stored and stored[k].data == {"text": t} for k, t in batch
+            )
+            expected = "replayed" if same else "refused: a clashing key"
+        else:
+            expected = "written or refused by another check"
+        if expected == "replayed":
+            assert results is not None, f"{what}: a retry of stored events was refused"
+            assert [e.seq for e in results[0]] == [stored[k].seq for k in keys], what
+            assert _events(results[1]) == _events(results[0]), f"{what} replayed other events"
+            assert self._version(sid) == current, f"{what}: a retry wrote events"
+        elif expected.startswith("refused"):
+            assert results is None, f"{what}: {expected}, but it was appended"
+            assert self._version(sid) == current
+        elif results is not None:
+            assert _events(results[1]) == _events(results[0]), f"{what} stored other events"
+        assert len(stored) == len({e.key for e in ledger if e.key is not None})
+
+    @rule(
+        choice=_choices,
+        keys=st.none() | st.lists(st.sampled_from([*EVENT_KEYS, "none"]), max_size=3),
+        prefix=st.none() | st.sampled_from(["k:", "w:", "k", "z"]),
+        after=st.integers(0, 6),
+        limit=st.none() | st.integers(0, 3),
+        last=st.none() | st.integers(0, 3),
+        text=st.none() | st.sampled_from(["x", "y", "plain"]),
+    )
+    def keyed_read(
+        self,
+        choice: int,
+        keys: list[str] | None,
+        prefix: str | None,
+        after: int,
+        limit: int | None,
+        last: int | None,
+        text: str | None,
+    ) -> None:
+        """`read_events` by keys, by key prefix and by `data_match`; `get_event`."""
+        sid = self._pick(choice)
+        match = None if text is None else {"text": text}
+        what = (
+            f"read_events({sid!r}, keys={keys}, key_prefix={prefix!r}, after={after},"
+            f" limit={limit}, last={last}, data_match={match})"
+        )
+        results = self._both(
+            lambda s: s.read_events(
+                sid, keys=keys, key_prefix=prefix, after=after, limit=limit, last=last,
+                data_match=match,
+            ),
+            what,
+        )
+        if results is not None:
+            assert _events(results[1]) == _events(results[0]), f"{what} differs"
+        for key in keys or EVENT_KEYS[:1]:
+            found = self._both(
+                lambda s, key=key: s.get_event(sid, key),  # type: ignore[misc]
+                f"get_event({sid!r}, {key!r})",
+            )
+            if found is not None:
+                one, two = found
+                assert (one is None) == (two is None), f"get_event({sid!r}, {key!r}) differs"
+                if one is not None and two is not None:
+                    assert _events([two]) == _events([one])
 
     @rule(
         app=st.none() | st.sampled_from([*APPS, "other"]),
