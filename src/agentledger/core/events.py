@@ -38,6 +38,8 @@ class EventType(StrEnum):
     PHASE_CHANGED = "phase_changed"
     STATUS_CHANGED = "status_changed"
     SESSION_FINALIZED = "session_finalized"
+    SESSION_FORKED = "session_forked"
+    REWOUND = "rewound"
 
 
 STANDARD_EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

@@ -37,7 +37,13 @@ from agentledger.errors import (
     StoreUnavailableError,
 )
 from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
-from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
+from agentledger.stores.shared import (
+    MAX_SEQ,
+    check_nesting,
+    check_scope,
+    check_seq_argument,
+    session_order,
+)
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
@@ -283,8 +289,13 @@ class HttpStore:
     def _event_json(self, event: NewEvent) -> dict[str, Any]:
         if not isinstance(event, NewEvent):
             raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
-        if event.type == EventType.SESSION_CREATED:
-            raise InvalidEventError("session_created is written by create_session only")
+        writer = {
+            EventType.SESSION_CREATED.value: "create_session",
+            EventType.SESSION_FORKED.value: "fork_session",
+            EventType.REWOUND.value: "rewind",
+        }.get(str(event.type))
+        if writer is not None:
+            raise InvalidEventError(f"{event.type} is written by {writer} only")
         # Every field as JSON; the free-form values exactly as given, so a value JSON cannot
         # hold is refused here as the server's store would refuse it.
         check_nesting(event.data, f"{event.type} event data")
@@ -341,6 +352,61 @@ class HttpStore:
         )
         return [Event.model_validate(e) for e in found["events"]]
 
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """As `SessionStore.fork_session`, on the server (`POST …/fork`, never retried
+        once sent)."""
+        sid = self._sid(source_id)
+        if new_session_id is not None:
+            validate_session_id(new_session_id)
+        check_seq_argument("at_seq", at_seq)
+        check_seq_argument("expected_version", expected_version)
+        payload = {
+            "at_seq": at_seq,
+            "new_session_id": new_session_id,
+            "expected_version": expected_version,
+        }
+        return Session.model_validate(
+            self._request("POST", f"/v1/sessions/{sid}/fork", body=_strict_json(payload, "the fork"))
+        )
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """As `SessionStore.rewind`, on the server (`POST …/rewind`, one request, never
+        retried once sent)."""
+        sid = self._sid(session_id)
+        check_seq_argument("to_seq", to_seq)
+        check_seq_argument("expected_version", expected_version)
+        if (to_seq is None) == (before_invocation is None):
+            raise InvalidEventError(
+                "rewind takes either to_seq or before_invocation (one of them); nothing was written"
+            )
+        payload = {
+            "to_seq": to_seq,
+            "before_invocation": before_invocation,
+            "then": [self._event_json(e) for e in then],
+            "expected_version": expected_version,
+            "expected_state": None if expected_state is None else dict(expected_state),
+        }
+        found = self._request(
+            "POST", f"/v1/sessions/{sid}/rewind", body=_strict_json(payload, "the rewind")
+        )
+        return [Event.model_validate(e) for e in found["events"]]
+
     def get_session(self, session_id: str) -> Session:
         """As `SessionStore.get_session`, on the server."""
         return Session.model_validate(self._request("GET", f"/v1/sessions/{self._sid(session_id)}"))
@@ -355,10 +421,13 @@ class HttpStore:
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
-        window: list[tuple[str, Any]] = []
+        if not isinstance(effective, bool):
+            raise ConfigurationError(f"effective must be True or False, not {effective!r}")
+        window: list[tuple[str, Any]] = [("effective", "true")] if effective else []
         for name, moment in (
             ("after_timestamp", after_timestamp),
             ("before_timestamp", before_timestamp),

@@ -25,7 +25,7 @@ from agentledger._ids import new_id
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
-from agentledger.core.projection import project
+from agentledger.core.projection import effective_ranges, project
 from agentledger.core.session import Session, Status, validate_session_id
 from agentledger.core.state import (
     APP_PREFIX,
@@ -43,6 +43,7 @@ from agentledger.errors import (
     CorruptedSessionError,
     EventTooLargeError,
     InvalidEventError,
+    InvalidTransitionError,
     ReadOnlyStoreError,
     SessionExistsError,
     SessionNotFoundError,
@@ -67,6 +68,7 @@ __all__ = [
     "SessionRow",
     "StoreTransaction",
     "check_scope",
+    "check_seq_argument",
     "session_order",
     "DEFAULT_FILE_MODE",
     "convert_options",
@@ -497,6 +499,36 @@ def check_scope(app_name: Any, user_id: Any) -> None:
         raise InvalidEventError(f"app_name must be a non-empty string, not {app_name!r}")
     if user_id is not None and (not isinstance(user_id, str) or not user_id):
         raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
+
+_WRITTEN_BY_STORE = {
+    EventType.SESSION_CREATED.value: "create_session",
+    EventType.SESSION_FORKED.value: "fork_session",
+    EventType.REWOUND.value: "rewind",
+}
+"""Event types only the store writes, each by its own call."""
+
+
+def _check_appendable(event: Any) -> None:
+    """Refuse what `append` (and `rewind`'s `then`) may not append: not a `NewEvent`, or
+    a type the store writes itself."""
+    if not isinstance(event, NewEvent):
+        raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
+    writer = _WRITTEN_BY_STORE.get(event.type)
+    if writer is not None:
+        raise InvalidEventError(f"{event.type} is written by {writer} only")
+
+
+def check_seq_argument(name: str, value: Any, *, optional: bool = True) -> int | None:
+    """Check a seq given as an argument (`at_seq`, `to_seq`, `expected_version`).
+
+    Raises:
+        InvalidEventError: Not an int (or `None` when `optional`).
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError(f"{name} must be an int, not {value!r}; nothing was written")
+    return value
 
 
 def _utcnow() -> datetime:
@@ -930,10 +962,11 @@ class BaseStore(SessionStore, ABC):
         session_id: str,
         rows: list[EventRow],
         created_at: str | None = None,
+        at: Mapping[int, Session] | None = None,
     ) -> tuple[Session, list[Event]]:
         events = self._decode_events(rows)
         try:
-            updated = project(events, current)
+            updated = project(events, current, at=at)
         except CorruptedSessionError as exc:
             if isinstance(exc.__cause__, StateOperationError):
                 raise exc.__cause__ from None
@@ -1036,8 +1069,7 @@ class BaseStore(SessionStore, ABC):
         for event in events:
             if not isinstance(event, NewEvent):
                 raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
-            if event.type == EventType.SESSION_CREATED:
-                raise InvalidEventError("session_created is written by create_session only")
+            _check_appendable(event)
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
@@ -1073,6 +1105,186 @@ class BaseStore(SessionStore, ABC):
             )
         return rows[-1].hash
 
+
+    # -- fork and rewind ----------------------------------------------------------------
+
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        self._check_writable()
+        validate_session_id(source_id)
+        check_seq_argument("at_seq", at_seq)
+        check_seq_argument("expected_version", expected_version)
+        new = new_id() if new_session_id is None else validate_session_id(new_session_id)
+        if new == source_id:
+            raise SessionExistsError(new)
+        now = self._clock()
+        # The source is read first, outside the write: a prefix of a ledger never changes
+        # (events are only ever added after it), and the write is the new session's alone.
+        found = self._fetch_session(source_id)
+        if found is None:
+            raise SessionNotFoundError(source_id)
+        row = found[0]
+        if expected_version is not None and expected_version != row.version:
+            raise ConcurrencyError(source_id, expected_version, row.version)
+        upto = row.version if at_seq is None else at_seq
+        if not 1 <= upto <= row.version:
+            raise InvalidEventError(
+                f"at_seq must be from 1 to {row.version} (the version of session "
+                f"{source_id!r}), not {upto}; nothing was written"
+            )
+        source_rows = [
+            r if isinstance(r, EventRow) else EventRow(*r)
+            for r in self._fetch_event_rows(source_id, after=0, limit=upto, last=None, types=None)
+        ]
+        self._check_read(source_id, source_rows, 1)  # never launder a damaged history
+        if len(source_rows) != upto:
+            raise CorruptedSessionError(source_id, f"the ledger ends before seq {upto}")
+        copied = self._copied(source_rows, new)
+        if upto == row.version:  # the head: the snapshot is the projection
+            base = self._parse_session(row, lambda: source_rows).model_copy(update={"id": new})
+        else:
+            base = project(self._decode_events(copied))
+        marker = NewEvent(
+            type=EventType.SESSION_FORKED,
+            author="system",
+            data={"source_id": source_id, "source_seq": upto, "source_hash": source_rows[-1].hash},
+        )
+        (forked,) = self._chained(
+            [self._encode(new, upto + 1, marker, now)],
+            copied[-1].hash,
+            format_timestamp(base.updated_at),
+        )
+        updated = project(self._decode_events([forked]), base)
+        with self._transaction() as tx:
+            if tx.load_session(new) is not None:
+                raise SessionExistsError(new)
+            tx.insert_events([*copied, forked])
+            tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
+        return self.get_session(new)
+
+    @staticmethod
+    def _copied(rows: Sequence[EventRow], session_id: str) -> list[EventRow]:
+        """The rows as a fork's copy: the fork's session id, new event ids, the same seqs,
+        timestamps and payloads (so the same payload hashes), chained anew from
+        `GENESIS`."""
+        copied = []
+        previous = GENESIS
+        for row in rows:
+            event_id = new_id()
+            digest = event_hash(
+                previous,
+                session_id,
+                row.seq,
+                event_id,
+                row.type,
+                row.author,
+                row.timestamp,
+                row.invocation_id,
+                row.payload_hash,
+            )
+            copied.append(row._replace(id=event_id, session_id=session_id, hash=digest))
+            previous = digest
+        return copied
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        self._check_writable()
+        validate_session_id(session_id)
+        check_seq_argument("to_seq", to_seq)
+        check_seq_argument("expected_version", expected_version)
+        if (to_seq is None) == (before_invocation is None):
+            raise InvalidEventError(
+                "rewind takes either to_seq or before_invocation (one of them); nothing was written"
+            )
+        if before_invocation is not None and (
+            not isinstance(before_invocation, str) or not before_invocation
+        ):
+            raise InvalidEventError(
+                f"before_invocation must be a non-empty string, not {before_invocation!r}"
+            )
+        then = list(then)
+        for event in then:
+            _check_appendable(event)
+        now = self._clock()
+        encoded = [self._encode(session_id, 0, event, now) for event in then]
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            ledger = tx.load_event_rows(session_id)
+            current = self._parse_session(row, lambda: ledger)
+            if current.status == Status.TERMINATED:
+                raise InvalidTransitionError(
+                    f"session {session_id!r} is terminated; it cannot be rewound "
+                    "(fork it at an earlier seq instead)"
+                )
+            self._check_read(session_id, ledger, 1)
+            events = self._decode_events(ledger[: current.version])
+            if before_invocation is not None:
+                target = self._invocation_start(events, before_invocation) - 1
+            else:
+                assert to_seq is not None
+                target = to_seq
+            if not 1 <= target <= current.version:
+                raise InvalidEventError(
+                    f"to_seq must be from 1 to {current.version} (the session's version), "
+                    f"not {target}; nothing was written"
+                )
+            restored = current if target == current.version else project(events[:target])
+            check_append(restored, then, self.lifecycle)
+            if expected_state:
+                self._check_expected_state(tx, current, expected_state)
+            data: dict[str, Any] = {"to_seq": target}
+            if before_invocation is not None:
+                data["before_invocation"] = before_invocation
+            marker = self._encode(
+                session_id, 0, NewEvent(type=EventType.REWOUND, author="system", data=data), now
+            )
+            rows = self._chained(
+                [r._replace(seq=current.version + i) for i, r in enumerate([marker, *encoded], 1)],
+                row.last_hash or self._last_hash(tx, session_id, current.version),
+                format_timestamp(current.updated_at),
+            )
+            _, stored = self._write(
+                tx, current, session_id, rows, row.created_at, at={target: restored}
+            )
+        return stored
+
+    @staticmethod
+    def _invocation_start(events: Sequence[Event], invocation_id: str) -> int:
+        """The seq of the first event in effect of an invocation.
+
+        Raises:
+            InvalidEventError: No event in effect belongs to it.
+        """
+        rewinds = {
+            e.seq: int(e.data["to_seq"]) for e in events if e.type == EventType.REWOUND
+        }
+        head = events[-1].seq if events else 0
+        for first, last in effective_ranges(head, rewinds):
+            for event in events[first - 1 : last]:
+                if event.invocation_id == invocation_id:
+                    return event.seq
+        raise InvalidEventError(
+            f"no event in effect belongs to invocation {invocation_id!r}; nothing was written"
+        )
+
     # -- reads --------------------------------------------------------------------------
 
     def get_session(self, session_id: str) -> Session:
@@ -1097,8 +1309,11 @@ class BaseStore(SessionStore, ABC):
         types: Sequence[str] | None = None,
         after_timestamp: datetime | None = None,
         before_timestamp: datetime | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         validate_session_id(session_id)
+        if not isinstance(effective, bool):
+            raise ConfigurationError(f"effective must be True or False, not {effective!r}")
         bounds: list[str | None] = []
         for name, moment in (
             ("after_timestamp", after_timestamp),
@@ -1124,6 +1339,14 @@ class BaseStore(SessionStore, ABC):
         if isinstance(types, str):
             types = [types]
         windowed = bounds != [None, None]
+        if effective:
+            found = self._effective_rows(session_id, after, bounds, types)
+            if found is not None:
+                if last is not None:
+                    found = found[max(len(found) - last, 0) :] if last else []
+                elif limit is not None:
+                    found = found[:limit]
+                return self._decode_events(found)
         rows = self._fetch_event_rows(
             session_id,
             after=after,
@@ -1140,6 +1363,60 @@ class BaseStore(SessionStore, ABC):
             first = max(after, 0) + 1 if unbounded else None
             self._check_read(session_id, rows, first)
         return self._decode_events(rows)
+
+    def _effective_rows(
+        self,
+        session_id: str,
+        after: int,
+        bounds: list[str | None],
+        types: Sequence[str] | None,
+    ) -> list[EventRow] | None:
+        """The rows of `read_events(effective=True)` before `limit`/`last`, or `None` when
+        the session was never rewound (every event is in effect: read as usual)."""
+        found = self._fetch_session(session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        head = found[0].version  # read first: later commits only add rows after it
+        markers = [
+            m
+            for m in self._fetch_event_rows(
+                session_id, after=0, limit=None, last=None, types=[EventType.REWOUND.value]
+            )
+            if m[2] <= head
+        ]
+        if not markers:
+            return None
+        rewinds: dict[int, int] = {}
+        for marker in self._decode_events(markers):
+            target = marker.data.get("to_seq")
+            if type(target) is not int:
+                raise CorruptedSessionError(
+                    session_id, f"event {marker.seq}: rewound has no int to_seq", seq=marker.seq
+                )
+            rewinds[marker.seq] = target
+        ranges = effective_ranges(head, rewinds)
+        # Read whole, so the usual checks (no gap, the chain) run, then keep what is in effect.
+        rows = self._fetch_event_rows(
+            session_id,
+            after=after,
+            limit=None,
+            last=None,
+            types=None,
+            **({"after_ts": bounds[0], "before_ts": bounds[1]} if bounds != [None, None] else {}),
+        )
+        self._check_read(session_id, rows, max(after, 0) + 1 if bounds == [None, None] else None)
+        wanted = set(types) if types else None
+        kept: list[EventRow] = []
+        index = 0
+        for row in rows:
+            seq = row[2]
+            while index < len(ranges) and ranges[index][1] < seq:
+                index += 1
+            if index == len(ranges):
+                break
+            if ranges[index][0] <= seq and (wanted is None or row[3] in wanted):
+                kept.append(row)
+        return kept
 
     def verify_session(self, session_id: str) -> VerifyReport:
         validate_session_id(session_id)
