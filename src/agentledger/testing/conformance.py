@@ -76,6 +76,11 @@ is split by topic:
         it; listing, stats, clean-up, the other sessions and deleting the damaged one
         keep working. Skipped for a store `damage_event` cannot reach (override
         `DamageConformance.damage_event`).
+    `_fork_rewind`: `fork_session` copies a prefix of a history into a new session with
+        its own chain and its lineage, leaving the source as it was; `rewind` returns the
+        projection to an earlier seq (rewinds over rewinds included) with the events kept,
+        `read_events(effective=True)` leaves the undone ones out, and a rewind with `then`
+        lands whole or not at all.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -90,6 +95,7 @@ from agentledger.testing._base import ConformanceBase, StoreFactory
 from agentledger.testing._continuation import ContinuationConformance
 from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
+from agentledger.testing._fork_rewind import ForkRewindConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
@@ -112,6 +118,7 @@ __all__ = [
     "CrashConformance",
     "DamageConformance",
     "FakeClock",
+    "ForkRewindConformance",
     "IntegrityConformance",
     "LifecycleConformance",
     "OpeningConformance",
@@ -149,5 +156,6 @@ class StoreConformance(
     ContinuationConformance,
     IntegrityConformance,
     DamageConformance,
+    ForkRewindConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
