@@ -14,6 +14,8 @@ from pydantic import ValidationError
 import agentledger
 import agentledger.errors
 from agentledger import CorruptedSessionError, Event, NewEvent, Session
+from agentledger._ids import new_id, new_ids
+from agentledger.core.chain import GENESIS, event_hash, rechain
 from agentledger.core.events import STANDARD_EVENT_TYPES, EventType
 from agentledger.core.projection import deep_merge, effective_ranges, project
 from agentledger.core.session import validate_session_id
@@ -660,3 +662,45 @@ def test_effective_events_fold_to_the_projection() -> None:
         ]
         renumbered = [e.model_copy(update={"seq": i}) for i, e in enumerate(kept, 1)]
         assert project(renumbered).state == project(events[:n]).state, n
+
+
+# -- rechain (a fork's copy of a chain) and blocks of ids ------------------------------------
+
+
+def _chained_headers(count: int) -> list[tuple[Any, ...]]:
+    previous, headers = GENESIS, []
+    for seq in range(1, count + 1):
+        values = (seq, f"id-{seq}", "tool_call" if seq % 3 else 'odd "type"', "agent",
+                  f"2026-01-08T18:05:{seq % 60:02d}.000000Z", None if seq % 2 else "t{x}",
+                  f"{seq:064x}")
+        previous = event_hash(previous, "src", *values)
+        headers.append((*values, previous))
+    return headers
+
+
+def test_rechain_gives_the_hashes_event_hash_gives() -> None:
+    headers = _chained_headers(20)
+    ids = new_ids(20)
+    copied, bad = rechain(headers, "src", "dst ü", iter(ids))
+    assert bad is None and [c[1] for c in copied] == ids
+    previous = GENESIS
+    for (seq, event_id, digest), header in zip(copied, headers, strict=True):
+        previous = event_hash(previous, "dst ü", seq, event_id, *header[2:7])
+        assert digest == previous
+
+
+def test_rechain_stops_at_a_changed_header_or_a_gap() -> None:
+    headers = _chained_headers(6)
+    changed = [*headers[:3], (*headers[3][:2], "user_message", *headers[3][3:]), *headers[4:]]
+    assert rechain(changed, "src", "dst", iter(new_ids(6)))[1] == 4
+    assert rechain(headers[:2] + headers[3:], "src", "dst", iter(new_ids(6)))[1] == 3
+    assert rechain(headers, "other", "dst", iter(new_ids(6)))[1] == 1
+
+
+def test_new_ids_is_a_block_of_increasing_ids() -> None:
+    before = new_id()
+    block = new_ids(2000)
+    after = new_id()
+    assert before < block[0] and block[-1] < after
+    assert block == sorted(block) and len(set(block)) == 2000
+    assert all(len(i) == 26 for i in block) and new_ids(0) == []

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 from pydantic import ValidationError
 
-from agentledger._ids import new_id
-from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger._ids import new_id, new_ids
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash, rechain
 from agentledger.core.events import Event, EventType, NewEvent
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
 from agentledger.core.projection import effective_ranges, project
@@ -69,6 +69,7 @@ __all__ = [
     "StoreTransaction",
     "check_scope",
     "check_seq_argument",
+    "copy_refused",
     "session_order",
     "DEFAULT_FILE_MODE",
     "convert_options",
@@ -426,6 +427,19 @@ class StoreTransaction(ABC):
     def load_event_rows(self, session_id: str) -> list[EventRow]:
         """Return every event row of the session in `seq` order (to rebuild a snapshot)."""
 
+    def copy_events(self, source_id: str, target_id: str, upto: int) -> tuple[str, str]:
+        """Copy the source's events of seq 1 to `upto` into the target's ledger, as
+        `BaseStore._copied` makes them (new ids, chained anew under the target, the source's
+        chain checked on the way), for a backend that sets `_copies_in_transaction`.
+
+        Returns:
+            The source's chain hash at `upto` and the copy's.
+
+        Raises:
+            CorruptedSessionError: An event is missing or does not verify.
+        """
+        raise NotImplementedError
+
     @abstractmethod
     def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
         """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`."""
@@ -531,6 +545,16 @@ def check_seq_argument(name: str, value: Any, *, optional: bool = True) -> int |
     return value
 
 
+def copy_refused(source_id: str, seq: int) -> CorruptedSessionError:
+    """The error of a fork whose source's event `seq` is missing or does not verify."""
+    return CorruptedSessionError(
+        source_id,
+        f"event {seq} is missing or does not match its chain hash; the session was not "
+        "forked (verify_session tells more)",
+        seq=seq,
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -562,6 +586,10 @@ class BaseStore(SessionStore, ABC):
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    _copies_in_transaction: ClassVar[bool] = False
+    """Whether the backend's transaction copies a fork's events itself
+    (`StoreTransaction.copy_events`, set-based) instead of `BaseStore` reading, rechaining
+    and inserting them row by row."""
     _payload_is_canonical: ClassVar[bool] = True
     """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
     text); a store that keeps them in another form (JSONB) sets it to False, and its payload
@@ -1138,59 +1166,67 @@ class BaseStore(SessionStore, ABC):
                 f"at_seq must be from 1 to {row.version} (the version of session "
                 f"{source_id!r}), not {upto}; nothing was written"
             )
-        source_rows = [
-            r if isinstance(r, EventRow) else EventRow(*r)
-            for r in self._fetch_event_rows(source_id, after=0, limit=upto, last=None, types=None)
-        ]
-        self._check_read(source_id, source_rows, 1)  # never launder a damaged history
-        if len(source_rows) != upto:
-            raise CorruptedSessionError(source_id, f"the ledger ends before seq {upto}")
-        copied = self._copied(source_rows, new)
+        source_rows: list[EventRow] = []
+        if upto < row.version or not self._copies_in_transaction:
+            source_rows = [
+                r if isinstance(r, EventRow) else EventRow(*r)
+                for r in self._fetch_event_rows(
+                    source_id, after=0, limit=upto, last=None, types=None
+                )
+            ]
         if upto == row.version:  # the head: the snapshot is the projection
-            base = self._parse_session(row, lambda: source_rows).model_copy(update={"id": new})
+            base = self._parse_session(row, lambda: source_rows or self._fetch_event_rows(
+                source_id, after=0, limit=None, last=None, types=None
+            ))
         else:
-            base = project(self._decode_events(copied))
-        marker = NewEvent(
-            type=EventType.SESSION_FORKED,
-            author="system",
-            data={"source_id": source_id, "source_seq": upto, "source_hash": source_rows[-1].hash},
-        )
-        (forked,) = self._chained(
-            [self._encode(new, upto + 1, marker, now)],
-            copied[-1].hash,
-            format_timestamp(base.updated_at),
-        )
-        updated = project(self._decode_events([forked]), base)
+            base = project(self._decode_events(source_rows))
+        base = base.model_copy(update={"id": new})
+        copied: list[EventRow] = []
+        if not self._copies_in_transaction:
+            copied = self._copied(source_id, source_rows, new)
         with self._transaction() as tx:
             if tx.load_session(new) is not None:
                 raise SessionExistsError(new)
-            tx.insert_events([*copied, forked])
+            if self._copies_in_transaction:
+                source_hash, last_hash = tx.copy_events(source_id, new, upto)
+            else:
+                tx.insert_events(copied)
+                source_hash, last_hash = source_rows[-1].hash, copied[-1].hash
+            marker = NewEvent(
+                type=EventType.SESSION_FORKED,
+                author="system",
+                data={"source_id": source_id, "source_seq": upto, "source_hash": source_hash},
+            )
+            (forked,) = self._chained(
+                [self._encode(new, upto + 1, marker, now)],
+                last_hash,
+                format_timestamp(base.updated_at),
+            )
+            updated = project(self._decode_events([forked]), base)
+            tx.insert_events([forked])
             tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
         return self.get_session(new)
 
     @staticmethod
-    def _copied(rows: Sequence[EventRow], session_id: str) -> list[EventRow]:
+    def _copied(source_id: str, rows: Sequence[EventRow], session_id: str) -> list[EventRow]:
         """The rows as a fork's copy: the fork's session id, new event ids, the same seqs,
-        timestamps and payloads (so the same payload hashes), chained anew from
-        `GENESIS`."""
-        copied = []
-        previous = GENESIS
-        for row in rows:
-            event_id = new_id()
-            digest = event_hash(
-                previous,
-                session_id,
-                row.seq,
-                event_id,
-                row.type,
-                row.author,
-                row.timestamp,
-                row.invocation_id,
-                row.payload_hash,
-            )
-            copied.append(row._replace(id=event_id, session_id=session_id, hash=digest))
-            previous = digest
-        return copied
+        timestamps and payloads (so the same payload hashes), chained anew from `GENESIS`.
+
+        Raises:
+            CorruptedSessionError: The rows do not run from seq 1 without a gap, or one
+                does not match its chain hash: a damaged history is never copied.
+        """
+        headers = (
+            (r.seq, r.id, r.type, r.author, r.timestamp, r.invocation_id, r.payload_hash, r.hash)
+            for r in rows
+        )
+        chained, bad = rechain(headers, source_id, session_id, iter(new_ids(len(rows))))
+        if bad is not None or not chained:
+            raise copy_refused(source_id, bad or 1)
+        return [
+            row._replace(id=event_id, session_id=session_id, hash=digest)
+            for row, (_, event_id, digest) in zip(rows, chained, strict=True)
+        ]
 
     def rewind(
         self,

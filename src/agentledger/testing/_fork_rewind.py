@@ -19,6 +19,7 @@ from agentledger.core.events import Event, NewEvent
 from agentledger.core.session import Session
 from agentledger.errors import (
     ConcurrencyError,
+    CorruptedSessionError,
     EventTooLargeError,
     InvalidEventError,
     InvalidTransitionError,
@@ -27,6 +28,7 @@ from agentledger.errors import (
 )
 from agentledger.stores.base import SessionStore
 from agentledger.testing._base import ConformanceBase, StoreFactory, msg
+from agentledger.testing._damage import damage_event
 from agentledger.testing._integrity import chain_of
 
 __all__ = ["ForkRewindConformance"]
@@ -49,7 +51,7 @@ class ForkRewindConformance(ConformanceBase):
         )
         seen = {1: session}
         steps = [
-            msg("one", state_delta={"n": 1, "user:seen": 1}, invocation_id="t1"),
+            msg("one 1", state_delta={"n": 1, "user:seen": 1}, invocation_id="t1"),
             NewEvent(type="phase_changed", data={"to": "planning"}, state_delta={"n": 2},
                      invocation_id="t1"),
             NewEvent(type="metadata_updated", data={"metadata": {"m": 1}},
@@ -161,6 +163,24 @@ class ForkRewindConformance(ConformanceBase):
         assert len(store.list_sessions(app_name=source.app_name).sessions) == 2
         fork = store.fork_session(source.id, expected_version=6, new_session_id="yes")
         assert fork.version == 7
+
+    @pytest.mark.parametrize("at_seq", [None, 3])
+    def test_a_damaged_history_is_never_forked_into_a_sound_one(
+        self, store: SessionStore, at_seq: int | None
+    ) -> None:
+        """A fork checks the source's chain as it copies: it refuses, or (a payload
+        changed in place, which the copy keeps with its payload hash) the fork's own
+        `verify_session` finds the damage."""
+        source, _ = self._history(store)
+        damage_event(store, source.id, 2, "changed")
+        try:
+            fork = store.fork_session(source.id, at_seq=at_seq, new_session_id="damaged")
+        except CorruptedSessionError:
+            with pytest.raises(SessionNotFoundError):
+                store.get_session("damaged")
+            return
+        report = store.verify_session(fork.id)
+        assert not report.ok and report.first_bad_seq == 2, report
 
     def test_fork_survives_reopening(self, make_store: StoreFactory) -> None:
         store = make_store()
