@@ -5,6 +5,7 @@ Run it from the project root:
     .venv/bin/python benchmarks/bench_fork.py                # 10,000 events, SQLite
     .venv/bin/python benchmarks/bench_fork.py --events 2000 --rounds 3 --stores sqlite,file
     .venv/bin/python benchmarks/bench_fork.py --json
+    .venv/bin/python benchmarks/bench_fork.py --quick          # smoke run, seconds
 
 One session of `--events` events (a ~100-byte message and a 2-key state delta each, as in
 `bench_store.py`), then, each the median of `--rounds` runs (ms):
@@ -118,7 +119,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stores", default="sqlite", help="sqlite, sqlite-normal, file, memory")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1,000 events, 2 rounds: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.rounds = 1_000, 2
     report: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.stores.split(","):

@@ -125,3 +125,12 @@ def test_bench_http_quick() -> None:
     assert output["direct"]["appends_per_s"] > 0
     assert set(output["http"]) == {"1", "8"}
     assert all(row["deliveries"] > 0 for row in output["sse"].values())
+
+
+def test_bench_fork_quick_runs() -> None:
+    """The fork benchmark runs on every local store and keeps its figures apart."""
+    report = run_quick(BENCHMARKS / "bench_fork.py", "--stores", "sqlite,file,memory")
+    assert report["events"] == 1_000
+    assert set(report["ms"]) == {"sqlite", "file", "memory"}
+    assert "raw copy (INSERT … SELECT)" in report["ms"]["sqlite"]
+    assert all(ms > 0 for rows in report["ms"].values() for ms in rows.values())
