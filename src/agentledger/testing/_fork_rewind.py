@@ -11,14 +11,17 @@ appends land together or not at all.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from agentledger.core.events import Event, NewEvent
+from agentledger.core.projection import project
 from agentledger.core.session import Session
 from agentledger.errors import (
     ConcurrencyError,
+    ConfigurationError,
     CorruptedSessionError,
     EventTooLargeError,
     InvalidEventError,
@@ -182,6 +185,42 @@ class ForkRewindConformance(ConformanceBase):
         report = store.verify_session(fork.id)
         assert not report.ok and report.first_bad_seq == 2, report
 
+    def test_forks_while_the_source_grows(self, store: SessionStore) -> None:
+        """Forks at the head taken while other threads append to the source each copy one
+        consistent prefix: the fork's state is the source's projection at its seq."""
+        source, _ = self._history(store)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer(worker: int) -> None:
+            try:
+                n = 0
+                while not stop.is_set() and n < 200:
+                    store.append(source.id, [msg(f"w{worker}-{n}", state_delta={"n": n})])
+                    n += 1
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            forks = [store.fork_session(source.id) for _ in range(5)]
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        events = store.read_events(source.id)
+        for fork in forks:
+            assert fork.forked_from is not None
+            seq = fork.forked_from.seq
+            assert self.own_state(fork.state) == self.own_state(
+                project(events[:seq]).state
+            ), seq
+            assert _content(store.read_events(fork.id)[:seq]) == _content(events[:seq])
+            assert store.verify_session(fork.id).ok
+
     def test_fork_survives_reopening(self, make_store: StoreFactory) -> None:
         store = make_store()
         self.require_persistent(store)
@@ -318,6 +357,8 @@ class ForkRewindConformance(ConformanceBase):
         assert self.seqs(read(session.id, effective=True, last=0)) == []
         assert self.seqs(read(session.id, effective=True, types=["user_message"])) == [2, 8, 9]
         assert self.seqs(read(session.id, types=["user_message"])) == [2, 6, 8, 9]
+        with pytest.raises(ConfigurationError):
+            read(session.id, effective="yes")  # type: ignore[arg-type]
         # Never rewound: every event is in effect.
         other, _ = self._history(store)
         assert read(other.id, effective=True) == read(other.id)
