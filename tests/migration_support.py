@@ -144,6 +144,21 @@ def check_v1_store_upgraded(store: SessionStore) -> None:
     assert store.read_events("s-one")[-1].seq == 5
     assert store.read_events("s-one")[-1].format == EVENT_FORMAT
     check_keys_after_upgrade(store, "s-one")
+    # Fork and rewind need no schema change: an upgraded store takes both.
+    events = store.read_events("s-one")
+    fork = store.fork_session("s-one", at_seq=3, new_session_id="s-one-fork")
+    assert fork.forked_from is not None and fork.forked_from.seq == 3
+    assert fork.model_dump(include={"phase", "metadata"}) == project(events[:3]).model_dump(
+        include={"phase", "metadata"}
+    )
+    assert store.verify_session(fork.id).ok
+    store.rewind("s-one", to_seq=2)
+    assert store.get_session("s-one").state == {
+        **project(events[:2]).state,
+        **{k: v for k, v in store.get_session("s-one").state.items() if ":" in k},
+    }
+    assert [e.seq for e in store.read_events("s-one", effective=True)] == [1, 2]
+    assert store.verify_session("s-one").ok
     check_erase_after_upgrade(store, "s-one")
 
 

@@ -163,3 +163,12 @@ def test_bench_keys_quick_run_reports_each_length(store: str) -> None:
     if store == "postgresql":
         assert output["gin"]["with_gin"] > 0 and output["gin"]["without_gin"] > 0
         assert bench_schemas(args[-1]) <= before
+
+
+def test_bench_fork_quick_runs() -> None:
+    """The fork benchmark runs on every local store and keeps its figures apart."""
+    report = run_quick(BENCHMARKS / "bench_fork.py", "--stores", "sqlite,file,memory")
+    assert report["events"] == 1_000
+    assert set(report["ms"]) == {"sqlite", "file", "memory"}
+    assert "raw copy (INSERT … SELECT)" in report["ms"]["sqlite"]
+    assert all(ms > 0 for rows in report["ms"].values() for ms in rows.values())

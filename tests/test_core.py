@@ -14,8 +14,10 @@ from pydantic import ValidationError
 import agentledger
 import agentledger.errors
 from agentledger import CorruptedSessionError, Event, NewEvent, Session
+from agentledger._ids import new_id, new_ids
+from agentledger.core.chain import GENESIS, event_hash, rechain
 from agentledger.core.events import STANDARD_EVENT_TYPES, EventType
-from agentledger.core.projection import deep_merge, project
+from agentledger.core.projection import deep_merge, effective_ranges, project
 from agentledger.core.session import validate_session_id
 from agentledger.core.state import apply_delta, merge_scoped_state, split_delta, strip_temp
 from agentledger.errors import AgentLedgerError, InvalidEventError, InvalidSessionIdError
@@ -193,6 +195,8 @@ SPECIAL_TYPES = {
     "error",
     "metadata_updated",
     "session_finalized",
+    "session_forked",
+    "rewound",
 }
 
 
@@ -447,7 +451,7 @@ def test_event_types_refused(kind: str) -> None:
 
 def test_event_type_enum_matches_the_standard_set() -> None:
     assert {t.value for t in EventType} == STANDARD_EVENT_TYPES
-    assert len(STANDARD_EVENT_TYPES) == 13
+    assert len(STANDARD_EVENT_TYPES) == 15
 
 
 def test_new_event_timestamps() -> None:
@@ -643,3 +647,131 @@ def test_an_erased_event_is_never_replayed() -> None:
     session = project([created])
     with pytest.raises(CorruptedSessionError, match="event 2: its payload was erased"):
         project([erased], session)
+
+
+# -- rewound and session_forked --------------------------------------------------------------
+
+
+def _rewind_history() -> list[Event]:
+    return [
+        created(state={"k": 0}),
+        ev(2, "user_message", delta={"k": 1}),
+        ev(3, "phase_changed", {"to": "planning"}, {"k": 2}),
+        ev(4, "error", {"message": "oops"}, {"k": 3}),
+        ev(5, "rewound", {"to_seq": 2}),  # back to k=1, initializing, no error
+        ev(6, "state_updated", delta={"j": 1}),
+        ev(7, "rewound", {"to_seq": 4}),  # into the undone stretch: k=3, planning, 1 error
+    ]
+
+
+def test_rewound_restores_the_projection_at_its_target() -> None:
+    events = _rewind_history()
+    at = {n: project(events[:n]) for n in range(1, len(events) + 1)}
+    assert (at[5].state, at[5].phase, at[5].error_count, at[5].version) == (
+        {"k": 1}, "initializing", 0, 5
+    )
+    assert at[5].model_copy(update={"version": 2, "updated_at": at[2].updated_at}) == at[2]
+    assert at[6].state == {"k": 1, "j": 1}
+    assert (at[7].state, at[7].phase, at[7].error_count) == ({"k": 3}, "planning", 1)
+    assert at[7].updated_at == events[6].timestamp
+
+
+def test_rewound_continuing_from_a_snapshot_needs_the_earlier_projection() -> None:
+    events = _rewind_history()
+    snapshot = project(events[:4])
+    with pytest.raises(CorruptedSessionError, match="rewinds to seq 2"):
+        project(events[4:5], snapshot)
+    given = project(events[4:5], snapshot, at={2: project(events[:2])})
+    assert given == project(events[:5])
+
+
+@pytest.mark.parametrize("target", [0, 5, "2", None, True])
+def test_rewound_with_a_bad_target_is_corruption(target: Any) -> None:
+    events = [*_rewind_history()[:4], ev(5, "rewound", {"to_seq": target})]
+    with pytest.raises(CorruptedSessionError, match="to_seq"):
+        project(events)
+
+
+def test_session_forked_sets_the_lineage_and_a_rewind_keeps_it() -> None:
+    events = [
+        *_rewind_history()[:3],
+        ev(4, "session_forked", {"source_id": "src", "source_seq": 3, "source_hash": "h"}),
+        ev(5, "rewound", {"to_seq": 2}),
+    ]
+    forked = project(events[:4])
+    assert forked.forked_from is not None
+    assert (forked.forked_from.session_id, forked.forked_from.seq) == ("src", 3)
+    assert forked.state == {"k": 2}
+    assert project(events).forked_from == forked.forked_from
+    with pytest.raises(CorruptedSessionError, match="source_id"):
+        project([*events[:3], ev(4, "session_forked", {"source_seq": 3})])
+
+
+@pytest.mark.parametrize(
+    ("head", "rewinds", "expected"),
+    [
+        (5, {}, [(1, 5)]),
+        (7, {5: 2}, [(1, 2), (6, 7)]),
+        (7, {5: 2, 7: 4}, [(1, 4)]),  # back into a stretch an earlier rewind undid
+        (6, {5: 2, 7: 4}, [(1, 2), (6, 6)]),  # markers after the head are ignored
+        (9, {5: 2, 8: 6}, [(1, 2), (6, 6), (9, 9)]),
+        (3, {3: 2}, [(1, 2)]),
+        (4, {3: 2, 4: 3}, [(1, 2)]),  # a rewind to a marker's seq: what was in effect there
+    ],
+)
+def test_effective_ranges(head: int, rewinds: dict[int, int], expected: list[tuple[int, int]]) -> None:
+    assert effective_ranges(head, rewinds) == expected
+
+
+def test_effective_events_fold_to_the_projection() -> None:
+    """The events in effect, folded without the markers, give the same own state."""
+    events = _rewind_history()
+    for n in range(1, len(events) + 1):
+        rewinds = {e.seq: e.data["to_seq"] for e in events[:n] if e.type == "rewound"}
+        kept = [
+            e for first, last in effective_ranges(n, rewinds) for e in events[first - 1 : last]
+        ]
+        renumbered = [e.model_copy(update={"seq": i}) for i, e in enumerate(kept, 1)]
+        assert project(renumbered).state == project(events[:n]).state, n
+
+
+# -- rechain (a fork's copy of a chain) and blocks of ids ------------------------------------
+
+
+def _chained_headers(count: int) -> list[tuple[Any, ...]]:
+    previous, headers = GENESIS, []
+    for seq in range(1, count + 1):
+        values = (seq, f"id-{seq}", "tool_call" if seq % 3 else 'odd "type"', "agent",
+                  f"2026-01-08T18:05:{seq % 60:02d}.000000Z", None if seq % 2 else "t{x}",
+                  f"{seq:064x}")
+        previous = event_hash(previous, "src", *values)
+        headers.append((*values, previous))
+    return headers
+
+
+def test_rechain_gives_the_hashes_event_hash_gives() -> None:
+    headers = _chained_headers(20)
+    ids = new_ids(20)
+    copied, bad = rechain(headers, "src", "dst ü", iter(ids))
+    assert bad is None and [c[1] for c in copied] == ids
+    previous = GENESIS
+    for (seq, event_id, digest), header in zip(copied, headers, strict=True):
+        previous = event_hash(previous, "dst ü", seq, event_id, *header[2:7])
+        assert digest == previous
+
+
+def test_rechain_stops_at_a_changed_header_or_a_gap() -> None:
+    headers = _chained_headers(6)
+    changed = [*headers[:3], (*headers[3][:2], "user_message", *headers[3][3:]), *headers[4:]]
+    assert rechain(changed, "src", "dst", iter(new_ids(6)))[1] == 4
+    assert rechain(headers[:2] + headers[3:], "src", "dst", iter(new_ids(6)))[1] == 3
+    assert rechain(headers, "other", "dst", iter(new_ids(6)))[1] == 1
+
+
+def test_new_ids_is_a_block_of_increasing_ids() -> None:
+    before = new_id()
+    block = new_ids(2000)
+    after = new_id()
+    assert before < block[0] and block[-1] < after
+    assert block == sorted(block) and len(set(block)) == 2000
+    assert all(len(i) == 26 for i in block) and new_ids(0) == []

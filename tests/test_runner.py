@@ -23,6 +23,7 @@ from agentledger import (
 from agentledger.demo import build_reminders_agent
 from agentledger.runner import (
     Agent,
+    ContextPolicy,
     Message,
     ModelResponse,
     OfflineModel,
@@ -121,6 +122,25 @@ def test_history_is_sent_to_the_model(store: SessionStore) -> None:
         ("user", "first"),
         ("assistant", "one"),
         ("user", "second"),
+    ]
+
+
+@pytest.mark.parametrize("policy", [ContextPolicy(), ContextPolicy.last_turns(5),
+                                    ContextPolicy.token_budget(4000)])
+def test_a_rewound_turn_is_not_sent_to_the_model(
+    store: SessionStore, policy: ContextPolicy
+) -> None:
+    model = ScriptedModel([ModelResponse(text=t) for t in ("one", "two", "three")])
+    runner = Runner(Agent(name="a", model=model), store, context=policy)
+    sid = new_session(store)
+    list(runner.run(sid, "first"))
+    second = list(runner.run(sid, "second"))
+    store.rewind(sid, before_invocation=second[0].invocation_id)
+    list(runner.run(sid, "third"))
+    assert [(m.role, m.content) for m in model.seen[2]] == [
+        ("user", "first"),
+        ("assistant", "one"),
+        ("user", "third"),
     ]
 
 

@@ -442,6 +442,9 @@ def session_endpoints(sid: str) -> list[tuple[str, str, Any]]:
         ("GET", f"/v1/sessions/{sid}/verify", None),
         ("POST", f"/v1/sessions/{sid}/erase", {"seqs": [1], "reason": "x"}),
         ("POST", f"/v1/sessions/{sid}/truncate", {"before": 2}),
+        ("POST", f"/v1/sessions/{sid}/fork", {"new_session_id": "stolen"}),
+        ("POST", f"/v1/sessions/{sid}/rewind", {"to_seq": 1, "then": one}),
+        ("GET", f"/v1/sessions/{sid}/events?effective=true", None),
         ("POST", f"/v1/sessions/{sid}/finalize", {"outcome": "completed"}),
         ("POST", f"/v1/sessions/{sid}/terminate", None),
         ("DELETE", f"/v1/sessions/{sid}", None),
@@ -658,3 +661,34 @@ def test_erase_truncate_and_compact_over_http(client: TestClient, mem: SessionSt
     )
     assert client.post("/v1/store/compact", headers=ROOT).status_code == 204
     assert mem.verify_session(sid).ok
+
+
+def test_fork_and_rewind_over_http(client: TestClient, mem: SessionStore) -> None:
+    sid = new_session(client, ADA, state={"n": 0})["id"]
+    append(client, sid, ADA, "one", "two")
+    response = client.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 2, "new_session_id": "f"},
+                           headers=ADA)
+    assert response.status_code == 201, response.text
+    assert response.headers["Location"] == "/v1/sessions/f"
+    fork = response.json()
+    assert fork["forked_from"] == {"session_id": sid, "seq": 2} and fork["user_id"] == "ada"
+    listed = client.get("/v1/sessions", headers=ADA).json()["sessions"]
+    assert {s["id"]: s["forked_from"] for s in listed}["f"] == fork["forked_from"]
+    assert problem(client.post(f"/v1/sessions/{sid}/fork", json={"new_session_id": "f"},
+                               headers=ADA), 409)["error"] == "SessionExistsError"
+    assert problem(client.post(f"/v1/sessions/{sid}/fork", json={"at_seq": 9},
+                               headers=ADA), 422)["error"] == "InvalidEventError"
+    stale = client.post(f"/v1/sessions/{sid}/rewind", json={"to_seq": 1},
+                        headers={**ADA, "If-Match": '"2"'})
+    assert problem(stale, 409)["error"] == "ConcurrencyError"
+    then = [{"type": "user_message", "data": {"text": "again"}}]
+    response = client.post(f"/v1/sessions/{sid}/rewind", json={"to_seq": 2, "then": then},
+                           headers={**ADA, "If-Match": '"3"'})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert [e["type"] for e in body["events"]] == ["rewound", "user_message"]
+    assert body["version"] == 5 and response.headers["ETag"] == '"5"'
+    kept = client.get(f"/v1/sessions/{sid}/events", params={"effective": "true"},
+                      headers=ADA).json()["events"]
+    assert [e["seq"] for e in kept] == [1, 2, 5]
+    assert mem.verify_session(sid).ok and mem.verify_session("f").ok

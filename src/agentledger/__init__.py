@@ -16,7 +16,7 @@ Example:
 from agentledger.core.events import Author, Event, EventType, NewEvent
 from agentledger.core.lifecycle import Lifecycle, ResumeDecision, ResumePolicy, ResumeReason
 from agentledger.core.projection import project
-from agentledger.core.session import Phase, PhaseTransition, Session, Status
+from agentledger.core.session import ForkOrigin, Phase, PhaseTransition, Session, Status
 from agentledger.errors import (
     AgentLedgerError,
     ConcurrencyError,
@@ -67,6 +67,7 @@ __all__ = [
     "Event",
     "EventTooLargeError",
     "EventType",
+    "ForkOrigin",
     "InvalidEventError",
     "InvalidSessionIdError",
     "InvalidTransitionError",

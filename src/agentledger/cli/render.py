@@ -96,6 +96,8 @@ EVENT_TYPE_STYLES: dict[str, str] = {
     "phase_changed": "bold yellow",
     "status_changed": "bold yellow",
     "session_finalized": "bold",
+    "session_forked": "bold",
+    "rewound": "bold yellow",
 }
 """The Rich style of each standard event type; plugin types are dim."""
 
@@ -353,6 +355,12 @@ def _data_summary(event: Event) -> str:
         change = f"{data.get('from', '?')} → {data.get('to', '?')}"
         reason = data.get("reason")
         return f"{change} ({reason})" if reason else change
+    if kind == "session_forked":
+        return f"from {data.get('source_id', '?')} at seq {data.get('source_seq', '?')}"
+    if kind == "rewound":
+        back = f"back to seq {data.get('to_seq', '?')}"
+        turn = data.get("before_invocation")
+        return f"{back} (before invocation {turn})" if turn else back
     if kind == "session_finalized":
         outcome = str(data.get("outcome") or "")
         summary = data.get("summary")
@@ -589,6 +597,11 @@ def session_panel(session: Session) -> Panel:
         ("status", status_text(session.status)),
         ("phase", session.phase),
         ("version", plural(session.version, "event")),
+        (
+            "forked from",
+            f"{session.forked_from.session_id} at seq {session.forked_from.seq}"
+            if session.forked_from else None,
+        ),
         ("created", f"{format_time(session.created_at)} UTC"),
         ("updated", f"{format_time(session.updated_at)} UTC"),
         ("resume ready", "yes" if session.resume_ready else "no"),

@@ -1,5 +1,5 @@
-"""`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, clean
-up and delete sessions (statuses, phases, resume decisions, retention).
+"""`agentledger sessions …`: create, update, list, inspect, suspend, resume, finalize, fork,
+rewind, clean up and delete sessions (statuses, phases, resume decisions, retention).
 
 Write commands go through `SessionManager`, so the store checks every lifecycle rule inside
 its append and a refused move writes nothing. `should-resume` exits 0 when the session may
@@ -20,6 +20,7 @@ import typer
 from pydantic import TypeAdapter
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from agentledger.cli.app import StoreMode, store_from
 from agentledger.cli.render import (
@@ -482,6 +483,14 @@ def events_command(
         str | None,
         typer.Option("--key-prefix", metavar="PREFIX", help="Only events whose key starts with PREFIX."),
     ] = None,
+    effective: Annotated[
+        bool,
+        typer.Option(
+            "--effective",
+            help="Only the events still in effect: leave out those a rewind undid, and the "
+            "rewound markers.",
+        ),
+    ] = False,
 ) -> None:
     """Print a session's ledger: its events in order, one line each.
 
@@ -499,11 +508,90 @@ def events_command(
         types=types or None,
         keys=keys or None,
         key_prefix=key_prefix,
+        effective=effective,
     )
     if json_output:
         print_events_json(events)
     else:
         print_events_table(events, title=f"session {session_id}")
+
+
+@sessions_app.command("fork")
+def fork_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    at: Annotated[
+        int | None,
+        typer.Option(
+            "--at", min=1, metavar="SEQ", help="Copy the events up to this seq (default: all)."
+        ),
+    ] = None,
+    new_id: Annotated[
+        str | None,
+        typer.Option("--id", metavar="NEW", help="The new session's id (default: a new one)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Fork a session: a new session whose history is this one's up to a seq.
+
+    The fork gets a copy of the events (its own ledger and hash chain) and then its own
+    `session_forked` event; its state is the session's as it was at that seq. The
+    session itself is not changed. App- and user-wide state stays shared by both.
+    """
+    fork = store_from(ctx, StoreMode.WRITE).fork_session(
+        session_id, at_seq=at, new_session_id=new_id
+    )
+    if json_output:
+        print_session_json(fork)
+        return
+    origin = fork.forked_from
+    assert origin is not None
+    line = Text("Forked session ")
+    line.append(origin.session_id, style="bold")
+    line.append(f" at seq {origin.seq} into ")
+    line.append(fork.id, style="bold")
+    line.append(f" (version {fork.version}).")
+    make_console().print(line)
+
+
+@sessions_app.command("rewind")
+def rewind_command(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", min=1, metavar="SEQ", help="Go back to the state after this seq."),
+    ] = None,
+    before_invocation: Annotated[
+        str | None,
+        typer.Option(
+            "--before-invocation",
+            metavar="ID",
+            help="Go back to just before this invocation's first event (instead of --to).",
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Rewind a session: undo its events after a seq, keeping them in the ledger.
+
+    Appends a `rewound` event after which the session's own state, phase, status and
+    metadata are what they were after that seq. The undone events stay in the ledger
+    (`sessions events`; `--effective` leaves them out). App- and user-wide state is
+    shared with other sessions and is not rewound. A terminated session cannot be
+    rewound: fork it at an earlier seq instead.
+    """
+    if (to is None) == (before_invocation is None):
+        usage_error("give either --to SEQ or --before-invocation ID")
+    store = store_from(ctx, StoreMode.WRITE)
+    (marker, *_) = store.rewind(session_id, to_seq=to, before_invocation=before_invocation)
+    session = store.get_session(session_id)
+    if json_output:
+        print_session_json(session)
+        return
+    line = Text("Rewound session ")
+    line.append(session.id, style="bold")
+    line.append(f" to seq {marker.data['to_seq']} (version {session.version}).")
+    make_console().print(line)
 
 
 @sessions_app.command("delete")

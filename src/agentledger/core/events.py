@@ -48,6 +48,8 @@ class EventType(StrEnum):
     STATUS_CHANGED = "status_changed"
     SESSION_FINALIZED = "session_finalized"
     EVENTS_ERASED = "events_erased"
+    SESSION_FORKED = "session_forked"
+    REWOUND = "rewound"
 
 
 STANDARD_EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

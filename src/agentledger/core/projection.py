@@ -3,6 +3,20 @@
 `project(events, session)` continues from a snapshot; `project(all_events)` rebuilds from
 scratch. Both give the same `Session`, which is what lets a store keep a snapshot beside the
 ledger and still treat the ledger as the single source of truth.
+
+Two event types move the projection other than forward:
+
+- `rewound` (`data: {"to_seq": k}`, written by `SessionStore.rewind`): the projection after
+  it is the projection as it was after event `k` (the fold of events 1 to `k`, earlier
+  rewinds included), except `version` (the marker's seq), `updated_at` (time never runs
+  backwards) and `forked_from` (lineage is a fact about the ledger, not undone). Only the
+  session's own state is restored: `app:`/`user:` state is shared with other sessions and
+  stays as it is (as ADK's `rewind` does). The fold keeps the projections a rewind in
+  `events` goes back to; one that goes back before `session` needs them in `at`.
+- `session_forked` (`data: {"source_id", "source_seq", "source_hash"}`, written by
+  `SessionStore.fork_session` as a fork's first own event) sets `forked_from`.
+
+`effective_ranges` says which events of a ledger are still in effect after its rewinds.
 """
 
 from __future__ import annotations
@@ -11,12 +25,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agentledger.core.events import Event, EventType
-from agentledger.core.session import PhaseTransition, Session, Status
+from agentledger.core.session import ForkOrigin, PhaseTransition, Session, Status
 from agentledger.core.state import apply_delta, split_delta, split_keys, state_change
 from agentledger.core.state_ops import apply_ops, split_ops
 from agentledger.errors import CorruptedSessionError
 
-__all__ = ["deep_merge", "project"]
+__all__ = ["deep_merge", "effective_ranges", "project", "rewind_target"]
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,18 +140,96 @@ def _apply(session: Session, event: Event) -> Session:
         changes["duration_seconds"] = max(
             (event.timestamp - session.created_at).total_seconds(), 0.0
         )
+    elif kind == EventType.SESSION_FORKED:
+        source, seq = data.get("source_id"), data.get("source_seq")
+        if not isinstance(source, str) or type(seq) is not int:
+            raise ValueError("session_forked needs a string 'source_id' and an int 'source_seq'")
+        changes["forked_from"] = ForkOrigin(session_id=source, seq=seq)
     elif kind == EventType.SESSION_CREATED:
         raise ValueError(f"event {event.seq}: session_created may only be the first event")
     return session.model_copy(update=changes)
 
 
-def project(events: Iterable[Event], session: Session | None = None) -> Session:
+def rewind_target(event: Event) -> int:
+    """Return the seq a `rewound` event goes back to (`data["to_seq"]`).
+
+    Raises:
+        ValueError: `to_seq` is not an int from 1 to the event's seq - 1.
+    """
+    target = event.data.get("to_seq")
+    if type(target) is not int or not 1 <= target < event.seq:
+        raise ValueError(
+            f"event {event.seq}: rewound needs an int 'to_seq' from 1 to {event.seq - 1}, "
+            f"not {target!r}"
+        )
+    return target
+
+
+def _rewound(session: Session, event: Event, earlier: Mapping[int, Session]) -> Session:
+    target = rewind_target(event)
+    base = earlier.get(target)
+    if base is None:
+        raise ValueError(
+            f"event {event.seq}: rewinds to seq {target}, whose projection this fold does "
+            "not have (fold from seq 1, or pass it in `at`)"
+        )
+    return base.model_copy(
+        update={
+            "version": event.seq,
+            "updated_at": max(session.updated_at, event.timestamp),
+            "forked_from": session.forked_from,
+        }
+    )
+
+
+def effective_ranges(head: int, rewinds: Mapping[int, int]) -> list[tuple[int, int]]:
+    """Return the seqs of a ledger still in effect after its rewinds, as ranges.
+
+    The events in effect at seq `n` are those in effect at `k` when event `n` is a
+    `rewound` event going back to `k`, else those in effect at `n - 1` plus event `n`. So
+    rewound events and the `rewound` markers themselves are left out, and a rewind back to
+    a seq inside an earlier rewound stretch brings the events up to that seq back.
+
+    Args:
+        head: The session's version (the last seq).
+        rewinds: The seq of every `rewound` event up to `head` -> its `to_seq`.
+
+    Returns:
+        Inclusive `(first, last)` seq ranges in ascending order, not overlapping.
+    """
+    markers = sorted(seq for seq in rewinds if seq <= head)
+    ranges: list[tuple[int, int]] = []
+    upto = head
+    while upto >= 1:
+        # The last marker at or before `upto`: events after it are in effect.
+        while markers and markers[-1] > upto:
+            markers.pop()
+        if not markers:
+            ranges.append((1, upto))
+            break
+        marker = markers.pop()
+        if marker < upto:
+            ranges.append((marker + 1, upto))
+        upto = rewinds[marker]
+    ranges.reverse()
+    return ranges
+
+
+def project(
+    events: Iterable[Event],
+    session: Session | None = None,
+    *,
+    at: Mapping[int, Session] | None = None,
+) -> Session:
     """Fold events into a session.
 
     Args:
         events: Ledger entries in `seq` order, continuing `session` (or starting at seq 1
             with `session_created` when `session` is `None`).
         session: A snapshot to continue from; it is not modified.
+        at: Projections at earlier seqs (seq -> session) for `rewound` events among
+            `events` that go back before `session` (the fold remembers the ones it
+            passes itself).
 
     Returns:
         The new projection. Only the session's own state keys are folded: `app:` and
@@ -147,10 +239,18 @@ def project(events: Iterable[Event], session: Session | None = None) -> Session:
         CorruptedSessionError: The events do not continue the session (a gap in `seq`, a
             missing or repeated `session_created`, a malformed standard event, or a state
             operation that does not fit the state; the `StateOperationError` is chained);
-            or an event's payload was erased (`Event.erased`): its change cannot be
+            a `rewound` event going back to a projection neither folded nor in `at`; or
+            an event's payload was erased (`Event.erased`): its change cannot be
             replayed, so a ledger with erased events is projected from its store's base
             (the session as it was at the erase), which `get_session` returns.
     """
+    events = events if isinstance(events, list) else list(events)
+    targets = {
+        e.data.get("to_seq") for e in events if e.type == EventType.REWOUND
+    }
+    earlier: dict[int, Session] = dict(at or {})
+    if session is not None and session.version in targets:
+        earlier[session.version] = session
     current = session
     for event in events:
         expected = 1 if current is None else current.version + 1
@@ -169,8 +269,12 @@ def project(events: Iterable[Event], session: Session | None = None) -> Session:
                 if event.type != EventType.SESSION_CREATED:
                     raise ValueError("the first event must be session_created")
                 current = _created(event)
+            elif event.type == EventType.REWOUND:
+                current = _rewound(current, event, earlier)
             else:
                 current = _apply(current, event)
+            if targets and current.version in targets:
+                earlier[current.version] = current
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptedSessionError(event.session_id, f"event {event.seq}: {exc}") from exc
     if current is None:

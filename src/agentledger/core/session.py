@@ -16,6 +16,7 @@ __all__ = [
     "FINAL_PHASES",
     "RESUMABLE_PHASES",
     "Phase",
+    "ForkOrigin",
     "PhaseTransition",
     "Session",
     "Status",
@@ -60,6 +61,21 @@ class PhaseTransition(BaseModel):
     timestamp: datetime
 
 
+class ForkOrigin(BaseModel):
+    """Where a forked session came from (`Session.forked_from`).
+
+    Attributes:
+        session_id: The session it was forked from (which may since have been deleted).
+        seq: The last event of that session the fork copied: the fork's history is the
+            source's events 1 to `seq`, then its own, starting with `session_forked`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    seq: int
+
+
 class Session(BaseModel):
     """A session as projected from its ledger.
 
@@ -70,6 +86,8 @@ class Session(BaseModel):
     set by `phase_changed` or `metadata_updated` events that carry it, and cleared by
     `session_finalized`. `model_calls`, `input_tokens` and `output_tokens` add up the
     `model_call` records the runner puts on events (`data["model_call"]`).
+    `forked_from` is set on a session made by `fork_session` (its `session_forked` event):
+    the source session and the seq the fork was taken at; `None` otherwise.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -99,6 +117,7 @@ class Session(BaseModel):
     model_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    forked_from: ForkOrigin | None = None
 
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")

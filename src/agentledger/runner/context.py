@@ -3,7 +3,8 @@
 The ledger always keeps everything; the policy only bounds the history rebuilt from it for
 the model: every turn, the last N turns, or the newest turns that fit a token budget. A
 turn is a `user_message` and everything that followed it, so a cut never separates a tool
-call from its result.
+call from its result. Only the events in effect are read: a turn undone by
+`SessionStore.rewind` is never sent to the model again.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class ContextPolicy:
         return cls(max_tokens=tokens)
 
     def load(self, store: SessionStore, session_id: str) -> list[Event]:
-        """Read the conversation events of the turns this policy keeps, oldest first.
+        """Read the conversation events of the turns this policy keeps, oldest first,
+        leaving out those a rewind undid.
 
         Raises:
             SessionNotFoundError, StoreError: From the store.
@@ -80,7 +82,10 @@ class ContextPolicy:
         after = 0
         if self.max_turns is not None:
             users = store.read_events(
-                session_id, types=[EventType.USER_MESSAGE.value], last=self.max_turns
+                session_id,
+                types=[EventType.USER_MESSAGE.value],
+                last=self.max_turns,
+                effective=True,
             )
             if not users:
                 return []
@@ -88,10 +93,16 @@ class ContextPolicy:
         if self.max_tokens is not None:
             # Each event costs at least one token: the last max_tokens events always suffice.
             events = store.read_events(
-                session_id, after=after, types=CONVERSATION_TYPES, last=self.max_tokens
+                session_id,
+                after=after,
+                types=CONVERSATION_TYPES,
+                last=self.max_tokens,
+                effective=True,
             )
             return self.trim(events)
-        return store.read_events(session_id, after=after, types=CONVERSATION_TYPES)
+        return store.read_events(
+            session_id, after=after, types=CONVERSATION_TYPES, effective=True
+        )
 
     def trim(self, events: Sequence[Event]) -> list[Event]:
         """Apply the policy to conversation events already read (oldest first): drop any

@@ -107,6 +107,27 @@ class AppendBody(_Strict):
     expected_state: dict[str, Any] | None = None
 
 
+class ForkBody(_Strict):
+    """`POST /v1/sessions/{id}/fork`: copy the session's history up to `at_seq` (default:
+    all of it) into a new session, `new_session_id` or a new id."""
+
+    at_seq: int | None = None
+    new_session_id: str | None = None
+    expected_version: int | None = None
+
+
+class RewindBody(_Strict):
+    """`POST /v1/sessions/{id}/rewind`: go back to `to_seq` (or to just before
+    `before_invocation`), then append `then`, atomically; `expected_version` also as
+    `If-Match`."""
+
+    to_seq: int | None = None
+    before_invocation: str | None = None
+    then: list[NewEvent] = Field(default_factory=list)
+    expected_version: int | None = None
+    expected_state: dict[str, Any] | None = None
+
+
 class ScopedStateBody(_Strict):
     """`PUT /v1/scoped-state`: `app:`/`user:` keys set (`null` is stored as a value) and
     keys removed (`remove`, a list of keys) without a session, with an optional
@@ -890,6 +911,47 @@ def create_app(
         response.headers["ETag"] = f'"{version}"'
         return AppendResult(events=stored, version=version)
 
+    @app.post("/v1/sessions/{session_id}/fork", tags=["sessions"], status_code=201,
+              summary="Fork a session: a new session with its history up to a seq.",
+              responses=_problems(*_ON_SESSION, 409))
+    async def fork_session(
+        view: View, session_id: SessionId, response: Response, body: ForkBody | None = None
+    ) -> Session:
+        body = body or ForkBody()
+        fork = await run_in_threadpool(
+            view.fork_session,
+            session_id,
+            at_seq=body.at_seq,
+            new_session_id=body.new_session_id,
+            expected_version=body.expected_version,
+        )
+        response.headers["Location"] = f"/v1/sessions/{fork.id}"
+        response.headers["ETag"] = f'"{fork.version}"'
+        return fork
+
+    @app.post("/v1/sessions/{session_id}/rewind", tags=["events"], status_code=201,
+              summary="Rewind a session (append-only undo), then append, atomically.",
+              responses=_problems(*_ON_SESSION, 409, 413))
+    async def rewind_session(
+        view: View,
+        session_id: SessionId,
+        body: RewindBody,
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> AppendResult:
+        stored = await run_in_threadpool(
+            view.rewind,
+            session_id,
+            to_seq=body.to_seq,
+            before_invocation=body.before_invocation,
+            then=body.then,
+            expected_version=_expected_version(body.expected_version, if_match),
+            expected_state=body.expected_state,
+        )
+        notifier.notify(session_id)
+        response.headers["ETag"] = f'"{stored[-1].seq}"'
+        return AppendResult(events=stored, version=stored[-1].seq)
+
     @app.get("/v1/sessions/{session_id}/events", tags=["events"],
              summary="Read events in seq order, a page at a time.",
              responses=_problems(*_ON_SESSION))
@@ -916,6 +978,10 @@ def create_app(
                 'hold, e.g. {"metadata.source": "input"}.'
             ),
         ] = None,
+        effective: Annotated[
+            bool,
+            Query(description="Only the events in effect after the session's rewinds."),
+        ] = False,
     ) -> EventPage:
         for name, value in (("limit", limit), ("last", last), ("after", after)):
             if value is not None and value < 0:
@@ -933,6 +999,7 @@ def create_app(
             keys=key,
             key_prefix=key_prefix,
             data_match=match,
+            effective=effective,
         )
         if last is not None:
             events = await run_in_threadpool(

@@ -122,6 +122,7 @@ class ScopedStore:
         keys: Sequence[str] | None = None,
         key_prefix: str | None = None,
         data_match: Mapping[str, Any] | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         """As `SessionStore.read_events`; another user's session is `SessionNotFoundError`."""
         self._own(session_id)
@@ -136,6 +137,47 @@ class ScopedStore:
             keys=keys,
             key_prefix=key_prefix,
             data_match=data_match,
+            effective=effective,
+        )
+
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """As `SessionStore.fork_session`, of the caller's own sessions only (the fork
+        belongs to the same user and app); another user's session is
+        `SessionNotFoundError`."""
+        self._own(source_id)  # a session's owner never changes: the fork is theirs too
+        return self.inner.fork_session(
+            source_id,
+            at_seq=at_seq,
+            new_session_id=new_session_id,
+            expected_version=expected_version,
+        )
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """As `SessionStore.rewind`; another user's session is `SessionNotFoundError`."""
+        self._own(session_id)
+        return self.inner.rewind(
+            session_id,
+            to_seq=to_seq,
+            before_invocation=before_invocation,
+            then=then,
+            expected_version=expected_version,
+            expected_state=expected_state,
         )
 
     def get_event(self, session_id: str, key: str) -> Event | None:

@@ -283,6 +283,7 @@ class SessionStore(Protocol):
         keys: Sequence[str] | None = None,
         key_prefix: str | None = None,
         data_match: Mapping[str, Any] | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         """Return a session's events in `seq` order.
 
@@ -309,6 +310,10 @@ class SessionStore(Protocol):
                 matches a stored `null`, numbers compare as numbers and booleans only
                 equal booleans (`agentledger.core.keys`). All filters combine (AND);
                 `limit` and `last` count the events that pass them all.
+            effective: Only the events still in effect after the session's rewinds
+                (`rewind`): events a rewind undid and the `rewound` markers themselves
+                are left out (they stay in the ledger). The other filters apply on top,
+                and `limit`/`last` count events in effect. `False` (default): every event.
 
         Raises:
             ConfigurationError: A bound that is not an aware datetime, a bad
@@ -447,6 +452,114 @@ class SessionStore(Protocol):
             ConcurrencyError: `expected_version` is not the current version; nothing was
                 deleted.
             ReadOnlyStoreError: The store was opened with `read_only=True`.
+        """
+        ...
+
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """Copy a session's history up to a seq into a new session, atomically.
+
+        The fork gets its own ledger: the source's events 1 to `at_seq`, copied (same
+        seqs, types, authors, timestamps and payloads; new event ids, and the fork's own
+        hash chain, so `verify_session` checks the fork on its own), then its own first
+        event, `session_forked` (seq `at_seq + 1`, data `{"source_id", "source_seq",
+        "source_hash"}`: the source's chain hash at `at_seq`). Its projection is the
+        source's at `at_seq` (the snapshot itself when `at_seq` is the head) with
+        `forked_from` set, `version` `at_seq + 1` and `updated_at` the fork's time; its
+        `created_at`, app, user and agent are the source's. The source is unchanged, and
+        later changes to either never reach the other. `app:`/`user:` state is shared, not
+        forked: the fork sees the scopes as they are now, and the copied events' scoped
+        deltas are not applied again.
+
+        Args:
+            source_id: The session to fork.
+            at_seq: The last event to copy, 1 to the source's version; `None`: all of
+                them (the head).
+            new_session_id: The fork's id; a new ULID when `None`.
+            expected_version: Fork only if the source's version is still this one.
+
+        Returns:
+            The fork (with its scoped state merged in, as `get_session` returns it).
+
+        Raises:
+            SessionNotFoundError: No session has `source_id`.
+            SessionExistsError: `new_session_id` is taken (or is `source_id`); nothing
+                was written.
+            ConcurrencyError: `expected_version` is not the source's version.
+            InvalidEventError: `at_seq` is not an int from 1 to the source's version.
+            InvalidSessionIdError: An id is unsafe.
+            CorruptedSessionError: The source's events to copy do not verify (a gap or a
+                hash mismatch): a damaged history is never copied into a valid chain.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+
+        Example:
+            >>> fork = store.fork_session(session.id, at_seq=3)  # doctest: +SKIP
+            >>> fork.forked_from.seq  # doctest: +SKIP
+            3
+        """
+        ...
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """Undo a session's events after a seq (append-only), then append, atomically.
+
+        Appends a `rewound` event (`data: {"to_seq": k}`, plus `"before_invocation"` when
+        given that way) after which the session's projection is its projection as it was
+        after event `k` (its own state, phase, status, metadata, counts), except its
+        `version`, `updated_at` (time never runs backwards) and `forked_from`; then
+        appends `then` on top, in the same transaction, so "replace the last N events" is
+        never half done. Nothing is deleted: the undone events stay in the ledger (and
+        in `read_events`), `read_events(effective=True)` leaves them and the marker out,
+        and the hash chain goes on over all of them. `app:`/`user:` state is shared with
+        other sessions and is not rewound (as ADK's `rewind` restores session state only).
+
+        Seqs keep their meaning across rewinds: rewinding to `k` always returns to the
+        projection after event `k`, even when `k` is inside a stretch an earlier rewind
+        undid (those events up to `k` are in effect again).
+
+        Args:
+            session_id: The session.
+            to_seq: The seq to go back to, 1 to the session's version (the version
+                itself undoes nothing).
+            before_invocation: Instead of `to_seq`: go back to just before the first
+                event in effect with this `invocation_id` (ADK's
+                `rewind_before_invocation_id`).
+            then: Events to append after the `rewound` event, checked against the
+                restored projection (lifecycle rules as `append`).
+            expected_version: As `append`'s: the version before the rewind.
+            expected_state: As `append`'s, checked against the state before the rewind.
+
+        Returns:
+            The stored events: the `rewound` event, then `then`.
+
+        Raises:
+            SessionNotFoundError: No session has this id.
+            ConcurrencyError: `expected_version` is not the current version.
+            StateConflictError: A key of `expected_state` has another value now.
+            InvalidEventError: Neither or both of `to_seq` and `before_invocation`; a
+                `to_seq` out of range; no event in effect of `before_invocation`; an
+                event of `then` `append` would refuse. Nothing was written.
+            EventTooLargeError: An event of `then` is over `max_event_bytes`.
+            InvalidTransitionError: The session is terminated (fork it instead), or
+                `then` breaks a lifecycle rule from the restored projection.
+            ReadOnlyStoreError: The store was opened with `read_only=True`.
+
+        Example:
+            >>> store.rewind(session.id, to_seq=3, then=[reply])  # doctest: +SKIP
         """
         ...
 

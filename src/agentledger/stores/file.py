@@ -1349,7 +1349,10 @@ class FileStore(BaseStore):
             snapshot = Session.model_validate(fields)
         except ValidationError as exc:
             raise _Unreadable from exc
-        session = project(self._decode_events(rows), snapshot)
+        try:
+            session = project(self._decode_events(rows), snapshot)
+        except CorruptedSessionError as exc:  # e.g. a rewind to before the snapshot
+            raise _Unreadable from exc
         row = self._session_row(session, last_hash=rows[-1].hash)
         return _Current(row, ledger_bytes + committed, size, False)
 

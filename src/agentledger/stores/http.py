@@ -43,6 +43,7 @@ from agentledger.stores.shared import (
     check_erase_args,
     check_nesting,
     check_scope,
+    check_seq_argument,
     session_order,
 )
 
@@ -290,10 +291,14 @@ class HttpStore:
     def _event_json(self, event: NewEvent) -> dict[str, Any]:
         if not isinstance(event, NewEvent):
             raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
-        if event.type == EventType.SESSION_CREATED:
-            raise InvalidEventError("session_created is written by create_session only")
-        if event.type == EventType.EVENTS_ERASED:
-            raise InvalidEventError("events_erased is written by erase_events only")
+        writer = {
+            EventType.SESSION_CREATED.value: "create_session",
+            EventType.SESSION_FORKED.value: "fork_session",
+            EventType.REWOUND.value: "rewind",
+            EventType.EVENTS_ERASED.value: "erase_events",
+        }.get(str(event.type))
+        if writer is not None:
+            raise InvalidEventError(f"{event.type} is written by {writer} only")
         # Every field as JSON; the free-form values exactly as given, so a value JSON cannot
         # hold is refused here as the server's store would refuse it.
         check_nesting(event.data, f"{event.type} event data")
@@ -350,6 +355,61 @@ class HttpStore:
         )
         return [Event.model_validate(e) for e in found["events"]]
 
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """As `SessionStore.fork_session`, on the server (`POST …/fork`, never retried
+        once sent)."""
+        sid = self._sid(source_id)
+        if new_session_id is not None:
+            validate_session_id(new_session_id)
+        check_seq_argument("at_seq", at_seq)
+        check_seq_argument("expected_version", expected_version)
+        payload = {
+            "at_seq": at_seq,
+            "new_session_id": new_session_id,
+            "expected_version": expected_version,
+        }
+        return Session.model_validate(
+            self._request("POST", f"/v1/sessions/{sid}/fork", body=_strict_json(payload, "the fork"))
+        )
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """As `SessionStore.rewind`, on the server (`POST …/rewind`, one request, never
+        retried once sent)."""
+        sid = self._sid(session_id)
+        check_seq_argument("to_seq", to_seq)
+        check_seq_argument("expected_version", expected_version)
+        if (to_seq is None) == (before_invocation is None):
+            raise InvalidEventError(
+                "rewind takes either to_seq or before_invocation (one of them); nothing was written"
+            )
+        payload = {
+            "to_seq": to_seq,
+            "before_invocation": before_invocation,
+            "then": [self._event_json(e) for e in then],
+            "expected_version": expected_version,
+            "expected_state": None if expected_state is None else dict(expected_state),
+        }
+        found = self._request(
+            "POST", f"/v1/sessions/{sid}/rewind", body=_strict_json(payload, "the rewind")
+        )
+        return [Event.model_validate(e) for e in found["events"]]
+
     def get_session(self, session_id: str) -> Session:
         """As `SessionStore.get_session`, on the server."""
         return Session.model_validate(self._request("GET", f"/v1/sessions/{self._sid(session_id)}"))
@@ -367,10 +427,13 @@ class HttpStore:
         keys: Sequence[str] | None = None,
         key_prefix: str | None = None,
         data_match: Mapping[str, Any] | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         """As `SessionStore.read_events`, on the server; follows its pages."""
         sid = self._sid(session_id)
-        window: list[tuple[str, Any]] = []
+        if not isinstance(effective, bool):
+            raise ConfigurationError(f"effective must be True or False, not {effective!r}")
+        window: list[tuple[str, Any]] = [("effective", "true")] if effective else []
         if keys is not None:
             if isinstance(keys, str) or not isinstance(keys, Sequence):
                 raise ConfigurationError(f"keys must be a list of strings, not {keys!r}")

@@ -103,7 +103,8 @@ except ImportError as exc:  # pragma: no cover - only without the postgres extra
 
     raise MissingDependencyError(exc.name or "psycopg", "postgres") from exc
 
-from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger._ids import new_ids
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash, rechain
 from agentledger.core.keys import prefix_range
 from agentledger.errors import (
     AgentLedgerError,
@@ -129,6 +130,7 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
+    copy_refused,
     format_timestamp,
     parse_flag,
     session_order,
@@ -472,6 +474,25 @@ class _Sql:
         self.keyed_events = (
             f"SELECT {events} FROM {s}.events WHERE session_id = %s AND key = ANY(%s)"
         )
+        self.event_headers = (
+            f"SELECT seq, id, type, author, {_ts('timestamp')}, invocation_id, payload_hash,"
+            f" hash, format FROM {s}.events WHERE session_id = %s AND seq <= %s ORDER BY seq"
+        )
+        # Positions in the feed for the copies in seq order (under the feed lock, taken
+        # before this statement): nextval runs over the rows as the subquery orders them.
+        self.copy_events = (
+            f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
+            " invocation_id, data, state_delta, payload_hash, hash, state_ops, state_remove,"
+            " format, key, erased, position)"
+            " SELECT id, sid, seq, type, author, timestamp, invocation_id, data, state_delta,"
+            " payload_hash, hash, state_ops, state_remove, format, key, erased,"
+            f" nextval('{s}.feed_position') FROM ("
+            " SELECT c.id, %s AS sid, e.seq, e.type, e.author, e.timestamp, e.invocation_id,"
+            " e.data, e.state_delta, e.payload_hash, c.hash, e.state_ops, e.state_remove,"
+            " e.format, e.key, e.erased"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c (seq, id, hash)"
+            f" JOIN {s}.events e ON e.session_id = %s AND e.seq = c.seq ORDER BY c.seq) AS copy"
+        )
         self.insert_session = (
             f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
             " created_at, updated_at, version, snapshot, last_hash, base) VALUES"
@@ -658,6 +679,26 @@ class _PgTransaction(StoreTransaction):
         rows = self._send([(self._sql.keyed_events, (session_id, wanted))]).fetchall()
         return [_event_row(*row) for row in rows]
 
+    def copy_events(self, source_id: str, target_id: str, upto: int) -> tuple[str, str]:
+        """A fork's copy, set-based: only the headers come to the client (to check the
+        source's chain and chain the copy: `rechain`); one `INSERT … SELECT` joins the new
+        ids and hashes, sent as arrays, with the source's rows, so the payloads never leave
+        the server."""
+        sql = self._sql
+        rows = self._send([(sql.event_headers, (source_id, upto))]).fetchall()
+        headers = [
+            (seq, event_id, _py_text(kind), _py_text(author), stamp,
+             None if turn is None else _py_text(turn), payload, digest, format)
+            for seq, event_id, kind, author, stamp, turn, payload, digest, format in rows
+        ]
+        chained, bad = rechain(headers, source_id, target_id, iter(new_ids(len(headers))))
+        if bad is not None or len(chained) != upto:
+            raise copy_refused(source_id, bad or len(chained) + 1)
+        seqs, ids, hashes = (list(column) for column in zip(*chained, strict=True))
+        self._pending.append((_LOCK, (_lock_key("agentledger.feed", self._schema),)))
+        self._pending.append((sql.copy_events, (target_id, seqs, ids, hashes, source_id)))
+        return str(headers[-1][7]), chained[-1][2]
+
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         text = (_pg_text(row.status), _pg_text(row.phase))
         agent = None if row.agent_name is None else _pg_text(row.agent_name)
@@ -770,6 +811,7 @@ class PostgresStore(BaseStore):
     scheme = "postgresql"
     capabilities = Capabilities(persistent=True, multi_process=True)
     _payload_is_canonical = False  # JSONB keeps values, not their text
+    _copies_in_transaction = True
 
     def __init__(
         self,

@@ -23,12 +23,12 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 from pydantic import ValidationError
 
-from agentledger._ids import new_id
-from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger._ids import new_id, new_ids
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash, rechain
 from agentledger.core.events import EVENT_FORMAT, Event, EventType, NewEvent
 from agentledger.core.keys import check_data_match, check_key, data_matches, prefix_range
 from agentledger.core.lifecycle import DEFAULT_LIFECYCLE, Lifecycle, check_append, check_create
-from agentledger.core.projection import project
+from agentledger.core.projection import effective_ranges, project
 from agentledger.core.session import Session, Status, validate_session_id
 from agentledger.core.state import (
     APP_PREFIX,
@@ -49,6 +49,7 @@ from agentledger.errors import (
     DuplicateEventKeyError,
     EventTooLargeError,
     InvalidEventError,
+    InvalidTransitionError,
     ReadOnlyStoreError,
     SessionExistsError,
     SessionNotFoundError,
@@ -78,6 +79,8 @@ __all__ = [
     "NO_BASE",
     "check_erase_args",
     "check_scope",
+    "check_seq_argument",
+    "copy_refused",
     "session_order",
     "DEFAULT_FILE_MODE",
     "convert_options",
@@ -727,6 +730,19 @@ class StoreTransaction(ABC):
     def load_event_rows(self, session_id: str) -> list[EventRow]:
         """Return every event row of the session in `seq` order (to rebuild a snapshot)."""
 
+    def copy_events(self, source_id: str, target_id: str, upto: int) -> tuple[str, str]:
+        """Copy the source's events of seq 1 to `upto` into the target's ledger, as
+        `BaseStore._copied` makes them (new ids, chained anew under the target, the source's
+        chain checked on the way), for a backend that sets `_copies_in_transaction`.
+
+        Returns:
+            The source's chain hash at `upto` and the copy's.
+
+        Raises:
+            CorruptedSessionError: An event is missing or does not verify.
+        """
+        raise NotImplementedError
+
     @abstractmethod
     def load_scoped_state(self, app_name: str, user_id: str | None) -> str | None:
         """Return the app's (`user_id=None`) or the user's shared state as JSON, or `None`."""
@@ -842,6 +858,47 @@ def check_scope(app_name: Any, user_id: Any) -> None:
     if user_id is not None and (not isinstance(user_id, str) or not user_id):
         raise InvalidEventError(f"user_id must be a non-empty string or None, not {user_id!r}")
 
+_WRITTEN_BY_STORE = {
+    EventType.SESSION_CREATED.value: "create_session",
+    EventType.SESSION_FORKED.value: "fork_session",
+    EventType.REWOUND.value: "rewind",
+    EventType.EVENTS_ERASED.value: "erase_events",
+}
+"""Event types only the store writes, each by its own call."""
+
+
+def _check_appendable(event: Any) -> None:
+    """Refuse what `append` (and `rewind`'s `then`) may not append: not a `NewEvent`, or
+    a type the store writes itself."""
+    if not isinstance(event, NewEvent):
+        raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
+    writer = _WRITTEN_BY_STORE.get(event.type)
+    if writer is not None:
+        raise InvalidEventError(f"{event.type} is written by {writer} only")
+
+
+def check_seq_argument(name: str, value: Any, *, optional: bool = True) -> int | None:
+    """Check a seq given as an argument (`at_seq`, `to_seq`, `expected_version`).
+
+    Raises:
+        InvalidEventError: Not an int (or `None` when `optional`).
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError(f"{name} must be an int, not {value!r}; nothing was written")
+    return value
+
+
+def copy_refused(source_id: str, seq: int) -> CorruptedSessionError:
+    """The error of a fork whose source's event `seq` is missing or does not verify."""
+    return CorruptedSessionError(
+        source_id,
+        f"event {seq} is missing or does not match its chain hash; the session was not "
+        "forked (verify_session tells more)",
+        seq=seq,
+    )
+
 
 MAX_READ_KEYS = 1000
 """The most keys one `read_events(keys=...)` may ask for."""
@@ -890,6 +947,10 @@ class BaseStore(SessionStore, ABC):
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    _copies_in_transaction: ClassVar[bool] = False
+    """Whether the backend's transaction copies a fork's events itself
+    (`StoreTransaction.copy_events`, set-based) instead of `BaseStore` reading, rechaining
+    and inserting them row by row."""
     _payload_is_canonical: ClassVar[bool] = True
     """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
     text); a store that keeps them in another form (JSONB) sets it to False, and its payload
@@ -1396,10 +1457,11 @@ class BaseStore(SessionStore, ABC):
         session_id: str,
         rows: list[EventRow],
         created_at: str | None = None,
+        at: Mapping[int, Session] | None = None,
     ) -> tuple[Session, list[Event]]:
         events = self._decode_events(rows)
         try:
-            updated = project(events, current)
+            updated = project(events, current, at=at)
         except CorruptedSessionError as exc:
             if isinstance(exc.__cause__, StateOperationError):
                 raise exc.__cause__ from None
@@ -1504,10 +1566,7 @@ class BaseStore(SessionStore, ABC):
         for event in events:
             if not isinstance(event, NewEvent):
                 raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
-            if event.type == EventType.SESSION_CREATED:
-                raise InvalidEventError("session_created is written by create_session only")
-            if event.type == EventType.EVENTS_ERASED:
-                raise InvalidEventError("events_erased is written by erase_events only")
+            _check_appendable(event)
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
@@ -1664,6 +1723,207 @@ class BaseStore(SessionStore, ABC):
             )
         return rows[-1].hash
 
+
+    # -- fork and rewind ----------------------------------------------------------------
+
+    def fork_session(
+        self,
+        source_id: str,
+        *,
+        at_seq: int | None = None,
+        new_session_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        self._check_writable()
+        validate_session_id(source_id)
+        check_seq_argument("at_seq", at_seq)
+        check_seq_argument("expected_version", expected_version)
+        new = new_id() if new_session_id is None else validate_session_id(new_session_id)
+        if new == source_id:
+            raise SessionExistsError(new)
+        now = self._clock()
+        # The source is read first, outside the write: a prefix of a ledger never changes
+        # (events are only ever added after it), and the write is the new session's alone.
+        found = self._fetch_session(source_id)
+        if found is None:
+            raise SessionNotFoundError(source_id)
+        row = found[0]
+        if expected_version is not None and expected_version != row.version:
+            raise ConcurrencyError(source_id, expected_version, row.version)
+        if row.base:
+            raise InvalidEventError(
+                f"session {source_id!r} has erased or truncated history (erase_events, "
+                "truncate_before); forking it is not supported yet; nothing was written"
+            )
+        upto = row.version if at_seq is None else at_seq
+        if not 1 <= upto <= row.version:
+            raise InvalidEventError(
+                f"at_seq must be from 1 to {row.version} (the version of session "
+                f"{source_id!r}), not {upto}; nothing was written"
+            )
+        source_rows: list[EventRow] = []
+        if upto < row.version or not self._copies_in_transaction:
+            source_rows = [
+                r if isinstance(r, EventRow) else EventRow(*r)
+                for r in self._fetch_event_rows(
+                    source_id, after=0, limit=upto, last=None, types=None
+                )
+            ]
+        if upto == row.version:  # the head: the snapshot is the projection
+            base = self._parse_session(row, lambda: source_rows or self._fetch_event_rows(
+                source_id, after=0, limit=None, last=None, types=None
+            ))
+        else:
+            base = project(self._decode_events(source_rows))
+        base = base.model_copy(update={"id": new})
+        copied: list[EventRow] = []
+        if not self._copies_in_transaction:
+            copied = self._copied(source_id, source_rows, new)
+        with self._transaction() as tx:
+            if tx.load_session(new) is not None:
+                raise SessionExistsError(new)
+            if self._copies_in_transaction:
+                source_hash, last_hash = tx.copy_events(source_id, new, upto)
+            else:
+                tx.insert_events(copied)
+                source_hash, last_hash = source_rows[-1].hash, copied[-1].hash
+            marker = NewEvent(
+                type=EventType.SESSION_FORKED,
+                author="system",
+                data={"source_id": source_id, "source_seq": upto, "source_hash": source_hash},
+            )
+            (forked,) = self._chained(
+                [self._encode(new, upto + 1, marker, now)],
+                last_hash,
+                format_timestamp(base.updated_at),
+            )
+            updated = project(self._decode_events([forked]), base)
+            tx.insert_events([forked])
+            tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
+        return self.get_session(new)
+
+    @staticmethod
+    def _copied(source_id: str, rows: Sequence[EventRow], session_id: str) -> list[EventRow]:
+        """The rows as a fork's copy: the fork's session id, new event ids, the same seqs,
+        timestamps and payloads (so the same payload hashes), chained anew from `GENESIS`.
+
+        Raises:
+            CorruptedSessionError: The rows do not run from seq 1 without a gap, or one
+                does not match its chain hash: a damaged history is never copied.
+        """
+        headers = (
+            (
+                r.seq, r.id, r.type, r.author, r.timestamp, r.invocation_id, r.payload_hash,
+                r.hash, r.format,
+            )
+            for r in rows
+        )
+        chained, bad = rechain(headers, source_id, session_id, iter(new_ids(len(rows))))
+        if bad is not None or not chained:
+            raise copy_refused(source_id, bad or 1)
+        return [
+            row._replace(id=event_id, session_id=session_id, hash=digest)
+            for row, (_, event_id, digest) in zip(rows, chained, strict=True)
+        ]
+
+    def rewind(
+        self,
+        session_id: str,
+        *,
+        to_seq: int | None = None,
+        before_invocation: str | None = None,
+        then: Sequence[NewEvent] = (),
+        expected_version: int | None = None,
+        expected_state: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        self._check_writable()
+        validate_session_id(session_id)
+        check_seq_argument("to_seq", to_seq)
+        check_seq_argument("expected_version", expected_version)
+        if (to_seq is None) == (before_invocation is None):
+            raise InvalidEventError(
+                "rewind takes either to_seq or before_invocation (one of them); nothing was written"
+            )
+        if before_invocation is not None and (
+            not isinstance(before_invocation, str) or not before_invocation
+        ):
+            raise InvalidEventError(
+                f"before_invocation must be a non-empty string, not {before_invocation!r}"
+            )
+        then = list(then)
+        for event in then:
+            _check_appendable(event)
+        now = self._clock()
+        encoded = [self._encode(session_id, 0, event, now) for event in then]
+        with self._transaction() as tx:
+            row = tx.load_session(session_id)
+            if row is None:
+                raise SessionNotFoundError(session_id)
+            if expected_version is not None and expected_version != row.version:
+                raise ConcurrencyError(session_id, expected_version, row.version)
+            ledger = tx.load_event_rows(session_id)
+            current = self._parse_session(row, lambda: ledger)
+            if current.status == Status.TERMINATED:
+                raise InvalidTransitionError(
+                    f"session {session_id!r} is terminated; it cannot be rewound "
+                    "(fork it at an earlier seq instead)"
+                )
+            if row.base:
+                raise InvalidEventError(
+                    f"session {session_id!r} has erased or truncated history (erase_events, "
+                    "truncate_before); rewinding it is not supported yet; nothing was written"
+                )
+            self._check_read(session_id, ledger, 1)
+            events = self._decode_events(ledger[: current.version])
+            if before_invocation is not None:
+                target = self._invocation_start(events, before_invocation) - 1
+            else:
+                assert to_seq is not None
+                target = to_seq
+            if not 1 <= target <= current.version:
+                raise InvalidEventError(
+                    f"to_seq must be from 1 to {current.version} (the session's version), "
+                    f"not {target}; nothing was written"
+                )
+            restored = current if target == current.version else project(events[:target])
+            check_append(restored, then, self.lifecycle)
+            if expected_state:
+                self._check_expected_state(tx, current, expected_state)
+            data: dict[str, Any] = {"to_seq": target}
+            if before_invocation is not None:
+                data["before_invocation"] = before_invocation
+            marker = self._encode(
+                session_id, 0, NewEvent(type=EventType.REWOUND, author="system", data=data), now
+            )
+            rows = self._chained(
+                [r._replace(seq=current.version + i) for i, r in enumerate([marker, *encoded], 1)],
+                row.last_hash or self._last_hash(tx, session_id, current.version),
+                format_timestamp(current.updated_at),
+            )
+            _, stored = self._write(
+                tx, current, session_id, rows, row.created_at, at={target: restored}
+            )
+        return stored
+
+    @staticmethod
+    def _invocation_start(events: Sequence[Event], invocation_id: str) -> int:
+        """The seq of the first event in effect of an invocation.
+
+        Raises:
+            InvalidEventError: No event in effect belongs to it.
+        """
+        rewinds = {
+            e.seq: int(e.data["to_seq"]) for e in events if e.type == EventType.REWOUND
+        }
+        head = events[-1].seq if events else 0
+        for first, last in effective_ranges(head, rewinds):
+            for event in events[first - 1 : last]:
+                if event.invocation_id == invocation_id:
+                    return event.seq
+        raise InvalidEventError(
+            f"no event in effect belongs to invocation {invocation_id!r}; nothing was written"
+        )
+
     # -- reads --------------------------------------------------------------------------
 
     def get_session(self, session_id: str) -> Session:
@@ -1691,8 +1951,11 @@ class BaseStore(SessionStore, ABC):
         keys: Sequence[str] | None = None,
         key_prefix: str | None = None,
         data_match: Mapping[str, Any] | None = None,
+        effective: bool = False,
     ) -> list[Event]:
         validate_session_id(session_id)
+        if not isinstance(effective, bool):
+            raise ConfigurationError(f"effective must be True or False, not {effective!r}")
         selection: dict[str, Any] = {}
         if keys is not None:
             if isinstance(keys, str) or not isinstance(keys, Sequence):
@@ -1706,6 +1969,11 @@ class BaseStore(SessionStore, ABC):
             selection["key_prefix"] = _read_key(key_prefix, "key_prefix")
         if data_match is not None:
             selection["data_match"] = check_data_match(data_match)
+        if effective and selection:
+            raise ConfigurationError(
+                "effective=True reads the events in effect in order; it does not combine "
+                "with keys, key_prefix or data_match"
+            )
         bounds: list[str | None] = []
         for name, moment in (
             ("after_timestamp", after_timestamp),
@@ -1735,6 +2003,14 @@ class BaseStore(SessionStore, ABC):
             if not self._session_exists(session_id):
                 raise SessionNotFoundError(session_id)
             return []
+        if effective:
+            found = self._effective_rows(session_id, after, bounds, types)
+            if found is not None:
+                if last is not None:
+                    found = found[max(len(found) - last, 0) :] if last else []
+                elif limit is not None:
+                    found = found[:limit]
+                return self._decode_events(found)
         rows = self._fetch_event_rows(
             session_id,
             after=after,
@@ -1764,10 +2040,66 @@ class BaseStore(SessionStore, ABC):
 
     def feed_position(self) -> int:
         return self._feed_position()
+
     def get_event(self, session_id: str, key: str) -> Event | None:
         validate_session_id(session_id)
         found = self.read_events(session_id, keys=[_read_key(key, "key")])
         return found[0] if found else None
+
+    def _effective_rows(
+        self,
+        session_id: str,
+        after: int,
+        bounds: list[str | None],
+        types: Sequence[str] | None,
+    ) -> list[EventRow] | None:
+        """The rows of `read_events(effective=True)` before `limit`/`last`, or `None` when
+        the session was never rewound (every event is in effect: read as usual)."""
+        found = self._fetch_session(session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        head = found[0].version  # read first: later commits only add rows after it
+        markers = [
+            m
+            for m in self._fetch_event_rows(
+                session_id, after=0, limit=None, last=None, types=[EventType.REWOUND.value]
+            )
+            if m[2] <= head
+        ]
+        if not markers:
+            return None
+        rewinds: dict[int, int] = {}
+        for marker in self._decode_events(markers):
+            target = marker.data.get("to_seq")
+            if type(target) is not int:
+                raise CorruptedSessionError(
+                    session_id, f"event {marker.seq}: rewound has no int to_seq", seq=marker.seq
+                )
+            rewinds[marker.seq] = target
+        ranges = effective_ranges(head, rewinds)
+        # Read whole, so the usual checks (no gap, the chain) run, then keep what is in effect.
+        rows = self._fetch_event_rows(
+            session_id,
+            after=after,
+            limit=None,
+            last=None,
+            types=None,
+            after_ts=bounds[0],
+            before_ts=bounds[1],
+        )
+        self._check_read(session_id, rows, max(after, 0) + 1 if bounds == [None, None] else None)
+        wanted = set(types) if types else None
+        kept: list[EventRow] = []
+        index = 0
+        for row in rows:
+            seq = row[2]
+            while index < len(ranges) and ranges[index][1] < seq:
+                index += 1
+            if index == len(ranges):
+                break
+            if ranges[index][0] <= seq and (wanted is None or row[3] in wanted):
+                kept.append(row)
+        return kept
 
     def verify_session(self, session_id: str) -> VerifyReport:
         validate_session_id(session_id)

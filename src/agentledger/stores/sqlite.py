@@ -60,7 +60,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
+from agentledger._ids import new_ids
+from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash, rechain
 from agentledger.core.keys import prefix_range
 from agentledger.errors import (
     ConcurrencyError,
@@ -77,6 +78,7 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
+    copy_refused,
     format_timestamp,
     fsync_folder,
     parse_file_mode,
@@ -334,6 +336,42 @@ class _SqliteTransaction(StoreTransaction):
             found += [EventRow(*r) for r in cur]
         return found
 
+    def copy_events(self, source_id: str, target_id: str, upto: int) -> tuple[str, str]:
+        """A fork's copy, set-based: only the headers come into Python (to check the
+        source's chain and chain the copy: `rechain`); the new ids and hashes go into a
+        temporary table, and one `INSERT … SELECT` joins them with the source's rows, so
+        the payloads never leave SQLite."""
+        conn = self._conn
+        headers = conn.execute(
+            "SELECT seq, id, type, author, timestamp, invocation_id, payload_hash, hash, format"
+            " FROM events WHERE session_id = ? AND seq <= ? ORDER BY seq",
+            (source_id, upto),
+        ).fetchall()
+        chained, bad = rechain(headers, source_id, target_id, iter(new_ids(len(headers))))
+        if bad is not None or len(chained) != upto:
+            raise copy_refused(source_id, bad or len(chained) + 1)
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS fork_copy"
+            " (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, hash TEXT NOT NULL)"
+        )
+        conn.execute("DELETE FROM temp.fork_copy")
+        conn.executemany("INSERT INTO temp.fork_copy (seq, id, hash) VALUES (?, ?, ?)", chained)
+        # Feed positions for the copies, in seq order, from the counter (under the lock).
+        (end,) = conn.execute(
+            "UPDATE feed_counter SET position = position + ? RETURNING position", (upto,)
+        ).fetchone()
+        conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
+            " SELECT c.id, ?, e.seq, e.type, e.author, e.timestamp, e.invocation_id, e.data,"
+            " e.state_delta, e.payload_hash, c.hash, e.state_ops, e.state_remove, e.format,"
+            " e.key, e.erased, ? + c.seq"
+            " FROM temp.fork_copy c JOIN events e ON e.session_id = ? AND e.seq = c.seq"
+            " ORDER BY c.seq",
+            (target_id, end - upto, source_id),
+        )
+        conn.execute("DELETE FROM temp.fork_copy")
+        return str(headers[-1][7]), chained[-1][2]
+
     def delete_session(self, session_id: str) -> bool:
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
         cur = self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
@@ -520,6 +558,7 @@ class SqliteStore(BaseStore):
     """
 
     scheme = "sqlite"
+    _copies_in_transaction = True
     capabilities = Capabilities(persistent=True, multi_process=True)
 
     def __init__(

@@ -46,6 +46,7 @@ from hypothesis.stateful import (
 )
 
 from agentledger.core.events import Event, NewEvent
+from agentledger.core.projection import project
 from agentledger.core.session import DEFAULT_PHASES, FINAL_PHASES
 from agentledger.errors import (
     AgentLedgerError,
@@ -127,6 +128,10 @@ _ops = st.lists(
 missing index, a failed test, counting a string), which must refuse the append on both."""
 
 
+INVOCATIONS = (None, None, "i1", "i2")
+"""Invocation ids plain events carry, so `rewind(before_invocation=...)` finds some."""
+
+
 def _event(
     kind: str,
     data: dict[str, Any],
@@ -134,10 +139,12 @@ def _event(
     when: datetime | None,
     ops: list[dict[str, Any]] | None = None,
     remove: list[str] | None = None,
+    invocation: str | None = None,
 ) -> NewEvent:
     return NewEvent(
         type=kind, author="agent", data=data, state_delta=delta, state_ops=ops or [],
         state_remove=[k for k in remove or [] if k not in delta], timestamp=when,
+        invocation_id=invocation,
     )
 
 
@@ -159,8 +166,10 @@ def _one_step(draw: st.DrawFn) -> list[NewEvent]:
     kind = draw(st.sampled_from(_KINDS))
     if kind == "plain":
         return [
-            _event(draw(st.sampled_from(TYPES)), draw(_data), delta, when, draw(_ops),
-                   draw(_removals))
+            _event(
+                draw(st.sampled_from(TYPES)), draw(_data), delta, when, draw(_ops),
+                draw(_removals), draw(st.sampled_from(INVOCATIONS)),
+            )
         ]
     if kind == "phase":
         data: dict[str, Any] = {"to": draw(st.sampled_from(PHASES))}
@@ -193,8 +202,13 @@ batches = st.lists(_one_step(), max_size=3).map(lambda steps: [e for s in steps 
 
 
 def _events(events: list[Event]) -> list[dict[str, Any]]:
-    """Events as comparable values, without `id` (each store makes its own ULIDs)."""
-    return [e.model_dump(exclude={"id"}) for e in events]
+    """Events as comparable values, without `id` (each store makes its own ULIDs), nor the
+    source's chain hash a `session_forked` event records (the hash covers those ids)."""
+    values = [e.model_dump(exclude={"id"}) for e in events]
+    for value in values:
+        if value["type"] == "session_forked":
+            value["data"].pop("source_hash", None)
+    return values
 
 
 class _Raised:
@@ -405,6 +419,7 @@ class StoreComparison(RuleBasedStateMachine):
         limit=st.none() | st.integers(0, 4),
         last=st.none() | st.integers(0, 4),
         types=st.none() | st.lists(st.sampled_from(TYPES[1:] + ("error",)), max_size=2),
+        effective=st.booleans(),
     )
     def read(
         self,
@@ -413,8 +428,9 @@ class StoreComparison(RuleBasedStateMachine):
         limit: int | None,
         last: int | None,
         types: list[str] | None,
+        effective: bool,
     ) -> None:
-        self._compare_events(self._pick(choice), after, limit, last, types)
+        self._compare_events(self._pick(choice), after, limit, last, types, effective)
 
     def _compare_events(
         self,
@@ -423,10 +439,17 @@ class StoreComparison(RuleBasedStateMachine):
         limit: int | None,
         last: int | None,
         types: list[str] | None,
+        effective: bool = False,
     ) -> None:
-        what = f"read_events({sid!r}, after={after}, limit={limit}, last={last}, types={types})"
+        what = (
+            f"read_events({sid!r}, after={after}, limit={limit}, last={last}, types={types}, "
+            f"effective={effective})"
+        )
         results = self._both(
-            lambda s: s.read_events(sid, after=after, limit=limit, last=last, types=types), what
+            lambda s: s.read_events(
+                sid, after=after, limit=limit, last=last, types=types, effective=effective
+            ),
+            what,
         )
         if results is not None:
             assert _events(results[1]) == _events(results[0]), f"{what} differs"
@@ -663,6 +686,35 @@ class StoreComparison(RuleBasedStateMachine):
             assert (key in state) is present, f"{key!r} after {event}: {state}"
             assert state.get(key) is None
 
+    @precondition(lambda self: 1 <= self._sessions() < len(SESSION_IDS))
+    @rule(
+        step=_steps,
+        choice=_choices,
+        into=_choices,
+        at=st.none() | st.integers(-1, 14),
+        version=st.sampled_from(["none", "none", "right", "stale"]),
+    )
+    def fork(self, step: timedelta, choice: int, into: int, at: int | None, version: str) -> None:
+        """Fork a session (usually into a free id, sometimes a taken one), at the head or
+        at a seq (sometimes out of range)."""
+        self._tick(step)
+        sid = self._pick(choice)
+        new = self._pick(into, fresh=True)
+        current = self._version(sid)
+        expected = {"none": None, "right": current, "stale": current - 1}[version]
+        what = f"fork_session({sid!r}, at_seq={at}, new_session_id={new!r}, {expected=})"
+        results = self._both(
+            lambda s: s.fork_session(sid, at_seq=at, new_session_id=new, expected_version=expected),
+            what,
+        )
+        if results is None:
+            return
+        assert results[1] == results[0], f"{what} made another session"
+        self._compare_events(new, 0, None, None, None)
+        self._check_effective(new)
+        report = self.store.verify_session(new)
+        assert report.ok, report
+
     @rule(
         step=_steps,
         choice=_choices,
@@ -689,6 +741,68 @@ class StoreComparison(RuleBasedStateMachine):
             assert results[1] == results[0], f"{what} dropped another number of events"
         self._compare_events(sid, 0, None, None, None)
         self._compare_events(sid, max(before - 2, 0), 2, None, None)
+
+    @rule(
+        step=_steps,
+        choice=_choices,
+        grow=st.lists(
+            st.builds(
+                lambda delta, turn: _event("agent_message", {}, delta, None, invocation=turn),
+                _deltas,
+                st.sampled_from(INVOCATIONS),
+            ),
+            max_size=4,
+        ),
+        back=st.integers(-1, 4) | st.sampled_from(["i1", "i2", "i3"]),
+        then=batches.map(lambda events: [e for e in events if e.type != "session_created"]),
+        version=st.sampled_from(["none", "none", "right", "stale"]),
+    )
+    def rewind(
+        self,
+        step: timedelta,
+        choice: int,
+        grow: list[NewEvent],
+        back: int | str,
+        then: list[NewEvent],
+        version: str,
+    ) -> None:
+        """Append a few events (so there is something to undo), then rewind a few events
+        back (sometimes out of range: past the head or before seq 1) or before an
+        invocation (sometimes one with no event in effect), with events after it."""
+        self._tick(step)
+        sid = self._pick(choice)
+        if grow:
+            self._both(lambda s: s.append(sid, grow), f"append({sid!r}) before a rewind")
+        current = self._version(sid)
+        to = back if isinstance(back, str) else current - back
+        expected = {"none": None, "right": current, "stale": current - 1}[version]
+        target: dict[str, Any] = (
+            {"before_invocation": to} if isinstance(to, str) else {"to_seq": to}
+        )
+        what = f"rewind({sid!r}, {target}, then={[e.type for e in then]}, {expected=})"
+        results = self._both(
+            lambda s: s.rewind(sid, then=then, expected_version=expected, **target), what
+        )
+        if results is None:
+            return
+        assert _events(results[1]) == _events(results[0]), f"{what} stored other events"
+        self._compare_events(sid, 0, None, None, None)
+        self._compare_events(sid, 0, None, None, None, effective=True)
+        self._check_effective(sid)
+
+    def _check_effective(self, sid: str) -> None:
+        """The events in effect, folded on their own (renumbered, the `rewound` markers
+        left out), give the session's own state: what a rewind means."""
+        kept = self.store.read_events(sid, effective=True)
+        assert all(e.type != "rewound" for e in kept)
+        renumbered = [e.model_copy(update={"seq": i}) for i, e in enumerate(kept, 1)]
+        session = self.store.get_session(sid)
+        own = {k: v for k, v in session.state.items() if not k.startswith(("app:", "user:"))}
+        folded = project(renumbered)
+        assert folded.state == own, f"{sid}: the events in effect fold to another state"
+        assert (folded.phase, folded.status, folded.metadata, folded.error_count) == (
+            session.phase, session.status, session.metadata, session.error_count
+        ), f"{sid}: the events in effect fold to another session"
 
     @rule(choice=_choices)
     def verify(self, choice: int) -> None:

@@ -88,6 +88,11 @@ is split by topic:
         event, leaves the projection as it was; `truncate_before` drops a prefix and keeps
         the session; both verify afterwards, go on after a reopen, refuse bad calls
         changing nothing; `compact()` keeps everything readable.
+    `_fork_rewind`: `fork_session` copies a prefix of a history into a new session with
+        its own chain and its lineage, leaving the source as it was; `rewind` returns the
+        projection to an earlier seq (rewinds over rewinds included) with the events kept,
+        `read_events(effective=True)` leaves the undone ones out, and a rewind with `then`
+        lands whole or not at all.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -104,6 +109,7 @@ from agentledger.testing._crash import CrashConformance
 from agentledger.testing._damage import DamageConformance
 from agentledger.testing._erase import EraseConformance
 from agentledger.testing._feed import FeedConformance
+from agentledger.testing._fork_rewind import ForkRewindConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._keys import KeyConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
@@ -131,6 +137,7 @@ __all__ = [
     "EraseConformance",
     "FakeClock",
     "FeedConformance",
+    "ForkRewindConformance",
     "IntegrityConformance",
     "KeyConformance",
     "LifecycleConformance",
@@ -176,5 +183,6 @@ class StoreConformance(
     TransferConformance,
     FeedConformance,
     EraseConformance,
+    ForkRewindConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
