@@ -391,9 +391,9 @@ def test_delete_without_yes_or_a_terminal_refuses(
         (["sessions", "events", "nope", "--json"], "no session with id 'nope'"),
         (["sessions", "delete", "nope", "--yes"], "no session with id 'nope'"),
         (["sessions", "delete", "nope"], "no session with id 'nope'"),
-        (["sessions", "show", "../x"], "invalid session id '../x'"),
-        (["sessions", "events", "../x"], "invalid session id '../x'"),
-        (["sessions", "delete", "../x", "--yes"], "invalid session id '../x'"),
+        (["sessions", "show", "a\nb"], "invalid session id 'a\\nb'"),
+        (["sessions", "events", "a\nb"], "invalid session id 'a\\nb'"),
+        (["sessions", "delete", "a\nb", "--yes"], "invalid session id 'a\\nb'"),
     ],
 )
 def test_errors_are_one_line_on_stderr(

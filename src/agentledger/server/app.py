@@ -23,12 +23,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -288,6 +289,28 @@ def _error_response(exc: AgentLedgerError) -> Response:
     return _problem_response(body, headers)
 
 
+class _SessionIdPath:
+    """Keeps a session id that holds `/` (sent as `%2F`) in one path segment.
+
+    ASGI servers decode the path before routing, so `/v1/sessions/user%2F42/events` would
+    route as `/v1/sessions/user/42/events`. When the raw path holds `%2F` or `%25`, the path
+    is rebuilt from it with `%` and `/` inside each segment kept escaped (`user%2F42`), and
+    `SessionId` decodes that back to `user/42`. Any other path is left as it is (it holds no
+    `%`, so decoding it again changes nothing).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and (b"%2" in raw and any(c in raw.lower() for c in (b"%2f", b"%25"))):
+            segments = raw.decode("latin-1").split("/")
+            kept = [unquote(s).replace("%", "%25").replace("/", "%2F") for s in segments]
+            scope = {**scope, "path": "/".join(kept)}
+        await self.app(scope, receive, send)
+
+
 class _BodyLimit:
     """Refuses request bodies over `limit` bytes with a 413 problem, by `Content-Length`
     or while reading a body sent without one."""
@@ -417,7 +440,14 @@ async def _manager(view: View, who: Caller) -> SessionManager:
 
 
 Manager = Annotated[SessionManager, Depends(_manager)]
-SessionId = Annotated[str, Path(description="A session id.")]
+SessionId = Annotated[
+    str,
+    Path(
+        description="A session id: any 1-512 characters, percent-encoded as one path "
+        "segment (`/` as `%2F`, space as `%20`, `.` may be `%2E`)."
+    ),
+    AfterValidator(unquote),  # see `_SessionIdPath`
+]
 _Moment = Annotated[
     str | None,
     Query(
@@ -650,7 +680,8 @@ def create_app(
             session_id=body.session_id,
             created_at=_moment("created_at", body.created_at),
         )
-        response.headers["Location"] = f"/v1/sessions/{session.id}"
+        segment = quote(session.id, safe="").replace(".", "%2E")  # as `HttpStore` sends it
+        response.headers["Location"] = f"/v1/sessions/{segment}"
         response.headers["ETag"] = f'"{session.version}"'
         return session
 
@@ -1031,6 +1062,7 @@ def create_app(
         return dataclasses.asdict(found)
 
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    app.add_middleware(_SessionIdPath)
     app.add_middleware(_RequestLog)
     return app
 

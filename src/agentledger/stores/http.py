@@ -36,7 +36,13 @@ from agentledger.errors import (
     ReadOnlyStoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, SessionPage, VerifyReport, display_url
+from agentledger.stores.base import (
+    Capabilities,
+    SessionPage,
+    SessionStore,
+    VerifyReport,
+    display_url,
+)
 from agentledger.stores.shared import MAX_SEQ, check_nesting, check_scope, session_order
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -227,7 +233,9 @@ class HttpStore:
 
     @staticmethod
     def _sid(session_id: str) -> str:
-        return quote(validate_session_id(session_id), safe="")
+        """The id as one path segment: every byte but letters, digits and `-_~`
+        percent-encoded, `/` as `%2F` and `.` as `%2E` too (so `..` is no dot segment)."""
+        return quote(validate_session_id(session_id), safe="").replace(".", "%2E")
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -431,6 +439,9 @@ class HttpStore:
             if moment is not None:
                 params[key] = moment.isoformat()
         return SessionPage.model_validate(self._request("GET", "/v1/sessions", params=params))
+
+    iter_sessions = SessionStore.iter_sessions
+    """Every page of `list_sessions` (the protocol's walk, one request per page)."""
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a

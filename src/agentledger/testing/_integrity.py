@@ -156,7 +156,7 @@ class IntegrityConformance(ConformanceBase):
         with pytest.raises(SessionNotFoundError):
             store.verify_session("nope")
         with pytest.raises(InvalidSessionIdError):
-            store.verify_session("../x")
+            store.verify_session("a\x00b")
 
     def test_partial_reads_check_what_they_can(self, store: SessionStore) -> None:
         sid = store.create_session(app_name=self.unique("app"), user_id="ada").id
