@@ -141,7 +141,13 @@ class NewEvent(_EventModel):
             reading it, so concurrent adds never conflict. The event stores the operations,
             not their result.
         invocation_id: Groups the events of one agent turn; `None` outside a turn.
-        timestamp: When it happened (UTC); `None` lets the store stamp the append time.
+        timestamp: When it happened by the caller's own clock (aware; a framework's
+            event time). It is *not* the stored event's `timestamp`: every store stamps
+            events with its own clock, so a caller's time can never move a session's last
+            activity (`updated_at`, what retention and the resume policy read). The store
+            keeps it in the event's `data["timestamp"]` as fixed-width UTC ISO 8601
+            (`"2023-05-01T12:00:00.000000Z"`); giving both this and a different
+            `data["timestamp"]` is an `InvalidEventError`.
 
     Raises:
         InvalidEventError: (a `ValueError`) on an unknown, un-namespaced type, a naive

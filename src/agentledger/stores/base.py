@@ -165,8 +165,10 @@ class SessionStore(Protocol):
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
-            created_at: The `session_created` event's timestamp (aware); `None` stamps it
-                with the store's clock. `SessionManager` passes its own clock's time here.
+            created_at: The creator's own time (aware), kept in the `session_created`
+                event's `data["timestamp"]` (see `NewEvent.timestamp`); the event, and so
+                the session's `created_at` and `updated_at`, are stamped by the store's
+                clock whatever is given here.
 
         Returns:
             The new session (version 1), with its scoped state merged in.
