@@ -275,6 +275,13 @@ def test_a_session_id_with_slashes_or_escapes_is_one_path_segment(
         assert client.get(f"/v1/sessions/{sid}/events", headers=ADA).status_code == 404
 
 
+def test_a_session_named_current_is_reached_escaped(client: TestClient) -> None:
+    created = client.post("/v1/sessions", json={"session_id": "current"}, headers=ADA)
+    assert created.headers["Location"] == "/v1/sessions/%63urrent"
+    got = client.get("/v1/sessions/%63urrent", headers=ADA)
+    assert got.status_code == 200 and got.json()["id"] == "current"
+
+
 def test_unknown_session_is_404_on_every_endpoint(client: TestClient) -> None:
     for method, path, body in session_endpoints("nobody-here"):
         response = client.request(method, path, json=body, headers=ADA)

@@ -290,13 +290,15 @@ def _error_response(exc: AgentLedgerError) -> Response:
 
 
 class _SessionIdPath:
-    """Keeps a session id that holds `/` (sent as `%2F`) in one path segment.
+    """Keeps a percent-encoded session id in one path segment, as `SessionId` reads it.
 
     ASGI servers decode the path before routing, so `/v1/sessions/user%2F42/events` would
-    route as `/v1/sessions/user/42/events`. When the raw path holds `%2F` or `%25`, the path
-    is rebuilt from it with `%` and `/` inside each segment kept escaped (`user%2F42`), and
-    `SessionId` decodes that back to `user/42`. Any other path is left as it is (it holds no
-    `%`, so decoding it again changes nothing).
+    route as `/v1/sessions/user/42/events`, and `/v1/sessions/%63urrent` (the session whose
+    id is `current`) as the caller's current session. When the raw path holds an escape,
+    the path is rebuilt from it with `%` and `/` inside each segment kept escaped
+    (`user%2F42`), and an escaped segment that decodes to `current` kept as `%63urrent`;
+    `SessionId` decodes it back. Any other path is left as it is (it holds no `%`, so
+    decoding it again changes nothing).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -304,9 +306,14 @@ class _SessionIdPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") if scope["type"] == "http" else None
-        if raw and (b"%2" in raw and any(c in raw.lower() for c in (b"%2f", b"%25"))):
-            segments = raw.decode("latin-1").split("/")
-            kept = [unquote(s).replace("%", "%25").replace("/", "%2F") for s in segments]
+        if raw and b"%" in raw:
+            kept = []
+            for segment in raw.decode("latin-1").split("/"):
+                decoded = unquote(segment)
+                if decoded == "current" and segment != decoded:
+                    kept.append("%63urrent")
+                else:
+                    kept.append(decoded.replace("%", "%25").replace("/", "%2F"))
             scope = {**scope, "path": "/".join(kept)}
         await self.app(scope, receive, send)
 
@@ -681,6 +688,7 @@ def create_app(
             created_at=_moment("created_at", body.created_at),
         )
         segment = quote(session.id, safe="").replace(".", "%2E")  # as `HttpStore` sends it
+        segment = "%63urrent" if segment == "current" else segment
         response.headers["Location"] = f"/v1/sessions/{segment}"
         response.headers["ETag"] = f'"{session.version}"'
         return session

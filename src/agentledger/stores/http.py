@@ -234,7 +234,10 @@ class HttpStore:
     @staticmethod
     def _sid(session_id: str) -> str:
         """The id as one path segment: every byte but letters, digits and `-_~`
-        percent-encoded, `/` as `%2F` and `.` as `%2E` too (so `..` is no dot segment)."""
+        percent-encoded, `/` as `%2F` and `.` as `%2E` too (so `..` is no dot segment), and
+        `current` as `%63urrent` (not the caller's current session)."""
+        if session_id == "current":
+            return "%63urrent"
         return quote(validate_session_id(session_id), safe="").replace(".", "%2E")
 
     # -- the contract ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ ODD_SESSION_IDS = [
     "?q=1&x#frag",
     "_locks",
     ".git",
+    "current",
     "café",
     "日本語/セッション",
     "🦜 parrot",
