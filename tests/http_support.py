@@ -105,7 +105,9 @@ def _serve(template: str) -> None:
         app = apps.get(name)
         if app is None:
             app = apps[name] = create_app(open_store(template.replace("{name}", name)))
-        await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+        raw = scope.get("raw_path") or scope["path"].encode()
+        raw_path = b"/" + (raw.split(b"/", 3) + [b"", b""])[3]  # still percent-encoded
+        await app({**scope, "path": path, "raw_path": raw_path}, receive, send)
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

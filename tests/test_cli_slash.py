@@ -255,7 +255,10 @@ def test_load_refuses_a_terminated_session_and_stays(chat: Chat) -> None:
 
 @pytest.mark.parametrize(
     ("session_id", "message"),
-    [("nope", "error: no session with id 'nope'"), ("../x", "error: invalid session id '../x'")],
+    [
+        ("nope", "error: no session with id 'nope'"),
+        ("x" * 513, "error: invalid session id '" + "x" * 80 + "'… (513 characters)"),
+    ],
 )
 def test_load_unknown_or_bad_id_is_one_line(chat: Chat, session_id: str, message: str) -> None:
     out = chat.run(f"/session load {session_id}")

@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from agentledger import (
     open_store,
 )
 from agentledger.stores.base import SessionStore
-from agentledger.stores.file import FORMAT, MIGRATIONS, SCHEMA_VERSION, FileStore
+from agentledger.stores.file import FORMAT, MIGRATIONS, SCHEMA_VERSION, FileStore, _folder_name
 from agentledger.testing import StoreFactory, msg
 
 LEDGER = "events.jsonl"
@@ -62,14 +63,14 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def _populated(make: StoreFactory) -> tuple[SessionStore, str, str]:
     store = make()
-    store.create_session(app_name="demo", user_id="ada", state={"k": 1}, session_id="aaa")
-    store.create_session(app_name="demo", user_id="bob", session_id="bbb")
+    store.create_session(app_name="demo", user_id="ada", state={"k": 1}, session_id="AAA")
+    store.create_session(app_name="demo", user_id="bob", session_id="BBB")
     store.append(
-        "aaa",
+        "AAA",
         [msg("one", state_delta={"k": 2}), NewEvent(type="phase_changed", data={"to": "planning"})],
     )
-    store.append("bbb", [msg("two")])
-    return store, "aaa", "bbb"
+    store.append("BBB", [msg("two")])
+    return store, "AAA", "BBB"
 
 
 def _record(store: SessionStore, session_id: str) -> tuple[Any, Any]:
@@ -91,13 +92,13 @@ def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         with open_store(url) as store:
             assert isinstance(store, FileStore)
             assert store.root == folder and store.url == url
-            store.create_session(app_name="demo", user_id="ada", session_id="s")
-        assert (folder / "s" / LEDGER).is_file()
+            store.create_session(app_name="demo", user_id="ada", session_id="S")
+        assert (folder / "S" / LEDGER).is_file()
     # A relative root is resolved once: changing directory later does not move the store.
     store = FileStore("./moving")
     monkeypatch.chdir(tmp_path / "rel")
-    store.create_session(app_name="demo", user_id="ada", session_id="s")
-    assert (tmp_path / "moving" / "s" / SNAPSHOT).is_file()
+    store.create_session(app_name="demo", user_id="ada", session_id="S")
+    assert (tmp_path / "moving" / "S" / SNAPSHOT).is_file()
 
 
 def test_a_store_folder_is_created_only_by_a_write_and_never_its_parents(
@@ -121,7 +122,7 @@ def test_a_read_only_open_does_not_migrate_an_older_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with open_store(f"file://{tmp_path}/s") as store:
-        store.create_session(app_name="demo", user_id="ada", session_id="kept")
+        store.create_session(app_name="demo", user_id="ada", session_id="KEPT")
     format_file = tmp_path / "s" / "_agentledger.json"
     before = format_file.read_text()
     later = SCHEMA_VERSION + 1
@@ -131,7 +132,7 @@ def test_a_read_only_open_does_not_migrate_an_older_folder(
         open_store(f"file://{tmp_path}/s", read_only=True)
     assert format_file.read_text() == before
     with open_store(f"file://{tmp_path}/s") as store:  # a write migrates
-        assert store.get_session("kept").version == 1
+        assert store.get_session("KEPT").version == 1
     assert json.loads(format_file.read_text())["schema_version"] == later
 
 
@@ -295,18 +296,18 @@ def test_create_killed_before_its_ledger_commit_is_no_session(
     make: StoreFactory, root: Path
 ) -> None:
     store = make()
-    (root / "half").mkdir()
-    (root / "half" / LEDGER).write_bytes(b'{"seq":1,"id":"x","type":"session_cr')
+    (root / "HALF").mkdir()
+    (root / "HALF" / LEDGER).write_bytes(b'{"seq":1,"id":"x","type":"session_cr')
     with pytest.raises(SessionNotFoundError):
-        store.get_session("half")
+        store.get_session("HALF")
     with pytest.raises(SessionNotFoundError):
-        store.read_events("half")
+        store.read_events("HALF")
     with pytest.raises(SessionNotFoundError):
-        store.delete_session("half")
+        store.delete_session("HALF")
     assert store.list_sessions().sessions == [] and store.list_sessions().corrupted == []
-    session = store.create_session(app_name="demo", user_id="ada", session_id="half")
-    assert session.version == 1 and [e.seq for e in store.read_events("half")] == [1]
-    assert [line["seq"] for line in _lines(root / "half" / LEDGER)] == [1]
+    session = store.create_session(app_name="demo", user_id="ada", session_id="HALF")
+    assert session.version == 1 and [e.seq for e in store.read_events("HALF")] == [1]
+    assert [line["seq"] for line in _lines(root / "HALF" / LEDGER)] == [1]
 
 
 # -- corrupted ledgers ----------------------------------------------------------------------
@@ -568,7 +569,7 @@ def test_new_folder_gets_the_current_schema(make: StoreFactory, root: Path) -> N
 
 
 def test_newer_schema_is_refused(make: StoreFactory, root: Path) -> None:
-    make().create_session(app_name="demo", user_id="ada", session_id="kept")
+    make().create_session(app_name="demo", user_id="ada", session_id="KEPT")
     newer = SCHEMA_VERSION + 1
     text = json.dumps({"format": FORMAT, "schema_version": newer})
     (root / "_agentledger.json").write_text(text)
@@ -578,7 +579,7 @@ def test_newer_schema_is_refused(make: StoreFactory, root: Path) -> None:
     assert f"schema version {newer}" in message and f"up to {SCHEMA_VERSION}" in message
     assert str(root) in message
     assert (root / "_agentledger.json").read_text() == text
-    assert (root / "kept" / LEDGER).is_file()
+    assert (root / "KEPT" / LEDGER).is_file()
 
 
 @pytest.mark.parametrize(
@@ -600,7 +601,7 @@ def test_foreign_format_file_is_refused(root: Path, text: str) -> None:
 def test_a_new_migration_upgrades_an_existing_folder(
     make: StoreFactory, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make().create_session(app_name="demo", user_id="ada", session_id="kept")
+    make().create_session(app_name="demo", user_id="ada", session_id="KEPT")
     applied: list[Path] = []
 
     def add_readme(folder: Path) -> None:
@@ -616,7 +617,7 @@ def test_a_new_migration_upgrades_an_existing_folder(
     assert (
         json.loads((root / "_agentledger.json").read_text())["schema_version"] == SCHEMA_VERSION + 1
     )
-    assert reopened.get_session("kept").version == 1
+    assert reopened.get_session("KEPT").version == 1
     make()
     assert applied == [root]  # not again
 
@@ -652,10 +653,28 @@ def test_processes_opening_a_new_folder_at_once(root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad_id",
-    ["..", "../x", "a/../../b", "a/b", "/etc/passwd", "/tmp/x", "\x00", "a\x00b", "_locks", ".git"],
+    "odd_id",
+    ["..", "../x", "a/../../b", "a/b", "/etc/passwd", "/tmp/x", "_locks", ".git", "a\\..\\b"],
 )
-def test_ids_that_could_escape_the_folder(
+def test_ids_that_look_like_paths_stay_inside_the_root(
+    make: StoreFactory, root: Path, tmp_path: Path, odd_id: str
+) -> None:
+    store = make()
+    outside = sorted(str(p) for p in tmp_path.rglob("*") if not p.is_relative_to(root))
+    store.create_session(app_name="demo", user_id="ada", session_id=odd_id)
+    store.append(odd_id, [msg("hi")])
+    assert [s.id for s in store.list_sessions().sessions] == [odd_id]
+    assert sorted(str(p) for p in tmp_path.rglob("*") if not p.is_relative_to(root)) == outside
+    folder = root / _folder_name(odd_id)
+    assert folder.parent == root and "~" in folder.name and not folder.name.startswith(("_", "."))
+    assert (folder / "session_id").read_bytes() == odd_id.encode()
+    assert [e.seq for e in store.read_events(odd_id)] == [1, 2]
+    store.delete_session(odd_id)
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("bad_id", ["\x00", "a\x00b", "line\nbreak", "", "x" * 513])
+def test_refused_ids_touch_nothing(
     make: StoreFactory, root: Path, tmp_path: Path, bad_id: str
 ) -> None:
     store = make()
@@ -672,11 +691,54 @@ def test_ids_that_could_escape_the_folder(
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
+def test_folder_names_are_safe_and_never_shared() -> None:
+    ids = [
+        "ULID01JD5KXYZ",
+        "A",
+        "a",
+        "Ab",
+        "aB",
+        "caf\u00e9",
+        "cafe\u0301",
+        "x" * 512,
+        "x" * 511 + "y",
+        "user/42",
+        "user 42",
+        "user-42",
+        "user~42",
+        "\u65e5\u672c",
+        " ",
+        "  ",
+        "%2F",
+    ]
+    names = [_folder_name(i) for i in ids]
+    assert names[0] == "ULID01JD5KXYZ" and names[1] == "A"  # plain ids keep their name
+    folded = {unicodedata.normalize("NFC", n).casefold() for n in names}
+    assert len(folded) == len(ids)  # no two share a folder, even folding case
+    for name in names:
+        assert len(name.encode()) <= 81 and name.isascii() and "/" not in name
+        assert not name.startswith(("_", ".")) and name not in (".", "..")
+
+
+def test_a_stray_or_forged_hashed_folder_is_not_listed(make: StoreFactory, root: Path) -> None:
+    store = make()
+    store.create_session(app_name="demo", user_id="ada", session_id="user/42")
+    folder = root / _folder_name("user/42")
+    (root / "x~0123").mkdir()  # no session_id file
+    (root / "y~0123").mkdir()
+    (root / "y~0123" / "session_id").write_text("user/42")  # not this id's folder
+    assert [s.id for s in store.list_sessions().sessions] == ["user/42"]
+    (folder / "session_id").write_text("user/43")  # a forged id file hides the folder only
+    assert store.list_sessions().sessions == []
+    assert store.get_session("user/42").id == "user/42"
+
+
 def test_listing_ignores_stray_entries(make: StoreFactory, root: Path, tmp_path: Path) -> None:
     store, a, b = _populated(make)
     (root / "notes.txt").write_text("not a session")
-    (root / "stray").mkdir()  # a valid id, but no ledger
-    (root / "stray" / "readme").write_text("x")
+    (root / "STRAY").mkdir()  # a plain id, but no ledger
+    (root / "STRAY" / "readme").write_text("x")
+    (root / "lower").mkdir()  # a plain id of schema version 2, not of 3
     (root / ".hidden").mkdir()
     (root / "with space").mkdir()
     (root / "_mine").mkdir()
@@ -686,7 +748,7 @@ def test_listing_ignores_stray_entries(make: StoreFactory, root: Path, tmp_path:
     page = store.list_sessions()
     assert sorted(s.id for s in page.sessions) == [a, b] and page.corrupted == []
     with pytest.raises(SessionNotFoundError):
-        store.get_session("stray")
+        store.get_session("STRAY")
     assert store.get_session(a).version == 3
 
 
@@ -703,7 +765,7 @@ def test_leftovers_of_killed_writers_are_cleaned(make: StoreFactory, root: Path)
     stale = (root / a / SNAPSHOT).read_bytes()
     store.append(a, [msg()])
     (root / a / SNAPSHOT).write_bytes(stale)  # killed between the ledger and the snapshot
-    (root / a / f".{SNAPSHOT}.0123abcd.tmp").write_text('{"half": ')  # while writing it
+    (root / a / f".{SNAPSHOT}.0123abcd.tmp").write_text('{"HALF": ')  # while writing it
     (root / "_trash" / "gone.0123").mkdir()  # and a delete killed before its rmtree
     (root / "_trash" / "gone.0123" / LEDGER).write_text("x")
     reopened = make()
@@ -888,7 +950,7 @@ def test_a_ledger_line_nested_too_deep_corrupts_only_its_session(
 
 def _four_events(make: StoreFactory) -> tuple[SessionStore, str]:
     store = make()
-    sid = store.create_session(app_name="demo", user_id="ada", session_id="four").id
+    sid = store.create_session(app_name="demo", user_id="ada", session_id="FOUR").id
     store.append(sid, [msg("count 12345", state_delta={"n": 12345})])
     store.append(sid, [msg("two"), NewEvent(type="phase_changed", data={"to": "planning"})])
     return store, sid
@@ -1007,7 +1069,7 @@ def test_a_version_1_folder_is_upgraded_with_its_events_chained(tmp_path: Path) 
     try:
         store = factory()
         assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION == 3
-        for line in _lines(root / "s-one" / LEDGER):
+        for line in _lines(root / _folder_name("s-one") / LEDGER):
             assert len(line["hash"]) == len(line["payload_hash"]) == 64
         check_v1_store_upgraded(store)
     finally:
@@ -1023,6 +1085,67 @@ def test_the_version_2_migration_can_run_again(tmp_path: Path) -> None:
     chained = (root / "s-one" / LEDGER).read_bytes()
     MIGRATIONS[2](root)  # as after a migration killed before it recorded its version
     assert (root / "s-one" / LEDGER).read_bytes() == chained
+    (root / "_agentledger.json").write_text(json.dumps({"format": FORMAT, "schema_version": 2}))
+    factory = StoreFactory(f"file://{root}")
+    try:
+        check_v1_store_upgraded(factory())
+    finally:
+        factory.close_all()
+
+
+# -- schema version 3: session ids --------------------------------------------------------
+
+
+def _version_2_folder(tmp_path: Path) -> Path:
+    """A store folder of schema version 2 as the released library leaves it: the version 1
+    data upgraded by migrations 1 and 2, plus sessions whose ids have lowercase letters,
+    uppercase ones only (a ULID), and a `pending` shared state record naming a session."""
+    root = tmp_path / "v2"
+    shutil.copytree(V1_DATA / "file_store", root)
+    for version in (1, 2):
+        MIGRATIONS[version](root)
+    (root / "_agentledger.json").write_text(json.dumps({"format": FORMAT, "schema_version": 2}))
+    return root
+
+
+def test_a_version_2_folder_is_upgraded_with_session_folders_renamed(tmp_path: Path) -> None:
+    root = _version_2_folder(tmp_path)
+    ulid = "01JD5KXYZABCDEFGHJKMNPQRST"
+    other = StoreFactory(f"file://{tmp_path / 'other'}")
+    try:  # a plain id's folder is the same in versions 2 and 3: it is kept
+        other().create_session(app_name="demo", user_id="ada", session_id=ulid)
+    finally:
+        other.close_all()
+    shutil.copytree(tmp_path / "other" / ulid, root / ulid)
+    ledger_before = (root / "s-two" / LEDGER).read_bytes()
+    factory = StoreFactory(f"file://{root}")
+    try:
+        store = factory()
+        assert isinstance(store, FileStore) and store.schema_version() == SCHEMA_VERSION
+        names = sorted(p.name for p in root.iterdir() if not p.name.startswith("_"))
+        assert names == sorted([ulid, _folder_name("s-one"), _folder_name("s-two")])
+        assert (root / _folder_name("s-two") / LEDGER).read_bytes() == ledger_before
+        assert (root / _folder_name("s-two") / "session_id").read_text() == "s-two"
+        assert sorted(s.id for s in store.list_sessions().sessions) == sorted(
+            [ulid, "s-one", "s-two"]
+        )
+        assert store.verify_session("s-two").ok and store.verify_session(ulid).ok
+        store.delete_session(ulid)
+        check_v1_store_upgraded(store)
+        store.create_session(app_name="demo", user_id="ada", session_id="S-ONE")
+        assert store.get_session("s-one").id == "s-one"  # case: two sessions, two folders
+    finally:
+        factory.close_all()
+
+
+def test_the_session_ids_migration_can_run_again(tmp_path: Path) -> None:
+    root = _version_2_folder(tmp_path)
+    (root / "s-two" / "session_id").write_text("s-two")  # killed before its rename
+    MIGRATIONS[3](root)
+    after = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    MIGRATIONS[3](root)
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == after
+    assert not (root / "s-one").exists() and (root / _folder_name("s-one") / LEDGER).is_file()
     factory = StoreFactory(f"file://{root}")
     try:
         check_v1_store_upgraded(factory())
@@ -1063,7 +1186,7 @@ def test_a_version_2_folder_gets_a_feed_in_write_order(tmp_path: Path) -> None:
         stored = sorted(
             (line["timestamp"], line["id"])
             for sid in ("s-one", "s-two")
-            for line in _lines(root / sid / LEDGER)
+            for line in _lines(root / _folder_name(sid) / LEDGER)
         )
         assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
         assert [f.position for f in feed] == list(range(1, len(stored) + 1))

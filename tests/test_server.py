@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -246,8 +247,39 @@ def test_validation_problems_name_the_field(client: TestClient) -> None:
 
 
 def test_invalid_session_id_is_422(client: TestClient) -> None:
-    body = problem(client.get("/v1/sessions/-bad..id", headers=ADA), 422)
+    body = problem(client.get("/v1/sessions/bad%00id", headers=ADA), 422)
     assert body["error"] == "InvalidSessionIdError"
+    body = problem(client.get("/v1/sessions/" + "x" * 513, headers=ADA), 422)
+    assert body["error"] == "InvalidSessionIdError"
+
+
+@pytest.mark.parametrize("sid", ["user/42", "t/1 x", "..", "%2F", "100%", "日本/語", " pad "])
+def test_a_session_id_with_slashes_or_escapes_is_one_path_segment(
+    client: TestClient, sid: str
+) -> None:
+    created = client.post("/v1/sessions", json={"session_id": sid}, headers=ADA)
+    assert created.status_code == 201, created.text
+    segment = quote(sid, safe="").replace(".", "%2E")
+    assert created.headers["Location"] == f"/v1/sessions/{segment}"
+    posted = client.post(
+        f"/v1/sessions/{segment}/events",
+        json={"events": [{"type": "user_message", "data": {"text": "hi"}}]},
+        headers=ADA,
+    )
+    assert posted.status_code == 201, posted.text
+    got = client.get(created.headers["Location"], headers=ADA)
+    assert got.status_code == 200 and got.json()["id"] == sid and got.json()["version"] == 2
+    events = client.get(f"/v1/sessions/{segment}/events", headers=ADA).json()
+    assert [e["session_id"] for e in events["events"]] == [sid, sid]
+    if "/" in sid:  # the `/` unescaped is another path, never this session
+        assert client.get(f"/v1/sessions/{sid}/events", headers=ADA).status_code == 404
+
+
+def test_a_session_named_current_is_reached_escaped(client: TestClient) -> None:
+    created = client.post("/v1/sessions", json={"session_id": "current"}, headers=ADA)
+    assert created.headers["Location"] == "/v1/sessions/%63urrent"
+    got = client.get("/v1/sessions/%63urrent", headers=ADA)
+    assert got.status_code == 200 and got.json()["id"] == "current"
 
 
 def test_unknown_session_is_404_on_every_endpoint(client: TestClient) -> None:

@@ -208,7 +208,8 @@ class SessionAccessError(AgentLedgerError):
 
 
 class InvalidSessionIdError(AgentLedgerError, ValueError):
-    """A session id that is empty, too long, or could escape a folder (`..`, `/`, NUL)."""
+    """A session id that is not a string of 1-512 characters, or holds a control character
+    (NUL, newline, …) or a lone surrogate."""
 
 
 class InvalidEventError(AgentLedgerError, ValueError):

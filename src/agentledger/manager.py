@@ -144,13 +144,12 @@ class SessionManager:
         store: Any `SessionStore`; the manager does not close it.
         policy: The resume policy (`ResumePolicy()`: approval/investigating/planning,
             30 minutes idle, fewer than 3 errors, `resume_ready`).
-        clock: Returns the current time (aware, UTC). One clock stamps the events and
-            measures idle times and cleanup cut-offs, so tests never sleep. `None` (the
-            default) uses the store's clock (`open_store(url, clock=...)`; the real time
-            for a store without one), which stamps every event the store writes. A clock
-            given here also stamps every event this manager writes, session creation
-            included (`create_session(created_at=)`); events others append to the same
-            store (a `Runner`'s) keep the store's clock, so give both the same clock.
+        clock: Returns the current time (aware, UTC), for idle times and cleanup
+            cut-offs, so tests never sleep. `None` (the default) uses the store's clock
+            (`open_store(url, clock=...)`; the real time for a store without one), which
+            stamps every event the store writes. Only the store's clock stamps events: a
+            clock given here decides but never stamps, so give the store the same clock
+            (`open_store(url, clock=c)` and `SessionManager(store, clock=c)`), or none.
         app_name, user_id: Where new sessions go when the caller names none.
 
     Every write is one append, so it lands whole or not at all, and the store checks the
@@ -175,8 +174,6 @@ class SessionManager:
         self.policy = policy or ResumePolicy()
         store_clock: Callable[[], datetime] | None = getattr(store, "clock", None)
         self.clock: Callable[[], datetime] = clock or store_clock or _utcnow
-        # A clock of its own: the manager stamps what it writes, so one clock stamps and decides.
-        self._stamps = clock is not None and clock is not store_clock
         self.app_name = app_name
         self.user_id = user_id
 
@@ -217,9 +214,7 @@ class SessionManager:
         if not isinstance(agent_name, str) or not agent_name.strip():
             raise InvalidEventError(f"agent_name must be a non-empty string, not {agent_name!r}")
         _check_object("metadata", metadata)
-        stamp = {"created_at": self.clock()} if self._stamps else {}
         return self.store.create_session(
-            **stamp,
             app_name=app_name or self.app_name,
             user_id=user_id or self.user_id,
             agent_name=agent_name,
@@ -305,9 +300,7 @@ class SessionManager:
         return self.store.get_session(session_id)
 
     def _event(self, type: EventType, data: dict[str, Any]) -> NewEvent:
-        """A system event; stamped with the manager's clock when it has one of its own."""
-        if self._stamps:
-            return NewEvent(type=type, author=Author.SYSTEM, data=data, timestamp=self.clock())
+        """A system event (the store stamps it)."""
         return NewEvent(type=type, author=Author.SYSTEM, data=data)
 
     def _phase_events(

@@ -37,6 +37,7 @@ from agentledger.cli.render import (
     print_state,
     print_state_changes,
     session_note,
+    shown_id,
 )
 from agentledger.cli.slash import ChatContext, handle_line, turn_allowed
 from agentledger.core.session import Session, Status
@@ -209,7 +210,7 @@ def demo(
     runner = Runner(agent, store)
     out = make_console()
     out.print(
-        f"session: {session.id} ({session_note(session, created)}) on {display_url(store.url)}",
+        f"session: {shown_id(session.id)} ({session_note(session, created)}) on {display_url(store.url)}",
         soft_wrap=True,
         highlight=False,
     )
@@ -218,7 +219,7 @@ def demo(
         out.print(f"[bold]you:[/] {message}", highlight=False)
         print_answer(answer, console=out)
     events = store.read_events(session.id)
-    out.print(f"ledger of session {session.id} ({plural(len(events), 'event')}):")
+    out.print(f"ledger of session {shown_id(session.id)} ({plural(len(events), 'event')}):")
     print_events_json(events)
 
 
@@ -263,7 +264,7 @@ def run(
     )
     out = make_console()
     if not json_output:
-        out.print(f"session: {session.id} ({session_note(session, created)})", highlight=False)
+        out.print(f"session: {shown_id(session.id)} ({session_note(session, created)})", highlight=False)
     stored = []
     try:
         if not (events or json_output):
@@ -275,7 +276,7 @@ def run(
                 print_event(event, console=out)
     except KeyboardInterrupt as exc:
         _after_ctrl_c(make_console(stderr=True))
-        print_error(f"the turn was cancelled (Ctrl-C); session {session.id} records it")
+        print_error(f"the turn was cancelled (Ctrl-C); session {shown_id(session.id)} records it")
         raise typer.Exit(130) from exc
     answer = final_output(stored)
     if json_output:
@@ -410,7 +411,7 @@ def chat(
         any_user=any_user,
     )
     out.print(
-        f"session: {session.id} ({session_note(session, created)}); "
+        f"session: {shown_id(session.id)} ({session_note(session, created)}); "
         "type /help for session commands, exit or quit to leave",
         highlight=False,
         soft_wrap=True,
@@ -420,4 +421,4 @@ def chat(
     else:
         print_state(session, title="state", console=out)
     _chat_loop(chat_ctx, runner, open_line_reader(store))
-    out.print(f"bye; session {chat_ctx.session_id} is saved", highlight=False, soft_wrap=True)
+    out.print(f"bye; session {shown_id(chat_ctx.session_id)} is saved", highlight=False, soft_wrap=True)

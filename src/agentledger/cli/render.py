@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -71,6 +73,7 @@ __all__ = [
     "stats_text",
     "sessions_table",
     "short_id",
+    "shown_id",
     "status_style",
     "status_text",
     "summarize_event",
@@ -183,6 +186,27 @@ def format_time(value: datetime | None, *, date: bool = True) -> str:
         return ""
     utc = value.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
+_PLAIN_ID = re.compile(r"[^\s'\"\\`$!*?\[\]{}()<>|&;#~]+")
+
+
+def shown_id(session_id: str) -> str:
+    """A session id as the CLI prints it for people: as it is when it reads unambiguously
+    (`01JD5K…`, `user/42`, `café`), else quoted the way a shell reads it back (`'t/1 x'`,
+    `' padded '`, `'it'"'"'s'`), so it can be pasted into the next command (or a chat
+    `/session load`) and leading, trailing or invisible characters show.
+
+    Args:
+        session_id: The exact id.
+
+    Returns:
+        The id, or its `shlex.quote` form when it holds whitespace, a quote, a shell
+        special character or a character that does not print.
+    """
+    if _PLAIN_ID.fullmatch(session_id) and session_id.isprintable():
+        return session_id
+    return shlex.quote(session_id)
 
 
 def short_id(value: str | None, *, keep: int = 8) -> str:
@@ -527,7 +551,7 @@ def sessions_table(sessions: Sequence[Session], *, width: int | None = None) -> 
     """
     now = datetime.now(timezone.utc)
     columns = [
-        _Column("id", [Text(s.id, style="bold") for s in sessions], drop=0),
+        _Column("id", [Text(shown_id(s.id), style="bold") for s in sessions], drop=0),
         _Column("app", [Text(s.app_name) for s in sessions], drop=6),
         _Column("user", [Text(s.user_id) for s in sessions], drop=2),
         _Column("agent", [Text(s.agent_name or "") for s in sessions], drop=7),
@@ -638,7 +662,7 @@ def session_panel(session: Session) -> Panel:
     parts += [Text("\nmetadata", style="bold"), _json_block(session.metadata)]
     return Panel(
         Group(*parts),
-        title=Text.assemble(("session ", "bold"), (session.id, "bold cyan")),
+        title=Text.assemble(("session ", "bold"), (shown_id(session.id), "bold cyan")),
         title_align="left",
         border_style=status_style(session.status) or "none",
     )
@@ -863,7 +887,7 @@ def print_session_change(verb: str, session: Session, *, console: Console | None
         console: Where to print; a new stdout console when `None`.
     """
     line = Text(f"{verb} session ")
-    line.append(session.id, style="bold")
+    line.append(shown_id(session.id), style="bold")
     line.append(": ")
     line.append_text(status_text(session.status))
     if session.outcome is not None:
@@ -902,11 +926,11 @@ def print_cleanup(
         console.print(Text(f"Deleted {noun} {since}."), soft_wrap=True)
     for session_id in result.skipped_corrupted:
         print_warning(
-            f"session {session_id} is corrupted and was left alone (look at it, then delete "
+            f"session {shown_id(session_id)} is corrupted and was left alone (look at it, then delete "
             "it by id)"
         )
     for session_id in result.skipped_changed:
-        print_warning(f"session {session_id} got new events during the clean-up and was kept")
+        print_warning(f"session {shown_id(session_id)} got new events during the clean-up and was kept")
 
 
 def _counts(counts: Mapping[str, int], *, statuses: bool = False) -> Text:

@@ -9,7 +9,7 @@ import typer
 
 from agentledger.cli.agent import AgentOpt, load_agent
 from agentledger.cli.app import StoreMode, app, store_from
-from agentledger.cli.render import make_console, print_json
+from agentledger.cli.render import make_console, print_json, shown_id
 from agentledger.runner.replay import replay_session
 
 __all__ = ["replay"]
@@ -46,7 +46,7 @@ def replay(
         out = make_console()
         scope = f" up to event {until}" if until is not None else ""
         turns = f"{report.turns} turn{'' if report.turns == 1 else 's'}"
-        summary = f"replayed {turns} of session {session_id}{scope}"
+        summary = f"replayed {turns} of session {shown_id(session_id)}{scope}"
         if report.divergence is None:
             compared = report.events_compared
             out.print(

@@ -14,6 +14,7 @@ import math
 import shlex
 import sys
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -36,6 +37,7 @@ from agentledger.cli.render import (
     print_session_change,
     print_session_json,
     print_sessions_table,
+    shown_id,
 )
 from agentledger.core.session import Session, Status
 from agentledger.errors import CorruptedSessionError, InvalidEventError, SessionNotFoundError
@@ -113,8 +115,30 @@ def _json_type(value: object) -> str:
 
 
 SessionIdArg = Annotated[
-    str, typer.Argument(metavar="ID", help="The session's id.", show_default=False)
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The session's id (any text up to 512 characters; quote it if it has spaces).",
+        show_default=False,
+    ),
 ]
+
+
+class ListOrder(StrEnum):
+    """`sessions list --order`: which sessions come first."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    CREATED_NEWEST = "created-newest"
+    CREATED_OLDEST = "created-oldest"
+
+
+_STORE_ORDERS = {
+    ListOrder.NEWEST: "updated_desc",
+    ListOrder.OLDEST: "updated_asc",
+    ListOrder.CREATED_NEWEST: "created_desc",
+    ListOrder.CREATED_OLDEST: "created_asc",
+}
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout, and nothing else.")
 ]
@@ -220,9 +244,18 @@ def list_command(
             "--active-only", help="Only active sessions (not suspended, not terminated)."
         ),
     ] = False,
+    order: Annotated[
+        ListOrder,
+        typer.Option(
+            "--order",
+            case_sensitive=False,
+            help="newest/oldest: by last activity; created-newest/created-oldest: by "
+            "creation time.",
+        ),
+    ] = ListOrder.NEWEST,
 ) -> None:
-    """List sessions, most recently active first, one page at a time, across every agent
-    unless filtered.
+    """List sessions, most recently active first (or in --order), one page at a time,
+    across every agent unless filtered.
 
     The table shows each session's status (green active, yellow suspended, red terminated),
     phase, number of events and last activity. When more sessions match, the command that
@@ -240,6 +273,7 @@ def list_command(
         phase=phase,
         limit=limit,
         cursor=cursor,
+        order=_STORE_ORDERS[order],
     )
     if json_output:
         print_json(page.model_dump(mode="json"))
@@ -255,6 +289,7 @@ def list_command(
             ("--status", status.value if status is not None else None),
             ("--phase", phase),
             ("--limit", str(limit) if limit != 50 else None),
+            ("--order", order.value if order != ListOrder.NEWEST else None),
             ("--cursor", page.next_cursor),
         ):
             if value is not None:
@@ -262,7 +297,7 @@ def list_command(
         hint = shlex.join(args)
     print_sessions_table(page.sessions, next_cursor=page.next_cursor, next_hint=hint)
     for session_id in page.corrupted:
-        print_error(f"session {session_id} is corrupted and cannot be read (left out above)")
+        print_error(f"session {shown_id(session_id)} is corrupted and cannot be read (left out above)")
 
 
 @sessions_app.command("show")
@@ -513,7 +548,7 @@ def events_command(
     if json_output:
         print_events_json(events)
     else:
-        print_events_table(events, title=f"session {session_id}")
+        print_events_table(events, title=f"session {shown_id(session_id)}")
 
 
 @sessions_app.command("fork")
@@ -611,16 +646,16 @@ def delete_command(
         try:
             session = store.get_session(session_id)
             count = session.version
-            what = f"session {session.id} ({count} event{'' if count == 1 else 's'})"
+            what = f"session {shown_id(session.id)} ({count} event{'' if count == 1 else 's'})"
         except CorruptedSessionError:
-            what = f"corrupted session {session_id}"
+            what = f"corrupted session {shown_id(session_id)}"
         confirm_or_refuse(
             f"Delete {what}?",
             f"not deleting {what} without confirmation, and stdin is not a terminal to ask "
             "on: pass --yes to delete it",
         )
     store.delete_session(session_id)
-    make_console().print(f"Deleted session {session_id}.", markup=False, highlight=False)
+    make_console().print(f"Deleted session {shown_id(session_id)}.", markup=False, highlight=False)
 
 
 @sessions_app.command("cleanup")

@@ -48,7 +48,14 @@ from rich.table import Table
 from rich.text import Text
 
 from agentledger.cli.access import check_session_owner
-from agentledger.cli.render import format_age, format_time, make_console, plural, status_text
+from agentledger.cli.render import (
+    format_age,
+    format_time,
+    make_console,
+    plural,
+    shown_id,
+    status_text,
+)
 from agentledger.core.session import Session, Status
 from agentledger.errors import AgentLedgerError
 from agentledger.manager import SessionManager
@@ -351,7 +358,7 @@ def dispatch(command: SlashCommand, chat: ChatContext) -> bool:
             session = chat.manager.suspend(chat.session_id, reason)
             _say(out, *_is(session), ".")
             _say(out, (f"New messages are refused until you resume it: "
-                       f"/session load {session.id}", "dim"))
+                       f"/session load {shown_id(session.id)}", "dim"))
         case TerminateSession(reason=reason):
             session = chat.manager.terminate(chat.session_id, reason)
             _say(out, *_is(session), "; it takes no more turns.")
@@ -386,7 +393,7 @@ def turn_allowed(chat: ChatContext, *, refusing: bool = True) -> bool:
         return True
     _say(chat.console, *_is(session), "; the message was not sent." if refusing else ".")
     if session.status == Status.SUSPENDED:
-        _say(chat.console, (f"Resume it with /session load {session.id}, or start another "
+        _say(chat.console, (f"Resume it with /session load {shown_id(session.id)}, or start another "
                             "with /sessions create <name>.", "dim"))
     else:
         _say(chat.console, (_START_ANOTHER, "dim"))
@@ -411,7 +418,7 @@ def _say(console: Console, *parts: str | tuple[str, str] | Text) -> None:
 
 def _is(session: Session) -> tuple[str | tuple[str, str] | Text, ...]:
     """The parts of `session <id> is <status>`, the status coloured."""
-    return ("session ", (session.id, "bold"), " is ", status_text(session.status))
+    return ("session ", (shown_id(session.id), "bold"), " is ", status_text(session.status))
 
 
 def _list(chat: ChatContext, agent_name: str | None) -> None:
@@ -470,7 +477,7 @@ def sessions_table(
     now = datetime.now(timezone.utc)
     columns: list[tuple[str, list[Text], int]] = [  # header, cells, drop rank (0: never)
         ("", [Text("*" if s.id == current else "", style="bold") for s in sessions], 0),
-        ("id", [Text(s.id, style="bold" if s.id == current else "") for s in sessions], 0),
+        ("id", [Text(shown_id(s.id), style="bold" if s.id == current else "") for s in sessions], 0),
         ("status", [status_text(s.status) for s in sessions], 0),
         ("phase", [Text(s.phase) for s in sessions], 4),
         ("events", [Text(str(s.version)) for s in sessions], 2),
@@ -513,7 +520,7 @@ def current_table(session: Session) -> Table:
     grid.add_column()
     keys = sorted(session.state)
     rows: list[tuple[str, Text | str | None]] = [
-        ("session", Text(session.id, style="bold")),
+        ("session", Text(shown_id(session.id), style="bold")),
         ("title", session.title),
         ("purpose", session.purpose),
         ("agent", session.agent_name),
@@ -548,7 +555,7 @@ def _create(chat: ChatContext, title: str, purpose: str | None) -> None:
         user_id=chat.user_id,
     )
     chat.session_id = session.id
-    _say(chat.console, "created session ", (session.id, "bold"), f" ({title}); now on it")
+    _say(chat.console, "created session ", (shown_id(session.id), "bold"), f" ({title}); now on it")
 
 
 def _load(chat: ChatContext, session_id: str) -> None:
@@ -559,7 +566,7 @@ def _load(chat: ChatContext, session_id: str) -> None:
     )
     if session.status == Status.TERMINATED:
         where = (
-            "" if session.id == chat.session_id else f"; still on session {chat.session_id}"
+            "" if session.id == chat.session_id else f"; still on session {shown_id(chat.session_id)}"
         )
         _say(out, *_is(session), f" and cannot be continued{where}.")
         return

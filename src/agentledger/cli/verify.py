@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from agentledger.cli.app import StoreMode, app, store_from
-from agentledger.cli.render import make_console, print_json
+from agentledger.cli.render import make_console, print_json, shown_id
 from agentledger.cli.sessions import JsonOpt, usage_error
 from agentledger.errors import SessionNotFoundError
 from agentledger.stores.base import SessionStore, VerifyReport
@@ -71,11 +71,11 @@ def verify_command(
         for report in reports:
             if report.ok:
                 events = f"{report.events} event{'' if report.events == 1 else 's'}"
-                line = Text.assemble(("ok  ", "green"), f" {report.session_id}  {events}")
+                line = Text.assemble(("ok  ", "green"), f" {shown_id(report.session_id)}  {events}")
             else:
                 where = "" if report.first_bad_seq is None else f"seq {report.first_bad_seq}: "
                 line = Text.assemble(
-                    ("FAIL", "bold red"), f" {report.session_id}  {where}{report.problem}"
+                    ("FAIL", "bold red"), f" {shown_id(report.session_id)}  {where}{report.problem}"
                 )
             console.print(line, soft_wrap=True)
         bad = sum(not r.ok for r in reports)

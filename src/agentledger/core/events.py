@@ -157,7 +157,13 @@ class NewEvent(_EventModel):
             reading it, so concurrent adds never conflict. The event stores the operations,
             not their result.
         invocation_id: Groups the events of one agent turn; `None` outside a turn.
-        timestamp: When it happened (UTC); `None` lets the store stamp the append time.
+        timestamp: When it happened by the caller's own clock (aware; a framework's
+            event time). It is *not* the stored event's `timestamp`: every store stamps
+            events with its own clock, so a caller's time can never move a session's last
+            activity (`updated_at`, what retention and the resume policy read). The store
+            keeps it in the event's `data["timestamp"]` as fixed-width UTC ISO 8601
+            (`"2023-05-01T12:00:00.000000Z"`); giving both this and a different
+            `data["timestamp"]` is an `InvalidEventError`.
         key: An idempotency key, unique within the session (`None`: no key): 1 to 512
             characters, no control characters (`agentledger.core.keys`). Appending a batch
             whose keys are all stored already, with the same content, writes nothing and

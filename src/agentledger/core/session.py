@@ -14,6 +14,7 @@ from agentledger.errors import InvalidSessionIdError
 __all__ = [
     "DEFAULT_PHASES",
     "FINAL_PHASES",
+    "MAX_SESSION_ID_CHARS",
     "RESUMABLE_PHASES",
     "Phase",
     "ForkOrigin",
@@ -120,11 +121,23 @@ class Session(BaseModel):
     forked_from: ForkOrigin | None = None
 
 
-_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+MAX_SESSION_ID_CHARS = 512
+"""The longest session id, in characters (Unicode code points)."""
+
+_REFUSED_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Control characters (C0, DEL, C1) and lone surrogates: never in a session id."""
 
 
 def validate_session_id(session_id: object) -> str:
-    """Check that a session id is safe to use as a key and as a folder name.
+    """Check that a session id can be stored and read back exactly by every store.
+
+    A session id is any string of 1-512 characters (Unicode code points), taken exactly:
+    `/`, spaces (leading and trailing too), `..`, `%`, letters of any script and emoji are
+    all allowed, and ids that differ only by case (`"A"`, `"a"`) or by Unicode
+    normalization are different sessions. Refused: control characters (U+0000-U+001F,
+    including NUL, tab and newline; U+007F-U+009F), which would corrupt logs and terminals,
+    and lone surrogates (U+D800-U+DFFF), which UTF-8 cannot encode. Stores never use the id
+    as a path: the file store derives a safe folder name from it.
 
     Args:
         session_id: The id to check.
@@ -133,17 +146,25 @@ def validate_session_id(session_id: object) -> str:
         The id, unchanged.
 
     Raises:
-        InvalidSessionIdError: Not a string of 1-128 characters from `[A-Za-z0-9._:@-]`
-            starting with a letter or digit, or it contains `..` (could escape a folder).
+        InvalidSessionIdError: Not a `str`, empty, longer than 512 characters, or it holds
+            a control character or a lone surrogate.
     """
-    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+    if not isinstance(session_id, str):
         raise InvalidSessionIdError(
-            f"invalid session id {_shown_id(session_id)}: use 1-128 characters from "
-            "[A-Za-z0-9._:@-], starting with a letter or digit"
+            f"invalid session id {_shown_id(session_id)}: a session id is a string, "
+            f"not {type(session_id).__name__}"
         )
-    if ".." in session_id:
+    if not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:
         raise InvalidSessionIdError(
-            f"invalid session id {_shown_id(session_id)}: '..' is not allowed"
+            f"invalid session id {_shown_id(session_id)}: use 1-{MAX_SESSION_ID_CHARS} "
+            f"characters, not {len(session_id)}"
+        )
+    bad = _REFUSED_IN_ID.search(session_id)
+    if bad is not None:
+        kind = "a lone surrogate" if bad.group() >= "\ud800" else "a control character"
+        raise InvalidSessionIdError(
+            f"invalid session id {_shown_id(session_id)}: it holds {kind} "
+            f"(U+{ord(bad.group()):04X} at index {bad.start()}); any other character is allowed"
         )
     return session_id
 

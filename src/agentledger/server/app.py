@@ -26,12 +26,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -350,6 +351,35 @@ def _error_response(exc: AgentLedgerError) -> Response:
     return _problem_response(body, headers)
 
 
+class _SessionIdPath:
+    """Keeps a percent-encoded session id in one path segment, as `SessionId` reads it.
+
+    ASGI servers decode the path before routing, so `/v1/sessions/user%2F42/events` would
+    route as `/v1/sessions/user/42/events`, and `/v1/sessions/%63urrent` (the session whose
+    id is `current`) as the caller's current session. When the raw path holds an escape,
+    the path is rebuilt from it with `%` and `/` inside each segment kept escaped
+    (`user%2F42`), and an escaped segment that decodes to `current` kept as `%63urrent`;
+    `SessionId` decodes it back. Any other path is left as it is (it holds no `%`, so
+    decoding it again changes nothing).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%" in raw:
+            kept = []
+            for segment in raw.decode("latin-1").split("/"):
+                decoded = unquote(segment)
+                if decoded == "current" and segment != decoded:
+                    kept.append("%63urrent")
+                else:
+                    kept.append(decoded.replace("%", "%25").replace("/", "%2F"))
+            scope = {**scope, "path": "/".join(kept)}
+        await self.app(scope, receive, send)
+
+
 class _BodyLimit:
     """Refuses request bodies over `limit` bytes with a 413 problem, by `Content-Length`
     or while reading a body sent without one."""
@@ -479,7 +509,14 @@ async def _manager(view: View, who: Caller) -> SessionManager:
 
 
 Manager = Annotated[SessionManager, Depends(_manager)]
-SessionId = Annotated[str, Path(description="A session id.")]
+SessionId = Annotated[
+    str,
+    Path(
+        description="A session id: any 1-512 characters, percent-encoded as one path "
+        "segment (`/` as `%2F`, space as `%20`, `.` may be `%2E`)."
+    ),
+    AfterValidator(unquote),  # see `_SessionIdPath`
+]
 _Moment = Annotated[
     str | None,
     Query(
@@ -712,7 +749,9 @@ def create_app(
             session_id=body.session_id,
             created_at=_moment("created_at", body.created_at),
         )
-        response.headers["Location"] = f"/v1/sessions/{session.id}"
+        segment = quote(session.id, safe="").replace(".", "%2E")  # as `HttpStore` sends it
+        segment = "%63urrent" if segment == "current" else segment
+        response.headers["Location"] = f"/v1/sessions/{segment}"
         response.headers["ETag"] = f'"{session.version}"'
         return session
 
@@ -1214,6 +1253,7 @@ def create_app(
 
     add_web_view(app)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    app.add_middleware(_SessionIdPath)
     app.add_middleware(_RequestLog)
     return app
 

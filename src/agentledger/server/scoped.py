@@ -238,6 +238,9 @@ class ScopedStore:
         if not self.principal.may_use_app(app_name):
             raise AccessDeniedError(f"your token does not allow app {app_name!r}")
 
+    iter_sessions = SessionStore.iter_sessions
+    """Every page of `list_sessions` as this caller may see it."""
+
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """As `SessionStore.get_scoped_state`, for the caller's own user and apps only.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -190,14 +190,17 @@ class SessionStore(Protocol):
             metadata: Initial metadata, a JSON object.
             phase: The initial phase; `"initializing"` when `None`.
             session_id: A caller-chosen id; a new ULID when `None`.
-            created_at: The `session_created` event's timestamp (aware); `None` stamps it
-                with the store's clock. `SessionManager` passes its own clock's time here.
+            created_at: The creator's own time (aware), kept in the `session_created`
+                event's `data["timestamp"]` (see `NewEvent.timestamp`); the event, and so
+                the session's `created_at` and `updated_at`, are stamped by the store's
+                clock whatever is given here.
 
         Returns:
             The new session (version 1), with its scoped state merged in.
 
         Raises:
-            InvalidSessionIdError: `session_id` is unsafe (empty, `..`, `/`, NUL, too long).
+            InvalidSessionIdError: `session_id` is empty, over 512 characters, or holds a
+                control character (NUL, newline, …).
             SessionExistsError: `session_id` is taken; nothing was written.
             InvalidEventError: A value JSON cannot hold; nothing was written.
             EventTooLargeError: The initial state and metadata are over `max_event_bytes`.
@@ -378,6 +381,66 @@ class SessionStore(Protocol):
                 lifecycle's phases.
         """
         ...
+
+    def iter_sessions(
+        self,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        agent_name: str | None = None,
+        status: str | None = None,
+        phase: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        order: str = "updated_desc",
+        page_size: int = 200,
+    ) -> Iterator[SessionPage]:
+        """Yield every page of `list_sessions`, following the cursors to the last page.
+
+        Each page is fetched when the previous one has been consumed, so a loop may stop
+        early and memory holds one page at a time. A session changed while the walk goes
+        on may move in the order: it may then be seen twice or not at all (as with
+        cursors by hand); the walk always ends.
+
+        Args:
+            app_name, user_id, agent_name, status, phase, updated_after, updated_before,
+                order: As `list_sessions`.
+            page_size: Sessions per page, 1 to 1,000.
+
+        Yields:
+            `SessionPage`s in `order`; the last has `next_cursor=None`. Iterate
+            `page.sessions` for the sessions, `page.corrupted` for the ids that cannot be
+            read back.
+
+        Raises:
+            ConfigurationError: As `list_sessions` (bad `page_size`, `order`, `status` or
+                `phase`), on the first `next()`.
+
+        Example:
+            ```python
+            for page in store.iter_sessions(app_name="demo", order="created_asc"):
+                for session in page.sessions:
+                    print(session.id, session.created_at)
+            ```
+        """
+        cursor: str | None = None
+        while True:
+            page = self.list_sessions(
+                app_name=app_name,
+                user_id=user_id,
+                agent_name=agent_name,
+                status=status,
+                phase=phase,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                limit=page_size,
+                cursor=cursor,
+                order=order,
+            )
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """Return an app's or a user's shared state, without a session.

@@ -14,13 +14,13 @@ Permissions: files the store creates get `file_mode` (default 0600) and folders 
 folder mode (0700), whatever the umask; a file rewritten (snapshot, shared state) keeps the
 mode it has, so a `chmod` survives appends.
 
-Layout under the root folder (names starting with `_` belong to the store; session ids
-start with a letter or digit, so they never clash):
+Layout under the root folder (names starting with `_` or `.` belong to the store):
 
     _agentledger.json                  {"format": "agentledger-file", "schema_version": 3}
-    <session_id>/events.jsonl          the ledger: one event per line, as JSON
-    <session_id>/session.json          the projection snapshot, indented JSON
-    <session_id>/base.json             where the ledger and its projection start, once it
+    <folder>/events.jsonl              the ledger: one event per line, as JSON
+    <folder>/session.json              the projection snapshot, indented JSON
+    <folder>/session_id                the exact session id, in a hashed folder only
+    <folder>/base.json                 where the ledger and its projection start, once it
                                        was erased or truncated (see below)
     _scoped/app/<app>.json             `app:` state shared by the app's sessions
     _scoped/user/<app>/<user>.json     `user:` state shared by the user's sessions
@@ -30,10 +30,19 @@ start with a letter or digit, so they never clash):
     _locks/...                         empty lock files (never deleted)
     _trash/                            folders of deleted sessions, removed right away
 
+A session's folder: a session id of uppercase ASCII letters, digits and `._:@-` (up to 128
+characters, starting with a letter or digit, no `..`), such as the default ULIDs, is its
+own folder name (`sessions/01JD5K…/`). Any other id (lowercase letters, `/`, spaces, other
+scripts, up to 512 characters) gets a hashed name: a lowercase ASCII slug of the id, `~`,
+and 32 hex digits of the SHA-256 of its UTF-8 bytes (`"user/42"` → `user-42~5e2b…/`),
+with the exact id in the folder's `session_id` file. So a name never
+escapes the root, never exceeds 81 bytes, and two ids never share a folder, even on a file
+system that folds case (`"A"` and `"a"` are two sessions) or normalizes Unicode.
+
 App and user names are percent-encoded into file names (`/` → `%2F`, a leading `.` →
 `%2E`, `~` → `%7E`); a name longer than 120 characters once encoded is cut to 80 and
-suffixed with `~` and a hash. On a case-insensitive file system, ids and names that differ
-only by case share a folder or file: use case-sensitive storage.
+suffixed with `~` and a hash. On a case-insensitive file system, app and user names that
+differ only by case share a file: use case-sensitive storage for those.
 
 Each line of `events.jsonl` is `{"seq": …, "id": …, "type": …, "author": …, "timestamp": …,
 "invocation_id": …, "data": {…}, "state_delta": {…}, "payload_hash": …, "hash": …,
@@ -44,7 +53,7 @@ where `data`, `state_delta`, `state_ops` and `state_remove` are canonical JSON (
 sorted), the two
 hashes chain the event to the one before it (`agentledger.core.chain`), and `batch_end` is
 the `seq` of the last event of the append that wrote the line. The session id is the
-folder's name. `session.json` is the `Session` as JSON plus the commit it was projected
+folder's name, or its `session_id` file. `session.json` is the `Session` as JSON plus the commit it was projected
 from, `ledger_bytes` (the length of `events.jsonl` then) and `last_hash` (the hash of its
 event of seq `version`), and a `checksum` (SHA-256 of all the rest as compact JSON).
 
@@ -138,6 +147,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import threading
@@ -158,7 +168,7 @@ from agentledger.core.chain import GENESIS, canonical_json
 from agentledger.core.events import Event
 from agentledger.core.keys import data_matches
 from agentledger.core.projection import project
-from agentledger.core.session import Session, validate_session_id
+from agentledger.core.session import MAX_SESSION_ID_CHARS, Session, validate_session_id
 from agentledger.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -360,6 +370,54 @@ def _safe_name(name: str) -> str:
     if len(safe) > 120:
         safe = f"{safe[:80]}~{hashlib.sha256(name.encode()).hexdigest()[:32]}"
     return safe
+
+
+_PLAIN_FOLDER = re.compile(r"[A-Z0-9][A-Z0-9._:@-]{0,127}")
+"""Session ids that are their own folder name: uppercase ASCII letters, digits and `._:@-`,
+starting with a letter or digit, without `..`, at most 128 characters (the default ULIDs)."""
+_OLD_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+"""Folder names of schema versions 1 and 2: the session id itself (any case)."""
+_ID_FILE = "session_id"
+"""In a session folder whose name is not the id: the exact id, UTF-8, nothing else."""
+_HASH_CHARS = 32
+
+
+def _folder_name(session_id: str) -> str:
+    """The folder of a session (see the module docstring): the id itself when it is plain
+    (`_PLAIN_FOLDER`), otherwise a lowercase ASCII slug of it, `~` and 32 hex digits of
+    the SHA-256 of its UTF-8 bytes. Plain names never hold `~` and hashed ones always do,
+    so two ids never share a folder, even where the file system folds case or normalizes
+    Unicode; no name starts with `.` or `_`, holds a separator or is over 81 bytes."""
+    if _PLAIN_FOLDER.fullmatch(session_id) and ".." not in session_id:
+        return session_id
+    slug = re.sub(r"[^a-z0-9]+", "-", session_id.lower()).strip("-")[:48].rstrip("-")
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:_HASH_CHARS]
+    return f"{slug or 'id'}~{digest}"
+
+
+def _folder_session_id(root: str, name: str) -> str | None:
+    """The session id whose folder is `name`, or `None` if `name` is no session's folder
+    (a stray entry, or a hashed folder whose `session_id` file is missing or wrong)."""
+    if "~" not in name:
+        return name if _folder_name(name) == name else None
+    try:
+        with open(os.path.join(root, name, _ID_FILE), "rb") as file:
+            session_id = file.read(4 * MAX_SESSION_ID_CHARS + 1).decode()
+        validate_session_id(session_id)
+    except (OSError, UnicodeDecodeError, InvalidSessionIdError):
+        return None
+    return session_id if _folder_name(session_id) == name else None
+
+
+def _write_id_file(folder: str, session_id: str, mode: int) -> None:
+    """Write (and fsync) the `session_id` file of a hashed session folder."""
+    fd = os.open(os.path.join(folder, _ID_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        _write_all(fd, session_id.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _path_from_url(url: str) -> str:
@@ -669,7 +727,7 @@ def _batch_committed(root: str, pending: dict[str, Any]) -> bool:
         session_id = validate_session_id(pending["session_id"])
         offset, end = int(pending["offset"]), int(pending["end"])
         start = max(offset - 1, 0)
-        with _open_file(os.path.join(root, session_id, LEDGER)) as ledger:
+        with _open_file(os.path.join(root, _folder_name(session_id), LEDGER)) as ledger:
             ledger.seek(start)
             data = ledger.read(end - start)
         if len(data) != end - start or not data.endswith(b"\n"):
@@ -849,14 +907,57 @@ def _event_keys(root: Path) -> None:
 
 def _version_3(root: Path) -> None:
     """Version 3, for a folder of version 2: event formats, erasures and keys (nothing
-    to rewrite), then the event feed (`_create_feed`)."""
+    to rewrite), the event feed (`_create_feed`), then session folders renamed where
+    their names must change (`_rename_session_folders`)."""
     _event_formats(root)
     _erase_and_truncate(root)
     _event_keys(root)
-    _create_feed(root)
+    _create_feed(root)  # reads the folders by their old names: the ids themselves
+    _rename_session_folders(root)
 
 
 # -- end of event format and the event feed
+
+
+# -- session ids ---------------------------------------------------------------------------
+
+
+def _rename_session_folders(root: Path) -> None:
+    """Schema version 3, session ids: give each session folder its name of `_folder_name`.
+
+    Versions 1 and 2 named a session's folder by its id (`[A-Za-z0-9][A-Za-z0-9._:@-]*`),
+    so on a file system that folds case `"A"` and `"a"` shared one. A folder whose id is
+    plain (no lowercase letter, `_PLAIN_FOLDER`, as the default ULIDs) keeps its name; any
+    other (an id with a lowercase letter) gets its `session_id` file written and fsynced,
+    then is renamed
+    to its hashed name and the root fsynced. Each rename is atomic, so a migration killed
+    midway is simply run again; a folder whose new name is taken already is left as it is
+    (logged), as are entries that are no session's folder. Shared state files name the
+    session of a `pending` record by id, so they need no change; old lock files are left
+    (locks are keyed by folder name from now on, and lock files are never deleted).
+    """
+    base = os.fspath(root)
+    with os.scandir(base) as entries:
+        names = [e.name for e in entries if e.is_dir() and not e.name.startswith(("_", "."))]
+    renamed = False
+    for name in names:
+        if not _OLD_FOLDER.fullmatch(name) or ".." in name:
+            continue  # a hashed folder already (a rerun), or not a session's
+        target = _folder_name(name)
+        if target == name:
+            continue
+        if os.path.exists(os.path.join(base, target)):
+            _log.warning("file store migration: %s left as it is: %s exists", name, target)
+            continue
+        _write_id_file(os.path.join(base, name), name, DEFAULT_FILE_MODE)
+        os.rename(os.path.join(base, name), os.path.join(base, target))
+        renamed = True
+    if renamed:
+        _fsync_dir(base)
+
+
+# -- end of session ids ---------------------------------------------------------------------
+
 
 MIGRATIONS.update({1: _create_layout, 2: _chain_ledgers, 3: _version_3})
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -1214,11 +1315,11 @@ class FileStore(BaseStore):
         return int(json.loads(lines[-1])["position"]) if lines and lines[-1] else 0
 
     def _session_lock_path(self, session_id: str) -> str:
-        return os.path.join(self._root, _LOCKS, "sessions", f"{session_id}.lock")
+        return os.path.join(self._root, _LOCKS, "sessions", f"{_folder_name(session_id)}.lock")
 
     def _file(self, session_id: str, name: str) -> str:
         """The path of `events.jsonl` or `session.json` of a session."""
-        return os.path.join(self._root, session_id, name)
+        return os.path.join(self._root, _folder_name(session_id), name)
 
     def _scope_paths(self, app_name: str, user_id: str | None) -> tuple[str, str]:
         """The state file and the lock file of an app's (`user_id=None`) or a user's scope."""
@@ -1720,10 +1821,9 @@ class FileStore(BaseStore):
             for entry in entries:
                 if entry.name.startswith(("_", ".")) or not entry.is_dir(follow_symlinks=False):
                     continue
-                try:
-                    yield validate_session_id(entry.name)
-                except InvalidSessionIdError:
-                    continue
+                session_id = _folder_session_id(self._root, entry.name)
+                if session_id is not None:
+                    yield session_id
 
     def _list_row(self, session_id: str) -> tuple[SessionRow, dict[str, Any] | None] | None:
         """The row to list for a session, with the fields to serialize as its snapshot if
@@ -1760,7 +1860,7 @@ class FileStore(BaseStore):
             mtime = os.stat(self._file(session_id, LEDGER)).st_mtime
         except FileNotFoundError:
             try:
-                mtime = os.stat(os.path.join(self._root, session_id)).st_mtime
+                mtime = os.stat(os.path.join(self._root, _folder_name(session_id))).st_mtime
             except FileNotFoundError:
                 return None  # deleted while we listed
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
@@ -1843,7 +1943,7 @@ class FileStore(BaseStore):
                 shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
             for session_id in self._session_ids():
                 with self._locked(self._session_lock_path(session_id)):
-                    folder = os.path.join(self._root, session_id)
+                    folder = os.path.join(self._root, _folder_name(session_id))
                     try:
                         names = os.listdir(folder)
                     except FileNotFoundError:
@@ -1854,7 +1954,7 @@ class FileStore(BaseStore):
 
     def _delete_session(self, session_id: str, expected_version: int | None) -> bool:
         self._check_open()
-        folder = os.path.join(self._root, session_id)
+        folder = os.path.join(self._root, _folder_name(session_id))
         with (
             _translated(f"delete session {session_id!r}"),
             self._locked(self._session_lock_path(session_id)),
@@ -1881,7 +1981,7 @@ class FileStore(BaseStore):
                 self._settle_scopes(session_id, *owner)
             trash = os.path.join(self._root, _TRASH)
             make_folders(trash, self._folder_mode)
-            target = os.path.join(trash, f"{session_id}.{uuid.uuid4().hex}")
+            target = os.path.join(trash, f"{_folder_name(session_id)}.{uuid.uuid4().hex}")
             os.replace(folder, target)
             _fsync_dir(self._root)
             shutil.rmtree(target, ignore_errors=True)
@@ -1960,7 +2060,7 @@ class _FileTransaction(StoreTransaction):
             current.ledger_size = current.ledger_bytes
         if not current.snapshot_fresh:
             # A writer killed while replacing the snapshot may have left its temp file.
-            folder = os.path.join(store._root, session_id)
+            folder = os.path.join(store._root, _folder_name(session_id))
             for name in os.listdir(folder):
                 if name.startswith(f".{SNAPSHOT}.") and name.endswith(".tmp"):
                     os.unlink(os.path.join(folder, name))
@@ -2060,7 +2160,7 @@ class _FileTransaction(StoreTransaction):
         4. The snapshot is rewritten (a cache, as after an append).
         """
         store = self._store
-        folder = os.path.join(store._root, session_id)
+        folder = os.path.join(store._root, _folder_name(session_id))
         store._settle_scopes(session_id, current.row.app_name, current.row.user_id)
         values = store._read_ledger(session_id) or []  # read under the old base
         lines = []
@@ -2097,7 +2197,7 @@ class _FileTransaction(StoreTransaction):
             return
         if session_id is None or row is None or not self._rows:
             return
-        folder = os.path.join(store._root, session_id)
+        folder = os.path.join(store._root, _folder_name(session_id))
         ledger = os.path.join(folder, LEDGER)
         last = self._rows[-1]
         batch = "".join(_event_line(r, last.seq) for r in self._rows).encode()
@@ -2145,7 +2245,8 @@ class _FileTransaction(StoreTransaction):
             )
 
     def _commit_ledger(self, folder: str, ledger: str, batch: bytes, offset: int) -> None:
-        store = self._store
+        store, session_id = self._store, self._session_id
+        assert session_id is not None
         if self._new:
             try:
                 os.mkdir(folder, store._folder_mode)
@@ -2153,6 +2254,8 @@ class _FileTransaction(StoreTransaction):
                 _fsync_dir(store._root)
             except FileExistsError:  # left by a create killed before its ledger commit
                 pass
+            if os.path.basename(folder) != session_id:
+                _write_id_file(folder, session_id, store.file_mode)
             fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, store.file_mode)
             os.fchmod(fd, store.file_mode)
         else:

@@ -37,7 +37,14 @@ from agentledger.errors import (
     ReadOnlyStoreError,
     StoreUnavailableError,
 )
-from agentledger.stores.base import Capabilities, FeedEvent, SessionPage, VerifyReport, display_url
+from agentledger.stores.base import (
+    Capabilities,
+    FeedEvent,
+    SessionPage,
+    SessionStore,
+    VerifyReport,
+    display_url,
+)
 from agentledger.stores.shared import (
     MAX_SEQ,
     check_erase_args,
@@ -235,7 +242,12 @@ class HttpStore:
 
     @staticmethod
     def _sid(session_id: str) -> str:
-        return quote(validate_session_id(session_id), safe="")
+        """The id as one path segment: every byte but letters, digits and `-_~`
+        percent-encoded, `/` as `%2F` and `.` as `%2E` too (so `..` is no dot segment), and
+        `current` as `%63urrent` (not the caller's current session)."""
+        if session_id == "current":
+            return "%63urrent"
+        return quote(validate_session_id(session_id), safe="").replace(".", "%2E")
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -540,6 +552,9 @@ class HttpStore:
         """As `SessionStore.feed_position`, on the server."""
         page = self._request("GET", "/v1/feed", params={"after": MAX_SEQ, "limit": 1})
         return int(page["feed_position"])
+
+    iter_sessions = SessionStore.iter_sessions
+    """Every page of `list_sessions` (the protocol's walk, one request per page)."""
 
     def get_scoped_state(self, app_name: str, user_id: str | None = None) -> dict[str, Any]:
         """As `SessionStore.get_scoped_state`, on the server (`GET /v1/scoped-state`); a

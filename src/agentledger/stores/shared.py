@@ -920,17 +920,42 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _caller_time_in_data(event: NewEvent) -> NewEvent:
+    """`event` with the caller's `timestamp` moved to `data["timestamp"]` (see
+    `NewEvent.timestamp`): the store's clock stamps the event.
+
+    Raises:
+        InvalidEventError: The time is out of range once converted to UTC, or `data`
+            already holds a different `"timestamp"`.
+    """
+    assert event.timestamp is not None
+    try:
+        stamp = format_timestamp(event.timestamp)
+    except OverflowError as exc:
+        raise InvalidEventError(
+            f"{event.type} event timestamp is out of range once converted to UTC: {exc}"
+        ) from exc
+    given = event.data.get("timestamp", stamp)
+    if given != stamp:
+        raise InvalidEventError(
+            f"{event.type} event has a timestamp ({stamp}) and a different data['timestamp'] "
+            f"({given!r}); the caller's time is kept in data['timestamp']: give one of them"
+        )
+    return event.model_copy(update={"data": {**event.data, "timestamp": stamp}, "timestamp": None})
+
+
 class BaseStore(SessionStore, ABC):
     """The store contract implemented once over a backend's primitives.
 
     Args:
         max_event_bytes: The largest event accepted, in bytes: the UTF-8 size of its
             `data` and `state_delta` JSON plus its type, author and invocation id.
-        clock: Returns the current UTC time; stamps every event written without a
-            timestamp (public as `clock`; `SessionManager` uses it for idle times and
-            cut-offs, so one clock stamps and decides). A time earlier than the session's
-            last event (a clock that went backwards, or a caller's timestamp) is raised to
-            that event's time.
+        clock: Returns the current UTC time; stamps every event written (public as
+            `clock`; `SessionManager` uses it for idle times and cut-offs, so one clock
+            stamps and decides). A caller's `NewEvent.timestamp` (or `created_at`) never
+            stamps an event: it is kept in the event's `data["timestamp"]`, so it cannot
+            move a session's last activity. A time earlier than the session's last event
+            (a clock that went backwards) is raised to that event's time.
         lifecycle: The phase rules every append is checked against, inside its
             transaction (`core.lifecycle.check_append`); default: the standard phases.
         read_only: Open for reading only: nothing is created or migrated, and
@@ -984,7 +1009,7 @@ class BaseStore(SessionStore, ABC):
 
     @property
     def clock(self) -> Callable[[], datetime]:
-        """The store's clock (UTC): it stamps every event written without a timestamp."""
+        """The store's clock (UTC): it stamps every event written."""
         return self._clock
 
     def _check_writable(self) -> None:
@@ -1103,9 +1128,11 @@ class BaseStore(SessionStore, ABC):
         check_nesting(event.data, f"{event.type} event data")
         check_nesting(event.state_delta, f"{event.type} event state_delta")
         check_nesting(event.state_ops, f"{event.type} event state_ops")
+        if event.timestamp is not None:
+            event = _caller_time_in_data(event)
         data, delta, ops, remove, size = _encode_payload(event)
         try:
-            timestamp = format_timestamp(event.timestamp or now)
+            timestamp = format_timestamp(now)
         except OverflowError as exc:
             raise InvalidEventError(
                 f"{event.type} event timestamp is out of range once converted to UTC: {exc}"

@@ -16,6 +16,8 @@ from agentledger.testing._base import ConformanceBase, msg
 
 __all__ = ["AppendConformance"]
 
+TS_2125 = "2125-03-04T05:06:07.891011Z"
+
 THREADS = 8
 APPENDS_PER_THREAD = 50
 
@@ -47,8 +49,7 @@ class AppendConformance(ConformanceBase):
 
     def test_append_assigns_gapless_seq(self, store: SessionStore) -> None:
         session = store.create_session(app_name="demo", user_id="ada")
-        # Later than any clock running these tests: a caller's time is kept unless it is
-        # earlier than the session's last event.
+        # A caller's time never stamps the event: it travels in data["timestamp"].
         stamp = datetime(2125, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)
         batch = [
             msg("one", invocation_id="inv-1"),
@@ -59,10 +60,11 @@ class AppendConformance(ConformanceBase):
         assert self.seqs(stored) == [2, 3, 4]
         for new, event in zip(batch, stored, strict=True):
             assert event.session_id == session.id
-            assert (event.type, event.author, event.data) == (new.type, new.author, new.data)
+            data = new.data if new.timestamp is None else {**new.data, "timestamp": TS_2125}
+            assert (event.type, event.author, event.data) == (new.type, new.author, data)
             assert event.invocation_id == new.invocation_id
             assert event.timestamp.utcoffset() is not None
-        assert stored[1].timestamp == stamp
+        assert stored[0].timestamp <= stored[1].timestamp < stamp
         assert len({e.id for e in stored}) == 3
         more = store.append(session.id, [msg("five")])
         assert self.seqs(more) == [5]

@@ -215,20 +215,29 @@ class BadInputConformance(ConformanceBase):
         assert store.list_sessions().sessions == []
 
     def test_events_keep_their_timestamps_at_the_edges(self, make_store: StoreFactory) -> None:
-        # A session created at the earliest time, so no later time is raised to its last.
+        # A store clock at the earliest time, then later ones up to the latest.
         self.require_injectable_clock(make_store)
-        store = make_store(clock=lambda: datetime(1, 1, 1, tzinfo=timezone.utc))
-        sid = store.create_session(app_name="demo", user_id="ada").id
         stamps = [
             datetime(1, 1, 1, tzinfo=timezone.utc),
             datetime(5, 6, 7, 8, 9, 10, 11, tzinfo=timezone.utc),
             datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
             datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
         ]
-        stored = store.append(sid, [msg(timestamp=t) for t in stamps])
+        now = [stamps[0]]
+        store = make_store(clock=lambda: now[0])
+        sid = store.create_session(app_name="demo", user_id="ada").id
+        stored = []
+        for stamp in stamps:
+            now[0] = stamp
+            stored += store.append(sid, [msg()])
         assert [e.timestamp for e in stored] == stamps
         assert [e.timestamp for e in store.read_events(sid)[1:]] == stamps
         assert store.get_session(sid).updated_at == stamps[-1]
+        # A caller's time at the edges is kept exactly, in data.
+        (first, last) = store.append(sid, [msg(timestamp=stamps[0]), msg(timestamp=stamps[-1])])
+        assert first.data["timestamp"] == "0001-01-01T00:00:00.000000Z"
+        assert last.data["timestamp"] == "9999-12-31T23:59:59.999999Z"
+        assert first.timestamp == last.timestamp == stamps[-1]
 
     # -- nesting, numbers and types no store can take ---------------------------------------
 

@@ -92,7 +92,7 @@ def damage_event(store: SessionStore, session_id: str, seq: int, how: Damage = "
             conn.close()
         return True
     if isinstance(store, FileStore):
-        ledger = Path(store.root) / session_id / LEDGER
+        ledger = Path(store._file(session_id, LEDGER))  # the folder named for this id
         lines = ledger.read_bytes().split(b"\n")
         line = lines[seq - 1]
         record = json.loads(line)

@@ -9,7 +9,8 @@ import pytest
 
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash
 from agentledger.core.events import Event, NewEvent
-from agentledger.errors import InvalidSessionIdError, SessionNotFoundError
+from agentledger.errors import InvalidEventError, InvalidSessionIdError, SessionNotFoundError
+from agentledger.manager import SessionManager
 from agentledger.stores.base import SessionStore
 from agentledger.stores.shared import format_timestamp
 from agentledger.testing._base import ConformanceBase, StoreFactory, msg
@@ -71,32 +72,57 @@ class IntegrityConformance(ConformanceBase):
         (after,) = store.append(sid, [msg("later")])
         assert after.timestamp == clock.now
 
-    def test_an_earlier_timestamp_given_by_the_caller_is_raised_to_the_last(
+    def test_a_callers_timestamp_never_moves_the_last_activity(
         self, make_store: StoreFactory
     ) -> None:
+        """A framework's own time (2023, 2099) is kept in `data["timestamp"]`; the store's
+        clock stamps the event, so retention neither deletes a live session nor keeps an
+        idle one forever."""
         clock = FakeClock()
         self.require_injectable_clock(make_store)
         store = make_store(clock=clock)
-        sid = store.create_session(app_name=self.unique("app"), user_id="ada").id
-        created = store.get_session(sid).created_at
-        hour = timedelta(hours=1)
+        app = self.unique("app")
+        past = datetime(2023, 1, 1, tzinfo=timezone.utc)
+        future = datetime(2099, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))
+        live = store.create_session(app_name=app, user_id="ada", created_at=past)
+        assert live.created_at == live.updated_at == clock.now
+        assert store.read_events(live.id)[0].data["timestamp"] == "2023-01-01T00:00:00.000000Z"
+        idle = store.create_session(app_name=app, user_id="bob")
+        store.append(idle.id, [msg("from the future", timestamp=future)])
+        clock.advance(minutes=50)
         stored = store.append(
-            sid,
-            [
-                msg("later", timestamp=created + hour),
-                msg("earlier than the one before", timestamp=created - hour),
-                msg("stamped by the store, whose clock is behind"),
-                msg("later still", timestamp=created + 2 * hour),
-            ],
+            live.id,
+            [msg("old", timestamp=past), msg("new", timestamp=future), msg("plain")],
         )
-        assert [e.timestamp for e in stored] == [
-            created + hour,
-            created + hour,
-            created + hour,
-            created + 2 * hour,
+        assert [e.timestamp for e in stored] == [clock.now] * 3
+        assert [e.data.get("timestamp") for e in stored] == [
+            "2023-01-01T00:00:00.000000Z",
+            "2100-01-01T04:59:00.000000Z",
+            None,
         ]
-        assert [e.timestamp for e in store.read_events(sid)[1:]] == [e.timestamp for e in stored]
-        assert store.get_session(sid).updated_at == created + 2 * hour
+        assert store.read_events(live.id)[1:] == stored
+        assert store.get_session(live.id).updated_at == clock.now
+        assert store.get_session(idle.id).updated_at == clock.now - timedelta(minutes=50)
+        recent = store.list_sessions(app_name=app, updated_after=clock.now - timedelta(minutes=1))
+        assert [s.id for s in recent.sessions] == [live.id]
+        manager = SessionManager(store, clock=clock, app_name=app)
+        clock.advance(minutes=20)
+        assert manager.cleanup(timedelta(hours=1)).session_ids == [idle.id]
+        clock.advance(hours=2)
+        assert manager.cleanup(timedelta(hours=1)).session_ids == [live.id]
+
+    def test_a_callers_timestamp_and_another_data_timestamp_are_refused(
+        self, store: SessionStore
+    ) -> None:
+        sid = store.create_session(app_name=self.unique("app"), user_id="ada").id
+        when = datetime(2023, 5, 1, 12, tzinfo=timezone.utc)
+        with pytest.raises(InvalidEventError, match="data\\['timestamp'\\]"):
+            store.append(sid, [msg("ok"), msg(timestamp=when, data={"timestamp": "yesterday"})])
+        assert store.get_session(sid).version == 1
+        (same,) = store.append(
+            sid, [msg(timestamp=when, data={"timestamp": "2023-05-01T12:00:00.000000Z"})]
+        )
+        assert same.data == {"timestamp": "2023-05-01T12:00:00.000000Z"}
 
     def test_a_duration_is_never_negative(self, make_store: StoreFactory) -> None:
         clock = FakeClock()
@@ -163,7 +189,7 @@ class IntegrityConformance(ConformanceBase):
         with pytest.raises(SessionNotFoundError):
             store.verify_session("nope")
         with pytest.raises(InvalidSessionIdError):
-            store.verify_session("../x")
+            store.verify_session("a\x00b")
 
     def test_partial_reads_check_what_they_can(self, store: SessionStore) -> None:
         sid = store.create_session(app_name=self.unique("app"), user_id="ada").id

@@ -91,15 +91,21 @@ class LifecycleConformance(ConformanceBase):
         start = clock.now
         self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
 
-    def test_a_clock_given_to_the_manager_stamps_what_it_writes(
+    def test_a_clock_given_to_the_manager_decides_but_never_stamps(
         self, make_store: StoreFactory
     ) -> None:
-        """The store keeps the real time; the manager's own clock stamps its events
-        (creation included) and decides on the same clock."""
-        clock = FakeClock()
+        """The store keeps the real time and stamps every event; the manager's own clock
+        (here years in the past) only measures idle times and cut-offs, so it cannot make
+        a live session look old to retention."""
+        clock = FakeClock(datetime(2023, 1, 1, tzinfo=timezone.utc))
         manager = SessionManager(make_store(), clock=clock, app_name=self.unique("app"))
-        start = clock.now
-        self._assert_on_clock(manager, clock, self._approval_pause(manager, clock), start)
+        before = datetime.now(timezone.utc) - timedelta(minutes=5)
+        session = manager.create_session("helper", "approval_workflow")
+        manager.update_state(session.id, phase="approval")
+        events = manager.store.read_events(session.id)
+        assert all(e.timestamp > before and "timestamp" not in e.data for e in events)
+        assert manager.get_session(session.id).created_at > before
+        assert manager.cleanup(timedelta(hours=1)).session_ids == []
 
     # -- two example workflows -------------------------------------------------------------
 

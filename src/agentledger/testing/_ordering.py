@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -94,9 +95,39 @@ class OrderingConformance(ConformanceBase):
             pages = list(manager.iter_sessions(page_size=2, app_name=app, order=order))
             assert [s.id for p in pages for s in p.sessions] == expected
             assert len(pages) == 3
+            for size, count in ((1, 5), (2, 3), (5, 1), (1000, 1)):
+                pages = list(store.iter_sessions(app_name=app, order=order, page_size=size))
+                assert [s.id for p in pages for s in p.sessions] == expected, (order, size)
+                assert len(pages) == count and pages[-1].next_cursor is None
+                assert all(p.corrupted == [] for p in pages)
         default = store.list_sessions(app_name=app, limit=10).sessions
         assert [s.id for s in default] == _expected(sessions, "updated_desc")
         assert _expected(sessions, "created_desc") != _expected(sessions, "updated_desc")
+
+    def test_iter_sessions_filters_stops_early_and_refuses_bad_options(
+        self, store: SessionStore
+    ) -> None:
+        app = self.unique("app")
+        mine = [store.create_session(app_name=app, user_id="ada").id for _ in range(4)]
+        store.create_session(app_name=app, user_id="bob")
+        store.create_session(app_name=self.unique("other"), user_id="ada")
+        walked = [
+            s.id
+            for p in store.iter_sessions(app_name=app, user_id="ada", order="created_asc",
+                                         page_size=3)
+            for s in p.sessions
+        ]
+        assert walked == mine
+        walk = store.iter_sessions(app_name=app, page_size=1)
+        first = next(walk)
+        assert len(first.sessions) == 1 and first.next_cursor is not None
+        del walk  # stopping early is fine: one page was read
+        bad_options: list[dict[str, Any]] = [
+            {"page_size": 0}, {"page_size": 1001}, {"order": "newest"}, {"status": "sleeping"}
+        ]
+        for bad in bad_options:
+            with pytest.raises(ConfigurationError):
+                next(store.iter_sessions(app_name=app, **bad))
 
     def test_unknown_orders_and_foreign_cursors_are_refused(self, store: SessionStore) -> None:
         app = self.unique("app")

@@ -12,13 +12,13 @@ from agentledger.core.events import NewEvent
 from agentledger.core.session import Session
 from agentledger.errors import ConfigurationError, SessionNotFoundError
 from agentledger.stores.base import SessionStore
-from agentledger.testing._base import ConformanceBase, msg
+from agentledger.testing._base import ConformanceBase, StoreFactory, msg
+from agentledger.testing._lifecycle import FakeClock
 
 __all__ = ["ReadConformance"]
 
 T0 = datetime(2124, 1, 1, tzinfo=timezone.utc)
-"""Later than the clock: `_touch` times are kept (a time earlier than a session's last
-event would be raised to it)."""
+"""Where `_touch` sets a `timed` store's clock."""
 TYPES = ["user_message", "agent_message", "tool_call", "tool_result", "agent_message"]
 
 
@@ -139,13 +139,24 @@ class ReadConformance(ConformanceBase):
 
     # -- list_sessions ------------------------------------------------------------------
 
+    @pytest.fixture
+    def timed(self, make_store: StoreFactory) -> SessionStore:
+        """A store on a clock that `_touch` sets (skipped unless `injectable_clock`: a
+        caller's timestamp never moves a session's last activity)."""
+        self.require_injectable_clock(make_store)
+        self.touch_clock = FakeClock(T0 - timedelta(days=1))
+        return make_store(clock=self.touch_clock)
+
     def _touch(self, store: SessionStore, session_id: str, minutes: int, **fields: Any) -> None:
-        """Append an event stamped `T0 + minutes`, which becomes the session's `updated_at`."""
+        """Append an event at `T0 + minutes` by the store's clock (a `timed` store), which
+        becomes the session's `updated_at`."""
         values: dict[str, Any] = {"type": "user_message", "author": "user"}
         values.update(fields)
-        store.append(session_id, [NewEvent(timestamp=T0 + timedelta(minutes=minutes), **values)])
+        self.touch_clock.now = T0 + timedelta(minutes=minutes)
+        store.append(session_id, [NewEvent(**values)])
 
-    def test_list_sessions_newest_first(self, store: SessionStore) -> None:
+    def test_list_sessions_newest_first(self, timed: SessionStore) -> None:
+        store = timed
         ids = [store.create_session(app_name="demo", user_id="ada").id for _ in range(5)]
         for minutes, sid in zip([30, 10, 50, 20, 40], ids, strict=True):
             self._touch(store, sid, minutes)
@@ -154,7 +165,8 @@ class ReadConformance(ConformanceBase):
         assert listed == [store.get_session(s.id) for s in listed]
         assert store.list_sessions().next_cursor is None
 
-    def test_list_sessions_filters(self, store: SessionStore) -> None:
+    def test_list_sessions_filters(self, timed: SessionStore) -> None:
+        store = timed
         def make(app: str, user: str, agent: str | None, minutes: int, **touch: Any) -> str:
             sid = store.create_session(app_name=app, user_id=user, agent_name=agent).id
             self._touch(store, sid, minutes, **touch)
@@ -194,7 +206,8 @@ class ReadConformance(ConformanceBase):
         assert ids(updated_after=(T0 + timedelta(minutes=4)).astimezone(plus_two)) == [e]
 
     @pytest.mark.parametrize("distinct_times", [True, False], ids=["distinct", "same-time"])
-    def test_list_sessions_pagination(self, store: SessionStore, distinct_times: bool) -> None:
+    def test_list_sessions_pagination(self, timed: SessionStore, distinct_times: bool) -> None:
+        store = timed
         made: list[str] = []
         for i in range(25):
             sid = store.create_session(app_name="paged", user_id="ada").id
@@ -208,7 +221,8 @@ class ReadConformance(ConformanceBase):
         expected = made[::-1] if distinct_times else sorted(made, reverse=True)
         assert walked == expected  # newest first, then by id descending
 
-    def test_list_sessions_exact_pages(self, store: SessionStore) -> None:
+    def test_list_sessions_exact_pages(self, timed: SessionStore) -> None:
+        store = timed
         for i in range(10):
             self._touch(store, store.create_session(app_name="demo", user_id="ada").id, i)
         assert [len(p) for p in _walk(store, 5)] == [5, 5]
@@ -220,7 +234,8 @@ class ReadConformance(ConformanceBase):
         page = store.list_sessions()
         assert page.sessions == [] and page.next_cursor is None
 
-    def test_list_sessions_cursor_after_new_activity(self, store: SessionStore) -> None:
+    def test_list_sessions_cursor_after_new_activity(self, timed: SessionStore) -> None:
+        store = timed
         ids = [store.create_session(app_name="demo", user_id="ada").id for _ in range(6)]
         for i, sid in enumerate(ids):
             self._touch(store, sid, i)

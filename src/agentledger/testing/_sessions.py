@@ -21,21 +21,18 @@ from agentledger.testing._base import ConformanceBase, StoreFactory, msg
 __all__ = ["SessionConformance"]
 
 UNSAFE_SESSION_IDS = [
-    "../x",
-    "..",
-    "a/b",
-    "a\\b",
     "",
     "\x00",
     "a\x00b",
-    "/etc/passwd",
-    "/tmp/x",
-    "C:\\x",
-    ".hidden",
-    "a..b",
-    "x" * 129,
-    "with space",
+    "line\nbreak",
+    "tab\t",
+    "\x1b[2J",
+    "del\x7f",
+    "lone\ud800",
+    "x" * 513,
 ]
+"""Session ids every store refuses: empty, over 512 characters, control characters, lone
+surrogates (any other string is a session id: see `_ids.py`)."""
 
 
 class SessionConformance(ConformanceBase):
@@ -169,7 +166,7 @@ class SessionConformance(ConformanceBase):
 
     def test_invalid_session_id_error_is_a_value_error(self, store: SessionStore) -> None:
         with pytest.raises(ValueError):
-            store.create_session(app_name="demo", user_id="ada", session_id="../escape")
+            store.create_session(app_name="demo", user_id="ada", session_id="nul\x00")
 
     def test_delete_session(self, store: SessionStore) -> None:
         keep = store.create_session(app_name="demo", user_id="ada")

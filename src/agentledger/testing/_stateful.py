@@ -66,7 +66,8 @@ __all__ = ["StatefulConformance", "StoreComparison"]
 T = TypeVar("T")
 
 T0 = datetime(2026, 1, 8, 18, 5, 30, tzinfo=timezone.utc)
-SESSION_IDS = ("s0", "s1", "s2")
+SESSION_IDS = ("s0", "S0", "t/1 x")
+"""Ids that differ only by case, and one with `/` and a space: every store keeps them apart."""
 APPS = ("a", "b")
 USERS = ("ada", "bob")
 AGENTS = (None, "helper", "critic")

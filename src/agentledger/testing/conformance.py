@@ -39,6 +39,9 @@ Checks skipped unless the store declares them in `store.capabilities`:
 The suite needs the test extra (`pip install 'agentledger[test]'`: pytest and hypothesis). It
 is split by topic:
     `_sessions`: create, delete, reopen.
+    `_ids`: any string of 1-512 characters is a session id (`/`, spaces, `..`, Unicode),
+        read back exactly; ids differing only by case or Unicode form are two sessions;
+        NUL and other control characters are refused.
     `_appends`: atomicity, versions, writers in threads.
     `_processes`: 8 processes × 500 appends to one session, with and without
         `expected_version`: each append lands exactly once or raises `ConcurrencyError`;
@@ -110,6 +113,7 @@ from agentledger.testing._damage import DamageConformance
 from agentledger.testing._erase import EraseConformance
 from agentledger.testing._feed import FeedConformance
 from agentledger.testing._fork_rewind import ForkRewindConformance
+from agentledger.testing._ids import SessionIdConformance
 from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._keys import KeyConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
@@ -150,6 +154,7 @@ __all__ = [
     "ScopedStateApiConformance",
     "ScopedStateConformance",
     "SessionConformance",
+    "SessionIdConformance",
     "StatefulConformance",
     "StateConflictConformance",
     "StateOpsConformance",
@@ -161,6 +166,7 @@ __all__ = [
 
 class StoreConformance(
     SessionConformance,
+    SessionIdConformance,
     AppendConformance,
     ProcessConformance,
     CrashConformance,
