@@ -2170,6 +2170,7 @@ class _FileTransaction(StoreTransaction):
             if value["seq"] in self._erase:
                 value = {**value, "data": {}, "state_delta": {}, "erased": True}
                 value.pop("state_ops", None)
+                value.pop("state_remove", None)
             lines.append(_event_line(_event_row(session_id, value), value["batch_end"]))
         if self._rows:
             end = self._rows[-1].seq
@@ -2178,8 +2179,17 @@ class _FileTransaction(StoreTransaction):
         if self._base is not None:
             _replace_file(os.path.join(folder, BASE), self._base + "\n", store.file_mode)
             _fsync_dir(folder)
-        _replace_file(os.path.join(folder, LEDGER), text, store.file_mode)
-        _fsync_dir(folder)
+        # The feed entries of the new events (an `events_erased` record), then the new
+        # ledger, under the feed lock (as an append does).
+        feed_lock = store._lock(store._feed_lock_path()) if self._rows else None
+        try:
+            if self._rows:
+                store._append_feed(session_id, self._rows)
+            _replace_file(os.path.join(folder, LEDGER), text, store.file_mode)
+            _fsync_dir(folder)
+        finally:
+            if feed_lock is not None:
+                feed_lock.release()
         row = self._session_row or current.row
         try:
             self._write_snapshot(os.path.join(folder, SNAPSHOT), row, len(text.encode()))

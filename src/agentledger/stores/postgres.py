@@ -507,7 +507,8 @@ class _Sql:
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
         self.erase_event = (
             f"UPDATE {s}.events SET data = '{{}}'::jsonb, state_delta = '{{}}'::jsonb,"
-            " state_ops = '[]'::jsonb, erased = true WHERE session_id = %s AND seq = %s"
+            " state_ops = '[]'::jsonb, state_remove = '[]'::jsonb, erased = true"
+            " WHERE session_id = %s AND seq = %s"
         )
         self.drop_events = f"DELETE FROM {s}.events WHERE session_id = %s AND seq < %s"
         self.save_base = f"UPDATE {s}.sessions SET base = %s WHERE id = %s"
