@@ -212,10 +212,10 @@ class MemoryStore(BaseStore):
                 # Positions of events since gone (a deleted session) are skipped.
                 if self._positions.get((session_id, seq)) != position:
                     continue
-                rows = self._events[session_id]
-                match = rows[seq - rows[0].seq]  # a ledger's seqs are consecutive
-                if match is not None:
-                    found.append((position, match))
+                rows = self._events.get(session_id) or []
+                at = seq - rows[0].seq if rows else -1  # a ledger's seqs are consecutive
+                if 0 <= at < len(rows):  # not dropped by a truncation
+                    found.append((position, rows[at]))
                     if len(found) == limit:
                         break
         return found
