@@ -82,6 +82,18 @@ class FeedConformance(ConformanceBase):
         assert [(f.event.session_id, f.event.seq) for f in feed] == [(kept.id, 1), (gone.id, 1)]
         assert feed[-1].event == store.read_events(gone.id)[0]
 
+    def test_erasures_and_truncations_show_in_the_feed(self, store: SessionStore) -> None:
+        start = store.feed_position()
+        session = store.create_session(app_name=self.unique("app"), user_id="ada")
+        store.append(session.id, [msg("a"), msg("b"), msg("c")])
+        store.erase_events(session.id, [2], "privacy")
+        store.truncate_before(session.id, 3)
+        feed = [f.event for f in _follow(store, start) if f.event.session_id == session.id]
+        assert [(e.seq, e.type) for e in feed] == [
+            (3, "user_message"), (4, "user_message"), (5, "events_erased"),
+        ]
+        assert feed == store.read_events(session.id)
+
     def test_a_follower_never_skips_an_event_of_concurrent_writers(
         self, store: SessionStore
     ) -> None:
