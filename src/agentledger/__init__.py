@@ -28,6 +28,8 @@ from agentledger.errors import (
     InvalidTransitionError,
     MissingDependencyError,
     ModelError,
+    PluginError,
+    PluginRejectedError,
     ReadOnlyStoreError,
     RunnerError,
     SchemaVersionError,
@@ -42,6 +44,7 @@ from agentledger.errors import (
     ToolError,
 )
 from agentledger.manager import SessionManager
+from agentledger.plugins import hookimpl
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -75,6 +78,8 @@ __all__ = [
     "NewEvent",
     "Phase",
     "PhaseTransition",
+    "PluginError",
+    "PluginRejectedError",
     "ReadOnlyStoreError",
     "ResumeDecision",
     "ResumePolicy",
@@ -98,6 +103,7 @@ __all__ = [
     "ToolError",
     "VerifyReport",
     "default_store_url",
+    "hookimpl",
     "open_store",
     "project",
 ]

@@ -49,6 +49,7 @@ from agentledger.errors import (
     StateConflictError,
     StateOperationError,
 )
+from agentledger.plugins.host import PluginHost
 from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
     SESSION_ORDERS,
@@ -530,6 +531,9 @@ class BaseStore(SessionStore, ABC):
 
     scheme: ClassVar[str]
     capabilities: Capabilities
+    plugins: PluginHost | None = None
+    """The plugins whose hooks run around every write (`use_plugins`); with `None` (or
+    plugins without such hooks) a write skips the hooks at the cost of one test."""
     _payload_is_canonical: ClassVar[bool] = True
     """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
     text); a store that keeps them in another form (JSONB) sets it to False, and its payload
@@ -560,6 +564,15 @@ class BaseStore(SessionStore, ABC):
         self.max_event_bytes = max_event_bytes
         self.lifecycle = lifecycle
         self._clock = clock
+
+    def use_plugins(self, host: PluginHost | None) -> None:
+        """Run these plugins' hooks around every write from now on (`open_store` calls it
+        with the plugins it was given).
+
+        Args:
+            host: The plugins (`agentledger.plugins.resolve_plugins`); `None` for none.
+        """
+        self.plugins = host
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -1015,12 +1028,18 @@ class BaseStore(SessionStore, ABC):
             state_delta=dict(state or {}),
             timestamp=created_at,
         )
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_append:
+            (event,) = plugins.run_before_append(None, [event], self, creating=True)
         (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
                 raise SessionExistsError(sid)
-            self._write(tx, None, sid, [row])
-        return self.get_session(sid)
+            _, stored = self._write(tx, None, sid, [row])
+        session = self.get_session(sid)
+        if plugins is not None and plugins.has_after_hooks:
+            plugins.run_after_append(session, stored, self, created=True)
+        return session
 
     def append(
         self,
@@ -1038,6 +1057,10 @@ class BaseStore(SessionStore, ABC):
                 raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
             if event.type == EventType.SESSION_CREATED:
                 raise InvalidEventError("session_created is written by create_session only")
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_append and events:
+            before = self.get_session(session_id) if plugins.before_append_wants_session else None
+            events = plugins.run_before_append(before, events, self, creating=False)
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
@@ -1059,7 +1082,9 @@ class BaseStore(SessionStore, ABC):
                 previous,
                 format_timestamp(current.updated_at),
             )
-            _, stored = self._write(tx, current, session_id, rows, row.created_at)
+            updated, stored = self._write(tx, current, session_id, rows, row.created_at)
+        if plugins is not None and plugins.has_after_hooks:
+            plugins.run_after_append(updated, stored, self)
         return stored
 
     @staticmethod
