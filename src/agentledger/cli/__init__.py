@@ -21,9 +21,11 @@ from agentledger.cli import stats as _stats_command  # noqa: F401  (registers st
 from agentledger.cli import verify as _verify_command  # noqa: F401  (registers verify)
 from agentledger.cli.app import app, main
 from agentledger.cli.hooks import hook_app
+from agentledger.cli.plugins import plugins_app
 from agentledger.cli.sessions import sessions_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(hook_app, name="hook")
+app.add_typer(plugins_app, name="plugins")

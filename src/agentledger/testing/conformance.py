@@ -76,6 +76,12 @@ is split by topic:
         it; listing, stats, clean-up, the other sessions and deleting the damaged one
         keep working. Skipped for a store `damage_event` cannot reach (override
         `DamageConformance.damage_event`).
+    `_plugins`: a plugin's `before_append` refuses an append (`PluginRejectedError`
+        naming the plugin), fails (`PluginError`) or transforms its events, on `append`
+        and `create_session`: a refused or failed write leaves nothing, a transformed one
+        stores (and verifies) what the plugin made. The store is opened with
+        `plugins=[CONFORMANCE_PLUGIN]`; a store served by another process must run
+        `ConformancePlugin` in its server.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -94,6 +100,7 @@ from agentledger.testing._integrity import IntegrityConformance
 from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
+from agentledger.testing._plugins import CONFORMANCE_PLUGIN, ConformancePlugin, PluginConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -105,9 +112,11 @@ from agentledger.testing._state_ops import StateOpsConformance
 from agentledger.testing._stateful import StatefulConformance
 
 __all__ = [
+    "CONFORMANCE_PLUGIN",
     "AppendConformance",
     "BadInputConformance",
     "ConformanceBase",
+    "ConformancePlugin",
     "ContinuationConformance",
     "CrashConformance",
     "DamageConformance",
@@ -116,6 +125,7 @@ __all__ = [
     "LifecycleConformance",
     "OpeningConformance",
     "OrderingConformance",
+    "PluginConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -149,5 +159,6 @@ class StoreConformance(
     ContinuationConformance,
     IntegrityConformance,
     DamageConformance,
+    PluginConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""
