@@ -125,3 +125,13 @@ def test_bench_http_quick() -> None:
     assert output["direct"]["appends_per_s"] > 0
     assert set(output["http"]) == {"1", "8"}
     assert all(row["deliveries"] > 0 for row in output["sse"].values())
+
+
+def test_bench_plugins_quick_run_reports_ratios() -> None:
+    output = run_quick(BENCHMARKS / "bench_plugins.py", "--stores", "sqlite-normal,memory")
+    assert set(output["stores"]) == {"sqlite-normal", "memory"}
+    for row in output["stores"].values():
+        assert row["none"]["ratio"] == 1.0
+        for name in ("observer", "redact", "redact+secret"):
+            assert row[name]["appends_per_s"] > 0 and row[name]["ratio"] > 0
+        assert isinstance(row["redact_goal_met"], bool)

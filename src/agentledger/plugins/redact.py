@@ -92,6 +92,12 @@ DEFAULT_KEYS: frozenset[str] = frozenset(
 bare word `token` is not among them: model output streams call text `token`."""
 
 
+_NEEDLES = (
+    "sk-", "akia", "asia", "abia", "acca", "aroa", "aida", "ghp_", "gho_", "ghu_", "ghs_",
+    "ghr_", "github_pat_", "xox", "xapp-", "eyj", "bearer", "aws", "://", "-----begin",
+)
+
+
 def _normalize(key: str) -> str:
     return key.lower().replace("-", "_")
 
@@ -151,16 +157,10 @@ class RedactPlugin:
         self._kinds = list(self.patterns)
         self._outer = [self._regex.groupindex[f"k{i}"] for i in range(len(self._kinds))]
         self._inner = [self._regex.groupindex.get(kind) for kind in self._kinds]
-        # A cheap pre-check: most strings hold none of the characters every pattern needs.
-        # (Only with the built-in patterns: an extra pattern may need none of them.)
-        self._hint = (
-            None
-            if patterns
-            else re.compile(
-                r"sk-|AKIA|ASIA|ABIA|ACCA|AROA|AIDA|gh[pousr]_|github_pat_|xox|xapp-|eyJ"
-                r"|(?i:bearer)|://|-----BEGIN|(?i:aws)"
-            )
-        )
+        # A cheap pre-check (built-in patterns only: an extra pattern may need none of
+        # these): every built-in pattern's match holds one of these needles, ignoring case.
+        self._needles: tuple[str, ...] | None = None if patterns else _NEEDLES
+        self._key_kinds: dict[str, str | None] = {}
 
     # -- the hook -----------------------------------------------------------------------
 
@@ -194,9 +194,28 @@ class RedactPlugin:
 
     def redact_text(self, text: str) -> str:
         """Return `text` with every secret pattern's match replaced."""
-        if self._hint is not None and self._hint.search(text) is None:
-            return text
+        if self._needles is not None:
+            low = text.lower()
+            for needle in self._needles:
+                if needle in low:
+                    break
+            else:
+                return text
         return self._regex.sub(self._replace, text)
+
+    def _key_kind(self, key: str) -> str | None:
+        """The kind a key's value is redacted as (its normalized name), or `None`."""
+        try:
+            return self._key_kinds[key]
+        except KeyError:
+            pass
+        name = _normalize(key)
+        if name.startswith(("app:", "user:", "temp:")):
+            name = name.split(":", 1)[1]
+        kind = name if name in self.keys else None
+        if len(self._key_kinds) < 4096:
+            self._key_kinds[key] = kind
+        return kind
 
     def redact(self, value: Any) -> Any:
         """Return `value` (JSON: dicts, lists, strings, scalars) with secrets replaced.
@@ -211,17 +230,16 @@ class RedactPlugin:
             changed = False
             out: dict[Any, Any] = {}
             for key, item in value.items():
-                if isinstance(key, str) and _normalize(key) in self.keys:
-                    new: Any = f"[REDACTED:{_normalize(key)}]"
-                    if item == new or item is None:
-                        new = item
-                elif isinstance(key, str) and key.startswith(("app:", "user:", "temp:")) and (
-                    _normalize(key.split(":", 1)[1]) in self.keys
-                ):
-                    new = f"[REDACTED:{_normalize(key.split(':', 1)[1])}]" if item is not None else None
-                else:
+                kind = self._key_kind(key) if isinstance(key, str) else None
+                if kind is not None:
+                    new: Any = item if item is None else f"[REDACTED:{kind}]"
+                elif isinstance(item, str):
+                    new = self.redact_text(item)
+                elif isinstance(item, dict | list):
                     new = self.redact(item)
-                if new is not item:
+                else:
+                    new = item
+                if new is not item and new != item:
                     changed = True
                 out[key] = new
             return out if changed else value
