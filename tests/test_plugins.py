@@ -395,3 +395,17 @@ def test_a_third_party_plugin_is_discovered_and_runs(acme_installed: str, tmp_pa
     bad = _cli("--store", url, "--plugin", "nope", "sessions", "list")
     assert bad.returncode == 1
     assert "unknown plugin 'nope'" in bad.stderr
+
+
+def test_the_cli_adds_plugin_options_to_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentledger.cli.app import CliState
+
+    monkeypatch.setenv(PLUGINS_ENV, "redact, acme")
+    assert CliState("memory://", ["acme", "extra"]).plugin_names() == ["redact", "acme", "extra"]
+    monkeypatch.delenv(PLUGINS_ENV)
+    state = CliState("memory://", ["redact"])
+    try:
+        store = state.open()
+        assert store.plugins is not None and store.plugins.names == ("redact",)  # type: ignore[attr-defined]
+    finally:
+        state.close()
