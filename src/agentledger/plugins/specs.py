@@ -11,6 +11,14 @@ clients) goes through them.
 Order: for each hook, the implementations marked `tryfirst=True` run first, then the others
 in the order their plugins were named (`plugins=["a", "b"]`: `a` first), then those marked
 `trylast=True`. Hook wrappers (`wrapper=True`, `hookwrapper=True`) are not supported.
+
+What these hooks do not promise: `after_append`, `session_created` and `session_finalized`
+run once, in the writing process, after the commit; a crash between the commit and the hook
+loses the call. A plugin that must handle every event exactly once (exports, derived
+events) needs a durable position in the ledger, which is not one of these hooks: such
+handlers are plugin objects too (`PluginHost.plugins` keeps every enabled object by name,
+so a later mechanism can find them among the same plugins and entry points), with their
+own namespace `data["plugins"][<name>]` in events as `before_append` uses it.
 """
 
 from __future__ import annotations
