@@ -292,7 +292,7 @@ def test_plugin_host_reports_hooks() -> None:
     assert host.hooks_of("rec") == [
         "before_append", "after_append", "session_created", "session_finalized"
     ]
-    assert host.hooks_of("redact") == ["before_append"]
+    assert host.hooks_of("redact") == ["before_append", "before_state_update"]
     assert not PluginHost(["redact"]).has_after_hooks
 
 

@@ -67,6 +67,8 @@ def write_secrets(store: SessionStore) -> str:
                  state_ops=[{"op": "add", "path": "/notes", "value": [SECRETS["jwt"]]}]),
     ])
     manager.record_interaction(session.id, f"my key is {SECRETS['openai_api_key']}", "noted")
+    # shared state changed without an event
+    store.update_scoped_state("app", "u", {"user:password": KEYED, "app:note": f"Bearer {BEARER}"})
     return session.id
 
 

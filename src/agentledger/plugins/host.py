@@ -221,6 +221,7 @@ class PluginHost:
         self.before_append_wants_session = any(
             "session" in impl.argnames for impl in self._impls["before_append"]
         )
+        self.has_before_state_update = bool(self._impls["before_state_update"])
         self.has_after_hooks = any(
             self._impls[h] for h in ("after_append", "session_created", "session_finalized")
         )
@@ -257,21 +258,44 @@ class PluginHost:
         """
         values = {"session": session, "events": events, "store": store}
         for impl in self._impls["before_append"]:
-            try:
-                impl.function(*[values[a] for a in impl.argnames])
-            except PluginRejectedError as exc:
-                if not exc.plugin:
-                    exc.plugin = impl.plugin
-                    exc.args = (exc.plugin, exc.reason)
-                raise
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    impl.plugin, f"before_append raised {type(exc).__name__}: {exc}"
-                ) from exc
+            self._call_before(impl, values, "before_append")
             self._check_events(impl.plugin, events, creating)
         return events
+
+    def run_before_state_update(
+        self, app_name: str, user_id: str | None, delta: dict[str, Any], store: SessionStore
+    ) -> dict[str, Any]:
+        """Run every `before_state_update` implementation on `delta` (changed in place).
+
+        Returns:
+            `delta`, as the plugins left it.
+
+        Raises:
+            PluginRejectedError: A plugin refused the change (its name filled in).
+            PluginError: A plugin raised anything else, or left `delta` not a dict.
+        """
+        values = {"app_name": app_name, "user_id": user_id, "delta": delta, "store": store}
+        for impl in self._impls["before_state_update"]:
+            self._call_before(impl, values, "before_state_update")
+            if not isinstance(delta, dict):
+                raise PluginError(impl.plugin, "before_state_update left a delta that is not a dict")
+        return delta
+
+    @staticmethod
+    def _call_before(impl: _Impl, values: dict[str, Any], hook_name: str) -> None:
+        try:
+            impl.function(*[values[a] for a in impl.argnames])
+        except PluginRejectedError as exc:
+            if not exc.plugin:
+                exc.plugin = impl.plugin
+                exc.args = (exc.plugin, exc.reason)
+            raise
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                impl.plugin, f"{hook_name} raised {type(exc).__name__}: {exc}"
+            ) from exc
 
     @staticmethod
     def _check_events(plugin: str, events: Any, creating: bool) -> None:

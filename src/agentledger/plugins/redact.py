@@ -1,7 +1,7 @@
 """The `redact` plugin: secrets never reach the store.
 
-Before every write (`before_append`, so also the `session_created` event of a new session),
-it walks each event's `data`, `state_delta` and `state_ops` and replaces:
+Before every write (`before_append`, so also the `session_created` event of a new session;
+`before_state_update` for shared state changed without an event), it walks each event's `data`, `state_delta` and `state_ops` and replaces:
 
 - every text matching a secret pattern (`PATTERNS`: OpenAI, Anthropic and OpenRouter API
   keys, AWS access key ids and secret keys, GitHub and Slack tokens, JWTs, bearer tokens,
@@ -176,6 +176,14 @@ class RedactPlugin:
                 events[i] = event.model_copy(
                     update={"data": data, "state_delta": delta, "state_ops": ops}
                 )
+
+    @hookimpl(trylast=True)
+    def before_state_update(self, delta: dict[str, Any]) -> None:
+        """Redact a change of shared state made without an event, in place."""
+        redacted = self.redact(delta)
+        if redacted is not delta:
+            delta.clear()
+            delta.update(redacted)
 
     # -- redaction ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ own namespace `data["plugins"][<name>]` in events as `before_append` uses it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -70,6 +70,25 @@ def before_append(
 
 
 @hookspec
+def before_state_update(
+    app_name: str, user_id: str | None, delta: dict[str, Any], store: SessionStore
+) -> None:
+    """Inspect, change or refuse a change of shared state made without an event
+    (`update_scoped_state`: `app:`/`user:` keys), before it is written.
+
+    Args:
+        app_name: The application whose shared state changes.
+        user_id: The user whose `user:` state changes; `None` for `app:` keys only.
+        delta: The `app:`/`user:` keys to set (`None` deletes); change it in place.
+        store: The store being written.
+
+    Raises:
+        PluginRejectedError: Refuse the change; nothing is written. Any other exception
+            becomes a `PluginError` naming the plugin.
+    """
+
+
+@hookspec
 def after_append(session: Session, events: list[Event], store: SessionStore) -> None:
     """Observe events after their append committed (in process, best effort).
 
@@ -108,5 +127,11 @@ def session_finalized(session: Session, event: Event, store: SessionStore) -> No
     """
 
 
-HOOK_NAMES = ("before_append", "after_append", "session_created", "session_finalized")
+HOOK_NAMES = (
+    "before_append",
+    "before_state_update",
+    "after_append",
+    "session_created",
+    "session_finalized",
+)
 """Every hook, in the order they run around one write."""

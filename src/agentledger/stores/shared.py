@@ -1315,6 +1315,10 @@ class BaseStore(SessionStore, ABC):
         self._check_writable()
         check_scope(app_name, user_id)
         app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_state_update:
+            delta = plugins.run_before_state_update(app_name, user_id, dict(delta), self)
+            app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
         wanted_app, wanted_user = (
             self._scoped_keys("expected_state", expected_state, user_id)
             if expected_state is not None

@@ -1,9 +1,12 @@
-"""Conformance: plugins' `before_append` runs on every store, before anything is written.
+"""Conformance: plugins' `before_append` and `before_state_update` run on every store,
+before anything is written.
 
 The checks open the store with `plugins=[CONFORMANCE_PLUGIN]`, a plugin that acts only on
 events marked `data={"conformance": ...}`: it refuses (`"reject"`), raises (`"crash"`) or
 transforms (`"transform"`: upper-cases `text`, masks the `secret` state key, adds
-`data["plugins"]["conformance"]`). A store served by another process (`http://`) runs
+`data["plugins"]["conformance"]`); and on shared state changed without an event
+(`before_state_update`) when its `app:conformance` key says `"reject"` or `"transform"`
+(masks `app:secret`). A store served by another process (`http://`) runs
 plugins in its server: start that server with the plugin enabled
 (`AGENTLEDGER_PLUGINS=agentledger.testing._plugins:ConformancePlugin`).
 """
@@ -51,6 +54,14 @@ class ConformancePlugin:
                 if "secret" in delta:
                     delta["secret"] = "[masked]"
                 events[i] = event.model_copy(update={"data": data, "state_delta": delta})
+
+
+    @hookimpl
+    def before_state_update(self, delta: dict[str, Any]) -> None:
+        if delta.get("app:conformance") == "reject":
+            raise PluginRejectedError("state marked reject is refused")
+        if delta.get("app:conformance") == "transform" and "app:secret" in delta:
+            delta["app:secret"] = "[masked]"
 
 
 class PluginConformance(ConformanceBase):
@@ -127,3 +138,21 @@ class PluginConformance(ConformanceBase):
         assert self.own_state(session.state) == {"secret": "[masked]"}
         (created,) = store.read_events(session.id)
         assert created.data["plugins"] == {"conformance": {"seen": True, "had_session": False}}
+
+    def test_before_state_update_refuses_or_transforms_shared_state(
+        self, make_store: StoreFactory
+    ) -> None:
+        store = self.plugin_store(make_store)
+        app = self.unique("app")
+        store.update_scoped_state(app, None, {"app:plain": 1})
+        with pytest.raises(PluginRejectedError) as caught:
+            store.update_scoped_state(app, None, {"app:conformance": "reject", "app:plain": 2})
+        assert caught.value.plugin == "conformance"
+        assert store.get_scoped_state(app) == {"app:plain": 1}
+        after = store.update_scoped_state(
+            app, "u", {"app:conformance": "transform", "app:secret": "hunter2", "user:k": 1}
+        )
+        assert after == {"user:k": 1}
+        assert store.get_scoped_state(app) == {
+            "app:plain": 1, "app:conformance": "transform", "app:secret": "[masked]"
+        }
