@@ -1,7 +1,8 @@
 """Plugins: hooks around every write, found by entry point or named explicitly.
 
 A plugin implements some of the hooks in `agentledger.plugins.specs` (`before_append`,
-`after_append`, `session_created`, `session_finalized`) with functions marked
+`before_state_update`, `after_append`, `session_created`, `session_finalized`) with
+functions marked
 `@hookimpl`. It runs when a store is opened with it: `open_store(url, plugins=["redact"])`,
 `agentledger --plugin redact ...`, or `AGENTLEDGER_PLUGINS=redact`. An installed package
 makes its plugin available by name with an entry point in the `agentledger.plugins` group.
