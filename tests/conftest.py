@@ -81,8 +81,13 @@ def _http_root() -> Path:
 def _served(backend: str, template: str) -> object:
     from http_support import ServedStores
 
+    from agentledger.plugins import PLUGINS_ENV
+    from agentledger.testing.conformance import CONFORMANCE_PLUGIN
+
     if backend not in _SERVERS:
-        _SERVERS[backend] = ServedStores(template)
+        # Plugins run in the server: it runs the conformance suite's plugin (which acts only
+        # on events marked for it) so the plugin checks run over http:// too.
+        _SERVERS[backend] = ServedStores(template, env={PLUGINS_ENV: CONFORMANCE_PLUGIN})
     return _SERVERS[backend]
 
 

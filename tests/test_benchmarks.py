@@ -172,3 +172,13 @@ def test_bench_fork_quick_runs() -> None:
     assert set(report["ms"]) == {"sqlite", "file", "memory"}
     assert "raw copy (INSERT … SELECT)" in report["ms"]["sqlite"]
     assert all(ms > 0 for rows in report["ms"].values() for ms in rows.values())
+
+
+def test_bench_plugins_quick_run_reports_ratios() -> None:
+    output = run_quick(BENCHMARKS / "bench_plugins.py", "--stores", "sqlite-normal,memory")
+    assert set(output["stores"]) == {"sqlite-normal", "memory"}
+    for row in output["stores"].values():
+        assert row["none"]["ratio"] == 1.0
+        for name in ("observer", "redact", "redact+secret"):
+            assert row[name]["appends_per_s"] > 0 and row[name]["ratio"] > 0
+        assert isinstance(row["redact_goal_met"], bool)

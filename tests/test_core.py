@@ -567,6 +567,8 @@ def test_all_is_sorted_and_importable() -> None:
         "agentledger.stores.memory",
         "agentledger.stores.sqlite",
         "agentledger.testing",
+        "agentledger.plugins",
+        "agentledger.plugins.redact",
     ],
 )
 def test_module_all_is_importable(module: str) -> None:

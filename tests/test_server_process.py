@@ -42,12 +42,13 @@ def free_port() -> int:
 class Served:
     """`agentledger serve` on a free loopback port, stopped on exit."""
 
-    def __init__(self, store_url: str, *args: str) -> None:
+    def __init__(self, store_url: str, *args: str, options: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(os.devnull, "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [console_script(), "--store", store_url, "serve", "--port", str(self.port), *args],
+            [console_script(), "--store", store_url, *options, "serve", "--port", str(self.port),
+             *args],
             stdout=self.log,
             stderr=subprocess.PIPE,
             text=True,
@@ -307,3 +308,28 @@ def test_workers_share_one_store_and_streams_see_every_worker(db: str) -> None:
         assert [seq for seq, _ in reader.events] == list(range(1, 22))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_plugins_run_in_the_server_process(db: str, workers: int) -> None:
+    """`agentledger --plugin redact serve`: what clients send is redacted before the
+    server's store writes it, with one process or several workers; a client asking for a
+    plugin the server does not run is refused."""
+    from agentledger import ConfigurationError, NewEvent
+
+    server = Served(db, "--workers", str(workers), options=("--plugin", "redact"))
+    try:
+        with open_store(server.base, plugins=["redact"]) as store:
+            assert store.server_plugins == ("redact",)  # type: ignore[attr-defined]
+            sid = store.create_session(app_name="a", user_id="u", metadata={"password": "pw1"}).id
+            for _ in range(4):  # with workers, several processes answer
+                (event,) = store.append(sid, [NewEvent(
+                    type="user_message", data={"text": "key sk-proj-Zq81mXa0TbVw9c2LkPfe7RuY4hNd"})])
+                assert event.data["text"] == "key [REDACTED:openai_api_key]"
+            assert store.get_session(sid).metadata == {"password": "[REDACTED:password]"}
+        with pytest.raises(ConfigurationError, match="does not run conformance"):
+            open_store(server.base, plugins=["redact", "agentledger.testing._plugins:ConformancePlugin"])
+    finally:
+        server.stop()
+    with open_store(db) as local:
+        assert "Zq81mXa0" not in repr(local.read_events(sid))

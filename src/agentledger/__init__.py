@@ -29,6 +29,8 @@ from agentledger.errors import (
     InvalidTransitionError,
     MissingDependencyError,
     ModelError,
+    PluginError,
+    PluginRejectedError,
     ReadOnlyStoreError,
     RunnerError,
     SchemaVersionError,
@@ -43,6 +45,7 @@ from agentledger.errors import (
     ToolError,
 )
 from agentledger.manager import SessionManager
+from agentledger.plugins import hookimpl
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -78,6 +81,8 @@ __all__ = [
     "NewEvent",
     "Phase",
     "PhaseTransition",
+    "PluginError",
+    "PluginRejectedError",
     "ReadOnlyStoreError",
     "ResumeDecision",
     "ResumePolicy",
@@ -101,6 +106,7 @@ __all__ = [
     "ToolError",
     "VerifyReport",
     "default_store_url",
+    "hookimpl",
     "open_store",
     "project",
 ]

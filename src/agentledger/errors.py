@@ -25,6 +25,8 @@ AgentLedgerError
 │   ├── StateOperationError       a state operation does not fit the state at commit
 │   └── DuplicateEventKeyError    an event key already stored with other content (or twice in a batch)
 ├── InvalidTransitionError        a phase/status rule broken (raised in core)
+├── PluginError                   a plugin failed before a write; nothing was written
+│   └── PluginRejectedError       a plugin refused an append (`before_append`)
 └── RunnerError
     ├── ModelError
     └── ToolError
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidTransitionError",
     "MissingDependencyError",
     "ModelError",
+    "PluginError",
+    "PluginRejectedError",
     "ReadOnlyStoreError",
     "RunnerError",
     "SchemaVersionError",
@@ -290,6 +294,42 @@ class DuplicateEventKeyError(InvalidEventError):
 
 class InvalidTransitionError(AgentLedgerError):
     """A phase or status rule was broken (for example, appending to a terminated session)."""
+
+
+class PluginError(AgentLedgerError):
+    """A plugin's hook raised before a write (a bug in the plugin, or an event it made that
+    is not a valid `NewEvent`); nothing was written.
+
+    Attributes:
+        plugin: The name the plugin is enabled under (`"redact"`, an entry point's name).
+        reason: What went wrong, in words.
+    """
+
+    def __init__(self, plugin: str, reason: str) -> None:
+        self.plugin = plugin
+        self.reason = reason
+        super().__init__(plugin, reason)
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} failed: {self.reason}; nothing was written"
+
+
+class PluginRejectedError(PluginError):
+    """A plugin refused an append in its `before_append` hook; nothing was written.
+
+    A plugin raises it with the reason only (`raise PluginRejectedError("too large")`);
+    the store fills in `plugin` with the name the plugin is enabled under.
+
+    Attributes:
+        plugin: The name of the plugin that refused (`""` until the store fills it in).
+        reason: Why, in the plugin's words.
+    """
+
+    def __init__(self, reason: str, *, plugin: str = "") -> None:
+        super().__init__(plugin, reason)
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} rejected the append: {self.reason}; nothing was written"
 
 
 class RunnerError(AgentLedgerError):

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from agentledger.core.events import Author, EventType, NewEvent
+from agentledger._ids import new_id
+from agentledger.core.events import Author, Event, EventType, NewEvent
 from agentledger.core.lifecycle import (
     ResumeDecision,
     ResumePolicy,
@@ -298,6 +299,59 @@ class SessionManager:
             return session
         self.store.append(session_id, events)
         return self.store.get_session(session_id)
+
+    def record_interaction(
+        self,
+        session_id: str,
+        query: str,
+        response: str,
+        *,
+        invocation_id: str | None = None,
+    ) -> list[Event]:
+        """Record one exchange (a question and its answer) as one turn, in one append.
+
+        Writes a `user_message` (`data={"text": query}`, author `user`) and a
+        `final_output` (`data={"text": response}`, author `agent`) sharing one
+        `invocation_id`, atomically: both land or neither. For an answer made elsewhere
+        (another framework, a log being imported); `Runner` records turns it runs itself.
+
+        Args:
+            session_id: The session.
+            query: What the user asked.
+            response: The answer.
+            invocation_id: The turn's id; a new one (a ULID) when `None`.
+
+        Returns:
+            The two stored events, in order.
+
+        Raises:
+            InvalidEventError: `query` or `response` is not a string; nothing was written.
+            SessionNotFoundError: No session has this id.
+            InvalidTransitionError: The session is terminated or suspended (a new turn is
+                refused); nothing was written.
+            PluginRejectedError: A plugin refused the append; nothing was written.
+
+        Example:
+            >>> from agentledger import SessionManager
+            >>> from agentledger import open_store
+            >>> manager = SessionManager(open_store("memory://"))
+            >>> sid = manager.create_session("assistant").id
+            >>> asked, answered = manager.record_interaction(
+            ...     sid, "Analyze main.py for errors", "Found 3 potential issues in main.py")
+            >>> (asked.type, answered.type, asked.invocation_id == answered.invocation_id)
+            ('user_message', 'final_output', True)
+        """
+        for name, value in (("query", query), ("response", response)):
+            if not isinstance(value, str):
+                raise InvalidEventError(f"{name} must be a string, not {type(value).__name__}")
+        turn = invocation_id or new_id()
+        events = [  # the store stamps them
+            NewEvent(type=EventType.USER_MESSAGE, author=Author.USER, data={"text": query},
+                     invocation_id=turn),
+            NewEvent(type=EventType.FINAL_OUTPUT, author=Author.AGENT, data={"text": response},
+                     invocation_id=turn),
+        ]
+        return self.store.append(session_id, events)
 
     def _event(self, type: EventType, data: dict[str, Any]) -> NewEvent:
         """A system event (the store stamps it)."""

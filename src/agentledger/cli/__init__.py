@@ -24,6 +24,7 @@ from agentledger.cli import verify as _verify_command  # noqa: F401  (registers 
 from agentledger.cli.app import app, main
 from agentledger.cli.handlers import handlers_app
 from agentledger.cli.hooks import hook_app
+from agentledger.cli.plugins import plugins_app
 from agentledger.cli.sessions import sessions_app
 
 __all__ = ["app", "main"]
@@ -31,3 +32,4 @@ __all__ = ["app", "main"]
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(hook_app, name="hook")
 app.add_typer(handlers_app, name="handlers")
+app.add_typer(plugins_app, name="plugins")

@@ -130,10 +130,25 @@ class CliState:
     Args:
         store_url: The URL of the store to open (`--store`, `$AGENTLEDGER_STORE`, or the
             default `sqlite:///agentledger.db`).
+        plugins: Plugin names from `--plugin`; the store runs those of
+            `$AGENTLEDGER_PLUGINS` and then these.
     """
 
-    def __init__(self, store_url: str) -> None:
+    def plugin_names(self) -> list[str]:
+        """The plugins the store is opened with: `$AGENTLEDGER_PLUGINS`, then `--plugin`
+        (each name once)."""
+        from agentledger.plugins import plugin_names_from_environment
+
+        names: list[str] = []
+        for name in [*plugin_names_from_environment(), *self.plugins]:
+            if name not in names:
+                names.append(name)
+        return names
+
+    def __init__(self, store_url: str, plugins: list[str] | None = None) -> None:
         self.store_url = store_url
+        self.plugins: list[str] = list(plugins or [])
+        """Plugins named with `--plugin`, after those of `$AGENTLEDGER_PLUGINS`."""
         self._store: SessionStore | None = None
         self.missing_store: str | None = None
         """Set when the store does not exist and was read as an empty one: says so."""
@@ -164,6 +179,7 @@ class CliState:
         if self._store is None:
             clock = cli_clock()
             options: dict[str, Any] = {} if clock is None else {"clock": clock}
+            options["plugins"] = self.plugin_names()
             if mode == StoreMode.READ:
                 options["read_only"] = True
             elif mode == StoreMode.WRITE:
@@ -359,6 +375,18 @@ def root(
             ),
         ),
     ] = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin",
+            metavar="NAME",
+            help=(
+                "Run this plugin around every write (repeat for more): a built-in "
+                "(redact), an installed plugin's name (agentledger plugins list), or "
+                "module:attribute. Added to those in $AGENTLEDGER_PLUGINS."
+            ),
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -374,7 +402,7 @@ def root(
     Every session is an append-only ledger of events; its state, status and phase are a
     projection of that ledger. Read commands take --json for machine-readable output.
     """
-    state = CliState(store or default_store_url())
+    state = CliState(store or default_store_url(), plugin)
     ctx.obj = state
     ctx.call_on_close(state.close)
 

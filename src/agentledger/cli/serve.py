@@ -14,6 +14,7 @@ import typer
 from agentledger.cli.app import app, cli_state
 from agentledger.cli.render import print_error
 from agentledger.errors import ConfigurationError
+from agentledger.plugins import PLUGINS_ENV
 from agentledger.stores.base import display_url
 
 __all__ = ["serve"]
@@ -122,6 +123,8 @@ def serve(
         if state.store_url.startswith("memory:"):
             raise ConfigurationError("memory:// cannot be shared by several --workers")
         os.environ[STORE_ENV] = state.store_url
+        # Each worker opens its own store, with the plugins of this command line.
+        os.environ[PLUGINS_ENV] = ",".join(state.plugin_names())
         if tokens_file is not None:
             os.environ[TOKENS_ENV] = tokens_file
         if agent_spec is not None:

@@ -683,6 +683,7 @@ def create_app(
         return {
             "capabilities": dataclasses.asdict(store.capabilities),
             "max_event_bytes": store.max_event_bytes,
+            "plugins": list(getattr(getattr(store, "plugins", None), "names", ())),
             "lifecycle": {
                 "phases": list(lifecycle.phases),
                 "final_phases": sorted(lifecycle.final_phases),

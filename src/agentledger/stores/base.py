@@ -822,14 +822,19 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
             `BaseStore`), plus its own (the README lists them).
             `read_only=True` opens for reading only: nothing is created, migrated or
             written. `create=False` opens an existing store only. Neither ever creates
-            the folders above the store.
+            the folders above the store. `plugins=[...]` enables plugins (names, as
+            `agentledger.plugins.load_plugin` takes them, or plugin objects; in a URL,
+            `?plugins=redact,acme`); without it, those named in `$AGENTLEDGER_PLUGINS`.
+            An `http://` store's plugins run in its server: naming one checks that the
+            server runs it.
 
     Returns:
         An open store; use it as a context manager or call `close()`.
 
     Raises:
         ConfigurationError: A URL that cannot be parsed, an unknown scheme, an option the
-            store does not take (the message lists the valid ones) or a bad option value.
+            store does not take (the message lists the valid ones), a bad option value,
+            or a plugin that cannot be loaded (or that an `http://` server does not run).
         MissingDependencyError: The scheme needs an extra (`postgresql://`: `postgres`).
         StoreNotFoundError: The store does not exist and may not be created
             (`read_only=True`, `create=False`), or its parent folder is missing.
@@ -860,14 +865,32 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
         )
     merged: dict[str, Any] = dict(parse_qsl(parts.query))
     merged.update(options)
+    from agentledger.plugins.host import resolve_plugins
+
+    # Plugins are loaded before the store is opened: a bad name creates nothing.
+    host = resolve_plugins(merged.pop("plugins", None))
     try:
-        return factory(url, merged)
+        store = factory(url, merged)
     except AgentLedgerError as exc:
         # A factory's message may quote the URL, or a driver may echo part of it (libpq
         # quotes a bad percent-escape whole, password included): mask it here, for every
         # scheme, third-party ones included.
         _mask_exception(exc)
         raise
+    use_plugins = getattr(store, "use_plugins", None)
+    if callable(use_plugins):
+        try:
+            use_plugins(host)
+        except BaseException:
+            store.close()
+            raise
+    elif host is not None:
+        store.close()
+        raise ConfigurationError(
+            f"the store {display_url(url)} does not run plugins "
+            f"(asked for: {', '.join(host.names)})"
+        )
+    return store
 
 
 def display_url(url: str) -> str:

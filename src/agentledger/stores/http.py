@@ -37,6 +37,7 @@ from agentledger.errors import (
     ReadOnlyStoreError,
     StoreUnavailableError,
 )
+from agentledger.plugins.host import PluginHost
 from agentledger.stores.base import (
     Capabilities,
     FeedEvent,
@@ -137,6 +138,8 @@ class HttpStore:
             multi_process=False,
             injectable_clock=False,
         )
+        self.server_plugins: tuple[str, ...] = tuple(info.get("plugins") or ())
+        """The plugins the server runs around every write, in their order."""
         server_limit = int(info["max_event_bytes"])
         self.max_event_bytes = (
             server_limit if max_event_bytes is None else min(max_event_bytes, server_limit)
@@ -181,6 +184,28 @@ class HttpStore:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad option in {display_url(url)!r}: {exc}") from exc
         return cls(url, **opts)
+
+    def use_plugins(self, host: PluginHost | None) -> None:
+        """Check that the server runs these plugins: an `http://` store's plugins run in
+        its server process (`agentledger --plugin NAME serve`), where its store is.
+
+        Args:
+            host: The plugins asked for (`open_store(url, plugins=...)` or
+                `$AGENTLEDGER_PLUGINS`); `None` checks nothing.
+
+        Raises:
+            ConfigurationError: The server does not run one of them.
+        """
+        if host is None:
+            return
+        missing = [name for name in host.names if name not in self.server_plugins]
+        if missing:
+            running = ", ".join(self.server_plugins) or "none"
+            raise ConfigurationError(
+                f"plugins run in the server process, and the server at {display_url(self.url)} "
+                f"does not run {', '.join(missing)} (it runs: {running}); start it with "
+                f"`agentledger {' '.join('--plugin ' + n for n in missing)} serve`"
+            )
 
     # -- transport ------------------------------------------------------------------------
 

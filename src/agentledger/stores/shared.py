@@ -56,6 +56,7 @@ from agentledger.errors import (
     StateConflictError,
     StateOperationError,
 )
+from agentledger.plugins.host import PluginHost
 from agentledger.stores.base import (
     DEFAULT_MAX_EVENT_BYTES,
     SESSION_ORDERS,
@@ -976,6 +977,10 @@ class BaseStore(SessionStore, ABC):
     """Whether the backend's transaction copies a fork's events itself
     (`StoreTransaction.copy_events`, set-based) instead of `BaseStore` reading, rechaining
     and inserting them row by row."""
+
+    plugins: PluginHost | None = None
+    """The plugins whose hooks run around every write (`use_plugins`); with `None` (or
+    plugins without such hooks) a write skips the hooks at the cost of one test."""
     _payload_is_canonical: ClassVar[bool] = True
     """Whether rows read back hold `data` and `state_delta` exactly as hashed (canonical
     text); a store that keeps them in another form (JSONB) sets it to False, and its payload
@@ -1006,6 +1011,15 @@ class BaseStore(SessionStore, ABC):
         self.max_event_bytes = max_event_bytes
         self.lifecycle = lifecycle
         self._clock = clock
+
+    def use_plugins(self, host: PluginHost | None) -> None:
+        """Run these plugins' hooks around every write from now on (`open_store` calls it
+        with the plugins it was given).
+
+        Args:
+            host: The plugins (`agentledger.plugins.resolve_plugins`); `None` for none.
+        """
+        self.plugins = host
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -1572,12 +1586,18 @@ class BaseStore(SessionStore, ABC):
             state_delta=dict(state or {}),
             timestamp=created_at,
         )
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_append:
+            (event,) = plugins.run_before_append(None, [event], self, creating=True)
         (row,) = self._chained([self._encode(sid, 1, event, self._clock())], GENESIS, "")
         with self._transaction() as tx:
             if tx.load_session(sid) is not None:
                 raise SessionExistsError(sid)
-            self._write(tx, None, sid, [row])
-        return self.get_session(sid)
+            _, stored = self._write(tx, None, sid, [row])
+        session = self.get_session(sid)
+        if plugins is not None and plugins.has_after_hooks:
+            plugins.run_after_append(session, stored, self, created=True)
+        return session
 
     def append(
         self,
@@ -1594,6 +1614,10 @@ class BaseStore(SessionStore, ABC):
             if not isinstance(event, NewEvent):
                 raise InvalidEventError(f"append takes NewEvent objects, not {type(event).__name__}")
             _check_appendable(event)
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_append and events:
+            before = self.get_session(session_id) if plugins.before_append_wants_session else None
+            events = plugins.run_before_append(before, events, self, creating=False)
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
         encoded = [self._encode(session_id, 0, event, now) for event in events]
@@ -1623,7 +1647,9 @@ class BaseStore(SessionStore, ABC):
                 previous,
                 format_timestamp(current.updated_at),
             )
-            _, stored = self._write(tx, current, session_id, rows, row.created_at)
+            updated, stored = self._write(tx, current, session_id, rows, row.created_at)
+        if plugins is not None and plugins.has_after_hooks:
+            plugins.run_after_append(updated, stored, self)
         return stored
 
     def import_events(self, session_id: str, events: Sequence[Event]) -> Session:
@@ -1880,6 +1906,10 @@ class BaseStore(SessionStore, ABC):
         then = list(then)
         for event in then:
             _check_appendable(event)
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_append and then:
+            before = self.get_session(session_id) if plugins.before_append_wants_session else None
+            then = plugins.run_before_append(before, then, self, creating=False)
         now = self._clock()
         encoded = [self._encode(session_id, 0, event, now) for event in then]
         with self._transaction() as tx:
@@ -1930,6 +1960,8 @@ class BaseStore(SessionStore, ABC):
             _, stored = self._write(
                 tx, current, session_id, rows, row.created_at, at={target: restored}
             )
+        if plugins is not None and plugins.has_after_hooks:
+            plugins.run_after_append(self.get_session(session_id), stored, self)
         return stored
 
     @staticmethod
@@ -2310,6 +2342,10 @@ class BaseStore(SessionStore, ABC):
         self._check_writable()
         check_scope(app_name, user_id)
         app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
+        plugins = self.plugins
+        if plugins is not None and plugins.has_before_state_update:
+            delta = plugins.run_before_state_update(app_name, user_id, dict(delta), self)
+            app_delta, user_delta = self._scoped_keys("delta", delta, user_id)
         if isinstance(remove, str) or not isinstance(remove, Sequence):
             raise InvalidEventError(f"remove must be a list of state keys, not {remove!r}")
         app_remove, user_remove = self._scoped_keys("remove", dict.fromkeys(remove), user_id)

@@ -96,6 +96,12 @@ is split by topic:
         projection to an earlier seq (rewinds over rewinds included) with the events kept,
         `read_events(effective=True)` leaves the undone ones out, and a rewind with `then`
         lands whole or not at all.
+    `_plugins`: a plugin's `before_append` refuses an append (`PluginRejectedError`
+        naming the plugin), fails (`PluginError`) or transforms its events, on `append`
+        and `create_session`: a refused or failed write leaves nothing, a transformed one
+        stores (and verifies) what the plugin made. The store is opened with
+        `plugins=[CONFORMANCE_PLUGIN]`; a store served by another process must run
+        `ConformancePlugin` in its server.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
@@ -120,6 +126,7 @@ from agentledger.testing._lifecycle import FakeClock, LifecycleConformance
 from agentledger.testing._nulls import NullStateConformance
 from agentledger.testing._opening import OpeningConformance
 from agentledger.testing._ordering import OrderingConformance
+from agentledger.testing._plugins import CONFORMANCE_PLUGIN, ConformancePlugin, PluginConformance
 from agentledger.testing._processes import ProcessConformance
 from agentledger.testing._properties import PropertyConformance
 from agentledger.testing._reads import ReadConformance
@@ -132,9 +139,11 @@ from agentledger.testing._stateful import StatefulConformance
 from agentledger.testing._transfer import TransferConformance
 
 __all__ = [
+    "CONFORMANCE_PLUGIN",
     "AppendConformance",
     "BadInputConformance",
     "ConformanceBase",
+    "ConformancePlugin",
     "ContinuationConformance",
     "CrashConformance",
     "DamageConformance",
@@ -148,6 +157,7 @@ __all__ = [
     "NullStateConformance",
     "OpeningConformance",
     "OrderingConformance",
+    "PluginConformance",
     "ProcessConformance",
     "PropertyConformance",
     "ReadConformance",
@@ -190,5 +200,6 @@ class StoreConformance(
     FeedConformance,
     EraseConformance,
     ForkRewindConformance,
+    PluginConformance,
 ):
     """The whole store contract; subclass it and provide a `store_url` fixture."""

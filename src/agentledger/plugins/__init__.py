@@ -1,0 +1,82 @@
+"""Plugins: hooks around every write, found by entry point or named explicitly.
+
+A plugin implements some of the hooks in `agentledger.plugins.specs` (`before_append`,
+`before_state_update`, `after_append`, `session_created`, `session_finalized`) with
+functions marked
+`@hookimpl`. It runs when a store is opened with it: `open_store(url, plugins=["redact"])`,
+`agentledger --plugin redact ...`, or `AGENTLEDGER_PLUGINS=redact`. An installed package
+makes its plugin available by name with an entry point in the `agentledger.plugins` group.
+
+Example:
+    >>> from agentledger import hookimpl, open_store, NewEvent
+    >>> class Shout:
+    ...     name = "shout"
+    ...     @hookimpl
+    ...     def before_append(self, events):
+    ...         for i, event in enumerate(events):
+    ...             if event.type == "user_message":
+    ...                 events[i] = enhance(event, self.name, {"loud": True})
+    >>> with open_store("memory://", plugins=[Shout()]) as store:
+    ...     sid = store.create_session(app_name="demo", user_id="ada").id
+    ...     event, = store.append(sid, [NewEvent(type="user_message", data={"text": "hi"})])
+    ...     event.data["plugins"]
+    {'shout': {'loud': True}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentledger.core.events import NewEvent
+from agentledger.plugins.host import (
+    BUILTIN_PLUGINS,
+    ENTRY_POINT_GROUP,
+    PLUGINS_ENV,
+    AvailablePlugin,
+    PluginHost,
+    available_plugins,
+    load_plugin,
+    plugin_names_from_environment,
+    resolve_plugins,
+)
+from agentledger.plugins.specs import HOOK_NAMES, hookimpl, hookspec
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "HOOK_NAMES",
+    "PLUGINS_ENV",
+    "AvailablePlugin",
+    "PluginHost",
+    "available_plugins",
+    "enhance",
+    "hookimpl",
+    "hookspec",
+    "load_plugin",
+    "plugin_names_from_environment",
+    "resolve_plugins",
+]
+
+
+def enhance(event: NewEvent, plugin: str, values: Mapping[str, Any]) -> NewEvent:
+    """Return a copy of `event` with `values` merged into `data["plugins"][plugin]`.
+
+    The event's own data is not changed (events are immutable): put the result back in
+    the list `before_append` received.
+
+    Args:
+        event: The event to enhance.
+        plugin: The plugin's name: its key under `data["plugins"]`.
+        values: JSON values to set under that key (merged over what is there).
+
+    Returns:
+        The enhanced event.
+    """
+    data = dict(event.data)
+    found = data.get("plugins")
+    plugins: dict[str, Any] = dict(found) if isinstance(found, Mapping) else {}
+    mine = plugins.get(plugin)
+    plugins[plugin] = {**(mine if isinstance(mine, Mapping) else {}), **values}
+    data["plugins"] = plugins
+    return event.model_copy(update={"data": data})
