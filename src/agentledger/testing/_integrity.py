@@ -23,7 +23,11 @@ def chain_of(events: list[Event]) -> str:
     back: what `verify_session` reports as `last_hash` on every store."""
     previous = GENESIS
     for event in events:
-        digest = payload_hash(canonical_json(event.data), canonical_json(event.state_delta))
+        digest = payload_hash(
+            canonical_json(event.data),
+            canonical_json(event.state_delta),
+            canonical_json(event.state_ops),
+        )
         previous = event_hash(
             previous,
             event.session_id,
