@@ -42,6 +42,7 @@ from agentledger.errors import (
     ToolError,
 )
 from agentledger.manager import SessionManager
+from agentledger.stores.aio import AsyncSessionStore, open_async_store
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentLedgerError",
+    "AsyncSessionStore",
     "Author",
     "Capabilities",
     "ConcurrencyError",
@@ -98,6 +100,7 @@ __all__ = [
     "ToolError",
     "VerifyReport",
     "default_store_url",
+    "open_async_store",
     "open_store",
     "project",
 ]
