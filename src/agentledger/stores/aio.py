@@ -18,6 +18,22 @@ Cancelling a coroutine that awaits an operation never leaves the operation half 
 a write is atomic in the store whichever way it ends. On a thread-backed store the call
 runs to its end in its thread (all of it lands) and the caller gets `CancelledError`; on
 PostgreSQL the transaction is rolled back unless its `COMMIT` already reached the server.
+
+Adding an operation to the stores (say `fork_session`) gives it an async form thus:
+    1. Declare it on `SessionStore` and implement it on the stores, as any operation.
+    2. Add one line to `AsyncSessionStore`'s body:
+       `fork_session = async_operation(SessionStore.fork_session)`. Type checkers then see
+       `async def fork_session(<the protocol's parameters>) -> <its result>`, its docstring
+       is the protocol's, and it runs on every async store: on worker threads for the
+       thread-backed ones, natively for PostgreSQL as long as `PostgresStore`'s code for it
+       borrows connections through `self._connection()`, `self._read()` or
+       `self._transaction()` (never `psycopg.connect` or `self._pool` directly).
+       `tests/test_async_store.py` fails until this line exists.
+    3. Nothing else: `AsyncStoreConformance` runs the operation's conformance checks on the
+       async API by itself. Until step 2, `await store.fork_session(...)` already works,
+       untyped (`AsyncSessionStore.__getattr__`).
+An operation returning an iterator (a stream of pages or lines) needs an async iterator
+written by hand instead: its sync iterator would do its I/O outside the async machinery.
 """
 
 from __future__ import annotations
