@@ -149,15 +149,20 @@ def test_context_variables_go_with_the_call_to_its_thread(monkeypatch: pytest.Mo
 def test_postgres_runs_on_the_event_loop_thread(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import contextvars
+
     from agentledger.stores import postgres
     from agentledger.stores.postgres_async import AsyncPostgresStore
 
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[str] = []
     threads: list[tuple[str, int]] = []
     load_session = postgres._PgTransaction.load_session
     fetch_rows = postgres.PostgresStore._fetch_event_rows
 
     def spy_load(self: Any, session_id: str) -> Any:
         threads.append(("load_session", threading.get_ident()))
+        seen.append(var.get())
         return load_session(self, session_id)
 
     def spy_fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -171,6 +176,7 @@ def test_postgres_runs_on_the_event_loop_thread(
         async with open_async_store(postgres_url) as store:
             assert isinstance(store, AsyncPostgresStore)
             opened = threading.active_count()  # opening (the schema) used a worker thread
+            var.set("request-7")  # seen by the store's code, as in a sync call
             sid = (await store.create_session(app_name="a", user_id="u")).id
             await asyncio.gather(*(store.append(sid, [msg(str(i))]) for i in range(10)))
             assert len(await store.read_events(sid)) == 11
@@ -180,6 +186,7 @@ def test_postgres_runs_on_the_event_loop_thread(
     loop_thread = asyncio.run(main())
     assert {name for name, _ in threads} == {"load_session", "fetch_event_rows"}
     assert {ident for _, ident in threads} == {loop_thread}
+    assert set(seen) == {"request-7"}
 
 
 def test_postgres_store_code_refuses_to_run_off_the_loop(postgres_url: str) -> None:

@@ -11,6 +11,7 @@ thread. SQLAlchemy's asyncio extension is built the same way.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -69,6 +70,7 @@ async def run_bridged(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T
         Whatever `fn` raises.
     """
     bridged = _Bridged(fn, greenlet.getcurrent())
+    bridged.gr_context = contextvars.copy_context()  # the caller's context variables
     result: Any = bridged.switch(*args, **kwargs)
     while not bridged.dead:
         try:
