@@ -76,6 +76,11 @@ is split by topic:
         it; listing, stats, clean-up, the other sessions and deleting the damaged one
         keep working. Skipped for a store `damage_event` cannot reach (override
         `DamageConformance.damage_event`).
+`AsyncStoreConformance` (`_async`) is the same suite on the async API: every check above
+runs through `open_async_store(url)` (a `SyncFacade` runs each coroutine on an event loop
+thread), the multi-process ones aside (their writers are child processes with sync stores),
+plus checks of many coroutines appending to one session at once and of cancelled appends
+(all or nothing). Subclass it as `StoreConformance`, with the same `store_url` fixture.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
