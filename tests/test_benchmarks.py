@@ -182,3 +182,16 @@ def test_bench_plugins_quick_run_reports_ratios() -> None:
         for name in ("observer", "redact", "redact+secret"):
             assert row[name]["appends_per_s"] > 0 and row[name]["ratio"] > 0
         assert isinstance(row["redact_goal_met"], bool)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_bench_async_quick_run_reports_each_coroutine_count(store: str) -> None:
+    args = ["--stores", store]
+    if store == "postgresql":
+        args += ["--postgres-url", postgres_url()]
+    output = run_quick(BENCHMARKS / "bench_async.py", *args)
+    rows = output[store]
+    assert [row["coroutines"] for row in rows] == [1, 8]
+    for row in rows:
+        assert row["async_per_s"] > 0 and row["sync_per_s"] > 0
+        assert row["async_vs_sync"] == pytest.approx(row["async_per_s"] / row["sync_per_s"], rel=0.05)

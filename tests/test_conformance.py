@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from agentledger.testing import StoreConformance
+from agentledger.testing import AsyncStoreConformance, StoreConformance
 
 
 class TestStoreConformance(StoreConformance):
@@ -16,3 +16,10 @@ class TestStoreConformance(StoreConformance):
     """
 
     start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class TestAsyncStoreConformance(AsyncStoreConformance):
+    """Every check again, on `open_async_store(url)` through a sync facade (`SyncFacade`),
+    plus the checks of concurrent and cancelled coroutines; once per `store_url`."""
+
+    start_method = TestStoreConformance.start_method

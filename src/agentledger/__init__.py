@@ -46,6 +46,7 @@ from agentledger.errors import (
 )
 from agentledger.manager import SessionManager
 from agentledger.plugins import hookimpl
+from agentledger.stores.aio import AsyncSessionStore, open_async_store
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -61,6 +62,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentLedgerError",
+    "AsyncSessionStore",
     "Author",
     "Capabilities",
     "ConcurrencyError",
@@ -107,6 +109,7 @@ __all__ = [
     "VerifyReport",
     "default_store_url",
     "hookimpl",
+    "open_async_store",
     "open_store",
     "project",
 ]

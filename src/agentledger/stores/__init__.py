@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentledger.stores.aio import AsyncSessionStore, open_async_store
 from agentledger.stores.base import (
     Capabilities,
     SessionPage,
@@ -16,12 +17,14 @@ from agentledger.stores.base import (
 from agentledger.stores.shared import BaseStore
 
 __all__ = [
+    "AsyncSessionStore",
     "BaseStore",
     "Capabilities",
     "SessionPage",
     "SessionStore",
     "VerifyReport",
     "default_store_url",
+    "open_async_store",
     "open_store",
     "register_scheme",
 ]

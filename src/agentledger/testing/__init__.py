@@ -12,8 +12,17 @@ except ImportError as exc:  # pragma: no cover - only without the test extra
 
     raise MissingDependencyError(exc.name or "pytest", "test") from exc
 
+from agentledger.testing._async import AsyncStoreConformance, AsyncStoreFactory, SyncFacade
 from agentledger.testing._base import StoreFactory, msg
 from agentledger.testing._lifecycle import FakeClock
 from agentledger.testing.conformance import StoreConformance
 
-__all__ = ["FakeClock", "StoreConformance", "StoreFactory", "msg"]
+__all__ = [
+    "AsyncStoreConformance",
+    "AsyncStoreFactory",
+    "FakeClock",
+    "StoreConformance",
+    "StoreFactory",
+    "SyncFacade",
+    "msg",
+]

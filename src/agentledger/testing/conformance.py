@@ -102,6 +102,12 @@ is split by topic:
         stores (and verifies) what the plugin made. The store is opened with
         `plugins=[CONFORMANCE_PLUGIN]`; a store served by another process must run
         `ConformancePlugin` in its server.
+
+`AsyncStoreConformance` (`_async`) is the same suite on the async API: every check above
+runs through `open_async_store(url)` (a `SyncFacade` runs each coroutine on an event loop
+thread), the multi-process ones aside (their writers are child processes with sync stores),
+plus checks of many coroutines appending to one session at once and of cancelled appends
+(all or nothing). Subclass it as `StoreConformance`, with the same `store_url` fixture.
 The checks that read the time open the store with `make_store(clock=FakeClock())` (and one
 with `lifecycle=`); they are skipped unless the store declares `injectable_clock` (a store
 served by another process, such as `http://`, takes its clock and phases from its server).
