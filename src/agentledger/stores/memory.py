@@ -62,7 +62,8 @@ class _MemoryTransaction(StoreTransaction):
         if index is None:
             return []
         rows = self._store._events[session_id]
-        return [rows[index.seqs[k] - 1] for k in keys if k in index.seqs]
+        first = rows[0].seq if rows else 1  # a truncated ledger starts later
+        return [rows[index.seqs[k] - first] for k in keys if k in index.seqs]
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         existing = None if new else self.load_session(row.id)
@@ -89,9 +90,16 @@ class _MemoryTransaction(StoreTransaction):
                 for r in store._events.get(session_id, [])
             ]
         for session_id, before in self.drop_before.items():
-            store._events[session_id] = [
-                r for r in store._events.get(session_id, []) if r.seq >= before
-            ]
+            kept = [r for r in store._events.get(session_id, []) if r.seq >= before]
+            store._events[session_id] = kept
+            for gone in range(kept[0].seq - 1 if kept else before - 1, 0, -1):
+                if store._positions.pop((session_id, gone), None) is None:
+                    break  # dropped by an earlier truncation already
+            # The keys of dropped events are free again, as in the SQL stores.
+            index = store._keys[session_id] = KeyIndex()
+            for r in kept:
+                if r.key is not None:
+                    index.add(r.key, r.seq)
         for row in self.events:
             store._events.setdefault(row.session_id, []).append(row)
             store._feed.append((row.session_id, row.seq))
