@@ -522,7 +522,10 @@ def test_erased_truncated_and_forked_sessions_show_what_their_ledger_can_tell(
     expect(page.locator(f"#seq-{erasure.seq}")).to_contain_text("erased #2: privacy request")
     page.click("#seq-2 .event-head .type")
     expect(page.locator("#state-unknown")).to_contain_text("cannot be recomputed")
-    expect(page.locator("#state-unknown")).to_contain_text("#2 was erased (privacy request")
+    expect(page.locator("#state-unknown")).to_contain_text(
+        f"#2 was erased (privacy request, at #{erasure.seq}), so the change it made is gone"
+    )
+    expect(page.locator("#state-unknown a")).to_have_count(2)  # to the event, to the erasure
     expect(page.locator("#state-at")).to_have_count(0)
     page.click("#seq-1")
     assert json.loads(page.locator("#state-at pre").inner_text()) == {"name": "Ada"}

@@ -29,7 +29,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -963,8 +963,10 @@ async function sessionPage(id) {
     selected = seq;
     if (scroll) { node.scrollIntoView({ block: "center" }); node.focus({ preventScroll: true }); }
     history.replaceState(null, "", `#seq-${seq}`);
-    const { state: before } = replay(events, index);
-    const { state: after, why, misfits: notes } = replay(events, index + 1);
+    let before = index === 0 && event.seq === 1 ? {} : null;
+    const { state: after, why, misfits: notes } = replay(events, index + 1, (i, state) => {
+      if (i === index - 1) before = state && structuredClone(state);
+    });
     const by = undone.get(seq);
     let change;
     if (after === null) change = el("p", { class: "muted", id: "state-diff" }, "Unknown: the state as of it cannot be recomputed.");
@@ -976,7 +978,7 @@ async function sessionPage(id) {
     fill(inspector,
       el("h2", {}, `State as of #${seq}`),
       el("p", { class: "muted" }, `${event.type} · ${localTime(event.timestamp)}`),
-      by ? el("p", { class: "muted small", id: "state-undone" }, "This event was undone by the rewind at ", seqLink(by), "; the state shown is the state as it was when it happened.") : null,
+      by && after !== null ? el("p", { class: "muted small", id: "state-undone" }, "This event was undone by the rewind at ", seqLink(by), "; the state shown is the state as it was when it happened.") : null,
       after === null ? unknownNote(seq, why) : el("div", { id: "state-at" }, jsonBlock(after, "state", { always: true })),
       el("h3", {}, `Change made by #${seq}`),
       change,
