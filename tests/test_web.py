@@ -1,9 +1,10 @@
 """The web view in a real headless Chromium (Debian's, driven by Playwright for Python)
 against a real `agentledger serve` on a loopback port, with tokens: signing in, the sessions
 list and its filters, a session's timeline (tool calls paired with their results, the state
-as of any event, j/k), live events from another process, the chat, lifecycle actions, one
-user's browser kept out of another's sessions, and the bad states (unknown or damaged
-session, a server restart, a revoked token, a 10,000-event session).
+as of any event checked against `project()`, across null values, removals, rewinds,
+erasures, truncation and forks, j/k), live events from another process, the chat,
+lifecycle actions, one user's browser kept out of another's sessions, and the bad states
+(unknown or damaged session, a server restart, a revoked token, a 10,000-event session).
 
 One server and one browser serve the whole module; each test gets a fresh browser context
 (so a fresh session storage: signed out). Skipped without Playwright or Chromium, except
@@ -453,6 +454,18 @@ def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
     assert json.loads(page.locator("#state-at pre").inner_text())["r"] == 1
     page.click("#seq-10 .event-head .type")  # the state a rewind goes back to
     expect(page.locator("#state-diff")).to_contain_text("b removed")
+    # a rewind seen live: what it undoes dims, what it brings back is in effect again
+    expect(page.locator("#live")).to_have_text("live")
+    store.rewind(sid, to_seq=8)
+    expect(page.locator(".event")).to_have_count(14)
+    expect(page.locator(".event.undone")).to_have_count(5)
+    expect(page.locator("#seq-7")).not_to_have_class(re.compile("undone"))
+    expect(page.locator("#seq-13 .undone-by")).to_have_text("undone by rewind at #14")
+    page.click("#seq-14 .event-head .type")
+    events = store.read_events(sid)
+    own = {key: value for key, value in json.loads(page.locator("#state-at pre").inner_text())
+           .items() if not key.startswith(("app:", "user:"))}
+    assert own == project(events).state == project(events[:8]).state
     page.click("#seq-2")
     expect(page.locator("#state-diff")).to_contain_text("a changed: 1 → null")
     expect(page.locator("#state-diff")).to_contain_text("missing added: null")
@@ -511,7 +524,10 @@ def test_erased_truncated_and_forked_sessions_show_what_their_ledger_can_tell(
     expect(page.locator("#seq-2 .event-key")).to_have_text("key intake-1")
     expect(page.locator("#seq-3 .caused-by")).to_have_text("caused by #2")
     expect(page.locator("#live")).to_have_text("live")
+    page.click("#seq-3 .event-head .type")
+    assert "email" in json.loads(page.locator("#state-at pre").inner_text())
     erasure = store.erase_events(sid, [2], "privacy request")
+    expect(page.locator("#state-unknown")).to_be_visible()  # the selection's state, again
     expect(page.locator(".event")).to_have_count(5)
     erased = page.locator("#seq-2")
     expect(erased).to_have_class(re.compile("erased"))

@@ -730,6 +730,8 @@ async function sessionPage(id) {
         }
         redraw(seq);
       }
+      // The state as of the selected event may have been known only thanks to those payloads.
+      if (selected !== null && document.getElementById(`seq-${selected}`)) select(selected);
     }
     if (event.type === "rewound") {
       const before = undone;
