@@ -1,9 +1,10 @@
 """The web view in a real headless Chromium (Debian's, driven by Playwright for Python)
 against a real `agentledger serve` on a loopback port, with tokens: signing in, the sessions
 list and its filters, a session's timeline (tool calls paired with their results, the state
-as of any event, j/k), live events from another process, the chat, lifecycle actions, one
-user's browser kept out of another's sessions, and the bad states (unknown or damaged
-session, a server restart, a revoked token, a 10,000-event session).
+as of any event checked against `project()`, across null values, removals, rewinds,
+erasures, truncation and forks, j/k), live events from another process, the chat,
+lifecycle actions, one user's browser kept out of another's sessions, and the bad states
+(unknown or damaged session, a server restart, a revoked token, a 10,000-event session).
 
 One server and one browser serve the whole module; each test gets a fresh browser context
 (so a fresh session storage: signed out). Skipped without Playwright or Chromium, except
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from agentledger import NewEvent, SessionStore, open_store  # noqa: E402
 from agentledger.cli.agent import load_agent  # noqa: E402
-from agentledger.core.projection import project  # noqa: E402
+from agentledger.core.events import Event  # noqa: E402
+from agentledger.core.projection import effective_ranges, project  # noqa: E402
+from agentledger.errors import CorruptedSessionError  # noqa: E402
 from agentledger.manager import SessionManager  # noqa: E402
 from agentledger.runner import Runner  # noqa: E402
 from agentledger.testing import msg  # noqa: E402
@@ -375,10 +379,11 @@ def test_lifecycle_actions_ask_for_confirmation(page: Page, world: World) -> Non
 def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
     page: Page, world: World
 ) -> None:
-    """Every state operation, null deletes, escaped keys and all three scopes: the page's
-    state as of each event equals `project()` of the events up to it (session keys), and
-    at the end the session's state as the store reads it (with its app: and user: keys,
-    which only this session writes here)."""
+    """Every state operation, null as a value, removals, escaped keys, all three scopes and
+    rewinds (one back into a stretch an earlier rewind undid): the page's state as of each
+    event equals `project()` of the events up to it (session keys), and at the end the
+    session's state as the store reads it (with its app: and user: keys, which only this
+    session writes here; a rewind leaves them as they are)."""
     store = world.store
     sid = store.create_session(
         app_name="projection", user_id="ada", title="every operation",
@@ -410,22 +415,182 @@ def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
             {"op": "add", "path": "/temp:gone", "value": 1}),
         NewEvent(type="state_updated", state_delta={"list": None, "user:lang": None},
                  state_ops=[{"op": "add", "path": "/list", "value": ["again"]}]),
+        NewEvent(type="state_updated", state_remove=["list", "missing", "temp:t", "user:lang"],
+                 state_ops=[{"op": "add", "path": "/list", "value": ["third"]}]),
+        NewEvent(type="state_updated", state_delta={"b": 2}, state_remove=["copied"]),
     ])
+    store.rewind(sid, to_seq=4, then=[NewEvent(type="state_updated", state_delta={"r": 1})])
+    store.append(sid, [NewEvent(type="state_updated", state_remove=["obj"],
+                                state_ops=[{"op": "increment", "path": "/app:count",
+                                            "value": 1}])])
+    store.rewind(sid, to_seq=6)  # back into the stretch the first rewind undid
     events = store.read_events(sid)
     sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
     expect(page.locator(".event")).to_have_count(len(events))
-    shown = page.evaluate(
-        """(events) => { const state = {}; const after = [];
-        for (const e of events) { applyEvent(state, e); after.push(structuredClone(state)); }
-        return after; }""",
-        [json.loads(e.model_dump_json()) for e in events],
-    )
+    shown = page.evaluate("(events) => statesOf(events)",
+                          [json.loads(e.model_dump_json()) for e in events])
     for k in range(1, len(events) + 1):
         own = {key: v for key, v in shown[k - 1].items() if not key.startswith(("app:", "user:"))}
         assert own == project(events[:k]).state, f"as of #{k}"
     assert shown[-1] == store.get_session(sid).state
+    assert shown[1]["a"] is None and "missing" in shown[1]  # null is a value
     page.click(f"#seq-{len(events)}")
     assert json.loads(page.locator("#state-at pre").inner_text()) == shown[-1]
+    # what the events undone by the rewinds show
+    undone = {e.seq for e in events} - {
+        s for first, last in effective_ranges(len(events), {
+            e.seq: e.data["to_seq"] for e in events if e.type == "rewound"
+        }) for s in range(first, last + 1)
+    } - {e.seq for e in events if e.type == "rewound" and e.seq == len(events)}
+    assert undone == set(range(7, 13))  # 5 and 6 were undone, then brought back
+    expect(page.locator(".event.undone")).to_have_count(len(undone))
+    expect(page.locator("#seq-7 .undone-by")).to_have_text("undone by rewind at #13")
+    expect(page.locator("#seq-10")).to_contain_text("rewound to #4")
+    expect(page.locator("#seq-10 .undone-by")).to_have_text("undone by rewind at #13")
+    expect(page.locator("#seq-5")).not_to_have_class(re.compile("undone"))
+    expect(page.locator("#seq-13")).to_contain_text("rewound to #6")
+    page.click("#seq-11 .event-head .type")  # state as of an undone event: as it happened
+    expect(page.locator("#state-undone")).to_contain_text("undone by the rewind at #13")
+    assert json.loads(page.locator("#state-at pre").inner_text())["r"] == 1
+    page.click("#seq-10 .event-head .type")  # the state a rewind goes back to
+    expect(page.locator("#state-diff")).to_contain_text("b removed")
+    # a rewind seen live: what it undoes dims, what it brings back is in effect again
+    expect(page.locator("#live")).to_have_text("live")
+    store.rewind(sid, to_seq=8)
+    expect(page.locator(".event")).to_have_count(14)
+    expect(page.locator(".event.undone")).to_have_count(5)
+    expect(page.locator("#seq-7")).not_to_have_class(re.compile("undone"))
+    expect(page.locator("#seq-13 .undone-by")).to_have_text("undone by rewind at #14")
+    page.click("#seq-14 .event-head .type")
+    events = store.read_events(sid)
+    own = {key: value for key, value in json.loads(page.locator("#state-at pre").inner_text())
+           .items() if not key.startswith(("app:", "user:"))}
+    assert own == project(events).state == project(events[:8]).state
+    page.click("#seq-2")
+    expect(page.locator("#state-diff")).to_contain_text("a changed: 1 → null")
+    expect(page.locator("#state-diff")).to_contain_text("missing added: null")
+    page.click("#seq-8 .event-head .type")
+    expect(page.locator("#seq-8")).to_contain_text("state_remove")
+    expect(page.locator("#state-diff")).to_contain_text("list changed")
+    page.click("#seq-9 .event-head .type")
+    expect(page.locator("#state-diff")).to_contain_text("copied removed")
+
+
+def test_events_written_in_the_first_format_delete_a_key_by_null(page: Page, world: World) -> None:
+    """Events written before null was a value (format 1): a null in state_delta deletes its
+    key, in the page's fold as in `project()`; a later format-2 null is a value."""
+    sid = "format-1"
+    stamp = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+    def event(seq: int, fmt: int, **fields: Any) -> Event:
+        return Event(id=f"e{seq}", session_id=sid, seq=seq, author="system", timestamp=stamp,
+                     format=fmt, **fields)
+
+    events = [
+        event(1, 1, type="session_created", data={"app_name": "a", "user_id": "ada"},
+              state_delta={"a": 1, "b": 2}),
+        event(2, 1, type="state_updated", state_delta={"a": None, "c": 3}),
+        event(3, 2, type="state_updated", state_delta={"b": None}, state_remove=["c"]),
+    ]
+    sign_in(page, world.server.base, "ada", f"/sessions/{world.ids['errands']}")
+    expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+    shown = page.evaluate("(events) => statesOf(events)",
+                          [json.loads(e.model_dump_json()) for e in events])
+    assert shown == [project(events[:k]).state for k in (1, 2, 3)]
+    assert shown[1:] == [{"b": 2, "c": 3}, {"b": None}]
+
+
+def test_erased_truncated_and_forked_sessions_show_what_their_ledger_can_tell(
+    page: Page, world: World
+) -> None:
+    """An erasure seen live: the event's payload leaves the page, it shows "(payload
+    erased)" with the reason and a link to the erasure, and the state as of it (and after
+    it) is a note, not a made-up state, as `project()` refuses it too. Keyed events show
+    their key, a handler's event links to its cause. A truncated ledger loads and says
+    where its history starts; a fork's header links to its source."""
+    store = world.store
+    sid = store.create_session(app_name="reminders", user_id="ada", title="private",
+                               state={"name": "Ada"}).id
+    store.append(sid, [
+        msg("my email is ada@example.com", state_delta={"email": "ada@example.com"},
+            key="intake-1"),
+        NewEvent(type="agent_message", author="mailer",
+                 data={"text": "noted", "caused_by": {"seq": 2, "position": 7}}),
+        NewEvent(type="state_updated", author="agent", state_remove=["email"],
+                 state_delta={"verified": None}),
+    ])
+    sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
+    expect(page.locator(".event")).to_have_count(4)
+    expect(page.locator("#seq-2 .event-key")).to_have_text("key intake-1")
+    expect(page.locator("#seq-3 .caused-by")).to_have_text("caused by #2")
+    expect(page.locator("#live")).to_have_text("live")
+    page.click("#seq-3 .event-head .type")
+    assert "email" in json.loads(page.locator("#state-at pre").inner_text())
+    erasure = store.erase_events(sid, [2], "privacy request")
+    expect(page.locator("#state-unknown")).to_be_visible()  # the selection's state, again
+    expect(page.locator(".event")).to_have_count(5)
+    erased = page.locator("#seq-2")
+    expect(erased).to_have_class(re.compile("erased"))
+    expect(erased).to_contain_text("(payload erased)")
+    expect(erased).to_contain_text("privacy request")
+    expect(erased.locator(".erased-note a")).to_have_text(f"erased at #{erasure.seq}")
+    assert "ada@example.com" not in page.locator("#timeline").inner_text()
+    expect(page.locator(f"#seq-{erasure.seq}")).to_contain_text("erased #2: privacy request")
+    page.click("#seq-2 .event-head .type")
+    expect(page.locator("#state-unknown")).to_contain_text("cannot be recomputed")
+    expect(page.locator("#state-unknown")).to_contain_text(
+        f"#2 was erased (privacy request, at #{erasure.seq}), so the change it made is gone"
+    )
+    expect(page.locator("#state-unknown a")).to_have_count(2)  # to the event, to the erasure
+    expect(page.locator("#state-at")).to_have_count(0)
+    page.click("#seq-1")
+    assert json.loads(page.locator("#state-at pre").inner_text()) == {"name": "Ada"}
+    page.click(f"#seq-{erasure.seq} .event-head .type")
+    expect(page.locator("#state-unknown")).to_contain_text("current state (below) is still")
+    current = json.loads(page.locator("#current-state pre").inner_text())
+    assert current == store.get_session(sid).state
+    assert current["verified"] is None and "email" not in current
+    events = store.read_events(sid)
+    shown = page.evaluate("(events) => statesOf(events)",
+                          [json.loads(e.model_dump_json()) for e in events])
+    for k in range(1, len(events) + 1):
+        try:
+            expected = project(events[:k]).state
+        except CorruptedSessionError:
+            expected = None
+        assert shown[k - 1] == expected, f"as of #{k}"
+    assert shown[1:] == [None] * (len(events) - 1)
+
+    # a truncated ledger
+    store.truncate_before(sid, 3)
+    page.reload()
+    expect(page.locator("body[data-loaded=true]")).to_have_count(1)
+    expect(page.locator("#truncated-note")).to_contain_text(
+        "history before seq 3 was truncated"
+    )
+    expect(page.locator(".event")).to_have_count(len(events) - 2)
+    expect(page.locator("#seq-1")).to_have_count(0)
+    page.click("#seq-3 .event-head .type")
+    expect(page.locator("#state-unknown")).to_contain_text("before seq 3 was truncated")
+    page.keyboard.press("k")  # j / k stop at the first event there is
+    expect(page.locator("#inspector h2")).to_have_text("State as of #3")
+
+    # a fork
+    source = world.ids["errands"]
+    fork = store.fork_session(source, at_seq=4)
+    page.goto(world.server.base + f"/sessions/{fork.id}")
+    expect(page.locator("#forked-from")).to_have_text(f"forked from {source} at #4")
+    expect(page.locator("#forked-from a")).to_have_attribute(
+        "href", f"/sessions/{source}#seq-4"
+    )
+    expect(page.locator("#seq-5")).to_contain_text(f"forked from {source} at #4")
+    page.click("#seq-5 .event-head .type")
+    at_fork = json.loads(page.locator("#state-at pre").inner_text())
+    own = {key: value for key, value in at_fork.items() if not key.startswith("user:")}
+    assert own == project(store.read_events(fork.id)).state == {"mood": "calm"}
+    page.click("#forked-from a")
+    expect(page).to_have_url(re.compile(f"/sessions/{source}#seq-4$"))
+    expect(page.locator("#seq-4")).to_have_class(re.compile("selected"))
 
 
 # -- isolation and bad states ----------------------------------------------------------------

@@ -29,7 +29,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -424,14 +424,20 @@ function applyOp(doc, op) {
 const isTemp = (key) => key.startsWith("temp:");
 const isShared = (key) => key.startsWith("app:") || key.startsWith("user:");
 
-// Apply one event's state_delta then its state_ops to `state` (changed in place), as the
-// store does: temp: keys are dropped; app:/user: keys are kept, prefixed, as this session's
-// events changed them. Returns the operations that did not fit (shared keys changed elsewhere).
+// Apply one event's state_delta, state_remove, then state_ops to `state` (changed in place),
+// as the store does: temp: keys are dropped; app:/user: keys are kept, prefixed, as this
+// session's events changed them. In event format 1 (written before null was a value) a null
+// in state_delta deletes its key; from format 2 on it is stored as null and only state_remove
+// deletes. Returns the operations that did not fit (shared keys changed elsewhere).
 function applyEvent(state, event) {
+  const oldFormat = (event.format ?? 2) === 1;
   for (const [key, value] of Object.entries(event.state_delta || {})) {
     if (isTemp(key)) continue;
-    if (value === null) delete state[key];
+    if (value === null && oldFormat) delete state[key];
     else state[key] = value;
+  }
+  for (const key of event.state_remove || []) {
+    if (!isTemp(key)) delete state[key];
   }
   const misfits = [];
   for (const op of event.state_ops || []) {
@@ -449,6 +455,80 @@ function applyEvent(state, event) {
     }
   }
   return misfits;
+}
+
+// The state after the first `count` of `events` (a ledger in seq order, maybe truncated), as
+// project() folds them: a `rewound` event brings the session's own keys back to what they were
+// after its `to_seq` (app:/user: keys are shared and stay). Returns {state, why, misfits}:
+// `state` is null when the ledger cannot tell it, and `why` then says why: {erased: seq} (an
+// erased payload's change is gone) or {truncated: seq} (the history before seq was dropped).
+// `each(index, state, why)`, when given, sees the state after every event (do not keep it).
+function replay(events, count = events.length, each = null) {
+  const targets = new Set();
+  for (let i = 0; i < count; i += 1) {
+    const e = events[i];
+    if (e.type === "rewound" && !e.erased && e.data) targets.add(e.data.to_seq);
+  }
+  const start = events.length ? events[0].seq : 1;
+  const saved = new Map(); // seq -> {state, why} after it, for the rewinds to come
+  let state = start === 1 ? {} : null;
+  let why = state ? null : { truncated: start };
+  const misfits = [];
+  for (let i = 0; i < count; i += 1) {
+    const e = events[i];
+    if (e.erased) {
+      state = null;
+      why = { erased: e.seq };
+    } else if (e.type === "rewound") {
+      const back = saved.get(e.data && e.data.to_seq);
+      if (!back) {
+        state = null; // back before the ledger's first event
+        why = { truncated: start };
+      } else if (back.state === null || state === null) {
+        why = back.state === null ? back.why : why;
+        state = null;
+      } else {
+        const restored = structuredClone(back.state);
+        for (const key of Object.keys(restored)) if (isShared(key)) delete restored[key];
+        for (const [key, value] of Object.entries(state)) if (isShared(key)) restored[key] = value;
+        state = restored;
+      }
+    } else if (state !== null) {
+      misfits.push(...applyEvent(state, e));
+    }
+    if (targets.has(e.seq)) saved.set(e.seq, { state: state && structuredClone(state), why });
+    if (each) each(i, state, why);
+  }
+  return { state, why, misfits };
+}
+
+// The state after each event (null where the ledger cannot tell it): what the tests compare
+// with the library's own projection.
+function statesOf(events) {
+  const states = [];
+  replay(events, events.length, (i, state) => states.push(state && structuredClone(state)));
+  return states;
+}
+
+// seq -> the seq of the `rewound` event that undid it, for the events a rewind took back
+// (as effective_ranges reads the ledger: a later rewind into an undone stretch brings the
+// events up to its target back).
+function undoneBy(events) {
+  const undone = new Map();
+  if (!events.length) return undone;
+  const rewinds = new Map();
+  for (const e of events) if (e.type === "rewound" && !e.erased && e.data) rewinds.set(e.seq, e.data.to_seq);
+  const markers = [...rewinds.keys()].sort((a, b) => a - b);
+  let upto = events[events.length - 1].seq;
+  while (markers.length) {
+    while (markers.length && markers[markers.length - 1] > upto) markers.pop();
+    if (!markers.length) break;
+    const marker = markers.pop();
+    const target = rewinds.get(marker);
+    for (let seq = target + 1; seq < marker; seq += 1) undone.set(seq, marker);
+    upto = target;
+  }
+  return undone;
 }
 
 // -- the session page ------------------------------------------------------------------------
@@ -490,12 +570,15 @@ async function sessionPage(id) {
   let selected = null;
   let wantSeq = null;
   let ended = false;
+  const erasedBy = new Map(); // erased seq -> {by: the events_erased seq, reason}
+  let undone = new Map(); // seq -> the rewound event that undid it
 
   const head = el("section", { class: "card head", id: "session-head" });
   const phases = el("ol", { class: "phases", id: "phases", "aria-label": "Phase history" });
   const timeline = el("div", { class: "timeline", id: "timeline", role: "list", "aria-label": "Events" });
   const sentinel = el("div", { class: "sentinel", "aria-hidden": "true" });
   const loading = el("p", { class: "muted", id: "timeline-note" }, "Loading events…");
+  const truncated = el("p", { class: "muted truncated", id: "truncated-note", hidden: true });
   const live = el("span", { class: "live", id: "live", role: "status" }, "connecting");
   const chatInput = el("input", { id: "chat-input", name: "message", placeholder: "Message the agent…", autocomplete: "off", required: true });
   const chatNote = el("p", { class: "muted", id: "chat-note", role: "status" });
@@ -510,7 +593,7 @@ async function sessionPage(id) {
     head, phases,
     el("div", { class: "split" },
       el("div", { class: "timeline-col" }, el("div", { class: "timeline-bar" }, el("h2", {}, "Timeline"), live,
-        el("button", { type: "button", class: "link", id: "to-latest", onclick: () => { if (events.length) select(lastSeq, { scroll: true }); } }, "latest ↓")), timeline, sentinel, loading, chat),
+        el("button", { type: "button", class: "link", id: "to-latest", onclick: () => { if (events.length) select(lastSeq, { scroll: true }); } }, "latest ↓")), truncated, timeline, sentinel, loading, chat),
       el("div", { class: "side" }, inspector, el("section", { class: "card" }, el("h2", {}, "Current state"), currentBox))));
 
   // -- header ----------------------------------------------------------------------------
@@ -559,6 +642,9 @@ async function sessionPage(id) {
       : "—";
     fill(head,
       el("div", { class: "head-title" }, el("h1", {}, s.title || "(untitled)"), el("span", { class: "id mono" }, s.id)),
+      s.forked_from ? el("p", { class: "forked", id: "forked-from" }, "forked from ",
+        el("a", { href: `/sessions/${encodeURIComponent(s.forked_from.session_id)}#seq-${s.forked_from.seq}`, class: "mono" }, s.forked_from.session_id),
+        ` at #${s.forked_from.seq}`) : null,
       el("dl", { class: "facts" },
         fact("Status", el("span", { class: `badge status-${cssType(s.status)}`, id: "session-status" }, s.status)),
         fact("Phase", s.phase, { id: "session-phase" }),
@@ -627,9 +713,33 @@ async function sessionPage(id) {
 
   function ingest(event) {
     if (event.seq <= lastSeq) return false; // seen already (a resumed stream never repeats, but be safe)
+    if (!events.length && event.seq > 1) {
+      truncated.hidden = false;
+      truncated.textContent = `The history before seq ${event.seq} was truncated (dropped for good); the state before it cannot be recomputed here.`;
+    }
     lastSeq = event.seq;
     indexOf.set(event.seq, events.length);
     events.push(event);
+    if (event.type === "events_erased" && !event.erased && Array.isArray(event.data.seqs)) {
+      for (const seq of event.data.seqs) {
+        if (!erasedBy.has(seq)) erasedBy.set(seq, { by: event.seq, reason: event.data.reason });
+        const index = indexOf.get(seq);
+        // An erasure seen live: this page's copy still holds the payload; it is gone now.
+        if (index !== undefined && !events[index].erased) {
+          events[index] = { ...events[index], erased: true, data: {}, state_delta: {}, state_remove: [], state_ops: [] };
+        }
+        redraw(seq);
+      }
+      // The state as of the selected event may have been known only thanks to those payloads.
+      if (selected !== null && document.getElementById(`seq-${selected}`)) select(selected);
+    }
+    if (event.type === "rewound") {
+      const before = undone;
+      undone = undoneBy(events);
+      for (const seq of new Set([...before.keys(), ...undone.keys()])) {
+        if (before.get(seq) !== undone.get(seq)) redraw(seq);
+      }
+    }
     if (event.type === "tool_call" && event.data.call_id) {
       callOf.set(`${event.invocation_id}|${event.data.call_id}`, event.seq);
     } else if (event.type === "tool_result" && event.data.call_id) {
@@ -680,6 +790,16 @@ async function sessionPage(id) {
         return el("p", {}, `created in ${d.app_name} for ${d.user_id}`, d.title ? ` — ${d.title}` : "");
       case "session_finalized":
         return el("p", {}, `finalized: ${d.outcome ?? "—"}`, d.summary ? ` — ${d.summary}` : "");
+      case "rewound":
+        return el("p", {}, "rewound to ", seqLink(d.to_seq), d.to_seq + 1 < event.seq
+          ? ` (undoes #${d.to_seq + 1}–#${event.seq - 1}; they stay in the ledger)` : "");
+      case "session_forked":
+        return el("p", {}, "forked from ",
+          el("a", { href: `/sessions/${encodeURIComponent(d.source_id)}#seq-${d.source_seq}`, class: "mono" }, d.source_id),
+          ` at #${d.source_seq}`);
+      case "events_erased":
+        return el("p", {}, "erased ", (d.seqs || []).flatMap((seq, i) => [i ? ", " : null, seqLink(seq)]),
+          `: ${d.reason ?? ""}`);
       default:
         return null;
     }
@@ -687,24 +807,58 @@ async function sessionPage(id) {
 
   function eventNode(event) {
     const type = cssType(event.type);
-    const summary = summaryOf(event);
+    const summary = event.erased ? erasedNote(event) : summaryOf(event);
     const error = event.type === "error" || (event.type === "tool_result" && event.data && event.data.error);
+    const by = undone.get(event.seq);
+    const cause = event.data && event.data.caused_by;
+    const causeSeq = cause && typeof cause === "object" ? cause.seq : cause;
+    const oldNulls = event.format === 1 && Object.values(event.state_delta || {}).some((v) => v === null);
     const node = el("article", {
-      class: `event type-${type}${error ? " is-error" : ""}`, id: `seq-${event.seq}`, tabindex: "0", role: "listitem",
+      class: `event type-${type}${error ? " is-error" : ""}${event.erased ? " erased" : ""}${by ? " undone" : ""}`,
+      id: `seq-${event.seq}`, tabindex: "0", role: "listitem",
       dataset: { seq: String(event.seq), type: event.type },
     },
     el("header", { class: "event-head" },
       el("a", { class: "seq mono", href: `#seq-${event.seq}` }, `#${event.seq}`),
       el("span", { class: "type" }, event.type),
       el("span", { class: "author muted" }, event.author),
+      event.key ? el("span", { class: "event-key mono", title: "idempotency key" }, `key ${event.key}`) : null,
+      Number.isInteger(causeSeq) ? el("span", { class: "caused-by" }, "caused by ", seqLink(causeSeq)) : null,
+      by ? el("span", { class: "undone-by" }, "undone by rewind at ", seqLink(by)) : null,
       timeEl(event.timestamp)),
     summary,
     Object.keys(event.data || {}).length ? jsonBlock(event.data, "data", { open: !summary }) : null,
-    Object.keys(event.state_delta || {}).length ? jsonBlock(event.state_delta, "state_delta", { open: true }) : null,
+    Object.keys(event.state_delta || {}).length
+      ? jsonBlock(event.state_delta, oldFormat(oldNulls), { open: true }) : null,
+    (event.state_remove || []).length ? jsonBlock(event.state_remove, "state_remove", { open: true }) : null,
     (event.state_ops || []).length ? jsonBlock(event.state_ops, "state_ops", { open: true }) : null);
     if (event.type === "tool_call") fillPair(node, event.seq);
     if (selected === event.seq) node.classList.add("selected");
     return node;
+  }
+
+  function oldFormat(oldNulls) {
+    return oldNulls ? "state_delta (an older event: null deletes the key)" : "state_delta";
+  }
+
+  function seqLink(seq, text = `#${seq}`) {
+    return el("a", { href: `#seq-${seq}`, class: "seq-link", onclick: (e) => { e.preventDefault(); select(seq, { scroll: true }); } }, text);
+  }
+
+  function erasedNote(event) {
+    const erasure = erasedBy.get(event.seq);
+    return el("p", { class: "erased-note" }, "(payload erased)",
+      erasure ? [` — ${erasure.reason ?? "no reason given"} (`, seqLink(erasure.by, `erased at #${erasure.by}`), ")"] : null);
+  }
+
+  // Draw an event again where it is drawn (it was erased or undone since).
+  function redraw(seq) {
+    const old = document.getElementById(`seq-${seq}`);
+    const index = indexOf.get(seq);
+    if (!old || index === undefined) return;
+    const node = eventNode(events[index]);
+    old.replaceWith(node);
+    if (selected === seq) select(seq);
   }
 
   function draw(event) {
@@ -770,11 +924,19 @@ async function sessionPage(id) {
 
   // -- state as of an event ------------------------------------------------------------
 
-  function stateBefore(index) {
-    const state = {};
-    const misfits = [];
-    for (let i = 0; i < index; i += 1) misfits.push(...applyEvent(state, events[i]));
-    return { state, misfits };
+  // Why the state as of an event cannot be shown, in words (the `why` replay() gives).
+  function unknownNote(seq, why) {
+    const text = [`The state as of #${seq} cannot be recomputed from the ledger: `];
+    if (why.erased !== undefined) {
+      const erasure = erasedBy.get(why.erased);
+      text.push(`the payload of `, seqLink(why.erased), " was erased",
+        erasure ? [` (${erasure.reason ?? "no reason given"}, at `, seqLink(erasure.by), ")"] : null,
+        ", so the change it made is gone.");
+    } else {
+      text.push(`the history before seq ${why.truncated} was truncated.`);
+    }
+    text.push(" The session's current state (below) is still correct.");
+    return el("p", { class: "unknown-state", id: "state-unknown" }, text);
   }
 
   function diffList(before, after) {
@@ -803,18 +965,26 @@ async function sessionPage(id) {
     selected = seq;
     if (scroll) { node.scrollIntoView({ block: "center" }); node.focus({ preventScroll: true }); }
     history.replaceState(null, "", `#seq-${seq}`);
-    const { state: before, misfits } = stateBefore(index);
-    const after = structuredClone(before);
-    const own = applyEvent(after, event);
-    const changes = diffList(before, after);
-    const notes = [...misfits, ...own];
+    let before = index === 0 && event.seq === 1 ? {} : null;
+    const { state: after, why, misfits: notes } = replay(events, index + 1, (i, state) => {
+      if (i === index - 1) before = state && structuredClone(state);
+    });
+    const by = undone.get(seq);
+    let change;
+    if (after === null) change = el("p", { class: "muted", id: "state-diff" }, "Unknown: the state as of it cannot be recomputed.");
+    else if (before === null) change = el("p", { class: "muted", id: "state-diff" }, "Unknown: the state before it cannot be recomputed.");
+    else {
+      const changes = diffList(before, after);
+      change = changes.length ? el("ul", { class: "diff", id: "state-diff" }, changes) : el("p", { class: "muted", id: "state-diff" }, "No state change.");
+    }
     fill(inspector,
       el("h2", {}, `State as of #${seq}`),
       el("p", { class: "muted" }, `${event.type} · ${localTime(event.timestamp)}`),
-      el("div", { id: "state-at" }, jsonBlock(after, "state", { always: true })),
+      by && after !== null ? el("p", { class: "muted small", id: "state-undone" }, "This event was undone by the rewind at ", seqLink(by), "; the state shown is the state as it was when it happened.") : null,
+      after === null ? unknownNote(seq, why) : el("div", { id: "state-at" }, jsonBlock(after, "state", { always: true })),
       el("h3", {}, `Change made by #${seq}`),
-      changes.length ? el("ul", { class: "diff", id: "state-diff" }, changes) : el("p", { class: "muted", id: "state-diff" }, "No state change."),
-      Object.keys(after).some(isShared) || notes.length
+      change,
+      (after && Object.keys(after).some(isShared)) || notes.length
         ? el("p", { class: "muted small" }, "app: and user: keys are shared with other sessions; they are shown as this session's events changed them.")
         : null,
       notes.length ? el("p", { class: "muted small" }, `Not applied here: ${notes.slice(0, 3).join("; ")}`) : null);
