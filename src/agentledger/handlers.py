@@ -108,7 +108,8 @@ class EventHandler(ABC):
 
         Args:
             event: The event, as stored.
-            session: Its session as it is now (it may have moved past the event).
+            session: Its session as it is now (it may have moved past the event), with
+                the events this handler derived from earlier events already in it.
 
         Returns:
             Derived events to append to the event's session (a `NewEvent`, a list, or
@@ -281,8 +282,10 @@ class HandlerRunner:
 
         Args:
             max_pages: Read at most this many feed pages (`batch` events each) per
-                handler, then stop (the rest waits for the next call); `None` for no
-                limit. Inline runs use it to bound what one append waits for.
+                handler and pass, then stop (the rest waits for the next call); `None`
+                for no limit. Inline runs use it so that the first append after a long
+                pause does not wait for the whole backlog. (A pass asked for by another
+                caller meanwhile gets the same allowance.)
 
         Returns:
             How many events the handlers handled (called `handle_event` for). Never
@@ -307,7 +310,6 @@ class HandlerRunner:
         name = handler.handler_name
         lock = self._locks[name]
         handled = 0
-        pages = [max_pages]
         while True:
             if self._retry_at.get(name, 0.0) > time.monotonic():
                 return handled
@@ -320,28 +322,29 @@ class HandlerRunner:
                 continue  # it let go meanwhile: take over
             try:
                 self._again.discard(name)
-                handled += self._run(handler, pages)
+                handled += self._run(handler, max_pages)
             finally:
                 lock.release()
-            if name not in self._again or pages[0] == 0:
+            if name not in self._again:
                 return handled
 
-    def _run(self, handler: EventHandler, pages: list[int | None] | None = None) -> int:
+    def _run(self, handler: EventHandler, max_pages: int | None = None) -> int:
         """Handle the feed past the handler's stored position, a page at a time: derived
-        events are appended per session once per page (one transaction each), then the
-        position is stored once per page. A crash in between repeats the page: its derived
-        events are found by their keys and not stored again. `pages[0]`, when not `None`,
-        is how many pages may still be read (counted down)."""
+        events are appended per session once per page (one transaction each; earlier when
+        the handler is about to see the same session again, so that it sees them), then
+        the position is stored once per page. A crash in between repeats the page: its derived
+        events are found by their keys and not stored again. At most `max_pages` pages are
+        read when it is not `None`."""
         name = handler.handler_name
         wanted = frozenset(handler.handled_event_types)
         state = self._state(name)
         position = int(state.get("position", 0))
         handled = 0
         while True:
-            if pages is not None and pages[0] is not None:
-                if pages[0] <= 0:
+            if max_pages is not None:
+                if max_pages <= 0:
                     return handled
-                pages[0] -= 1
+                max_pages -= 1
             page = self.store.read_feed(position, self.batch)
             if not page:
                 return handled
@@ -352,6 +355,10 @@ class HandlerRunner:
                 if (wanted and event.type not in wanted) or event.author == name:
                     position = item.position
                     continue
+                if event.session_id in pending:
+                    # The handler sees the session with what it derived before (its own
+                    # state in the metadata, say): store that first.
+                    self._flush({event.session_id: pending.pop(event.session_id)})
                 try:
                     derived = self._handle(handler, item.position, event)
                 except Exception as exc:  # noqa: BLE001 (a handler's failure is stored)
