@@ -246,6 +246,7 @@ class PluginHost:
         """Whether the handlers run right after each append (see the class docstring);
         a worker that runs them itself sets it to `False`."""
         self._runner: HandlerRunner | None = None
+        self._inline_handlers = [h for h in self.event_handlers if getattr(h, "inline", True)]
         self._after_observers = any(
             self._impls[h] for h in ("after_append", "session_created", "session_finalized")
         )
@@ -253,10 +254,7 @@ class PluginHost:
     @property
     def has_after_hooks(self) -> bool:
         """Whether anything runs after a write: an after hook, or inline handlers."""
-        return self._after_observers or (self.inline_handlers and bool(self._inline()))
-
-    def _inline(self) -> list[EventHandler]:
-        return [h for h in self.event_handlers if getattr(h, "inline", True)]
+        return self._after_observers or (self.inline_handlers and bool(self._inline_handlers))
 
     def _collect_handlers(self, loaded: list[tuple[str, object]]) -> list[EventHandler]:
         from agentledger.handlers import check_handler
@@ -299,7 +297,7 @@ class PluginHost:
         if runner is None or runner.store is not store:
             from agentledger.handlers import HandlerRunner
 
-            runner = self._runner = HandlerRunner(store, self._inline())
+            runner = self._runner = HandlerRunner(store, self._inline_handlers)
         return runner
 
     def run_inline_handlers(self, store: SessionStore) -> None:
@@ -307,7 +305,7 @@ class PluginHost:
         most one page each; the rest waits for the next append or a worker). Never
         raises: a handler's failure is stored by the runner (and shows in
         `agentledger handlers status`), a store error is logged."""
-        if not self.inline_handlers or not self._inline():
+        if not self.inline_handlers or not self._inline_handlers:
             return
         try:
             self.handler_runner(store).run_once(max_pages=1)
