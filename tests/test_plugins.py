@@ -428,3 +428,22 @@ def test_the_cli_adds_plugin_options_to_the_environments(monkeypatch: pytest.Mon
         assert store.plugins is not None and store.plugins.names == ("redact",)  # type: ignore[attr-defined]
     finally:
         state.close()
+
+
+def test_a_handler_plugin_runs_inline_in_the_server(acme_installed: str, tmp_path: Path) -> None:
+    """An http:// store's plugins run in the server: so do their handlers, inline, for every
+    client's append."""
+    pytest.importorskip("fastapi", reason="the http:// store tests need the server extra")
+    from http_support import ServedStores
+
+    server = ServedStores(f"sqlite:///{tmp_path}/{{name}}.db", env={PLUGINS_ENV: acme_installed})
+    try:
+        url = server.url()
+        with open_store(url, plugins=["acme"]) as store:
+            sid = store.create_session(app_name="app", user_id="u").id
+            (asked,) = store.append(sid, [msg("over http")])
+            state = plugin_state(store.get_session(sid), "acme")
+            assert state == {"messages": 1, "last_seq": asked.seq}
+        server.release(url)
+    finally:
+        server.stop()
