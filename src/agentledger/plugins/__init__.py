@@ -1,9 +1,11 @@
 """Plugins: hooks around every write, found by entry point or named explicitly.
 
 A plugin implements some of the hooks in `agentledger.plugins.specs` (`before_append`,
-`before_state_update`, `after_append`, `session_created`, `session_finalized`) with
-functions marked
-`@hookimpl`. It runs when a store is opened with it: `open_store(url, plugins=["redact"])`,
+`before_state_update`, `after_append`, `session_created`, `session_finalized`,
+`event_handlers`) with functions marked `@hookimpl`; an `agentledger.handlers.EventHandler`
+is a plugin too (its durable handler runs right after each append). Its own data goes
+under its name: `enhance` (events), `plugin_state` and `plugin_state_event` (session
+metadata). It runs when a store is opened with it: `open_store(url, plugins=["redact"])`,
 `agentledger --plugin redact ...`, or `AGENTLEDGER_PLUGINS=redact`. An installed package
 makes its plugin available by name with an entry point in the `agentledger.plugins` group.
 
