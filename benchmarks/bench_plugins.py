@@ -1,5 +1,6 @@
-"""What plugins cost an append: the same appends with no plugin, with a no-op observer, and
-with `redact`, side by side in one run, as ratios to plain appends.
+"""What plugins cost an append: the same appends with no plugin, with a no-op observer, with
+`redact`, and with an inline durable event handler, side by side in one run, as ratios to
+plain appends.
 
 Run it from the project root:
 
@@ -17,6 +18,11 @@ no plugin: higher is better, 1.0 is free. Configurations:
 - `observer`: a plugin with a no-op `after_append` (the cost of the hook machinery).
 - `redact`: the built-in `redact` plugin, on text without secrets (the common case).
 - `redact+secret`: `redact` on events that each hold an API key and a password key.
+- `handler`: a durable event handler plugin run inline after each append (it handles each
+  user message and derives nothing: the cost is reading the feed past its position and
+  storing its new position, in the appending call).
+- `handler+derive`: the same handler deriving one event per user message (so each append
+  also writes the derived event and the handler's position before it returns).
 
 Goal: `redact` at 0.8x plain appends or better.
 """
@@ -32,7 +38,8 @@ import tempfile
 import time
 from typing import Any
 
-from agentledger import NewEvent, hookimpl, open_store
+from agentledger import Event, NewEvent, Session, hookimpl, open_store
+from agentledger.handlers import EventHandler
 from agentledger.stores.base import SessionStore
 
 TEXT = "Please summarise the incident report from last night and list the follow-ups #"
@@ -55,11 +62,33 @@ class Observer:
         pass
 
 
+class Quiet(EventHandler):
+    """A durable handler that looks at every user message and derives nothing."""
+
+    handler_name = "quiet"
+    handled_event_types = ["user_message"]
+
+    def handle_event(self, event: Event, session: Session) -> None:
+        return None
+
+
+class Deriving(EventHandler):
+    """A durable handler that answers every user message with one derived event."""
+
+    handler_name = "deriving"
+    handled_event_types = ["user_message"]
+
+    def handle_event(self, event: Event, session: Session) -> NewEvent:
+        return NewEvent(type="plugin.ack", data={"seen": event.seq})
+
+
 CONFIGS: dict[str, tuple[list[Any], bool]] = {
     "none": ([], False),
     "observer": ([Observer()], False),
     "redact": (["redact"], False),
     "redact+secret": (["redact"], True),
+    "handler": ([Quiet()], False),
+    "handler+derive": ([Deriving()], False),
 }
 
 
@@ -126,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"append throughput with plugins, ratios to no plugin ({results['mode']}: "
           f"{appends} appends x {rounds} rounds, medians)")
-    print(f"{'store':<14} {'plugins':<14} {'appends/s':>10} {'ratio':>7}")
+    print(f"{'store':<14} {'plugins':<15} {'appends/s':>10} {'ratio':>7}")
     for store, row in results["stores"].items():
         for name in CONFIGS:
             cell = row[name]
-            print(f"{store:<14} {name:<14} {cell['appends_per_s']:>10.0f} {cell['ratio']:>6.2f}x")
+            print(f"{store:<14} {name:<15} {cell['appends_per_s']:>10.0f} {cell['ratio']:>6.2f}x")
         print(f"{store:<14} redact goal {GOAL}x: {'met' if row['redact_goal_met'] else 'NOT met'}")
     return 0
 

@@ -30,7 +30,13 @@ from agentledger import (
     hookimpl,
     open_store,
 )
-from agentledger.plugins import PLUGINS_ENV, PluginHost, available_plugins, enhance
+from agentledger.plugins import (
+    PLUGINS_ENV,
+    PluginHost,
+    available_plugins,
+    enhance,
+    plugin_state,
+)
 from agentledger.stores.base import SessionStore
 from agentledger.testing import StoreFactory
 
@@ -359,8 +365,9 @@ def test_a_third_party_plugin_is_discovered_and_runs(acme_installed: str, tmp_pa
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert rows["acme"]["enabled"] is False
-    assert rows["acme"]["hooks"] == ["before_append", "after_append"]
-    assert rows["redact"]["source"] == "built-in"
+    assert rows["acme"]["hooks"] == ["before_append", "after_append", "event_handlers"]
+    assert rows["acme"]["handlers"] == ["acme"]
+    assert rows["redact"]["source"] == "built-in" and rows["redact"]["handlers"] == []
 
     url = f"sqlite:///{tmp_path}/x.db"
     log = tmp_path / "acme.log"
@@ -370,11 +377,22 @@ def test_a_third_party_plugin_is_discovered_and_runs(acme_installed: str, tmp_pa
     with open_store(url) as store:
         (session,) = store.list_sessions().sessions
         events = store.read_events(session.id)
+        current = store.get_session(session.id)
     asked = next(e for e in events if e.type == "user_message")
     assert asked.data["plugins"] == {"acme": {"stamped": True}}
     lines = log.read_text().splitlines()
     assert f"{session.id} 1 session_created" in lines
     assert f"{session.id} {asked.seq} user_message" in lines
+    # Its durable handler ran inline, in the CLI's process: its state is in the session.
+    counted = [e for e in events if e.type == "metadata_updated" and e.author == "acme"]
+    assert [e.data["caused_by"]["seq"] for e in counted] == [asked.seq]
+    assert plugin_state(current, "acme") == {"messages": 1, "last_seq": asked.seq}
+    status = _cli("--store", url, "--plugin", "acme", "handlers", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    (acme_status,) = json.loads(status.stdout)
+    assert acme_status["name"] == "acme" and acme_status["lag"] == 0
+    none = _cli("--store", url, "handlers", "status")
+    assert none.returncode == 2 and "--plugin NAME" in none.stderr
 
     refused = _cli("--store", url, "--plugin", "acme", "run", "-s", session.id,
                    "say forbidden", env=env)
@@ -386,10 +404,11 @@ def test_a_third_party_plugin_is_discovered_and_runs(acme_installed: str, tmp_pa
     enabled = _cli("--plugin", "acme", "plugins", "list", env={PLUGINS_ENV: "redact"})
     assert enabled.returncode == 0, enabled.stderr
     table = enabled.stdout.splitlines()
-    assert table[0].split() == ["NAME", "ENABLED", "SOURCE", "HOOKS"]
+    assert table[0].split() == ["NAME", "ENABLED", "SOURCE", "HOOKS", "HANDLERS"]
     acme_row = next(line for line in table if line.startswith("acme "))
     redact_row = next(line for line in table if line.startswith("redact "))
     assert "yes (2)" in acme_row and "before_append, after_append" in acme_row
+    assert acme_row.rstrip().endswith("event_handlers  acme")
     assert "yes (1)" in redact_row
 
     bad = _cli("--store", url, "--plugin", "nope", "sessions", "list")
@@ -409,3 +428,22 @@ def test_the_cli_adds_plugin_options_to_the_environments(monkeypatch: pytest.Mon
         assert store.plugins is not None and store.plugins.names == ("redact",)  # type: ignore[attr-defined]
     finally:
         state.close()
+
+
+def test_a_handler_plugin_runs_inline_in_the_server(acme_installed: str, tmp_path: Path) -> None:
+    """An http:// store's plugins run in the server: so do their handlers, inline, for every
+    client's append."""
+    pytest.importorskip("fastapi", reason="the http:// store tests need the server extra")
+    from http_support import ServedStores
+
+    server = ServedStores(f"sqlite:///{tmp_path}/{{name}}.db", env={PLUGINS_ENV: acme_installed})
+    try:
+        url = server.url()
+        with open_store(url, plugins=["acme"]) as store:
+            sid = store.create_session(app_name="app", user_id="u").id
+            (asked,) = store.append(sid, [msg("over http")])
+            state = plugin_state(store.get_session(sid), "acme")
+            assert state == {"messages": 1, "last_seq": asked.seq}
+        server.release(url)
+    finally:
+        server.stop()

@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,6 +55,7 @@ __all__ = [
     "EventHandler",
     "HandlerRunner",
     "HandlerStatus",
+    "check_handler",
 ]
 
 _log = logging.getLogger(__name__)
@@ -72,7 +73,22 @@ class EventHandler(ABC):
     so renaming a handler starts it from the beginning of the feed) and
     `handled_event_types` (an empty list handles every type), and implement
     `handle_event`.
+
+    A handler is also a plugin: enable it like one (`open_store(url, plugins=[handler])`,
+    an entry point, `--plugin`), or have a plugin return it from its `event_handlers`
+    hook. The store then runs it right after each append, in the writing process
+    (`inline`), and `agentledger handlers run --plugin NAME` catches it up with whatever
+    was written elsewhere.
+
+    Attributes:
+        inline: Whether a store whose plugins provide this handler runs it right after
+            each append commits (default `True`: derived events exist when `append`
+            returns). Set it to `False` for a slow handler (a network export): the
+            appends then do not wait for it, and a worker (`agentledger handlers run
+            --follow`) handles the events instead.
     """
+
+    inline: bool = True
 
     @property
     @abstractmethod
@@ -92,7 +108,8 @@ class EventHandler(ABC):
 
         Args:
             event: The event, as stored.
-            session: Its session as it is now (it may have moved past the event).
+            session: Its session as it is now (it may have moved past the event), with
+                the events this handler derived from earlier events already in it.
 
         Returns:
             Derived events to append to the event's session (a `NewEvent`, a list, or
@@ -135,7 +152,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _check_handler(handler: Any) -> EventHandler:
+def check_handler(handler: Any) -> EventHandler:
+    """Return `handler` if it has what a durable event handler needs.
+
+    Raises:
+        ConfigurationError: No `handler_name` of 1 to 100 characters, no list of strings
+            as `handled_event_types`, or no callable `handle_event`.
+    """
     name = getattr(handler, "handler_name", None)
     if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.strip():
         raise ConfigurationError(f"an event handler needs a handler_name of 1-100 characters, not {name!r}")
@@ -190,7 +213,7 @@ class HandlerRunner:
         max_backoff: float = 60.0,
     ) -> None:
         self.store = store
-        self.handlers = [_check_handler(h) for h in handlers]
+        self.handlers = [check_handler(h) for h in handlers]
         for handler in self.handlers:  # a handler that reads the store is given it
             bind = getattr(handler, "bind", None)
             if callable(bind):
@@ -206,6 +229,7 @@ class HandlerRunner:
         self.max_backoff = float(max_backoff)
         self._locks = {name: threading.Lock() for name in names}
         self._retry_at: dict[str, float] = {}
+        self._again: set[str] = set()
 
     # -- stored state ---------------------------------------------------------------------
 
@@ -247,15 +271,29 @@ class HandlerRunner:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run_once(self) -> int:
+    def run_once(self, max_pages: int | None = None) -> int:
         """Catch every handler up with the feed, now (a failing handler whose retry is not
-        due yet is skipped). Returns how many events the handlers handled (called
-        `handle_event` for). Never raises for a handler's failure: it is stored."""
+        due yet is skipped).
+
+        A handler already running in another call of this runner (another thread, or a
+        derived event's own append calling back here) is not run twice: the call returns
+        at once for it, and the running call reads the feed once more before it stops,
+        so an event committed meanwhile is not left waiting.
+
+        Args:
+            max_pages: Read at most this many feed pages (`batch` events each) per
+                handler and pass, then stop (the rest waits for the next call); `None`
+                for no limit. Inline runs use it so that the first append after a long
+                pause does not wait for the whole backlog. (A pass asked for by another
+                caller meanwhile gets the same allowance.)
+
+        Returns:
+            How many events the handlers handled (called `handle_event` for). Never
+            raises for a handler's failure: it is stored.
+        """
         handled = 0
         for handler in self.handlers:
-            if self._retry_at.get(handler.handler_name, 0.0) > time.monotonic():
-                continue
-            handled += self._catch_up(handler)
+            handled += self._catch_up(handler, max_pages)
         return handled
 
     def follow(
@@ -268,27 +306,45 @@ class HandlerRunner:
             if self.run_once() == 0:
                 stop.wait(poll_interval)
 
-    def _catch_up(self, handler: EventHandler) -> int:
+    def _catch_up(self, handler: EventHandler, max_pages: int | None = None) -> int:
         name = handler.handler_name
         lock = self._locks[name]
-        if not lock.acquire(blocking=False):
-            return 0  # another thread of this runner is at it
-        try:
-            return self._run(handler)
-        finally:
-            lock.release()
+        handled = 0
+        while True:
+            if self._retry_at.get(name, 0.0) > time.monotonic():
+                return handled
+            if not lock.acquire(blocking=False):
+                # Another call is at it: ask it to look once more after it is done
+                # (what this caller committed may be past the page it read last).
+                self._again.add(name)
+                if lock.locked():
+                    return handled
+                continue  # it let go meanwhile: take over
+            try:
+                self._again.discard(name)
+                handled += self._run(handler, max_pages)
+            finally:
+                lock.release()
+            if name not in self._again:
+                return handled
 
-    def _run(self, handler: EventHandler) -> int:
+    def _run(self, handler: EventHandler, max_pages: int | None = None) -> int:
         """Handle the feed past the handler's stored position, a page at a time: derived
-        events are appended per session once per page (one transaction each), then the
-        position is stored once per page. A crash in between repeats the page: its derived
-        events are found by their keys and not stored again."""
+        events are appended per session once per page (one transaction each; earlier when
+        the handler is about to see the same session again, so that it sees them), then
+        the position is stored once per page. A crash in between repeats the page: its derived
+        events are found by their keys and not stored again. At most `max_pages` pages are
+        read when it is not `None`."""
         name = handler.handler_name
         wanted = frozenset(handler.handled_event_types)
         state = self._state(name)
         position = int(state.get("position", 0))
         handled = 0
         while True:
+            if max_pages is not None:
+                if max_pages <= 0:
+                    return handled
+                max_pages -= 1
             page = self.store.read_feed(position, self.batch)
             if not page:
                 return handled
@@ -299,6 +355,10 @@ class HandlerRunner:
                 if (wanted and event.type not in wanted) or event.author == name:
                     position = item.position
                     continue
+                if event.session_id in pending:
+                    # The handler sees the session with what it derived before (its own
+                    # state in the metadata, say): store that first.
+                    self._flush({event.session_id: pending.pop(event.session_id)})
                 try:
                     derived = self._handle(handler, item.position, event)
                 except Exception as exc:  # noqa: BLE001 (a handler's failure is stored)
@@ -379,18 +439,3 @@ class HandlerRunner:
                 )
             )
         return events
-
-
-def call_inline(runner: HandlerRunner | None) -> Callable[[], None]:
-    """A callback that runs `runner.run_once()` and logs (never raises) a store error, for
-    running handlers right after an append in the writing process."""
-
-    def run() -> None:
-        if runner is None:
-            return
-        try:
-            runner.run_once()
-        except Exception as exc:  # noqa: BLE001 (never fails the append that triggered it)
-            _log.warning("event handlers: %s", exc)
-
-    return run

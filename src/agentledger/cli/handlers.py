@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from agentledger.cli.agent import import_target
-from agentledger.cli.app import StoreMode, store_from
+from agentledger.cli.app import StoreMode, cli_state, store_from
 from agentledger.cli.render import make_console, print_json
 from agentledger.cli.sessions import JsonOpt, usage_error
 from agentledger.handlers import EventHandler, HandlerRunner
+from agentledger.stores.base import SessionStore
 
 __all__ = ["handlers_app"]
 
@@ -28,20 +29,36 @@ HandlerOpt = Annotated[
     typer.Option(
         "--handler",
         metavar="MODULE:ATTR",
-        help="An event handler (an EventHandler, a class or a factory); repeat for more.",
+        help="An event handler (an EventHandler, a class or a factory); repeat for more. "
+        "The handlers of enabled plugins (--plugin) run too.",
     ),
 ]
 
 
-def _handlers(specs: list[str] | None) -> list[EventHandler]:
-    if not specs:
-        usage_error("give at least one --handler MODULE:ATTR")
-    found = []
+def _handlers(ctx: typer.Context, store: SessionStore, specs: list[str] | None) -> list[EventHandler]:
+    """The handlers of the enabled plugins (`--plugin`, `$AGENTLEDGER_PLUGINS`), then those
+    named with `--handler`. The store's own inline runs are turned off: this command runs
+    the handlers itself."""
+    from agentledger.plugins import PluginHost
+
+    host = getattr(store, "plugins", None)
+    if not isinstance(host, PluginHost):  # an http:// store: its plugins run in the server
+        names = cli_state(ctx).plugin_names()
+        host = PluginHost(names, inline_handlers=False) if names else None
+    found: list[EventHandler] = []
+    if host is not None:
+        host.inline_handlers = False
+        found.extend(host.event_handlers)
     for spec in specs or []:
         target = import_target(spec, "event handler", "--handler", EventHandler)
         if isinstance(target, type):
             target = target()
         found.append(target)
+    if not found:
+        usage_error(
+            "no event handler: give --handler MODULE:ATTR, or --plugin NAME of a plugin that "
+            "provides handlers (agentledger plugins list shows them)"
+        )
     return found
 
 
@@ -51,7 +68,8 @@ def status_command(ctx: typer.Context, handler: HandlerOpt = None, json_output: 
 
     Exit code 1 when a handler is failing (stopped at an event that raised).
     """
-    runner = HandlerRunner(store_from(ctx, StoreMode.READ), _handlers(handler))
+    store = store_from(ctx, StoreMode.READ)
+    runner = HandlerRunner(store, _handlers(ctx, store, handler))
     statuses = runner.status()
     if json_output:
         print_json(
@@ -97,7 +115,8 @@ def run_command(
     event is appended exactly once. A handler that fails stops at that event and is
     retried (with --follow, with growing waits); the others go on. Ctrl-C stops --follow.
     """
-    runner = HandlerRunner(store_from(ctx, StoreMode.WRITE), _handlers(handler))
+    store = store_from(ctx, StoreMode.WRITE)
+    runner = HandlerRunner(store, _handlers(ctx, store, handler))
     console = make_console(stderr=True)
     if follow:
         stop = threading.Event()

@@ -22,14 +22,16 @@ plugins_app = typer.Typer(
 
 @plugins_app.command("list")
 def list_plugins(ctx: typer.Context, json_output: JsonOpt = False) -> None:
-    """List the plugins: the built-in ones, those installed packages declare (entry-point
+    """List the plugins (and the event handlers they provide): the built-in ones, those installed packages declare (entry-point
     group agentledger.plugins), and those enabled here (--plugin, $AGENTLEDGER_PLUGINS), each
     with the hooks it implements.
 
     Enabled plugins run in the order shown, around every write of every command (hooks
     marked tryfirst or trylast run first or last). With --json: a list of objects with
-    `name`, `source`, `target`, `enabled` (bool), `order` (1, 2... among enabled; null) and
-    `hooks` (names), plus `error` when a plugin cannot be loaded. Opens no store.
+    `name`, `source`, `target`, `enabled` (bool), `order` (1, 2... among enabled; null),
+    `hooks` (names) and `handlers` (the names of the durable event handlers it provides,
+    which run after each append and in `agentledger handlers run --plugin NAME`), plus
+    `error` when a plugin cannot be loaded. Opens no store.
     """
     from agentledger.plugins import PluginHost, available_plugins
 
@@ -45,12 +47,16 @@ def list_plugins(ctx: typer.Context, json_output: JsonOpt = False) -> None:
             "enabled": found.name in host.names,
             "order": host.names.index(found.name) + 1 if found.name in host.names else None,
             "hooks": [],
+            "handlers": [],
         }
         if row["enabled"]:
             row["hooks"] = host.hooks_of(found.name)
+            row["handlers"] = host.handler_plugins.get(found.name, [])
         else:
             try:
-                row["hooks"] = PluginHost([found.name]).hooks_of(found.name)
+                alone = PluginHost([found.name])
+                row["hooks"] = alone.hooks_of(found.name)
+                row["handlers"] = alone.handler_plugins.get(found.name, [])
             except ConfigurationError as exc:
                 row["error"] = str(exc)
         rows.append(row)
@@ -64,17 +70,19 @@ def list_plugins(ctx: typer.Context, json_output: JsonOpt = False) -> None:
                 "enabled": True,
                 "order": host.names.index(name) + 1,
                 "hooks": host.hooks_of(name),
+                "handlers": host.handler_plugins.get(name, []),
             })
     if json_output:
         print_json(rows)
         return
-    headers = ("NAME", "ENABLED", "SOURCE", "HOOKS")
+    headers = ("NAME", "ENABLED", "SOURCE", "HOOKS", "HANDLERS")
     table = [
         (
             row["name"],
             f"yes ({row['order']})" if row["enabled"] else "no",
             row["source"],
             ", ".join(row["hooks"]) if "error" not in row else f"error: {row['error']}",
+            ", ".join(row["handlers"]),
         )
         for row in rows
     ]

@@ -27,6 +27,7 @@ from agentledger.plugins import specs
 if TYPE_CHECKING:
     from agentledger.core.events import Event
     from agentledger.core.session import Session
+    from agentledger.handlers import EventHandler, HandlerRunner
     from agentledger.stores.base import SessionStore
 
 __all__ = [
@@ -50,6 +51,7 @@ PLUGINS_ENV = "AGENTLEDGER_PLUGINS"
 """Plugins to enable when none are named explicitly: names separated by commas or spaces."""
 
 BUILTIN_PLUGINS: dict[str, str] = {
+    "otel": "agentledger.otel:OTelExporter",
     "redact": "agentledger.plugins.redact:from_environment",
 }
 """The plugins shipped with agentledger: name -> `module:factory` (called with no argument)."""
@@ -107,6 +109,9 @@ def _plugin_name(obj: Any) -> str:
     name = getattr(obj, "name", None)
     if isinstance(name, str) and name:
         return name
+    handler_name = getattr(obj, "handler_name", None)  # an event handler as a plugin
+    if isinstance(handler_name, str) and handler_name and not isinstance(obj, type):
+        return handler_name
     if isinstance(obj, ModuleType | type):
         return obj.__name__
     return type(obj).__name__
@@ -122,8 +127,8 @@ def load_plugin(spec: Any) -> tuple[str, object]:
 
     Returns:
         `(name, plugin)`. The name is the one given for a built-in or an entry point;
-        otherwise the object's `name` attribute if it is a string, else its module's or
-        class's name.
+        otherwise the object's `name` attribute if it is a string, else its
+        `handler_name` (an event handler), else its module's or class's name.
 
     Raises:
         ConfigurationError: An unknown name (the message lists the available ones), or a
@@ -171,20 +176,31 @@ class _Impl:
     argnames: tuple[str, ...]
 
 
+def _is_handler(obj: Any) -> bool:
+    """Whether a plugin object is itself a durable event handler."""
+    return not isinstance(obj, type) and all(
+        hasattr(obj, attr) for attr in ("handler_name", "handled_event_types", "handle_event")
+    )
+
+
 class PluginHost:
     """The enabled plugins of one store, and the calls of their hooks.
 
     Args:
         plugins: What `load_plugin` takes, in the order the plugins run (see
             `agentledger.plugins.specs` for the order with `tryfirst`/`trylast`).
+        inline_handlers: Whether the plugins' durable event handlers (those whose
+            `inline` is true) run right after each append, in the writing process.
+            `False` leaves them all to a worker (`agentledger handlers run --follow`).
 
     Raises:
-        ConfigurationError: A plugin cannot be loaded, two have the same name, or a
+        ConfigurationError: A plugin cannot be loaded, two have the same name, a
             plugin's hook does not match its specification (an unknown hook name or
-            argument, a hook wrapper).
+            argument, a hook wrapper), or its event handlers are bad (no valid name,
+            types or `handle_event`; a name used twice; `event_handlers` raised).
     """
 
-    def __init__(self, plugins: Sequence[Any]) -> None:
+    def __init__(self, plugins: Sequence[Any], *, inline_handlers: bool = True) -> None:
         loaded = [load_plugin(spec) for spec in plugins]
         names = [name for name, _ in loaded]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -222,9 +238,79 @@ class PluginHost:
             "session" in impl.argnames for impl in self._impls["before_append"]
         )
         self.has_before_state_update = bool(self._impls["before_state_update"])
-        self.has_after_hooks = any(
+        self.handler_plugins: dict[str, list[str]] = {}
+        """Plugin name -> the names of the durable event handlers it provides."""
+        self.event_handlers: list[EventHandler] = self._collect_handlers(loaded)
+        """The durable event handlers of all plugins, in plugin order."""
+        self.inline_handlers = inline_handlers
+        """Whether the handlers run right after each append (see the class docstring);
+        a worker that runs them itself sets it to `False`."""
+        self._runner: HandlerRunner | None = None
+        self._inline_handlers = [h for h in self.event_handlers if getattr(h, "inline", True)]
+        self._after_observers = any(
             self._impls[h] for h in ("after_append", "session_created", "session_finalized")
         )
+
+    @property
+    def has_after_hooks(self) -> bool:
+        """Whether anything runs after a write: an after hook, or inline handlers."""
+        return self._after_observers or (self.inline_handlers and bool(self._inline_handlers))
+
+    def _collect_handlers(self, loaded: list[tuple[str, object]]) -> list[EventHandler]:
+        from agentledger.handlers import check_handler
+
+        found: list[EventHandler] = []
+        by_plugin = {impl.plugin: impl for impl in self._impls["event_handlers"]}
+        for name, plugin in loaded:
+            provided: list[Any] = [plugin] if _is_handler(plugin) else []
+            impl = by_plugin.get(name)
+            if impl is not None:
+                try:
+                    result = impl.function()
+                except Exception as exc:
+                    raise ConfigurationError(
+                        f"plugin {name!r}: event_handlers raised {type(exc).__name__}: {exc}"
+                    ) from exc
+                if not isinstance(result, list | tuple):
+                    raise ConfigurationError(
+                        f"plugin {name!r}: event_handlers must return a list, not {result!r}"
+                    )
+                provided.extend(result)
+            for handler in provided:
+                try:
+                    found.append(check_handler(handler))
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"plugin {name!r}: {exc}") from exc
+            if provided:
+                self.handler_plugins[name] = [h.handler_name for h in provided]
+        names = [h.handler_name for h in found]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigurationError(f"event handler(s) named twice: {', '.join(duplicates)}")
+        return found
+
+    def handler_runner(self, store: SessionStore) -> HandlerRunner:
+        """The runner of the inline handlers (those whose `inline` is true) on `store`:
+        made on first use, then the same one (it holds the per-handler locks that keep a
+        derived event's own append from running a handler again inside itself)."""
+        runner = self._runner
+        if runner is None or runner.store is not store:
+            from agentledger.handlers import HandlerRunner
+
+            runner = self._runner = HandlerRunner(store, self._inline_handlers)
+        return runner
+
+    def run_inline_handlers(self, store: SessionStore) -> None:
+        """Run the inline handlers once over what the feed holds past their positions (at
+        most one page each; the rest waits for the next append or a worker). Never
+        raises: a handler's failure is stored by the runner (and shows in
+        `agentledger handlers status`), a store error is logged."""
+        if not self.inline_handlers or not self._inline_handlers:
+            return
+        try:
+            self.handler_runner(store).run_once(max_pages=1)
+        except Exception:
+            log.exception("inline event handlers failed; the write stands")
 
     def hooks_of(self, name: str) -> list[str]:
         """Return the hooks plugin `name` implements, in `specs.HOOK_NAMES` order."""
@@ -327,8 +413,9 @@ class PluginHost:
         created: bool = False,
     ) -> None:
         """Run `after_append`, then `session_created` (when `created`) and
-        `session_finalized` (once per stored `session_finalized` event). Never raises:
-        each failing implementation is logged and the next one runs."""
+        `session_finalized` (once per stored `session_finalized` event), then the inline
+        event handlers (`run_inline_handlers`). Never raises: each failing implementation
+        is logged and the next one runs."""
         self._observe("after_append", {"session": session, "events": events, "store": store})
         if created and self._impls["session_created"]:
             self._observe("session_created", {"session": session, "store": store})
@@ -338,21 +425,33 @@ class PluginHost:
                     self._observe(
                         "session_finalized", {"session": session, "event": event, "store": store}
                     )
+        self.run_inline_handlers(store)
 
 
-def resolve_plugins(plugins: Sequence[Any] | None) -> PluginHost | None:
+def resolve_plugins(
+    plugins: Sequence[Any] | None, *, inline_handlers: Any = True
+) -> PluginHost | None:
     """Build the `PluginHost` of a store being opened.
 
     Args:
         plugins: The plugins named (see `load_plugin`); `None` takes the names in
             `$AGENTLEDGER_PLUGINS`. A string is one name, or several separated by commas.
 
+        inline_handlers: See `PluginHost`; also `"true"`/`"false"` (`"1"`/`"0"`,
+            `"yes"`/`"no"`), as a URL's `?inline_handlers=false` gives it.
+
     Returns:
         The host, or `None` when no plugin is enabled (writes then skip every hook).
 
     Raises:
-        ConfigurationError: `plugins` is not a list, or see `PluginHost`.
+        ConfigurationError: `plugins` is not a list, `inline_handlers` is not a boolean,
+            or see `PluginHost`.
     """
+    if isinstance(inline_handlers, str):
+        flag = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        inline_handlers = flag.get(inline_handlers.strip().lower(), inline_handlers)
+    if not isinstance(inline_handlers, bool):
+        raise ConfigurationError(f"inline_handlers must be true or false, not {inline_handlers!r}")
     if plugins is None:
         names: Sequence[Any] = plugin_names_from_environment()
     elif isinstance(plugins, str):  # a URL option: ?plugins=redact,acme
@@ -361,4 +460,4 @@ def resolve_plugins(plugins: Sequence[Any] | None) -> PluginHost | None:
         names = plugins
     else:
         raise ConfigurationError(f"plugins must be a list of plugins or names, not {plugins!r}")
-    return PluginHost(names) if names else None
+    return PluginHost(names, inline_handlers=inline_handlers) if names else None

@@ -15,10 +15,17 @@ in the order their plugins were named (`plugins=["a", "b"]`: `a` first), then th
 What these hooks do not promise: `after_append`, `session_created` and `session_finalized`
 run once, in the writing process, after the commit; a crash between the commit and the hook
 loses the call. A plugin that must handle every event exactly once (exports, derived
-events) needs a durable position in the ledger, which is not one of these hooks: such
-handlers are plugin objects too (`PluginHost.plugins` keeps every enabled object by name,
-so a later mechanism can find them among the same plugins and entry points), with their
-own namespace `data["plugins"][<name>]` in events as `before_append` uses it.
+events) provides **durable event handlers** instead (`agentledger.handlers.EventHandler`):
+either the plugin object is itself an `EventHandler`, or it implements the
+`event_handlers` hook and returns some. Each handler keeps a stored position in the
+store-wide feed. The store runs them right after each append commits (after the
+`after_append` hooks, in the writing process; see `EventHandler.inline`), and
+`agentledger handlers run --plugin NAME` catches them up with what other processes wrote
+or what was written while no handler ran.
+
+A plugin's own data has its own namespace: `data["plugins"][<name>]` in events
+(`agentledger.plugins.enhance`, in `before_append`) and `metadata["plugins"][<name>]` in a
+session (`agentledger.plugins.plugin_state` and `plugin_state_event`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import pluggy
 if TYPE_CHECKING:
     from agentledger.core.events import Event, NewEvent
     from agentledger.core.session import Session
+    from agentledger.handlers import EventHandler
     from agentledger.stores.base import SessionStore
 
 __all__ = ["PROJECT", "HOOK_NAMES", "hookimpl", "hookspec"]
@@ -127,11 +135,29 @@ def session_finalized(session: Session, event: Event, store: SessionStore) -> No
     """
 
 
+@hookspec
+def event_handlers() -> list[EventHandler]:
+    """Provide durable event handlers (called once, when the store is opened).
+
+    Returns:
+        `agentledger.handlers.EventHandler`s (or objects with `handler_name`,
+        `handled_event_types` and `handle_event`); handler names are unique among all
+        enabled plugins. The store runs those with `inline` true right after each append;
+        `agentledger handlers run --plugin NAME` runs them all.
+
+    Raises:
+        Exception: Any exception (or a bad handler) makes opening the store fail with
+            `ConfigurationError` naming the plugin.
+    """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' functions
+
+
 HOOK_NAMES = (
     "before_append",
     "before_state_update",
     "after_append",
     "session_created",
     "session_finalized",
+    "event_handlers",
 )
-"""Every hook, in the order they run around one write."""
+"""Every hook: those around one write in the order they run, then `event_handlers`."""

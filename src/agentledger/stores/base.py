@@ -825,6 +825,8 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
             the folders above the store. `plugins=[...]` enables plugins (names, as
             `agentledger.plugins.load_plugin` takes them, or plugin objects; in a URL,
             `?plugins=redact,acme`); without it, those named in `$AGENTLEDGER_PLUGINS`.
+            The plugins' durable event handlers run right after each append unless
+            `inline_handlers=False` (`?inline_handlers=false`).
             An `http://` store's plugins run in its server: naming one checks that the
             server runs it.
 
@@ -868,7 +870,9 @@ def open_store(url: str | None = None, **options: Any) -> SessionStore:
     from agentledger.plugins.host import resolve_plugins
 
     # Plugins are loaded before the store is opened: a bad name creates nothing.
-    host = resolve_plugins(merged.pop("plugins", None))
+    host = resolve_plugins(
+        merged.pop("plugins", None), inline_handlers=merged.pop("inline_handlers", True)
+    )
     try:
         store = factory(url, merged)
     except AgentLedgerError as exc:

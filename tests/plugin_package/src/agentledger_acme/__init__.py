@@ -1,4 +1,5 @@
-"""A third-party plugin: stamps every user message and refuses the word "forbidden".
+"""A third-party plugin: stamps every user message, refuses the word "forbidden", and
+counts each session's user messages in its own session state with a durable event handler.
 
 Enabled by its entry point's name: `agentledger --plugin acme ...`. It writes what it sees
 after each append to the file named by `$ACME_LOG`, so a test can check it ran.
@@ -10,8 +11,25 @@ import json
 import os
 from typing import Any
 
-from agentledger import PluginRejectedError, hookimpl
-from agentledger.plugins import enhance
+from agentledger import Event, NewEvent, PluginRejectedError, Session, hookimpl
+from agentledger.handlers import EventHandler
+from agentledger.plugins import enhance, plugin_state, plugin_state_event
+
+
+class MessageCounter(EventHandler):
+    """Keeps `metadata["plugins"]["acme"]["messages"]`: the session's user messages."""
+
+    handler_name = "acme"
+    handled_event_types = ["user_message"]
+
+    def handle_event(self, event: Event, session: Session) -> NewEvent:
+        seen = plugin_state(session, "acme").get("messages", 0)
+        return plugin_state_event("acme", {"messages": seen + 1, "last_seq": event.seq})
+
+
+@hookimpl
+def event_handlers() -> list[EventHandler]:
+    return [MessageCounter()]
 
 
 @hookimpl
