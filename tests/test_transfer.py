@@ -114,6 +114,7 @@ def test_the_commands_as_a_user_runs_them(tmp_path: Path) -> None:
 
     one = _run("--store", "sqlite:///a.db", "export", "chosen-id", "-o", "one.jsonl", cwd=tmp_path)
     assert one.returncode == 0 and one.stdout == ""
+    assert one.stderr.strip() == "exported 1 session (2 events); 1 shared state"  # the app's
     assert sum(1 for line in (tmp_path / "one.jsonl").read_text().splitlines() if '"event"' in line) == 2
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentledger.cli.app import StoreMode, app, cli_clock, store_from
-from agentledger.cli.render import make_console, print_json
+from agentledger.cli.render import make_console, plural, print_json
 from agentledger.cli.sessions import (
     AgentFilterOpt,
     AppFilterOpt,
@@ -74,8 +74,7 @@ def _report(report: TransferReport, json_output: bool, verb: str) -> None:
             }
         )
         return
-    noun = "session" if report.sessions == 1 else "sessions"
-    parts = [f"{verb} {report.sessions} {noun} ({report.events} events)"]
+    parts = [f"{verb} {plural(report.sessions, 'session')} ({plural(report.events, 'event')})"]
     if report.continued:
         parts.append(f"{report.continued} of them continued")
     if report.unchanged:
@@ -83,7 +82,7 @@ def _report(report: TransferReport, json_output: bool, verb: str) -> None:
     if report.skipped:
         parts.append(f"{len(report.skipped)} skipped (another history there): {', '.join(report.skipped)}")
     if report.scoped_states:
-        parts.append(f"{report.scoped_states} shared states")
+        parts.append(plural(report.scoped_states, "shared state"))
     make_console(stderr=True).print("; ".join(parts), soft_wrap=True, highlight=False)
 
 
