@@ -118,3 +118,11 @@ def test_messages_show_odd_ids_quoted_and_count_events(store: SessionStore, url:
     assert dropped.stdout.strip() == "Dropped 3 events of session 't/1 x'."
     refused = run(url, "sessions", "truncate", sid, "--before", "5")
     assert "of session 't/1 x' without confirmation" in refused.stderr
+
+
+def test_compact_of_a_missing_store_compacts_nothing(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/missing.db", "compact")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "Nothing to compact."
+    assert "does not exist (nothing was created)" in result.stderr
+    assert list(tmp_path.iterdir()) == []

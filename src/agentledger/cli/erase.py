@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from agentledger.cli.app import StoreMode, app, store_from
+from agentledger.cli.app import StoreMode, app, cli_state, store_from
 from agentledger.cli.render import make_console, print_json, shown_id
 from agentledger.cli.sessions import (
     JsonOpt,
@@ -134,8 +134,12 @@ def compact_command(ctx: typer.Context) -> None:
     (VACUUM: it shrinks to what it holds), merges its write-ahead log into it and empties
     the log (freed content is zeroed);
     PostgreSQL runs VACUUM FULL on the store's tables (they are locked while it runs);
-    the file store removes leftovers of deleted sessions.
+    the file store removes leftovers of deleted sessions. A store that does not exist is
+    left alone (nothing to compact).
     """
     store = store_from(ctx, StoreMode.WRITE)
+    if cli_state(ctx).missing_store is not None:
+        _say("Nothing to compact.")
+        return
     store.compact()
     _say("Compacted the store.")
