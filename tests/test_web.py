@@ -375,10 +375,10 @@ def test_lifecycle_actions_ask_for_confirmation(page: Page, world: World) -> Non
 def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
     page: Page, world: World
 ) -> None:
-    """Every state operation, null deletes, escaped keys and all three scopes: the page's
-    state as of each event equals `project()` of the events up to it (session keys), and
-    at the end the session's state as the store reads it (with its app: and user: keys,
-    which only this session writes here)."""
+    """Every state operation, nulls kept as values, removals, escaped keys and all three
+    scopes: the page's state as of each event equals `project()` of the events up to it
+    (session keys), and at the end the session's state as the store reads it (with its app:
+    and user: keys, which only this session writes here)."""
     store = world.store
     sid = store.create_session(
         app_name="projection", user_id="ada", title="every operation",
@@ -410,6 +410,8 @@ def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
             {"op": "add", "path": "/temp:gone", "value": 1}),
         NewEvent(type="state_updated", state_delta={"list": None, "user:lang": None},
                  state_ops=[{"op": "add", "path": "/list", "value": ["again"]}]),
+        NewEvent(type="state_updated", state_delta={"kept": None},
+                 state_remove=["a", "user:items", "never-set"]),
     ])
     events = store.read_events(sid)
     sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
@@ -426,6 +428,12 @@ def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
     assert shown[-1] == store.get_session(sid).state
     page.click(f"#seq-{len(events)}")
     assert json.loads(page.locator("#state-at pre").inner_text()) == shown[-1]
+    # an event stored before nulls were values (format 1): there a null deleted the key
+    old = page.evaluate(
+        "() => { const s = {a: 1, b: 2}; applyEvent(s, {format: 1, state_delta: {a: null}});"
+        " applyEvent(s, {format: 2, state_delta: {b: null}}); return s; }"
+    )
+    assert old == {"b": None}
 
 
 # -- isolation and bad states ----------------------------------------------------------------

@@ -424,15 +424,19 @@ function applyOp(doc, op) {
 const isTemp = (key) => key.startsWith("temp:");
 const isShared = (key) => key.startsWith("app:") || key.startsWith("user:");
 
-// Apply one event's state_delta then its state_ops to `state` (changed in place), as the
-// store does: temp: keys are dropped; app:/user: keys are kept, prefixed, as this session's
-// events changed them. Returns the operations that did not fit (shared keys changed elsewhere).
+// Apply one event's state_delta, then its state_remove, then its state_ops to `state`
+// (changed in place), as the store does: a null in state_delta is a value (events of format 2
+// on; in format 1 events it deleted the key); temp: keys are dropped; app:/user: keys are kept,
+// prefixed, as this session's events changed them. Returns the operations that did not fit
+// (shared keys changed elsewhere).
 function applyEvent(state, event) {
+  const nullDeletes = (event.format ?? 1) < 2;
   for (const [key, value] of Object.entries(event.state_delta || {})) {
     if (isTemp(key)) continue;
-    if (value === null) delete state[key];
+    if (value === null && nullDeletes) delete state[key];
     else state[key] = value;
   }
+  for (const key of event.state_remove || []) delete state[key];
   const misfits = [];
   for (const op of event.state_ops || []) {
     const key = pointer(op.path)[0];
