@@ -436,6 +436,31 @@ def test_the_state_the_page_computes_is_the_stores_projection_at_every_event(
     assert old == {"b": None}
 
 
+def test_the_state_as_of_each_event_follows_rewinds(page: Page, world: World) -> None:
+    """After a `rewound` event the page's state is the session's own state as it was after
+    the seq rewound to, as `project()` says; `app:`/`user:` keys are not rewound."""
+    store = world.store
+    sid = store.create_session(app_name="rewinds", user_id="ada", state={"n": 0}).id
+    for n in (1, 2, 3):
+        store.append(sid, [NewEvent(type="agent_message", data={"text": f"v{n}"},
+                                    state_delta={"n": n, f"k{n}": n, "user:last": n})])
+    store.rewind(sid, to_seq=2, then=[NewEvent(type="agent_message", state_delta={"b": 1})])
+    store.rewind(sid, to_seq=4)  # back into the stretch the first rewind undid
+    events = store.read_events(sid)
+    sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
+    expect(page.locator(".event")).to_have_count(len(events))
+    shown = page.evaluate(
+        "(events) => events.map((_, i) => foldState(events, i + 1).state)",
+        [json.loads(e.model_dump_json()) for e in events],
+    )
+    for k in range(1, len(events) + 1):
+        own = {key: v for key, v in shown[k - 1].items() if not key.startswith(("app:", "user:"))}
+        assert own == project(events[:k]).state, f"as of #{k}"
+    assert shown[-1] == store.get_session(sid).state
+    page.click(f"#seq-{len(events)}")
+    assert json.loads(page.locator("#state-at pre").inner_text()) == shown[-1]
+
+
 # -- isolation and bad states ----------------------------------------------------------------
 
 

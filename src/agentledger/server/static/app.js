@@ -455,6 +455,32 @@ function applyEvent(state, event) {
   return misfits;
 }
 
+// The state after the first `count` events (from an empty state), and the operations that
+// did not fit. A `rewound` event (data.to_seq = k) brings the session's own keys back to what
+// they were after event k, as the store's projection does; app:/user: keys are shared with
+// other sessions and stay as they are.
+function foldState(events, count) {
+  const targets = new Set();
+  for (let i = 0; i < count; i += 1) {
+    if (events[i].type === "rewound") targets.add(events[i].data?.to_seq);
+  }
+  const state = {};
+  const misfits = [];
+  const after = new Map();
+  for (let i = 0; i < count; i += 1) {
+    const event = events[i];
+    if (event.type === "rewound" && after.has(event.data?.to_seq)) {
+      const back = after.get(event.data.to_seq);
+      for (const key of Object.keys(state)) if (!isShared(key)) delete state[key];
+      for (const [key, value] of Object.entries(back)) if (!isShared(key)) state[key] = structuredClone(value);
+    } else {
+      misfits.push(...applyEvent(state, event));
+    }
+    if (targets.has(event.seq)) after.set(event.seq, structuredClone(state));
+  }
+  return { state, misfits };
+}
+
 // -- the session page ------------------------------------------------------------------------
 
 async function sessionPage(id) {
@@ -775,10 +801,7 @@ async function sessionPage(id) {
   // -- state as of an event ------------------------------------------------------------
 
   function stateBefore(index) {
-    const state = {};
-    const misfits = [];
-    for (let i = 0; i < index; i += 1) misfits.push(...applyEvent(state, events[i]));
-    return { state, misfits };
+    return foldState(events, index);
   }
 
   function diffList(before, after) {
@@ -808,8 +831,9 @@ async function sessionPage(id) {
     if (scroll) { node.scrollIntoView({ block: "center" }); node.focus({ preventScroll: true }); }
     history.replaceState(null, "", `#seq-${seq}`);
     const { state: before, misfits } = stateBefore(index);
-    const after = structuredClone(before);
-    const own = applyEvent(after, event);
+    const rewound = event.type === "rewound";
+    const after = rewound ? foldState(events, index + 1).state : structuredClone(before);
+    const own = rewound ? [] : applyEvent(after, event);
     const changes = diffList(before, after);
     const notes = [...misfits, ...own];
     fill(inspector,
