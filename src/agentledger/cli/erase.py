@@ -34,7 +34,7 @@ CompactOpt = Annotated[
 
 
 def _say(text: str) -> None:
-    make_console().print(text, markup=False, highlight=False)
+    make_console().print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @sessions_app.command("erase")

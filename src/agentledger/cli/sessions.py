@@ -586,7 +586,7 @@ def fork_command(
     line.append(f" at seq {origin.seq} into ")
     line.append(shown_id(fork.id), style="bold")
     line.append(f" (version {fork.version}).")
-    make_console().print(line)
+    make_console().print(line, soft_wrap=True)
 
 
 @sessions_app.command("rewind")
@@ -626,7 +626,7 @@ def rewind_command(
     line = Text("Rewound session ")
     line.append(shown_id(session.id), style="bold")
     line.append(f" to seq {marker.data['to_seq']} (version {session.version}).")
-    make_console().print(line)
+    make_console().print(line, soft_wrap=True)
 
 
 @sessions_app.command("delete")
