@@ -461,6 +461,25 @@ def test_the_state_as_of_each_event_follows_rewinds(page: Page, world: World) ->
     assert json.loads(page.locator("#state-at pre").inner_text()) == shown[-1]
 
 
+def test_the_state_as_of_an_event_says_when_history_was_dropped_or_erased(
+    page: Page, world: World
+) -> None:
+    store = world.store
+    sid = store.create_session(app_name="caveats", user_id="ada", state={"n": 0}).id
+    for n in (1, 2, 3):
+        store.append(sid, [NewEvent(type="agent_message", data={"text": f"v{n}"}, state_delta={"n": n})])
+    sign_in(page, world.server.base, "ada", f"/sessions/{sid}")
+    page.click("#seq-3")
+    expect(page.locator("#state-at pre")).to_contain_text('"n": 2')
+    expect(page.locator("#state-caveat")).to_have_count(0)
+    store.truncate_before(sid, 3)
+    store.erase_events(sid, [3], "asked")
+    page.goto(f"{world.server.base}/sessions/{sid}")
+    page.click("#seq-4")
+    expect(page.locator("#state-caveat")).to_contain_text("the events before #3 were dropped")
+    expect(page.locator("#state-caveat")).to_contain_text("the payload of #3 was erased")
+
+
 # -- isolation and bad states ----------------------------------------------------------------
 
 

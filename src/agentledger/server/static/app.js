@@ -836,6 +836,13 @@ async function sessionPage(id) {
     const own = rewound ? [] : applyEvent(after, event);
     const changes = diffList(before, after);
     const notes = [...misfits, ...own];
+    // What this page cannot fold: events dropped by a truncation, payloads erased.
+    const gaps = [];
+    if (events.length && events[0].seq > 1) gaps.push(`the events before #${events[0].seq} were dropped`);
+    const erased = events.slice(0, index + 1).filter((e) => e.erased).map((e) => `#${e.seq}`);
+    if (erased.length) {
+      gaps.push(`the payload of ${erased.slice(0, 5).join(", ")}${erased.length > 5 ? "…" : ""} was erased`);
+    }
     fill(inspector,
       el("h2", {}, `State as of #${seq}`),
       el("p", { class: "muted" }, `${event.type} · ${localTime(event.timestamp)}`),
@@ -845,7 +852,11 @@ async function sessionPage(id) {
       Object.keys(after).some(isShared) || notes.length
         ? el("p", { class: "muted small" }, "app: and user: keys are shared with other sessions; they are shown as this session's events changed them.")
         : null,
-      notes.length ? el("p", { class: "muted small" }, `Not applied here: ${notes.slice(0, 3).join("; ")}`) : null);
+      notes.length ? el("p", { class: "muted small" }, `Not applied here: ${notes.slice(0, 3).join("; ")}`) : null,
+      gaps.length
+        ? el("p", { class: "muted small", id: "state-caveat" },
+          `Incomplete: ${gaps.join("; ")}, so the state shown here leaves out their changes.`)
+        : null);
   }
 
   timeline.addEventListener("click", (event) => {
