@@ -203,6 +203,16 @@ def test_list_table_fits_a_narrow_terminal(store: SessionStore, url: str) -> Non
     assert "s-plan" in result.stdout and "suspended" in result.stdout
 
 
+def test_a_long_id_wraps_and_keeps_the_other_columns(store: SessionStore, url: str) -> None:
+    long_id = "L" * 300 + "-end"
+    store.create_session(app_name="demo", user_id="ada", session_id=long_id)
+    result = ok(run(url, "sessions", "list", "--app", "demo", env={"COLUMNS": "80"}))
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert "status" in lines[0] and "suspended" in result.stdout  # s-plan's row
+    assert long_id in "".join(line.split(" ")[0] for line in lines)  # whole, over lines
+
+
 def test_list_json_matches_the_store(store: SessionStore, url: str) -> None:
     result = ok(run(url, "sessions", "list", "--json"))
     data = json.loads(result.stdout)

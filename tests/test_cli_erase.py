@@ -107,3 +107,22 @@ def test_bad_erases_are_one_error_line(store: SessionStore, url: str) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
     assert run(url, "sessions", "erase", sid, "--reason", "why", "--yes").exit_code == 2
     assert not any(e.erased for e in store.read_events(sid))
+
+
+def test_messages_show_odd_ids_quoted_and_count_events(store: SessionStore, url: str) -> None:
+    sid = store.create_session(app_name="demo", user_id="ada", session_id="t/1 x").id
+    store.append(sid, [msg("a"), msg("b"), msg("c")])
+    erased = run(url, "sessions", "erase", sid, "--seq", "2", "--reason", "why", "--yes")
+    assert erased.stdout.strip() == "Erased event 2 of session 't/1 x' (recorded as event 5)."
+    dropped = run(url, "sessions", "truncate", sid, "--before", "4", "--yes")
+    assert dropped.stdout.strip() == "Dropped 3 events of session 't/1 x'."
+    refused = run(url, "sessions", "truncate", sid, "--before", "5")
+    assert "of session 't/1 x' without confirmation" in refused.stderr
+
+
+def test_compact_of_a_missing_store_compacts_nothing(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/missing.db", "compact")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "Nothing to compact."
+    assert "does not exist (nothing was created)" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -94,3 +94,25 @@ def test_rewind_needs_one_target(url: str, store: SessionStore) -> None:
         result = run(url, "sessions", "rewind", sid, *args)
         assert result.exit_code == 2 and "either --to" in result.stderr
     assert store.get_session(sid).version == 4
+
+
+def test_fork_and_rewind_show_odd_ids_quoted(url: str, store: SessionStore) -> None:
+    sid = _session(store)
+    forked = ok(run(url, "sessions", "fork", sid, "--at", "2", "--id", "what if"))
+    assert forked.stdout.strip() == f"Forked session {sid} at seq 2 into 'what if' (version 3)."
+    rewound = ok(run(url, "sessions", "rewind", "what if", "--to", "1"))
+    assert rewound.stdout.strip() == "Rewound session 'what if' to seq 1 (version 4)."
+
+
+def test_messages_stay_one_line_on_a_narrow_terminal(url: str, store: SessionStore) -> None:
+    sid = _session(store)
+    env = {"COLUMNS": "40", "AGENTLEDGER_NOW": iso(T0)}
+    for args in (
+        ["sessions", "fork", sid, "--at", "2", "--id", "a-rather-long-fork-id-" + "x" * 40],
+        ["sessions", "rewind", sid, "--to", "2"],
+        ["sessions", "erase", sid, "--seq", "3", "--reason", "why", "--yes"],
+        ["sessions", "truncate", sid, "--before", "3", "--yes"],
+    ):
+        result = CliRunner().invoke(app, ["--store", url, *args], env=env)
+        assert result.exit_code == 0, result.output
+        assert len(result.stdout.strip().splitlines()) == 1, result.stdout

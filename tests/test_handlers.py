@@ -47,6 +47,24 @@ def test_a_handler_answers_each_matching_event_once(store: SessionStore) -> None
     assert [e.data["echo"] for e in _echoes(store, session.id)][-1] == "two"
 
 
+class Strict(Echo):
+    """The README's handler: reads `data["text"]`, so an empty payload would fail it."""
+
+    def handle_event(self, event: Event, session: Session) -> list[NewEvent]:
+        return [NewEvent(type="plugin.echo", data={"echo": event.data["text"]})]
+
+
+def test_an_erased_event_is_not_handed_to_handlers(store: SessionStore) -> None:
+    session = store.create_session(app_name="demo", user_id="ada")
+    store.append(session.id, [msg("card 4111"), msg("kept")])
+    store.erase_events(session.id, [2], "the user asked")
+    runner = HandlerRunner(store, [Strict()])
+    assert runner.run_once() == 1
+    assert [e.data["echo"] for e in _echoes(store, session.id)] == ["kept"]
+    (status,) = runner.status()
+    assert not status.failing and status.lag == 0
+
+
 def test_a_crash_between_append_and_position_adds_nothing_twice(
     store: SessionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from agentledger import open_store
 from agentledger.cli import app
 from agentledger.demo import DEMO_SCRIPT, build_reminders_agent, continue_or_create_session
+from agentledger.errors import ConfigurationError
 from agentledger.runner import Agent, ModelResponse, Runner, ToolCall, ToolContext
 from agentledger.runner.replay import ReplayModel, recorded_responses, replay_session
 from agentledger.stores.base import SessionStore
@@ -136,3 +137,23 @@ def test_tool_state_changes_compare_by_meaning_across_event_formats() -> None:
     assert found is not None and found.field == "state_delta"
     found = _compare(result(2, state_remove=["a"]), result(2, state_remove=["b"]))
     assert found is not None and found.field == "state_remove"
+
+
+@pytest.mark.parametrize("cut", ["erase", "truncate"])
+def test_a_session_with_erased_or_dropped_events_is_refused(cut: str) -> None:
+    with open_store("memory://") as store:
+        sid = demo_session(store)
+        if cut == "erase":
+            store.erase_events(sid, [2], "asked")
+        else:
+            store.truncate_before(sid, 3)
+        version = store.get_session(sid).version
+        with pytest.raises(ConfigurationError, match="erased or truncated history"):
+            replay_session(store, sid, build_reminders_agent())
+        assert store.get_session(sid).version == version
+        # before the erased event there is nothing missing: that much replays
+        if cut == "erase":
+            assert replay_session(store, sid, build_reminders_agent(), until=1).identical
+        else:  # nothing at all is left up to seq 1
+            with pytest.raises(ConfigurationError, match="erased or truncated history"):
+                replay_session(store, sid, build_reminders_agent(), until=1)

@@ -114,6 +114,7 @@ def test_the_commands_as_a_user_runs_them(tmp_path: Path) -> None:
 
     one = _run("--store", "sqlite:///a.db", "export", "chosen-id", "-o", "one.jsonl", cwd=tmp_path)
     assert one.returncode == 0 and one.stdout == ""
+    assert one.stderr.strip() == "exported 1 session (2 events); 1 shared state"  # the app's
     assert sum(1 for line in (tmp_path / "one.jsonl").read_text().splitlines() if '"event"' in line) == 2
 
 
@@ -147,3 +148,20 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
     assert skipped.returncode == 0 and "1 skipped" in skipped.stderr
     same = _run("copy", "--from", "sqlite:///a.db", "--to", "sqlite:///a.db", cwd=tmp_path)
     assert same.returncode == 2
+
+
+def test_export_to_a_file_is_all_or_nothing(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/a.db") as store:
+        _populate(store)
+    nowhere = _run("--store", "sqlite:///a.db", "export", "--all", "-o", "no/such/dir.jsonl", cwd=tmp_path)
+    assert nowhere.returncode == 1 and nowhere.stderr.startswith("error: "), nowhere.stderr
+    assert len(nowhere.stderr.strip().splitlines()) == 1 and "Traceback" not in nowhere.stderr
+    (tmp_path / "kept.jsonl").write_text("before\n")
+    (tmp_path / "kept.jsonl").chmod(0o600)
+    missing = _run("--store", "sqlite:///a.db", "export", "chosen-id", "nope", "-o", "kept.jsonl", cwd=tmp_path)
+    assert missing.returncode == 1 and "no session with id 'nope'" in missing.stderr
+    assert (tmp_path / "kept.jsonl").read_text() == "before\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "kept" in p.name) == ["kept.jsonl"]
+    made = _run("--store", "sqlite:///a.db", "export", "chosen-id", "-o", "kept.jsonl", cwd=tmp_path)
+    assert made.returncode == 0 and '"chosen-id"' in (tmp_path / "kept.jsonl").read_text()
+    assert (tmp_path / "kept.jsonl").stat().st_mode & 0o777 == 0o600

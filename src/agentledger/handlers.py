@@ -14,7 +14,8 @@ handler's new position. So:
   (`handler:<name>:<position>:<n>`), so handling the same event again appends nothing;
 - derived events have `author` = the handler's name and `data["caused_by"]` = the `seq`
   and feed `position` of the event that caused them (the handler's own events are not
-  handed back to it);
+  handed back to it, nor are events whose payload was erased before the handler reached
+  them: their `events_erased` record is handed over instead, to handlers of that type);
 - a handler that raises stops at that event: its position stays, the failure count and the
   error are stored (`status`), and the runner retries it with exponential backoff; other
   handlers and appends go on.
@@ -352,7 +353,10 @@ class HandlerRunner:
             failure: tuple[int, Exception] | None = None
             for item in page:
                 event = item.event
-                if (wanted and event.type not in wanted) or event.author == name:
+                # An erased event's payload is gone: nothing to handle (its events_erased
+                # record is an event of its own, for handlers that follow erasures).
+                skip = event.erased or (wanted and event.type not in wanted)
+                if skip or event.author == name:
                     position = item.position
                     continue
                 if event.session_id in pending:

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from agentledger.cli.app import StoreMode, app, store_from
-from agentledger.cli.render import make_console, print_json
+from agentledger.cli.app import StoreMode, app, cli_state, store_from
+from agentledger.cli.render import make_console, print_json, shown_id
 from agentledger.cli.sessions import (
     JsonOpt,
     SessionIdArg,
@@ -34,7 +34,7 @@ CompactOpt = Annotated[
 
 
 def _say(text: str) -> None:
-    make_console().print(text, markup=False, highlight=False)
+    make_console().print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @sessions_app.command("erase")
@@ -67,7 +67,10 @@ def erase_command(
     store = store_from(ctx, StoreMode.WRITE)
     if not yes:
         listed = ", ".join(str(s) for s in sorted(set(seqs)))
-        what = f"the payload of event{'s' if len(set(seqs)) > 1 else ''} {listed} of session {session_id}"
+        what = (
+            f"the payload of event{'s' if len(set(seqs)) > 1 else ''} {listed} "
+            f"of session {shown_id(session_id)}"
+        )
         confirm_or_refuse(
             f"Erase {what} for good?",
             f"not erasing {what} without confirmation, and stdin is not a terminal to ask "
@@ -80,7 +83,11 @@ def erase_command(
         print_json(recorded.model_dump(mode="json"))
         return
     erased = ", ".join(str(s) for s in recorded.data["seqs"])
-    _say(f"Erased events {erased} of session {session_id} (recorded as event {recorded.seq}).")
+    noun = "event" if len(recorded.data["seqs"]) == 1 else "events"
+    _say(
+        f"Erased {noun} {erased} of session {shown_id(session_id)} "
+        f"(recorded as event {recorded.seq})."
+    )
 
 
 @sessions_app.command("truncate")
@@ -104,7 +111,7 @@ def truncate_command(
     """
     store = store_from(ctx, StoreMode.WRITE)
     if not yes:
-        what = f"the events before seq {before} of session {session_id}"
+        what = f"the events before seq {before} of session {shown_id(session_id)}"
         confirm_or_refuse(
             f"Drop {what} for good?",
             f"not dropping {what} without confirmation, and stdin is not a terminal to ask "
@@ -116,7 +123,7 @@ def truncate_command(
     if json_output:
         print_json({"session_id": session_id, "dropped": dropped})
         return
-    _say(f"Dropped {dropped} event{'' if dropped == 1 else 's'} of session {session_id}.")
+    _say(f"Dropped {dropped} event{'' if dropped == 1 else 's'} of session {shown_id(session_id)}.")
 
 
 @app.command("compact")
@@ -127,8 +134,12 @@ def compact_command(ctx: typer.Context) -> None:
     (VACUUM: it shrinks to what it holds), merges its write-ahead log into it and empties
     the log (freed content is zeroed);
     PostgreSQL runs VACUUM FULL on the store's tables (they are locked while it runs);
-    the file store removes leftovers of deleted sessions.
+    the file store removes leftovers of deleted sessions. A store that does not exist is
+    left alone (nothing to compact).
     """
     store = store_from(ctx, StoreMode.WRITE)
+    if cli_state(ctx).missing_store is not None:
+        _say("Nothing to compact.")
+        return
     store.compact()
     _say("Compacted the store.")

@@ -264,6 +264,7 @@ def event_type_style(event_type: str) -> str:
 # -- tables that fit the terminal -----------------------------------------------------------
 
 _FLEX_MIN = 12
+_FOLD_MIN = 40
 _GAP = 2
 
 
@@ -276,6 +277,7 @@ class _Column:
     drop: int
     flex: bool = False
     justify: JustifyMethod = "left"
+    fold: bool = False  # never shortened: wrapped over lines when nothing else makes it fit
 
     @property
     def natural(self) -> int:
@@ -284,11 +286,16 @@ class _Column:
 
 def _fit_table(columns: list[_Column], width: int, *, title: str | None = None) -> Table:
     """Build a table no wider than `width`: drop the most droppable columns until the fixed
-    columns fit, then give the flexible column (shortened with an ellipsis) what is left."""
+    columns fit (a folding column counting at most `_FOLD_MIN`), wrap a folding column that
+    is still too wide over lines, then give the flexible column (shortened with an
+    ellipsis) what is left."""
     kept = list(columns)
 
     def needed(cols: list[_Column]) -> int:
-        fixed = sum(c.natural if not c.flex else min(c.natural, _FLEX_MIN) for c in cols)
+        fixed = sum(
+            min(c.natural, _FLEX_MIN) if c.flex else min(c.natural, _FOLD_MIN) if c.fold else c.natural
+            for c in cols
+        )
         return fixed + _GAP * (len(cols) - 1)
 
     while needed(kept) > width:
@@ -296,7 +303,14 @@ def _fit_table(columns: list[_Column], width: int, *, title: str | None = None) 
         if not droppable:
             break
         kept.remove(max(droppable, key=lambda c: c.drop))
-    spare = width - sum(c.natural for c in kept if not c.flex) - _GAP * (len(kept) - 1)
+    sizes = {id(c): c.natural for c in kept}
+    flex_min = sum(min(c.natural, _FLEX_MIN) for c in kept if c.flex)
+    over = sum(c.natural for c in kept if not c.flex) + flex_min + _GAP * (len(kept) - 1) - width
+    for column in kept:
+        if over > 0 and column.fold:
+            sizes[id(column)] = max(column.natural - over, _FOLD_MIN)
+            over -= column.natural - sizes[id(column)]
+    spare = width - sum(sizes[id(c)] for c in kept if not c.flex) - _GAP * (len(kept) - 1)
     table = Table(
         title=title,
         title_justify="left",
@@ -307,12 +321,13 @@ def _fit_table(columns: list[_Column], width: int, *, title: str | None = None) 
         header_style="bold dim",
     )
     for column in kept:
-        size = max(min(column.natural, spare), 1) if column.flex else column.natural
+        size = max(min(column.natural, spare), 1) if column.flex else sizes[id(column)]
+        folded = size < column.natural and column.fold
         table.add_column(
             column.header,
             justify=column.justify,
-            no_wrap=True,
-            overflow="ellipsis",
+            no_wrap=not folded,
+            overflow="fold" if folded else "ellipsis",
             min_width=size,
             max_width=size,
         )
@@ -543,7 +558,9 @@ def sessions_table(sessions: Sequence[Session], *, width: int | None = None) -> 
 
     The table fits `width`: the title (or purpose) is shortened with an ellipsis, and on a
     narrow terminal the agent, app, events, title, updated and user columns are left out,
-    in that order. Ids are never shortened, so they can be copied.
+    in that order. Ids are never shortened, so they can be copied; an id too long for the
+    terminal (ids run to 512 characters) wraps over lines instead of pushing the other
+    columns out.
 
     Args:
         sessions: The sessions, in the order given.
@@ -551,7 +568,7 @@ def sessions_table(sessions: Sequence[Session], *, width: int | None = None) -> 
     """
     now = datetime.now(timezone.utc)
     columns = [
-        _Column("id", [Text(shown_id(s.id), style="bold") for s in sessions], drop=0),
+        _Column("id", [Text(shown_id(s.id), style="bold") for s in sessions], drop=0, fold=True),
         _Column("app", [Text(s.app_name) for s in sessions], drop=6),
         _Column("user", [Text(s.user_id) for s in sessions], drop=2),
         _Column("agent", [Text(s.agent_name or "") for s in sessions], drop=7),

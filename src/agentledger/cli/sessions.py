@@ -582,11 +582,11 @@ def fork_command(
     origin = fork.forked_from
     assert origin is not None
     line = Text("Forked session ")
-    line.append(origin.session_id, style="bold")
+    line.append(shown_id(origin.session_id), style="bold")
     line.append(f" at seq {origin.seq} into ")
-    line.append(fork.id, style="bold")
+    line.append(shown_id(fork.id), style="bold")
     line.append(f" (version {fork.version}).")
-    make_console().print(line)
+    make_console().print(line, soft_wrap=True)
 
 
 @sessions_app.command("rewind")
@@ -624,9 +624,9 @@ def rewind_command(
         print_session_json(session)
         return
     line = Text("Rewound session ")
-    line.append(session.id, style="bold")
+    line.append(shown_id(session.id), style="bold")
     line.append(f" to seq {marker.data['to_seq']} (version {session.version}).")
-    make_console().print(line)
+    make_console().print(line, soft_wrap=True)
 
 
 @sessions_app.command("delete")

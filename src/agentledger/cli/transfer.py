@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentledger.cli.app import StoreMode, app, cli_clock, store_from
-from agentledger.cli.render import make_console, print_json
+from agentledger.cli.render import make_console, plural, print_error, print_json
 from agentledger.cli.sessions import (
     AgentFilterOpt,
     AppFilterOpt,
@@ -74,8 +75,7 @@ def _report(report: TransferReport, json_output: bool, verb: str) -> None:
             }
         )
         return
-    noun = "session" if report.sessions == 1 else "sessions"
-    parts = [f"{verb} {report.sessions} {noun} ({report.events} events)"]
+    parts = [f"{verb} {plural(report.sessions, 'session')} ({plural(report.events, 'event')})"]
     if report.continued:
         parts.append(f"{report.continued} of them continued")
     if report.unchanged:
@@ -83,7 +83,7 @@ def _report(report: TransferReport, json_output: bool, verb: str) -> None:
     if report.skipped:
         parts.append(f"{len(report.skipped)} skipped (another history there): {', '.join(report.skipped)}")
     if report.scoped_states:
-        parts.append(f"{report.scoped_states} shared states")
+        parts.append(plural(report.scoped_states, "shared state"))
     make_console(stderr=True).print("; ".join(parts), soft_wrap=True, highlight=False)
 
 
@@ -99,7 +99,7 @@ def export_command(
     phase: PhaseOpt = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout."),
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout (replaced only once the export succeeds)."),
     ] = None,
 ) -> None:
     """Write sessions with their whole history as JSON Lines, for `agentledger import`.
@@ -116,10 +116,29 @@ def export_command(
     if output is None:
         report = export_sessions(store, sys.stdout, ids, **filters)
         sys.stdout.flush()
-    else:
-        with output.open("w", encoding="utf-8") as out:
+    elif output.exists() and not output.is_file():  # a FIFO, /dev/stdout: written as it goes
+        with _open_for_writing(output) as out:
             report = export_sessions(store, out, ids, **filters)
+    else:
+        # Written beside it and renamed at the end: a failed export leaves FILE as it was.
+        partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+        try:
+            with _open_for_writing(partial, shown=output) as out:
+                if output.exists():  # FILE keeps its mode
+                    os.chmod(out.fileno(), output.stat().st_mode & 0o7777)
+                report = export_sessions(store, out, ids, **filters)
+            partial.replace(output)
+        finally:
+            partial.unlink(missing_ok=True)
     _report(report, False, "exported")
+
+
+def _open_for_writing(path: Path, *, shown: Path | None = None) -> TextIO:
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        print_error(f"cannot write {shown or path}: {exc.strerror or exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command("import")

@@ -244,13 +244,20 @@ def replay_session(
 
     Raises:
         SessionNotFoundError: No such session.
-        ConfigurationError: `until` is below 1.
+        ConfigurationError: `until` is below 1; or the events to replay include erased
+            ones, or the ledger was truncated (their payloads are gone, so their turns
+            cannot be run again).
     """
     if until is not None and until < 1:
         raise ConfigurationError(f"--until must be a seq of 1 or more, not {until}")
     events = store.read_events(session_id)
     if until is not None:
         events = [e for e in events if e.seq <= until]
+    if not events or events[0].seq != 1 or any(e.erased for e in events):
+        raise ConfigurationError(
+            f"session {session_id!r} has erased or truncated history (erase_events, "
+            "truncate_before); its turns cannot be replayed: their payloads are gone"
+        )
     created = events[0]
     scratch = MemoryStore()
     try:
