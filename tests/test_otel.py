@@ -82,3 +82,13 @@ def test_a_failed_turn_is_an_error_span_and_counted_by_kind() -> None:
     assert root.name == "invoke_agent helper" and root.status.status_code == StatusCode.ERROR
     errors = _metrics(reader)["agentledger.errors"]
     assert [(p.attributes["error.kind"], p.value) for p in errors] == [("model", 1)]
+
+
+def test_as_a_plugin_it_records_each_append_s_duration(tmp_path: Any) -> None:
+    exporter, _, reader = _exporter()
+    store = open_store(f"sqlite:///{tmp_path}/p.db", plugins=[exporter])
+    session = store.create_session(app_name="demo", user_id="ada")
+    for _ in range(3):
+        store.append(session.id, [NewEvent(type="user_message", author="user", data={"text": "hi"})])
+    (point,) = _metrics(reader)["agentledger.append.duration"]
+    assert point.count == 4 and 0 < point.sum < 60  # the create and the three appends

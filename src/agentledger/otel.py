@@ -18,9 +18,12 @@ generative AI (`gen_ai.*` attributes):
   for a failed tool).
 
 Metrics: `agentledger.events` (events stored, by `event.type`), `agentledger.errors`
-(`error` events, by `error.kind`), `agentledger.resumes` (sessions resumed, by `reason`)
-and `gen_ai.client.token.usage` (a histogram of tokens per model call, by
-`gen_ai.token.type`).
+(`error` events, by `error.kind`), `agentledger.resumes` (sessions resumed, by `reason`),
+`gen_ai.client.token.usage` (a histogram of tokens per model call, by
+`gen_ai.token.type`) and, when the exporter is enabled as a plugin of the writing store
+(`--plugin otel`, `open_store(url, plugins=[exporter])`), `agentledger.append.duration`:
+a histogram of the wall time of each append in that process, in seconds, from the plugin
+hooks before and after the write (plugins included).
 
 Needs the `otel` extra (`pip install 'agentledger[otel]'`, the OpenTelemetry API); the SDK,
 exporters and providers are the application's choice (by default the global providers).
@@ -28,6 +31,8 @@ exporters and providers are the application's choice (by default the global prov
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -36,6 +41,7 @@ from agentledger.core.events import Event, EventType
 from agentledger.core.session import Session
 from agentledger.errors import MissingDependencyError
 from agentledger.handlers import EventHandler
+from agentledger.plugins.specs import hookimpl
 
 __all__ = ["OTelExporter"]
 
@@ -87,10 +93,34 @@ class OTelExporter(EventHandler):
         self.tokens = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens per model call."
         )
+        self.append_duration = meter.create_histogram(
+            "agentledger.append.duration",
+            unit="s",
+            description="Wall time of an append in the writing process, plugins included.",
+        )
+        self._started = threading.local()
 
     @property
     def handler_name(self) -> str:
         return self._name
+
+    # -- as a plugin of the writing store: the append latency histogram ------------------
+
+    @hookimpl(tryfirst=True)
+    def before_append(self, events: list[Any]) -> None:
+        """Note when an append starts (first of the plugins, so their time counts)."""
+        self._started.at = time.perf_counter()
+
+    @hookimpl(trylast=True)
+    def after_append(self, events: list[Event]) -> None:
+        """Record the append's wall time, in seconds, in `agentledger.append.duration`."""
+        started = getattr(self._started, "at", None)
+        if started is None:
+            return
+        self._started.at = None
+        self.append_duration.record(
+            time.perf_counter() - started, {"agentledger.events": len(events)}
+        )
 
     def handle_event(self, event: Event, session: Session) -> None:
         """Count the event; at the end of a turn, export the turn's trace."""
