@@ -247,4 +247,4 @@ def test_the_otel_plugin_is_the_exporter_on_the_global_providers() -> None:
     host = PluginHost(["otel"])
     (exporter,) = host.event_handlers
     assert isinstance(exporter, OTelExporter) and host.handler_plugins == {"otel": ["otel"]}
-    assert host.hooks_of("otel") == []
+    assert host.hooks_of("otel") == ["before_append", "after_append"]  # append durations
