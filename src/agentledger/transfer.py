@@ -9,6 +9,12 @@ The export format (JSON Lines, UTF-8, one JSON object per line):
   event exactly as stored (id, seq, timestamp, payload), and `digest` is the chain hash of
   the last event (`VerifyReport.last_hash`), which an import recomputes to detect a
   changed or truncated file;
+- for a session whose history was erased or truncated (`erase_events`, `truncate_before`),
+  the session line also carries `"base"`, its `LedgerBase` (`chain_seq`, `chain_hash`,
+  `seq`, `hash`, `session`): its events start at `chain_seq + 1`, the digest chains from
+  `chain_hash`, and the session line is the projection from the base; an erased event's
+  line is `{"event": {...}, "payload_hash": "<hex>"}`, the hash its payload had (the
+  payload itself is gone);
 - shared state lines `{"scoped_state": {"app_name": ..., "user_id": null | ..., "state":
   {...}}}` for the apps and users of the exported sessions.
 
@@ -215,7 +221,7 @@ def export_sessions(
         SessionNotFoundError: A listed id does not exist.
         CorruptedSessionError: A session's stored history is damaged (`verify` tells more).
         ConfigurationError: An unknown filter, or a session with erased or truncated
-            history (not supported yet).
+            history read from an `http://` store (which does not hand out its base).
     """
     if session_ids is not None and filters:
         raise ConfigurationError("export takes session ids or filters, not both")
@@ -577,7 +583,8 @@ def copy_sessions(
             before it are copied; nothing of it is written).
         CorruptedSessionError: A source session's history is damaged, or the copy does not
             match the source when checked.
-        ConfigurationError: `dest` is an `http://` store, or an unknown filter.
+        ConfigurationError: `dest` is an `http://` store, an unknown filter, or a session
+            with erased or truncated history read from an `http://` source.
     """
     writer = _writable(dest)
     if session_ids is not None and filters:
