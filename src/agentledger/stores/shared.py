@@ -1953,10 +1953,7 @@ class BaseStore(SessionStore, ABC):
         if expected_version is not None and expected_version != row.version:
             raise ConcurrencyError(source_id, expected_version, row.version)
         if row.base:
-            raise InvalidEventError(
-                f"session {source_id!r} has erased or truncated history (erase_events, "
-                "truncate_before); forking it is not supported yet; nothing was written"
-            )
+            return self._fork_based(row, at_seq, new, now)
         upto = row.version if at_seq is None else at_seq
         if not 1 <= upto <= row.version:
             raise InvalidEventError(
@@ -2002,6 +1999,97 @@ class BaseStore(SessionStore, ABC):
             updated = project(self._decode_events([forked]), base)
             tx.insert_events([forked])
             tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
+        return self.get_session(new)
+
+    def _fork_based(self, row: SessionRow, at_seq: int | None, new: str, now: datetime) -> Session:
+        """Fork a session whose history was erased or truncated: the fork holds the same
+        stored events (erased ones erased, keeping their payload hashes) from the source's
+        `chain_seq + 1` to `at_seq`, under new ids, chained anew from the source's
+        `chain_hash`, and a base of its own (the source's, with the fork's id and hashes).
+
+        Raises:
+            InvalidEventError: `at_seq` before the source's projection base or where its
+                ledger starts (the session there cannot be rebuilt).
+            CorruptedSessionError: The source's events do not verify.
+        """
+        source_id = row.id
+        base = LedgerBase.parse(source_id, row.base)
+        upto = row.version if at_seq is None else at_seq
+        rows = [
+            r if isinstance(r, EventRow) else EventRow(*r)
+            for r in self._fetch_event_rows(
+                source_id, after=base.chain_seq, limit=row.version - base.chain_seq, last=None,
+                types=None,
+            )
+        ]
+        # The fork starts where the session can be rebuilt (the projection base), and holds
+        # the events_erased records of the erased events it copies.
+        low = max(base.seq, base.chain_seq + 1)
+        for r in rows:
+            if r.type == EventType.EVENTS_ERASED and not r.erased and r.seq > low:
+                low = r.seq
+        if not low <= upto <= row.version:
+            raise InvalidEventError(
+                f"at_seq must be from {low} to {row.version} for session {source_id!r} (its "
+                f"history up to seq {low} was erased or truncated), not {upto}; nothing was "
+                "written"
+            )
+        rows = rows[: upto - base.chain_seq]
+        problem: tuple[int, str] | None = None
+        for i, r in enumerate(rows, base.chain_seq + 1):
+            if r.seq != i:
+                problem = (i, f"event {i} is missing (found seq {r.seq} instead)")
+                break
+        if problem is None and len(rows) != upto - base.chain_seq:
+            problem = (base.chain_seq + len(rows) + 1, "an event is missing")
+        problem = problem or self._chain_problem(
+            rows, base.chain_hash, payloads=self._payload_is_canonical
+        )
+        if problem is not None:
+            raise CorruptedSessionError(source_id, f"event {problem[0]}: {problem[1]}", seq=problem[0])
+        ids = iter(new_ids(len(rows)))
+        copied: list[EventRow] = []
+        previous = base.chain_hash
+        for r in rows:
+            event_id = next(ids)
+            digest = event_hash(
+                previous, new, r.seq, event_id, r.type, r.author, r.timestamp,
+                r.invocation_id, r.payload_hash, r.format,
+            )
+            copied.append(r._replace(id=event_id, session_id=new, hash=digest))
+            previous = digest
+        start = None
+        if base.seq:
+            start = Session.model_validate_json(base.session).model_copy(update={"id": new})
+        fork_base = LedgerBase(
+            base.chain_seq,
+            base.chain_hash,
+            base.seq,
+            ""
+            if not base.seq
+            else base.chain_hash
+            if base.seq == base.chain_seq
+            else copied[base.seq - base.chain_seq - 1].hash,
+            "" if start is None else start.model_dump_json(),
+        )
+        at_upto = self._project_from(copied, fork_base)
+        with self._transaction() as tx:
+            if tx.load_session(new) is not None:
+                raise SessionExistsError(new)
+            marker = NewEvent(
+                type=EventType.SESSION_FORKED,
+                author="system",
+                data={"source_id": source_id, "source_seq": upto, "source_hash": rows[-1].hash},
+            )
+            (forked,) = self._chained(
+                [self._encode(new, upto + 1, marker, now)],
+                copied[-1].hash,
+                format_timestamp(at_upto.updated_at),
+            )
+            updated = project(self._decode_events([forked]), at_upto)
+            tx.insert_events([*copied, forked])
+            session_row = self._session_row(updated, row.created_at, forked.hash)
+            tx.save_session(session_row._replace(base=fork_base.to_json()), new=True)
         return self.get_session(new)
 
     @staticmethod

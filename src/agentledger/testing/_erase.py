@@ -186,6 +186,35 @@ class EraseConformance(ConformanceBase):
         store.erase_events(sid, [9], "the last one too")
         assert store.verify_session(sid).ok
 
+    def test_fork_of_an_erased_and_truncated_session(self, store: SessionStore) -> None:
+        sid, _ = self._session(store)
+        store.erase_events(sid, [2, 3], "privacy")  # seq 7, the projection base at 6
+        store.append(sid, [msg("eight", state_delta={"k": 8}), msg("nine")])
+        assert store.truncate_before(sid, 3) == 2
+        source = store.verify_session(sid)
+        events = store.read_events(sid)
+        for at_seq, length in ((None, 7), (8, 6), (7, 5)):
+            fork = store.fork_session(sid, at_seq=at_seq)
+            report = store.verify_session(fork.id)
+            assert report.ok, report.problem
+            assert (report.first_seq, report.erased, report.events) == (3, 1, length + 1)
+            copied = store.read_events(fork.id)
+            assert [(e.seq, e.type, e.timestamp, e.data, e.erased) for e in copied[:-1]] == [
+                (e.seq, e.type, e.timestamp, e.data, e.erased) for e in events[:length]
+            ]
+            assert copied[-1].type == EventType.SESSION_FORKED
+            assert {e.session_id for e in copied} == {fork.id}
+            assert fork.state["k"] == (3 if at_seq == 7 else 8)
+            assert fork.forked_from is not None and fork.forked_from.session_id == sid
+            assert fork.forked_from.seq == (at_seq or 9)
+            store.append(fork.id, [msg("ten", state_delta={"k": 10})])
+            assert store.verify_session(fork.id).ok
+            assert store.get_session(fork.id).state["k"] == 10
+        for early in (5, 6):  # before the projection base, or before the erasure's record
+            with pytest.raises(InvalidEventError, match="at_seq must be from 7"):
+                store.fork_session(sid, at_seq=early)
+        assert store.verify_session(sid) == source
+
     def test_bad_truncations_change_nothing(self, store: SessionStore) -> None:
         sid, _ = self._session(store)
         before = self.record(store, sid)
