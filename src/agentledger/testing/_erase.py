@@ -186,6 +186,18 @@ class EraseConformance(ConformanceBase):
         store.erase_events(sid, [9], "the last one too")
         assert store.verify_session(sid).ok
 
+    def test_keyed_retries_after_a_truncation(self, store: SessionStore) -> None:
+        sid = store.create_session(app_name=self.unique("app"), user_id="ada").id
+        store.append(sid, [msg("one", key="k:1"), msg("two", key="k:2")])  # seqs 2, 3
+        store.append(sid, [msg("three", key="k:3")])  # seq 4
+        assert store.truncate_before(sid, 3) == 2
+        (again,) = store.append(sid, [msg("three", key="k:3")])  # a retry: the stored event
+        assert again.seq == 4 and store.get_session(sid).version == 4
+        kept = store.get_event(sid, "k:2")
+        assert kept is not None and kept.seq == 3
+        (new,) = store.append(sid, [msg("one", key="k:1")])  # its event was dropped: new
+        assert new.seq == 5 and store.verify_session(sid).ok
+
     def test_fork_of_an_erased_and_truncated_session(self, store: SessionStore) -> None:
         sid, _ = self._session(store)
         store.erase_events(sid, [2, 3], "privacy")  # seq 7, the projection base at 6
