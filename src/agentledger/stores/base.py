@@ -607,7 +607,10 @@ class SessionStore(Protocol):
         Args:
             session_id: The session.
             to_seq: The seq to go back to, 1 to the session's version (the version
-                itself undoes nothing).
+                itself undoes nothing). For a session whose history was erased or
+                truncated, from its projection base (the session before it cannot be
+                rebuilt: the seq of its last erase's `events_erased` event minus one, or
+                the last event a truncation dropped).
             before_invocation: Instead of `to_seq`: go back to just before the first
                 event in effect with this `invocation_id` (ADK's
                 `rewind_before_invocation_id`).
@@ -624,7 +627,7 @@ class SessionStore(Protocol):
             ConcurrencyError: `expected_version` is not the current version.
             StateConflictError: A key of `expected_state` has another value now.
             InvalidEventError: Neither or both of `to_seq` and `before_invocation`; a
-                `to_seq` out of range; no event in effect of `before_invocation`; an
+                `to_seq` (or the seq before `before_invocation`) out of range; no event in effect of `before_invocation`; an
                 event of `then` `append` would refuse. Nothing was written.
             EventTooLargeError: An event of `then` is over `max_event_bytes`.
             InvalidTransitionError: The session is terminated (fork it instead), or

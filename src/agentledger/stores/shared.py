@@ -2162,24 +2162,34 @@ class BaseStore(SessionStore, ABC):
                     f"session {session_id!r} is terminated; it cannot be rewound "
                     "(fork it at an earlier seq instead)"
                 )
-            if row.base:
-                raise InvalidEventError(
-                    f"session {session_id!r} has erased or truncated history (erase_events, "
-                    "truncate_before); rewinding it is not supported yet; nothing was written"
-                )
-            self._check_read(session_id, ledger, 1)
-            events = self._decode_events(ledger[: current.version])
+            # An erased or truncated session is rewound from its base: to its projection
+            # base at the earliest (the session before it cannot be rebuilt).
+            base = LedgerBase.parse(session_id, row.base)
+            ledger = [r for r in ledger if r[2] > base.chain_seq]
+            self._check_read(session_id, ledger, base.chain_seq + 1, base)
+            committed = ledger[: current.version - base.chain_seq]
+            events = self._decode_events(committed)
             if before_invocation is not None:
                 target = self._invocation_start(events, before_invocation) - 1
             else:
                 assert to_seq is not None
                 target = to_seq
-            if not 1 <= target <= current.version:
+            low = base.seq or 1
+            if not low <= target <= current.version:
                 raise InvalidEventError(
-                    f"to_seq must be from 1 to {current.version} (the session's version), "
-                    f"not {target}; nothing was written"
+                    f"to_seq must be from {low} to {current.version} (the session's version"
+                    + (
+                        f"; its history before seq {low} was erased or truncated"
+                        if base.seq
+                        else ""
+                    )
+                    + f"), not {target}; nothing was written"
                 )
-            restored = current if target == current.version else project(events[:target])
+            restored = (
+                current
+                if target == current.version
+                else self._project_from(committed[: target - base.chain_seq], base)
+            )
             check_append(restored, then, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
@@ -2212,8 +2222,9 @@ class BaseStore(SessionStore, ABC):
             e.seq: int(e.data["to_seq"]) for e in events if e.type == EventType.REWOUND
         }
         head = events[-1].seq if events else 0
+        offset = events[0].seq if events else 1  # a truncated ledger starts past seq 1
         for first, last in effective_ranges(head, rewinds):
-            for event in events[first - 1 : last]:
+            for event in events[max(first - offset, 0) : max(last - offset + 1, 0)]:
                 if event.invocation_id == invocation_id:
                     return event.seq
         raise InvalidEventError(
@@ -2736,15 +2747,34 @@ class BaseStore(SessionStore, ABC):
             rows = [r for r in tx.load_event_rows(session_id) if r[2] > base.chain_seq]
             self._check_read(session_id, rows, base.chain_seq + 1, base)
             cut = seq - 1  # the last dropped event
+            chain_hash = rows[cut - base.chain_seq - 1][10]
             if base.seq >= cut:
-                new_base = base._replace(chain_seq=cut, chain_hash=rows[cut - base.chain_seq - 1][10])
+                new_base = base._replace(chain_seq=cut, chain_hash=chain_hash)
             else:
-                at_cut = self._project_from(rows[: cut - base.chain_seq], base)
-                last = rows[cut - base.chain_seq - 1][10]
-                new_base = LedgerBase(cut, last, cut, last, at_cut.model_dump_json())
+                # The projection base: the cut, or later when a `rewound` event after it goes
+                # back before it (a fold from the base could not rebuild that session).
+                at = cut
+                rewinds = self._rewind_targets(rows)
+                while moved := [r for r, to in rewinds.items() if r > at and to < at]:
+                    at = max(moved)
+                at_base = self._project_from(rows[: at - base.chain_seq], base)
+                last = rows[at - base.chain_seq - 1][10]
+                new_base = LedgerBase(cut, chain_hash, at, last, at_base.model_dump_json())
             tx.save_base(session_id, new_base.to_json())
             tx.drop_event_rows(session_id, seq)
         return cut - base.chain_seq
+
+    @staticmethod
+    def _rewind_targets(rows: Sequence[EventRow]) -> dict[int, int]:
+        """The seq of each `rewound` event among the rows -> the seq it goes back to."""
+        targets: dict[int, int] = {}
+        for row in rows:
+            if row[3] == EventType.REWOUND:
+                try:
+                    targets[row[2]] = int(json.loads(row[7])["to_seq"])
+                except (ValueError, TypeError, KeyError):
+                    pass  # an erased one (at or before the base), or damage verify reports
+        return targets
 
     def compact(self) -> None:
         self._check_writable()
