@@ -15,7 +15,7 @@ from conftest import postgres_schema_url
 
 from agentledger import NewEvent, open_store
 from agentledger.stores.base import SessionStore
-from agentledger.transfer import export_sessions, import_sessions
+from agentledger.transfer import copy_sessions, export_sessions, import_sessions
 
 KINDS = ("memory", "sqlite", "file", "postgresql")
 
@@ -165,3 +165,62 @@ def test_export_to_a_file_is_all_or_nothing(tmp_path: Path) -> None:
     made = _run("--store", "sqlite:///a.db", "export", "chosen-id", "-o", "kept.jsonl", cwd=tmp_path)
     assert made.returncode == 0 and '"chosen-id"' in (tmp_path / "kept.jsonl").read_text()
     assert (tmp_path / "kept.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def _populate_erased(store: SessionStore) -> list[str]:
+    """A session with erased events and one truncated (and erased) that went on after."""
+    one = store.create_session(app_name="demo", user_id="ada", state={"n": 1})
+    store.append(one.id, [
+        NewEvent(type="user_message", author="user", data={"text": "my card is 4242"}, state_delta={"n": 2}),
+        NewEvent(type="user_message", author="user", data={"text": "ok"}, key="k-1"),
+    ])
+    store.erase_events(one.id, [2], "the user asked")
+    store.append(one.id, [NewEvent(type="user_message", author="user", data={"text": "after"})])
+    two = store.create_session(app_name="demo", user_id="bob", session_id="cut-id")
+    store.append(two.id, [NewEvent(type="state_updated", state_delta={"i": i}) for i in range(5)])
+    store.truncate_before(two.id, 4)
+    store.erase_events(two.id, [5], "the user asked")
+    return [one.id, two.id]
+
+
+@pytest.mark.parametrize("source", KINDS)
+@pytest.mark.parametrize("dest", KINDS)
+def test_erased_and_truncated_sessions_move_exactly_between_any_two_stores(
+    source: str, dest: str, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        def url(kind: str, side: str) -> str:
+            if kind == "postgresql":
+                return _pg(stack)
+            return {
+                "memory": "memory://",
+                "sqlite": f"sqlite:///{tmp_path}/{side}.db",
+                "file": f"file://{tmp_path}/{side}-files",
+            }[kind]
+
+        a = stack.enter_context(open_store(url(source, "a")))
+        b = stack.enter_context(open_store(url(dest, "b")))
+        c = stack.enter_context(open_store(url(dest, "c")))
+        ids = _populate_erased(a)
+        exported = _export(a)
+        assert "4242" not in "".join(exported)
+        report = import_sessions(b, io.StringIO("\n".join([_header(), *exported])))
+        assert report.sessions == 2
+        copied = copy_sessions(a, c, ids)
+        assert copied.sessions == 2
+        for there in (b, c):
+            assert _export(there) == exported
+            for session_id in ids:
+                assert there.read_events(session_id) == a.read_events(session_id)
+                assert there.get_session(session_id) == a.get_session(session_id)
+                assert there.verify_session(session_id) == a.verify_session(session_id)
+        assert a.verify_session("cut-id").first_seq == 4 and a.verify_session(ids[0]).erased == 1
+        # The copy resumes: grown at the source, continued in the destination.
+        a.append("cut-id", [NewEvent(type="user_message", author="user", data={"text": "more"})])
+        again = copy_sessions(a, c, ids)
+        assert (again.continued, again.unchanged, again.events) == (1, 1, 1)
+        assert c.verify_session("cut-id") == a.verify_session("cut-id")
+
+
+def _header() -> str:
+    return json.dumps({"agentledger_export": 1})

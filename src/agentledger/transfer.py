@@ -9,6 +9,12 @@ The export format (JSON Lines, UTF-8, one JSON object per line):
   event exactly as stored (id, seq, timestamp, payload), and `digest` is the chain hash of
   the last event (`VerifyReport.last_hash`), which an import recomputes to detect a
   changed or truncated file;
+- for a session whose history was erased or truncated (`erase_events`, `truncate_before`),
+  the session line also carries `"base"`, its `LedgerBase` (`chain_seq`, `chain_hash`,
+  `seq`, `hash`, `session`): its events start at `chain_seq + 1`, the digest chains from
+  `chain_hash`, and the session line is the projection from the base; an erased event's
+  line is `{"event": {...}, "payload_hash": "<hex>"}`, the hash its payload had (the
+  payload itself is gone);
 - shared state lines `{"scoped_state": {"app_name": ..., "user_id": null | ..., "state":
   {...}}}` for the apps and users of the exported sessions.
 
@@ -37,11 +43,18 @@ from agentledger.errors import (
     AgentLedgerError,
     ConfigurationError,
     CorruptedSessionError,
+    InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
 )
 from agentledger.stores.base import SessionStore, display_url
-from agentledger.stores.shared import BaseStore, chain_digest
+from agentledger.stores.shared import (
+    NO_BASE,
+    BaseStore,
+    LedgerBase,
+    StoredLedger,
+    chain_digest,
+)
 
 __all__ = [
     "EXPORT_VERSION",
@@ -109,6 +122,8 @@ class _Block:
     events: list[Event]
     line: int = 0
     expected: int = 0
+    base: LedgerBase = NO_BASE
+    payload_hashes: dict[int, str] = field(default_factory=dict)
 
 
 def _own_state(session: Session) -> Session:
@@ -142,14 +157,42 @@ def _dump(value: Mapping[str, Any]) -> str:
     return canonical_json(value)
 
 
-def _exportable(session_id: str, events: list[Event]) -> None:
+def _read_source(store: SessionStore, session_id: str) -> StoredLedger:
+    """A session's ledger as `store` holds it: from a local store with its base and the
+    payload hashes of its erased events; from another (`http://`) only when it was never
+    erased nor truncated."""
+    if isinstance(store, BaseStore):
+        return store.read_ledger(session_id)
+    events = store.read_events(session_id)
     if not events:
         raise SessionNotFoundError(session_id)
     if events[0].seq != 1 or any(e.erased for e in events):
         raise ConfigurationError(
             f"session {session_id!r} has erased or truncated history (erase_events, "
-            "truncate_before); moving such a session to another store is not supported yet"
+            f"truncate_before); {display_url(store.url)} does not hand out its ledger base: "
+            "export or copy it from the server's own store"
         )
+    return StoredLedger(NO_BASE, events, {}, chain_digest(events))
+
+
+def _project(base: LedgerBase, events: list[Event]) -> Session:
+    """The session the events make, from the base's projection base when it has one."""
+    if not base.seq:
+        return project(events)
+    start = Session.model_validate_json(base.session)
+    return project([e for e in events if e.seq > base.seq], start)
+
+
+def _same_base(a: LedgerBase | None, b: LedgerBase) -> bool:
+    """Whether two bases are the same (their sessions compared as values, not as text)."""
+    if a is None or a._replace(session="") != b._replace(session=""):
+        return False
+    return bool(json.loads(a.session or "null") == json.loads(b.session or "null"))
+
+
+def _base_json(base: LedgerBase) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(base.to_json())
+    return value
 
 
 def export_sessions(
@@ -178,7 +221,7 @@ def export_sessions(
         SessionNotFoundError: A listed id does not exist.
         CorruptedSessionError: A session's stored history is damaged (`verify` tells more).
         ConfigurationError: An unknown filter, or a session with erased or truncated
-            history (not supported yet).
+            history read from an `http://` store (which does not hand out its base).
     """
     if session_ids is not None and filters:
         raise ConfigurationError("export takes session ids or filters, not both")
@@ -196,21 +239,23 @@ def export_sessions(
     )
     exported: list[Session] = []
     for session_id in ids:
-        events = store.read_events(session_id)
-        _exportable(session_id, events)
-        session = project(events)
-        out.write(
-            _dump(
-                {
-                    "session": session.model_dump(mode="json"),
-                    "events": len(events),
-                    "digest": chain_digest(events),
-                }
-            )
-            + "\n"
-        )
+        ledger = _read_source(store, session_id)
+        events, hashes = ledger.events, ledger.payload_hashes
+        session = _project(ledger.base, events)
+        head: dict[str, Any] = {
+            "session": session.model_dump(mode="json"),
+            "events": len(events),
+            "digest": ledger.last_hash,
+        }
+        if ledger.base != NO_BASE:
+            head["base"] = _base_json(ledger.base)
+        out.write(_dump(head) + "\n")
         for event in events:
-            out.write('{"event":' + canonical_json(event.model_dump(mode="json")) + "}\n")
+            text = canonical_json(event.model_dump(mode="json"))
+            if event.erased:  # its payload is gone: the hash it had chains it
+                out.write(f'{{"event":{text},"payload_hash":"{hashes[event.seq]}"}}\n')
+            else:
+                out.write('{"event":' + text + "}\n")
         report.sessions += 1
         report.events += len(events)
         exported.append(session)
@@ -268,9 +313,22 @@ def read_export(lines: Iterable[str]) -> ParsedExport:
                 f"{where} should have {block.expected} events, the file holds "
                 f"{len(block.events)} (a cut or changed file)"
             )
-        if chain_digest(block.events) != block.digest:
+        if block.events[0].seq != block.base.chain_seq + 1:
+            raise ExportFormatError(
+                f"the events of {where} start at seq {block.events[0].seq}, its ledger at "
+                f"{block.base.chain_seq + 1}"
+            )
+        try:
+            digest = chain_digest(block.events, block.base.chain_hash, block.payload_hashes)
+        except InvalidEventError as exc:
+            raise ExportFormatError(f"the events of {where} cannot be chained: {exc}") from exc
+        if digest != block.digest:
             raise ExportFormatError(f"the events of {where} do not match its digest (a changed file)")
-        if project(block.events) != block.session:
+        try:
+            projected = _project(block.base, block.events)
+        except (ValueError, CorruptedSessionError) as exc:
+            raise ExportFormatError(f"the events of {where} cannot be projected: {exc}") from exc
+        if projected != block.session:
             raise ExportFormatError(f"the events of {where} do not project to its session line")
 
     for number, line in enumerate(lines, 1):  # noqa: B007 (read by bad())
@@ -298,6 +356,15 @@ def read_export(lines: Iterable[str]) -> ParsedExport:
                 event = Event.model_validate(value["event"])
                 if event.session_id != block.session.id:
                     raise bad(f"an event of session {event.session_id!r} in the block of {block.session.id!r}")
+                if set(value) - {"event", "payload_hash"}:
+                    raise bad(f"unknown keys in an event line: {sorted(set(value) - {'event', 'payload_hash'})}")
+                if event.erased != ("payload_hash" in value):
+                    raise bad("an erased event's line carries its payload_hash, and only such a line")
+                if event.erased:
+                    digest = value["payload_hash"]
+                    if not isinstance(digest, str) or len(digest) != 64:
+                        raise bad("payload_hash must be 64 hex characters")
+                    block.payload_hashes[event.seq] = digest
                 block.events.append(event)
             elif "session" in value:
                 close_block()
@@ -305,7 +372,17 @@ def read_export(lines: Iterable[str]) -> ParsedExport:
                 expected, digest = value.get("events"), value.get("digest")
                 if not isinstance(expected, int) or expected < 1 or not isinstance(digest, str):
                     raise bad("a session line needs `events` (a positive int) and `digest`")
-                open_block = _Block(session, digest, [], number, expected)
+                base = NO_BASE
+                if value.get("base") is not None:
+                    if not isinstance(value["base"], dict):
+                        raise bad("a session line's base is a JSON object")
+                    try:
+                        base = LedgerBase.parse(session.id, canonical_json(value["base"]))
+                    except CorruptedSessionError as exc:
+                        raise bad(exc.detail) from exc
+                    if base == NO_BASE:
+                        raise bad("a session line's base, when present, is not the empty base")
+                open_block = _Block(session, digest, [], number, expected, base)
                 blocks.append(open_block)
             elif "scoped_state" in value:
                 close_block()
@@ -331,35 +408,48 @@ def read_export(lines: Iterable[str]) -> ParsedExport:
 def _write_session(
     dest: BaseStore,
     session: Session,
-    events: list[Event],
-    digest: str,
+    ledger: StoredLedger,
     *,
     skip_existing: bool,
     report: TransferReport,
     dry_run: bool = False,
 ) -> None:
-    """Write one session's events into `dest`: all of them, the part it lacks, or none."""
+    """Write one session's events into `dest`: all of them (with its base), the part it
+    lacks, or none."""
+    events, digest, base = ledger.events, ledger.last_hash, ledger.base
     try:
         there = dest.verify_session(session.id)
+        there_base = dest.ledger_base(session.id) if there.ok else None
     except SessionNotFoundError:
-        there = None
+        there, there_base = None, None
     start = 0
     if there is not None:
-        if there.ok and there.events == len(events) and there.last_hash == digest:
+        same_base = _same_base(there_base, base)
+        if same_base and there.ok and there.events == len(events) and there.last_hash == digest:
             report.unchanged += 1
             return
         prefix = (
-            there.ok
+            same_base
+            and there.ok
             and 0 < there.events < len(events)
-            and chain_digest(events[: there.events]) == there.last_hash
+            and chain_digest(events[: there.events], base.chain_hash, ledger.payload_hashes)
+            == there.last_hash
         )
         if not prefix:
-            why = (
-                f"it holds {there.events} events, last hash {there.last_hash[:12] or '-'}, "
-                f"the source {len(events)} events, last hash {digest[:12]}"
-                if there.ok
-                else f"it does not verify ({there.problem})"
-            )
+            if not there.ok:
+                why = f"it does not verify ({there.problem})"
+            elif not same_base:
+                why = (
+                    "its history was erased or truncated differently (events from seq "
+                    f"{there.first_seq}, {there.erased} erased; the source: from seq "
+                    f"{base.chain_seq + 1}, {sum(e.erased for e in events)} erased); delete "
+                    "it from the destination to copy it again"
+                )
+            else:
+                why = (
+                    f"it holds {there.events} events, last hash {there.last_hash[:12] or '-'}, "
+                    f"the source {len(events)} events, last hash {digest[:12]}"
+                )
             if skip_existing:
                 report.skipped.append(session.id)
                 return
@@ -367,7 +457,15 @@ def _write_session(
         start = there.events
     if dry_run:
         return
-    dest.import_events(session.id, events[start:])
+    if start:
+        dest.import_events(session.id, events[start:])
+    else:
+        dest.import_events(
+            session.id,
+            events,
+            base=None if base == NO_BASE else base,
+            payload_hashes=ledger.payload_hashes,
+        )
     report.sessions += 1
     report.events += len(events) - start
     report.continued += start > 0
@@ -438,12 +536,16 @@ def import_sessions(
     parsed = lines if isinstance(lines, ParsedExport) else read_export(lines)
     blocks, scoped = parsed.blocks, parsed.scoped
     check = TransferReport()
-    for block in blocks:
-        _write_session(dest, block.session, block.events, block.digest, skip_existing=skip_existing, report=check, dry_run=True)
+    ledgers = [
+        (block.session, StoredLedger(block.base, block.events, block.payload_hashes, block.digest))
+        for block in blocks
+    ]
+    for session, ledger in ledgers:
+        _write_session(dest, session, ledger, skip_existing=skip_existing, report=check, dry_run=True)
     _write_scoped(dest, scoped, skip_existing=skip_existing, report=check, dry_run=True)
     report = TransferReport()
-    for block in blocks:
-        _write_session(dest, block.session, block.events, block.digest, skip_existing=skip_existing, report=report)
+    for session, ledger in ledgers:
+        _write_session(dest, session, ledger, skip_existing=skip_existing, report=report)
     _write_scoped(dest, scoped, skip_existing=skip_existing, report=report)
     return report
 
@@ -481,36 +583,46 @@ def copy_sessions(
             before it are copied; nothing of it is written).
         CorruptedSessionError: A source session's history is damaged, or the copy does not
             match the source when checked.
-        ConfigurationError: `dest` is an `http://` store, or an unknown filter.
+        ConfigurationError: `dest` is an `http://` store, an unknown filter, or a session
+            with erased or truncated history read from an `http://` source.
     """
     writer = _writable(dest)
     if session_ids is not None and filters:
         raise ConfigurationError("copy takes session ids or filters, not both")
     ids = list(iter_session_ids(source, **filters) if session_ids is None else session_ids)
     report = TransferReport()
-    copied: list[tuple[Session, int, str]] = []
+    copied: list[tuple[Session, StoredLedger]] = []
     for session_id in ids:
-        events = source.read_events(session_id)
-        _exportable(session_id, events)
-        session, digest = project(events), chain_digest(events)
+        ledger = _read_source(source, session_id)
+        session = _project(ledger.base, ledger.events)
         skipped = len(report.skipped)
-        _write_session(writer, session, events, digest, skip_existing=skip_existing, report=report)
+        _write_session(writer, session, ledger, skip_existing=skip_existing, report=report)
         if len(report.skipped) == skipped:
-            copied.append((session, len(events), digest))
+            copied.append((session, ledger))
         if on_session is not None:
-            on_session(session_id, len(events))
+            on_session(session_id, len(ledger.events))
     scoped = [
         (app, user, state)
-        for app, user in _scopes(session for session, _, _ in copied)
+        for app, user in _scopes(session for session, _ in copied)
         if (state := source.get_scoped_state(app, user))
     ]
     _write_scoped(writer, scoped, skip_existing=skip_existing, report=report)
-    for session, count, digest in copied:  # the check: what was read is what is stored
+    for session, ledger in copied:  # the check: what was read is what is stored
         there = writer.verify_session(session.id)
-        if not (there.ok and there.events == count and there.last_hash == digest):
+        count, digest = len(ledger.events), ledger.last_hash
+        first, erased = ledger.base.chain_seq + 1, len(ledger.payload_hashes)
+        if not (
+            there.ok
+            and there.events == count
+            and there.last_hash == digest
+            and there.first_seq == first
+            and there.erased == erased
+        ):
             raise CorruptedSessionError(
                 session.id,
-                f"the copy does not match the source: {there.events} events, last hash "
-                f"{there.last_hash[:12] or '-'}, vs {count} events, last hash {digest[:12]}",
+                f"the copy does not match the source: {there.events} events from seq "
+                f"{there.first_seq}, {there.erased} erased, last hash "
+                f"{there.last_hash[:12] or '-'}, vs {count} events from seq {first}, "
+                f"{erased} erased, last hash {digest[:12]}",
             )
     return report

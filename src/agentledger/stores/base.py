@@ -540,9 +540,18 @@ class SessionStore(Protocol):
         forked: the fork sees the scopes as they are now, and the copied events' scoped
         deltas are not applied again.
 
+        A source whose history was erased or truncated (`erase_events`, `truncate_before`)
+        forks from where its stored ledger starts: the fork holds the same stored events
+        (erased ones erased, with their payload hashes), chained anew from the source's
+        hash before its first stored event, and a base like the source's, so it verifies
+        with the same `first_seq` and erased events. `at_seq` then cannot be before the
+        session's projection base nor before the `events_erased` record of an erased event
+        it would copy.
+
         Args:
             source_id: The session to fork.
-            at_seq: The last event to copy, 1 to the source's version; `None`: all of
+            at_seq: The last event to copy, 1 to the source's version (for an erased or
+                truncated source, from where it can be rebuilt, see above); `None`: all of
                 them (the head).
             new_session_id: The fork's id; a new ULID when `None`.
             expected_version: Fork only if the source's version is still this one.
@@ -555,7 +564,8 @@ class SessionStore(Protocol):
             SessionExistsError: `new_session_id` is taken (or is `source_id`); nothing
                 was written.
             ConcurrencyError: `expected_version` is not the source's version.
-            InvalidEventError: `at_seq` is not an int from 1 to the source's version.
+            InvalidEventError: `at_seq` is not an int from 1 to the source's version (or
+                is before where an erased or truncated source can be rebuilt).
             InvalidSessionIdError: An id is unsafe.
             CorruptedSessionError: The source's events to copy do not verify (a gap or a
                 hash mismatch): a damaged history is never copied into a valid chain.
@@ -597,7 +607,10 @@ class SessionStore(Protocol):
         Args:
             session_id: The session.
             to_seq: The seq to go back to, 1 to the session's version (the version
-                itself undoes nothing).
+                itself undoes nothing). For a session whose history was erased or
+                truncated, from its projection base (the session before it cannot be
+                rebuilt: the seq of its last erase's `events_erased` event minus one, or
+                the last event a truncation dropped).
             before_invocation: Instead of `to_seq`: go back to just before the first
                 event in effect with this `invocation_id` (ADK's
                 `rewind_before_invocation_id`).
@@ -614,7 +627,7 @@ class SessionStore(Protocol):
             ConcurrencyError: `expected_version` is not the current version.
             StateConflictError: A key of `expected_state` has another value now.
             InvalidEventError: Neither or both of `to_seq` and `before_invocation`; a
-                `to_seq` out of range; no event in effect of `before_invocation`; an
+                `to_seq` (or the seq before `before_invocation`) out of range; no event in effect of `before_invocation`; an
                 event of `then` `append` would refuse. Nothing was written.
             EventTooLargeError: An event of `then` is over `max_event_bytes`.
             InvalidTransitionError: The session is terminated (fork it instead), or

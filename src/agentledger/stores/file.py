@@ -2263,9 +2263,15 @@ class _FileTransaction(StoreTransaction):
                 os.chmod(folder, store._folder_mode)  # exactly, whatever the umask
                 _fsync_dir(store._root)
             except FileExistsError:  # left by a create killed before its ledger commit
-                pass
+                try:  # with the base of that create, if it had one
+                    os.unlink(os.path.join(folder, BASE))
+                except FileNotFoundError:
+                    pass
             if os.path.basename(folder) != session_id:
                 _write_id_file(folder, session_id, store.file_mode)
+            row = self._session_row
+            if row is not None and row.base:  # a session imported with its base
+                _replace_file(os.path.join(folder, BASE), row.base + "\n", store.file_mode)
             fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, store.file_mode)
             os.fchmod(fd, store.file_mode)
         else:

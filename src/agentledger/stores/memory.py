@@ -62,8 +62,10 @@ class _MemoryTransaction(StoreTransaction):
         if index is None:
             return []
         rows = self._store._events[session_id]
-        first = rows[0].seq if rows else 1  # a truncated ledger starts later
-        return [rows[index.seqs[k] - first] for k in keys if k in index.seqs]
+        # A truncated ledger starts past seq 1, and the keys of its dropped events are gone.
+        first = rows[0].seq if rows else 1
+        found = (index.seqs[k] - first for k in keys if k in index.seqs)
+        return [rows[i] for i in found if 0 <= i < len(rows)]
 
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         existing = None if new else self.load_session(row.id)

@@ -458,8 +458,9 @@ class _Sql:
         self.insert_event = (
             f"INSERT INTO {s}.events (id, session_id, seq, type, author, timestamp,"
             " invocation_id, data, state_delta, payload_hash, hash, state_ops, state_remove,"
-            " format, key, position) VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb,"
-            f" %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s, %s, nextval('{s}.feed_position'))"
+            " format, key, erased, position) VALUES (%s, %s, %s, %s, %s, %s::timestamptz, %s,"
+            " %s::jsonb, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s,"
+            f" nextval('{s}.feed_position'))"
         )
         self.feed = (
             f"SELECT position, {events} FROM {s}.events WHERE position > %s"
@@ -661,6 +662,7 @@ class _PgTransaction(StoreTransaction):
                 _pg_json(r.state_remove),
                 r.format,
                 None if r.key is None else _pg_text(r.key),
+                r.erased,  # true only for an event imported as stored (import_events)
             )
             for r in rows
         ]

@@ -73,6 +73,7 @@ __all__ = [
     "COMMON_OPTIONS",
     "BaseStore",
     "EventRow",
+    "StoredLedger",
     "KeyIndex",
     "SessionRow",
     "StoreTransaction",
@@ -568,13 +569,28 @@ def row_filter(
     return accept
 
 
-def encode_stored_event(event: Event) -> EventRow:
-    """Encode a stored event (of any store) as a row, keeping its id and timestamp; its
-    `payload_hash` and `hash` are left empty for `BaseStore._chained` to stamp.
+def encode_stored_event(event: Event, payload_hash: str = "") -> EventRow:
+    """Encode a stored event (of any store) as a row, keeping its id, timestamp and
+    `erased` flag; its `hash` (and `payload_hash`, but for an erased event) is left empty
+    for `BaseStore._chained` to stamp.
+
+    Args:
+        event: The event as a store returned it.
+        payload_hash: For an erased event (whose payload is gone), the payload hash its
+            store kept (64 hex characters); ignored for any other event.
 
     Raises:
-        InvalidEventError: A value JSON cannot hold, or a timestamp out of range.
+        InvalidEventError: A value JSON cannot hold, a timestamp out of range, or an erased
+            event without its payload hash or still holding a payload.
     """
+    if event.erased:
+        if not _is_digest(payload_hash):
+            raise InvalidEventError(
+                f"event {event.seq} is erased: its stored payload hash (64 hex characters) "
+                "is needed to chain it"
+            )
+        if event.data or event.state_delta or event.state_ops or event.state_remove:
+            raise InvalidEventError(f"event {event.seq} is marked erased, but it holds a payload")
     try:
         data = canonical_json(event.data)
         delta = canonical_json(event.state_delta)
@@ -597,26 +613,59 @@ def encode_stored_event(event: Event) -> EventRow:
         state_remove=remove,
         format=event.format,
         key=event.key,
+        payload_hash=payload_hash if event.erased else "",
+        erased=event.erased,
     )
 
 
-def chain_digest(events: Sequence[Event], previous: str = GENESIS) -> str:
+def _is_digest(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def chain_digest(
+    events: Sequence[Event],
+    previous: str = GENESIS,
+    payload_hashes: Mapping[int, str] | None = None,
+) -> str:
     """The chain hash of the last of `events` (consecutive events of one session), as the
     store that holds them recorded it: `VerifyReport.last_hash` of an intact session equals
-    `chain_digest` of all its events.
+    `chain_digest` of all its events (from its `LedgerBase.chain_hash` when its ledger was
+    truncated).
 
     Args:
         events: Consecutive events of one session, in `seq` order.
         previous: The chain hash of the event before the first one (`GENESIS` for seq 1).
+        payload_hashes: The stored payload hash of each erased event, by `seq`
+            (`StoredLedger.payload_hashes`): an erased event's payload is gone.
 
     Returns:
         A 64-character hex SHA-256 digest; `previous` when `events` is empty.
 
     Raises:
-        InvalidEventError: An event that cannot be encoded.
+        InvalidEventError: An event that cannot be encoded, or an erased event without its
+            payload hash.
     """
-    rows = BaseStore._chained([encode_stored_event(e) for e in events], previous, "")
+    hashes = payload_hashes or {}
+    rows = BaseStore._chained(
+        [encode_stored_event(e, hashes.get(e.seq, "")) for e in events], previous, ""
+    )
     return rows[-1].hash if rows else previous
+
+
+class StoredLedger(NamedTuple):
+    """A session's ledger exactly as a store holds it (`BaseStore.read_ledger`).
+
+    Attributes:
+        base: Where the ledger and its projection start (`NO_BASE`: at seq 1).
+        events: Every stored event, in `seq` order, from `base.chain_seq + 1`.
+        payload_hashes: The stored payload hash of each erased event, by `seq`.
+        last_hash: The chain hash of the last event.
+    """
+
+    base: LedgerBase
+    events: list[Event]
+    payload_hashes: dict[int, str]
+    last_hash: str
 
 
 class SessionRow(NamedTuple):
@@ -1187,7 +1236,8 @@ class BaseStore(SessionStore, ABC):
         chained = []
         for row in rows:
             stamp = row.timestamp if row.timestamp >= floor else floor  # fixed width: sorts
-            payload = payload_hash(
+            # An erased row (imported as stored) keeps the hash of the payload it had.
+            payload = row.payload_hash if row.erased else payload_hash(
                 row.data, row.state_delta, row.state_ops, row.state_remove, row.key
             )
             digest = event_hash(
@@ -1652,13 +1702,21 @@ class BaseStore(SessionStore, ABC):
             plugins.run_after_append(updated, stored, self)
         return stored
 
-    def import_events(self, session_id: str, events: Sequence[Event]) -> Session:
+    def import_events(
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        *,
+        base: LedgerBase | None = None,
+        payload_hashes: Mapping[int, str] | None = None,
+    ) -> Session:
         """Write events exactly as another store holds them: their ids, `seq`s, timestamps
         and payloads are kept, and their chain hashes come out the same as there.
 
         For moving sessions between stores (`agentledger export`/`import`/`copy`). The
-        events either start the session (the first is its `session_created`, `seq` 1; the
-        session must not exist) or continue it (the first `seq` is the session's version
+        events either start the session (the session must not exist; the first is its
+        `session_created` of `seq` 1, or, with a `base`, the event of seq
+        `base.chain_seq + 1`) or continue it (the first `seq` is the session's version
         plus one), so a copy that was cut short continues where it stopped. Shared
         (`app:`/`user:`) state is not changed: the ledger's deltas were applied to it where
         the events were first written; copy it with `update_scoped_state`.
@@ -1666,6 +1724,12 @@ class BaseStore(SessionStore, ABC):
         Args:
             session_id: The session the events belong to.
             events: Consecutive events of that session, in `seq` order.
+            base: For a new session whose history was erased or truncated, its
+                `LedgerBase` as the source holds it (`read_ledger`): where its ledger and
+                its projection start. The imported session verifies with the same
+                `first_seq`, erased events and last hash.
+            payload_hashes: The stored payload hash of each erased event (`erased=True`,
+                its payload gone), by `seq`.
 
         Returns:
             The session after the events (its own state, without shared state).
@@ -1676,8 +1740,11 @@ class BaseStore(SessionStore, ABC):
             ConcurrencyError: They continue a session whose version is not the one
                 before their first `seq`.
             InvalidEventError: They are not consecutive, belong to another session, do not
-                start with `session_created` at `seq` 1 (for a new session), run backwards
-                in time, or do not project to a valid session.
+                start where the session starts (`session_created` at `seq` 1, or
+                `base.chain_seq + 1`), run backwards in time, do not match `base`, hold an
+                erased event without its payload hash, not recorded by an
+                `events_erased` event or after the projection base, or do not project to
+                a valid session.
             ReadOnlyStoreError: The store was opened read-only.
         """
         self._check_writable()
@@ -1685,6 +1752,8 @@ class BaseStore(SessionStore, ABC):
         events = list(events)
         if not events:
             raise InvalidEventError("import_events takes at least one event")
+        if base is not None and not isinstance(base, LedgerBase):
+            raise InvalidEventError(f"base must be a LedgerBase, not {type(base).__name__}")
         first = events[0].seq
         for offset, event in enumerate(events):
             if not isinstance(event, Event):
@@ -1697,16 +1766,37 @@ class BaseStore(SessionStore, ABC):
                 raise InvalidEventError(f"events must be consecutive: seq {event.seq} follows {first + offset - 1}")
             if (event.type == EventType.SESSION_CREATED) != (event.seq == 1):
                 raise InvalidEventError("session_created is the event of seq 1, and only it")
-        encoded = [encode_stored_event(event) for event in events]
+        hashes = payload_hashes or {}
+        encoded = [encode_stored_event(event, hashes.get(event.seq, "")) for event in events]
         for before, after in zip(encoded, encoded[1:], strict=False):
             if after.timestamp < before.timestamp:
                 raise InvalidEventError(f"event {after.seq} is earlier than event {before.seq}")
+        new = first == 1 or base is not None
+        start = NO_BASE if base is None else base
+        if new and first != start.chain_seq + 1:
+            raise InvalidEventError(
+                f"the session's ledger starts at seq {start.chain_seq + 1}, the events at {first}"
+            )
+        erased = [r.seq for r in encoded if r.erased]
+        if erased:
+            recorded: set[int] = set()
+            for event in events:
+                if event.type == EventType.EVENTS_ERASED and not event.erased:
+                    seqs = event.data.get("seqs")
+                    if isinstance(seqs, list):
+                        recorded.update(s for s in seqs if isinstance(s, int) and s < event.seq)
+            if not new or erased[-1] > start.seq or not set(erased) <= recorded:
+                raise InvalidEventError(
+                    f"event {erased[0]} is erased: an erased event is imported with the "
+                    "session's base, before its projection base, and recorded by a later "
+                    "events_erased event"
+                )
         with self._transaction() as tx:
             row = tx.load_session(session_id)
-            if first == 1:
+            if new:
                 if row is not None:
                     raise SessionExistsError(session_id)
-                current, previous, floor, created_at = None, GENESIS, "", None
+                current, previous, floor, created_at = None, start.chain_hash, "", None
             else:
                 if row is None:
                     raise SessionNotFoundError(session_id)
@@ -1718,13 +1808,72 @@ class BaseStore(SessionStore, ABC):
             if encoded[0].timestamp < floor:
                 raise InvalidEventError(f"event {first} is earlier than the session's last event")
             rows = self._chained(encoded, previous, floor)
+            if start.seq:
+                last = rows[-1].seq
+                anchor = (
+                    start.chain_hash
+                    if start.seq == start.chain_seq
+                    else rows[start.seq - first].hash
+                    if start.seq <= last
+                    else None
+                )
+                if anchor != start.hash:
+                    raise InvalidEventError(
+                        f"the base's projection base (seq {start.seq}) is not an event imported"
+                    )
             try:
-                updated = project(self._decode_events(rows), current)
-            except CorruptedSessionError as exc:
-                raise InvalidEventError(f"the events do not make a valid session: {exc.detail}") from exc
+                if current is None:
+                    updated = self._project_from(rows, start)
+                else:
+                    updated = project(self._decode_events(rows), current)
+            except (CorruptedSessionError, ValueError) as exc:
+                detail = exc.detail if isinstance(exc, CorruptedSessionError) else str(exc)
+                raise InvalidEventError(f"the events do not make a valid session: {detail}") from exc
             tx.insert_events(rows)
-            tx.save_session(self._session_row(updated, created_at, rows[-1].hash), new=current is None)
+            session_row = self._session_row(updated, created_at, rows[-1].hash)
+            tx.save_session(session_row._replace(base=start.to_json()), new=current is None)
         return updated
+
+    def ledger_base(self, session_id: str) -> LedgerBase:
+        """The session's `LedgerBase`: where its stored ledger and its projection start
+        (`NO_BASE` for a session never erased nor truncated).
+
+        Raises:
+            SessionNotFoundError: No such session.
+            CorruptedSessionError: The stored base cannot be read.
+        """
+        validate_session_id(session_id)
+        found = self._fetch_session(session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        return LedgerBase.parse(session_id, found[0].base)
+
+    def read_ledger(self, session_id: str) -> StoredLedger:
+        """Read a session's ledger exactly as stored, for moving it to another store:
+        its base, every stored event (erased ones too), each erased event's stored payload
+        hash, and the last chain hash.
+
+        Raises:
+            SessionNotFoundError: No such session.
+            CorruptedSessionError: A gap, an event whose hash does not match, or a ledger
+                that changed (erased or truncated) while it was read.
+        """
+        base = self.ledger_base(session_id)
+        rows = [
+            r if isinstance(r, EventRow) else EventRow(*r)
+            for r in self._fetch_event_rows(session_id, after=0, limit=None, last=None, types=None)
+        ]
+        if not rows:
+            raise SessionNotFoundError(session_id)
+        self._check_read(session_id, rows, base.chain_seq + 1, base)
+        events = self._decode_events(rows)
+        hashes = {r.seq: r.payload_hash for r in rows if r.erased}
+        if chain_digest(events, base.chain_hash, hashes) != rows[-1].hash:
+            raise CorruptedSessionError(
+                session_id, "the ledger does not chain from its base (changed while read?)"
+            )
+        return StoredLedger(base, events, hashes, rows[-1].hash)
+
     def _replayed(
         self, tx: StoreTransaction, session_id: str, encoded: list[EventRow], keys: list[str]
     ) -> list[Event] | None:
@@ -1804,10 +1953,7 @@ class BaseStore(SessionStore, ABC):
         if expected_version is not None and expected_version != row.version:
             raise ConcurrencyError(source_id, expected_version, row.version)
         if row.base:
-            raise InvalidEventError(
-                f"session {source_id!r} has erased or truncated history (erase_events, "
-                "truncate_before); forking it is not supported yet; nothing was written"
-            )
+            return self._fork_based(row, at_seq, new, now)
         upto = row.version if at_seq is None else at_seq
         if not 1 <= upto <= row.version:
             raise InvalidEventError(
@@ -1853,6 +1999,97 @@ class BaseStore(SessionStore, ABC):
             updated = project(self._decode_events([forked]), base)
             tx.insert_events([forked])
             tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
+        return self.get_session(new)
+
+    def _fork_based(self, row: SessionRow, at_seq: int | None, new: str, now: datetime) -> Session:
+        """Fork a session whose history was erased or truncated: the fork holds the same
+        stored events (erased ones erased, keeping their payload hashes) from the source's
+        `chain_seq + 1` to `at_seq`, under new ids, chained anew from the source's
+        `chain_hash`, and a base of its own (the source's, with the fork's id and hashes).
+
+        Raises:
+            InvalidEventError: `at_seq` before the source's projection base or where its
+                ledger starts (the session there cannot be rebuilt).
+            CorruptedSessionError: The source's events do not verify.
+        """
+        source_id = row.id
+        base = LedgerBase.parse(source_id, row.base)
+        upto = row.version if at_seq is None else at_seq
+        rows = [
+            r if isinstance(r, EventRow) else EventRow(*r)
+            for r in self._fetch_event_rows(
+                source_id, after=base.chain_seq, limit=row.version - base.chain_seq, last=None,
+                types=None,
+            )
+        ]
+        # The fork starts where the session can be rebuilt (the projection base), and holds
+        # the events_erased records of the erased events it copies.
+        low = max(base.seq, base.chain_seq + 1)
+        for r in rows:
+            if r.type == EventType.EVENTS_ERASED and not r.erased and r.seq > low:
+                low = r.seq
+        if not low <= upto <= row.version:
+            raise InvalidEventError(
+                f"at_seq must be from {low} to {row.version} for session {source_id!r} (its "
+                f"history up to seq {low} was erased or truncated), not {upto}; nothing was "
+                "written"
+            )
+        rows = rows[: upto - base.chain_seq]
+        problem: tuple[int, str] | None = None
+        for i, r in enumerate(rows, base.chain_seq + 1):
+            if r.seq != i:
+                problem = (i, f"event {i} is missing (found seq {r.seq} instead)")
+                break
+        if problem is None and len(rows) != upto - base.chain_seq:
+            problem = (base.chain_seq + len(rows) + 1, "an event is missing")
+        problem = problem or self._chain_problem(
+            rows, base.chain_hash, payloads=self._payload_is_canonical
+        )
+        if problem is not None:
+            raise CorruptedSessionError(source_id, f"event {problem[0]}: {problem[1]}", seq=problem[0])
+        ids = iter(new_ids(len(rows)))
+        copied: list[EventRow] = []
+        previous = base.chain_hash
+        for r in rows:
+            event_id = next(ids)
+            digest = event_hash(
+                previous, new, r.seq, event_id, r.type, r.author, r.timestamp,
+                r.invocation_id, r.payload_hash, r.format,
+            )
+            copied.append(r._replace(id=event_id, session_id=new, hash=digest))
+            previous = digest
+        start = None
+        if base.seq:
+            start = Session.model_validate_json(base.session).model_copy(update={"id": new})
+        fork_base = LedgerBase(
+            base.chain_seq,
+            base.chain_hash,
+            base.seq,
+            ""
+            if not base.seq
+            else base.chain_hash
+            if base.seq == base.chain_seq
+            else copied[base.seq - base.chain_seq - 1].hash,
+            "" if start is None else start.model_dump_json(),
+        )
+        at_upto = self._project_from(copied, fork_base)
+        with self._transaction() as tx:
+            if tx.load_session(new) is not None:
+                raise SessionExistsError(new)
+            marker = NewEvent(
+                type=EventType.SESSION_FORKED,
+                author="system",
+                data={"source_id": source_id, "source_seq": upto, "source_hash": rows[-1].hash},
+            )
+            (forked,) = self._chained(
+                [self._encode(new, upto + 1, marker, now)],
+                copied[-1].hash,
+                format_timestamp(at_upto.updated_at),
+            )
+            updated = project(self._decode_events([forked]), at_upto)
+            tx.insert_events([*copied, forked])
+            session_row = self._session_row(updated, row.created_at, forked.hash)
+            tx.save_session(session_row._replace(base=fork_base.to_json()), new=True)
         return self.get_session(new)
 
     @staticmethod
@@ -1925,24 +2162,34 @@ class BaseStore(SessionStore, ABC):
                     f"session {session_id!r} is terminated; it cannot be rewound "
                     "(fork it at an earlier seq instead)"
                 )
-            if row.base:
-                raise InvalidEventError(
-                    f"session {session_id!r} has erased or truncated history (erase_events, "
-                    "truncate_before); rewinding it is not supported yet; nothing was written"
-                )
-            self._check_read(session_id, ledger, 1)
-            events = self._decode_events(ledger[: current.version])
+            # An erased or truncated session is rewound from its base: to its projection
+            # base at the earliest (the session before it cannot be rebuilt).
+            base = LedgerBase.parse(session_id, row.base)
+            ledger = [r for r in ledger if r[2] > base.chain_seq]
+            self._check_read(session_id, ledger, base.chain_seq + 1, base)
+            committed = ledger[: current.version - base.chain_seq]
+            events = self._decode_events(committed)
             if before_invocation is not None:
                 target = self._invocation_start(events, before_invocation) - 1
             else:
                 assert to_seq is not None
                 target = to_seq
-            if not 1 <= target <= current.version:
+            low = base.seq or 1
+            if not low <= target <= current.version:
                 raise InvalidEventError(
-                    f"to_seq must be from 1 to {current.version} (the session's version), "
-                    f"not {target}; nothing was written"
+                    f"to_seq must be from {low} to {current.version} (the session's version"
+                    + (
+                        f"; its history before seq {low} was erased or truncated"
+                        if base.seq
+                        else ""
+                    )
+                    + f"), not {target}; nothing was written"
                 )
-            restored = current if target == current.version else project(events[:target])
+            restored = (
+                current
+                if target == current.version
+                else self._project_from(committed[: target - base.chain_seq], base)
+            )
             check_append(restored, then, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
@@ -1975,8 +2222,9 @@ class BaseStore(SessionStore, ABC):
             e.seq: int(e.data["to_seq"]) for e in events if e.type == EventType.REWOUND
         }
         head = events[-1].seq if events else 0
+        offset = events[0].seq if events else 1  # a truncated ledger starts past seq 1
         for first, last in effective_ranges(head, rewinds):
-            for event in events[first - 1 : last]:
+            for event in events[max(first - offset, 0) : max(last - offset + 1, 0)]:
                 if event.invocation_id == invocation_id:
                     return event.seq
         raise InvalidEventError(
@@ -2499,15 +2747,34 @@ class BaseStore(SessionStore, ABC):
             rows = [r for r in tx.load_event_rows(session_id) if r[2] > base.chain_seq]
             self._check_read(session_id, rows, base.chain_seq + 1, base)
             cut = seq - 1  # the last dropped event
+            chain_hash = rows[cut - base.chain_seq - 1][10]
             if base.seq >= cut:
-                new_base = base._replace(chain_seq=cut, chain_hash=rows[cut - base.chain_seq - 1][10])
+                new_base = base._replace(chain_seq=cut, chain_hash=chain_hash)
             else:
-                at_cut = self._project_from(rows[: cut - base.chain_seq], base)
-                last = rows[cut - base.chain_seq - 1][10]
-                new_base = LedgerBase(cut, last, cut, last, at_cut.model_dump_json())
+                # The projection base: the cut, or later when a `rewound` event after it goes
+                # back before it (a fold from the base could not rebuild that session).
+                at = cut
+                rewinds = self._rewind_targets(rows)
+                while moved := [r for r, to in rewinds.items() if r > at and to < at]:
+                    at = max(moved)
+                at_base = self._project_from(rows[: at - base.chain_seq], base)
+                last = rows[at - base.chain_seq - 1][10]
+                new_base = LedgerBase(cut, chain_hash, at, last, at_base.model_dump_json())
             tx.save_base(session_id, new_base.to_json())
             tx.drop_event_rows(session_id, seq)
         return cut - base.chain_seq
+
+    @staticmethod
+    def _rewind_targets(rows: Sequence[EventRow]) -> dict[int, int]:
+        """The seq of each `rewound` event among the rows -> the seq it goes back to."""
+        targets: dict[int, int] = {}
+        for row in rows:
+            if row[3] == EventType.REWOUND:
+                try:
+                    targets[row[2]] = int(json.loads(row[7])["to_seq"])
+                except (ValueError, TypeError, KeyError):
+                    pass  # an erased one (at or before the base), or damage verify reports
+        return targets
 
     def compact(self) -> None:
         self._check_writable()

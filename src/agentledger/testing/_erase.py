@@ -186,6 +186,83 @@ class EraseConformance(ConformanceBase):
         store.erase_events(sid, [9], "the last one too")
         assert store.verify_session(sid).ok
 
+    def test_keyed_retries_after_a_truncation(self, store: SessionStore) -> None:
+        sid = store.create_session(app_name=self.unique("app"), user_id="ada").id
+        store.append(sid, [msg("one", key="k:1"), msg("two", key="k:2")])  # seqs 2, 3
+        store.append(sid, [msg("three", key="k:3")])  # seq 4
+        assert store.truncate_before(sid, 3) == 2
+        (again,) = store.append(sid, [msg("three", key="k:3")])  # a retry: the stored event
+        assert again.seq == 4 and store.get_session(sid).version == 4
+        kept = store.get_event(sid, "k:2")
+        assert kept is not None and kept.seq == 3
+        (new,) = store.append(sid, [msg("one", key="k:1")])  # its event was dropped: new
+        assert new.seq == 5 and store.verify_session(sid).ok
+
+    def test_rewind_of_an_erased_and_truncated_session(self, store: SessionStore) -> None:
+        sid, _ = self._session(store)
+        store.erase_events(sid, [2, 3], "privacy")  # seq 7, the projection base at 6
+        store.append(sid, [msg("eight", state_delta={"k": 8})])
+        store.append(sid, [msg("nine", state_delta={"k": 9}, invocation_id="turn-9")])
+        assert store.truncate_before(sid, 3) == 2
+        with pytest.raises(InvalidEventError, match="to_seq must be from 6"):
+            store.rewind(sid, to_seq=5)
+        assert store.get_session(sid).version == 9
+        (marker,) = store.rewind(sid, before_invocation="turn-9")  # back to seq 8
+        assert marker.seq == 10 and marker.data["to_seq"] == 8
+        assert store.get_session(sid).state["k"] == 8
+        store.rewind(sid, to_seq=6)  # the projection base itself
+        assert store.get_session(sid).state["k"] == 3
+        store.append(sid, [msg("twelve", state_delta={"k": 12})])
+        report = store.verify_session(sid)
+        assert report.ok and (report.first_seq, report.erased) == (3, 1), report
+        assert store.get_session(sid).state["k"] == 12
+        effective = [e.seq for e in store.read_events(sid, effective=True)]
+        assert effective == [3, 4, 5, 6, 12]
+
+    def test_truncate_after_a_rewind_keeps_the_session_rebuildable(self, store: SessionStore) -> None:
+        sid, _ = self._session(store)  # k: 0, 1 at seq 2, 3 at seq 6
+        store.append(sid, [msg("seven", state_delta={"k": 7})])
+        store.rewind(sid, to_seq=3)  # seq 8: back to k 1
+        store.append(sid, [msg("nine", state_delta={"k": 9})])
+        store.rewind(sid, to_seq=5)  # seq 10: back before the first rewind's marker
+        assert store.truncate_before(sid, 6) == 5
+        report = store.verify_session(sid)
+        assert report.ok and report.first_seq == 6, report
+        assert store.get_session(sid).state["k"] == 1
+        with pytest.raises(InvalidEventError, match="to_seq must be from 10"):
+            store.rewind(sid, to_seq=7)
+        store.append(sid, [msg("eleven", state_delta={"k": 11})])
+        assert store.verify_session(sid).ok and store.get_session(sid).state["k"] == 11
+
+    def test_fork_of_an_erased_and_truncated_session(self, store: SessionStore) -> None:
+        sid, _ = self._session(store)
+        store.erase_events(sid, [2, 3], "privacy")  # seq 7, the projection base at 6
+        store.append(sid, [msg("eight", state_delta={"k": 8}), msg("nine")])
+        assert store.truncate_before(sid, 3) == 2
+        source = store.verify_session(sid)
+        events = store.read_events(sid)
+        for at_seq, length in ((None, 7), (8, 6), (7, 5)):
+            fork = store.fork_session(sid, at_seq=at_seq)
+            report = store.verify_session(fork.id)
+            assert report.ok, report.problem
+            assert (report.first_seq, report.erased, report.events) == (3, 1, length + 1)
+            copied = store.read_events(fork.id)
+            assert [(e.seq, e.type, e.timestamp, e.data, e.erased) for e in copied[:-1]] == [
+                (e.seq, e.type, e.timestamp, e.data, e.erased) for e in events[:length]
+            ]
+            assert copied[-1].type == EventType.SESSION_FORKED
+            assert {e.session_id for e in copied} == {fork.id}
+            assert fork.state["k"] == (3 if at_seq == 7 else 8)
+            assert fork.forked_from is not None and fork.forked_from.session_id == sid
+            assert fork.forked_from.seq == (at_seq or 9)
+            store.append(fork.id, [msg("ten", state_delta={"k": 10})])
+            assert store.verify_session(fork.id).ok
+            assert store.get_session(fork.id).state["k"] == 10
+        for early in (5, 6):  # before the projection base, or before the erasure's record
+            with pytest.raises(InvalidEventError, match="at_seq must be from 7"):
+                store.fork_session(sid, at_seq=early)
+        assert store.verify_session(sid) == source
+
     def test_bad_truncations_change_nothing(self, store: SessionStore) -> None:
         sid, _ = self._session(store)
         before = self.record(store, sid)

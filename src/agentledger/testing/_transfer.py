@@ -4,6 +4,7 @@ and writing stored events exactly (`BaseStore.import_events`)."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from agentledger.core.events import NewEvent
 from agentledger.errors import (
     ConcurrencyError,
+    ConfigurationError,
     InvalidEventError,
     SessionExistsError,
     SessionNotFoundError,
@@ -175,3 +177,132 @@ class TransferConformance(ConformanceBase):
             local.import_events(session.id, [first, second.model_copy(update=earlier)])
         with pytest.raises(SessionNotFoundError):
             local.get_session(session.id)
+
+    # -- erased and truncated history ---------------------------------------------------
+
+    def _populate_erased(self, store: SessionStore) -> tuple[str, list[str]]:
+        """An erased session (payloads gone, base re-set) and a truncated one that goes on
+        after its truncation."""
+        app = self.unique("app")
+        erased = store.create_session(app_name=app, user_id="ada", state={"k": 0})
+        store.append(
+            erased.id, [msg(data={"text": "private words"}, state_delta={"k": 1}), msg(key="ns:e")]
+        )
+        store.append(erased.id, [msg(state_delta={"k": 2})])
+        store.erase_events(erased.id, [2, 3], "a user's request")
+        store.append(erased.id, [msg(state_delta={"after": True})])
+        cut = store.create_session(app_name=app, user_id="bob")
+        store.append(cut.id, [msg(state_delta={"n": i}) for i in range(4)])
+        store.truncate_before(cut.id, 4)
+        store.erase_events(cut.id, [4], "a user's request")
+        store.append(cut.id, [msg(state_delta={"last": 1})])
+        return app, [erased.id, cut.id]
+
+    @staticmethod
+    def _same_ledger(a: SessionStore, b: SessionStore, ids: list[str]) -> None:
+        for session_id in ids:
+            assert b.read_events(session_id) == a.read_events(session_id)
+            assert b.get_session(session_id) == a.get_session(session_id)
+            there, here = a.verify_session(session_id), b.verify_session(session_id)
+            assert here.ok, here.problem
+            assert (here.last_hash, here.events, here.first_seq, here.erased) == (
+                there.last_hash, there.events, there.first_seq, there.erased,
+            )
+
+    def test_erased_and_truncated_sessions_export_and_import_exactly(self, store: SessionStore) -> None:
+        app, ids = self._populate_erased(store)
+        if not isinstance(store, BaseStore):  # an http:// store does not hand out its base
+            with pytest.raises(ConfigurationError, match="erased or truncated"):
+                export_sessions(store, io.StringIO(), ids)
+            return
+        out = io.StringIO()
+        report = export_sessions(store, out, ids)
+        assert report.sessions == 2
+        text = out.getvalue()
+        assert "private words" not in text and "payload_hash" in text and '"base"' in text
+        other = MemoryStore()
+        got = import_sessions(other, io.StringIO(text))
+        assert got.sessions == 2
+        self._same_ledger(store, other, ids)
+        assert other.verify_session(ids[0]).erased == 2 and other.verify_session(ids[1]).first_seq == 4
+        again = import_sessions(other, io.StringIO(text))
+        assert (again.sessions, again.unchanged) == (0, 2)
+        other.append(ids[1], [msg()])  # the imported session goes on
+        assert other.verify_session(ids[1]).ok
+
+    def test_erased_and_truncated_sessions_import_into_this_store_exactly(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        _, ids = self._populate_erased(source)
+        out = io.StringIO()
+        export_sessions(source, out, ids)
+        import_sessions(local, io.StringIO(out.getvalue()))
+        self._same_ledger(source, local, ids)
+        for session_id in ids:
+            here, there = local.ledger_base(session_id), source.ledger_base(session_id)
+            assert here._replace(session="") == there._replace(session="")
+            assert json.loads(here.session) == json.loads(there.session)
+        local.append(ids[0], [msg(state_delta={"more": 1})])
+        assert local.verify_session(ids[0]).ok
+        assert local.get_session(ids[0]).state["more"] == 1
+
+    def test_an_altered_erased_event_line_is_refused(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        _, ids = self._populate_erased(source)
+        out = io.StringIO()
+        export_sessions(source, out, ids[:1])
+        lines = out.getvalue().splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if "payload_hash" in line)
+        hashed = json.loads(lines[at])
+        changes: list[dict[str, Any]] = [
+            {**hashed, "payload_hash": "0" * 64},
+            {**hashed, "event": {**hashed["event"], "data": {"secret": "back"}}},
+            {**hashed, "event": {**hashed["event"], "erased": False}},
+            {"event": hashed["event"]},
+        ]
+        for changed in changes:
+            text = "".join(lines[:at] + [json.dumps(changed) + "\n"] + lines[at + 1 :])
+            with pytest.raises(ExportFormatError):
+                import_sessions(local, io.StringIO(text))
+        with pytest.raises(SessionNotFoundError):
+            local.get_session(ids[0])
+
+    def test_copy_of_erased_and_truncated_sessions_is_exact_and_resumable(self, store: SessionStore) -> None:
+        _, ids = self._populate_erased(store)
+        if not isinstance(store, BaseStore):  # an http:// store does not hand out its base
+            with pytest.raises(ConfigurationError, match="erased or truncated"):
+                copy_sessions(store, MemoryStore(), ids)
+            return
+        dest = MemoryStore()
+        first = copy_sessions(store, dest, ids)
+        assert first.sessions == 2
+        self._same_ledger(store, dest, ids)
+        store.append(ids[0], [msg(), msg()])
+        second = copy_sessions(store, dest, ids)
+        assert (second.sessions, second.continued, second.events, second.unchanged) == (1, 1, 2, 1)
+        self._same_ledger(store, dest, ids)
+        # Erased again at the source since the copy: the copy is not continued silently.
+        store.erase_events(ids[0], [6], "again")
+        with pytest.raises(SessionConflictError, match="erased or truncated"):
+            copy_sessions(store, dest, ids)
+
+    def test_import_events_checks_the_base_and_erased_events(self, store: SessionStore) -> None:
+        local = _local(store)
+        source = MemoryStore()
+        _, ids = self._populate_erased(source)
+        ledger = source.read_ledger(ids[0])
+        with pytest.raises(InvalidEventError):  # erased events need their payload hashes
+            local.import_events(ids[0], ledger.events, base=ledger.base)
+        with pytest.raises(InvalidEventError):  # and the base
+            local.import_events(ids[0], ledger.events, payload_hashes=ledger.payload_hashes)
+        wrong = ledger.base._replace(hash="0" * 64)
+        with pytest.raises(InvalidEventError):
+            local.import_events(ids[0], ledger.events, base=wrong, payload_hashes=ledger.payload_hashes)
+        cut = source.read_ledger(ids[1])
+        with pytest.raises(InvalidEventError):  # a truncated ledger starts after its base
+            local.import_events(ids[1], cut.events[1:], base=cut.base, payload_hashes=cut.payload_hashes)
+        with pytest.raises(SessionNotFoundError):
+            local.get_session(ids[0])
+        local.import_events(ids[0], ledger.events, base=ledger.base, payload_hashes=ledger.payload_hashes)
+        self._same_ledger(source, local, ids[:1])
