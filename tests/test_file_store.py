@@ -1315,4 +1315,4 @@ def test_the_key_index_follows_the_ledger_file(make: StoreFactory, root: Path) -
     again = reader.get_event("s", "ckpt:1")
     assert again is not None and again.data == {"v": 4} and again.seq == 3
     assert reader.get_event("s", "ckpt:2") is None
-    assert (root / "s" / "events.jsonl").read_text().count('"key":"ckpt:1"') == 1
+    assert (root / _folder_name("s") / "events.jsonl").read_text().count('"key":"ckpt:1"') == 1

@@ -175,9 +175,18 @@ class AsyncPostgresStore(AsyncSessionStore):
         Raises:
             As `PostgresStore.from_url`.
         """
+        from agentledger.plugins.host import resolve_plugins
+
         from_url: Callable[..., PostgresStore] = _BridgedPostgresStore.from_url
+        options = dict(options)
+        # Plugins are loaded before the store is opened (as `open_store` does): a bad name
+        # creates nothing.
+        host = resolve_plugins(
+            options.pop("plugins", None), inline_handlers=options.pop("inline_handlers", True)
+        )
         # Creating or migrating the schema is sync (psycopg.connect): once, on a thread.
-        store = cast(_BridgedPostgresStore, await asyncio.to_thread(from_url, url, dict(options)))
+        store = cast(_BridgedPostgresStore, await asyncio.to_thread(from_url, url, options))
+        store.use_plugins(host)
 
         async def check(conn: psycopg.AsyncConnection[Any]) -> None:
             _check_idle_connection(cast("psycopg.Connection[Any]", conn))
