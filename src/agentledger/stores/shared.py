@@ -916,6 +916,9 @@ _WRITTEN_BY_STORE = {
 }
 """Event types only the store writes, each by its own call."""
 
+_NOT_ERASABLE = frozenset((EventType.REWOUND.value, EventType.SESSION_FORKED.value))
+"""Event types `erase_events` refuses: the projection reads their data."""
+
 
 def _check_appendable(event: Any) -> None:
     """Refuse what `append` (and `rewind`'s `then`) may not append: not a `NewEvent`, or
@@ -2705,6 +2708,14 @@ class BaseStore(SessionStore, ABC):
                     f"event {records[0]} of session {session_id!r} is an events_erased event: "
                     "it records erasures and cannot be erased itself (truncate the ledger "
                     "before it instead); nothing was erased"
+                )
+            # A rewind's target and a fork's lineage drive the projection: they stay.
+            kept = [s for s in wanted if kinds.get(s) in _NOT_ERASABLE]
+            if kept:
+                raise ConfigurationError(
+                    f"event {kept[0]} of session {session_id!r} is a {kinds[kept[0]]} event: "
+                    "the session's projection reads its data, so it cannot be erased "
+                    "(truncate the ledger before it instead); nothing was erased"
                 )
             previous = row.last_hash or self._last_hash(tx, session_id, current.version)
             # The projection is re-based on the session as it is now, so no erased event is

@@ -794,6 +794,9 @@ class StoreComparison(RuleBasedStateMachine):
     def _check_effective(self, sid: str) -> None:
         """The events in effect, folded on their own (renumbered, the `rewound` markers
         left out), give the session's own state: what a rewind means."""
+        ledger = self.store.read_events(sid)
+        if not ledger or ledger[0].seq != 1 or any(e.erased for e in ledger):
+            return  # a truncated or erased ledger folds from its base, not from seq 1
         kept = self.store.read_events(sid, effective=True)
         assert all(e.type != "rewound" for e in kept)
         renumbered = [e.model_copy(update={"seq": i}) for i, e in enumerate(kept, 1)]
