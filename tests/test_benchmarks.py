@@ -195,3 +195,20 @@ def test_bench_async_quick_run_reports_each_coroutine_count(store: str) -> None:
     for row in rows:
         assert row["async_per_s"] > 0 and row["sync_per_s"] > 0
         assert row["async_vs_sync"] == pytest.approx(row["async_per_s"] / row["sync_per_s"], rel=0.05)
+
+
+def test_bench_transfer_quick_reports_throughput() -> None:
+    """`bench_transfer.py --quick` exports, imports and copies (smoke run; PostgreSQL part
+    skipped when none is reachable)."""
+    output = run_quick(BENCHMARKS / "bench_transfer.py")
+    assert output["events"] == 2000
+    for kind in ("sqlite", "file"):
+        assert output[f"{kind} export events/s"] > 0 and output[f"{kind} import events/s"] > 0
+
+
+def test_bench_feed_quick_reports_throughput() -> None:
+    """`bench_feed.py --quick` reads the feed and runs handlers (smoke run)."""
+    output = run_quick(BENCHMARKS / "bench_feed.py")
+    assert output["events"] == 5000 and output["feed read events/s"] > 0
+    assert 0 < output["inline handler ratio"]
+
