@@ -447,3 +447,20 @@ def test_a_handler_plugin_runs_inline_in_the_server(acme_installed: str, tmp_pat
         server.release(url)
     finally:
         server.stop()
+
+
+def test_plugins_list_names_the_extra_a_built_in_plugin_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without OpenTelemetry installed (the `otel` extra), `plugins list` says what to
+    install for the `otel` plugin instead of printing an error in the table."""
+    from typer.testing import CliRunner
+
+    from agentledger.cli import app
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "agentledger.otel", raising=False)
+    result = CliRunner().invoke(app, ["plugins", "list"], env={"AGENTLEDGER_PLUGINS": ""})
+    assert result.exit_code == 0, result.output
+    (otel,) = [line for line in result.output.splitlines() if line.startswith("otel")]
+    assert "(needs pip install 'agentledger[otel]')" in otel and "error" not in otel

@@ -9,7 +9,7 @@ import typer
 from agentledger.cli.app import cli_state
 from agentledger.cli.render import print_json
 from agentledger.cli.sessions import JsonOpt
-from agentledger.errors import ConfigurationError
+from agentledger.errors import ConfigurationError, MissingDependencyError
 
 __all__ = ["plugins_app"]
 
@@ -59,6 +59,9 @@ def list_plugins(ctx: typer.Context, json_output: JsonOpt = False) -> None:
                 row["handlers"] = alone.handler_plugins.get(found.name, [])
             except ConfigurationError as exc:
                 row["error"] = str(exc)
+                missing = exc.__cause__
+                if isinstance(missing, MissingDependencyError):  # e.g. otel without its extra
+                    row["needs"] = f"pip install 'agentledger[{missing.extra}]'"
         rows.append(row)
     listed = {row["name"] for row in rows}
     for name in host.names:  # enabled by module:attribute or as an object
@@ -81,7 +84,10 @@ def list_plugins(ctx: typer.Context, json_output: JsonOpt = False) -> None:
             row["name"],
             f"yes ({row['order']})" if row["enabled"] else "no",
             row["source"],
-            ", ".join(row["hooks"]) if "error" not in row else f"error: {row['error']}",
+            ", ".join(row["hooks"])
+            if "error" not in row
+            else f"(needs {row['needs']})" if "needs" in row
+            else f"error: {row['error']}",
             ", ".join(row["handlers"]),
         )
         for row in rows
