@@ -2346,7 +2346,11 @@ class BaseStore(SessionStore, ABC):
             raise ConfigurationError(f"limit must be an int from 1 to 10000, not {limit!r}")
         pairs = self._fetch_feed(min(after, _MAX_SEQ), limit)
         events = self._decode_events([row for _, row in pairs])
-        return [FeedEvent(position=p, event=e) for (p, _), e in zip(pairs, events, strict=True)]
+        # Built without validation: positions are ints from the store, events are decoded.
+        return [
+            FeedEvent.model_construct(position=p, event=e)
+            for (p, _), e in zip(pairs, events, strict=True)
+        ]
 
     def feed_position(self) -> int:
         return self._feed_position()
