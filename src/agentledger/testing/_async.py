@@ -75,6 +75,18 @@ class SyncFacade:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.async_store, name)
+        if inspect.isasyncgenfunction(attribute):  # an async iterator: iterated one by one
+
+            def walk(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                pages = attribute(*args, **kwargs)
+                while True:
+                    try:
+                        yield self.loop_thread.run(pages.__anext__())
+                    except StopAsyncIteration:
+                        return
+
+            walk.__name__ = name
+            return walk
         if not inspect.iscoroutinefunction(attribute):
             return attribute
 
