@@ -28,6 +28,8 @@ EXAMPLES: dict[type[AgentLedgerError], AgentLedgerError] = {
     errors.StateOperationError: errors.StateOperationError(
         {"op": "remove", "path": "/user:items/9"}, 0, "no item 9"
     ),
+    errors.PluginError: errors.PluginError("acme", "it raised KeyError"),
+    errors.PluginRejectedError: errors.PluginRejectedError("a secret in data", plugin="redact"),
 }
 
 STATUS = {
@@ -51,6 +53,8 @@ STATUS = {
     "ModelError": 502,
     "ToolError": 502,
     "AgentLedgerError": 400,
+    "PluginRejectedError": 422,
+    "PluginError": 500,
 }
 
 
