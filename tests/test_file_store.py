@@ -561,7 +561,6 @@ def test_new_folder_gets_the_current_schema(make: StoreFactory, root: Path) -> N
     assert store.schema_version() == SCHEMA_VERSION == max(MIGRATIONS)
     assert sorted(p.name for p in root.iterdir()) == [
         "_agentledger.json",
-        "_feed.jsonl",
         "_locks",
         "_scoped",
         "_trash",

@@ -888,7 +888,8 @@ def _create_feed(root: Path) -> None:
         _feed_line(position, sid, seq, eid)
         for position, (_, eid, sid, seq) in enumerate(entries, 1)
     )
-    _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
+    if text:  # an empty store's feed is created by its first append, with its file mode
+        _replace_file(os.path.join(base, FEED), text, DEFAULT_FILE_MODE)
 
 
 def _erase_and_truncate(root: Path) -> None:
@@ -1234,6 +1235,8 @@ class FileStore(BaseStore):
         path = os.path.join(self._root, FEED)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, self.file_mode)
         try:
+            if os.fstat(fd).st_size == 0:
+                os.fchmod(fd, self.file_mode)  # exactly, whatever the umask
             size = os.fstat(fd).st_size
             start = max(size - _FEED_TAIL, 0)
             tail = os.pread(fd, size - start, start)

@@ -987,11 +987,7 @@ async function sessionPage(id) {
       (after && Object.keys(after).some(isShared)) || notes.length
         ? el("p", { class: "muted small" }, "app: and user: keys are shared with other sessions; they are shown as this session's events changed them.")
         : null,
-      notes.length ? el("p", { class: "muted small" }, `Not applied here: ${notes.slice(0, 3).join("; ")}`) : null,
-      gaps.length
-        ? el("p", { class: "muted small", id: "state-caveat" },
-          `Incomplete: ${gaps.join("; ")}, so the state shown here leaves out their changes.`)
-        : null);
+      notes.length ? el("p", { class: "muted small" }, `Not applied here: ${notes.slice(0, 3).join("; ")}`) : null);
   }
 
   timeline.addEventListener("click", (event) => {
