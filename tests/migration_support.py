@@ -24,6 +24,7 @@ __all__ = [
     "check_reopening_does_not_rerun_migrations",
     "check_keys_after_upgrade",
     "check_v1_store_upgraded",
+    "check_v2_feed",
     "check_v2_store_upgraded",
     "check_erase_after_upgrade",
     "check_version_1_data_after_upgrade",
@@ -268,3 +269,17 @@ def check_erase_after_upgrade(store: SessionStore, session_id: str) -> None:
     store.compact()
     report = store.verify_session(session_id)
     assert report.ok and report.first_seq == version, report
+
+
+def check_v2_feed(store: SessionStore, written: list[tuple[str, str]]) -> None:
+    """A store upgraded from the version-2 data has a feed of its events in the order they
+    were written (`written`: their `(timestamp, id)`), positions 1, 2, 3…, and its next
+    event comes after them."""
+    stored = sorted(written)
+    feed = store.read_feed()
+    assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
+    assert [f.position for f in feed] == list(range(1, len(stored) + 1))
+    assert store.feed_position() == len(stored)
+    session = store.create_session(app_name="demo", user_id="cy")
+    assert store.read_feed(len(stored))[0].event.session_id == session.id
+

@@ -1172,7 +1172,7 @@ def test_a_version_2_folder_opens_and_reads_back_as_it_was(tmp_path: Path) -> No
 
 
 def test_a_version_2_folder_gets_a_feed_in_write_order(tmp_path: Path) -> None:
-    from migration_support import V2_DATA
+    from migration_support import V2_DATA, check_v2_feed
 
     root = tmp_path / "v2"
     shutil.copytree(V2_DATA / "file_store", root)
@@ -1181,17 +1181,12 @@ def test_a_version_2_folder_gets_a_feed_in_write_order(tmp_path: Path) -> None:
     factory = StoreFactory(f"file://{root}")
     try:
         store = factory()
-        feed = store.read_feed()
-        stored = sorted(
+        written = [
             (line["timestamp"], line["id"])
             for sid in ("s-one", "s-two")
             for line in _lines(root / _folder_name(sid) / LEDGER)
-        )
-        assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
-        assert [f.position for f in feed] == list(range(1, len(stored) + 1))
-        assert store.feed_position() == len(stored)
-        session = store.create_session(app_name="demo", user_id="cy")
-        assert store.read_feed(len(stored))[0].event.session_id == session.id
+        ]
+        check_v2_feed(store, written)
     finally:
         factory.close_all()
 

@@ -653,12 +653,12 @@ def test_the_event_format_and_removals_are_columns_the_chain_covers(
 # -- a schema of version 2, as the version-2 library wrote it ---------------------------------
 
 
-def test_a_version_2_schema_opens_and_reads_back_as_it_was(
-    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from migration_support import check_v2_store_upgraded, v2_rows
+def _write_v2_schema(make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A schema of version 2, as that library made it, holding the rows it wrote; its event
+    rows."""
+    from migration_support import v2_rows
 
-    with monkeypatch.context() as patch:  # a schema of version 2, as that library made it
+    with monkeypatch.context() as patch:
         patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:3])
         patch.setattr(postgres_module, "SCHEMA_VERSION", 2)
         make().close()
@@ -673,6 +673,15 @@ def test_a_version_2_schema_opens_and_reads_back_as_it_was(
                 for n, v in zip(names, row, strict=True)
             )
             sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+    return list(rows["events"])
+
+
+def test_a_version_2_schema_opens_and_reads_back_as_it_was(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migration_support import check_v2_store_upgraded
+
+    _write_v2_schema(make, sql, monkeypatch)
     assert sql("SELECT max(version) FROM agentledger_schema_version") == [(2,)]
     store = make()
     assert store.schema_version() == SCHEMA_VERSION
@@ -731,31 +740,10 @@ def test_the_feed_follows_commit_order_when_transactions_commit_out_of_order(
 def test_a_version_2_schema_gets_feed_positions_in_write_order(
     make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from migration_support import v2_rows
+    from migration_support import check_v2_feed
 
-    with monkeypatch.context() as patch:
-        patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:3])
-        patch.setattr(postgres_module, "SCHEMA_VERSION", 2)
-        make().close()
-    rows = v2_rows()
-    jsonb = {"snapshot", "data", "state_delta", "state_ops", "state"}
-    for table in ("sessions", "events", "scoped_state"):
-        names = rows["columns"][table]
-        marks = ", ".join("%s::jsonb" if n in jsonb else "%s" for n in names)
-        for row in rows[table]:
-            values = tuple(
-                postgres_module._pg_json(v) if n in jsonb else v
-                for n, v in zip(names, row, strict=True)
-            )
-            sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
-    store = make()
-    feed = store.read_feed()
-    stored = sorted((r[5], r[2]) for r in rows["events"])  # (timestamp, id): write order
-    assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
-    assert [f.position for f in feed] == list(range(1, len(stored) + 1))
-    assert store.feed_position() == len(stored)
-    session = store.create_session(app_name="demo", user_id="cy")
-    assert store.read_feed(len(stored))[0].event.session_id == session.id
+    events = _write_v2_schema(make, sql, monkeypatch)
+    check_v2_feed(make(), [(r[5], r[2]) for r in events])  # (timestamp, id)
 
 
 def test_keyed_and_ordered_reads_can_use_their_indexes(make: StoreFactory, sql: Any) -> None:

@@ -527,33 +527,9 @@ def test_a_row_nested_too_deep_corrupts_only_its_session(make: StoreFactory, db_
 # -- a store of schema version 2, as the version-2 library wrote it ---------------------------
 
 
-def test_a_version_2_file_opens_and_reads_back_as_it_was(make: StoreFactory, db_path: Path) -> None:
-    from migration_support import check_v2_store_upgraded, v2_rows
-
-    rows = v2_rows()
-    conn = sqlite3.connect(db_path)
-    try:
-        with conn:
-            for version in (1, 2):
-                for step in MIGRATIONS[version]:
-                    if isinstance(step, str):
-                        conn.execute(step)
-            for table in ("sessions", "events", "scoped_state"):
-                names = rows["columns"][table]
-                conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(names)})"
-                    f" VALUES ({', '.join('?' * len(names))})",
-                    rows[table],
-                )
-            conn.execute("PRAGMA user_version = 2")
-    finally:
-        conn.close()
-    store = make()
-    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
-    check_v2_store_upgraded(store)
-
-
-def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory, db_path: Path) -> None:
+def _write_v2_file(db_path: Path) -> list[Any]:
+    """A database of schema version 2 holding the rows the version-2 library wrote; its
+    event rows."""
     from migration_support import v2_rows
 
     rows = v2_rows()
@@ -574,14 +550,23 @@ def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory,
             conn.execute("PRAGMA user_version = 2")
     finally:
         conn.close()
+    return list(rows["events"])
+
+
+def test_a_version_2_file_opens_and_reads_back_as_it_was(make: StoreFactory, db_path: Path) -> None:
+    from migration_support import check_v2_store_upgraded
+
+    _write_v2_file(db_path)
     store = make()
-    feed = store.read_feed()
-    stored = sorted((r[5], r[2]) for r in rows["events"])  # (timestamp, id): write order
-    assert [f.event.id for f in feed] == [event_id for _, event_id in stored]
-    assert [f.position for f in feed] == list(range(1, len(stored) + 1))
-    assert store.feed_position() == len(stored)
-    session = store.create_session(app_name="demo", user_id="cy")
-    assert store.read_feed(len(stored))[0].event.session_id == session.id
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
+    check_v2_store_upgraded(store)
+
+
+def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory, db_path: Path) -> None:
+    from migration_support import check_v2_feed
+
+    events = _write_v2_file(db_path)
+    check_v2_feed(make(), [(r[5], r[2]) for r in events])  # (timestamp, id)
 
 
 def test_the_event_format_and_removals_are_columns_the_chain_covers(
