@@ -52,6 +52,7 @@ from agentledger.stores.shared import (
     check_nesting,
     check_scope,
     check_seq_argument,
+    check_version_arg,
     session_order,
 )
 
@@ -635,13 +636,6 @@ class HttpStore:
             params["expected_version"] = expected_version
         self._request("DELETE", f"/v1/sessions/{sid}", params=params)
 
-    @staticmethod
-    def _check_version(expected_version: Any) -> None:
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
-
     def erase_events(
         self,
         session_id: str,
@@ -653,7 +647,7 @@ class HttpStore:
         """As `SessionStore.erase_events`, on the server (`POST /v1/sessions/{id}/erase`)."""
         sid = self._sid(session_id)
         wanted = check_erase_args(seqs, reason)
-        self._check_version(expected_version)
+        check_version_arg(expected_version)
         payload = {"seqs": wanted, "reason": reason, "expected_version": expected_version}
         found = self._request(
             "POST", f"/v1/sessions/{sid}/erase", body=_strict_json(payload, "the erase")
@@ -667,7 +661,7 @@ class HttpStore:
         sid = self._sid(session_id)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise ConfigurationError(f"seq must be an int >= 1, not {seq!r}")
-        self._check_version(expected_version)
+        check_version_arg(expected_version)
         payload = {"before": min(seq, MAX_SEQ), "expected_version": expected_version}
         found = self._request(
             "POST", f"/v1/sessions/{sid}/truncate", body=_strict_json(payload, "the truncation")

@@ -877,6 +877,18 @@ def _decode_cursor(cursor: str, order: str = "updated_desc") -> tuple[str, str]:
     return format_timestamp(moment), session_id
 
 
+def check_version_arg(expected_version: Any) -> None:
+    """Check the `expected_version` of `erase_events` and `truncate_before`.
+
+    Raises:
+        ConfigurationError: It is neither `None` nor an int.
+    """
+    if expected_version is not None and (
+        isinstance(expected_version, bool) or not isinstance(expected_version, int)
+    ):
+        raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
+
+
 def check_erase_args(seqs: Any, reason: Any) -> list[int]:
     """Check the arguments of `erase_events`.
 
@@ -2667,13 +2679,6 @@ class BaseStore(SessionStore, ABC):
         must prepare its connection for them (SQLite's `secure_delete`) overrides it."""
         return self._transaction()
 
-    @staticmethod
-    def _check_version_arg(expected_version: Any) -> None:
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise ConfigurationError(f"expected_version must be an int, not {expected_version!r}")
-
     def erase_events(
         self,
         session_id: str,
@@ -2685,7 +2690,7 @@ class BaseStore(SessionStore, ABC):
         self._check_writable()
         validate_session_id(session_id)
         wanted = check_erase_args(seqs, reason)
-        self._check_version_arg(expected_version)
+        check_version_arg(expected_version)
         event = NewEvent(
             type=EventType.EVENTS_ERASED, author="system", data={"seqs": wanted, "reason": reason}
         )
@@ -2744,7 +2749,7 @@ class BaseStore(SessionStore, ABC):
         validate_session_id(session_id)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise ConfigurationError(f"seq must be an int >= 1, not {seq!r}")
-        self._check_version_arg(expected_version)
+        check_version_arg(expected_version)
         with self._erase_transaction() as tx:
             row = tx.load_session(session_id)
             if row is None:
