@@ -35,11 +35,11 @@ class EraseConformance(ConformanceBase):
         store.append(
             sid,
             [
-                msg("my card is 4111-1111", state_delta={"k": 1, "app:seen": True}),
+                msg("my card is card-xyzzy-secret", state_delta={"k": 1, "app:seen": True}),
                 NewEvent(
                     type="tool_call",
                     author="agent",
-                    data={"name": "lookup", "args": {"card": "4111-1111"}},
+                    data={"name": "lookup", "args": {"card": "card-xyzzy-secret"}},
                     invocation_id="turn-1",
                 ),
             ],
@@ -81,7 +81,7 @@ class EraseConformance(ConformanceBase):
         report = store.verify_session(sid)
         assert report.ok, report
         assert (report.events, report.erased, report.first_seq) == (7, 2, 1)
-        assert "4111" not in str([e.model_dump() for e in store.read_events(sid)])
+        assert "xyzzy" not in str([e.model_dump() for e in store.read_events(sid)])
 
     def test_a_session_goes_on_after_an_erase(self, make_store: StoreFactory) -> None:
         store = make_store()
