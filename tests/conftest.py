@@ -119,15 +119,21 @@ STORE_URLS["http-sqlite"] = lambda tmp: http_store_url("sqlite", tmp)
 STORE_URLS["http-postgresql"] = lambda tmp: http_store_url("postgresql", tmp)
 
 
-@pytest.fixture(params=list(STORE_URLS))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty store; one parameter per backend."""
-    made = STORE_URLS[request.param](tmp_path)
+def backend_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a fresh, empty store of `backend` (a key of `STORE_URLS`), then
+    remove it; for fixtures that run on a subset of the backends."""
+    made = STORE_URLS[backend](tmp_path)
     if isinstance(made, str):
         yield made
     else:
         with made as url:
             yield url
+
+
+@pytest.fixture(params=list(STORE_URLS))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty store; one parameter per backend."""
+    yield from backend_url(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import backend_url
 
 from agentledger.testing import AsyncStoreConformance, StoreConformance
+
+ASYNC_BACKENDS = ["memory", "sqlite", "postgresql"]
+"""The backends the async suite runs on: `open_async_store` has two implementations, the
+native one on PostgreSQL and one thread-backed wrapper for every other store (its checks are
+the same on each of them, and each store's own code is checked by the sync suite)."""
 
 
 class TestStoreConformance(StoreConformance):
@@ -23,3 +33,8 @@ class TestAsyncStoreConformance(AsyncStoreConformance):
     plus the checks of concurrent and cancelled coroutines; once per `store_url`."""
 
     start_method = TestStoreConformance.start_method
+
+    @pytest.fixture(params=ASYNC_BACKENDS)
+    def store_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+        """A fresh, empty store's URL, once per backend of `ASYNC_BACKENDS`."""
+        yield from backend_url(request.param, tmp_path)
