@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The whole suite in 4 worker processes (pytest-xdist); `make test PYTEST_ARGS=` runs it in one.
+PYTEST_ARGS ?= -n 4
 
 .PHONY: demo test typecheck bench clean
 
