@@ -93,7 +93,7 @@ def test_langgraph_conformance_suite(url: str, kind: str) -> None:
 # -- 2. concurrency and crashes -----------------------------------------------------------
 
 WRITERS = 8
-PUTS_PER_WRITER = 25
+PUTS_PER_WRITER = 10
 
 
 def test_eight_processes_on_one_thread_lose_nothing(url: str) -> None:
