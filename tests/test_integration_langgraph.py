@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import random
 import signal
@@ -262,3 +263,17 @@ def test_example_runs_end_to_end(tmp_path: Path) -> None:
     second = subprocess.run([sys.executable, example, "--store", url, "resume"],
                             capture_output=True, text=True, check=True, timeout=120)
     assert "approved" in second.stdout
+
+
+def test_benchmark_quick_run_reports_every_figure() -> None:
+    """benchmarks/bench_integrations_langgraph.py --quick (a smoke run; speed is not asserted)."""
+    script = ROOT / "benchmarks" / "bench_integrations_langgraph.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--json"],
+                          capture_output=True, text=True, check=True, timeout=300)
+    report = json.loads(done.stdout)
+    for saver in ("ours", "sqlitesaver"):
+        assert set(report[saver]) == {"put_per_s", "get_tuple_latest_ms",
+                                      "get_tuple_by_id_ms", "bytes_per_checkpoint"}
+        assert all(value > 0 for value in report[saver].values())
+    assert set(report["goals_met"]) == {"put >= 1x", "get_tuple latest >= 1x",
+                                        "get_tuple by id >= 1x", "storage <= SqliteSaver"}

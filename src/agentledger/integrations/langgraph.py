@@ -93,6 +93,7 @@ checkpoint because a kept checkpoint still uses them."""
 AUTHOR = "langgraph"
 DEFAULT_APP = "langgraph"
 _PAGE = 200
+_HELD = 1024
 
 _T = TypeVar("_T")
 
@@ -100,18 +101,26 @@ _T = TypeVar("_T")
 # -- values ---------------------------------------------------------------------------
 
 
+_INT64 = 2**63
+
+
 def _plain_json(value: Any) -> bool:
-    """Whether `value` survives any of our stores' JSON unchanged (PostgreSQL's jsonb
-    writes a float such as 1e20 back as an integer, so only plainly written floats pass)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """Whether `value` is plain JSON that msgpack and any of our stores' JSON give back
+    unchanged: exact `dict` (string keys), `list`, `str`, `bool`, 64-bit `int`, `None`, and
+    plainly written floats (PostgreSQL's jsonb writes a float such as 1e20 back as an
+    integer). Subclasses (enums, named tuples) are not plain: the serializer keeps them."""
+    kind = type(value)
+    if value is None or kind is str or kind is bool:
         return True
-    if isinstance(value, float):
+    if kind is int:
+        return bool(-_INT64 <= value < 2 * _INT64)
+    if kind is float:
         text = repr(value)
         return math.isfinite(value) and "e" not in text and "." in text
-    if isinstance(value, list):
+    if kind is list:
         return all(_plain_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
     return False
 
 
@@ -123,10 +132,15 @@ def encode_value(serde: SerializerProtocol, value: Any) -> dict[str, Any]:
         LangGraph's `JsonPlusSerializer` and its msgpack holds only plain JSON (readable in
         `agentledger sessions events`); otherwise `{"t": <type>, "b64": <base64 bytes>}`.
     """
+    if value is None:
+        return {"t": "null"}
+    json_plus = type(serde) is JsonPlusSerializer
+    if json_plus and _plain_json(value):  # what its msgpack would hold, without the trip
+        return {"t": "msgpack", "json": value}
     type_, data = serde.dumps_typed(value)
     if type_ == "null":
         return {"t": "null"}
-    if type_ == "msgpack" and isinstance(serde, JsonPlusSerializer):
+    if type_ == "msgpack" and json_plus:  # e.g. a tuple: msgpack holds a plain array
         import ormsgpack
 
         try:
@@ -219,6 +233,9 @@ class _Logic:
         self.app_name = app_name
         self.user_id = user_id
         self._parents: dict[tuple[str, str], _Parent] = {}
+        # (thread, checkpoint id) -> the values stored with that checkpoint, for the
+        # checkpoints later ones reference (values never change once stored).
+        self._held: dict[tuple[str, str], Mapping[str, Any]] = {}
 
     # reads
 
@@ -271,6 +288,9 @@ class _Logic:
             have[event.data["id"]] = event.data.get("values", {})
             for where in event.data.get("refs", {}).values():
                 wanted[where] = event.data["ns"]
+        for cid in wanted:
+            if cid not in have and (thread_id, cid) in self._held:
+                have[cid] = self._held[(thread_id, cid)]
         missing = {cid: ns for cid, ns in wanted.items() if cid not in have}
         keys = [k for cid, ns in missing.items() for k in (_ckpt_key(ns, cid), _vals_key(ns, cid))]
         for start in range(0, len(keys), 1000):
@@ -280,6 +300,11 @@ class _Logic:
                     continue
                 cid = stored.data["id"]
                 have[cid] = {**have.get(cid, {}), **stored.data.get("values", {})}
+        if len(self._held) > _HELD:
+            self._held.clear()
+        for cid in missing:  # stored values never change: later reads skip the query
+            if cid in have:
+                self._held[(thread_id, cid)] = have[cid]
         return have
 
     def get_tuple(self, config: RunnableConfig) -> _Steps[CheckpointTuple | None]:
@@ -511,8 +536,11 @@ class _Logic:
             yield _Call("delete_session", (thread_id,))
         except SessionNotFoundError:
             pass
-        for key in [k for k in self._parents if k[0] == thread_id]:
-            self._parents.pop(key, None)
+        self._forget(thread_id)
+
+    def _forget(self, thread_id: str) -> None:
+        self._parents = {k: v for k, v in self._parents.items() if k[0] != thread_id}
+        self._held = {k: v for k, v in self._held.items() if k[0] != thread_id}
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> _Steps[None]:
         yield _Call("fork_session", (source_thread_id,), {"new_session_id": target_thread_id})
@@ -587,7 +615,7 @@ class _Logic:
             }
             if drop:
                 yield from self._remove(thread_id, events, drop, "langgraph prune keep_latest")
-            self._parents = {k: v for k, v in self._parents.items() if k[0] != thread_id}
+            self._forget(thread_id)
         return None
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> _Steps[None]:
@@ -607,7 +635,7 @@ class _Logic:
                         drop.add(event.data["id"])
             if drop:
                 yield from self._remove(thread_id, events, drop, "langgraph delete_for_runs")
-                self._parents = {k: v for k, v in self._parents.items() if k[0] != thread_id}
+                self._forget(thread_id)
         return None
 
 
