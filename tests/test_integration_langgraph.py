@@ -45,6 +45,9 @@ from agentledger.integrations.langgraph import (  # noqa: E402
 from agentledger.testing._processes import run_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+"""Forked children share the parent's imports (langgraph takes seconds to import: spawning 8
+would spend most of the test importing); the children open their own stores."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -94,11 +97,11 @@ def test_langgraph_conformance_suite(url: str, kind: str) -> None:
 # -- 2. concurrency and crashes -----------------------------------------------------------
 
 WRITERS = 8
-PUTS_PER_WRITER = 10
+PUTS_PER_WRITER = 25
 
 
 def test_eight_processes_on_one_thread_lose_nothing(url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(START_METHOD)
     thread_id = f"shared-{uuid.uuid4().hex[:8]}"
     barrier = ctx.Barrier(WRITERS)
     run_processes(
@@ -122,7 +125,7 @@ def test_eight_processes_on_one_thread_lose_nothing(url: str) -> None:
         assert sum(e.type == WRITE_TYPE for e in events) == WRITERS * PUTS_PER_WRITER
 
 
-CRASH_ROUNDS = 2
+CRASH_ROUNDS = 3
 
 
 def test_sigkill_mid_put_leaves_a_thread_langgraph_loads(url: str) -> None:
@@ -131,7 +134,7 @@ def test_sigkill_mid_put_leaves_a_thread_langgraph_loads(url: str) -> None:
     sigkill = getattr(signal, "SIGKILL", None)
     if sigkill is None:
         pytest.skip("this platform has no SIGKILL")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(START_METHOD)
     thread_id = "crashy"
     rng = random.Random(13)
     acked = 0
