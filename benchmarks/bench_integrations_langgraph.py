@@ -5,7 +5,8 @@ Run it from the project root:
     .venv/bin/python benchmarks/bench_integrations_langgraph.py            # 1,000 checkpoints
     .venv/bin/python benchmarks/bench_integrations_langgraph.py --quick --json   # smoke run
 
-Both savers write the same thread, checkpoint by checkpoint, the way a graph does: each
+Both savers write the same thread, checkpoint by checkpoint and taking turns (so both see
+the same load on a busy machine), the way a graph does: each
 checkpoint's parent is the one before it, `new_versions` names the channels that changed
 (`messages`, the last 10 chat messages as plain dicts, and `step`), and the channels that
 did not (`documents`, ~2 KB of retrieved text, and `plan`, set by the first checkpoint) keep
@@ -51,45 +52,35 @@ def _message(i: int) -> dict[str, Any]:
     return {"role": role, "content": f"message {i}: please look at the incident report #{i}"}
 
 
-def fill(saver: BaseCheckpointSaver[Any], thread_id: str, count: int) -> tuple[float, list[Any]]:
-    """Put `count` chained checkpoints (and 2 writes each); the seconds spent in `put`."""
-    parent: Any = None
-    spent = 0.0
-    configs = []
-    for n in range(count):
-        checkpoint = empty_checkpoint()
-        checkpoint["channel_values"] = {
-            "messages": [_message(i) for i in range(max(0, n - 9), n + 1)],
-            "step": n,
-            "documents": DOCS,
-            "plan": PLAN,
-        }
-        checkpoint["channel_versions"] = {"messages": n + 1, "step": n + 1, "documents": 1,
-                                          "plan": 1}
-        checkpoint["versions_seen"] = {"agent": {"messages": n}}
-        new_versions = ({"messages": n + 1, "step": n + 1} if parent else
-                        dict(checkpoint["channel_versions"]))
-        config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        if parent:
-            config["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
-        start = time.perf_counter()
-        parent = saver.put(config, checkpoint, {"source": "loop", "step": n, "parents": {}},
-                           new_versions)
-        spent += time.perf_counter() - start
-        saver.put_writes(parent, [("messages", _message(n + 1)), ("step", n + 1)], f"task-{n}")
-        configs.append(parent)
-    return spent, configs
+def _checkpoint(n: int) -> tuple[Any, dict[str, Any]]:
+    """Checkpoint `n` of the thread and its `new_versions`."""
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {
+        "messages": [_message(i) for i in range(max(0, n - 9), n + 1)],
+        "step": n,
+        "documents": DOCS,
+        "plan": PLAN,
+    }
+    checkpoint["channel_versions"] = {"messages": n + 1, "step": n + 1, "documents": 1,
+                                      "plan": 1}
+    checkpoint["versions_seen"] = {"agent": {"messages": n}}
+    new_versions = ({"messages": n + 1, "step": n + 1} if n else
+                    dict(checkpoint["channel_versions"]))
+    return checkpoint, new_versions
 
 
-def median_ms(call: Callable[[], Any], rounds: int) -> float:
+def median_ms(calls: list[Callable[[], Any]], rounds: int) -> list[float]:
+    """Median ms of each call, the calls taking turns (so both see the same machine load)."""
     for _ in range(5):
-        call()
-    times = []
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(rounds):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for call, spent in zip(calls, times):
+            start = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) * 1000 for spent in times]
 
 
 def db_bytes(path: Path) -> int:
@@ -99,35 +90,52 @@ def db_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def measure(name: str, make: Callable[[Path], Any], folder: Path, count: int, rounds: int
-            ) -> dict[str, Any]:
-    path = folder / f"{name}.db"
-    with make(path) as saver:
-        put_seconds, configs = fill(saver, "bench-thread", count)
-        latest = {"configurable": {"thread_id": "bench-thread", "checkpoint_ns": ""}}
-        middle = configs[len(configs) // 2]
-        loaded = saver.get_tuple(latest)
-        assert loaded is not None and loaded.checkpoint["channel_values"]["step"] == count - 1
-        assert len(loaded.pending_writes or []) == 2
-        got = saver.get_tuple(middle)
-        assert got is not None and got.checkpoint["channel_values"]["documents"] == DOCS
-        latest_ms = median_ms(lambda: saver.get_tuple(latest), rounds)
-        by_id_ms = median_ms(lambda: saver.get_tuple(middle), rounds)
-    size = db_bytes(path)
-    return {
-        "put_per_s": count / put_seconds,
-        "get_tuple_latest_ms": latest_ms,
-        "get_tuple_by_id_ms": by_id_ms,
-        "bytes_per_checkpoint": size / count,
-    }
-
-
-def _ours(path: Path) -> LedgerSaver:
-    return LedgerSaver(f"sqlite:///{path}")
-
-
-def _theirs(path: Path) -> Any:
-    return SqliteSaver.from_conn_string(str(path))
+def measure(folder: Path, count: int, rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fill one thread in each saver, a checkpoint at a time in turn; then read both."""
+    paths = [folder / "ledgersaver.db", folder / "sqlitesaver.db"]
+    thread = "bench-thread"
+    latest = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    with LedgerSaver(f"sqlite:///{paths[0]}") as ours, \
+            SqliteSaver.from_conn_string(str(paths[1])) as theirs:
+        savers: list[BaseCheckpointSaver[Any]] = [ours, theirs]
+        parents: list[Any] = [None, None]
+        put_seconds = [0.0, 0.0]
+        middle: list[Any] = [None, None]
+        for n in range(count):
+            checkpoint, new_versions = _checkpoint(n)
+            for k, saver in enumerate(savers):
+                config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+                if parents[k]:
+                    config["configurable"]["checkpoint_id"] = \
+                        parents[k]["configurable"]["checkpoint_id"]
+                started = time.perf_counter()
+                parents[k] = saver.put(config, dict(checkpoint),
+                                       {"source": "loop", "step": n, "parents": {}},
+                                       new_versions)
+                put_seconds[k] += time.perf_counter() - started
+                saver.put_writes(parents[k], [("messages", _message(n + 1)), ("step", n + 1)],
+                                 f"task-{n}")
+                if n == count // 2:
+                    middle[k] = parents[k]
+        for k, saver in enumerate(savers):
+            loaded = saver.get_tuple(latest)
+            assert loaded is not None and loaded.checkpoint["channel_values"]["step"] == count - 1
+            assert len(loaded.pending_writes or []) == 2
+            got = saver.get_tuple(middle[k])
+            assert got is not None and got.checkpoint["channel_values"]["documents"] == DOCS
+        latest_ms = median_ms([lambda: ours.get_tuple(latest),
+                               lambda: theirs.get_tuple(latest)], rounds)
+        by_id_ms = median_ms([lambda: ours.get_tuple(middle[0]),
+                              lambda: theirs.get_tuple(middle[1])], rounds)
+    results = []
+    for k, path in enumerate(paths):
+        results.append({
+            "put_per_s": count / put_seconds[k],
+            "get_tuple_latest_ms": latest_ms[k],
+            "get_tuple_by_id_ms": by_id_ms[k],
+            "bytes_per_checkpoint": db_bytes(path) / count,
+        })
+    return results[0], results[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     count, rounds = (50, 20) if args.quick else (args.checkpoints, args.rounds)
     with tempfile.TemporaryDirectory(prefix="bench-lg-") as tmp:
         folder = Path(tmp)
-        theirs = measure("sqlitesaver", _theirs, folder, count, rounds)
-        ours = measure("ledgersaver", _ours, folder, count, rounds)
+        ours, theirs = measure(folder, count, rounds)
     ratios = {
         "put": ours["put_per_s"] / theirs["put_per_s"],
         "get_tuple_latest": theirs["get_tuple_latest_ms"] / ours["get_tuple_latest_ms"],
