@@ -74,11 +74,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError(exc.name or "langgraph-checkpoint", "langgraph") from exc
 
 __all__ = [
+    "AsyncLedgerSaver",
     "CHECKPOINT_TYPE",
+    "LedgerSaver",
     "VALUES_TYPE",
     "WRITE_TYPE",
-    "AsyncLedgerSaver",
-    "LedgerSaver",
     "decode_value",
     "encode_value",
 ]
