@@ -280,3 +280,36 @@ def test_benchmark_quick_run_reports_every_figure() -> None:
         assert all(value > 0 for value in report[saver].values())
     assert set(report["goals_met"]) == {"put >= 1x", "get_tuple latest >= 1x",
                                         "get_tuple by id >= 1x", "storage <= SqliteSaver"}
+
+
+def test_delete_for_runs_keeps_values_later_checkpoints_use_and_copy_is_a_fork(url: str) -> None:
+    with LedgerSaver(url) as saver:
+        first = empty_checkpoint()
+        first["channel_values"] = {"docs": ["a long document"], "turn": 1}
+        first["channel_versions"] = {"docs": 1, "turn": 1}
+        stored = saver.put(_config("runs"), first, {"run_id": "run-a"}, {"docs": 1, "turn": 1})
+        second = empty_checkpoint()
+        second["channel_values"] = {"docs": ["a long document"], "turn": 2}
+        second["channel_versions"] = {"docs": 1, "turn": 2}
+        kept = saver.put(stored, second, {"run_id": "run-b"}, {"turn": 2})  # docs unchanged
+
+        saver.copy_thread("runs", "runs-copy")
+        assert saver.store.get_session("runs-copy").forked_from is not None
+        saver.delete_for_runs(["run-a"])
+
+        assert [t.metadata["run_id"] for t in saver.list(_config("runs"))] == ["run-b"]
+        assert saver.get_tuple(stored) is None
+        loaded = saver.get_tuple(kept)
+        assert loaded is not None
+        assert loaded.checkpoint["channel_values"] == {"docs": ["a long document"], "turn": 2}
+        assert saver.store.verify_session("runs").ok
+        # a run's checkpoints go from every thread, the copy's too (its values stay)
+        copied = list(saver.list(_config("runs-copy")))
+        assert [t.checkpoint["channel_values"] for t in copied] == [
+            {"docs": ["a long document"], "turn": 2}
+        ]
+    with LedgerSaver(url) as fresh:  # no values held in memory: read from the ledger
+        loaded = fresh.get_tuple(kept)
+        assert loaded is not None and loaded.checkpoint["channel_values"]["docs"] == [
+            "a long document"
+        ]
