@@ -289,8 +289,9 @@ class _Logic:
             for where in event.data.get("refs", {}).values():
                 wanted[where] = event.data["ns"]
         for cid in wanted:
-            if cid not in have and (thread_id, cid) in self._held:
-                have[cid] = self._held[(thread_id, cid)]
+            held = None if cid in have else self._held.get((thread_id, cid))
+            if held is not None:
+                have[cid] = held
         missing = {cid: ns for cid, ns in wanted.items() if cid not in have}
         keys = [k for cid, ns in missing.items() for k in (_ckpt_key(ns, cid), _vals_key(ns, cid))]
         for start in range(0, len(keys), 1000):
@@ -539,8 +540,9 @@ class _Logic:
         self._forget(thread_id)
 
     def _forget(self, thread_id: str) -> None:
-        self._parents = {k: v for k, v in self._parents.items() if k[0] != thread_id}
-        self._held = {k: v for k, v in self._held.items() if k[0] != thread_id}
+        # Copies (list() of a dict is atomic): graphs call a saver from several threads.
+        self._parents = {k: v for k, v in list(self._parents.items()) if k[0] != thread_id}
+        self._held = {k: v for k, v in list(self._held.items()) if k[0] != thread_id}
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> _Steps[None]:
         yield _Call("fork_session", (source_thread_id,), {"new_session_id": target_thread_id})
