@@ -1,0 +1,1 @@
+"""Adapters that make agentledger the session backend of other agent frameworks."""
