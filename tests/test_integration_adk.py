@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -354,7 +355,10 @@ def test_eight_processes_lose_nothing(url: str) -> None:
             await service.create_session(app_name="a", user_id="u", session_id="s")
 
     run(setup())
-    ctx = multiprocessing.get_context("spawn")
+    # fork (where there is one) spares each worker importing ADK again; no thread of the
+    # parent is alive here (the services above are closed)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     out = ctx.Queue()
     workers = [ctx.Process(target=_appender, args=(url, w, per_process, out))
                for w in range(processes)]
@@ -432,20 +436,29 @@ def test_sigkill_mid_append_leaves_a_session_adk_loads(url: str) -> None:
 # first-class in agentledger
 
 
-def test_cli_shows_adk_sessions(tmp_path: Path) -> None:
+def _example() -> Any:
+    spec = importlib.util.spec_from_file_location("adk_agent", ROOT / "examples" / "adk_agent.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_shows_adk_sessions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "ex.db"
-    example = ROOT / "examples" / "adk_agent.py"
+    example = _example()
+    run(example.main("first", str(db)))
+    first = capsys.readouterr().out
+    assert "Paris: sunny" in first
+    # resumed in a new process, as `python examples/adk_agent.py resume DB`
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    outputs = []
-    for step in ("first", "resume", "rewind"):
-        done = subprocess.run([sys.executable, str(example), step, str(db)], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout)
-    assert "Paris: sunny" in outputs[0]
-    assert "resumed: 4 events" in outputs[1]
-    assert "Rome: cloudy, 18°C. Earlier you asked about Paris." in outputs[1]
-    assert "rewound the last turn: state {'cities': ['Paris']" in outputs[2]
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "adk_agent.py"), "resume",
+                           str(db)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed: 4 events" in done.stdout
+    assert "Rome: cloudy, 18°C. Earlier you asked about Paris." in done.stdout
+    run(example.main("rewind", str(db)))  # ADK's Runner.rewind_async onto our rewind
+    assert "rewound the last turn: state {'cities': ['Paris']" in capsys.readouterr().out
 
     from typer.testing import CliRunner
 
@@ -469,34 +482,42 @@ def test_cli_shows_adk_sessions(tmp_path: Path) -> None:
         "session_created", "user_message", "tool_call", "tool_result", "agent_message"]
 
 
-def test_adk_cli_resolves_our_uri_scheme(tmp_path: Path) -> None:
+def test_adk_cli_resolves_our_uri_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.adk.cli.service_registry import get_service_registry, load_services_module
+    from google.adk.cli.utils.service_factory import create_session_service_from_options
+
+    registry = get_service_registry()
+    factories = dict(registry._session_factories)
+    monkeypatch.setattr(registry, "_session_factories", {
+        k: v for k, v in factories.items() if not k.startswith("agentledger+")
+    })
+    monkeypatch.delitem(sys.modules, "services", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     agents = tmp_path / "agents"
     agents.mkdir()
-    (agents / "services.py").write_text("import agentledger.integrations.adk\n")
+    (agents / "services.py").write_text(
+        "from agentledger.integrations.adk import register_uri_schemes\n"
+        "register_uri_schemes()\n"
+    )
+    load_services_module(str(agents))  # what `adk web`/`adk api_server` do first
     db = tmp_path / "via-adk.db"
-    code = textwrap.dedent(f"""
-        import asyncio
-        from google.adk.cli.service_registry import load_services_module
-        from google.adk.cli.utils.service_factory import create_session_service_from_options
-        load_services_module({str(agents)!r})
-        service = create_session_service_from_options(
-            base_dir={str(agents)!r}, session_service_uri="agentledger+sqlite:///{db}")
-        print(type(service).__name__)
-        asyncio.run(service.create_session(app_name="a", user_id="u", session_id="via-uri"))
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "LedgerSessionService"
+    service = create_session_service_from_options(
+        base_dir=str(agents), session_service_uri=f"agentledger+sqlite:///{db}"
+    )
+    assert isinstance(service, LedgerSessionService)
+    run(service.create_session(app_name="a", user_id="u", session_id="via-uri"))
+    run(service.close())
     with open_store(f"sqlite:///{db}") as store:
         assert store.get_session("via-uri").app_name == "a"
 
 
-def test_benchmark_quick_runs(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_integrations_adk.py"), "--quick",
-         "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+def test_benchmark_quick_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "bench_integrations_adk", ROOT / "benchmarks" / "bench_integrations_adk.py"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
-    assert {"append_event", "get_session"} <= set(result["results"])
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"append_event", "get_session", "goals"} <= set(result["results"])
