@@ -52,7 +52,7 @@ def _ledger_service(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setattr(peer, "get_session_service", make)
     yield
     for service in _services:
-        service.store.sync.close() if hasattr(service.store, "sync") else None
+        asyncio.run(service.close())
     _services.clear()
     if schemas:
         import psycopg
