@@ -357,7 +357,19 @@ def _text_of(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _adk_part(data: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    """The first `function_call`/`function_response` of an ADK event's JSON, else `data`."""
+    content = data.get("content")
+    parts = content.get("parts") if isinstance(content, Mapping) else None
+    for part in parts if isinstance(parts, list) else []:
+        found = part.get(field) if isinstance(part, Mapping) else None
+        if isinstance(found, Mapping):
+            return found
+    return data
+
+
 def _call(data: Mapping[str, Any]) -> str:
+    data = _adk_part(data, "function_call")
     name = data.get("name") or data.get("tool") or "?"
     args = data.get("args", data.get("arguments"))
     if isinstance(args, Mapping):
@@ -385,10 +397,11 @@ def _data_summary(event: Event) -> str:
     if kind == "tool_call":
         return _call(data)
     if kind == "tool_result":
-        name = data.get("name") or data.get("tool") or "?"
-        if "error" in data and data["error"]:
-            return f"{name} ✗ {one_line(data['error'], width=None)}"
-        result = data.get("result", data.get("output", data.get("content")))
+        call = _adk_part(data, "function_response")
+        name = call.get("name") or call.get("tool") or "?"
+        if "error" in call and call["error"]:
+            return f"{name} ✗ {one_line(call['error'], width=None)}"
+        result = call.get("result", call.get("output", call.get("content", call.get("response"))))
         return f"{name} → {one_line(result, width=None)}"
     if kind in ("phase_changed", "status_changed"):
         change = f"{data.get('from', '?')} → {data.get('to', '?')}"
