@@ -7,8 +7,9 @@ the same workloads in one run (`_peers.py` says how each system does each worklo
     .venv/bin/python benchmarks/bench_peers.py --only sqlite --skip adk --runs 3
 
 Workloads, per system: single appends (one ~200-byte event per call, to one session: appends/s)
-and batches of ten (events/s), each on a fresh store, `--runs` times (medians), the systems
-taking turns run by run; bytes per event over the single appends (SQLite: every file after a
+and batches of ten (events/s), on fresh stores, `--runs` times (medians), every system open
+at once and taking turns every 50 appends (5 batches) so that drift in the load of a shared
+machine hits them alike; bytes per event over the single appends (SQLite: every file after a
 WAL checkpoint; PostgreSQL: `pg_total_relation_size` of every table, no VACUUM); full-history
 read of a session of 1,000 and of 5,000 events (filled by batches); the state read on the
 5,000-event session; creates/s; listing 1,000 sessions. On PostgreSQL, 8 writer processes
@@ -22,7 +23,8 @@ Ratios: each figure ÷ the raw floor's (SQLite systems at FULL ÷ raw WAL/FULL; 
 normal ÷ raw WAL/NORMAL; PostgreSQL ÷ raw psycopg), and ours ÷ each peer. Higher is better for
 rates, lower for times and bytes. "n/a": the peer has no such operation.
 
-`--only`/`--skip` take system keys (`raw-full`, `ours-pg`, …), groups (`raw`, `ours`,
+`--workloads` picks among `writes` (appends, batches, bytes), `reads` (history, state,
+creates, list) and `concurrency` (default: all three). `--only`/`--skip` take system keys (`raw-full`, `ours-pg`, …), groups (`raw`, `ours`,
 `eventsourcing`, `openai`, `adk`, `langgraph`) or backends (`sqlite`, `postgresql`). A peer
 that is not installed is skipped with a line saying so; PostgreSQL is skipped with the reason
 when unreachable. Each PostgreSQL system gets a fresh database, dropped at the end.
@@ -159,22 +161,38 @@ class Databases:
 
 # -- workloads --------------------------------------------------------------------------------
 
-def writes(sys_: System, cfg: Config, first: bool, out: dict[str, list[float]]) -> None:
-    """Single appends (with bytes per event on the first run) and batches of ten."""
-    h = sys_.create()
-    sys_.append(h, 0)  # a first write (OpenAI Agents' and LangGraph's sessions appear here)
-    before = sys_.size() if first else 0
-    start = time.perf_counter()
-    for i in range(1, cfg.appends + 1):
-        sys_.append(h, i)
-    out.setdefault("appends/s", []).append(cfg.appends / (time.perf_counter() - start))
-    if first:
-        out["B/event"] = [(sys_.size() - before) / cfg.appends]
-    h = sys_.create()
-    start = time.perf_counter()
-    for b in range(cfg.batches):
-        sys_.append_batch(h, b * 10, 10)
-    out.setdefault("batch events/s", []).append(cfg.batches * 10 / (time.perf_counter() - start))
+def timed_in_turns(steps: dict[str, Callable[[int], object]], n: int, chunk: int) -> dict[str, float]:
+    """Seconds each system's `n` steps took, the systems taking turns every `chunk` steps so
+    that drift in machine load and disk latency hits them all alike."""
+    spent = dict.fromkeys(steps, 0.0)
+    for first in range(0, n, chunk):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for i in range(first, min(first + chunk, n)):
+                step(i)
+            spent[key] += time.perf_counter() - start
+    return spent
+
+
+def writes(systems: dict[str, System], cfg: Config, first: bool,
+           out: dict[str, dict[str, list[float]]]) -> None:
+    """Single appends (with bytes per event on the first run), then batches of ten, every
+    system on a fresh session, the systems taking turns (50 appends, 5 batches)."""
+    single = {k: s.create() for k, s in systems.items()}
+    for k, s in systems.items():
+        s.append(single[k], 0)  # OpenAI Agents' and LangGraph's sessions appear here
+    before = {k: s.size() for k, s in systems.items()} if first else {}
+    spent = timed_in_turns({k: (lambda i, s=s, h=single[k]: s.append(h, i + 1))
+                            for k, s in systems.items()}, cfg.appends, 50)
+    for k, s in systems.items():
+        out[k].setdefault("appends/s", []).append(cfg.appends / spent[k])
+        if first:
+            out[k]["B/event"] = [(s.size() - before[k]) / cfg.appends]
+    batch = {k: s.create() for k, s in systems.items()}
+    spent = timed_in_turns({k: (lambda b, s=s, h=batch[k]: s.append_batch(h, b * 10, 10))
+                            for k, s in systems.items()}, cfg.batches, 5)
+    for k in systems:
+        out[k].setdefault("batch events/s", []).append(cfg.batches * 10 / spent[k])
 
 
 def reads(sys_: System, cfg: Config) -> dict[str, float | None]:
@@ -320,22 +338,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         samples: dict[str, dict[str, list[float]]] = {s[0]: {} for s in specs}
         kept: dict[str, System] = {}
-        for r in range(cfg.runs):
-            for key, label, *_ in specs:
-                log(args, f"run {r + 1}/{cfg.runs}: writes, {label}")
-                sys_ = CLASSES[key](fresh(key))
-                writes(sys_, cfg, r == 0, samples[key])
-                if r == cfg.runs - 1:
+        workloads = set(args.workloads.split(","))
+        for r in range(cfg.runs if "writes" in workloads else 1):
+            log(args, f"run {r + 1}/{cfg.runs}: single appends and batches, systems taking turns")
+            opened = {key: CLASSES[key](fresh(key)) for key, *_ in specs}
+            if "writes" in workloads:
+                writes(opened, cfg, r == 0, samples)
+            for key, sys_ in opened.items():
+                if r == cfg.runs - 1 or "writes" not in workloads:
                     kept[key] = sys_
                 else:
                     sys_.close()
         for key, label, *_ in specs:
             figures[key].update({m: statistics.median(v) for m, v in samples[key].items()})
-            log(args, f"reads, creates, list: {label}")
-            figures[key].update(reads(kept[key], cfg))
+            if "reads" in workloads:
+                log(args, f"reads, creates, list: {label}")
+                figures[key].update(reads(kept[key], cfg))
             kept.pop(key).close()
         for key, label, *_ in specs:
-            if CLASSES[key].backend == "postgresql":
+            if CLASSES[key].backend == "postgresql" and "concurrency" in workloads:
                 log(args, f"{cfg.writers} writer processes: {label}")
                 conc[key] = concurrency(key, fresh(key), cfg)
     finally:
@@ -477,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"${POSTGRES_URL_ENV}, else postgresql://postgres@127.0.0.1/bench_peers)")
     parser.add_argument("--only", help="comma-separated systems, groups or backends to run")
     parser.add_argument("--skip", help="comma-separated systems, groups or backends to skip")
+    parser.add_argument("--workloads", default="writes,reads,concurrency",
+                        help="comma-separated: writes, reads, concurrency (default: all)")
     parser.add_argument("--runs", type=int, help="runs of the write workloads (medians)")
     parser.add_argument("--tmpdir", help="where the SQLite and file stores go")
     parser.add_argument("--save", help="also write the JSON results to this file")
