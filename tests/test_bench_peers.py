@@ -96,3 +96,20 @@ def test_unreachable_postgresql_is_skipped_with_the_reason() -> None:
     assert output["systems"] == {}
     assert set(output["skipped"]) == {"raw-pg", "ours-pg"}
     assert "127.0.0.1:1" in output["skipped"]["ours-pg"]
+
+
+def test_a_peer_whose_library_is_absent_is_skipped_with_the_install_command() -> None:
+    # What CI sees for every peer (they are not our dependencies).
+    sys.path.insert(0, str(BENCH_PEERS.parent))
+    try:
+        from _peers import SPECS, System, missing
+    finally:
+        sys.path.remove(str(BENCH_PEERS.parent))
+    for absent in ("no_such_peer_zz", "no_such_peer_zz.sessions"):
+        reason = missing(("x", "Peer X", "x", System, ("json", absent)))
+        assert reason == (f"Peer X skipped: {absent} is not installed"
+                          " (pip install -r benchmarks/requirements-peers.txt)")
+    # Ours and the raw floor need nothing beyond our own dependencies.
+    for spec in SPECS:
+        if spec[2] in ("ours", "raw"):
+            assert missing(spec) is None, spec[0]
