@@ -30,10 +30,10 @@ pytest.importorskip("agents", reason="needs the openai-agents extra: pip install
 
 from agents import Agent, Runner, set_tracing_disabled  # noqa: E402
 from agents.testing import ModelStep, ScriptedModel, assistant_message  # noqa: E402
+from conftest import POSTGRES_URL_ENV, postgres_schema_url  # noqa: E402
 
 from agentledger import open_store  # noqa: E402
 from agentledger.integrations.openai_agents import ITEM_EVENT, LedgerSession  # noqa: E402
-from conftest import POSTGRES_URL_ENV, postgres_schema_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_CACHE = Path(
@@ -273,11 +273,13 @@ def test_sdk_sessions_list_show_and_events_in_the_cli(tmp_path: Path) -> None:
     session = LedgerSession("chat-7", url)
     asyncio.run(session.add_items([user("hello"), {"role": "assistant", "content": "hi!"}]))
     session.close()
-    cli = [sys.executable, "-m", "agentledger", "--store", url]
+    from typer.testing import CliRunner
+
+    from agentledger.cli import app
 
     def run(*args: str) -> Any:
-        out = subprocess.run([*cli, *args, "--json"], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
+        out = CliRunner().invoke(app, ["--store", url, *args, "--json"])
+        assert out.exit_code == 0, out.output
         return json.loads(out.stdout)
 
     listed = run("sessions", "list", "--app", "openai-agents")
@@ -308,3 +310,14 @@ def test_the_example_crashes_mid_turn_and_resumes_in_a_new_process(tmp_path: Pat
     assert resumed.returncode == 0, resumed.stderr
     assert "history: 5 items" in resumed.stdout
     assert "turn 3: Your name is Ada." in resumed.stdout
+
+
+def test_the_benchmark_runs_quick() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_integrations_openai_agents.py"),
+         "--quick", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["results"]) == {"add_items", "get_items_20"}
