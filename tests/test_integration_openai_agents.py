@@ -136,6 +136,31 @@ def test_items_are_json_events_and_limit_reads_the_newest(url: str) -> None:
         assert store.verify_session("s-1").ok
 
 
+def test_compaction_snapshot_replaces_the_suffix_only_if_unchanged(url: str) -> None:
+    async def main() -> None:
+        session = LedgerSession("compact", url)
+        await session.add_items([user(f"m{i}") for i in range(6)])
+        snapshot = await session._get_compaction_snapshot(3)
+        assert snapshot is not None
+        assert snapshot.items == [user("m3"), user("m4"), user("m5")] and not snapshot.complete
+        assert await snapshot.replace_suffix(1, [user("summary")])
+        assert await session.get_items() == [user(f"m{i}") for i in range(4)] + [user("summary")]
+
+        stale = await session._get_compaction_snapshot(10)
+        assert stale is not None and stale.complete
+        await session.add_items([user("late")])  # the session moves on under the snapshot
+        assert not await stale.replace_suffix(0, [user("lost")])
+        assert (await session.get_items())[-1] == user("late")
+
+        moved = await session._get_compaction_snapshot(2)
+        assert moved is not None
+        await session.pop_item()  # the suffix itself changed
+        assert not await moved.replace_suffix(0, [])
+        session.close()
+
+    asyncio.run(main())
+
+
 def test_fifty_concurrent_pops_on_forty_items_return_each_item_once(url: str) -> None:
     async def main() -> list[Any]:
         session = LedgerSession("pops", url)

@@ -24,7 +24,9 @@ How the SDK's concepts map onto ours:
     - `clear_session()` is a `rewind` to the session's first event (append-only too);
       `replace_items(items)` is that rewind and an append of `items` in one transaction
       (what the SDK's compaction uses, through its `_atomic_replace_items` hook, instead of
-      clearing then adding).
+      clearing then adding); its bounded compaction (`_get_compaction_snapshot`) replaces
+      the newest items by a rewind checked against the version read, so nothing is written
+      when the session moved on under it.
     - `get_items(limit)` reads the items in effect (`read_events(effective=True)`); with
       a limit and no rewind among the newest `limit` items, only those are read
       (`read_events(last=limit)`), whatever the history's length.
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from agentledger.core.events import Event, EventType, NewEvent
@@ -51,7 +53,7 @@ from agentledger.stores.aio import AsyncSessionStore
 from agentledger.stores.base import SessionStore, open_store
 
 try:
-    from agents.memory.session import SessionABC
+    from agents.memory.session import SessionABC, _CompactionSnapshot
     from agents.memory.session_settings import (
         SessionSettings,
         coerce_session_settings,
@@ -298,6 +300,65 @@ class LedgerSession(SessionABC):
         except SessionNotFoundError:
             await self._create()
             await self._call("rewind", self.session_id, to_seq=1, then=events)
+
+    async def _tail(self, count: int) -> tuple[int, list[Event]]:
+        """The session's version and its newest `count` item events in effect at it
+        (`(0, [])` for a session not written yet)."""
+        try:
+            head: list[Event] = await self._call("read_events", self.session_id, last=1)
+            if not head:
+                return 0, []
+            version = head[-1].seq
+            tail: list[Event] = await self._call(
+                "read_events", self.session_id, types=_TAIL_TYPES, last=count
+            )
+            if all(e.type == ITEM_EVENT and e.seq <= version for e in tail):
+                return version, tail
+            found: list[Event] = await self._call(
+                "read_events", self.session_id, types=[ITEM_EVENT], effective=True
+            )
+        except SessionNotFoundError:
+            return 0, []
+        in_effect = [e for e in found if e.seq <= version]
+        return version, in_effect[max(len(in_effect) - count, 0) :]
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[Any], bool] | None = None
+    ) -> _CompactionSnapshot | None:
+        """The SDK's hook for compaction on a bounded history (`_CompactionSnapshot`, as
+        `SQLiteSession` has it): the newest `limit` items, whether they are all of them,
+        and `replace_suffix(start, output)`, which replaces the items from `start` on with
+        `output` in one `rewind(..., then=...)` if those items are still the newest (a
+        compare-and-set: `False`, nothing written, when the session moved on under them).
+        `None` (the SDK then reads the whole history) when asked to prune a prefix."""
+        if prune_prefix is not None or limit < 1:
+            return None
+        version, events = await self._tail(limit + 1)
+        complete = len(events) <= limit
+        events = events[-limit:]
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            expected = events[start:]
+            if not expected:
+                return False
+            seqs = [e.seq for e in expected]
+            at = version
+            while True:
+                try:
+                    await self._call(
+                        "rewind",
+                        self.session_id,
+                        to_seq=seqs[0] - 1,
+                        then=self._events(output),
+                        expected_version=at,
+                    )
+                    return True
+                except ConcurrencyError:
+                    at, now = await self._tail(len(seqs))
+                    if [e.seq for e in now] != seqs:
+                        return False
+
+        return _CompactionSnapshot([_item(e) for e in events], complete, replace_suffix)
 
     async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
         """The SDK's hook for an atomic replacement during compaction
