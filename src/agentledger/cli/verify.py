@@ -58,8 +58,10 @@ def verify_command(
     `events`, `first_bad_seq`, `problem`, `last_hash`, `first_seq` (where a truncated
     ledger starts) and `erased` (how many events have their payload erased).
     """
-    if bool(session_ids) == all_sessions:
-        usage_error("give session ids or --all (not both)")
+    if session_ids and all_sessions:
+        usage_error("give session ids or --all, not both")
+    if not session_ids and not all_sessions:
+        usage_error("give session ids to verify, or --all to verify every session")
     store = store_from(ctx, StoreMode.READ)  # a read: never creates or migrates a store
     ids = list(dict.fromkeys(_all_ids(store))) if all_sessions else list(session_ids or [])
     reports = [_verify(store, sid) for sid in ids]
