@@ -212,3 +212,14 @@ def test_bench_feed_quick_reports_throughput() -> None:
     assert output["events"] == 5000 and output["feed read events/s"] > 0
     assert 0 < output["inline handler ratio"]
 
+
+
+def test_bench_append_floor_quick_reports_floor_state_and_threads() -> None:
+    """`bench_append_floor.py --quick` compares our SQLite append with the bare floor, by
+    state size and by writer threads (smoke run)."""
+    output = run_quick(BENCHMARKS / "bench_append_floor.py")
+    assert [row["durability"] for row in output["floor"]] == ["full", "normal"]
+    assert all(row["ours_per_s"] > 0 and row["floor_per_s"] > 0 for row in output["floor"])
+    assert [row["state"] for row in output["state"]] == ["0", "100KB", "1MB"]
+    assert [row["threads"] for row in output["threads"]] == [1, 4]
+    assert all(row["per_s"] > 0 for row in output["threads"])

@@ -695,3 +695,141 @@ def test_a_key_changed_in_the_file_breaks_the_chain(make: StoreFactory, db_path:
     assert not report.ok and report.first_bad_seq == 2
     with pytest.raises(CorruptedSessionError):
         store.read_events(session.id)
+
+
+# -- group commit and the snapshot cache ------------------------------------------------------
+
+
+def _append_from_threads(
+    store: SqliteStore, sids: list[str], per_thread: int, fail_every: int = 0
+) -> tuple[list[list[int]], list[BaseException]]:
+    """Append `per_thread` events to each session from its own thread, all released at
+    once; every `fail_every`-th append of a thread uses a stale expected_version (it must
+    fail alone). The seqs each thread was acknowledged, and the unexpected errors."""
+    import threading
+
+    from agentledger import ConcurrencyError
+
+    barrier = threading.Barrier(len(sids))
+    acked: list[list[int]] = [[] for _ in sids]
+    errors: list[BaseException] = []
+
+    def work(i: int, sid: str) -> None:
+        barrier.wait()
+        try:
+            for n in range(per_thread):
+                if fail_every and n % fail_every == fail_every - 1:
+                    with pytest.raises(ConcurrencyError):
+                        store.append(sid, [msg(f"stale {n}")], expected_version=0)
+                    continue
+                (event,) = store.append(sid, [msg(f"{i}-{n}")])
+                acked[i].append(event.seq)
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, sid)) for i, sid in enumerate(sids)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return acked, errors
+
+
+@pytest.mark.parametrize("group_commit", [True, False])
+def test_appends_from_many_threads_each_land_once_in_order(
+    db_path: Path, group_commit: bool
+) -> None:
+    store = SqliteStore(db_path, group_commit=group_commit)
+    sids = [store.create_session(app_name="a", user_id="u").id for _ in range(12)]
+    acked, errors = _append_from_threads(store, sids, 15, fail_every=4)
+    assert errors == []
+    store.close()
+    # Every acknowledged append is in the file, once, read by a fresh store.
+    again = SqliteStore(db_path)
+    for sid, seqs in zip(sids, acked, strict=True):
+        events = again.read_events(sid)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert seqs == [e.seq for e in events[1:]]  # the stale appends wrote nothing
+        assert again.verify_session(sid).ok
+        assert again.get_session(sid).version == len(events)
+    again.close()
+
+
+def test_threads_appending_to_one_session_keep_seq_gapless(db_path: Path) -> None:
+    store = SqliteStore(db_path)
+    sid = store.create_session(app_name="a", user_id="u").id
+    acked, errors = _append_from_threads(store, [sid] * 8, 10)
+    assert errors == []
+    seqs = sorted(s for thread in acked for s in thread)
+    assert seqs == list(range(2, 82))
+    assert [e.seq for e in store.read_events(sid)] == list(range(1, 82))
+    assert store.verify_session(sid).ok
+    store.close()
+
+
+def test_a_group_commit_that_fails_acknowledges_nothing(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(db_path)
+    sid = store.create_session(app_name="a", user_id="u").id
+    store.append(sid, [msg("kept")])
+    group = store._group()
+    real = group._conn
+
+    class FailingCommit:
+        """The group's connection, whose COMMIT fails as a full disk would."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return real.execute(sql, *args)
+
+    monkeypatch.setattr(group, "_conn", FailingCommit())
+    with pytest.raises(StoreError):
+        store.append(sid, [msg("lost")])
+    monkeypatch.setattr(group, "_conn", real)
+    # Nothing of the failed group was written; the store goes on.
+    assert [e.data["text"] for e in store.read_events(sid)[1:]] == ["kept"]
+    (event,) = store.append(sid, [msg("next")])
+    assert event.seq == 3
+    store.close()
+
+
+def test_a_snapshot_changed_by_another_writer_is_not_taken_from_the_cache(
+    db_path: Path,
+) -> None:
+    one, two = SqliteStore(db_path), SqliteStore(db_path)
+    sid = one.create_session(app_name="a", user_id="u").id
+    one.append(sid, [NewEvent(type="state_updated", author="x", state_delta={"n": 1})])
+    two.append(sid, [NewEvent(type="state_updated", author="x", state_delta={"m": 2})])
+    one.append(sid, [NewEvent(type="state_updated", author="x", state_delta={"n": 3})])
+    assert one.get_session(sid).state == {"n": 3, "m": 2}
+    # Deleted and created again with the same id: the cached snapshot is not the row's.
+    one.delete_session(sid)
+    two.create_session(app_name="a", user_id="u", session_id=sid)
+    two.append(sid, [NewEvent(type="state_updated", author="x", state_delta={"z": 0})])
+    one.append(sid, [NewEvent(type="state_updated", author="x", state_delta={"y": 1})])
+    assert one.get_session(sid).state == {"z": 0, "y": 1}
+    assert two.get_session(sid) == one.get_session(sid)
+    one.close()
+    two.close()
+
+
+def test_changing_a_returned_event_does_not_change_the_session(make: StoreFactory) -> None:
+    store = make()
+    sid = store.create_session(app_name="a", user_id="u").id
+    (event,) = store.append(
+        sid,
+        [NewEvent(type="metadata_updated", author="x", data={"metadata": {"tags": ["a"]}},
+                  state_delta={"items": [1], "deep": {"k": 1}})],
+    )
+    event.state_delta["items"].append(2)
+    event.state_delta["deep"]["k"] = 5
+    event.data["metadata"]["tags"].append("b")
+    store.append(sid, [msg("next")])
+    session = store.get_session(sid)
+    assert session.state == {"items": [1], "deep": {"k": 1}}
+    assert session.metadata == {"tags": ["a"]}

@@ -147,7 +147,22 @@ def _apply(session: Session, event: Event) -> Session:
         changes["forked_from"] = ForkOrigin(session_id=source, seq=seq)
     elif kind == EventType.SESSION_CREATED:
         raise ValueError(f"event {event.seq}: session_created may only be the first event")
-    return session.model_copy(update=changes)
+    return _copied(session, changes)
+
+
+def _copied(session: Session, changes: dict[str, Any]) -> Session:
+    """`session.model_copy(update=changes)` without pydantic's generic copy machinery (the
+    fold's hot path): a new `Session`, its fields the old ones with `changes` applied."""
+    values = session.__dict__.copy()
+    values.update(changes)
+    copied = object.__new__(Session)
+    object.__setattr__(copied, "__dict__", values)
+    object.__setattr__(
+        copied, "__pydantic_fields_set__", session.__pydantic_fields_set__ | changes.keys()
+    )
+    object.__setattr__(copied, "__pydantic_extra__", session.__pydantic_extra__)
+    object.__setattr__(copied, "__pydantic_private__", session.__pydantic_private__)
+    return copied
 
 
 def rewind_target(event: Event) -> int:

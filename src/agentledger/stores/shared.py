@@ -12,8 +12,9 @@ import base64
 import bisect
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
@@ -1009,6 +1010,47 @@ def _caller_time_in_data(event: NewEvent) -> NewEvent:
     return event.model_copy(update={"data": {**event.data, "timestamp": stamp}, "timestamp": None})
 
 
+class _SnapshotCache:
+    """The snapshot (own state, as stored) each recently appended session had after this
+    store object's last append to it, so the next append skips parsing the stored one.
+
+    An entry is used only while the stored row still has the version, the last chain hash
+    and the very snapshot text the entry was written with: any other write (another store
+    object, another process, a delete and a re-create), a commit that failed after the
+    entry was made, and a snapshot changed or damaged in the store all miss, and the stored
+    snapshot is parsed (or rebuilt) as before. A store that keeps snapshots in another form
+    than the text it wrote (PostgreSQL's JSONB) always misses. Holds the `size` sessions
+    appended to last.
+    """
+
+    __slots__ = ("_entries", "_lock", "size")
+
+    def __init__(self, size: int = 256) -> None:
+        self._entries: OrderedDict[str, tuple[int, str, str, Session]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, row: SessionRow) -> Session | None:
+        """The cached snapshot of `row`'s session if it is the one `row` holds, else None."""
+        entry = self._entries.get(row.id)
+        if entry is None or not row.last_hash:
+            return None
+        version, last_hash, snapshot, session = entry
+        if version != row.version or last_hash != row.last_hash or snapshot != row.snapshot:
+            return None
+        return session
+
+    def put(self, session: Session, last_hash: str, snapshot: str) -> None:
+        """Remember `session` (committed, with the chain hash of its last event and the
+        snapshot text saved)."""
+        with self._lock:
+            entries = self._entries
+            entries[session.id] = (session.version, last_hash, snapshot, session)
+            entries.move_to_end(session.id)
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+
+
 class BaseStore(SessionStore, ABC):
     """The store contract implemented once over a backend's primitives.
 
@@ -1075,6 +1117,7 @@ class BaseStore(SessionStore, ABC):
         self.max_event_bytes = max_event_bytes
         self.lifecycle = lifecycle
         self._clock = clock
+        self._snapshots = _SnapshotCache()
 
     def use_plugins(self, host: PluginHost | None) -> None:
         """Run these plugins' hooks around every write from now on (`open_store` calls it
@@ -1202,23 +1245,31 @@ class BaseStore(SessionStore, ABC):
 
     # -- encoding -----------------------------------------------------------------------
 
-    def _encode(self, session_id: str, seq: int, event: NewEvent, now: datetime) -> EventRow:
-        check_nesting(event.data, f"{event.type} event data")
-        check_nesting(event.state_delta, f"{event.type} event state_delta")
-        check_nesting(event.state_ops, f"{event.type} event state_ops")
+    def _encode(
+        self,
+        session_id: str,
+        seq: int,
+        event: NewEvent,
+        now: datetime,
+        stamp: str | None = None,
+        event_id: str | None = None,
+    ) -> EventRow:
+        """Encode and check one new event. `stamp` is `now` formatted (`_stamp`) and
+        `event_id` its new id, when the caller made them once for a whole batch."""
+        if event.data:
+            check_nesting(event.data, f"{event.type} event data")
+        if event.state_delta:
+            check_nesting(event.state_delta, f"{event.type} event state_delta")
+        if event.state_ops:
+            check_nesting(event.state_ops, f"{event.type} event state_ops")
         if event.timestamp is not None:
             event = _caller_time_in_data(event)
         data, delta, ops, remove, size = _encode_payload(event)
-        try:
-            timestamp = format_timestamp(now)
-        except OverflowError as exc:
-            raise InvalidEventError(
-                f"{event.type} event timestamp is out of range once converted to UTC: {exc}"
-            ) from exc
+        timestamp = stamp if stamp is not None else self._stamp(now, event.type)
         if size > self.max_event_bytes:
             raise EventTooLargeError(size, self.max_event_bytes)
         return EventRow(
-            new_id(),
+            event_id or new_id(),
             session_id,
             seq,
             event.type,
@@ -1232,6 +1283,20 @@ class BaseStore(SessionStore, ABC):
             format=EVENT_FORMAT,
             key=event.key,
         )
+
+    @staticmethod
+    def _stamp(now: datetime, kind: str = "the") -> str:
+        """`now` as stored (`format_timestamp`).
+
+        Raises:
+            InvalidEventError: `now` is out of range once converted to UTC.
+        """
+        try:
+            return format_timestamp(now)
+        except OverflowError as exc:
+            raise InvalidEventError(
+                f"{kind} event timestamp is out of range once converted to UTC: {exc}"
+            ) from exc
 
     @staticmethod
     def _chained(rows: Sequence[EventRow], previous: str, floor: str) -> list[EventRow]:
@@ -1438,6 +1503,61 @@ class BaseStore(SessionStore, ABC):
         except (TypeError, ValueError, IndexError, RecursionError) as exc:
             raise CorruptedSessionError(str(row[1]), f"event {row[2]} cannot be read: {exc}") from exc
 
+    @staticmethod
+    def _fresh_events(rows: Sequence[EventRow]) -> list[Event]:
+        """The `Event`s of rows this store has just encoded (`_encode`, `_chained`,
+        `encode_stored_event`), equal to what `_decode_events` gives once they are stored.
+        Their JSON is ours (canonical, checked when encoded), so it is parsed without the
+        checks `_decode_event` makes of rows read back, each distinct timestamp once per
+        batch, and an empty payload part not at all."""
+        events = []
+        parsed: dict[str, datetime] = {}
+        loads = json.loads
+        for row in rows:
+            stamp = parsed.get(row.timestamp)
+            if stamp is None:
+                stamp = parsed[row.timestamp] = parse_timestamp(row.timestamp)
+            events.append(
+                _stored_event(
+                    {
+                        "id": row.id,
+                        "session_id": row.session_id,
+                        "seq": row.seq,
+                        "type": row.type,
+                        "author": row.author,
+                        "timestamp": stamp,
+                        "data": {} if row.data == "{}" else loads(row.data),
+                        "state_delta": {} if row.state_delta == "{}" else loads(row.state_delta),
+                        "state_ops": [] if row.state_ops == "[]" else loads(row.state_ops),
+                        "state_remove": (
+                            [] if row.state_remove == "[]" else loads(row.state_remove)
+                        ),
+                        "invocation_id": row.invocation_id,
+                        "format": row.format,
+                        "key": row.key,
+                        "erased": bool(row.erased),
+                    }
+                )
+            )
+        return events
+
+    def _unshared(self, events: list[Event], rows: Sequence[EventRow]) -> list[Event]:
+        """`events` (of `rows`, just folded into a snapshot this store caches), each that
+        may share a mutable value with the snapshot replaced by a fresh copy: what a caller
+        does to a returned event must never change the cached snapshot."""
+        shared = (EventType.METADATA_UPDATED, EventType.SESSION_CREATED)
+        out = events
+        for i, event in enumerate(events):
+            if (
+                event.state_ops
+                or event.type in shared
+                or any(type(v) is dict or type(v) is list for v in event.state_delta.values())
+            ):
+                if out is events:
+                    out = list(events)
+                out[i] = self._fresh_events([rows[i]])[0]
+        return out
+
     def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
         decode = self._decode_event
         if len(rows) >= 8:
@@ -1565,7 +1685,20 @@ class BaseStore(SessionStore, ABC):
         created_at: str | None = None,
         at: Mapping[int, Session] | None = None,
     ) -> tuple[Session, list[Event]]:
-        events = self._decode_events(rows)
+        updated, events, _ = self._write_rows(tx, current, session_id, rows, created_at, at)
+        return updated, events
+
+    def _write_rows(
+        self,
+        tx: StoreTransaction,
+        current: Session | None,
+        session_id: str,
+        rows: list[EventRow],
+        created_at: str | None = None,
+        at: Mapping[int, Session] | None = None,
+    ) -> tuple[Session, list[Event], str]:
+        """`_write`, also returning the snapshot text saved."""
+        events = self._fresh_events(rows)
         try:
             updated = project(events, current, at=at)
         except CorruptedSessionError as exc:
@@ -1604,10 +1737,9 @@ class BaseStore(SessionStore, ABC):
         if any(event.state_ops for event in events):
             check_nesting(updated.state, "session state after the state operations")
         tx.insert_events(rows)
-        tx.save_session(
-            self._session_row(updated, created_at, rows[-1].hash), new=current is None
-        )
-        return updated, events
+        session_row = self._session_row(updated, created_at, rows[-1].hash)
+        tx.save_session(session_row, new=current is None)
+        return updated, events, session_row.snapshot
 
     def create_session(
         self,
@@ -1685,12 +1817,20 @@ class BaseStore(SessionStore, ABC):
             events = plugins.run_before_append(before, events, self, creating=False)
         now = self._clock()
         # Encode (and size-check) everything before touching the store; seq is fixed later.
-        encoded = [self._encode(session_id, 0, event, now) for event in events]
+        # The time is formatted and the ids made once for the whole batch.
+        if events:
+            stamp = self._stamp(now, events[0].type)
+            encoded = [
+                self._encode(session_id, 0, event, now, stamp, event_id)
+                for event, event_id in zip(events, new_ids(len(events)), strict=True)
+            ]
+        else:
+            encoded = []
         keys = [r.key for r in encoded if r.key is not None]
         if len(set(keys)) != len(keys):
             repeated = [k for k, n in Counter(keys).items() if n > 1]
             raise DuplicateEventKeyError(session_id, repeated, "repeated_in_batch")
-        with self._transaction() as tx:
+        with self._append_transaction() as tx:
             row = tx.load_session(session_id)
             if row is None:
                 raise SessionNotFoundError(session_id)
@@ -1702,7 +1842,11 @@ class BaseStore(SessionStore, ABC):
                 raise ConcurrencyError(session_id, expected_version, row.version)
             if not encoded:
                 return []
-            current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            # The snapshot this store wrote last, while the row still names it; else the
+            # stored one, parsed.
+            current = self._snapshots.get(row) or self._parse_session(
+                row, lambda: tx.load_event_rows(session_id)
+            )
             check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
@@ -1712,10 +1856,15 @@ class BaseStore(SessionStore, ABC):
                 previous,
                 format_timestamp(current.updated_at),
             )
-            updated, stored = self._write(tx, current, session_id, rows, row.created_at)
+            updated, stored, snapshot = self._write_rows(
+                tx, current, session_id, rows, row.created_at
+            )
         if plugins is not None and plugins.has_after_hooks:
             plugins.run_after_append(updated, stored, self)
-        return stored
+            return stored
+        # Committed, and no hook saw `updated`: it is the session's snapshot now.
+        self._snapshots.put(updated, rows[-1].hash, snapshot)
+        return self._unshared(stored, rows)
 
     def import_events(
         self,
@@ -2673,6 +2822,12 @@ class BaseStore(SessionStore, ABC):
             raise SessionNotFoundError(session_id)
 
     # -- erase and truncate --------------------------------------------------------------
+
+    def _append_transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """The write transaction of `append`; a backend that commits concurrent appends
+        together (SQLite's group commit) overrides it. Everything `append` reads inside it
+        goes through the transaction."""
+        return self._transaction()
 
     def _erase_transaction(self) -> AbstractContextManager[StoreTransaction]:
         """The write transaction of `erase_events` and `truncate_before`; a backend that

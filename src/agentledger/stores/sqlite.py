@@ -42,6 +42,15 @@ it is. A WAL file needs its `-shm` index to be read: SQLite creates it beside th
 the folder is writable; when it cannot (a read-only folder) and no `-wal` file holds
 unmerged commits, the file is opened as immutable instead.
 
+Group commit (`group_commit=` option or `?group_commit=` in the URL; on by default):
+`append` calls from several threads of one process that arrive together share one
+transaction and one commit, so one fsync at `full` serves them all. Each append runs on the
+store's group connection under its own `SAVEPOINT` (one at a time), so it is atomic on its
+own: one that fails is rolled back alone. Each returns only after the commit that holds it
+succeeded; if that commit fails, every append in it raises and nothing of them is written.
+A lone writer commits each append at once, as without groups. Other writes (create, fork,
+erase, ...) run in their own transactions, as do appends with `group_commit=False`.
+
 Creating: opening for writing creates the database file if it is missing (unless
 `create=False`), never the folder it goes in.
 """
@@ -82,6 +91,7 @@ from agentledger.stores.shared import (
     format_timestamp,
     fsync_folder,
     parse_file_mode,
+    parse_flag,
     session_order,
     store_options,
 )
@@ -229,6 +239,10 @@ _EVENT_COLUMNS = (
     "id, session_id, seq, type, author, timestamp, invocation_id, data, state_delta,"
     " payload_hash, hash, state_ops, state_remove, format, key, erased"
 )
+_INSERT_EVENT = (
+    f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
     " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, a.state, u.state FROM sessions s"
@@ -318,11 +332,10 @@ class _SqliteTransaction(StoreTransaction):
             "UPDATE feed_counter SET position = position + ? RETURNING position", (len(rows),)
         ).fetchone()
         start = end - len(rows)
-        self._conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*row, start + i) for i, row in enumerate(rows, 1)],
-        )
+        if len(rows) == 1:  # the common case: `execute` costs less than `executemany`
+            self._conn.execute(_INSERT_EVENT, (*rows[0], end))
+            return
+        self._conn.executemany(_INSERT_EVENT, [(*row, start + i) for i, row in enumerate(rows, 1)])
 
     def load_keyed_rows(self, session_id: str, keys: Sequence[str]) -> list[EventRow]:
         found: list[EventRow] = []
@@ -470,6 +483,192 @@ class _WriteTransaction:
             raise _translate(exc) from exc
 
 
+_MAX_GROUP = 128
+"""The most appends one group commit holds; the next ones start a new group."""
+
+
+class _CommitGroup:
+    """Group commit: appends of this process's threads that arrive together share one
+    transaction and one commit (one fsync at durability `full`) on one connection.
+
+    Each member runs its append inside the group's transaction under a `SAVEPOINT`, one
+    member at a time (the group's lock): an append that fails is rolled back to its
+    savepoint alone, and the others go on. A member that finishes while other appends
+    wait for the lock leaves the commit to them and waits; the last one, which sees nobody
+    waiting (or the group full at `_MAX_GROUP`), commits, and every member's append returns
+    only once that commit succeeded, or raises its error (a failed commit writes nothing
+    of the group). A lone writer commits at once, as without a group: one append, one
+    transaction.
+    """
+
+    __slots__ = (
+        "_conn", "_space", "pid", "_lock", "_state", "_waiting", "_open", "_members",
+        "_generation", "_done", "_failed",
+    )
+
+    def __init__(self, conn: sqlite3.Connection, space: _DiskSpace, pid: int) -> None:
+        self._conn = conn
+        self._space = space
+        self.pid = pid
+        self._lock = threading.Lock()  # held by the member running, then by the committer
+        self._state = threading.Condition()  # guards the counters below
+        self._waiting = 0  # members waiting for `_lock`
+        self._open = False  # a group transaction is open on `_conn`
+        self._members = 0  # appends done in the open transaction
+        self._generation = 0  # the open (or last) group transaction
+        self._done = 0  # the last generation whose commit ended
+        self._failed: dict[int, StoreError] = {}  # generations whose commit failed
+
+    def enter(self) -> tuple[int, bool]:
+        """Take the lock and join the group's transaction (begun if none is open), under a
+        savepoint when earlier members' appends are in it: the group's generation, and
+        whether a savepoint was taken."""
+        with self._state:
+            self._waiting += 1
+        self._lock.acquire()
+        with self._state:
+            self._waiting -= 1
+        conn = self._conn
+        try:
+            if self._open and not conn.in_transaction:
+                # SQLite rolled the group's transaction back by itself (an I/O error, a
+                # full disk): its members learn that nothing of theirs was written.
+                self._end(StoreUnavailableError("SQLite rolled back a group of appends"))
+            if not self._open:
+                conn.execute("BEGIN IMMEDIATE")
+                self._open, self._members = True, 0
+                with self._state:
+                    self._generation += 1
+            savepoint = self._members > 0
+            if savepoint:
+                conn.execute("SAVEPOINT append")
+        except BaseException as exc:
+            self._finish(None)
+            if isinstance(exc, sqlite3.Error):
+                if _disk_full(exc):
+                    self._space.ran_out(conn)
+                raise _translate(exc) from exc
+            raise
+        return self._generation, savepoint
+
+    def leave(self, generation: int, savepoint: bool, failed: bool) -> None:
+        """End a member's append: release its savepoint (or roll back to it when it
+        `failed`), then commit or wait for the commit of its generation.
+
+        Raises:
+            StoreError: The commit of the group failed (a member that did not fail).
+        """
+        conn = self._conn
+        try:
+            if failed:
+                if savepoint and conn.in_transaction:
+                    conn.execute("ROLLBACK TO append")
+                    conn.execute("RELEASE append")
+                elif not savepoint:  # alone in the transaction: roll all of it back
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._open = False
+            else:
+                if savepoint:
+                    conn.execute("RELEASE append")
+                self._members += 1
+        except sqlite3.Error as exc:
+            self._end(_translate(exc), exc)
+            self._lock.release()
+            raise _translate(exc) from exc
+        if not self._finish(None if failed else generation) and not failed:
+            with self._state:
+                while self._done < generation:
+                    self._state.wait()
+                error = self._failed.get(generation)
+            if error is not None:
+                raise error
+
+    def _finish(self, generation: int | None) -> bool:
+        """Commit the open transaction when no other member waits (or the group is full),
+        then release the lock. Whether this member's own generation is decided (committed
+        here, or `generation` is None: nothing of its own to wait for).
+
+        Raises:
+            StoreError: The commit failed (after telling the group's members).
+        """
+        with self._state:
+            others = self._waiting
+        if self._open and (others == 0 or self._members >= _MAX_GROUP):
+            error: StoreError | None = None
+            conn = self._conn
+            try:
+                if self._members:
+                    conn.execute("COMMIT")
+                else:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as commit_error:
+                error = _translate(commit_error)
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if _disk_full(commit_error):
+                    self._space.ran_out(conn)
+                self._end(error, commit_error)
+            else:
+                self._end(None)
+                if self._space.short:
+                    self._space.reclaim(conn)
+            self._lock.release()
+            if error is not None and generation is not None:
+                raise error
+            return True
+        self._lock.release()
+        return generation is None
+
+    def _end(self, error: StoreError | None, cause: BaseException | None = None) -> None:
+        """The open transaction is over (committed, or failed with `error`): wake its
+        members."""
+        if error is not None and cause is not None:
+            error.__cause__ = cause
+        if self._open and self._conn.in_transaction and error is not None:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self._open = False
+        with self._state:
+            if error is not None:
+                self._failed[self._generation] = error
+                for old in [g for g in self._failed if g < self._generation - 1000]:
+                    del self._failed[old]
+            self._done = self._generation
+            self._state.notify_all()
+
+
+class _GroupMember:
+    """One append in a `_CommitGroup`, as a context manager giving its transaction."""
+
+    __slots__ = ("_group", "_generation", "_savepoint")
+
+    def __init__(self, group: _CommitGroup) -> None:
+        self._group = group
+        self._generation, self._savepoint = 0, False
+
+    def __enter__(self) -> _SqliteTransaction:
+        self._generation, self._savepoint = self._group.enter()
+        return _SqliteTransaction(self._group._conn)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._group.leave(self._generation, self._savepoint, exc_type is not None)
+        if isinstance(exc, sqlite3.Error):
+            if _disk_full(exc):
+                self._group._space.ran_out(self._group._conn)
+            raise _translate(exc) from exc
+
+
 class _DiskSpace:
     """Recovery from a full disk, without reopening the store.
 
@@ -539,6 +738,10 @@ class SqliteStore(BaseStore):
             `StoreUnavailableError`.
         file_mode: Permissions of a new database file (and its `-wal`/`-shm` files), an
             int or an octal string (`"0644"`); default 0o600, private to the owner.
+        group_commit: Whether appends from several threads of this process that arrive
+            together share one transaction and one commit (default `True`; see the module
+            docstring). Each append is still atomic on its own and returns only once
+            committed.
         url: The URL it was opened with (for display); derived from `path` if omitted.
         **options: `max_event_bytes`, `clock`, `lifecycle`, `read_only`, `create`; see
             `BaseStore`.
@@ -568,6 +771,7 @@ class SqliteStore(BaseStore):
         durability: str = "full",
         busy_timeout: float = 30.0,
         file_mode: int | str = DEFAULT_FILE_MODE,
+        group_commit: bool = True,
         url: str | None = None,
         **options: Any,
     ) -> None:
@@ -597,6 +801,10 @@ class SqliteStore(BaseStore):
         self._connections_lock = threading.Lock()
         self._closed = False
         self._immutable = False
+        if not isinstance(group_commit, bool):
+            raise ConfigurationError(f"group_commit must be True or False, not {group_commit!r}")
+        self.group_commit = group_commit
+        self._commit_group: _CommitGroup | None = None
         self._check_file()
         if not self.read_only:
             self._create_file()
@@ -605,9 +813,17 @@ class SqliteStore(BaseStore):
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> SqliteStore:
         """Open `sqlite:///path.db?durability=normal&max_event_bytes=N&busy_timeout=S`
-        (`&file_mode=0644` to widen the default 0600)."""
+        (`&file_mode=0644` to widen the default 0600, `&group_commit=off` to commit each
+        append alone)."""
         opts = store_options(
-            url, options, {"durability": None, "busy_timeout": float, "file_mode": parse_file_mode}
+            url,
+            options,
+            {
+                "durability": None,
+                "busy_timeout": float,
+                "file_mode": parse_file_mode,
+                "group_commit": parse_flag,
+            },
         )
         return cls(_path_from_url(url), url=url, **opts)
 
@@ -656,24 +872,50 @@ class SqliteStore(BaseStore):
         if conn is not None and self._local.pid == pid:
             return conn
         with _translated():
-            if self.read_only:
-                conn = self._connect_read_only()
-            else:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=self._busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                self._enable_wal(conn)
-                conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
-                # Freed content (an erased payload, dropped events, deleted sessions) is
-                # overwritten with zeros, so `compact()` leaves none of it in the file.
-                conn.execute("PRAGMA secure_delete=ON")
+            conn = self._connect_read_only() if self.read_only else self._connect_writer()
         self._local.conn, self._local.pid = conn, pid
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        """A new read-write connection: WAL, the store's `synchronous`, `secure_delete`."""
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._enable_wal(conn)
+        conn.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+        # Freed content (an erased payload, dropped events, deleted sessions) is
+        # overwritten with zeros, so `compact()` leaves none of it in the file.
+        conn.execute("PRAGMA secure_delete=ON")
+        return conn
+
+    def _group(self) -> _CommitGroup:
+        """This process's commit group (a child process after `fork` makes its own)."""
+        if self._closed:
+            raise StoreUnavailableError(f"{self!r} is closed")
+        group = self._commit_group
+        pid = os.getpid()
+        if group is not None and group.pid == pid:
+            return group
+        with self._connections_lock:
+            group = self._commit_group
+            if group is None or group.pid != pid:
+                with _translated():
+                    conn = self._connect_writer()
+                self._connections.append(conn)
+                group = self._commit_group = _CommitGroup(conn, self._space, pid)
+        return group
+
+    def _append_transaction(self) -> _GroupMember | _WriteTransaction:
+        """Appends of this process's threads commit in groups (`_CommitGroup`), unless
+        `group_commit=False`."""
+        if not self.group_commit:
+            return self._transaction()
+        return _GroupMember(self._group())
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A `mode=ro` connection; immutable when a WAL file's `-shm` cannot be created
