@@ -213,8 +213,11 @@ def test_the_list_shows_the_callers_sessions_newest_first_and_filters_them(
     page.select_option("#f-phase", "approval")
     expect(page.locator("#session-rows tr")).to_have_count(1)
     page.select_option("#f-phase", "")
+    expect(page.locator("#sessions[aria-busy=false]")).to_have_count(1)
     page.fill("#f-app", "bulk")
     expect(page.locator("#sessions[aria-busy=true]")).to_have_count(1)
+    # the old rows stay until the filtered list replaces them: wait for the load to end
+    expect(page.locator("#sessions[aria-busy=false]")).to_have_count(1)
     expect(page.locator("#session-rows tr")).to_have_count(50)
     assert all(t.startswith("bulk") for t in session_titles(page))
     page.fill("#f-app", "")
