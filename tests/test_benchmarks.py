@@ -223,3 +223,13 @@ def test_bench_append_floor_quick_reports_floor_state_and_threads() -> None:
     assert [row["state"] for row in output["state"]] == ["0", "100KB", "1MB"]
     assert [row["threads"] for row in output["threads"]] == [1, 4]
     assert all(row["per_s"] > 0 for row in output["threads"])
+
+
+def test_bench_reads_quick_reports_ratios_and_breakdown() -> None:
+    """`bench_reads.py --quick` compares our full-history read and listing with raw SQLite
+    SELECTs, and splits the read into SELECT, chain check and decoding (smoke run)."""
+    output = run_quick(BENCHMARKS / "bench_reads.py")
+    assert output["events"] == 200 and output["sessions"] == 20
+    assert set(output["ratios"]) == {"read_vs_raw", "list_vs_raw", "file_read_vs_sqlite_read"}
+    assert all(value > 0 for value in output["ratios"].values())
+    assert all(value > 0 for value in output["per_event_us"].values())

@@ -833,3 +833,41 @@ def test_changing_a_returned_event_does_not_change_the_session(make: StoreFactor
     session = store.get_session(sid)
     assert session.state == {"items": [1], "deep": {"k": 1}}
     assert session.metadata == {"tags": ["a"]}
+
+
+def test_reads_take_the_one_loop_chain_check_and_decode(tmp_path: Path) -> None:
+    """A full read checks the chain in one loop (`_chain_holds`) and decodes parsed
+    payloads in one loop (`_decode_parsed`); both must agree with the general code on
+    every kind of event (key, invocation id, operations, removals, non-ASCII), or every
+    read falls back to the slower general path. The events decoded equal those the
+    general path gives."""
+    from agentledger.stores.shared import GENESIS, _chain_holds
+
+    store = open_store(f"sqlite:///{tmp_path / 'fast.db'}")
+    session = store.create_session(app_name="app", user_id="u")
+    store.append(
+        session.id,
+        [
+            NewEvent(type="user_message", author="user", data={"text": f"é {i} \"q\""},
+                     key=f"k/{i}" if i % 2 else None, invocation_id="inv" if i % 3 else None)
+            for i in range(10)
+        ]
+        + [
+            NewEvent(type="state_updated", author="agent", state_delta={"a": [1, 2]},
+                     state_ops=[{"op": "add", "path": "/a/-", "value": 3}]),
+            NewEvent(type="state_updated", author="agent", state_remove=["a"]),
+        ],
+    )
+    rows = store._fetch_event_rows(session.id, after=0, limit=None, last=None, types=None)
+    assert len(rows) == 13
+    assert _chain_holds(rows, GENESIS)
+    assert not _chain_holds(rows, "f" * 64)  # a wrong start: the general check names it
+    with pytest.raises(CorruptedSessionError, match="event 1"):
+        changed = (*rows[0][:7], '{"text":"x"}', *rows[0][8:])
+        store._check_read(session.id, [changed, *rows[1:]], 1)
+    events = store.read_events(session.id)
+    assert events == [store._decode_event(row) for row in rows]
+    assert [e.model_dump() for e in events] == [
+        type(e).model_validate(e.model_dump()).model_dump() for e in events
+    ]
+    store.close()

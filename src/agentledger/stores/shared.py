@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import hashlib
 import json
 import os
 import threading
@@ -288,6 +289,7 @@ def make_folders(path: str | os.PathLike[str], mode: int) -> None:
 
 
 _UNPARSED: Any = object()
+_json_string = json.encoder.encode_basestring
 _EVENT_FIELDS = frozenset(Event.model_fields)
 
 
@@ -304,6 +306,52 @@ def _stored_event(values: dict[str, Any]) -> Event:
     object.__setattr__(event, "__pydantic_extra__", None)
     object.__setattr__(event, "__pydantic_private__", None)
     return event
+
+
+def _chain_holds(rows: Sequence[EventRow | Sequence[Any]], previous: str | None) -> bool:
+    """Whether every row of a contiguous run holds its payload hash (recomputed from its
+    canonical payload text) and chains from the one before it (from `previous` when
+    given): the checks `BaseStore._chain_problem` makes with `payloads=True`, the same
+    digests as `payload_hash` and `event_hash`, in one loop without a call per field.
+    `False` on any doubt (a mismatch, an erased or short row, a value of the wrong type):
+    the caller then runs the full check, which names the row and the problem."""
+    sha256 = hashlib.sha256
+    q = _json_string
+    try:
+        sid = None
+        for row in rows:
+            if len(row) != 16 or row[15]:
+                return False
+            data, delta, ops, remove, key = row[7], row[8], row[11], row[12], row[14]
+            if key is not None:
+                text = f"{data}\n{delta}\n{ops}\n{remove}\n{q(key)}"
+            elif remove != "[]":
+                text = f"{data}\n{delta}\n{ops}\n{remove}"
+            elif ops != "[]":
+                text = f"{data}\n{delta}\n{ops}"
+            else:
+                text = f"{data}\n{delta}"
+            payload = sha256(text.encode()).hexdigest()
+            if payload != row[9]:
+                return False
+            if previous is not None:
+                if sid is None:
+                    sid = q(row[1])
+                elif row[1] != rows[0][1]:
+                    return False
+                invocation = row[6]
+                format = row[13]
+                header = (
+                    f"[{q(previous)},{sid},{int(row[2])},{q(row[0])},{q(row[3])},{q(row[4])},"
+                    f"{q(row[5])},{'null' if invocation is None else q(invocation)},"
+                    f'"{payload}"' + ("]" if format == 1 else f",{int(format)}]")
+                )
+                if sha256(header.encode()).hexdigest() != row[10]:
+                    return False
+            previous = row[10]
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -1358,6 +1406,8 @@ class BaseStore(SessionStore, ABC):
                 erased event must be one of them and hold an empty payload.
         """
         canonical = self._payload_is_canonical
+        if payloads and canonical and erasures is None and _chain_holds(rows, previous):
+            return None  # the common case, checked the same way in one tight loop
         for row in rows:
             # By position (EventRow order), as SQL rows come as plain tuples.
             if len(row) > 15 and row[15]:
@@ -1582,11 +1632,71 @@ class BaseStore(SessionStore, ABC):
             except (TypeError, ValueError, RecursionError):
                 values = None
             if values is not None and len(values) == 4 * len(rows):
-                return [
-                    decode(row, values[j], values[j + 1], values[j + 2], values[j + 3])
-                    for j, row in zip(range(0, len(values), 4), rows, strict=True)
-                ]
+                return self._decode_parsed(rows, values)
         return [decode(row) for row in rows]
+
+    def _decode_parsed(self, rows: Sequence[EventRow | Sequence[Any]], values: list[Any]) -> list[Event]:
+        """`_decode_event` of each row with its four payload parts already parsed
+        (`values`, four per row), the same checks in one loop; a row in doubt goes through
+        `_decode_event`, which raises naming it."""
+        decode = self._decode_event
+        new = object.__new__
+        put = object.__setattr__
+        fields = _EVENT_FIELDS
+        stamps: dict[Any, datetime] = {}
+        events: list[Event] = []
+        add = events.append
+        for j, row in zip(range(0, len(values), 4), rows, strict=True):
+            data, delta, ops, remove = values[j], values[j + 1], values[j + 2], values[j + 3]
+            stamp = stamps.get(row[5]) if type(row[5]) is str else None
+            if stamp is None and type(row[5]) is str:
+                try:
+                    stamp = datetime.fromisoformat(row[5])
+                except ValueError:
+                    stamp = None
+                if stamp is not None and stamp.tzinfo is not None:
+                    stamps[row[5]] = stamp
+            if (
+                len(row) != 16
+                or stamp is None
+                or stamp.tzinfo is None
+                or type(data) is not dict
+                or type(delta) is not dict
+                or type(ops) is not list
+                or type(remove) is not list
+                or (ops and any(type(op) is not dict for op in ops))
+                or (remove and any(type(k) is not str for k in remove))
+                or type(row[13]) is not int
+                or row[13] < 1
+            ):
+                add(decode(row, data, delta, ops, remove))
+                continue
+            event = new(Event)
+            put(
+                event,
+                "__dict__",
+                {
+                    "id": row[0],
+                    "session_id": row[1],
+                    "seq": row[2],
+                    "type": row[3],
+                    "author": row[4],
+                    "timestamp": stamp,
+                    "data": data,
+                    "state_delta": delta,
+                    "state_ops": ops,
+                    "state_remove": remove,
+                    "invocation_id": row[6],
+                    "format": row[13],
+                    "key": row[14],
+                    "erased": bool(row[15]),
+                },
+            )
+            put(event, "__pydantic_fields_set__", set(fields))
+            put(event, "__pydantic_extra__", None)
+            put(event, "__pydantic_private__", None)
+            add(event)
+        return events
 
     @staticmethod
     def _session_row(
