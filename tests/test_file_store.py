@@ -1310,3 +1310,28 @@ def test_the_key_index_follows_the_ledger_file(make: StoreFactory, root: Path) -
     assert again is not None and again.data == {"v": 4} and again.seq == 3
     assert reader.get_event("s", "ckpt:2") is None
     assert (root / _folder_name("s") / "events.jsonl").read_text().count('"key":"ckpt:1"') == 1
+
+
+def test_read_events_decodes_the_lines_parsed_once(tmp_path: Path) -> None:
+    """A read decodes the events from the ledger lines it parsed (their payload text is
+    not parsed again), equal to decoding that text, and the events share nothing with a
+    later read."""
+    from agentledger import open_store
+
+    store: Any = open_store(f"file://{tmp_path / 'files'}")
+    session = store.create_session(app_name="app", user_id="u")
+    store.append(
+        session.id,
+        [NewEvent(type="user_message", author="user", data={"text": f"é {i}", "n": [i, 0.5]},
+                  key=f"k{i}" if i % 2 else None) for i in range(12)]
+        + [NewEvent(type="state_updated", author="agent", state_delta={"a": {"b": 1}},
+                    state_ops=[{"op": "add", "path": "/a/c", "value": 2}], state_remove=["z"])],
+    )
+    rows = store._fetch_event_rows(session.id, after=0, limit=None, last=None, types=None)
+    assert isinstance(rows, file_module._ParsedRows)
+    events = store.read_events(session.id)
+    assert events == [store._decode_event(row) for row in rows]
+    assert events == store._decode_events(list(rows))  # the general path: the same events
+    events[1].data["text"] = "changed"
+    assert store.read_events(session.id)[1].data["text"] == "é 0"
+    store.close()

@@ -556,6 +556,17 @@ def _parse_ledger(
     return parsed[:complete], committed
 
 
+class _ParsedRows(list[EventRow]):
+    """Rows made (`_event_row`) from ledger lines parsed for one read, with those parsed
+    values (`values`, one per row, fresh: shared with nothing else)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, rows: list[EventRow], values: list[dict[str, Any]]) -> None:
+        super().__init__(rows)
+        self.values = values
+
+
 def _event_row(session_id: str, value: dict[str, Any]) -> EventRow:
     try:
         data, delta = _dumps(value["data"]), _dumps(value["state_delta"])
@@ -1663,7 +1674,24 @@ class FileStore(BaseStore):
             selected = selected[max(len(selected) - last, 0) :] if last else []
         elif limit is not None:
             selected = selected[:limit]
-        return [_event_row(session_id, v) for v in selected]
+        return _ParsedRows([_event_row(session_id, v) for v in selected], selected)
+
+    def _decode_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> list[Event]:
+        # Rows of ledger lines just parsed (`_fetch_event_rows`) are decoded from those
+        # values, with the same checks, instead of parsing their payload text again.
+        if isinstance(rows, _ParsedRows) and len(rows.values) == len(rows):
+            flat: list[Any] = []
+            for row, value in zip(rows, rows.values, strict=True):
+                if value["id"] is not row[0]:  # not the rows these values made
+                    return super()._decode_events(rows)
+                flat += (
+                    value["data"],
+                    value["state_delta"],
+                    value.get("state_ops", []),
+                    value.get("state_remove", []),
+                )
+            return self._decode_parsed(rows, flat)
+        return super()._decode_events(rows)
 
     # -- the key index ------------------------------------------------------------------------
 
