@@ -543,6 +543,41 @@ def make_event(
         ("session_finalized", {"outcome": "completed", "summary": "done"}, None, "completed: done"),
         ("state_updated", {}, {"k": None, "j": [None]}, "Δ k=null, j=[null]"),
         ("myplugin.tick", {"n": 1}, None, '{"n":1}'),
+        ("openai_agents.item", {"item": {"role": "user", "content": "hi"}}, None, "hi"),
+        (
+            "openai_agents.item",
+            {"item": {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]}},
+            None,
+            "ok",
+        ),
+        (
+            "openai_agents.item",
+            {"item": {"type": "function_call", "name": "note", "arguments": '{"a": 1}'}},
+            None,
+            "note(a=1)",
+        ),
+        (
+            "openai_agents.item",
+            {"item": {"type": "function_call_output", "call_id": "c1", "output": "saved"}},
+            None,
+            "c1 → saved",
+        ),
+        (
+            "langgraph.checkpoint",
+            {
+                "id": "1f1",
+                "checkpoint": {"t": "msgpack", "json": {"updated_channels": ["messages", "step"]}},
+                "metadata": {"t": "msgpack", "json": {"step": 2}},
+            },
+            None,
+            "step 2: messages, step (checkpoint 1f1)",
+        ),
+        ("langgraph.checkpoint", {"id": "1f2", "checkpoint": {"t": "x", "b64": "AA=="}}, None,
+         "checkpoint 1f2"),
+        ("langgraph.write", {"channel": "n", "value": {"t": "msgpack", "json": 3}}, None,
+         "write n = 3"),
+        ("langgraph.write", {"channel": "m", "value": {"t": "pickle", "b64": "AA=="}}, None,
+         "write m"),
     ],
 )
 def test_summarize_event(

@@ -381,6 +381,54 @@ def _call(data: Mapping[str, Any]) -> str:
     return f"{name}({inner})"
 
 
+def _openai_item(item: Mapping[str, Any]) -> str:
+    """An OpenAI Agents SDK item (a Responses API input item): a message's text, a
+    function call `name(arg=value)`, a call's output `call_id → output`."""
+    kind = item.get("type")
+    if kind == "function_call":
+        arguments = item.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass
+        return _call({"name": item.get("name"), "args": arguments})
+    if kind == "function_call_output":
+        return f"{item.get('call_id', '?')} → {one_line(item.get('output'), width=None)}"
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        ]
+        if texts:
+            return " ".join(texts)
+    return one_line(item, width=None)
+
+
+def _langgraph(kind: str, data: Mapping[str, Any]) -> str:
+    """A LangGraph checkpoint `step N: updated channels (checkpoint <id>)`, or a pending write
+    `write <channel>[ = value]` (the value when stored as JSON)."""
+    if kind == "langgraph.write":
+        value = data.get("value")
+        shown = value.get("json") if isinstance(value, Mapping) and "json" in value else None
+        suffix = f" = {one_line(shown, width=None)}" if shown is not None else ""
+        return f"write {data.get('channel', '?')}{suffix}"
+    checkpoint = data.get("checkpoint")
+    body = checkpoint.get("json") if isinstance(checkpoint, Mapping) else None
+    metadata = data.get("metadata")
+    meta = metadata.get("json") if isinstance(metadata, Mapping) else None
+    parts = [f"step {meta['step']}"] if isinstance(meta, Mapping) and "step" in meta else []
+    updated = body.get("updated_channels") if isinstance(body, Mapping) else None
+    if isinstance(updated, list) and updated:
+        parts.append(", ".join(str(c) for c in updated))
+    checkpoint_id = data.get("id", "?")
+    if not parts:
+        return f"checkpoint {checkpoint_id}"
+    return f"{': '.join(parts)} (checkpoint {checkpoint_id})"
+
+
 def _data_summary(event: Event) -> str:
     data = event.data
     kind = event.type
@@ -396,6 +444,10 @@ def _data_summary(event: Event) -> str:
         return " ".join([who, *extra])
     if kind == "tool_call":
         return _call(data)
+    if kind == "openai_agents.item" and isinstance(data.get("item"), Mapping):
+        return _openai_item(data["item"])
+    if kind in ("langgraph.checkpoint", "langgraph.write"):
+        return _langgraph(kind, data)
     if kind == "tool_result":
         call = _adk_part(data, "function_response")
         name = call.get("name") or call.get("tool") or "?"
