@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
 import json
 import os
 import threading
@@ -289,7 +288,6 @@ def make_folders(path: str | os.PathLike[str], mode: int) -> None:
 
 
 _UNPARSED: Any = object()
-_json_string = json.encoder.encode_basestring
 _EVENT_FIELDS = frozenset(Event.model_fields)
 
 
@@ -311,42 +309,24 @@ def _stored_event(values: dict[str, Any]) -> Event:
 def _chain_holds(rows: Sequence[EventRow | Sequence[Any]], previous: str | None) -> bool:
     """Whether every row of a contiguous run holds its payload hash (recomputed from its
     canonical payload text) and chains from the one before it (from `previous` when
-    given): the checks `BaseStore._chain_problem` makes with `payloads=True`, the same
-    digests as `payload_hash` and `event_hash`, in one loop without a call per field.
-    `False` on any doubt (a mismatch, an erased or short row, a value of the wrong type):
-    the caller then runs the full check, which names the row and the problem."""
-    sha256 = hashlib.sha256
-    q = _json_string
+    given): the checks `BaseStore._chain_problem` makes with `payloads=True`, with the
+    same `payload_hash` and `event_hash`, in one loop over positional fields. `False` on
+    any doubt (a mismatch, an erased or short row, a value of the wrong type): the caller
+    then runs the full check, which names the row and the problem."""
     try:
-        sid = None
+        session_id = rows[0][1] if rows else None
         for row in rows:
-            if len(row) != 16 or row[15]:
+            if len(row) != 16 or row[15] or row[1] != session_id:
                 return False
-            data, delta, ops, remove, key = row[7], row[8], row[11], row[12], row[14]
-            if key is not None:
-                text = f"{data}\n{delta}\n{ops}\n{remove}\n{q(key)}"
-            elif remove != "[]":
-                text = f"{data}\n{delta}\n{ops}\n{remove}"
-            elif ops != "[]":
-                text = f"{data}\n{delta}\n{ops}"
-            else:
-                text = f"{data}\n{delta}"
-            payload = sha256(text.encode()).hexdigest()
+            payload = payload_hash(row[7], row[8], row[11], row[12], row[14])
             if payload != row[9]:
                 return False
             if previous is not None:
-                if sid is None:
-                    sid = q(row[1])
-                elif row[1] != rows[0][1]:
-                    return False
-                invocation = row[6]
-                format = row[13]
-                header = (
-                    f"[{q(previous)},{sid},{int(row[2])},{q(row[0])},{q(row[3])},{q(row[4])},"
-                    f"{q(row[5])},{'null' if invocation is None else q(invocation)},"
-                    f'"{payload}"' + ("]" if format == 1 else f",{int(format)}]")
+                digest = event_hash(
+                    previous, row[1], row[2], row[0], row[3], row[4], row[5], row[6],
+                    payload, row[13],
                 )
-                if sha256(header.encode()).hexdigest() != row[10]:
+                if digest != row[10]:
                     return False
             previous = row[10]
     except (TypeError, ValueError, AttributeError):
