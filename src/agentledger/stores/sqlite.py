@@ -576,7 +576,10 @@ class _CommitGroup:
             self._end(_translate(exc), exc)
             self._lock.release()
             raise _translate(exc) from exc
-        if not self._finish(None if failed else generation) and not failed:
+        # A refused append (a stale expected version, most often) commits the group at
+        # once: its writer retries after reading the session again, and would keep
+        # reading the version from before the group, never seeing the group commit.
+        if not self._finish(None if failed else generation, force=failed) and not failed:
             with self._state:
                 while self._done < generation:
                     self._state.wait()
@@ -584,9 +587,9 @@ class _CommitGroup:
             if error is not None:
                 raise error
 
-    def _finish(self, generation: int | None) -> bool:
-        """Commit the open transaction when no other member waits (or the group is full),
-        then release the lock. Whether this member's own generation is decided (committed
+    def _finish(self, generation: int | None, *, force: bool = False) -> bool:
+        """Commit the open transaction when no other member waits (or the group is full,
+        or `force`), then release the lock. Whether this member's own generation is decided (committed
         here, or `generation` is None: nothing of its own to wait for).
 
         Raises:
@@ -594,7 +597,7 @@ class _CommitGroup:
         """
         with self._state:
             others = self._waiting
-        if self._open and (others == 0 or self._members >= _MAX_GROUP):
+        if self._open and (force or others == 0 or self._members >= _MAX_GROUP):
             error: StoreError | None = None
             conn = self._conn
             try:
