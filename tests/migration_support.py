@@ -19,6 +19,7 @@ from agentledger.testing import StoreFactory, msg
 __all__ = [
     "V1_DATA",
     "V2_DATA",
+    "V3_DATA",
     "V1_EVENT_COLUMNS",
     "SpyMigrations",
     "check_reopening_does_not_rerun_migrations",
@@ -26,10 +27,12 @@ __all__ = [
     "check_v1_store_upgraded",
     "check_v2_feed",
     "check_v2_store_upgraded",
+    "check_v3_store_upgraded",
     "check_erase_after_upgrade",
     "check_version_1_data_after_upgrade",
     "v1_rows",
     "v2_rows",
+    "v3_rows",
     "version_1_rows",
 ]
 
@@ -283,3 +286,63 @@ def check_v2_feed(store: SessionStore, written: list[tuple[str, str]]) -> None:
     session = store.create_session(app_name="demo", user_id="cy")
     assert store.read_feed(len(stored))[0].event.session_id == session.id
 
+
+
+V3_DATA = Path(__file__).parent / "data" / "schema_v3"
+"""A SQL store written by agentledger at schema version 3 (see `generate.py` there)."""
+
+
+def v3_rows() -> dict[str, Any]:
+    """The tables of a version-3 SQL store: `sessions`, `events`, `scoped_state`,
+    `feed_counter` (lists of rows), `columns` (each table's column names) and
+    `sessions_read` (each session as `get_session` returned it then, as JSON)."""
+    rows: dict[str, Any] = json.loads((V3_DATA / "sql_rows.json").read_text())
+    return rows
+
+
+def check_v3_store_upgraded(store: SessionStore) -> None:
+    """A store opened on the version-3 data (whose snapshots held each session's state):
+    every session reads back exactly as version 3 read it, through `get_session` and
+    `list_sessions`; every chain verifies (the snapshot, state keys included, equals the
+    projection of the ledger); and appends, state removals, rewinds, forks and deletes go
+    on from there."""
+    rows = v3_rows()
+    expected = rows["sessions_read"]
+    assert set(expected) == {"s-state", "s-empty", "s-fork", "s-erased"}
+    for session_id, before in expected.items():
+        assert store.get_session(session_id).model_dump(mode="json") == before
+        report = store.verify_session(session_id)
+        assert report.ok, report
+    listed = {s.id: s.model_dump(mode="json") for s in store.list_sessions(limit=100).sessions}
+    assert listed == expected
+    # Appends touch single keys; the rest of the state stays as it was.
+    state = store.get_session("s-state").state
+    store.append(
+        "s-state",
+        [
+            NewEvent(type="state_updated", state_delta={"topic": "z", "new": {"k": [1]}}),
+            NewEvent(type="state_updated", state_remove=["big"]),
+        ],
+    )
+    after = store.get_session("s-state").state
+    assert after == {**{k: v for k, v in state.items() if k != "big"}, "topic": "z", "new": {"k": [1]}}
+    assert store.verify_session("s-state").ok
+    # A state operation and a rewind rewrite the keys they change.
+    store.append(
+        "s-state",
+        [NewEvent(type="state_updated", state_ops=[{"op": "remove", "path": "/nested/y/0"}],
+                  invocation_id="i-9")],
+    )
+    assert store.get_session("s-state").state["nested"] == {"y": [2.5, None, 3]}
+    store.rewind("s-state", before_invocation="i-9")
+    assert store.get_session("s-state").state == after
+    assert store.verify_session("s-state").ok
+    fork = store.fork_session("s-state", new_session_id="s-fork-2")
+    assert fork.state == after
+    store.delete_session("s-fork-2")
+    # The erased and truncated session goes on from its base.
+    store.append("s-erased", [NewEvent(type="state_updated", state_delta={"keep": 2})])
+    erased = store.get_session("s-erased")
+    assert erased.state["keep"] == 2 and erased.state["after"] == "erase"
+    assert store.verify_session("s-erased").ok
+    assert store.get_session("s-empty").state == {"app:motd": "hi"}

@@ -315,7 +315,7 @@ def test_a_version_1_file_is_upgraded_with_its_events_chained(
 ) -> None:
     _write_v1_file(db_path)
     store = make()
-    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 3
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION
     assert _execute(db_path, "SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [
         (0,)
     ]
@@ -567,6 +567,103 @@ def test_a_version_2_file_gets_feed_positions_in_write_order(make: StoreFactory,
 
     events = _write_v2_file(db_path)
     check_v2_feed(make(), [(r[5], r[2]) for r in events])  # (timestamp, id)
+
+
+# -- a store of schema version 3: state inside the snapshot ----------------------------------
+
+
+def _write_v3_file(db_path: Path, damage: str | None = None) -> None:
+    """A database of schema version 3 holding the rows the version-3 library wrote (with
+    the snapshot of session `damage` replaced by text that is not JSON)."""
+    from migration_support import v3_rows
+
+    rows = v3_rows()
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            for version in (1, 2, 3):
+                for step in MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+            conn.execute("DELETE FROM feed_counter")
+            for table in ("sessions", "events", "scoped_state", "feed_counter"):
+                names = rows["columns"][table]
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)})"
+                    f" VALUES ({', '.join('?' * len(names))})",
+                    rows[table],
+                )
+            if damage is not None:
+                conn.execute("UPDATE sessions SET snapshot = '{not json' WHERE id = ?", (damage,))
+            conn.execute("PRAGMA user_version = 3")
+    finally:
+        conn.close()
+
+
+def test_a_version_3_file_keeps_each_state_key_apart_and_reads_back_as_it_was(
+    make: StoreFactory, db_path: Path
+) -> None:
+    from migration_support import check_v3_store_upgraded, v3_rows
+
+    _write_v3_file(db_path)
+    store = make()
+    assert isinstance(store, SqliteStore) and store.schema_version() == SCHEMA_VERSION == 4
+    # The upgrade moved every own state key out of the snapshots, into a row each.
+    for sid, snapshot in _execute(db_path, "SELECT id, snapshot FROM sessions"):
+        assert "state" not in json.loads(snapshot), sid
+    stored = dict(
+        _execute(db_path, "SELECT key, value FROM session_state WHERE session_id = 's-state'")
+    )
+    own = {k: v for k, v in v3_rows()["sessions_read"]["s-state"]["state"].items() if ":" not in k}
+    assert {k: json.loads(v) for k, v in stored.items()} == own
+    check_v3_store_upgraded(store)
+
+
+def test_a_version_3_file_with_an_unreadable_snapshot_is_upgraded_and_rebuilt(
+    make: StoreFactory, db_path: Path
+) -> None:
+    from migration_support import v3_rows
+
+    _write_v3_file(db_path, damage="s-fork")
+    store = make()
+    assert store.get_session("s-fork").model_dump(mode="json") == v3_rows()["sessions_read"]["s-fork"]
+    assert _execute(db_path, "SELECT count(*) FROM session_state WHERE session_id = 's-fork'") == [(0,)]
+    store.append("s-fork", [NewEvent(type="state_updated", state_delta={"fork": 2})])
+    assert store.get_session("s-fork").state["fork"] == 2
+    assert store.verify_session("s-fork").ok
+
+
+def test_an_append_writes_only_the_state_keys_it_touches(make: StoreFactory, db_path: Path) -> None:
+    """The cost of an append does not depend on the size of the state: the session's row
+    keeps no state, and only the keys an event sets or removes are written."""
+    store = make()
+    big = {f"k{i}": "v" * 1000 for i in range(100)}
+    sid = store.create_session(app_name="a", user_id="u", state=big).id
+    (snapshot,) = _execute(db_path, "SELECT snapshot FROM sessions WHERE id = ?", (sid,))[0]
+    assert len(snapshot) < 2000 and "vvvv" not in snapshot
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.execute(
+            "CREATE TABLE state_writes (key TEXT)"
+        )
+        for action in ("INSERT", "UPDATE", "DELETE"):
+            row = "old" if action == "DELETE" else "new"
+            conn.execute(
+                f"CREATE TRIGGER count_{action.lower()} AFTER {action} ON session_state"
+                f" BEGIN INSERT INTO state_writes VALUES ({row}.key); END"
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    store.append(sid, [msg("no state change")])
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"k5": 1, "new": 2})])
+    store.append(sid, [NewEvent(type="state_updated", state_remove=["k7"])])
+    written = sorted(k for (k,) in _execute(db_path, "SELECT key FROM state_writes"))
+    assert written == ["k5", "k7", "new"]
+    expected = {**big, "k5": 1, "new": 2}
+    del expected["k7"]
+    assert store.get_session(sid).state == expected
+    assert store.verify_session(sid).ok
 
 
 def test_the_event_format_and_removals_are_columns_the_chain_covers(

@@ -1897,10 +1897,15 @@ class FileStore(BaseStore):
         stamp = format_timestamp(datetime.fromtimestamp(mtime, timezone.utc))
         return SessionRow(session_id, "", "", None, "", "", stamp, stamp, 0, snapshot)
 
-    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+    def _parse_session(
+        self,
+        row: SessionRow,
+        rebuild: Callable[[], list[EventRow]],
+        load_state: Callable[[], str] | None = None,
+    ) -> Session:
         if row.snapshot.startswith(_DAMAGED):
             raise CorruptedSessionError(row.id, row.snapshot[len(_DAMAGED) :])
-        return super()._parse_session(row, rebuild)
+        return super()._parse_session(row, rebuild, load_state)
 
     def _fetch_session_page(
         self, where: SessionFilter, after_key: tuple[str, str] | None, limit: int

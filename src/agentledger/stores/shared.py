@@ -22,8 +22,6 @@ from itertools import chain
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
 
-from pydantic import ValidationError
-
 from agentledger._ids import new_id, new_ids
 from agentledger.core.chain import GENESIS, canonical_json, event_hash, payload_hash, rechain
 from agentledger.core.events import EVENT_FORMAT, Event, EventType, NewEvent
@@ -334,6 +332,7 @@ def _chain_holds(rows: Sequence[EventRow | Sequence[Any]], previous: str | None)
     return True
 
 
+_NO_STATE = {"state"}  # a snapshot's fields without its state (kept apart by some stores)
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
 
@@ -716,6 +715,11 @@ class SessionRow(NamedTuple):
     base: str = ""
     """The session's `LedgerBase` as JSON (`""`: none; see `LedgerBase`). `save_session`
     writes it for a new row only; `StoreTransaction.save_base` changes it."""
+    state: str | None = None
+    """For a store that keeps each state key apart (`BaseStore._state_apart`): the
+    session's own state as one JSON object, when the row was read with it; `snapshot` then
+    has no `state`. `None`: not read (`StoreTransaction.load_state` reads it), or the
+    store keeps the state inside `snapshot`."""
 
 
 # -- erase and truncate --------------------------------------------------------------------
@@ -844,6 +848,20 @@ class StoreTransaction(ABC):
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         """Insert (`new=True`, with `row.base`) or replace the session's snapshot row
         (keeping its stored base)."""
+
+    def load_state(self, session_id: str) -> str:
+        """Return the session's own state as one JSON object (`"{}"` for none), for a
+        backend that keeps each state key apart (`BaseStore._state_apart`)."""
+        raise NotImplementedError
+
+    def save_state(
+        self, session_id: str, values: Mapping[str, str], removed: Sequence[str], *, replace: bool
+    ) -> None:
+        """Write the session's own state keys, for a backend that keeps each key apart
+        (`BaseStore._state_apart`): `values` maps each key set to its value as JSON text,
+        `removed` lists keys deleted; with `replace=True` every other key of the session
+        is deleted too (a new session, a rewind)."""
+        raise NotImplementedError
 
     @abstractmethod
     def erase_event_rows(self, session_id: str, seqs: Sequence[int]) -> None:
@@ -1111,6 +1129,11 @@ class BaseStore(SessionStore, ABC):
     """Whether the backend's transaction copies a fork's events itself
     (`StoreTransaction.copy_events`, set-based) instead of `BaseStore` reading, rechaining
     and inserting them row by row."""
+
+    _state_apart: ClassVar[bool] = False
+    """Whether the backend keeps each of a session's own state keys apart from its snapshot
+    row (`StoreTransaction.save_state`/`load_state`, `SessionRow.state`), so an append
+    writes only the keys its events touch and never rewrites the whole state."""
 
     plugins: PluginHost | None = None
     """The plugins whose hooks run around every write (`use_plugins`); with `None` (or
@@ -1678,10 +1701,11 @@ class BaseStore(SessionStore, ABC):
             add(event)
         return events
 
-    @staticmethod
     def _session_row(
-        session: Session, created_at: str | None = None, last_hash: str = ""
+        self, session: Session, created_at: str | None = None, last_hash: str = ""
     ) -> SessionRow:
+        """The snapshot row of `session` (without its state when the store keeps each state
+        key apart: `_save_session` writes those)."""
         return SessionRow(
             session.id,
             session.app_name,
@@ -1692,14 +1716,36 @@ class BaseStore(SessionStore, ABC):
             created_at or format_timestamp(session.created_at),
             format_timestamp(session.updated_at),
             session.version,
-            session.model_dump_json(),
+            session.model_dump_json(exclude=_NO_STATE) if self._state_apart else session.model_dump_json(),
             last_hash,
         )
 
-    def _parse_session(self, row: SessionRow, rebuild: Callable[[], list[EventRow]]) -> Session:
+    def _parse_session(
+        self,
+        row: SessionRow,
+        rebuild: Callable[[], list[EventRow]],
+        load_state: Callable[[], str] | None = None,
+    ) -> Session:
+        """The session `row` holds: its snapshot (with its state keys, read from the row or
+        with `load_state`, when the store keeps them apart), or, when that cannot be read,
+        the projection of its ledger (`rebuild` reads it).
+
+        Raises:
+            CorruptedSessionError: Neither the snapshot nor the ledger can be read.
+        """
+        return self._parse_or_rebuild(row, rebuild, load_state)[0]
+
+    def _parse_or_rebuild(
+        self,
+        row: SessionRow,
+        rebuild: Callable[[], list[EventRow]],
+        load_state: Callable[[], str] | None = None,
+    ) -> tuple[Session, bool]:
+        """`_parse_session`, also saying whether the session was rebuilt from its ledger
+        (then what the store holds of its state is not to be trusted: a write replaces it)."""
         try:
-            return Session.model_validate_json(row.snapshot)
-        except ValidationError:
+            return self._stored_session(row, load_state), False
+        except (ValueError, RecursionError):
             pass
         # A snapshot that cannot be read is rebuilt from the ledger, the source of truth,
         # from its base when it has one.
@@ -1707,11 +1753,82 @@ class BaseStore(SessionStore, ABC):
             base = LedgerBase.parse(row.id, row.base)
             rows = [r for r in rebuild() if r[2] > base.chain_seq]
             self._check_read(row.id, rows, base.chain_seq + 1, base)
-            return self._project_from(rows, base)
+            return self._project_from(rows, base), True
         except CorruptedSessionError:
             raise
         except ValueError as exc:
             raise CorruptedSessionError(row.id, f"snapshot and ledger unreadable: {exc}") from exc
+
+    def _stored_session(self, row: SessionRow, load_state: Callable[[], str] | None = None) -> Session:
+        """The session `row`'s snapshot holds, with its state keys when the store keeps them
+        apart (from `row.state`, else `load_state`).
+
+        Raises:
+            ValueError: The snapshot or the state cannot be read (pydantic's
+                `ValidationError` is one).
+        """
+        session = Session.model_validate_json(row.snapshot)
+        if not self._state_apart:
+            return session
+        raw = row.state
+        if raw is None:
+            if load_state is None:
+                raise ValueError("the session's state was not read")
+            raw = load_state()
+        if raw == "{}":
+            return session
+        state = json.loads(raw)
+        if not isinstance(state, dict):
+            raise ValueError("the session's state is not a JSON object")
+        return session.model_copy(update={"state": state})
+
+    def _save_session(
+        self,
+        tx: StoreTransaction,
+        session: Session,
+        row: SessionRow,
+        *,
+        new: bool,
+        changed: tuple[dict[str, str], list[str]] | None = None,
+    ) -> None:
+        """Save `row` (`session`'s snapshot row) and, when the store keeps each state key
+        apart, the state: only the `changed` keys (values as JSON text, removed keys), or
+        all of `session.state` in place of what was stored (`changed=None`)."""
+        tx.save_session(row, new=new)
+        if not self._state_apart:
+            return
+        if changed is None:
+            values = {key: _dumps(value) for key, value in session.state.items()}
+            tx.save_state(session.id, values, (), replace=True)
+        elif changed[0] or changed[1]:
+            tx.save_state(session.id, changed[0], changed[1], replace=False)
+
+    @staticmethod
+    def _state_changes(
+        before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event]
+    ) -> tuple[dict[str, str], list[str]]:
+        """The own state keys `events` changed from `before` to `after`: the values set (as
+        JSON text) and the keys removed. Plain deltas and removals name their keys; state
+        operations and rewinds are compared key by key."""
+        touched: set[str] = set()
+        compare = False
+        for event in events:
+            if event.type == EventType.REWOUND or split_ops(event.state_ops).session:
+                compare = True
+                break
+            if event.state_delta or event.state_remove:
+                change = state_change(event.state_delta, event.state_remove, event.format)
+                touched.update(split_delta(change.set).session)
+                touched.update(split_keys(change.remove).session)
+        if compare:
+            touched = {
+                key for key, value in after.items()
+                if key not in before or (before[key] is not value and before[key] != value)
+            }
+            touched.update(key for key in before if key not in after)
+        values = {key: _dumps(after[key]) for key in touched if key in after}
+        removed = [key for key in touched if key not in after]
+        return values, removed
 
     def _project_from(self, rows: Sequence[EventRow | Sequence[Any]], base: LedgerBase) -> Session:
         """The projection of a session's stored rows from its base: the events after
@@ -1774,8 +1891,12 @@ class BaseStore(SessionStore, ABC):
         rows: list[EventRow],
         created_at: str | None = None,
         at: Mapping[int, Session] | None = None,
+        *,
+        replace_state: bool = False,
     ) -> tuple[Session, list[Event]]:
-        updated, events, _ = self._write_rows(tx, current, session_id, rows, created_at, at)
+        updated, events, _ = self._write_rows(
+            tx, current, session_id, rows, created_at, at, replace_state=replace_state
+        )
         return updated, events
 
     def _write_rows(
@@ -1786,8 +1907,11 @@ class BaseStore(SessionStore, ABC):
         rows: list[EventRow],
         created_at: str | None = None,
         at: Mapping[int, Session] | None = None,
+        *,
+        replace_state: bool = False,
     ) -> tuple[Session, list[Event], str]:
-        """`_write`, also returning the snapshot text saved."""
+        """`_write`, also returning the snapshot text saved. `replace_state`: `current` was
+        rebuilt from the ledger, so the whole state is written, not only what changed."""
         events = self._fresh_events(rows)
         try:
             updated = project(events, current, at=at)
@@ -1828,7 +1952,10 @@ class BaseStore(SessionStore, ABC):
             check_nesting(updated.state, "session state after the state operations")
         tx.insert_events(rows)
         session_row = self._session_row(updated, created_at, rows[-1].hash)
-        tx.save_session(session_row, new=current is None)
+        changed = None
+        if self._state_apart and current is not None and not replace_state:
+            changed = self._state_changes(current.state, updated.state, events)
+        self._save_session(tx, updated, session_row, new=current is None, changed=changed)
         return updated, events, session_row.snapshot
 
     def create_session(
@@ -1934,9 +2061,11 @@ class BaseStore(SessionStore, ABC):
                 return []
             # The snapshot this store wrote last, while the row still names it; else the
             # stored one, parsed.
-            current = self._snapshots.get(row) or self._parse_session(
-                row, lambda: tx.load_event_rows(session_id)
-            )
+            current, rebuilt = self._snapshots.get(row), False
+            if current is None:
+                current, rebuilt = self._parse_or_rebuild(
+                    row, lambda: tx.load_event_rows(session_id), lambda: tx.load_state(session_id)
+                )
             check_append(current, events, self.lifecycle)
             if expected_state:
                 self._check_expected_state(tx, current, expected_state)
@@ -1947,7 +2076,7 @@ class BaseStore(SessionStore, ABC):
                 format_timestamp(current.updated_at),
             )
             updated, stored, snapshot = self._write_rows(
-                tx, current, session_id, rows, row.created_at
+                tx, current, session_id, rows, row.created_at, replace_state=rebuilt
             )
         if plugins is not None and plugins.has_after_hooks:
             plugins.run_after_append(updated, stored, self)
@@ -2056,7 +2185,9 @@ class BaseStore(SessionStore, ABC):
                     raise SessionNotFoundError(session_id)
                 if row.version != first - 1:
                     raise ConcurrencyError(session_id, first - 1, row.version)
-                current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+                current = self._parse_session(
+                    row, lambda: tx.load_event_rows(session_id), lambda: tx.load_state(session_id)
+                )
                 previous = row.last_hash or self._last_hash(tx, session_id, current.version)
                 floor, created_at = format_timestamp(current.updated_at), row.created_at
             if encoded[0].timestamp < floor:
@@ -2085,7 +2216,9 @@ class BaseStore(SessionStore, ABC):
                 raise InvalidEventError(f"the events do not make a valid session: {detail}") from exc
             tx.insert_events(rows)
             session_row = self._session_row(updated, created_at, rows[-1].hash)
-            tx.save_session(session_row._replace(base=start.to_json()), new=current is None)
+            self._save_session(
+                tx, updated, session_row._replace(base=start.to_json()), new=current is None
+            )
         return updated
 
     def ledger_base(self, session_id: str) -> LedgerBase:
@@ -2252,7 +2385,9 @@ class BaseStore(SessionStore, ABC):
             )
             updated = project(self._decode_events([forked]), base)
             tx.insert_events([forked])
-            tx.save_session(self._session_row(updated, row.created_at, forked.hash), new=True)
+            self._save_session(
+                tx, updated, self._session_row(updated, row.created_at, forked.hash), new=True
+            )
         return self.get_session(new)
 
     def _fork_based(self, row: SessionRow, at_seq: int | None, new: str, now: datetime) -> Session:
@@ -2343,7 +2478,7 @@ class BaseStore(SessionStore, ABC):
             updated = project(self._decode_events([forked]), at_upto)
             tx.insert_events([*copied, forked])
             session_row = self._session_row(updated, row.created_at, forked.hash)
-            tx.save_session(session_row._replace(base=fork_base.to_json()), new=True)
+            self._save_session(tx, updated, session_row._replace(base=fork_base.to_json()), new=True)
         return self.get_session(new)
 
     @staticmethod
@@ -2410,7 +2545,9 @@ class BaseStore(SessionStore, ABC):
             if expected_version is not None and expected_version != row.version:
                 raise ConcurrencyError(session_id, expected_version, row.version)
             ledger = tx.load_event_rows(session_id)
-            current = self._parse_session(row, lambda: ledger)
+            current, rebuilt = self._parse_or_rebuild(
+                row, lambda: ledger, lambda: tx.load_state(session_id)
+            )
             if current.status == Status.TERMINATED:
                 raise InvalidTransitionError(
                     f"session {session_id!r} is terminated; it cannot be rewound "
@@ -2459,7 +2596,13 @@ class BaseStore(SessionStore, ABC):
                 format_timestamp(current.updated_at),
             )
             _, stored = self._write(
-                tx, current, session_id, rows, row.created_at, at={target: restored}
+                tx,
+                current,
+                session_id,
+                rows,
+                row.created_at,
+                at={target: restored},
+                replace_state=rebuilt,
             )
         if plugins is not None and plugins.has_after_hooks:
             plugins.run_after_append(self.get_session(session_id), stored, self)
@@ -2746,7 +2889,7 @@ class BaseStore(SessionStore, ABC):
             return bad(late[0], "an erased event comes after the projection base", len(rows))
         try:
             projected = self._project_from(committed, base)
-            stored = Session.model_validate_json(snapshot.snapshot)
+            stored = self._stored_session(snapshot)
         except (ValueError, CorruptedSessionError) as exc:
             return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
         if stored.model_dump() != projected.model_dump():
@@ -2946,7 +3089,9 @@ class BaseStore(SessionStore, ABC):
                 raise SessionNotFoundError(session_id)
             if expected_version is not None and expected_version != row.version:
                 raise ConcurrencyError(session_id, expected_version, row.version)
-            current = self._parse_session(row, lambda: tx.load_event_rows(session_id))
+            current, rebuilt = self._parse_or_rebuild(
+                row, lambda: tx.load_event_rows(session_id), lambda: tx.load_state(session_id)
+            )
             base = LedgerBase.parse(session_id, row.base)
             outside = [s for s in wanted if not base.chain_seq < s <= current.version]
             if outside:
@@ -2984,7 +3129,9 @@ class BaseStore(SessionStore, ABC):
                 previous,
                 format_timestamp(current.updated_at),
             )
-            _, stored = self._write(tx, current, session_id, rows, row.created_at)
+            _, stored = self._write(
+                tx, current, session_id, rows, row.created_at, replace_state=rebuilt
+            )
         return stored[0]
 
     def truncate_before(

@@ -16,6 +16,11 @@ Each event row keeps its `payload_hash` and chain `hash` (`agentledger.core.chai
 each session row the `last_hash` of its last commit, so damage to the file is detected
 (`verify_session`; gaps and the chain on reads too).
 
+State keys apart (schema version 4): a session's own state is a row per key in
+`session_state` (its value as JSON text), not part of the snapshot, so an append writes
+only the keys its events set or remove, whatever the size of the state; reading a session
+gathers its keys into one JSON object in the same query.
+
 Event keys (schema version 3) are a `key` column with a partial unique index on
 `(session_id, key)`: a retry's key check, `get_event` and `read_events(keys=...)` are
 lookups in it, a key prefix a range of it (SQLite compares text as UTF-8 bytes: code point
@@ -138,6 +143,31 @@ def _chain_existing_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def _state_keys_apart(conn: sqlite3.Connection) -> None:
+    """Version 4 (state keys apart), for a database of version 3: move each session's own
+    state out of its snapshot into `session_state`, a row per key (the value as JSON
+    text), and rewrite the snapshot without it. A snapshot that cannot be read stays as it
+    is: reading the session rebuilds it from the ledger, as before."""
+    rows = conn.execute("SELECT id, snapshot FROM sessions").fetchall()
+    for session_id, snapshot in rows:
+        try:
+            value = json.loads(snapshot)
+        except (TypeError, ValueError, RecursionError):
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("state"), dict):
+            continue
+        state = value.pop("state")
+        conn.executemany(
+            "INSERT INTO session_state (session_id, key, value) VALUES (?, ?, ?)",
+            [(session_id, key, _STATE_JSON(item)) for key, item in state.items()],
+        )
+        conn.execute(
+            "UPDATE sessions SET snapshot = ? WHERE id = ?", (_STATE_JSON(value), session_id)
+        )
+
+
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration step: an SQL statement, or a function run on the connection (in the
 migration's transaction)."""
@@ -226,6 +256,19 @@ MIGRATIONS: list[list[Migration]] = [
         "ALTER TABLE sessions ADD COLUMN base TEXT NOT NULL DEFAULT ''",
         # -- end of erase and truncate
     ],
+    [  # version 4
+        # -- state keys apart: a session's own state as a row per key (its value as JSON
+        #    text), out of the snapshot, so an append writes only the keys it touches and
+        #    the cost of an append does not grow with the size of the state.
+        """CREATE TABLE session_state (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (session_id, key)
+        )""",
+        _state_keys_apart,
+        # -- end of state keys apart
+    ],
 ]
 """Schema migrations; the index of the last entry is `SCHEMA_VERSION`."""
 
@@ -243,9 +286,16 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({_EVENT_COLUMNS}, position)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A session's own state as one JSON object, built from its rows (values are stored JSON).
+_STATE_OBJECT = (
+    "coalesce((SELECT '{' || group_concat(json_quote(key) || ':' || value, ',') || '}'"
+    " FROM session_state WHERE session_id = {id}), '{}')"
+)
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
-    " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, a.state, u.state FROM sessions s"
+    " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, "
+    + _STATE_OBJECT.replace("{id}", "s.id")
+    + ", a.state, u.state FROM sessions s"
     " LEFT JOIN scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
     " LEFT JOIN scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
 )
@@ -291,6 +341,12 @@ def _translated() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise _translate(exc) from exc
+
+
+_UPSERT_STATE = (
+    "INSERT INTO session_state (session_id, key, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value"
+)
 
 
 class _SqliteTransaction(StoreTransaction):
@@ -385,8 +441,32 @@ class _SqliteTransaction(StoreTransaction):
         conn.execute("DELETE FROM temp.fork_copy")
         return str(headers[-1][7]), chained[-1][2]
 
+    def load_state(self, session_id: str) -> str:
+        (state,) = self._conn.execute(
+            "SELECT " + _STATE_OBJECT.replace("{id}", "?"), (session_id,)
+        ).fetchone()
+        return str(state)
+
+    def save_state(
+        self, session_id: str, values: Mapping[str, str], removed: Sequence[str], *, replace: bool
+    ) -> None:
+        conn = self._conn
+        if replace:
+            conn.execute("DELETE FROM session_state WHERE session_id = ?", (session_id,))
+        elif removed:
+            conn.executemany(
+                "DELETE FROM session_state WHERE session_id = ? AND key = ?",
+                [(session_id, key) for key in removed],
+            )
+        if len(values) == 1:
+            ((key, value),) = values.items()
+            conn.execute(_UPSERT_STATE, (session_id, key, value))
+        elif values:
+            conn.executemany(_UPSERT_STATE, [(session_id, k, v) for k, v in values.items()])
+
     def delete_session(self, session_id: str) -> bool:
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+        self._conn.execute("DELETE FROM session_state WHERE session_id = ?", (session_id,))
         cur = self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         return cur.rowcount > 0
 
@@ -396,7 +476,7 @@ class _SqliteTransaction(StoreTransaction):
                 "INSERT INTO sessions (id, app_name, user_id, agent_name, status, phase,"
                 " created_at, updated_at, version, snapshot, last_hash, base)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                row[:12],
             )
         else:
             self._conn.execute(
@@ -765,6 +845,7 @@ class SqliteStore(BaseStore):
 
     scheme = "sqlite"
     _copies_in_transaction = True
+    _state_apart = True
     capabilities = Capabilities(persistent=True, multi_process=True)
 
     def __init__(
@@ -1026,7 +1107,7 @@ class SqliteStore(BaseStore):
     def _fetch_session(self, session_id: str) -> tuple[SessionRow, str | None, str | None] | None:
         with _translated():
             row = self._conn().execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
-        return None if row is None else (SessionRow(*row[:12]), row[12], row[13])
+        return None if row is None else (SessionRow(*row[:13]), row[13], row[14])
 
     def _fetch_event_rows(
         self,
@@ -1198,7 +1279,7 @@ class SqliteStore(BaseStore):
         params.append(limit)
         with _translated():
             rows = self._conn().execute(sql, params).fetchall()
-        return [(SessionRow(*r[:12]), r[12], r[13]) for r in rows]
+        return [(SessionRow(*r[:13]), r[13], r[14]) for r in rows]
 
     def compact(self, *, full: bool = True) -> None:
         """Reclaim the space of erased payloads, dropped events and deleted sessions.
