@@ -1780,7 +1780,10 @@ class BaseStore(SessionStore, ABC):
         state = json.loads(raw)
         if not isinstance(state, dict):
             raise ValueError("the session's state is not a JSON object")
-        return session.model_copy(update={"state": state})
+        # The session was just made here and nobody else holds it: its (frozen) state
+        # field is set in place, without model_copy's copy of every field.
+        session.__dict__["state"] = state
+        return session
 
     def _save_session(
         self,

@@ -259,13 +259,15 @@ MIGRATIONS: list[list[Migration]] = [
     [  # version 4
         # -- state keys apart: a session's own state as a row per key (its value as JSON
         #    text), out of the snapshot, so an append writes only the keys it touches and
-        #    the cost of an append does not grow with the size of the state.
+        #    the cost of an append does not grow with the size of the state. One B-tree
+        #    (WITHOUT ROWID): a key written dirties one page, and a session's keys are
+        #    read as one range.
         """CREATE TABLE session_state (
             session_id TEXT NOT NULL,
             key TEXT NOT NULL,
             value TEXT NOT NULL,
             PRIMARY KEY (session_id, key)
-        )""",
+        ) WITHOUT ROWID""",
         _state_keys_apart,
         # -- end of state keys apart
     ],
