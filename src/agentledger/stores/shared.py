@@ -332,6 +332,7 @@ def _chain_holds(rows: Sequence[EventRow | Sequence[Any]], previous: str | None)
     return True
 
 
+_ABSENT = object()  # a key not in a mapping (`dict.get` default)
 _NO_STATE = {"state"}  # a snapshot's fields without its state (kept apart by some stores)
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
@@ -1824,10 +1825,9 @@ class BaseStore(SessionStore, ABC):
                 touched.update(split_delta(change.set).session)
                 touched.update(split_keys(change.remove).session)
         if compare:
-            touched = {
-                key for key, value in after.items()
-                if key not in before or (before[key] is not value and before[key] != value)
-            }
+            # By identity, not equality: 1 == 1.0 == True in Python, but not in JSON. The
+            # fold keeps the values it does not change, so only changed keys differ.
+            touched = {key for key, value in after.items() if before.get(key, _ABSENT) is not value}
             touched.update(key for key in before if key not in after)
         values = {key: _dumps(after[key]) for key in touched if key in after}
         removed = [key for key in touched if key not in after]
