@@ -388,9 +388,18 @@ def _encode_payload(event: NewEvent) -> tuple[str, str, str, str, int]:
     every store), and its size (`event_size`)."""
     try:
         data = canonical_json(event.data)
-        delta = canonical_json(strip_temp(event.state_delta))
-        ops = canonical_json([op for op in event.state_ops if not _is_temp_op(op)])
-        remove = canonical_json([k for k in event.state_remove if not k.startswith(TEMP_PREFIX)])
+        # Most events change no state: their empty columns need no encoder.
+        delta = canonical_json(strip_temp(event.state_delta)) if event.state_delta else "{}"
+        ops = (
+            canonical_json([op for op in event.state_ops if not _is_temp_op(op)])
+            if event.state_ops
+            else "[]"
+        )
+        remove = (
+            canonical_json([k for k in event.state_remove if not k.startswith(TEMP_PREFIX)])
+            if event.state_remove
+            else "[]"
+        )
         # UTF-8 sizes; encoding also refuses lone surrogates, which JSON text cannot hold.
         size = (
             sum(
@@ -1809,21 +1818,12 @@ class BaseStore(SessionStore, ABC):
 
     @staticmethod
     def _state_changes(
-        before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event]
+        before: Mapping[str, Any], after: Mapping[str, Any], touched: set[str], compare: bool
     ) -> tuple[dict[str, str], list[str]]:
-        """The own state keys `events` changed from `before` to `after`: the values set (as
-        JSON text) and the keys removed. Plain deltas and removals name their keys; state
-        operations and rewinds are compared key by key."""
-        touched: set[str] = set()
-        compare = False
-        for event in events:
-            if event.type == EventType.REWOUND or split_ops(event.state_ops).session:
-                compare = True
-                break
-            if event.state_delta or event.state_remove:
-                change = state_change(event.state_delta, event.state_remove, event.format)
-                touched.update(split_delta(change.set).session)
-                touched.update(split_keys(change.remove).session)
+        """The own state keys changed from `before` to `after`: the values set (as JSON
+        text) and the keys removed. `touched`: the keys the events' deltas and removals
+        name; `compare`: the events also held state operations or a rewind, so every key
+        is compared instead."""
         if compare:
             # By identity, not equality: 1 == 1.0 == True in Python, but not in JSON. The
             # fold keeps the values it does not change, so only changed keys differ.
@@ -1925,14 +1925,24 @@ class BaseStore(SessionStore, ABC):
         app_name, user_id = updated.app_name, updated.user_id
         # Shared state: each event's delta, then its operations, in ledger order, applied
         # to the scope's state as it is inside this transaction (under the write lock).
+        # Own state: the keys the events' deltas and removals name, or a comparison key by
+        # key after state operations and rewinds (see `_state_changes`).
         scoped_state: dict[str | None, dict[str, Any]] = {}
+        touched: set[str] = set()
+        compare = False
         for event in events:
+            if event.type == EventType.REWOUND:
+                compare = True
             if not event.state_delta and not event.state_ops and not event.state_remove:
                 continue
             change = state_change(event.state_delta, event.state_remove, event.format)
             deltas = split_delta(change.set)
             removes = split_keys(change.remove)
             ops = split_ops(event.state_ops)
+            touched.update(deltas.session)
+            touched.update(removes.session)
+            if ops.session:
+                compare = True
             for prefix, scope_user, delta, remove, scope_ops in (
                 (APP_PREFIX, None, deltas.app, removes.app, ops.app),
                 (USER_PREFIX, user_id, deltas.user, removes.user, ops.user),
@@ -1957,7 +1967,7 @@ class BaseStore(SessionStore, ABC):
         session_row = self._session_row(updated, created_at, rows[-1].hash)
         changed = None
         if self._state_apart and current is not None and not replace_state:
-            changed = self._state_changes(current.state, updated.state, events)
+            changed = self._state_changes(current.state, updated.state, touched, compare)
         self._save_session(tx, updated, session_row, new=current is None, changed=changed)
         return updated, events, session_row.snapshot
 
