@@ -178,6 +178,35 @@ def test_a_read_does_not_migrate_an_older_store(
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
 
 
+def test_migrate_migrates_an_older_store_once_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "x.db"
+    url = f"sqlite:///{db}"
+    with open_store(url) as store:
+        store.create_session(app_name="demo", user_id="ada", session_id="s1")
+    newer = [*sqlite_module.MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", newer)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(newer) - 1)
+    result = run(url, "migrate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"Migrated {url} to schema version {len(newer) - 1}."
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
+    again = run(url, "migrate", "--json")
+    assert json.loads(again.stdout) == {
+        "store": url,
+        "migrated": False,
+        "schema_version": len(newer) - 1,
+    }
+    assert run(url, "sessions", "list", "--json").exit_code == 0
+
+
+def test_migrate_creates_no_store(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path}/x.db", "migrate")
+    one_error_line(result, "does not exist", "nothing to migrate")
+    assert entries(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "url",
     ["sqlite:///{tmp}/x.db?bogus=1", "file://{tmp}/s?bogus=1", "memory://?bogus=1"],

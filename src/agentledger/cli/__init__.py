@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from agentledger.cli import agent as _agent_commands  # noqa: F401  (registers demo/run/chat)
 from agentledger.cli import erase as _erase_commands  # noqa: F401  (erase, truncate, compact)
+from agentledger.cli import migrate as _migrate_command  # noqa: F401  (registers migrate)
 from agentledger.cli import replay as _replay_command  # noqa: F401  (registers replay)
 from agentledger.cli import serve as _serve_command  # noqa: F401  (registers serve)
 from agentledger.cli import stats as _stats_command  # noqa: F401  (registers stats)

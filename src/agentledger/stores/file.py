@@ -1150,7 +1150,7 @@ class FileStore(BaseStore):
                             if version > SCHEMA_VERSION
                             else f" and this agentledger reads version {SCHEMA_VERSION}; a "
                             "read-only open does not migrate it: open it for writing once "
-                            "(any command that writes) to migrate it"
+                            "to migrate it (agentledger migrate, or any command that writes)"
                         )
                     )
                 return

@@ -808,7 +808,7 @@ def _version_problem(path: str, version: int, *, read_only: bool) -> str:
     return (
         f"{path} has schema version {version} and this agentledger reads version "
         f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it for writing once "
-        "(any command that writes) to migrate it"
+        "to migrate it (agentledger migrate, or any command that writes)"
     )
 
 
