@@ -101,7 +101,8 @@ def test_new_schema_gets_the_current_version(make: StoreFactory, sql: Any) -> No
         r[0] for r in sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     }
     assert tables == {
-        "agentledger_schema_version", "sessions", "events", "session_state", "scoped_state"
+        "agentledger_schema_version", "sessions", "events", "session_state", "session_activity",
+        "scoped_state",
     }
     types = dict(
         sql(
@@ -954,8 +955,9 @@ def test_an_append_skips_parsing_the_snapshot_it_wrote_last(
 
 
 def test_an_append_updates_the_session_row_in_place(make: StoreFactory, sql: Any) -> None:
-    """No index covers a column an append changes, so PostgreSQL can update the session row
-    without new index entries (a HOT update); listings still come back in order."""
+    """No index on the session row covers a column an append changes, so PostgreSQL can
+    update it without new index entries (a HOT update); listings still come back in order,
+    by last activity through session_activity."""
     store = make()
     sids = [store.create_session(app_name="a", user_id=f"u{i % 2}").id for i in range(4)]
     for sid in reversed(sids):
@@ -976,3 +978,16 @@ def test_an_append_updates_the_session_row_in_place(make: StoreFactory, sql: Any
     first = store.list_sessions(limit=2)
     rest = store.list_sessions(limit=2, cursor=first.next_cursor)
     assert [s.id for s in first.sessions + rest.sessions] == sids
+    later = store.list_sessions(updated_after=store.get_session(sids[2]).updated_at)
+    assert [s.id for s in later.sessions] == sids[:2]
+    # Last activity is ordered by the narrow session_activity table's index.
+    sql("ANALYZE")
+    sql("SET enable_seqscan = off")
+    plan = " | ".join(
+        row[0] for row in sql("EXPLAIN " + store._sql.session_by_activity
+                              + " ORDER BY act.updated_at DESC, act.id DESC LIMIT 5")
+    )
+    assert "session_activity_by_updated" in plan
+    store.delete_session(sids[0])
+    assert sql("SELECT count(*) FROM session_activity WHERE id = %s", (sids[0],)) == [(0,)]
+    assert [s.id for s in store.list_sessions().sessions] == sids[1:]

@@ -31,7 +31,7 @@ Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (
 columns, `created_at`/`updated_at` as `timestamptz`, the projection without its own state as
 the JSON text it was written as in `snapshot`, `last_hash`: the chain hash of its last
 event), `session_state` (a session's own state, a row per key: `value` is its JSON text),
-`events` (primary key
+`session_activity` (each session's `updated_at`, for last-activity order), `events` (primary key
 `(session_id, seq)`, `data`, `state_delta`, `state_ops` and `state_remove` as JSONB, the
 event `format`, `payload_hash` and `hash` of the hash chain, see `agentledger.core.chain`,
 and `erased` once its payload was erased; a session erased or truncated keeps its
@@ -79,9 +79,11 @@ The snapshot is text, so a writer recognises the snapshot it wrote last and skip
 it. No index on `sessions` covers a column an append changes (`updated_at`, `version`,
 `snapshot`, `last_hash`) and the table keeps 30% of each page free (`fillfactor` 70), so
 an append updates the session row in place (a HOT update: no new index entries, no dead
-ones to vacuum); listing by last activity sorts the sessions its filters select (app and
-user, status: indexed with `created_at`, which never changes) instead of reading them in
-index order, and listing by creation reads `sessions_by_created`.
+ones to vacuum). Last activity is ordered in `session_activity` (`id`, `updated_at`,
+indexed by `(updated_at, id)`), a narrow row the append updates in the same statement:
+listing by last activity walks that index (joined to the sessions), listing by creation
+`sessions_by_created`; the app-and-user and status indexes end in `created_at`, which never
+changes.
 
 Event keys (schema version 3) are a `key text COLLATE "C"` column with a partial unique
 index on `(session_id, key)`: key lookups and key prefix ranges (code point order) read it;
@@ -321,9 +323,17 @@ MIGRATIONS: list[list[Migration]] = [
         " AND jsonb_typeof(s.snapshot->'state') = 'object' THEN s.snapshot->'state' END) e",
         # -- end of state keys apart
         # -- a session row every append can update in place (HOT: no index on a column an
-        #    append changes, and room on its page): last-activity listings sort the rows
-        #    their filter selects instead of reading an index on updated_at; the app/user
+        #    append changes, and room on its page). Last activity is ordered in a narrow
+        #    table of its own, (id, updated_at) indexed by (updated_at, id): an append moves
+        #    that small row's index entries, not those of the wide session row; the app/user
         #    and status indexes order by created_at, which never changes.
+        """CREATE TABLE {schema}.session_activity (
+            id text COLLATE "C" PRIMARY KEY,
+            updated_at timestamptz NOT NULL
+        )""",
+        "INSERT INTO {schema}.session_activity (id, updated_at)"
+        " SELECT id, updated_at FROM {schema}.sessions",
+        "CREATE INDEX session_activity_by_updated ON {schema}.session_activity (updated_at, id)",
         "DROP INDEX {schema}.sessions_by_updated, {schema}.sessions_by_app,"
         " {schema}.sessions_by_user, {schema}.sessions_by_status",
         "ALTER TABLE {schema}.sessions SET (fillfactor = 70)",
@@ -519,11 +529,15 @@ class _Sql:
             " SELECT %s, k, v FROM unnest(%s::text[], %s::text[]) AS c (k, v)"
             " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value"
         )
-        self.session_with_scopes = (
-            f"SELECT {session}, {state.replace('<id>', 's.id')}, a.state::text, u.state::text"
-            f" FROM {s}.sessions s"
+        scopes = (
             f" LEFT JOIN {s}.scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
             f" LEFT JOIN {s}.scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
+        )
+        columns = f"SELECT {session}, {state.replace('<id>', 's.id')}, a.state::text, u.state::text"
+        self.session_with_scopes = f"{columns} FROM {s}.sessions s{scopes}"
+        # The same, by last activity: `act` (session_activity) holds the order.
+        self.session_by_activity = (
+            f"{columns} FROM {s}.session_activity act JOIN {s}.sessions s ON s.id = act.id{scopes}"
         )
         self.all_events = f"SELECT {events} FROM {s}.events WHERE session_id = %s ORDER BY seq"
         self.events = f"SELECT {events} FROM {s}.events WHERE session_id = %s AND seq > %s"
@@ -574,17 +588,23 @@ class _Sql:
             " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c (seq, id, hash)"
             f" JOIN {s}.events e ON e.session_id = %s AND e.seq = c.seq ORDER BY c.seq) AS copy"
         )
+        # Each with its session_activity row, in one statement.
         self.insert_session = (
-            f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
-            " created_at, updated_at, version, snapshot, last_hash, base) VALUES"
+            f"WITH s AS (INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status,"
+            " phase, created_at, updated_at, version, snapshot, last_hash, base) VALUES"
             " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s, %s, %s)"
+            f" RETURNING id, updated_at) INSERT INTO {s}.session_activity (id, updated_at)"
+            " SELECT id, updated_at FROM s"
         )
         self.update_session = (
-            f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
+            f"WITH s AS (UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
             " updated_at = %s::timestamptz, version = %s, snapshot = %s, last_hash = %s"
-            " WHERE id = %s"
+            f" WHERE id = %s RETURNING id, updated_at) UPDATE {s}.session_activity act"
+            " SET updated_at = s.updated_at FROM s WHERE act.id = s.id"
+            " AND act.updated_at <> s.updated_at"
         )
         self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s RETURNING version"
+        self.delete_activity = f"DELETE FROM {s}.session_activity WHERE id = %s"
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
         self.erase_event = (
             f"UPDATE {s}.events SET data = '{{}}'::jsonb, state_delta = '{{}}'::jsonb,"
@@ -1337,26 +1357,28 @@ class PostgresStore(BaseStore):
             if value is not None:
                 clauses.append(f"s.{column} = %s")
                 params.append(_pg_text(value))
+        # By creation sessions_by_created serves either direction; by last activity
+        # session_activity_by_updated (schema version 4: updated_at is indexed there, not
+        # on the session row, so an append updates the session row in place).
+        column, descending = session_order(where.order)
+        table = "act" if column == "updated_at" else "s"
         if where.updated_after is not None:
-            clauses.append("s.updated_at > %s::timestamptz")
+            clauses.append(f"{table}.updated_at > %s::timestamptz")
             params.append(format_timestamp(where.updated_after))
         if where.updated_before is not None:
-            clauses.append("s.updated_at < %s::timestamptz")
+            clauses.append(f"{table}.updated_at < %s::timestamptz")
             params.append(format_timestamp(where.updated_before))
-        # By creation sessions_by_created serves either direction; by last activity the
-        # rows the filters select are sorted (no index on updated_at, schema version 4:
-        # so an append updates the session row in place).
-        column, descending = session_order(where.order)
         if after_key is not None:
             clauses.append(
-                f"(s.{column}, s.id) {'<' if descending else '>'} (%s::timestamptz, %s)"
+                f"({table}.{column}, {table}.id) {'<' if descending else '>'}"
+                " (%s::timestamptz, %s)"
             )
             params.extend(after_key)
-        sql = self._sql.session_with_scopes
+        sql = self._sql.session_by_activity if table == "act" else self._sql.session_with_scopes
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         direction = "DESC" if descending else "ASC"
-        sql += f" ORDER BY s.{column} {direction}, s.id {direction} LIMIT %s"
+        sql += f" ORDER BY {table}.{column} {direction}, {table}.id {direction} LIMIT %s"
         params.append(limit)
         def query(
             conn: psycopg.Connection[TupleRow],
@@ -1389,7 +1411,7 @@ class PostgresStore(BaseStore):
         command = "VACUUM (FULL)" if full else "VACUUM"
         tables = ", ".join(
             f"{self._sql.schema}.{name}"
-            for name in ("events", "sessions", "session_state", "scoped_state")
+            for name in ("events", "sessions", "session_activity", "session_state", "scoped_state")
         )
         with self._connection() as conn:  # autocommit: VACUUM runs outside a transaction
             conn.execute(f"{command} {tables}")
@@ -1405,4 +1427,5 @@ class PostgresStore(BaseStore):
                 raise ConcurrencyError(session_id, expected_version, found[0])  # rolls back
             conn.execute(self._sql.delete_events, (session_id,))
             conn.execute(self._sql.delete_state, (session_id,))
+            conn.execute(self._sql.delete_activity, (session_id,))
             return True
