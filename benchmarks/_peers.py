@@ -358,7 +358,10 @@ class EventSourcing(System):
         super().__init__(loc)
         from eventsourcing.application import Application
 
-        self.app: Any = Application(env=self.env())
+        env = self.env()
+        if not setup:  # a writer process: 8 creating the tables at once can fail on PostgreSQL
+            env["CREATE_TABLE"] = "no"  # ("tuple concurrently updated"), leaving the others waiting
+        self.app: Any = Application(env=env)
 
     def create(self) -> Any:
         from _peers_es import Conversation

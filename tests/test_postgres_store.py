@@ -100,15 +100,20 @@ def test_new_schema_gets_the_current_version(make: StoreFactory, sql: Any) -> No
     tables = {
         r[0] for r in sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     }
-    assert tables == {"agentledger_schema_version", "sessions", "events", "scoped_state"}
+    assert tables == {
+        "agentledger_schema_version", "sessions", "events", "session_state", "session_activity",
+        "scoped_state",
+    }
     types = dict(
         sql(
             "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
             " WHERE table_schema = current_schema()"
         )
     )
-    for column in ("events.data", "events.state_delta", "sessions.snapshot", "scoped_state.state"):
+    for column in ("events.data", "events.state_delta", "scoped_state.state"):
         assert types[column] == "jsonb"
+    for column in ("sessions.snapshot", "session_state.value"):  # JSON text, as written
+        assert types[column] == "text"
     for column in ("events.timestamp", "sessions.created_at", "sessions.updated_at"):
         assert types[column] == "timestamp with time zone"
 
@@ -450,11 +455,14 @@ def _populated(make: StoreFactory) -> tuple[Any, str, str]:
 def test_unreadable_snapshot_is_rebuilt_from_the_ledger(make: StoreFactory, sql: Any) -> None:
     store, a, b = _populated(make)
     good = store.get_session(a)
-    for garbage in ("[]", '{"id": 5}', "null"):
-        sql("UPDATE sessions SET snapshot = %s::jsonb WHERE id = %s", (garbage, a))
+    for garbage in ("[]", '{"id": 5}', "null", "{not json", ""):
+        sql("UPDATE sessions SET snapshot = %s WHERE id = %s", (garbage, a))
         assert store.get_session(a) == good
-    store.append(a, [msg("four")])  # the append stores a readable snapshot again
-    assert sql("SELECT snapshot->>'version' FROM sessions WHERE id = %s", (a,)) == [("4",)]
+    sql("UPDATE session_state SET value = '{not json' WHERE session_id = %s", (a,))
+    assert store.get_session(a) == good
+    store.append(a, [msg("four")])  # the append stores a readable snapshot and state again
+    assert sql("SELECT snapshot::jsonb->>'version' FROM sessions WHERE id = %s", (a,)) == [("4",)]
+    assert sql("SELECT key, value FROM session_state WHERE session_id = %s", (a,)) == [("k", "2")]
 
 
 def test_unreadable_event_row_corrupts_only_its_session(make: StoreFactory, sql: Any) -> None:
@@ -465,7 +473,7 @@ def test_unreadable_event_row_corrupts_only_its_session(make: StoreFactory, sql:
         store.read_events(a)
     assert info.value.session_id == a
     assert store.read_events(b) == b_events
-    sql("UPDATE sessions SET snapshot = 'null' WHERE id = %s", (a,))
+    sql("UPDATE sessions SET snapshot = 'null' WHERE id = %s", (a,))  # and a rebuild fails
     page = store.list_sessions()
     assert [s.id for s in page.sessions] == [b] and page.corrupted == [a]
 
@@ -591,7 +599,7 @@ def test_a_version_1_schema_is_upgraded_with_its_events_chained(
             sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
     assert sql("SELECT max(version) FROM agentledger_schema_version") == [(1,)]
     store = make()
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION
     assert sql("SELECT count(*) FROM events WHERE hash = '' OR payload_hash = ''") == [(0,)]
     check_v1_store_upgraded(store)
 
@@ -780,3 +788,206 @@ def test_keyed_and_ordered_reads_can_use_their_indexes(make: StoreFactory, sql: 
         "SELECT indexdef FROM pg_indexes WHERE indexname = 'events_by_key'"
         " AND schemaname = current_schema()"
     )[0][0].endswith("WHERE (key IS NOT NULL)")
+
+
+# -- a schema of version 3: state inside a JSONB snapshot -----------------------------------
+
+
+def _write_v3_schema(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch, damage: str | None = None
+) -> None:
+    """A schema of version 3, as that library made it, holding the rows the version-3
+    library wrote (with the snapshot of session `damage`, if any, replaced by a JSON value
+    that is no session)."""
+    from migration_support import v3_rows
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:4])
+        patch.setattr(postgres_module, "SCHEMA_VERSION", 3)
+        make().close()
+    rows = v3_rows()
+    jsonb = {"snapshot", "data", "state_delta", "state_ops", "state_remove", "state"}
+    for table in ("sessions", "events", "scoped_state"):
+        names = rows["columns"][table]
+        marks = ", ".join("%s::jsonb" if n in jsonb else "%s" for n in names)
+        for row in rows[table]:
+            values = tuple(
+                postgres_module._pg_json(v) if n in jsonb else bool(v) if n == "erased" else v
+                for n, v in zip(names, row, strict=True)
+            )
+            sql(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
+    (last,) = rows["feed_counter"][0]
+    sql("SELECT setval('feed_position', %s)", (last,))
+    if damage is not None:
+        sql("UPDATE sessions SET snapshot = '[\"no session\"]' WHERE id = %s", (damage,))
+    assert sql("SELECT max(version) FROM agentledger_schema_version") == [(3,)]
+
+
+def test_a_version_3_schema_keeps_each_state_key_apart_and_reads_back_as_it_was(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from migration_support import check_v3_store_upgraded, v3_rows
+
+    _write_v3_schema(make, sql, monkeypatch)
+    store = make()
+    assert store.schema_version() == SCHEMA_VERSION
+    # The upgrade moved every own state key out of the snapshots, into a row each, and
+    # the snapshot is text now.
+    for sid, snapshot in sql("SELECT id, snapshot FROM sessions"):
+        assert "state" not in json.loads(snapshot), sid
+    stored = dict(sql("SELECT key, value FROM session_state WHERE session_id = 's-state'"))
+    own = {k: v for k, v in v3_rows()["sessions_read"]["s-state"]["state"].items() if ":" not in k}
+    assert {k: json.loads(v) for k, v in stored.items()} == own
+    check_v3_store_upgraded(store)
+
+
+def test_a_version_3_schema_with_an_unreadable_snapshot_is_upgraded_and_rebuilt(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migration_support import v3_rows
+
+    _write_v3_schema(make, sql, monkeypatch, damage="s-fork")
+    store = make()
+    assert sql("SELECT snapshot FROM sessions WHERE id = 's-fork'") == [('["no session"]',)]
+    assert store.get_session("s-fork").model_dump(mode="json") == v3_rows()["sessions_read"]["s-fork"]
+    assert sql("SELECT count(*) FROM session_state WHERE session_id = 's-fork'") == [(0,)]
+    store.append("s-fork", [NewEvent(type="state_updated", state_delta={"fork": 2})])
+    assert store.get_session("s-fork").state["fork"] == 2
+    assert store.verify_session("s-fork").ok
+    assert sql("SELECT value FROM session_state WHERE session_id = 's-fork' AND key = 'fork'") == [
+        ("2",)
+    ]
+
+
+def test_a_version_3_schema_with_odd_strings_in_its_state_is_upgraded(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strings JSONB held escaped (NUL, U+E000) and floats written out in full come out of
+    the migration as the values they were, in state keys and values and in the rest of the
+    snapshot."""
+    import json
+
+    from migration_support import v3_rows
+
+    _write_v3_schema(make, sql, monkeypatch)
+    odd = {s: [s, ODD_NUMBERS] for s in ODD_STRINGS}
+    snapshots = {row[0]: row[9] for row in v3_rows()["sessions"]}  # id, snapshot
+    snapshot = json.loads(snapshots["s-empty"])
+    snapshot["state"] = odd
+    snapshot["title"] = "".join(ODD_STRINGS)
+    text = json.dumps(snapshot, ensure_ascii=False)  # as pydantic writes it: no \u escapes
+    sql(
+        "UPDATE sessions SET snapshot = %s::jsonb WHERE id = 's-empty'",
+        (postgres_module._pg_json(text),),
+    )
+    store = make()
+    got = store.get_session("s-empty")
+    assert got.state == {**odd, "app:motd": "hi"} and got.title == "".join(ODD_STRINGS)
+    assert [type(n) for n in got.state["\x00"][1]] == [type(n) for n in ODD_NUMBERS]
+    keys = sql("SELECT key FROM session_state WHERE session_id = 's-empty'")
+    assert sorted(k for (k,) in keys) == sorted(postgres_module._pg_text(k) for k in odd)
+    store.append("s-empty", [NewEvent(type="state_updated", state_remove=["\x00"])])
+    after = store.get_session("s-empty")
+    assert after.state == {**{k: v for k, v in odd.items() if k != "\x00"}, "app:motd": "hi"}
+    assert make().get_session("s-empty") == after
+
+
+def test_an_append_writes_only_the_state_keys_it_touches(make: StoreFactory, sql: Any) -> None:
+    """The cost of an append does not depend on the size of the state: the session's row
+    keeps no state, and only the keys an event sets or removes are written."""
+    store = make()
+    big = {f"k{i}": "v" * 1000 for i in range(100)}
+    sid = store.create_session(app_name="a", user_id="u", state=big).id
+    ((snapshot,),) = sql("SELECT snapshot FROM sessions WHERE id = %s", (sid,))
+    assert len(snapshot) < 2000 and "vvvv" not in snapshot
+    sql("CREATE TABLE state_writes (key text)")
+    sql(
+        "CREATE FUNCTION count_state_write() RETURNS trigger LANGUAGE plpgsql"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        " INSERT INTO state_writes VALUES (CASE WHEN TG_OP = 'DELETE' THEN OLD.key"
+        " ELSE NEW.key END); RETURN NULL; END $$"
+    )
+    sql(
+        "CREATE TRIGGER count_state_writes AFTER INSERT OR UPDATE OR DELETE ON session_state"
+        " FOR EACH ROW EXECUTE FUNCTION count_state_write()"
+    )
+    store.append(sid, [msg("no state change")])
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"k5": 1, "new": 2})])
+    store.append(sid, [NewEvent(type="state_updated", state_remove=["k7"])])
+    written = sorted(k for (k,) in sql("SELECT key FROM state_writes"))
+    assert written == ["k5", "k7", "new"]
+    expected = {**big, "k5": 1, "new": 2}
+    del expected["k7"]
+    assert store.get_session(sid).state == expected
+    assert store.verify_session(sid).ok
+    store.delete_session(sid)
+    assert sql("SELECT count(*) FROM session_state") == [(0,)]
+
+
+def test_an_append_skips_parsing_the_snapshot_it_wrote_last(
+    make: StoreFactory, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot is kept as the text written, so the store's cache of the snapshot it
+    wrote last is used; a snapshot changed behind its back is parsed again."""
+    from agentledger.core.session import Session
+
+    store = make()
+    sid = store.create_session(app_name="a", user_id="u", state={"k": 1}).id
+    store.append(sid, [msg("one")])
+    parsed: list[str] = []
+    validate = Session.model_validate_json
+
+    def counting(text: Any, *args: Any, **kwargs: Any) -> Session:
+        parsed.append(text)
+        return validate(text, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "model_validate_json", counting)
+    store.append(sid, [msg("two")])
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"k": 2})])
+    assert parsed == []
+    ((snapshot,),) = sql("SELECT snapshot FROM sessions WHERE id = %s", (sid,))
+    sql("UPDATE sessions SET snapshot = %s WHERE id = %s", (snapshot.replace(",", ", "), sid))
+    store.append(sid, [msg("three")])
+    assert len(parsed) == 1
+    assert store.get_session(sid).state == {"k": 2} and store.get_session(sid).version == 5
+
+
+def test_an_append_updates_the_session_row_in_place(make: StoreFactory, sql: Any) -> None:
+    """No index on the session row covers a column an append changes, so PostgreSQL can
+    update it without new index entries (a HOT update); listings still come back in order,
+    by last activity through session_activity."""
+    store = make()
+    sids = [store.create_session(app_name="a", user_id=f"u{i % 2}").id for i in range(4)]
+    for sid in reversed(sids):
+        store.append(sid, [msg("x")])
+    indexed = {
+        column
+        for (column,) in sql(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'sessions'::regclass"
+        )
+    }
+    assert indexed == {"id", "app_name", "user_id", "status", "created_at"}
+    assert [s.id for s in store.list_sessions().sessions] == sids
+    assert [s.id for s in store.list_sessions(order="updated_asc").sessions] == sids[::-1]
+    assert [s.id for s in store.list_sessions(app_name="a", user_id="u1").sessions] == [
+        sids[1], sids[3]
+    ]
+    first = store.list_sessions(limit=2)
+    rest = store.list_sessions(limit=2, cursor=first.next_cursor)
+    assert [s.id for s in first.sessions + rest.sessions] == sids
+    later = store.list_sessions(updated_after=store.get_session(sids[2]).updated_at)
+    assert [s.id for s in later.sessions] == sids[:2]
+    # Last activity is ordered by the narrow session_activity table's index.
+    sql("ANALYZE")
+    sql("SET enable_seqscan = off")
+    plan = " | ".join(
+        row[0] for row in sql("EXPLAIN " + store._sql.session_by_activity
+                              + " ORDER BY act.updated_at DESC, act.id DESC LIMIT 5")
+    )
+    assert "session_activity_by_updated" in plan
+    store.delete_session(sids[0])
+    assert sql("SELECT count(*) FROM session_activity WHERE id = %s", (sids[0],)) == [(0,)]
+    assert [s.id for s in store.list_sessions().sessions] == sids[1:]

@@ -28,8 +28,10 @@ committed): it fails once with `StoreUnavailableError`. A server that is down ma
 wait for it up to `pool_timeout`, then fail with `StoreUnavailableError`.
 
 Tables (in the schema chosen with `?schema=`, `public` by default): `sessions` (indexed
-columns, `created_at`/`updated_at` as `timestamptz`, the projection as the JSONB column
-`snapshot`, `last_hash`: the chain hash of its last event), `events` (primary key
+columns, `created_at`/`updated_at` as `timestamptz`, the projection without its own state as
+the JSON text it was written as in `snapshot`, `last_hash`: the chain hash of its last
+event), `session_state` (a session's own state, a row per key: `value` is its JSON text),
+`session_activity` (each session's `updated_at`, for last-activity order), `events` (primary key
 `(session_id, seq)`, `data`, `state_delta`, `state_ops` and `state_remove` as JSONB, the
 event `format`, `payload_hash` and `hash` of the hash chain, see `agentledger.core.chain`,
 and `erased` once its payload was erased; a session erased or truncated keeps its
@@ -50,8 +52,11 @@ JSONB cannot hold every JSON value exactly, so two things are written in a form 
       floats written with a positive exponent are written as their exact decimal with `.0`
       (`99999999999999991611392.0`) instead, which reads back as the same float. (JSONB has
       no negative zero: `-0.0` reads back as `0.0`, which compares equal.)
-JSONB does not keep the order of an object's keys: `data`, state and metadata come back equal,
-with their keys in JSONB's order (shortest first).
+JSONB does not keep the order of an object's keys: `data` and `app:`/`user:` state come back
+equal, with their keys in JSONB's order (shortest first); a session's own state comes back
+equal, its keys in no set order. The snapshot and each own state value are kept as the JSON
+text written (no escaping: JSON text holds no NUL character), so they read back exactly;
+own state keys are escaped as the text columns are.
 
 URL options (query parameters, or keyword arguments to `open_store`):
     `schema`: The PostgreSQL schema holding the tables (created if missing), so several
@@ -66,6 +71,19 @@ URL options (query parameters, or keyword arguments to `open_store`):
     Any other query parameter must be a libpq connection parameter (`sslmode`,
     `connect_timeout` (default 10 s here), `application_name`, …) and goes to the server as
     given; a parameter that is neither is a `ConfigurationError` listing the valid ones.
+
+State keys apart (schema version 4): an append writes only the state keys its events set
+or remove (an upsert and a delete, pipelined with the rest of the append), whatever the size
+of the state; reading a session gathers its keys into one JSON object in the same query.
+The snapshot is text, so a writer recognises the snapshot it wrote last and skips parsing
+it. No index on `sessions` covers a column an append changes (`updated_at`, `version`,
+`snapshot`, `last_hash`) and the table keeps 30% of each page free (`fillfactor` 70), so
+an append updates the session row in place (a HOT update: no new index entries, no dead
+ones to vacuum). Last activity is ordered in `session_activity` (`id`, `updated_at`,
+indexed by `(updated_at, id)`), a narrow row the append updates in the same statement:
+listing by last activity walks that index (joined to the sessions), listing by creation
+`sessions_by_created`; the app-and-user and status indexes end in `created_at`, which never
+changes.
 
 Event keys (schema version 3) are a `key text COLLATE "C"` column with a partial unique
 index on `(session_id, key)`: key lookups and key prefix ranges (code point order) read it;
@@ -184,6 +202,12 @@ def _chain_existing_events(conn: psycopg.Connection[TupleRow], schema: str) -> N
         )
 
 
+# SQL turning JSONB text (`{}`: an expression) back into the JSON text that was written:
+# `_py_json` in SQL (U+E000 "0" is a NUL, U+E000 "1" a U+E000; see the module docs).
+_UNESCAPED = (
+    "replace(replace({}, chr(57344) || '0', '\\u0000'), chr(57344) || '1', chr(57344))"
+)
+
 Migration = str | Callable[[psycopg.Connection[TupleRow], str], None]
 """A migration step: SQL (`{schema}` is the quoted schema name), or a function given the
 connection and the quoted schema name (run in the migration's transaction)."""
@@ -282,6 +306,51 @@ MIGRATIONS: list[list[Migration]] = [
         "ALTER TABLE {schema}.events ADD COLUMN erased boolean NOT NULL DEFAULT false",
         "ALTER TABLE {schema}.sessions ADD COLUMN base text NOT NULL DEFAULT ''",
         # -- end of erase and truncate
+    ],
+    [  # version 4
+        # -- state keys apart: a session's own state as a row per key (the key as the text
+        #    columns keep strings, the value as JSON text), out of the snapshot, so an
+        #    append writes only the keys it touches whatever the size of the state.
+        """CREATE TABLE {schema}.session_state (
+            session_id text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            value text NOT NULL,
+            PRIMARY KEY (session_id, key)
+        )""",
+        "INSERT INTO {schema}.session_state (session_id, key, value)"
+        " SELECT s.id, e.key, " + _UNESCAPED.format("e.value::text")
+        + " FROM {schema}.sessions s, jsonb_each(CASE WHEN jsonb_typeof(s.snapshot) = 'object'"
+        " AND jsonb_typeof(s.snapshot->'state') = 'object' THEN s.snapshot->'state' END) e",
+        # -- end of state keys apart
+        # -- a session row every append can update in place (HOT: no index on a column an
+        #    append changes, and room on its page). Last activity is ordered in a narrow
+        #    table of its own, (id, updated_at) indexed by (updated_at, id): an append moves
+        #    that small row's index entries, not those of the wide session row; the app/user
+        #    and status indexes order by created_at, which never changes.
+        """CREATE TABLE {schema}.session_activity (
+            id text COLLATE "C" PRIMARY KEY,
+            updated_at timestamptz NOT NULL
+        )""",
+        "INSERT INTO {schema}.session_activity (id, updated_at)"
+        " SELECT id, updated_at FROM {schema}.sessions",
+        "CREATE INDEX session_activity_by_updated ON {schema}.session_activity (updated_at, id)",
+        "DROP INDEX {schema}.sessions_by_updated, {schema}.sessions_by_app,"
+        " {schema}.sessions_by_user, {schema}.sessions_by_status",
+        "ALTER TABLE {schema}.sessions SET (fillfactor = 70)",
+        # -- the snapshot as the text written (not JSONB), without its state: a writer
+        #    recognises the snapshot it wrote last and skips parsing it. Rewrites the table
+        #    (with the fillfactor above). A snapshot that is not an object with a state
+        #    object stays as it was: reading the session rebuilds it from the ledger.
+        "ALTER TABLE {schema}.sessions ALTER COLUMN snapshot TYPE text USING "
+        + _UNESCAPED.format(
+            "(CASE WHEN jsonb_typeof(snapshot) = 'object'"
+            " AND jsonb_typeof(snapshot->'state') = 'object'"
+            " THEN snapshot - 'state' ELSE snapshot END)::text"
+        ),
+        "CREATE INDEX sessions_by_user ON {schema}.sessions (app_name, user_id, created_at, id)",
+        "CREATE INDEX sessions_by_status ON {schema}.sessions (status, created_at, id)",
+        "ALTER TABLE {schema}.session_state SET (fillfactor = 90)",
+        # -- end of the in-place session row
     ],
 ]
 """Schema migrations; `{schema}` is the quoted schema name; the index of the last entry is
@@ -397,9 +466,13 @@ def _optional_json(raw: str | None) -> str | None:
 
 
 def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
-    (sid, app, user, agent, status, phase, created, updated, version, snapshot, last, base, a, u) = (
-        values
+    """A session row as `_Sql.session_with_scopes` reads it (`lock_session` reads no state
+    and no scopes: pass `None` for those); the snapshot and the own state are the JSON text
+    written, the shared scopes JSONB text."""
+    (sid, app, user, agent, status, phase, created, updated, version, snapshot, last, base) = (
+        values[:12]
     )
+    state, a, u = values[12:]
     row = SessionRow(
         sid,
         _py_text(app),
@@ -410,9 +483,10 @@ def _session_row(*values: Any) -> tuple[SessionRow, str | None, str | None]:
         created,
         updated,
         version,
-        _py_json(snapshot),
+        snapshot,
         last,
         base,
+        state,
     )
     return row, _optional_json(a), _optional_json(u)
 
@@ -437,13 +511,33 @@ class _Sql:
         self.event_columns = events
         session = (
             f"s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, {_ts('s.created_at')},"
-            f" {_ts('s.updated_at')}, s.version, s.snapshot::text, s.last_hash, s.base"
+            f" {_ts('s.updated_at')}, s.version, s.snapshot, s.last_hash, s.base"
+        )
+        # A session's own state as one JSON object, from its rows: each key as a JSON
+        # string (NUL and U+E000 restored, `_py_json` in SQL), each value as stored.
+        key = _UNESCAPED.format("to_json(key)::text")
+        state = (
+            f"coalesce((SELECT '{{' || string_agg({key} || ':' || value, ',') || '}}'"
+            f" FROM {s}.session_state WHERE session_id = <id>), '{{}}')"
         )
         self.lock_session = f"SELECT {session} FROM {s}.sessions s WHERE s.id = %s FOR UPDATE"
-        self.session_with_scopes = (
-            f"SELECT {session}, a.state::text, u.state::text FROM {s}.sessions s"
+        self.load_state = "SELECT " + state.replace("<id>", "%s")
+        self.delete_state = f"DELETE FROM {s}.session_state WHERE session_id = %s"
+        self.remove_state = f"DELETE FROM {s}.session_state WHERE session_id = %s AND key = ANY(%s)"
+        self.save_state = (
+            f"INSERT INTO {s}.session_state (session_id, key, value)"
+            " SELECT %s, k, v FROM unnest(%s::text[], %s::text[]) AS c (k, v)"
+            " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value"
+        )
+        scopes = (
             f" LEFT JOIN {s}.scoped_state a ON a.app_name = s.app_name AND a.user_id = ''"
             f" LEFT JOIN {s}.scoped_state u ON u.app_name = s.app_name AND u.user_id = s.user_id"
+        )
+        columns = f"SELECT {session}, {state.replace('<id>', 's.id')}, a.state::text, u.state::text"
+        self.session_with_scopes = f"{columns} FROM {s}.sessions s{scopes}"
+        # The same, by last activity: `act` (session_activity) holds the order.
+        self.session_by_activity = (
+            f"{columns} FROM {s}.session_activity act JOIN {s}.sessions s ON s.id = act.id{scopes}"
         )
         self.all_events = f"SELECT {events} FROM {s}.events WHERE session_id = %s ORDER BY seq"
         self.events = f"SELECT {events} FROM {s}.events WHERE session_id = %s AND seq > %s"
@@ -494,17 +588,23 @@ class _Sql:
             " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS c (seq, id, hash)"
             f" JOIN {s}.events e ON e.session_id = %s AND e.seq = c.seq ORDER BY c.seq) AS copy"
         )
+        # Each with its session_activity row, in one statement.
         self.insert_session = (
-            f"INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status, phase,"
-            " created_at, updated_at, version, snapshot, last_hash, base) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s::jsonb, %s, %s)"
+            f"WITH s AS (INSERT INTO {s}.sessions (id, app_name, user_id, agent_name, status,"
+            " phase, created_at, updated_at, version, snapshot, last_hash, base) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s, %s, %s, %s)"
+            f" RETURNING id, updated_at) INSERT INTO {s}.session_activity (id, updated_at)"
+            " SELECT id, updated_at FROM s"
         )
         self.update_session = (
-            f"UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
-            " updated_at = %s::timestamptz, version = %s, snapshot = %s::jsonb, last_hash = %s"
-            " WHERE id = %s"
+            f"WITH s AS (UPDATE {s}.sessions SET agent_name = %s, status = %s, phase = %s,"
+            " updated_at = %s::timestamptz, version = %s, snapshot = %s, last_hash = %s"
+            f" WHERE id = %s RETURNING id, updated_at) UPDATE {s}.session_activity act"
+            " SET updated_at = s.updated_at FROM s WHERE act.id = s.id"
+            " AND act.updated_at <> s.updated_at"
         )
         self.delete_session = f"DELETE FROM {s}.sessions WHERE id = %s RETURNING version"
+        self.delete_activity = f"DELETE FROM {s}.session_activity WHERE id = %s"
         self.delete_events = f"DELETE FROM {s}.events WHERE session_id = %s"
         self.erase_event = (
             f"UPDATE {s}.events SET data = '{{}}'::jsonb, state_delta = '{{}}'::jsonb,"
@@ -615,7 +715,7 @@ class _PgTransaction(StoreTransaction):
         if row is None:
             self._creating = session_id
             return None
-        return _session_row(*row, None, None)[0]
+        return _session_row(*row, None, None, None)[0]
 
     def load_event_rows(self, session_id: str) -> list[EventRow]:
         rows = self._send([(self._sql.all_events, (session_id,))]).fetchall()
@@ -702,10 +802,28 @@ class _PgTransaction(StoreTransaction):
         self._pending.append((sql.copy_events, (target_id, seqs, ids, hashes, source_id)))
         return str(headers[-1][7]), chained[-1][2]
 
+    def load_state(self, session_id: str) -> str:
+        row = self._send([(self._sql.load_state, (session_id,))]).fetchone()
+        return "{}" if row is None else str(row[0])
+
+    def save_state(
+        self, session_id: str, values: Mapping[str, str], removed: Sequence[str], *, replace: bool
+    ) -> None:
+        # Values are JSON text as written (a text column holds it exactly: JSON escapes NUL);
+        # keys are escaped as the other text columns are.
+        pending = self._pending
+        if replace:
+            pending.append((self._sql.delete_state, (session_id,)))
+        elif removed:
+            pending.append((self._sql.remove_state, (session_id, [_pg_text(k) for k in removed])))
+        if values:
+            keys = [_pg_text(k) for k in values]
+            pending.append((self._sql.save_state, (session_id, keys, list(values.values()))))
+
     def save_session(self, row: SessionRow, *, new: bool) -> None:
         text = (_pg_text(row.status), _pg_text(row.phase))
         agent = None if row.agent_name is None else _pg_text(row.agent_name)
-        snapshot = _pg_json(row.snapshot)
+        snapshot = row.snapshot  # JSON text (no NUL character): kept as written
         if new:
             names = (row.id, _pg_text(row.app_name), _pg_text(row.user_id), agent, *text)
             times = (row.created_at, row.updated_at, row.version, snapshot, row.last_hash, row.base)
@@ -815,6 +933,7 @@ class PostgresStore(BaseStore):
     capabilities = Capabilities(persistent=True, multi_process=True)
     _payload_is_canonical = False  # JSONB keeps values, not their text
     _copies_in_transaction = True
+    _state_apart = True
 
     def __init__(
         self,
@@ -1238,25 +1357,28 @@ class PostgresStore(BaseStore):
             if value is not None:
                 clauses.append(f"s.{column} = %s")
                 params.append(_pg_text(value))
+        # By creation sessions_by_created serves either direction; by last activity
+        # session_activity_by_updated (schema version 4: updated_at is indexed there, not
+        # on the session row, so an append updates the session row in place).
+        column, descending = session_order(where.order)
+        table = "act" if column == "updated_at" else "s"
         if where.updated_after is not None:
-            clauses.append("s.updated_at > %s::timestamptz")
+            clauses.append(f"{table}.updated_at > %s::timestamptz")
             params.append(format_timestamp(where.updated_after))
         if where.updated_before is not None:
-            clauses.append("s.updated_at < %s::timestamptz")
+            clauses.append(f"{table}.updated_at < %s::timestamptz")
             params.append(format_timestamp(where.updated_before))
-        # By last activity the sessions_by_* indexes serve either direction, by creation
-        # sessions_by_created (schema version 3).
-        column, descending = session_order(where.order)
         if after_key is not None:
             clauses.append(
-                f"(s.{column}, s.id) {'<' if descending else '>'} (%s::timestamptz, %s)"
+                f"({table}.{column}, {table}.id) {'<' if descending else '>'}"
+                " (%s::timestamptz, %s)"
             )
             params.extend(after_key)
-        sql = self._sql.session_with_scopes
+        sql = self._sql.session_by_activity if table == "act" else self._sql.session_with_scopes
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         direction = "DESC" if descending else "ASC"
-        sql += f" ORDER BY s.{column} {direction}, s.id {direction} LIMIT %s"
+        sql += f" ORDER BY {table}.{column} {direction}, {table}.id {direction} LIMIT %s"
         params.append(limit)
         def query(
             conn: psycopg.Connection[TupleRow],
@@ -1288,7 +1410,8 @@ class PostgresStore(BaseStore):
         self._check_writable()
         command = "VACUUM (FULL)" if full else "VACUUM"
         tables = ", ".join(
-            f"{self._sql.schema}.{name}" for name in ("events", "sessions", "scoped_state")
+            f"{self._sql.schema}.{name}"
+            for name in ("events", "sessions", "session_activity", "session_state", "scoped_state")
         )
         with self._connection() as conn:  # autocommit: VACUUM runs outside a transaction
             conn.execute(f"{command} {tables}")
@@ -1303,4 +1426,6 @@ class PostgresStore(BaseStore):
             if expected_version is not None and found[0] != expected_version:
                 raise ConcurrencyError(session_id, expected_version, found[0])  # rolls back
             conn.execute(self._sql.delete_events, (session_id,))
+            conn.execute(self._sql.delete_state, (session_id,))
+            conn.execute(self._sql.delete_activity, (session_id,))
             return True
