@@ -1171,7 +1171,8 @@ class PostgresStore(BaseStore):
                             f"PostgreSQL schema {self.schema!r} at {self._where} has agentledger "
                             f"schema version {version} and this agentledger reads version "
                             f"{SCHEMA_VERSION}; a read-only open does not migrate it: open it "
-                            "for writing once (any command that writes) to migrate it"
+                            "for writing once to migrate it (agentledger migrate, or any "
+                            "command that writes)"
                         )
                     for target in range(version + 1, SCHEMA_VERSION + 1):
                         for statement in MIGRATIONS[target]:

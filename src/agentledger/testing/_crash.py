@@ -329,7 +329,15 @@ class CrashRounds:
     def _check(self, store: SessionStore, ledger: _Ledger, number: int | None = None) -> int:
         """Check one ledger and the sessions created beside it; return its event count."""
         sid = ledger.session_id
-        events = store.read_events(sid)
+        # A killed writer's commit can still land after the kill (a server that received
+        # its COMMIT finishes it): read the ledger and the session again until they name
+        # the same version, so such a late commit is not taken for a stale snapshot.
+        for _ in range(20):
+            events = store.read_events(sid)
+            session = store.get_session(sid)
+            if session.version == len(events):
+                break
+            time.sleep(0.05)
         seqs = [e.seq for e in events]
         if seqs != list(range(1, len(events) + 1)):
             raise self._fail(number, ledger, f"seq is not 1..N without gaps: {seqs[-10:]}")
@@ -352,7 +360,6 @@ class CrashRounds:
                 f"{len(lost)} acknowledged appends lost or moved (turn: acknowledged seq, now "
                 f"{ {t: found.get(t) for t in sorted(lost)[:5]} })",
             )
-        session = store.get_session(sid)
         own = {k: v for k, v in session.state.items() if not k.startswith(("app:", "user:"))}
         if session.model_copy(update={"state": own}) != project(events):
             raise self._fail(number, ledger, "the snapshot differs from the projection of the ledger")
