@@ -666,6 +666,24 @@ def test_an_append_writes_only_the_state_keys_it_touches(make: StoreFactory, db_
     assert store.verify_session(sid).ok
 
 
+def test_a_damaged_state_value_is_rebuilt_on_read_reported_by_verify_and_rewritten(
+    make: StoreFactory, db_path: Path
+) -> None:
+    store = make()
+    sid = store.create_session(app_name="a", user_id="u", state={"n": 1, "m": [2]}).id
+    store.append(sid, [NewEvent(type="state_updated", state_delta={"n": 3})])
+    _execute(db_path, "UPDATE session_state SET value = '{broken' WHERE key = 'n'")
+    assert make().get_session(sid).state == {"n": 3, "m": [2]}  # rebuilt from the ledger
+    report = make().verify_session(sid)
+    assert not report.ok and report.problem is not None
+    assert report.problem.startswith("the session's stored snapshot or state cannot be read")
+    # The next write stores the whole state again, not only the key it touches.
+    make().append(sid, [NewEvent(type="state_updated", state_delta={"k": 0})])
+    assert make().verify_session(sid).ok
+    stored = dict(_execute(db_path, "SELECT key, value FROM session_state WHERE session_id = ?", (sid,)))
+    assert stored == {"n": "3", "m": "[2]", "k": "0"}
+
+
 def test_state_operations_and_rewinds_keep_each_value_s_json_type(make: StoreFactory) -> None:
     """A state operation or a rewind that changes a value to an equal one of another JSON
     type (1, 1.0 and true are equal in Python) stores the new value: the key is rewritten."""

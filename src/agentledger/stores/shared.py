@@ -2902,9 +2902,15 @@ class BaseStore(SessionStore, ABC):
             return bad(late[0], "an erased event comes after the projection base", len(rows))
         try:
             projected = self._project_from(committed, base)
-            stored = self._stored_session(snapshot)
         except (ValueError, CorruptedSessionError) as exc:
             return bad(None, f"the session cannot be rebuilt from its ledger: {exc}", len(rows))
+        try:
+            stored = self._stored_session(snapshot)
+        except (ValueError, RecursionError) as exc:
+            # Reads rebuild such a session from its ledger; its next write stores it anew.
+            return bad(
+                None, f"the session's stored snapshot or state cannot be read: {exc}", len(rows)
+            )
         if stored.model_dump() != projected.model_dump():
             return bad(None, "the session's snapshot does not match its ledger", len(rows))
         last_hash = rows[-1].hash if rows else ""
