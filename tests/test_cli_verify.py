@@ -103,5 +103,17 @@ def test_verify_usage_and_unknown_sessions(url: str, store: SessionStore) -> Non
         assert result.stderr.startswith(message)
     result = run(url, "verify", "nope")
     assert result.exit_code == 1
-    assert "FAIL nope  session not found" in result.stdout or "FAIL nope" in result.stdout
+    assert result.stdout.splitlines() == [
+        "MISSING nope  no session with id 'nope'",
+        "0 sessions verified: 1 not found",
+    ]
     assert "Traceback" not in result.output
+    # A missing id is not counted as damaged beside a session that verifies.
+    sid = store.create_session(app_name="demo", user_id="ada").id
+    result = run(url, "verify", "nope", sid, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["missing"] == ["nope"]
+    assert [s["ok"] for s in report["sessions"]] == [False, True]
+    result = run(url, "verify", sid, "nope")
+    assert result.stdout.splitlines()[-1] == "1 session verified: all intact, 1 not found"
