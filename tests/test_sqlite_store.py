@@ -684,35 +684,6 @@ def test_a_damaged_state_value_is_rebuilt_on_read_reported_by_verify_and_rewritt
     assert stored == {"n": "3", "m": "[2]", "k": "0"}
 
 
-def test_state_operations_and_rewinds_keep_each_value_s_json_type(make: StoreFactory) -> None:
-    """A state operation or a rewind that changes a value to an equal one of another JSON
-    type (1, 1.0 and true are equal in Python) stores the new value: the key is rewritten."""
-    store = make()
-    sid = store.create_session(app_name="a", user_id="u", state={"x": 1, "y": [1], "z": 0}).id
-    store.append(
-        sid,
-        [
-            NewEvent(
-                type="state_updated",
-                state_ops=[
-                    {"op": "replace", "path": "/x", "value": True},
-                    {"op": "replace", "path": "/y/0", "value": 1.0},
-                ],
-                invocation_id="i-1",
-            )
-        ],
-    )
-    reopened = make()
-    state = reopened.get_session(sid).state
-    assert state == {"x": True, "y": [1.0], "z": 0}
-    assert type(state["x"]) is bool and type(state["y"][0]) is float
-    store.append(sid, [NewEvent(type="state_updated", state_delta={"z": False}, invocation_id="i-2")])
-    store.rewind(sid, before_invocation="i-2")
-    state = make().get_session(sid).state
-    assert type(state["z"]) is int and type(state["x"]) is bool
-    assert store.verify_session(sid).ok
-
-
 def test_the_event_format_and_removals_are_columns_the_chain_covers(
     make: StoreFactory, db_path: Path
 ) -> None:

@@ -17,7 +17,7 @@ from agentledger.core.events import NewEvent
 from agentledger.core.projection import project
 from agentledger.errors import InvalidEventError, StateOperationError
 from agentledger.stores.base import SessionStore
-from agentledger.testing._base import ConformanceBase, msg
+from agentledger.testing._base import ConformanceBase, StoreFactory, msg
 from agentledger.testing._processes import open_in_child, run_processes
 
 __all__ = ["StateOpsConformance", "add_ops_worker"]
@@ -214,3 +214,34 @@ class StateOpsConformance(ConformanceBase):
         big = store.get_session(session.id).state["user:big"]
         assert len(big) == 1201 and big[-1] == "last"
         assert sum(len(i) for i in big) > store.max_event_bytes
+
+    def test_operations_and_rewinds_keep_each_value_s_json_type(
+        self, make_store: StoreFactory
+    ) -> None:
+        """A state operation or a rewind that changes a value to an equal one of another
+        JSON type (1, 1.0 and true are equal in Python, not in JSON) stores the new value,
+        and a store opened afresh reads it back with its type."""
+        store = make_store()
+
+        def fresh_state(session_id: str) -> dict[str, Any]:
+            reader = make_store() if store.capabilities.persistent else store
+            return reader.get_session(session_id).state
+
+        sid = store.create_session(
+            app_name=self.unique("app"), user_id="ada", state={"x": 1, "y": [1], "z": 0}
+        ).id
+        ops = [
+            {"op": "replace", "path": "/x", "value": True},
+            {"op": "replace", "path": "/y/0", "value": 1.0},
+        ]
+        store.append(sid, [NewEvent(type="state_updated", state_ops=ops, invocation_id="i-1")])
+        state = fresh_state(sid)
+        assert state == {"x": True, "y": [1.0], "z": 0}
+        assert type(state["x"]) is bool and type(state["y"][0]) is float
+        store.append(
+            sid, [NewEvent(type="state_updated", state_delta={"z": False}, invocation_id="i-2")]
+        )
+        store.rewind(sid, before_invocation="i-2")
+        state = fresh_state(sid)
+        assert type(state["z"]) is int and type(state["x"]) is bool
+        assert store.verify_session(sid).ok
