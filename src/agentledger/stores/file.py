@@ -188,6 +188,7 @@ from agentledger.stores.shared import (
     LedgerBase,
     SessionRow,
     StoreTransaction,
+    compact_json,
     folder_mode,
     format_timestamp,
     make_folders,
@@ -230,7 +231,7 @@ MIGRATIONS: dict[int, Callable[[Path], None]] = {}
 """`MIGRATIONS[n](root)` upgrades a store folder from schema version n - 1 to n (filled in
 below, once the functions they call are defined)."""
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_dumps = compact_json
 _V1_EVENT_KEYS = frozenset(
     (
         "seq",

@@ -79,6 +79,7 @@ __all__ = [
     "LedgerBase",
     "NO_BASE",
     "check_erase_args",
+    "compact_json",
     "check_scope",
     "check_seq_argument",
     "copy_refused",
@@ -334,7 +335,11 @@ def _chain_holds(rows: Sequence[EventRow | Sequence[Any]], previous: str | None)
 
 _ABSENT = object()  # a key not in a mapping (`dict.get` default)
 _NO_STATE = {"state"}  # a snapshot's fields without its state (kept apart by some stores)
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+compact_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""`compact_json(value) -> str`: a JSON value as compact text (RFC 8259), keys in their
+order, non-ASCII kept; raises `ValueError` on NaN or an infinity and `TypeError` on a value
+JSON cannot hold. The form stores write snapshots, state values and shared state in."""
+_dumps = compact_json
 """Compact JSON text; raises ValueError (NaN, infinity, cycles) or TypeError (not JSON)."""
 
 MAX_SEQ = 2**63 - 1
@@ -1074,9 +1079,9 @@ class _SnapshotCache:
     and the very snapshot text the entry was written with: any other write (another store
     object, another process, a delete and a re-create), a commit that failed after the
     entry was made, and a snapshot changed or damaged in the store all miss, and the stored
-    snapshot is parsed (or rebuilt) as before. A store that keeps snapshots in another form
-    than the text it wrote (PostgreSQL's JSONB) always misses. Holds the `size` sessions
-    appended to last.
+    snapshot is parsed (or rebuilt) as before. A store that kept snapshots in another form
+    than the text it wrote would always miss (every built-in store reads back its text).
+    Holds the `size` sessions appended to last.
     """
 
     __slots__ = ("_entries", "_lock", "size")

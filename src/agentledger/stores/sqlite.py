@@ -92,6 +92,7 @@ from agentledger.stores.shared import (
     EventRow,
     SessionRow,
     StoreTransaction,
+    compact_json,
     copy_refused,
     format_timestamp,
     fsync_folder,
@@ -159,14 +160,12 @@ def _state_keys_apart(conn: sqlite3.Connection) -> None:
         state = value.pop("state")
         conn.executemany(
             "INSERT INTO session_state (session_id, key, value) VALUES (?, ?, ?)",
-            [(session_id, key, _STATE_JSON(item)) for key, item in state.items()],
+            [(session_id, key, compact_json(item)) for key, item in state.items()],
         )
         conn.execute(
-            "UPDATE sessions SET snapshot = ? WHERE id = ?", (_STATE_JSON(value), session_id)
+            "UPDATE sessions SET snapshot = ? WHERE id = ?", (compact_json(value), session_id)
         )
 
-
-_STATE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 Migration = str | Callable[[sqlite3.Connection], None]
 """A migration step: an SQL statement, or a function run on the connection (in the
@@ -293,6 +292,7 @@ _STATE_OBJECT = (
     "coalesce((SELECT '{' || group_concat(json_quote(key) || ':' || value, ',') || '}'"
     " FROM session_state WHERE session_id = {id}), '{}')"
 )
+_LOAD_STATE = "SELECT " + _STATE_OBJECT.replace("{id}", "?")
 _SESSION_SELECT = (
     "SELECT s.id, s.app_name, s.user_id, s.agent_name, s.status, s.phase, s.created_at,"
     " s.updated_at, s.version, s.snapshot, s.last_hash, s.base, "
@@ -444,9 +444,7 @@ class _SqliteTransaction(StoreTransaction):
         return str(headers[-1][7]), chained[-1][2]
 
     def load_state(self, session_id: str) -> str:
-        (state,) = self._conn.execute(
-            "SELECT " + _STATE_OBJECT.replace("{id}", "?"), (session_id,)
-        ).fetchone()
+        (state,) = self._conn.execute(_LOAD_STATE, (session_id,)).fetchone()
         return str(state)
 
     def save_state(
