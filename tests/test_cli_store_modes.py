@@ -161,9 +161,9 @@ def test_a_read_only_database_can_be_listed(tmp_path: Path) -> None:
         db.chmod(0o644)
 
 
-def test_a_read_does_not_migrate_an_older_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _older_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str, int]:
+    """A SQLite file with session "s1", older than this library once `MIGRATIONS` gains a
+    version (patched here): its path, URL and the library's schema version."""
     db = tmp_path / "x.db"
     url = f"sqlite:///{db}"
     with open_store(url) as store:
@@ -171,32 +171,33 @@ def test_a_read_does_not_migrate_an_older_store(
     newer = [*sqlite_module.MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
     monkeypatch.setattr(sqlite_module, "MIGRATIONS", newer)
     monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(newer) - 1)
+    return db, url, len(newer) - 1
+
+
+def test_a_read_does_not_migrate_an_older_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, url, version = _older_store(tmp_path, monkeypatch)
     before = db.read_bytes()
     one_error_line(run(url, "sessions", "list"), "does not migrate", "command that writes")
     assert db.read_bytes() == before
     assert run(url, "sessions", "update", "s1", "--phase", "planning").exit_code == 0
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (version,)
 
 
 def test_migrate_migrates_an_older_store_once_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "x.db"
-    url = f"sqlite:///{db}"
-    with open_store(url) as store:
-        store.create_session(app_name="demo", user_id="ada", session_id="s1")
-    newer = [*sqlite_module.MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", newer)
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(newer) - 1)
+    db, url, version = _older_store(tmp_path, monkeypatch)
     result = run(url, "migrate")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"Migrated {url} to schema version {len(newer) - 1}."
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (len(newer) - 1,)
+    assert result.stdout.strip() == f"Migrated {url} to schema version {version}."
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone() == (version,)
     again = run(url, "migrate", "--json")
     assert json.loads(again.stdout) == {
         "store": url,
         "migrated": False,
-        "schema_version": len(newer) - 1,
+        "schema_version": version,
     }
     assert run(url, "sessions", "list", "--json").exit_code == 0
 
