@@ -191,7 +191,10 @@ class _PgPair(Pair):
 
     def sizes(self) -> tuple[int, int]:
         s = Identifier(self.ours.schema).as_string(None)
-        ours = [f"{s}.sessions", f"{s}.events", f"{s}.session_state", f"{s}.scoped_state"]
+        ours = [
+            f"{s}.{table}"
+            for table in ("sessions", "session_activity", "events", "session_state", "scoped_state")
+        ]
         tables = self.raw.tables
         self.close()
         return relation_bytes(self.conninfo, ours), relation_bytes(self.conninfo, tables)
@@ -207,9 +210,10 @@ class PostgresBackend(Backend):
         "Appends at synchronous_commit on and off (both sides); loads, creates, list and bytes",
         "at off. Raw state load folds every state_delta row (no snapshot); ours reads the",
         "session's snapshot row and state rows. Bytes: pg_total_relation_size after VACUUM",
-        "(ours: sessions, events, session_state, scoped_state; raw: sessions, events). Ours",
-        "keeps indexes raw does not (events by type, position, key, time; sessions by",
-        "app/user, status, creation), and none on sessions.updated_at (raw has one).",
+        "(ours: sessions, session_activity, events, session_state, scoped_state; raw:",
+        "sessions, events). Ours keeps indexes raw does not (events by type, position, key,",
+        "time; sessions by app/user, status, creation); last activity is indexed on",
+        "session_activity, not on the session row (raw indexes sessions.updated_at).",
     )
 
     def __init__(self, url: str) -> None:
